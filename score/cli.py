@@ -1,0 +1,127 @@
+"""`score`: run co-evolution campaigns, rerun one stage of one round, prepare the embedded defaults.
+
+The library (score/) has no Prefect in it; the commands that run rounds import the Prefect layer
+(flows/) only when they run, after checking the config, the store and the data, so that bad input fails
+in a second with one line instead of after a server start.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+err = Console(stderr=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: configs/default.yaml if present, else built-in defaults)")
+SetOpt = typer.Option([], "--set", "-s", help="override a config key, e.g. --set generate.samples_per_query=6 (repeatable)")
+
+
+def _load(config: Optional[Path], overrides: list[str]):
+    from score.config import load_config
+    from score.workspace import Workspace
+
+    if config is None and Path("configs/default.yaml").exists():
+        config = Path("configs/default.yaml")
+    cfg = load_config(config, overrides)
+    ws = Workspace(cfg)
+    ws.preflight()
+    return cfg, ws
+
+
+def _fail(e: BaseException) -> None:
+    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from score.artifacts import ArtifactError, StoreError
+    from score.config import ConfigError
+    from score.queries import QueryFileError
+    from score.runner import UnknownStage
+
+    return (ConfigError, QueryFileError, StoreError, ArtifactError, UnknownStage, FileNotFoundError)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("score").setLevel(logging.INFO)
+
+
+@app.command()
+def run(
+    config: Optional[Path] = ConfigOpt,
+    set_: list[str] = SetOpt,
+    rounds: Optional[int] = typer.Option(None, help="rounds to run (default: campaign.rounds)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="show INFO logs of every library"),
+) -> None:
+    """Run a co-evolution campaign: every round's stages in order; finished stages are skipped."""
+    _logging(verbose)
+    try:
+        cfg, ws = _load(config, set_)
+        from flows.env import reap_orphaned_servers
+        from flows.round import campaign_flow
+
+        reap_orphaned_servers()
+        t0 = time.perf_counter()
+        campaign_flow(cfg.model_dump(mode="json"), rounds)
+        err.print(f"campaign {cfg.run}: {rounds or cfg.campaign.rounds} round(s) done in {time.perf_counter() - t0:.0f} s; artifacts in {ws.store.display(cfg.run)}")
+    except _user_errors() as e:
+        _fail(e)
+
+
+@app.command()
+def stage(
+    name: str = typer.Argument(..., help="generate-reports | self-evaluate | harness-evolve | train (those that exist)"),
+    round_idx: int = typer.Option(..., "--round", "-r", help="round number (0-based)"),
+    force: bool = typer.Option(False, help="redo the stage even if its manifest matches"),
+    config: Optional[Path] = ConfigOpt,
+    set_: list[str] = SetOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run one stage of one round (a `score-round` flow run with only that task); its inputs must be done."""
+    _logging(verbose)
+    try:
+        from score.runner import STAGE_NAMES, UnknownStage
+
+        if name not in STAGE_NAMES:
+            raise UnknownStage(f"unknown stage {name!r}; stages are: {', '.join(STAGE_NAMES)}")
+        if round_idx < 0:
+            raise typer.BadParameter("--round must be >= 0")
+        cfg, ws = _load(config, set_)
+        from flows.env import reap_orphaned_servers
+        from flows.round import round_flow
+
+        reap_orphaned_servers()
+        folders = round_flow(cfg.model_dump(mode="json"), round_idx, stage=name, force=force)
+        err.print(f"{name} round {round_idx}: {folders[name]}")
+    except _user_errors() as e:
+        _fail(e)
+
+
+@app.command()
+def setup(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt) -> None:
+    """Prepare what a run needs once: convert the embedded model, build the corpus and its search index."""
+    _logging(True)
+    try:
+        cfg, ws = _load(config, set_)
+        from score.models import resolve_model_path
+
+        err.print(f"model: {resolve_model_path(cfg.model)}")
+        err.print(f"search: {ws.search.fingerprint}")
+    except _user_errors() as e:
+        _fail(e)
+
+
+def main() -> None:  # console script entry point
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

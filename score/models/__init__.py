@@ -1,0 +1,29 @@
+"""Model backends behind one interface (`score.models.base.Backend`); `load_backend` picks one from config."""
+
+from __future__ import annotations
+
+from score.config import ModelConfig
+from score.models.base import Backend, Message, Sample, SamplingParams
+from score.models.embedded import EMBEDDED_NAME, ensure_embedded_model
+
+__all__ = ["Backend", "Message", "Sample", "SamplingParams", "load_backend", "resolve_model_path"]
+
+
+def resolve_model_path(cfg: ModelConfig) -> str:
+    """The local folder holding the base model's weights (the embedded model is converted on first use)."""
+    return str(ensure_embedded_model()) if cfg.path == EMBEDDED_NAME else cfg.path
+
+
+def load_backend(cfg: ModelConfig, adapter: str | None = None) -> Backend:
+    """Build the configured engine on the base model, with a LoRA `adapter` folder on top when given."""
+    if cfg.backend == "transformers":
+        from score.models.transformers_backend import TransformersBackend
+
+        return TransformersBackend(
+            resolve_model_path(cfg), adapter=adapter, dtype=cfg.dtype, device=cfg.device,
+            batch_size=cfg.batch_size, threads=cfg.threads,
+        )
+    raise NotImplementedError(
+        f"model.backend {cfg.backend!r} is configured but its engine is not built yet (tracked in the vLLM issue); "
+        f"use model.backend: transformers"
+    )

@@ -1,0 +1,195 @@
+"""The `transformers` backend: CPU and GPU, left-padded batches, our own sampling loop.
+
+Why a loop of our own instead of `generate()`: we need the temperature-1 log-prob of every sampled token
+(the trainer's importance ratios), per-row stop strings, and rows that finish early leave the batch
+(their KV-cache rows are dropped), which `generate()` does not do and which matters when report
+lengths vary. Prompts are sorted by length before batching so padding stays small.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from score.models.base import Message, Sample, SamplingParams, Usage
+
+log = logging.getLogger(__name__)
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        adapter: str | None = None,
+        dtype: str = "float32",
+        device: str = "cpu",
+        batch_size: int = 16,
+        threads: int | None = None,
+        score_batch_size: int = 8,
+    ):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.score_batch_size = score_batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(self.device)
+        self.checkpoint = "base"
+        if adapter:
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, adapter)
+            self.checkpoint = adapter
+        self.model.eval()
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
+        eos = eos if eos is not None else self.tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.usage = Usage()
+
+    # ---- text <-> tokens -------------------------------------------------------------------------------
+    def render(self, messages: Sequence[Message], continue_final: bool = False) -> str:
+        chat = [{"role": m.role, "content": m.content} for m in messages]
+        return self.tokenizer.apply_chat_template(
+            chat, tokenize=False, add_generation_prompt=not continue_final, continue_final_message=continue_final
+        )
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode([i for i in ids if i not in self.eos_ids], skip_special_tokens=False)
+
+    def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)  # (B, T)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, T)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # ---- sampling --------------------------------------------------------------------------------------
+    def sample(self, prompts: Sequence[str], params: SamplingParams, desc: str = "") -> list[list[Sample]]:
+        encoded = [self.tokenize(p) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch
+        per_batch = max(1, self.batch_size // params.n)  # whole prompts per batch: their n samples share one prefill
+        out: list[list[Sample]] = [[] for _ in prompts]
+        generator = torch.Generator(device="cpu").manual_seed(params.seed)
+        t0 = time.perf_counter()
+        with tqdm(total=len(prompts) * params.n, desc=desc or "sampling", unit="seq", leave=False, disable=not desc) as bar:
+            for start in range(0, len(order), per_batch):
+                chunk = order[start : start + per_batch]
+                samples = self._sample_batch([encoded[i] for i in chunk], params, generator)
+                for k, i in enumerate(chunk):
+                    out[i] = samples[k * params.n : (k + 1) * params.n]
+                bar.update(len(chunk) * params.n)
+        self.usage.seconds += time.perf_counter() - t0
+        self.usage.calls += 1
+        self.usage.prompt_tokens += sum(len(e) for e in encoded) * params.n
+        self.usage.completion_tokens += sum(len(s.token_ids) for row in out for s in row)
+        return out
+
+    @torch.inference_mode()
+    def _sample_batch(self, rows: list[list[int]], params: SamplingParams, generator: torch.Generator) -> list[Sample]:
+        """Sample `params.n` continuations of each of `rows` (U prompts): returns U*n samples, prompt-major."""
+        from transformers import DynamicCache
+
+        ids, mask = self._left_pad(rows)  # (U, T)
+        cache = DynamicCache()
+        logits = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            past_key_values=cache, use_cache=True, logits_to_keep=1,  # never the (U, T, V) logits of the prompt
+        ).logits[:, -1, :]  # (U, V)
+        if params.n > 1:  # the n samples of a prompt share its prefill: copy the cache rows, not the compute
+            cache.batch_repeat_interleave(params.n)
+            logits, mask = logits.repeat_interleave(params.n, 0), mask.repeat_interleave(params.n, 0)  # (B=U*n, .)
+            rows = [r for r in rows for _ in range(params.n)]
+        step_pos = mask.sum(-1, keepdim=True) - 1  # (B, 1) position of the last prompt token
+        alive = list(range(len(rows)))  # batch row -> original row, shrinks as rows finish
+        tokens: list[list[int]] = [[] for _ in rows]
+        logps: list[list[float]] = [[] for _ in rows]
+        reasons: list[str] = ["length"] * len(rows)
+        stop_window = max((len(self.tokenize(s)) for s in params.stop), default=0) + 2
+        for step in range(params.max_tokens):
+            if step > 0:
+                logits = self.model(
+                    input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+                    past_key_values=cache, use_cache=True, logits_to_keep=1,
+                ).logits[:, -1, :]  # (B, V)
+            logits = logits.float()
+            logprobs = torch.log_softmax(logits, dim=-1)  # (B, V) temperature-1 log-probs, what the trainer sees
+            nxt = self._pick(logits, params, generator)  # (B,)
+            picked = logprobs.gather(1, nxt[:, None]).squeeze(1)  # (B,)
+            keep = []
+            for b, row in enumerate(alive):
+                tok = int(nxt[b])
+                tokens[row].append(tok)
+                logps[row].append(float(picked[b]))
+                if tok in self.eos_ids:
+                    reasons[row] = "stop"
+                elif params.stop and any(s in self.decode(tokens[row][-stop_window:]) for s in params.stop):
+                    reasons[row] = "stop"
+                else:
+                    keep.append(b)
+            if not keep:
+                break
+            if len(keep) < len(alive):  # finished rows leave the batch: drop their cache rows
+                idx = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(idx)
+                mask, nxt, step_pos = mask[idx], nxt[idx], step_pos[idx]
+                alive = [alive[b] for b in keep]
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)  # (B, T+1)
+            step_ids = nxt[:, None]  # (B, 1)
+            step_pos = step_pos + 1  # (B, 1)
+        return [self._finish(rows[r], tokens[r], logps[r], reasons[r], params.stop) for r in range(len(rows))]
+
+    def _pick(self, logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> torch.Tensor:
+        if params.temperature <= 0:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits / params.temperature, dim=-1)  # (B, V)
+        if params.top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            drop = sorted_p.cumsum(-1) - sorted_p > params.top_p  # keep the smallest prefix reaching top_p
+            sorted_p = sorted_p.masked_fill(drop, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
+
+    def _finish(self, prompt: list[int], toks: list[int], logps: list[float], reason: str, stop: tuple[str, ...]) -> Sample:
+        text = self.decode(toks)
+        if reason == "stop" and stop:
+            ends = [text.find(s) + len(s) for s in stop if s in text]
+            if ends:
+                text = text[: min(ends)]
+        return Sample(text=text, token_ids=toks, logprobs=logps, finish_reason=reason, prompt_tokens=len(prompt))  # type: ignore[arg-type]
+
+    # ---- scoring ---------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def score(self, prompts: Sequence[str], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
+        out: list[list[float]] = []
+        for start in range(0, len(prompts), self.score_batch_size):
+            ps, cs = prompts[start : start + self.score_batch_size], continuations[start : start + self.score_batch_size]
+            rows = [self.tokenize(p) + list(c) for p, c in zip(ps, cs)]
+            ids, mask = self._left_pad(rows)
+            keep = max(len(c) for c in cs) + 1
+            logits = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=keep
+            ).logits.float()  # (B, L+1, V): only the continuation's positions, never the whole (B, T, V)
+            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)  # (B, L, V) position t predicts token t+1
+            for b, c in enumerate(cs):
+                if not c:
+                    out.append([])
+                    continue
+                target = torch.tensor(list(c), device=self.device)  # (l,)
+                lp = logprobs[b, logprobs.shape[1] - len(c) :].gather(1, target[:, None]).squeeze(1)  # (l,)
+                out.append(lp.tolist())
+        return out

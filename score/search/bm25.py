@@ -1,0 +1,64 @@
+"""BM25 (bm25s) over a Parquet corpus; the index is built once per corpus content and cached on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import bm25s
+
+from score.search.base import Passage
+from score.search.corpus import read_corpus
+
+log = logging.getLogger(__name__)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class BM25Search:
+    def __init__(self, corpus: Path, cache: Path):
+        table = read_corpus(corpus)
+        self.fingerprint = "bm25:" + file_sha256(Path(corpus))[:16]
+        self.ids = table.column("id").to_pylist()
+        self.titles = table.column("title").to_pylist()
+        self.texts = table.column("text").to_pylist()
+        self.sources = table.column("source").to_pylist()
+        index_dir = cache / "bm25" / self.fingerprint.split(":")[1]
+        if (index_dir / "params.index.json").exists():
+            self.retriever = bm25s.BM25.load(str(index_dir))
+        else:
+            log.info("building the BM25 index over %d passages (once)", len(self.ids))
+            docs = [f"{t}\n{x}" for t, x in zip(self.titles, self.texts)]
+            self.retriever = bm25s.BM25()
+            self.retriever.index(bm25s.tokenize(docs, stopwords="en", show_progress=False), show_progress=False)
+            tmp = index_dir.with_name(index_dir.name + ".tmp")
+            self.retriever.save(str(tmp))
+            tmp.rename(index_dir)
+
+    def search(self, query: str, k: int) -> list[Passage]:
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
+        if not queries:
+            return []
+        k = min(k, len(self.ids))
+        tokens = bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
+        docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)  # (Q, k) each
+        out = []
+        for row_docs, row_scores in zip(docs, scores):
+            out.append(
+                [
+                    Passage(self.ids[d], self.titles[d], self.texts[d], self.sources[d], float(s))
+                    for d, s in zip(row_docs, row_scores)
+                    if s > 0  # a zero score shares no term with the query: not a hit
+                ]
+            )
+        return out

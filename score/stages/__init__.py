@@ -1,0 +1,1 @@
+"""The stages of a round, each `read -> compute -> write`; `score.runner` runs them behind manifests."""

@@ -1,0 +1,59 @@
+"""What the stages of one process share: the config, the store, and lazily built search and model backends.
+
+Building a backend or an index is the slow part of a stage; a campaign that runs several stages in one
+process builds each once. Nothing here is global: a Workspace is made from a config and passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cached_property
+from pathlib import Path
+
+from score.artifacts import Store
+from score.config import RunConfig
+from score.models import Backend, load_backend
+from score.models.embedded import cache_root
+from score.queries import Query, load_queries, queries_path
+from score.search.base import SearchBackend
+
+
+class Workspace:
+    def __init__(self, cfg: RunConfig, cache: Path | None = None):
+        self.cfg = cfg
+        self.store = Store(cfg.store)
+        self.cache = cache or cache_root()
+        self._backends: dict[str | None, Backend] = {}
+
+    @cached_property
+    def queries(self) -> list[Query]:
+        return load_queries(self.cfg.data)
+
+    @cached_property
+    def queries_fingerprint(self) -> str:
+        return hashlib.sha256(queries_path(self.cfg.data).read_bytes()).hexdigest()[:16]
+
+    @cached_property
+    def search(self) -> SearchBackend:
+        from score.search.bm25 import BM25Search
+        from score.search.corpus import ensure_wiki_corpus
+
+        corpus = ensure_wiki_corpus(self.cache) if self.cfg.search.corpus == "wiki" else Path(self.cfg.search.corpus)
+        return BM25Search(corpus, self.cache)
+
+    def backend(self, adapter: str | None = None) -> Backend:
+        """The policy model: the base weights, or the base with a trained LoRA adapter folder."""
+        if adapter not in self._backends:
+            self._backends.clear()  # one policy in memory at a time
+            self._backends[adapter] = load_backend(self.cfg.model, adapter)
+        return self._backends[adapter]
+
+    def preflight(self) -> None:
+        """Check store, queries and corpus before any work starts; each failure names the fix."""
+        self.store.check()
+        _ = self.queries
+        corpus = self.cfg.search.corpus
+        if corpus != "wiki" and not Path(corpus).exists():
+            raise FileNotFoundError(
+                f"corpus {corpus} does not exist; set search.corpus to a Parquet file (id, title, text, source) or to 'wiki'"
+            )
