@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 from score.artifacts import Store
 from score.config import RunConfig
@@ -19,10 +20,16 @@ from score.search.base import SearchBackend
 
 
 class Workspace:
-    def __init__(self, cfg: RunConfig, cache: Path | None = None):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        cache: Path | None = None,
+        make_backend: Callable[..., Backend] = load_backend,  # tests pass a toy backend here
+    ):
         self.cfg = cfg
         self.store = Store(cfg.store)
         self.cache = cache or cache_root()
+        self._make_backend = make_backend
         self._backends: dict[str | None, Backend] = {}
 
     @cached_property
@@ -45,7 +52,7 @@ class Workspace:
         """The policy model: the base weights, or the base with a trained LoRA adapter folder."""
         if adapter not in self._backends:
             self._backends.clear()  # one policy in memory at a time
-            self._backends[adapter] = load_backend(self.cfg.model, adapter)
+            self._backends[adapter] = self._make_backend(self.cfg.model, adapter)
         return self._backends[adapter]
 
     def preflight(self) -> None:

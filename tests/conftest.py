@@ -1,0 +1,95 @@
+"""Shared fixtures: a private PREFECT_HOME, toy objects, and the real embedded model (loaded once)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+# Prefect reads its settings at import: give the whole test session its own home before anything imports it.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="score-test-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+from score.config import RunConfig, load_config  # noqa: E402
+from score.models.base import Message, Sample, SamplingParams, Usage  # noqa: E402
+from score.search.corpus import CORPUS_SCHEMA  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class ToyBackend:
+    """A deterministic stand-in for a model: plans list three searches, reports cite source [1]."""
+
+    name = "toy"
+    checkpoint = "base"
+
+    def __init__(self, *_, **__):
+        self.usage = Usage()
+
+    def render(self, messages, continue_final=False) -> str:
+        return "\n".join(f"<{m.role}>{m.content}" for m in messages) + "\n<assistant>"
+
+    def tokenize(self, text: str) -> list[int]:
+        return [ord(c) % 997 for c in text]
+
+    def sample(self, prompts, params: SamplingParams, desc=""):
+        out = []
+        for p in prompts:
+            if "search queries" in p:
+                text = "1. solar power\n2. wind turbine\n3. battery storage"
+            else:
+                text = "# Report\n\n## Findings\nSolar power grows [1]. Wind too [2]."
+            ids = self.tokenize(text)[: params.max_tokens]
+            reason = "stop" if len(ids) < params.max_tokens else "length"
+            out.append([Sample(text, ids, [-1.0] * len(ids), reason, len(self.tokenize(p))) for _ in range(params.n)])
+            self.usage.completion_tokens += len(ids) * params.n
+        return out
+
+    def score(self, prompts, continuations):
+        return [[-1.0] * len(c) for c in continuations]
+
+
+@pytest.fixture
+def toy_corpus(tmp_path: Path) -> Path:
+    rows = [
+        ("p1", "Solar power", "Solar power converts sunlight into electricity with photovoltaic panels.", "https://x/solar"),
+        ("p2", "Wind turbine", "A wind turbine turns wind energy into electrical energy.", "https://x/wind"),
+        ("p3", "Battery storage", "Battery storage keeps electricity for later use on the grid.", "https://x/battery"),
+        ("p4", "Opera", "Opera is a form of theatre in which music is a fundamental component.", "https://x/opera"),
+    ]
+    table = pa.Table.from_pylist([dict(zip(CORPUS_SCHEMA.names, r)) for r in rows], schema=CORPUS_SCHEMA)
+    path = tmp_path / "corpus.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, path)
+    return path
+
+
+@pytest.fixture
+def toy_config(tmp_path: Path, toy_corpus: Path) -> RunConfig:
+    return load_config(
+        ROOT / "configs" / "ci.yaml",
+        [f"store.root={tmp_path / 'store'}", f"search.corpus={toy_corpus}", "run=toy"],
+    )
+
+
+@pytest.fixture
+def toy_workspace(toy_config: RunConfig, tmp_path: Path):
+    from score.workspace import Workspace
+
+    return Workspace(toy_config, cache=tmp_path / "cache", make_backend=ToyBackend)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """The real embedded model (SmolLM2-135M-Instruct), converted once into the user cache."""
+    from score.config import ModelConfig
+    from score.models import load_backend
+
+    return load_backend(ModelConfig(batch_size=8))

@@ -1,0 +1,62 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from score.artifacts import MANIFEST, REPORTS_SCHEMA, ArtifactError, Store, StoreError
+from score.config import StoreConfig
+
+
+def toy_reports(n: int = 2) -> pa.Table:
+    row = {
+        "round": 0, "query_id": "q0", "query": "q?", "sample_idx": 0, "trajectory_id": "t", "plan": ["a"],
+        "plan_fallback": False, "searches": [{"query": "a", "passage_ids": ["p1"], "scores": [1.0]}],
+        "sources": [{"n": 1, "passage_id": "p1", "title": "T", "url": "u", "text": "x"}], "report": "r [1]",
+        "cited": [1], "finish_reason": "stop",
+        "spans": [{"name": "report", "prompt": "p", "text": "r", "token_ids": [1, 2], "logprobs": [-0.1, -0.2], "finish_reason": "stop"}],
+        "prompt_tokens": 3, "completion_tokens": 2, "checkpoint": "base", "seed": 1,
+    }
+    return pa.Table.from_pylist([{**row, "sample_idx": i} for i in range(n)], schema=REPORTS_SCHEMA)
+
+
+def test_round_trip_behind_a_manifest(tmp_path):
+    store = Store(StoreConfig(root=str(tmp_path)))
+    info = store.write_table("run/round-0000/generate", "reports.parquet", toy_reports(3))
+    with pytest.raises(ArtifactError, match="not finished"):  # no manifest yet: invisible
+        store.read_table("run/round-0000/generate", "reports.parquet")
+    store.write_manifest("run/round-0000/generate", {"files": {"reports.parquet": vars(info)}})
+    table = store.read_table("run/round-0000/generate", "reports.parquet")
+    assert table.num_rows == 3 and info.rows == 3 and len(info.sha256) == 64
+    leftovers = [p.name for p in (tmp_path / "run/round-0000/generate").iterdir() if p.name.startswith(".tmp")]
+    assert leftovers == []
+
+
+def test_reader_names_file_and_column_on_schema_mismatch(tmp_path):
+    store = Store(StoreConfig(root=str(tmp_path)))
+    folder = tmp_path / "run/round-0000/generate"
+    folder.mkdir(parents=True)
+    pq.write_table(toy_reports().drop_columns(["cited"]), folder / "reports.parquet")
+    (folder / MANIFEST).write_text(json.dumps({"files": {"reports.parquet": {}}}))
+    with pytest.raises(ArtifactError, match=r"reports.parquet: column 'cited' is missing"):
+        store.read_table("run/round-0000/generate", "reports.parquet")
+    pq.write_table(toy_reports().set_column(0, "round", pa.array(["0", "0"])), folder / "reports.parquet")
+    with pytest.raises(ArtifactError, match=r"column 'round' has type string"):
+        store.read_table("run/round-0000/generate", "reports.parquet")
+
+
+def test_clear_removes_manifest_and_files(tmp_path):
+    store = Store(StoreConfig(root=str(tmp_path)))
+    info = store.write_table("r/round-0000/generate", "reports.parquet", toy_reports())
+    store.write_manifest("r/round-0000/generate", {"files": {"reports.parquet": vars(info)}})
+    store.clear("r/round-0000/generate")
+    assert store.read_manifest("r/round-0000/generate") is None
+    assert not (tmp_path / "r/round-0000/generate").exists()
+
+
+def test_unreachable_s3_endpoint_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    store = Store(StoreConfig(root="s3://bucket/prefix", storage_options={"endpoint_url": "http://127.0.0.1:9"}))
+    with pytest.raises(StoreError, match="cannot use store s3://bucket/prefix.*endpoint_url"):
+        store.check()

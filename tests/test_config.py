@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import pytest
+
+from score.config import ConfigError, load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_loads(path):
+    cfg = load_config(path)
+    assert cfg.generate.samples_per_query >= 2
+
+
+def test_there_is_a_default_a_ci_and_a_gpu_config():
+    names = {p.name for p in CONFIGS}
+    assert {"default.yaml", "ci.yaml"} <= names
+    assert any(load_config(p).model.backend == "vllm" for p in CONFIGS)
+
+
+def test_overrides_are_parsed_as_yaml():
+    cfg = load_config(None, ["generate.samples_per_query=6", "generate.temperature=0.5", "model.threads=null"])
+    assert cfg.generate.samples_per_query == 6 and cfg.generate.temperature == 0.5 and cfg.model.threads is None
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        (["generate.sample_per_query=3"], ["unknown config key 'generate.sample_per_query'", "did you mean 'samples_per_query'"]),
+        (["generate.samples_per_query=1"], ["'generate.samples_per_query'", "set generate.samples_per_query"]),
+        (["generate.top_p=0"], ["'generate.top_p'"]),
+        (["run=../escape"], ["run name", "no '..' or '/'"]),
+        (["run=a/b"], ["run name"]),
+        (["store.root=ftp://host/x"], ["unknown store scheme 'ftp'"]),
+        (["model.backend=tpu"], ["'model.backend'"]),
+        (["nonsense"], ["must look like section.key=value"]),
+    ],
+)
+def test_bad_values_name_the_key_and_the_fix(override, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, override)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_bad_yaml_files(tmp_path):
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_section_fingerprint_tracks_only_named_sections():
+    a, b = load_config(None), load_config(None, ["campaign.rounds=9"])
+    assert a.section_fingerprint("generate") == b.section_fingerprint("generate")
+    assert a.section_fingerprint("campaign") != b.section_fingerprint("campaign")

@@ -1,0 +1,51 @@
+"""The generate-reports stage and the runner's manifest logic, on a toy backend and a toy corpus."""
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from score.artifacts import REPORTS_SCHEMA
+from score.runner import run_stage, stage_folder
+
+
+def test_generate_writes_k_trajectories_per_query_behind_a_manifest(toy_workspace):
+    out = run_stage(toy_workspace, "generate-reports", 0)
+    assert not out.skipped
+    folder = stage_folder(toy_workspace, "generate-reports", 0)
+    table = toy_workspace.store.read_table(folder, "reports.parquet")
+    assert table.schema.equals(REPORTS_SCHEMA)
+    rows = table.to_pylist()
+    K, Q = toy_workspace.cfg.generate.samples_per_query, toy_workspace.cfg.data.queries_per_round
+    assert len(rows) == K * Q
+    assert sorted(r["sample_idx"] for r in rows if r["query_id"] == rows[0]["query_id"]) == list(range(K))
+    for r in rows:
+        assert r["plan"] == ["solar power", "wind turbine"][: toy_workspace.cfg.generate.subquestions]
+        assert r["searches"] and r["sources"] and r["cited"] == [1, 2]
+        assert [s["name"] for s in r["spans"]] == ["plan", "report"]
+        assert all(len(s["token_ids"]) == len(s["logprobs"]) > 0 for s in r["spans"])
+        assert r["sources"][0]["passage_id"] in {"p1", "p2"}
+    m = out.manifest
+    assert m["stage"] == "generate-reports" and m["files"]["reports.parquet"]["rows"] == K * Q
+    assert set(m["inputs"]) == {"queries", "corpus", "policy"} and m["stats"]["reports"] == K * Q
+    assert "storage_options" not in str(m["config"])  # the store section (where secrets could live) is never copied
+
+
+def test_rerun_skips_and_changes_redo(toy_workspace):
+    first = run_stage(toy_workspace, "generate-reports", 0)
+    assert run_stage(toy_workspace, "generate-reports", 0).skipped
+    assert not run_stage(toy_workspace, "generate-reports", 0, force=True).skipped
+    toy_workspace.cfg.generate.passage_chars = 100  # a config change the outputs depend on
+    redone = run_stage(toy_workspace, "generate-reports", 0)
+    assert not redone.skipped and redone.manifest["fingerprint"] != first.manifest["fingerprint"]
+    toy_workspace.cfg.campaign.rounds = 7  # one they do not depend on
+    assert run_stage(toy_workspace, "generate-reports", 0).skipped
+
+
+def test_a_folder_without_manifest_is_redone_from_scratch(toy_workspace, tmp_path):
+    folder = stage_folder(toy_workspace, "generate-reports", 0)
+    local = tmp_path / "store" / folder
+    local.mkdir(parents=True)
+    (local / ".tmp-1234-reports.parquet").write_bytes(b"half a file")  # what a SIGKILL mid-write leaves
+    pq.write_table(pa.table({"x": [1]}), local / "reports.parquet")  # a stale file of another shape
+    out = run_stage(toy_workspace, "generate-reports", 0)
+    assert not out.skipped
+    assert sorted(p.name for p in local.iterdir()) == ["_manifest.json", "reports.parquet"]
