@@ -42,8 +42,18 @@ def reap_orphaned_servers() -> int:
         except (OSError, ValueError, IndexError):  # the process ended while we looked, or is not ours to read
             continue
         ours = environ.get(b"PREFECT_HOME", str(Path.home() / ".prefect").encode()).decode() == home
-        if ppid == 1 and ours and environ.get(b"PREFECT__SERVER_EPHEMERAL") == b"1":
+        if ours and environ.get(b"PREFECT__SERVER_EPHEMERAL") == b"1" and _orphaned(ppid):
             os.kill(int(proc.name), signal.SIGTERM)
             log.info("stopped orphaned temporary Prefect server (pid %s)", proc.name)
             reaped += 1
     return reaped
+
+
+def _orphaned(ppid: int) -> bool:
+    """The server's parent is gone: it was re-parented to init, or to a subreaper that is not Python."""
+    if ppid == 1:
+        return True
+    try:
+        return b"python" not in Path(f"/proc/{ppid}/cmdline").read_bytes()
+    except OSError:
+        return True

@@ -57,10 +57,10 @@ class Workspace:
 
     def preflight(self) -> None:
         """Check store, queries and corpus before any work starts; each failure names the fix."""
-        self.store.check()
         _ = self.queries
         corpus = self.cfg.search.corpus
         if corpus != "wiki" and not Path(corpus).exists():
             raise FileNotFoundError(
                 f"corpus {corpus} does not exist; set search.corpus to a Parquet file (id, title, text, source) or to 'wiki'"
             )
+        self.store.check()  # last: the only check that touches the store

@@ -1,0 +1,128 @@
+"""The `score` CLI end to end: real Prefect flows, the real model, real Parquet (marked slow), and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from score.artifacts import REPORTS_SCHEMA
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def score(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "score.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=os.environ.copy()
+    )
+
+
+def manifest(store: Path, round_idx: int, folder: str = "generate") -> dict | None:
+    path = store / "ci" / f"round-{round_idx:04d}" / folder / "_manifest.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def orphaned_servers() -> list[str]:
+    """Temporary Prefect servers of this test session's PREFECT_HOME whose parent is gone."""
+    home = os.environ["PREFECT_HOME"].encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"prefect.server.api.server:create_app" in (proc / "cmdline").read_bytes() and home in (proc / "environ").read_bytes():
+                found.append(proc.name)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path):
+    store = tmp_path / "store"
+    t0 = time.perf_counter()
+    first = score("run", "-c", "configs/ci.yaml", "--set", f"store.root={store}")
+    first_s = time.perf_counter() - t0
+    assert first.returncode == 0, first.stderr[-3000:]
+    for r in (0, 1):
+        folder = store / "ci" / f"round-{r:04d}" / "generate"
+        table = pq.read_table(folder / "reports.parquet")
+        assert table.schema.equals(REPORTS_SCHEMA)
+        rows = table.to_pylist()
+        by_query: dict[str, int] = {}
+        for row in rows:
+            by_query[row["query_id"]] = by_query.get(row["query_id"], 0) + 1
+            assert row["plan"] and row["searches"] and row["sources"] and row["report"].strip()
+            assert row["checkpoint"] == "base"
+        assert sorted(by_query.values()) == [2, 2]  # K=2 reports for each of the 2 queries of the round
+        print(f"round {r}: {sum(bool(x['cited']) for x in rows)}/{len(rows)} reports cite a source")
+        assert manifest(store, r)["files"]["reports.parquet"]["rows"] == 4
+
+    before = {r: manifest(store, r)["started_at"] for r in (0, 1)}
+    t0 = time.perf_counter()
+    again = score("run", "-c", "configs/ci.yaml", "--set", f"store.root={store}")
+    print(f"first run {first_s:.0f} s, rerun {time.perf_counter() - t0:.0f} s")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {r: manifest(store, r)["started_at"] for r in (0, 1)} == before  # nothing redone
+    assert again.stderr.count("skipped") >= 2
+
+    one = score("stage", "generate-reports", "--round", "1", "--force", "-c", "configs/ci.yaml", "--set", f"store.root={store}")
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert manifest(store, 1)["started_at"] != before[1] and manifest(store, 0)["started_at"] == before[0]
+
+
+@pytest.mark.slow
+def test_sigkill_in_the_middle_of_a_stage_then_rerun_completes(tmp_path):
+    store, log = tmp_path / "store", tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "score.cli", "run", "-c", "configs/ci.yaml", "--set", f"store.root={store}"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+        )
+        deadline = time.time() + 600
+        while "round 1 reports" not in log.read_text() and time.time() < deadline:  # round 1 is mid-stage
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)  # the CLI only: its temporary Prefect server lives on, orphaned
+        proc.wait()
+    try:
+        round0 = manifest(store, 0)
+        assert round0 is not None and manifest(store, 1) is None  # round 1 unfinished: invisible
+        assert orphaned_servers(), "the SIGKILL should have orphaned the temporary Prefect server"
+        rerun = score("run", "-c", "configs/ci.yaml", "--set", f"store.root={store}")
+    finally:
+        from flows.env import reap_orphaned_servers
+
+        reap_orphaned_servers()  # never leave a server behind, even when an assertion failed
+
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert manifest(store, 0)["started_at"] == round0["started_at"]  # finished stage not redone
+    assert pq.read_table(store / "ci" / "round-0001" / "generate" / "reports.parquet").num_rows == 4
+    assert not [p for p in (store / "ci").rglob(".tmp-*")]
+    assert orphaned_servers() == []  # the rerun stopped the orphan
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--set", "generate.samples_per_query=1"], "set generate.samples_per_query"),
+        (["run", "--set", "run=../up"], "run name"),
+        (["run", "--set", "bogus.key=1"], "unknown config key 'bogus'"),
+        (["run", "--set", "search.corpus=/nonexistent/corpus.parquet"], "corpus /nonexistent/corpus.parquet does not exist"),
+        (["run", "--set", "data.queries=/nonexistent/q.csv"], "queries file /nonexistent/q.csv does not exist"),
+        (["run", "--set", "store.root=s3://b/p", "--set", "store.storage_options={endpoint_url: 'http://127.0.0.1:9'}"], "cannot use store s3://b/p"),
+        (["stage", "no-such-stage", "--round", "0"], "unknown stage 'no-such-stage'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
+    store = tmp_path / "store"
+    done = score(*args, "--set", f"store.root={store}") if "store.root=s3" not in " ".join(args) else score(*args)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], done.stderr
+    assert not store.exists() or not any(store.rglob("*.parquet"))
