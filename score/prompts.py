@@ -27,9 +27,9 @@ def report_messages(query: str, sources: list[tuple[int, Passage]], passage_char
         Message("system", SOLVER_SYSTEM),
         Message(
             "user",
-            f"Research query: {query}\n\nSources:\n{listing}\n\nWrite a short markdown report that answers the query. "
-            f"Start with a # title, use ## sections, and cite the sources inline by number, like [1] or [2], "
-            f"after each claim they support.",
+            f"Research query: {query}\n\nSources:\n{listing}\n\nWrite a brief markdown report (about 120 words) that "
+            f"answers the query: a # title, two ## sections, and inline citations like [1] or [2] after each claim "
+            f"they support.",
         ),
     ]
 

@@ -157,12 +157,17 @@ class TransformersBackend:
         if params.temperature <= 0:
             return logits.argmax(-1)
         probs = torch.softmax(logits / params.temperature, dim=-1)  # (B, V)
-        if params.top_p < 1.0:
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            drop = sorted_p.cumsum(-1) - sorted_p > params.top_p  # keep the smallest prefix reaching top_p
-            sorted_p = sorted_p.masked_fill(drop, 0.0)
-            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
+        if params.top_p >= 1.0:
+            return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
+        # Exact nucleus sampling without sorting the whole vocabulary each step: the nucleus almost always
+        # lies inside the top 256 tokens; when it does not (a very flat row), sort everything.
+        k = probs.shape[-1] if probs.shape[-1] <= 256 else 256
+        top, idx = probs.topk(k, dim=-1)  # (B, k), descending
+        if not bool((top.sum(-1) >= params.top_p).all()):
+            top, idx = probs.sort(dim=-1, descending=True)  # (B, V)
+        top = top.masked_fill(top.cumsum(-1) - top > params.top_p, 0.0)  # keep the smallest prefix reaching top_p
+        choice = torch.multinomial(top.cpu(), 1, generator=generator).to(logits.device)  # (B, 1)
+        return idx.gather(1, choice).squeeze(1)
 
     def _finish(self, prompt: list[int], toks: list[int], logps: list[float], reason: str, stop: tuple[str, ...]) -> Sample:
         text = self.decode(toks)

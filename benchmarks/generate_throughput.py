@@ -1,0 +1,56 @@
+"""Generate stage vs raw backend: tokens/s of `generate-reports` beside `backend.sample` on the same prompts.
+
+The stage adds rendering, search, Parquet writing and the manifest around the same sampling calls; the
+ratio says what that costs. Target: >= 0.9. Run: `python benchmarks/generate_throughput.py [--set k=v ...]`
+(default config: configs/default.yaml, store in a temporary folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+from score.config import load_config
+from score.models import Message, SamplingParams
+from score.runner import run_stage, stage_folder
+from score.workspace import Workspace
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--set", action="append", default=[], dest="overrides")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(args.config, [*args.overrides, f"store.root={tmp}", "run=bench"])
+        ws = Workspace(cfg)
+        backend, gen = ws.backend(None), cfg.generate
+        _ = ws.search  # index built or loaded outside the timed part, as in a campaign after its first stage
+        backend.sample([backend.render([Message("user", "Hi")])], SamplingParams(max_tokens=4))  # warm-up
+
+        t0 = time.perf_counter()
+        out = run_stage(ws, "generate-reports", 0, force=True)
+        stage_s = time.perf_counter() - t0
+        stage_tokens = out.manifest["stats"]["completion_tokens"]
+
+        rows = ws.store.read_table(stage_folder(ws, "generate-reports", 0), "reports.parquet").to_pylist()
+        plan_prompts = list(dict.fromkeys(r["spans"][0]["prompt"] for r in rows))  # one per query, K samples each
+        report_prompts = [r["spans"][1]["prompt"] for r in rows]
+        t0 = time.perf_counter()
+        before = backend.usage.completion_tokens
+        common = dict(temperature=gen.temperature, top_p=gen.top_p, seed=1)
+        backend.sample(plan_prompts, SamplingParams(n=gen.samples_per_query, max_tokens=gen.plan_tokens, **common))
+        backend.sample(report_prompts, SamplingParams(n=1, max_tokens=gen.report_tokens, **common))
+        raw_s = time.perf_counter() - t0
+        raw_tokens = backend.usage.completion_tokens - before
+
+    stage_tps, raw_tps = stage_tokens / stage_s, raw_tokens / raw_s
+    print(f"reports: {len(rows)} ({len(plan_prompts)} queries x {gen.samples_per_query})")
+    print(f"generate stage : {stage_tokens:6d} tokens in {stage_s:7.1f} s = {stage_tps:6.1f} tokens/s")
+    print(f"raw backend    : {raw_tokens:6d} tokens in {raw_s:7.1f} s = {raw_tps:6.1f} tokens/s")
+    print(f"stage / raw    : {stage_tps / raw_tps:.2f}  (target >= 0.90)")
+
+
+if __name__ == "__main__":
+    main()
