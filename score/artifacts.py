@@ -69,7 +69,184 @@ REPORTS_SCHEMA = pa.schema(
     ]
 )
 
-SCHEMAS: dict[str, pa.Schema] = {"reports.parquet": REPORTS_SCHEMA}
+RUBRICS_SCHEMA = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("rubric_idx", pa.int32(), nullable=False),  # 0..J-1
+        pa.field("harness_version", pa.int32()),  # the harness it was written under (-1: the seed)
+        pa.field("span", SPAN),  # what the evaluator wrote (trainable), after the prefilled '{"weights": {'
+        pa.field("status", pa.string()),  # ok | repaired | failed (see score.rubrics)
+        pa.field("repairs", pa.list_(pa.string())),
+        pa.field("weights", pa.list_(pa.struct([("dimension", pa.string()), ("weight", pa.float32())]))),
+        pa.field("criteria", pa.list_(pa.struct([("dimension", pa.string()), ("text", pa.string()), ("shadow", pa.bool_())]))),
+        pa.field("proposal_name", pa.string()),  # a new dimension the evaluator proposed (null: none)
+        pa.field("proposal_description", pa.string()),
+    ]
+)
+
+SCORES_SCHEMA = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("rubric_idx", pa.int32(), nullable=False),
+        pa.field("pass_idx", pa.int32(), nullable=False),  # 0 | 1: independent passes, different order and seed
+        pa.field("trajectory_id", pa.string(), nullable=False),
+        pa.field("probe_kind", pa.string()),  # "" for the report itself, else the corruption of the copy scored
+        pa.field("position", pa.int32()),  # where the report stood in the pass's order (1-based)
+        pa.field("dimension", pa.string()),
+        pa.field("criterion", pa.string()),
+        pa.field("shadow", pa.bool_()),  # a candidate dimension on probation: scored, never rewarded
+        pa.field("expected", pa.float32()),  # expectation over the 0-10 score-token probabilities
+        pa.field("sampled", pa.int32()),  # a score drawn from those probabilities with the pass's seed
+        pa.field("sampled_logprob", pa.float32()),
+        pa.field("score", pa.float32()),  # the score used, after the strictness curve
+        pa.field("score_path", pa.string()),  # expected | sampled: which of the two became `score`
+    ]
+)
+
+EVIDENCE_SCHEMA = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("trajectory_id", pa.string(), nullable=False),
+        pa.field("deeper", pa.bool_()),  # a depth probe (depth+1, hops+1), not used for scores
+        pa.field("claim_idx", pa.int32()),
+        pa.field("claim", pa.string()),
+        pa.field("cited", pa.list_(pa.int32())),
+        pa.field("queries", pa.list_(pa.string())),  # the search calls made, one per hop
+        pa.field("passage_ids", pa.list_(pa.string())),
+        pa.field("p_yes", pa.float32()),
+        pa.field("p_no", pa.float32()),
+        pa.field("p_unclear", pa.float32()),
+        pa.field("verdict", pa.string()),  # supported | contradicted | not_found
+    ]
+)
+
+PROBES_SCHEMA = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("trajectory_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string()),
+        pa.field("changed", pa.bool_()),  # false when the report had nothing to damage (not scored)
+        pa.field("text", pa.string()),
+    ]
+)
+
+SOLVER_REWARDS_SCHEMA = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("trajectory_id", pa.string(), nullable=False),
+        pa.field("validity", pa.float32()),
+        pa.field("score", pa.float32()),  # mean rubric score over rubrics and passes, in [0, 1]
+        pa.field("reward", pa.float32()),  # validity * score
+        pa.field("group_mean", pa.float32()),
+        pa.field("group_std", pa.float32()),
+    ]
+)
+
+EVALUATOR_REWARDS_SCHEMA = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("rubric_idx", pa.int32(), nullable=False),
+        pa.field("agreement", pa.float32()),  # rank agreement of the two passes (0 when a pass is constant)
+        pa.field("detection", pa.float32()),  # share of probe pairs ranked original > corrupted
+        pa.field("probe_pairs", pa.int32()),
+        pa.field("reward", pa.float32()),
+    ]
+)
+
+DIMENSION_STATS_SCHEMA = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("dimension", pa.string(), nullable=False),
+        pa.field("status", pa.string()),  # active | candidate, in the harness the round ran under
+        pa.field("mean", pa.float32()),
+        pa.field("spread", pa.float32()),
+        pa.field("detection", pa.float32()),
+        pa.field("probes", pa.int32()),
+        pa.field("max_corr", pa.float32()),
+        pa.field("max_corr_with", pa.string()),
+    ]
+)
+
+SUMMARY_SCHEMA = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("harness_version", pa.int32()),
+        pa.field("reports", pa.int32()),
+        pa.field("saturation_rate", pa.float32()),  # share of queries whose solver rewards have near-zero spread
+        pa.field("reward_mean", pa.float32()),
+        pa.field("reward_spread", pa.float32()),  # mean within-query std of solver rewards
+        pa.field("valid_share", pa.float32()),
+        pa.field("top_share", pa.float32()),  # share of valid rewards at or above rules.crowded_reward
+        pa.field("agreement", pa.float32()),  # mean pass-to-pass rank agreement of rubrics
+        pa.field("detection", pa.float32()),  # corruption detection rate over all probe pairs
+        pa.field("parse_failure_rate", pa.float32()),  # rubrics with nothing usable
+        pa.field("parse_repair_rate", pa.float32()),  # rubrics needing any repair or fallback
+        pa.field("search_depth", pa.int32()),
+        pa.field("search_hops", pa.int32()),
+        pa.field("claims_checked", pa.int32()),
+        pa.field("supported_share", pa.float32()),
+        pa.field("depth_change", pa.float32()),  # |supported share deeper - at depth| on depth-probed reports
+        pa.field("active_dimensions", pa.list_(pa.string())),
+        pa.field("strictness", pa.int32()),
+    ]
+)
+
+HARNESS_SCHEMA = pa.schema(
+    [
+        pa.field("version", pa.int32(), nullable=False),
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("description", pa.string()),
+        pa.field("origin", pa.string()),  # seed | proposed
+        pa.field("status", pa.string()),  # candidate | active | retired
+        pa.field("uses_evidence", pa.bool_()),
+        pa.field("changed_round", pa.int32()),
+        pa.field("saturated_rounds", pa.int32()),
+        pa.field("probation_rounds", pa.int32()),
+    ]
+)
+
+CONTROLS_SCHEMA = pa.schema(
+    [
+        pa.field("version", pa.int32(), nullable=False),
+        pa.field("search_depth", pa.int32()),
+        pa.field("search_hops", pa.int32()),
+        pa.field("rubrics_per_query", pa.int32()),
+        pa.field("criteria_per_dimension", pa.int32()),
+        pa.field("strictness", pa.int32()),
+    ]
+)
+
+DECISIONS_SCHEMA = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("rule", pa.string()),
+        pa.field("target", pa.string()),
+        pa.field("action", pa.string()),
+        pa.field("numbers", pa.string()),  # JSON of the statistics the rule read
+        pa.field("reason", pa.string()),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "reports.parquet": REPORTS_SCHEMA,
+    "rubrics.parquet": RUBRICS_SCHEMA,
+    "scores.parquet": SCORES_SCHEMA,
+    "evidence.parquet": EVIDENCE_SCHEMA,
+    "probes.parquet": PROBES_SCHEMA,
+    "solver_rewards.parquet": SOLVER_REWARDS_SCHEMA,
+    "evaluator_rewards.parquet": EVALUATOR_REWARDS_SCHEMA,
+    "dimension_stats.parquet": DIMENSION_STATS_SCHEMA,
+    "summary.parquet": SUMMARY_SCHEMA,
+    "harness.parquet": HARNESS_SCHEMA,
+    "controls.parquet": CONTROLS_SCHEMA,
+    "decisions.parquet": DECISIONS_SCHEMA,
+}
 
 
 class ArtifactError(RuntimeError):

@@ -100,6 +100,114 @@ class GenerateConfig(Section):
         return v
 
 
+CorruptionKind = Literal["drop_section", "strip_citations", "shuffle_paragraphs", "swap_entity"]
+
+
+class EvaluateConfig(Section):
+    score_mode: Literal["expected", "sampled"] = Field(
+        "expected",
+        description="expected: the score is the expectation over the model's 0-10 score-token probabilities; "
+        "sampled: a score sampled from them with the pass's seed (the expectation stays recorded)",
+    )
+    rubric_tokens: int = Field(160, ge=16, description="token budget of each rubric the evaluator writes")
+    temperature: float = Field(0.8, ge=0, le=2, description="sampling temperature of rubrics and sampled scores")
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus mass for rubric sampling")
+    report_chars: int = Field(1200, ge=100, description="characters of a report shown to the evaluator")
+    passage_chars: int = Field(240, ge=50, description="characters of each evidence passage shown to the evaluator")
+    claim_min_chars: int = Field(40, ge=10, description="shortest sentence taken as a checkable claim")
+    probe_share: float = Field(0.25, ge=0, le=1, description="share of reports also scored as corrupted copies")
+    probe_kinds: list[CorruptionKind] = Field(
+        default_factory=lambda: ["drop_section", "strip_citations", "shuffle_paragraphs", "swap_entity"],
+        description="corruptions applied in turn to the probed reports",
+    )
+    depth_probe_share: float = Field(
+        0.25, ge=0, le=1, description="share of reports whose evidence is also checked one level deeper (for the depth rule)"
+    )
+
+    @field_validator("probe_kinds")
+    @classmethod
+    def _kinds(cls, v: list) -> list:
+        if not v:
+            raise ValueError("probe_kinds needs at least one corruption; e.g. evaluate.probe_kinds: [drop_section]")
+        return v
+
+
+class RewardConfig(Section):
+    empty_validity: float = Field(0.0, ge=0, le=1, description="validity of a report shorter than min_report_chars")
+    truncated_validity: float = Field(0.0, ge=0, le=1, description="validity of a report that hit the token budget")
+    uncited_validity: float = Field(0.0, ge=0, le=1, description="validity of a report citing no valid source")
+    min_report_chars: int = Field(80, ge=1, description="a shorter report counts as empty")
+    probe_weight: float = Field(0.5, ge=0, description="weight of corruption detection in the evaluator reward")
+    flat_spread: float = Field(
+        0.02, ge=0, description="a query whose solver rewards have a std below this is saturated (no GRPO signal)"
+    )
+
+
+class DimensionSeed(Section):
+    id: str = Field(description="short identifier, e.g. comprehensiveness")
+    description: str = Field(description="what the dimension judges; shown to the evaluator")
+    active: bool = Field(True, description="active from round 0 (false: a candidate on probation)")
+    uses_evidence: bool = Field(False, description="judged against the evidence checks")
+
+
+def _seed_dimensions() -> list[DimensionSeed]:
+    return [
+        DimensionSeed(id="comprehensiveness", description="covers the main aspects of the query with relevant detail"),
+        DimensionSeed(id="insight", description="goes beyond restating facts: analysis, causes, implications, trade-offs"),
+        DimensionSeed(id="instruction_following", description="answers exactly what the query asks, in the requested scope"),
+        DimensionSeed(id="readability", description="clear structure with a title and sections, fluent and concise"),
+        DimensionSeed(id="citation_support", description="claims cite sources, and the cited sources support them", uses_evidence=True),
+        DimensionSeed(id="factual_accuracy", description="claims agree with the evidence found by search", uses_evidence=True, active=False),
+    ]
+
+
+class RulesConfig(Section):
+    saturated_mean: float = Field(8.5, ge=0, le=10, description="a dimension whose mean score (0-10) is at least this ...")
+    saturated_spread: float = Field(0.25, ge=0, description="... and whose within-query std is at most this, is saturated")
+    saturated_rounds: int = Field(2, ge=1, description="M: retire after this many saturated rounds in a row")
+    redundant_corr: float = Field(0.95, ge=0, le=1, description="retire one of two dimensions whose scores correlate above this")
+    min_detection: float = Field(0.4, ge=0, le=1, description="retire a dimension ranking originals above corruptions less often")
+    min_probes: int = Field(4, ge=1, description="probe pairs needed before the detection rule may fire")
+    admit_spread: float = Field(0.25, ge=0, description="a candidate is admitted when its within-query std reaches this ...")
+    admit_detection: float = Field(0.5, ge=0, le=1, description="... and its detection rate reaches this")
+    probation_rounds: int = Field(1, ge=1, description="rounds a candidate is scored in the shadow before the admit rule")
+    max_probation_rounds: int = Field(3, ge=1, description="a candidate not admitted by then is retired")
+    min_active: int = Field(3, ge=1, description="never retire below this many active dimensions")
+    depth_change: float = Field(0.2, ge=0, le=1, description="raise search_depth when deeper checks move the supported share more than this")
+    max_search_depth: int = Field(6, ge=1, description="search_depth never rises above this")
+    crowded_reward: float = Field(0.8, ge=0, le=1, description="solver rewards at or above this are 'at the top'")
+    crowded_share: float = Field(0.5, ge=0, le=1, description="raise strictness when this share of valid rewards is at the top")
+    max_strictness: int = Field(3, ge=0, description="strictness never rises above this")
+    max_new_candidates: int = Field(1, ge=0, description="proposed dimensions admitted as candidates per round")
+
+
+class HarnessConfig(Section):
+    mode: Literal["rules", "static"] = Field("rules", description="rules: the meta-harness evolves; static: the seed harness, frozen (the baseline)")
+    dimensions: list[DimensionSeed] = Field(default_factory=_seed_dimensions, description="the seed dimension pool")
+    search_depth: int = Field(2, ge=0, description="claims per report the evaluator must check against evidence")
+    search_hops: int = Field(2, ge=1, le=4, description="search calls the evaluator may spend on one claim")
+    rubrics_per_query: int = Field(2, description="J: rubrics sampled per query")
+    criteria_per_dimension: int = Field(1, ge=1, le=5, description="criteria per dimension in a rubric")
+    strictness: int = Field(0, ge=0, description="0 = lenient; each level sharpens the evaluator's instructions and the score curve")
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+
+    @field_validator("rubrics_per_query")
+    @classmethod
+    def _two_rubrics(cls, v: int) -> int:
+        if v < 2:
+            raise ValueError("rubrics_per_query must be >= 2 to measure consistency; set harness.rubrics_per_query: 2")
+        return v
+
+    @model_validator(mode="after")
+    def _pool(self) -> "HarnessConfig":
+        ids = [d.id for d in self.dimensions]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"harness.dimensions has duplicate ids {ids}; give every dimension its own id")
+        if sum(d.active for d in self.dimensions) < 1:
+            raise ValueError("harness.dimensions needs at least one active dimension; set active: true on one")
+        return self
+
+
 class CampaignConfig(Section):
     rounds: int = Field(2, ge=1, description="co-evolution rounds a campaign runs")
 
@@ -112,6 +220,9 @@ class RunConfig(Section):
     search: SearchConfig = Field(default_factory=SearchConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    harness: HarnessConfig = Field(default_factory=HarnessConfig)
     campaign: CampaignConfig = Field(default_factory=CampaignConfig)
 
     @field_validator("run")

@@ -74,3 +74,61 @@ def cited_sources(report: str, n_sources: int) -> list[int]:
         if 1 <= n <= n_sources and n not in seen:
             seen.append(n)
     return seen
+
+
+# ---- evaluator role ------------------------------------------------------------------------------------
+
+EVALUATOR_SYSTEM = "You are an expert evaluator of research reports. You write grading rubrics and score reports against them."
+RUBRIC_PREFILL = '{"weights": {'  # the evaluator's answer starts here: steers a small model into the format
+
+STRICTNESS = [
+    "",
+    " Be strict: a score above 7 needs clear evidence in the report.",
+    " Be very strict: reserve scores above 6 for reports that fully meet the criterion with cited evidence.",
+    " Be severe: most reports deserve 5 or less; give 8 or more only to an exemplary report.",
+]
+
+
+def rubric_messages(query: str, dimensions: list[tuple[str, str]], criteria_per_dimension: int) -> list[Message]:
+    listing = "\n".join(f"- {name}: {description}" for name, description in dimensions)
+    example = ", ".join(f'"{name}": 0.{i + 1}' for i, (name, _) in enumerate(dimensions[:2]))
+    return [
+        Message("system", EVALUATOR_SYSTEM),
+        Message(
+            "user",
+            f"Research query: {query}\n\nEvaluation dimensions:\n{listing}\n\n"
+            f"Write a grading rubric for reports on this query as JSON. Give every dimension a weight (the weights "
+            f"sum to 1) and {criteria_per_dimension} concrete criterion per dimension saying what a strong report on "
+            f"this query must contain or avoid. You may propose one new dimension.\n"
+            f'Format: {{"weights": {{{example}, ...}}, "criteria": {{"dimension": ["..."]}}, '
+            f'"new_dimension": {{"name": "...", "description": "..."}}}}',
+        ),
+        Message("assistant", RUBRIC_PREFILL),
+    ]
+
+
+def scoring_parts(
+    render, query: str, report: str, position: int, total: int, evidence: str, criteria: list[tuple[str, str]], strictness: int
+) -> tuple[str, list[str]]:
+    """The shared prefix (query, report, evidence) and one suffix per (dimension, criterion), each ending where
+    the score digit comes. The prefix is the same for every criterion, so the backend encodes it once."""
+    head = f"Research query: {query}\n\nReport {position} of {total}:\n{report}\n\nEvidence checks:\n{evidence}\n\n"
+    marker = "\u241e"  # a character no report contains: where the per-criterion part starts
+    strict = STRICTNESS[min(strictness, len(STRICTNESS) - 1)]
+    suffixes = []
+    prefix = ""
+    for dim, criterion in criteria:
+        ask = f"{marker}Dimension: {dim}\nCriterion: {criterion}\nRate how well the report meets the criterion from 0 (not at all) to 10 (fully).{strict}"
+        full = render([Message("system", EVALUATOR_SYSTEM), Message("user", head + ask)]) + "Score: "
+        cut = full.index(marker)
+        prefix = full[:cut]
+        suffixes.append(full[cut + 1 :])
+    return prefix, suffixes
+
+
+def evidence_messages(claim: str, passages: list[tuple[str, str]]) -> list[Message]:
+    listing = "\n".join(f"Passage ({title}): {text}" for title, text in passages)
+    return [
+        Message("system", "You check claims against evidence."),
+        Message("user", f"{listing}\n\nClaim: {claim}\n\nDoes the evidence support the claim? Answer Yes, No, or Unclear."),
+    ]

@@ -19,12 +19,12 @@ from types import ModuleType
 from typing import Any
 
 from score.artifacts import round_dir
-from score.stages import generate
+from score.stages import evaluate, evolve, generate
 from score.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-STAGES: dict[str, ModuleType] = {m.NAME: m for m in (generate,)}  # in round order
+STAGES: dict[str, ModuleType] = {m.NAME: m for m in (generate, evaluate, evolve)}  # in round order
 STAGE_NAMES = tuple(STAGES)
 
 

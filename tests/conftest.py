@@ -43,8 +43,14 @@ class ToyBackend:
         for p in prompts:
             if "search queries" in p:
                 text = "1. solar power\n2. wind turbine\n3. battery storage"
+            elif "grading rubric" in p:  # continues the prefilled '{"weights": {'
+                text = (
+                    '"comprehensiveness": 0.5, "readability": 0.5}, "criteria": {"comprehensiveness": '
+                    '["Covers solar, wind and storage."]}, "new_dimension": {"name": "Source diversity", '
+                    '"description": "draws on several independent sources"}}'
+                )
             else:
-                text = "# Report\n\n## Findings\nSolar power grows [1]. Wind too [2]."
+                text = "# Report\n\n## Findings\nSolar power grows quickly in sunny regions [1].\n\n## Outlook\nWind power grows too [2]."
             ids = self.tokenize(text)[: params.max_tokens]
             reason = "stop" if len(ids) < params.max_tokens else "length"
             out.append([Sample(text, ids, [-1.0] * len(ids), reason, len(self.tokenize(p))) for _ in range(params.n)])
@@ -53,6 +59,21 @@ class ToyBackend:
 
     def score(self, prompts, continuations):
         return [[-1.0] * len(c) for c in continuations]
+
+    def next_token_logprobs(self, prefix, suffixes, candidates, then=None):
+        """Scores track the report: more citations, higher digits (so corrupted copies score lower)."""
+        import math
+
+        cites = prefix.count("[1]") + prefix.count("[2]")
+        peak = min(9, 3 + 2 * cites)
+        row = [math.log(0.91 if d == peak else 0.01) for d in range(len(candidates))]
+        rows = [row for _ in suffixes]
+        return (rows, [[math.log(0.1)] * len(candidates) for _ in suffixes]) if then is not None else rows
+
+    def choice_logprobs(self, prompts, candidates):
+        import math
+
+        return [[math.log(0.7), math.log(0.2), math.log(0.1)][: len(candidates)] for _ in prompts]
 
 
 @pytest.fixture
@@ -75,7 +96,7 @@ def toy_corpus(tmp_path: Path) -> Path:
 def toy_config(tmp_path: Path, toy_corpus: Path) -> RunConfig:
     return load_config(
         ROOT / "configs" / "ci.yaml",
-        [f"store.root={tmp_path / 'store'}", f"search.corpus={toy_corpus}", "run=toy"],
+        [f"store.root={tmp_path / 'store'}", f"search.corpus={toy_corpus}", "run=toy", "generate.report_tokens=400"],
     )
 
 

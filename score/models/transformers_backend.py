@@ -8,12 +8,14 @@ lengths vary. Prompts are sorted by length before batching so padding stays smal
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
+from transformers import DynamicCache
 
 from score.models.base import Message, Sample, SamplingParams, Usage
 
@@ -102,8 +104,6 @@ class TransformersBackend:
     @torch.inference_mode()
     def _sample_batch(self, rows: list[list[int]], params: SamplingParams, generator: torch.Generator) -> list[Sample]:
         """Sample `params.n` continuations of each of `rows` (U prompts): returns U*n samples, prompt-major."""
-        from transformers import DynamicCache
-
         ids, mask = self._left_pad(rows)  # (U, T)
         cache = DynamicCache()
         logits = self.model(
@@ -197,4 +197,63 @@ class TransformersBackend:
                 target = torch.tensor(list(c), device=self.device)  # (l,)
                 lp = logprobs[b, logprobs.shape[1] - len(c) :].gather(1, target[:, None]).squeeze(1)  # (l,)
                 out.append(lp.tolist())
+        return out
+
+    # ---- next-token distributions (judging) --------------------------------------------------------------
+    @torch.inference_mode()
+    def next_token_logprobs(
+        self, prefix: str, suffixes: Sequence[str], candidates: Sequence[int], then: int | None = None
+    ) -> list[list[float]] | tuple[list[list[float]], list[list[float]]]:
+        """Log-probs of `candidates` as the next token after `prefix + suffix`, for each suffix.
+
+        The prefix is encoded once and its KV cache shared by every suffix (a report scored on many criteria
+        pays for the report once). With `then`, also returns the candidates' log-probs one token later,
+        after `then` was written (how "10" is told from "1" on a 0-10 scale).
+        """
+        pre = self.tokenize(prefix)
+        base = DynamicCache()
+        self.model(input_ids=torch.tensor([pre], device=self.device), past_key_values=base, use_cache=True, logits_to_keep=1)
+        cand = torch.tensor(list(candidates), device=self.device)
+        first: list[list[float]] = []
+        second: list[list[float]] = []
+        for start in range(0, len(suffixes), self.batch_size):
+            rows = [self.tokenize(s) for s in suffixes[start : start + self.batch_size]]
+            n, width = len(rows), max(len(r) for r in rows)
+            ids = torch.full((n, width), self.pad_id, dtype=torch.long)  # (n, L) right-padded: causal attention ignores the pad
+            for i, r in enumerate(rows):
+                ids[i, : len(r)] = torch.tensor(r)
+            lengths = torch.tensor([len(r) for r in rows])  # (n,)
+            mask = torch.cat([torch.ones(n, len(pre), dtype=torch.long), (torch.arange(width)[None] < lengths[:, None]).long()], 1)
+            cache = copy.deepcopy(base)
+            cache.batch_repeat_interleave(n)
+            positions = (len(pre) + torch.arange(width))[None].expand(n, width)
+            logits = self.model(
+                input_ids=ids.to(self.device), attention_mask=mask.to(self.device), position_ids=positions.to(self.device),
+                past_key_values=cache, use_cache=True,
+            ).logits  # (n, L, V), L is a short suffix
+            last = logits[torch.arange(n), lengths - 1].float()  # (n, V)
+            first += torch.log_softmax(last, -1)[:, cand].tolist()
+            if then is not None:  # one more token for every row, at its own next position
+                mask = torch.cat([mask, torch.ones(n, 1, dtype=torch.long)], 1)
+                # the new token sits after the pad columns; mask and positions keep each row's own order
+                mask[:, len(pre) :][torch.arange(width + 1)[None].expand(n, -1) >= lengths[:, None]] = 0
+                mask[:, -1] = 1
+                nxt = self.model(
+                    input_ids=torch.full((n, 1), then, device=self.device), attention_mask=mask.to(self.device),
+                    position_ids=(len(pre) + lengths)[:, None].to(self.device), past_key_values=cache, use_cache=True,
+                ).logits[:, -1].float()  # (n, V)
+                second += torch.log_softmax(nxt, -1)[:, cand].tolist()
+        return (first, second) if then is not None else first
+
+    @torch.inference_mode()
+    def choice_logprobs(self, prompts: Sequence[str], candidates: Sequence[int]) -> list[list[float]]:
+        """Log-probs of `candidates` as the next token after each prompt (left-padded batches)."""
+        cand = torch.tensor(list(candidates), device=self.device)
+        out: list[list[float]] = []
+        for start in range(0, len(prompts), self.batch_size):
+            ids, mask = self._left_pad([self.tokenize(p) for p in prompts[start : start + self.batch_size]])
+            logits = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=1
+            ).logits[:, -1].float()  # (B, V)
+            out += torch.log_softmax(logits, -1)[:, cand].tolist()
         return out

@@ -50,11 +50,14 @@ class BM25Search:
         if not queries:
             return []
         k = min(k, len(self.ids))
-        tokens = bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
-        docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)  # (Q, k) each
-        out = []
-        for row_docs, row_scores in zip(docs, scores):
-            out.append(
+        tokens = bm25s.tokenize(list(queries), stopwords="en", show_progress=False, return_ids=False)
+        asked = [i for i, t in enumerate(tokens) if t]  # a query of stopwords only matches nothing: no call
+        out: list[list[Passage]] = [[] for _ in queries]
+        if not asked:
+            return out
+        docs, scores = self.retriever.retrieve([tokens[i] for i in asked], k=k, show_progress=False, n_threads=1)  # (Q, k)
+        for i, row_docs, row_scores in zip(asked, docs, scores):
+            out[i] = (
                 [
                     Passage(self.ids[d], self.titles[d], self.texts[d], self.sources[d], float(s))
                     for d, s in zip(row_docs, row_scores)

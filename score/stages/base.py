@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from score.artifacts import FileInfo
+from score.artifacts import ArtifactError, FileInfo, round_dir
 from score.workspace import Workspace
+
+if TYPE_CHECKING:
+    from score.harness import Harness
 
 
 @dataclass
@@ -34,3 +37,25 @@ def derive_seed(base: int, round_idx: int, stage: str) -> int:
 def policy_for_round(ws: Workspace, round_idx: int) -> Policy:
     """The weights round `round_idx` samples with: the base model until a train stage writes a checkpoint."""
     return Policy(adapter=None, fingerprint=f"base:{ws.cfg.model.path}")
+
+
+def harness_for_round(ws: Workspace, round_idx: int) -> tuple["Harness", str]:
+    """The harness round `round_idx` evaluates under, and its fingerprint: the seed harness of the config in
+    round 0, else the one round r-1's harness-evolve wrote (which must be finished)."""
+    from score.harness import from_rows, seed_harness
+
+    if round_idx == 0:
+        return seed_harness(ws.cfg.harness), "seed:" + ws.cfg.section_fingerprint("harness")
+    folder = f"{round_dir(ws.cfg.run, round_idx - 1)}/harness"
+    dims = ws.store.read_table(folder, "harness.parquet").to_pylist()
+    controls = ws.store.read_table(folder, "controls.parquet").to_pylist()[0]
+    return from_rows(dims, controls), ws.store.read_manifest(folder)["fingerprint"]
+
+
+def upstream(ws: Workspace, round_idx: int, folder: str) -> str:
+    """The fingerprint of a finished stage folder of this round; raises, naming it, when it is not finished."""
+    path = f"{round_dir(ws.cfg.run, round_idx)}/{folder}"
+    manifest = ws.store.read_manifest(path)
+    if manifest is None:
+        raise ArtifactError(f"{ws.store.display(path)} is not finished; run round {round_idx}'s earlier stages first")
+    return manifest["fingerprint"]

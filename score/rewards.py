@@ -1,0 +1,149 @@
+"""Reward functions: pure, a batch in and floats out, each with a tiny doctest.
+
+Scores are on the evaluator's 0-10 scale; rewards are in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+
+def validity(
+    report: str, finish_reason: str, n_cited: int, *, min_chars: int = 80,
+    empty: float = 0.0, truncated: float = 0.0, uncited: float = 0.0,
+) -> float:
+    """The multiplier that gates a report's reward: 1 for a complete, cited report; the configured factor otherwise.
+
+    >>> validity("x" * 100, "stop", 2)
+    1.0
+    >>> validity("x" * 100, "length", 2), validity("x" * 100, "stop", 0), validity("short", "stop", 1)
+    (0.0, 0.0, 0.0)
+    >>> validity("x" * 100, "length", 0, truncated=0.5, uncited=0.5)
+    0.25
+    """
+    v = 1.0
+    if len(report.strip()) < min_chars:
+        v *= empty
+    if finish_reason == "length":
+        v *= truncated
+    if n_cited == 0:
+        v *= uncited
+    return v
+
+
+def rubric_score(weights: Sequence[float], scores: Sequence[float]) -> float:
+    """`sum_k w_k * s_k / 10`: one rubric's weighted score of one report, in [0, 1].
+
+    >>> rubric_score([0.5, 0.5], [10, 6])
+    0.8
+    """
+    return sum(w * s for w, s in zip(weights, scores)) / 10.0
+
+
+def solver_rewards(validities: Sequence[float], rubric_scores: Sequence[Sequence[float]]) -> list[float]:
+    """Per report: `validity * mean over (rubric, pass) of the rubric score`.
+
+    `rubric_scores[i]` holds report i's rubric scores, one per (rubric, pass).
+
+    >>> solver_rewards([1.0, 0.0], [[0.8, 0.6], [0.9, 0.9]])
+    [0.7, 0.0]
+    """
+    return [v * (sum(s) / len(s) if s else 0.0) for v, s in zip(validities, rubric_scores)]
+
+
+def ranks(xs: Sequence[float]) -> list[float]:
+    """Ranks from 1, ties sharing their average rank.
+
+    >>> ranks([3.0, 1.0, 3.0])
+    [2.5, 1.0, 2.5]
+    """
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    out = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return out
+
+
+def rank_agreement(a: Sequence[float], b: Sequence[float], eps: float = 1e-6) -> float:
+    """Spearman correlation of two passes over the same reports, clipped at 0; 0 when either pass is constant.
+
+    Constant scores are perfectly "consistent" and must earn nothing.
+
+    >>> rank_agreement([1, 2, 3], [2, 4, 9])
+    1.0
+    >>> rank_agreement([5, 5, 5], [5, 5, 5])
+    0.0
+    >>> rank_agreement([1, 2, 3], [3, 2, 1])
+    0.0
+    """
+    if len(a) < 2 or _std(a) < eps or _std(b) < eps:
+        return 0.0
+    ra, rb = ranks(a), ranks(b)
+    return max(0.0, _corr(ra, rb))
+
+
+def evaluator_reward(pass_a: Sequence[float], pass_b: Sequence[float], probe_pairs: Sequence[tuple[float, float]], probe_weight: float = 0.5) -> float:
+    """One rubric's reward: rank agreement between its two passes over the K reports, plus `probe_weight` times
+    the share of (original, corrupted) score pairs where the original scored higher (ties count half).
+
+    A rubric that gives every report the same score gets no agreement term, and ties on every probe earn
+    half the probe term, the chance level:
+
+    >>> evaluator_reward([5, 5, 5], [5, 5, 5], [(5, 5)], probe_weight=0.5)
+    0.25
+    >>> round(evaluator_reward([1, 2, 3], [1, 2, 3], [(8, 3), (7, 2)], probe_weight=0.5), 6)
+    1.5
+    """
+    return rank_agreement(pass_a, pass_b) + probe_weight * detection_rate(probe_pairs)
+
+
+def detection_rate(pairs: Sequence[tuple[float, float]]) -> float:
+    """Share of (original, corrupted) pairs ranked the right way; ties count half; 0.5 (chance) with no pairs.
+
+    >>> detection_rate([(6, 2), (3, 3), (1, 4)])
+    0.5
+    """
+    if not pairs:
+        return 0.5
+    return sum(1.0 if o > c else 0.5 if o == c else 0.0 for o, c in pairs) / len(pairs)
+
+
+def group_std(xs: Sequence[float]) -> float:
+    """Population std of one query's rewards: near zero means a saturated group (no GRPO signal).
+
+    >>> group_std([0.5, 0.5, 0.5])
+    0.0
+    """
+    return _std(xs)
+
+
+def _std(xs: Sequence[float]) -> float:
+    if not xs:
+        return 0.0
+    m = sum(xs) / len(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs))
+
+
+def _corr(a: Sequence[float], b: Sequence[float]) -> float:
+    sa, sb = _std(a), _std(b)
+    if sa == 0 or sb == 0:
+        return 0.0
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    r = sum((x - ma) * (y - mb) for x, y in zip(a, b)) / (len(a) * sa * sb)
+    return max(-1.0, min(1.0, r))  # float round-off can step past 1
+
+
+def correlation(a: Sequence[float], b: Sequence[float]) -> float:
+    """Pearson correlation; 0 when either side is constant.
+
+    >>> round(correlation([1, 2, 3], [2, 4, 6.5]), 3)
+    0.998
+    """
+    return _corr(a, b)

@@ -1,0 +1,322 @@
+"""self-evaluate: the evaluator role (the same weights as the solver) judges the round's reports.
+
+Per query: J rubrics sampled from the model over the harness's active dimensions (candidates get a
+default criterion and are scored in the shadow); evidence checks on `search_depth` claims per report;
+every report, and corrupted copies of a `probe_share` of them, scored on every criterion of every rubric
+in two passes with a different report order and seed. Scores are read off the model's score-token
+probabilities (one forward per criterion, over a shared encoding of query + report + evidence), not
+parsed from generated text: a 135M model answers "10" to nearly everything when asked to write a score.
+Then the rewards: solver per report, evaluator per rubric, and the round's statistics.
+
+Deliberately left out: free-text justifications (costly, and no reward reads them) and pairwise
+comparisons between reports (each report is scored alone; the order label is what differs by pass).
+
+Run alone: `score stage self-evaluate --round 0 [--force]` (needs the round's generate-reports).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections import defaultdict
+
+import numpy as np
+import pyarrow as pa
+
+from score.artifacts import (
+    DIMENSION_STATS_SCHEMA, EVALUATOR_REWARDS_SCHEMA, EVIDENCE_SCHEMA, PROBES_SCHEMA, RUBRICS_SCHEMA,
+    SCORES_SCHEMA, SOLVER_REWARDS_SCHEMA, SUMMARY_SCHEMA, round_dir,
+)
+from score.corrupt import CORRUPTIONS
+from score.evidence import pick_claims, search_claim, verdict
+from score.models import SamplingParams
+from score.prompts import RUBRIC_PREFILL, evidence_messages, rubric_messages, scoring_parts
+from score.rewards import correlation, detection_rate, evaluator_reward, group_std, rank_agreement, solver_rewards, validity
+from score.rubrics import parse_rubric
+from score.stages.base import StageResult, derive_seed, harness_for_round, policy_for_round, upstream
+from score.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+NAME = "self-evaluate"
+FOLDER = "evaluate"
+CONFIG = ("seed", "model", "search", "evaluate", "reward")
+
+
+def inputs(ws: Workspace, round_idx: int) -> dict[str, str]:
+    return {
+        "reports": upstream(ws, round_idx, "generate"),
+        "harness": harness_for_round(ws, round_idx)[1],
+        "policy": policy_for_round(ws, round_idx).fingerprint,
+        "corpus": ws.search.fingerprint,
+    }
+
+
+def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
+    cfg, ev = ws.cfg, ws.cfg.evaluate
+    reports = ws.store.read_table(f"{round_dir(cfg.run, round_idx)}/generate", "reports.parquet").to_pylist()
+    harness, _ = harness_for_round(ws, round_idx)
+    ctl = harness.controls
+    backend = ws.backend(policy_for_round(ws, round_idx).adapter)
+    seed = derive_seed(cfg.seed, round_idx, NAME)
+    t0 = time.perf_counter()
+    by_query: dict[str, list[dict]] = defaultdict(list)
+    for r in reports:
+        by_query[r["query_id"]].append(r)
+    for group in by_query.values():
+        group.sort(key=lambda r: r["sample_idx"])
+    active = [(d.id, d.description) for d in harness.active]
+    shadow = [(d.id, d.description) for d in harness.candidates]
+
+    # 1. rubrics: J samples per query, parsed robustly
+    queries = list(by_query)
+    prompts = [backend.render(rubric_messages(by_query[q][0]["query"], active, ctl.criteria_per_dimension), continue_final=True) for q in queries]
+    samples = backend.sample(
+        prompts,
+        SamplingParams(n=ctl.rubrics_per_query, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.rubric_tokens, seed=seed),
+        desc=f"round {round_idx} rubrics",
+    )
+    rubrics: dict[str, list] = {}
+    rubric_rows = []
+    for q, prompt, group in zip(queries, prompts, samples):
+        rubrics[q] = []
+        for j, s in enumerate(group):
+            rub = parse_rubric(RUBRIC_PREFILL + s.text, active, shadow, by_query[q][0]["query"], ctl.criteria_per_dimension)
+            rubrics[q].append(rub)
+            rubric_rows.append({
+                "round": round_idx, "query_id": q, "rubric_idx": j, "harness_version": harness.version,
+                "span": {"name": "rubric", "prompt": prompt, "text": s.text, "token_ids": s.token_ids, "logprobs": s.logprobs, "finish_reason": s.finish_reason},
+                "status": rub.status, "repairs": rub.repairs,
+                "weights": [{"dimension": d, "weight": w} for d, w in rub.weights.items()],
+                "criteria": [{"dimension": d, "text": c, "shadow": d not in rub.weights} for d, cs in rub.criteria.items() for c in cs],
+                "proposal_name": rub.proposal[0] if rub.proposal else None,
+                "proposal_description": rub.proposal[1] if rub.proposal else None,
+            })
+
+    # 2. evidence: search_depth claims per report (and one level deeper on a share, for the depth rule)
+    rng = random.Random(seed)
+    deeper_ids = {r["trajectory_id"] for r in reports if rng.random() < ev.depth_probe_share}
+    checks = []  # (report, deeper, claim_idx, ClaimSearch)
+    for r in reports:
+        titles = {s["n"]: s["title"] for s in r["sources"]}
+        plans = [(False, ctl.search_depth, ctl.search_hops)]
+        if r["trajectory_id"] in deeper_ids:
+            plans.append((True, ctl.search_depth + 1, ctl.search_hops + 1))
+        for deeper, depth, hops in plans:
+            for i, (claim, cited) in enumerate(pick_claims(r["report"], depth, ev.claim_min_chars)):
+                checks.append((r, deeper, i, search_claim(ws.search, claim, cited, titles, r["query"], hops)))
+    answer_ids = [backend.tokenize(" Yes")[0], backend.tokenize(" No")[0], backend.tokenize(" Un")[0]]
+    found = [i for i, c in enumerate(checks) if c[3].passages]  # a claim with no passage is not_found without asking
+    judged = backend.choice_logprobs(
+        [
+            backend.render(evidence_messages(checks[i][3].claim, [(p.title, p.text[: ev.passage_chars]) for p in checks[i][3].passages])) + "Answer:"
+            for i in found
+        ],
+        answer_ids,
+    )
+    answer = dict(zip(found, (_softmax(lp) for lp in judged)))  # check index -> (p_yes, p_no, p_unclear)
+    evidence_rows, evidence_text = [], defaultdict(list)
+    for idx, (r, deeper, i, cs) in enumerate(checks):
+        p = answer.get(idx, (0.0, 0.0, 1.0))
+        v = verdict(*p, found=bool(cs.passages))
+        evidence_rows.append({
+            "round": round_idx, "query_id": r["query_id"], "trajectory_id": r["trajectory_id"], "deeper": deeper,
+            "claim_idx": i, "claim": cs.claim, "cited": cs.cited, "queries": cs.queries,
+            "passage_ids": [x.id for x in cs.passages], "p_yes": p[0], "p_no": p[1], "p_unclear": p[2], "verdict": v,
+        })
+        if not deeper:
+            where = f" ({cs.passages[0].title})" if cs.passages else ""
+            evidence_text[r["trajectory_id"]].append(f'- "{cs.claim[:160]}": {v.replace("_", " ")}{where}')
+
+    # 3. corruption probes on a share of reports, kinds in turn
+    probe_rows, probes_of = [], defaultdict(list)  # query -> [(trajectory_id, kind, text)]
+    chosen = [r for r in reports if rng.random() < ev.probe_share]
+    for k, r in enumerate(chosen):
+        kind = ev.probe_kinds[k % len(ev.probe_kinds)]
+        text = CORRUPTIONS[kind](r["report"], seed + k)
+        changed = text != r["report"]
+        probe_rows.append({"round": round_idx, "query_id": r["query_id"], "trajectory_id": r["trajectory_id"], "kind": kind, "changed": changed, "text": text})
+        if changed:
+            probes_of[r["query_id"]].append((r["trajectory_id"], kind, text))
+
+    # 4. scores: every item (report or probe copy) x every distinct criterion x 2 passes
+    digit_ids = [backend.tokenize(str(d))[0] for d in range(10)]
+    score_rows = []
+    n_items = sum(len(g) + len(probes_of[q]) for q, g in by_query.items()) * 2
+    from tqdm.auto import tqdm
+
+    with tqdm(total=n_items, desc=f"round {round_idx} scoring", unit="report", leave=False) as bar:
+        for q, group in by_query.items():
+            items = [(r["trajectory_id"], "", r["report"]) for r in group] + probes_of[q]
+            criteria = list(dict.fromkeys((d, c) for rub in rubrics[q] for d, cs in rub.criteria.items() for c in cs))
+            for pass_idx in (0, 1):
+                order = list(range(len(items)))
+                random.Random(seed + 7919 * (pass_idx + 1) + hash(q) % 1000).shuffle(order)
+                pass_rng = np.random.default_rng(seed + pass_idx)
+                for position, i in enumerate(order, start=1):
+                    tid, kind, text = items[i]
+                    evidence = "\n".join(evidence_text[tid]) or "(no claim checked)"
+                    prefix, suffixes = scoring_parts(
+                        backend.render, group[0]["query"], text[: ev.report_chars], position, len(items), evidence, criteria, ctl.strictness
+                    )
+                    first, after_one = backend.next_token_logprobs(prefix, suffixes, digit_ids, then=digit_ids[1])
+                    for (dim, crit), lp, lp1 in zip(criteria, first, after_one):
+                        expected, dist = _expected_score(lp, lp1)
+                        drawn = int(pass_rng.choice(11, p=dist))
+                        raw = expected if ev.score_mode == "expected" else float(drawn)
+                        used = 10.0 * (raw / 10.0) ** (1.0 + 0.5 * ctl.strictness)  # stricter: the top is harder to reach
+                        for j, rub in enumerate(rubrics[q]):
+                            if crit in rub.criteria.get(dim, []):
+                                score_rows.append({
+                                    "round": round_idx, "query_id": q, "rubric_idx": j, "pass_idx": pass_idx, "trajectory_id": tid,
+                                    "probe_kind": kind, "position": position, "dimension": dim, "criterion": crit,
+                                    "shadow": dim not in rub.weights, "expected": expected, "sampled": drawn,
+                                    "sampled_logprob": math.log(max(dist[drawn], 1e-12)), "score": used, "score_path": ev.score_mode,
+                                })
+                    bar.update(1)
+
+    # 5. rewards and statistics
+    solver_rows, evaluator_rows, summary, dim_rows = _rewards(ws, round_idx, by_query, rubrics, score_rows, evidence_rows, harness)
+    seconds = time.perf_counter() - t0
+    files = {}
+    for name, rows, schema in [
+        ("rubrics.parquet", rubric_rows, RUBRICS_SCHEMA), ("evidence.parquet", evidence_rows, EVIDENCE_SCHEMA),
+        ("probes.parquet", probe_rows, PROBES_SCHEMA), ("scores.parquet", score_rows, SCORES_SCHEMA),
+        ("solver_rewards.parquet", solver_rows, SOLVER_REWARDS_SCHEMA), ("evaluator_rewards.parquet", evaluator_rows, EVALUATOR_REWARDS_SCHEMA),
+        ("dimension_stats.parquet", dim_rows, DIMENSION_STATS_SCHEMA), ("summary.parquet", [summary], SUMMARY_SCHEMA),
+    ]:
+        files[name] = ws.store.write_table(folder, name, pa.Table.from_pylist(rows, schema=schema))
+    stats = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items() if k != "round"}
+    stats["seconds_per_report"] = round(seconds / max(len(reports), 1), 2)
+    log.info("round %d self-evaluate: %s", round_idx, stats)
+    return StageResult(files=files, stats=stats)
+
+
+def _softmax(lps: list[float]) -> tuple[float, ...]:
+    m = max(lps)
+    e = [math.exp(x - m) for x in lps]
+    return tuple(x / sum(e) for x in e)
+
+
+def _expected_score(first: list[float], after_one: list[float]) -> tuple[float, np.ndarray]:
+    """Expected 0-10 score from the digit log-probs, telling "10" from "1" by the next token; and the 11-way
+    distribution (renormalised over digits, so mass on non-digit tokens never turns into NaN)."""
+    p = np.exp(np.asarray(first, dtype=np.float64))  # (10,) P(first digit)
+    p0_after_1 = float(np.exp(after_one[0]))  # P("0" | "1")
+    dist = np.zeros(11)
+    dist[:10] = p
+    dist[10] = p[1] * p0_after_1
+    dist[1] = p[1] * (1.0 - p0_after_1)
+    total = dist.sum()
+    dist = dist / total if total > 0 else np.full(11, 1 / 11)
+    return float((dist * np.arange(11)).sum()), dist
+
+
+def _rewards(ws, round_idx, by_query, rubrics, score_rows, evidence_rows, harness):
+    cfg, rw = ws.cfg, ws.cfg.reward
+    # mean score per (query, rubric, pass, item, dimension) over that dimension's criteria
+    cell: dict[tuple, list[float]] = defaultdict(list)
+    for s in score_rows:
+        cell[(s["query_id"], s["rubric_idx"], s["pass_idx"], s["trajectory_id"], s["probe_kind"], s["dimension"])].append(s["score"])
+    dim_score = {k: sum(v) / len(v) for k, v in cell.items()}
+
+    def rubric_value(q, j, p, tid, kind):
+        rub = rubrics[q][j]
+        return sum(w * dim_score.get((q, j, p, tid, kind, d), 0.0) for d, w in rub.weights.items()) / 10.0
+
+    solver_rows, evaluator_rows, stds, pairs_all, agreements = [], [], [], [], []
+    for q, group in by_query.items():
+        J = len(rubrics[q])
+        values = [[rubric_value(q, j, p, r["trajectory_id"], "") for j in range(J) for p in (0, 1)] for r in group]
+        valid = [
+            validity(r["report"], r["finish_reason"], len(r["cited"]), min_chars=rw.min_report_chars,
+                     empty=rw.empty_validity, truncated=rw.truncated_validity, uncited=rw.uncited_validity)
+            for r in group
+        ]
+        rewards = solver_rewards(valid, values)
+        mean, std = sum(rewards) / len(rewards), group_std(rewards)
+        stds.append(std)
+        for r, v, val, rew in zip(group, valid, values, rewards):
+            solver_rows.append({"round": round_idx, "query_id": q, "trajectory_id": r["trajectory_id"], "validity": v,
+                                "score": sum(val) / len(val), "reward": rew, "group_mean": mean, "group_std": std})
+        probe_keys = {(s["trajectory_id"], s["probe_kind"]) for s in score_rows if s["query_id"] == q and s["probe_kind"]}
+        for j in range(J):
+            a = [rubric_value(q, j, 0, r["trajectory_id"], "") for r in group]
+            b = [rubric_value(q, j, 1, r["trajectory_id"], "") for r in group]
+            pairs = [(rubric_value(q, j, p, tid, ""), rubric_value(q, j, p, tid, kind)) for tid, kind in probe_keys for p in (0, 1)]
+            pairs_all += pairs
+            agreements.append(rank_agreement(a, b))
+            evaluator_rows.append({"round": round_idx, "query_id": q, "rubric_idx": j, "agreement": agreements[-1],
+                                   "detection": detection_rate(pairs), "probe_pairs": len(pairs),
+                                   "reward": evaluator_reward(a, b, pairs, rw.probe_weight)})
+    dim_rows = _dimension_stats(round_idx, by_query, rubrics, dim_score, harness)
+    all_rewards = [r["reward"] for r in solver_rows]
+    valid_rewards = [r["reward"] for r in solver_rows if r["validity"] > 0]
+    base = [e for e in evidence_rows if not e["deeper"]]
+    rubric_status = [rub.status for rs in rubrics.values() for rub in rs]
+    summary = {
+        "round": round_idx, "harness_version": harness.version, "reports": len(solver_rows),
+        "saturation_rate": sum(s < rw.flat_spread for s in stds) / len(stds),
+        "reward_mean": sum(all_rewards) / len(all_rewards), "reward_spread": sum(stds) / len(stds),
+        "valid_share": len(valid_rewards) / len(all_rewards),
+        "top_share": sum(x >= cfg.harness.rules.crowded_reward for x in valid_rewards) / len(valid_rewards) if valid_rewards else 0.0,
+        "agreement": sum(agreements) / len(agreements), "detection": detection_rate(pairs_all),
+        "parse_failure_rate": rubric_status.count("failed") / len(rubric_status),
+        "parse_repair_rate": (len(rubric_status) - rubric_status.count("ok")) / len(rubric_status),
+        "search_depth": harness.controls.search_depth, "search_hops": harness.controls.search_hops,
+        "claims_checked": len(base), "supported_share": sum(e["verdict"] == "supported" for e in base) / len(base) if base else 0.0,
+        "depth_change": _depth_change(evidence_rows), "active_dimensions": [d.id for d in harness.active],
+        "strictness": harness.controls.strictness,
+    }
+    return solver_rows, evaluator_rows, summary, dim_rows
+
+
+def _depth_change(evidence_rows) -> float:
+    """Mean |supported share with the deeper check - at the harness's depth| over depth-probed reports."""
+    shares: dict[tuple[str, bool], list[bool]] = defaultdict(list)
+    for e in evidence_rows:
+        shares[(e["trajectory_id"], e["deeper"])].append(e["verdict"] == "supported")
+    deltas = []
+    for (tid, deeper), deep in shares.items():
+        if deeper:
+            base = shares.get((tid, False), [])
+            deltas.append(abs(sum(deep) / len(deep) - (sum(base) / len(base) if base else 0.0)))
+    return sum(deltas) / len(deltas) if deltas else 0.0
+
+
+def _dimension_stats(round_idx, by_query, rubrics, dim_score, harness):
+    """Per dimension: mean, within-query spread, corruption detection, and its highest correlation with another."""
+    status = {d.id: d.status for d in harness.dimensions}
+    dims = sorted({k[5] for k in dim_score})
+    per_report: dict[str, dict[str, float]] = defaultdict(dict)  # dim -> trajectory -> mean over rubrics, passes
+    probe_pairs: dict[str, list] = defaultdict(list)
+    for d in dims:
+        for q, group in by_query.items():
+            for r in group:
+                vals = [v for k, v in dim_score.items() if k[0] == q and k[3] == r["trajectory_id"] and k[4] == "" and k[5] == d]
+                if vals:
+                    per_report[d][r["trajectory_id"]] = sum(vals) / len(vals)
+        for k, v in dim_score.items():
+            if k[5] == d and k[4]:
+                original = dim_score.get((k[0], k[1], k[2], k[3], "", d))
+                if original is not None:
+                    probe_pairs[d].append((original, v))
+    rows = []
+    for d in dims:
+        scores = per_report[d]
+        spreads = [group_std([scores[r["trajectory_id"]] for r in g if r["trajectory_id"] in scores]) for g in by_query.values()]
+        best, best_with = 0.0, ""
+        for other in dims:
+            if other != d:
+                common = [t for t in scores if t in per_report[other]]
+                c = correlation([scores[t] for t in common], [per_report[other][t] for t in common])
+                if c > best:
+                    best, best_with = c, other
+        rows.append({
+            "round": round_idx, "dimension": d, "status": status.get(d, "active"),
+            "mean": sum(scores.values()) / max(len(scores), 1), "spread": sum(spreads) / max(len(spreads), 1),
+            "detection": detection_rate(probe_pairs[d]), "probes": len(probe_pairs[d]), "max_corr": best, "max_corr_with": best_with,
+        })
+    return rows

@@ -1,0 +1,80 @@
+"""self-evaluate and harness-evolve on toy objects: artifacts, rewards, and the harness handed to the next round."""
+
+import pytest
+
+from score.artifacts import ArtifactError
+from score.runner import run_stage, stage_folder
+
+
+def run_round(ws, r):
+    for stage in ("generate-reports", "self-evaluate", "harness-evolve"):
+        run_stage(ws, stage, r)
+
+
+def test_evaluate_writes_every_artifact_with_consistent_rows(toy_workspace):
+    ws = toy_workspace
+    run_stage(ws, "generate-reports", 0)
+    out = run_stage(ws, "self-evaluate", 0)
+    folder = stage_folder(ws, "self-evaluate", 0)
+    read = lambda name: ws.store.read_table(folder, name).to_pylist()  # noqa: E731
+    K, Q, J = ws.cfg.generate.samples_per_query, ws.cfg.data.queries_per_round, ws.cfg.harness.rubrics_per_query
+    rubrics = read("rubrics.parquet")
+    assert len(rubrics) == Q * J and {r["status"] for r in rubrics} == {"repaired"}  # readability had no criterion
+    assert all(abs(sum(w["weight"] for w in r["weights"]) - 1) < 1e-6 for r in rubrics)
+    assert rubrics[0]["proposal_name"] == "Source diversity"
+    scores = read("scores.parquet")
+    originals = [s for s in scores if not s["probe_kind"]]
+    # every report x every criterion of every rubric x 2 passes (5 active + 1 shadow dimension, 1 criterion each)
+    assert len(originals) == K * Q * J * 2 * 6
+    assert {s["pass_idx"] for s in scores} == {0, 1} and all(0 <= s["score"] <= 10 for s in scores)
+    assert {s["score_path"] for s in scores} == {"expected"}
+    assert {s["dimension"] for s in scores if s["shadow"]} == {"factual_accuracy"}
+    rewards = read("solver_rewards.parquet")
+    assert len(rewards) == K * Q and all(r["validity"] == 1.0 and 0 < r["reward"] <= 1 for r in rewards)
+    evidence = read("evidence.parquet")
+    assert evidence and all(e["verdict"] in ("supported", "contradicted", "not_found") for e in evidence)
+    assert all(e["queries"] for e in evidence)
+    stats = out.manifest["stats"]
+    for key in ("saturation_rate", "reward_mean", "reward_spread", "agreement", "detection", "parse_failure_rate", "search_depth", "active_dimensions"):
+        assert key in stats
+    assert stats["saturation_rate"] == 1.0  # the toy writes identical reports: every group is flat, and that is reported
+
+
+def test_corruption_probes_are_scored_and_detected(toy_workspace):
+    ws = toy_workspace
+    ws.cfg.evaluate.probe_share = 1.0
+    ws.cfg.evaluate.probe_kinds = ["strip_citations"]
+    run_stage(ws, "generate-reports", 0)
+    out = run_stage(ws, "self-evaluate", 0)
+    probes = ws.store.read_table(stage_folder(ws, "self-evaluate", 0), "probes.parquet").to_pylist()
+    assert probes and all(p["changed"] and "[1]" not in p["text"] for p in probes)
+    assert out.manifest["stats"]["detection"] == 1.0  # the toy scores citations, so stripping them is always caught
+
+
+def test_second_round_evaluates_under_the_first_rounds_harness(toy_workspace):
+    ws = toy_workspace
+    run_round(ws, 0)
+    harness0 = ws.store.read_table(stage_folder(ws, "harness-evolve", 0), "harness.parquet").to_pylist()
+    assert {d["id"]: d["status"] for d in harness0}["source_diversity"] == "candidate"  # the proposal, on probation
+    decisions = ws.store.read_table(stage_folder(ws, "harness-evolve", 0), "decisions.parquet").to_pylist()
+    assert any(d["rule"] == "proposal" for d in decisions) and all(d["reason"] for d in decisions)
+    run_round(ws, 1)
+    rubrics = ws.store.read_table(stage_folder(ws, "self-evaluate", 1), "rubrics.parquet").to_pylist()
+    assert {r["harness_version"] for r in rubrics} == {0}
+    shadow = {c["dimension"] for c in rubrics[0]["criteria"] if c["shadow"]}
+    assert "source_diversity" in shadow
+
+
+def test_evaluate_refuses_an_unfinished_generate(toy_workspace):
+    with pytest.raises(ArtifactError, match="not finished"):
+        run_stage(toy_workspace, "self-evaluate", 0)
+
+
+def test_static_mode_writes_the_seed_harness_again(toy_workspace):
+    ws = toy_workspace
+    ws.cfg.harness.mode = "static"
+    run_round(ws, 0)
+    folder = stage_folder(ws, "harness-evolve", 0)
+    dims = ws.store.read_table(folder, "harness.parquet").to_pylist()
+    assert [(d["id"], d["status"]) for d in dims] == [(d.id, "active" if d.active else "candidate") for d in ws.cfg.harness.dimensions]
+    assert [d["rule"] for d in ws.store.read_table(folder, "decisions.parquet").to_pylist()] == ["static"]
