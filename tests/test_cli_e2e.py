@@ -62,6 +62,11 @@ def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path):
         assert sorted(by_query.values()) == [2, 2]  # K=2 reports for each of the 2 queries of the round
         print(f"round {r}: {sum(bool(x['cited']) for x in rows)}/{len(rows)} reports cite a source")
         assert manifest(store, r)["files"]["reports.parquet"]["rows"] == 4
+        for stage in ("evaluate", "harness"):
+            assert manifest(store, r, stage) is not None
+    rubrics = pq.read_table(store / "ci" / "round-0001" / "evaluate" / "rubrics.parquet").to_pylist()
+    assert {r["harness_version"] for r in rubrics} == {0}  # round 1 judged under the harness round 0 wrote
+    assert manifest(store, 1, "evaluate")["inputs"]["harness"] == manifest(store, 0, "harness")["fingerprint"]
 
     before = {r: manifest(store, r)["started_at"] for r in (0, 1)}
     t0 = time.perf_counter()

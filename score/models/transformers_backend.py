@@ -88,13 +88,14 @@ class TransformersBackend:
         out: list[list[Sample]] = [[] for _ in prompts]
         generator = torch.Generator(device="cpu").manual_seed(params.seed)
         t0 = time.perf_counter()
-        with tqdm(total=len(prompts) * params.n, desc=desc or "sampling", unit="seq", leave=False, disable=not desc) as bar:
+        # progress in token slots (sequences x max_tokens): moves every decoding step, and a sequence that
+        # stops early hands back its unused slots at once
+        with tqdm(total=len(prompts) * params.n * params.max_tokens, desc=desc or "sampling", unit="tok", leave=False, disable=not desc) as bar:
             for start in range(0, len(order), per_batch):
                 chunk = order[start : start + per_batch]
-                samples = self._sample_batch([encoded[i] for i in chunk], params, generator)
+                samples = self._sample_batch([encoded[i] for i in chunk], params, generator, bar.update)
                 for k, i in enumerate(chunk):
                     out[i] = samples[k * params.n : (k + 1) * params.n]
-                bar.update(len(chunk) * params.n)
         self.usage.seconds += time.perf_counter() - t0
         self.usage.calls += 1
         self.usage.prompt_tokens += sum(len(e) for e in encoded) * params.n
@@ -102,7 +103,9 @@ class TransformersBackend:
         return out
 
     @torch.inference_mode()
-    def _sample_batch(self, rows: list[list[int]], params: SamplingParams, generator: torch.Generator) -> list[Sample]:
+    def _sample_batch(
+        self, rows: list[list[int]], params: SamplingParams, generator: torch.Generator, progress=lambda n: None
+    ) -> list[Sample]:
         """Sample `params.n` continuations of each of `rows` (U prompts): returns U*n samples, prompt-major."""
         ids, mask = self._left_pad(rows)  # (U, T)
         cache = DynamicCache()
@@ -141,6 +144,9 @@ class TransformersBackend:
                     reasons[row] = "stop"
                 else:
                     keep.append(b)
+                    continue
+                progress(params.max_tokens - len(tokens[row]))  # the slots this finished row will not use
+            progress(len(alive))
             if not keep:
                 break
             if len(keep) < len(alive):  # finished rows leave the batch: drop their cache rows
