@@ -37,6 +37,7 @@ test-fast: install
 
 bench: setup
 	$(BIN)/python benchmarks/generate_throughput.py
+	$(BIN)/python benchmarks/evaluate_cost.py
 
 clean:
 	rm -rf runs
