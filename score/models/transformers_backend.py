@@ -119,6 +119,7 @@ class TransformersBackend:
             rows = [r for r in rows for _ in range(params.n)]
         step_pos = mask.sum(-1, keepdim=True) - 1  # (B, 1) position of the last prompt token
         alive = list(range(len(rows)))  # batch row -> original row, shrinks as rows finish
+        step_ids: torch.Tensor | None = None  # (B, 1) the token sampled at the previous step
         tokens: list[list[int]] = [[] for _ in rows]
         logps: list[list[float]] = [[] for _ in rows]
         reasons: list[str] = ["length"] * len(rows)
