@@ -44,9 +44,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from score.artifacts import ArtifactError, StoreError
     from score.config import ConfigError
     from score.queries import QueryFileError
+    from score.models.openai_client import EndpointError
     from score.runner import UnknownStage
 
-    return (ConfigError, QueryFileError, StoreError, ArtifactError, UnknownStage, FileNotFoundError)
+    return (ConfigError, QueryFileError, StoreError, ArtifactError, UnknownStage, FileNotFoundError, EndpointError)
 
 
 def _logging(verbose: bool) -> None:
@@ -115,6 +116,29 @@ def setup(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt) -> None:
 
         err.print(f"model: {resolve_model_path(cfg.model)}")
         err.print(f"search: {ws.search.fingerprint}")
+    except _user_errors() as e:
+        _fail(e)
+
+
+@app.command()
+def serve(
+    config: Optional[Path] = ConfigOpt,
+    set_: list[str] = SetOpt,
+    host: str = typer.Option("127.0.0.1", help="address to bind (loopback by default)"),
+    port: int = typer.Option(8000, help="port"),
+) -> None:
+    """Serve the config's model (base weights) as an OpenAI-compatible chat endpoint, e.g. for the LLM controller."""
+    _logging(False)
+    try:
+        from score.config import load_config
+        from score.models import load_backend
+
+        cfg = load_config(config or (Path("configs/default.yaml") if Path("configs/default.yaml").exists() else None), set_)
+        import uvicorn
+
+        from score.serve import make_app
+
+        uvicorn.run(make_app(load_backend(cfg.model), cfg.model.path), host=host, port=port, log_level="warning")
     except _user_errors() as e:
         _fail(e)
 

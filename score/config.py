@@ -181,6 +181,15 @@ class RulesConfig(Section):
     max_new_candidates: int = Field(1, ge=0, description="proposed dimensions admitted as candidates per round")
 
 
+class LLMControllerConfig(Section):
+    enabled: bool = Field(False, description="ask a frozen model behind an OpenAI-compatible endpoint for new dimensions")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="the endpoint (vLLM, `score serve`, a hosted API)")
+    model: str = Field("smollm2-135m-instruct", description="model name the endpoint serves")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key, if any")
+    proposals: int = Field(2, ge=1, le=8, description="answers asked for per round; the rules still gate each")
+    timeout_s: float = Field(120, gt=0, description="seconds to wait for the endpoint")
+
+
 class HarnessConfig(Section):
     mode: Literal["rules", "static"] = Field("rules", description="rules: the meta-harness evolves; static: the seed harness, frozen (the baseline)")
     dimensions: list[DimensionSeed] = Field(default_factory=_seed_dimensions, description="the seed dimension pool")
@@ -190,6 +199,7 @@ class HarnessConfig(Section):
     criteria_per_dimension: int = Field(1, ge=1, le=5, description="criteria per dimension in a rubric")
     strictness: int = Field(0, ge=0, description="0 = lenient; each level sharpens the evaluator's instructions and the score curve")
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    llm_controller: LLMControllerConfig = Field(default_factory=LLMControllerConfig)
 
     @field_validator("rubrics_per_query")
     @classmethod

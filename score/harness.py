@@ -75,7 +75,7 @@ class RoundStats:
 
     top_share: float  # share of valid solver rewards at or above rules.crowded_reward
     depth_change: float  # mean |supported share at depth+1 - at depth| over depth-probed reports
-    proposals: tuple[tuple[str, str], ...] = ()  # (name, description) the evaluator proposed, in order
+    proposals: tuple[tuple[str, str, str], ...] = ()  # (name, description, who proposed it), in order
 
 
 @dataclass(frozen=True)
@@ -147,12 +147,12 @@ def evolve(
             set_status(d.id, "retired", "probation", numbers, f"not admitted after {rounds} probation rounds")
     # 5. new candidates from the evaluator's proposals
     added = 0
-    for name, description in round_stats.proposals:
+    for name, description, source in round_stats.proposals:
         dim_id = normalise_id(name)
         if added >= rules.max_new_candidates or not dim_id or dim_id in dims or len(description) < 10:
             continue
         dims[dim_id] = Dimension(dim_id, description[:300], "proposed", "candidate", False, round_idx)
-        decisions.append(Decision("proposal", dim_id, "candidate", {}, f"proposed by the evaluator: {description[:120]}"))
+        decisions.append(Decision("proposal", dim_id, "candidate", {"source": source}, f"proposed by the {source}: {description[:120]}"))
         added += 1
     # 6. controls
     controls = harness.controls

@@ -83,7 +83,7 @@ def test_candidates_are_admitted_or_retired_after_probation():
 
 def test_proposals_become_candidates_once_and_within_the_limit():
     h = seed_harness(HarnessConfig())
-    proposals = RoundStats(0.0, 0.0, proposals=(("Source Diversity", "uses several independent sources"), ("Timeliness", "uses recent data and says when"), ("insight", "duplicate of a seed")))
+    proposals = RoundStats(0.0, 0.0, proposals=(("Source Diversity", "uses several independent sources", "evaluator"), ("Timeliness", "uses recent data and says when", "llm controller"), ("insight", "duplicate of a seed", "evaluator")))
     new, decisions = evolve(h, stats_for(h), proposals, RULES, 0)
     assert statuses(new)["source_diversity"] == "candidate" and "timeliness" not in statuses(new)  # max_new_candidates=1
     assert [d.rule for d in decisions] == ["proposal"]
@@ -102,7 +102,7 @@ def test_controls_rise_on_their_triggers_and_stop_at_their_caps():
 def test_static_mode_changes_nothing_whatever_the_statistics():
     h = seed_harness(HarnessConfig())
     wild = {d.id: healthy(d.id, mean=9.9, spread=0.0, detection=0.0, max_corr=1.0, max_corr_with="insight") for d in h.dimensions}
-    new, decisions = evolve(h, wild, RoundStats(1.0, 1.0, (("x_dim", "a brand new dimension"),)), RULES, 3, mode="static")
+    new, decisions = evolve(h, wild, RoundStats(1.0, 1.0, (("x_dim", "a brand new dimension", "evaluator"),)), RULES, 3, mode="static")
     assert new.dimensions == h.dimensions and new.controls == h.controls and new.version == 3
     assert [d.rule for d in decisions] == ["static"]
 

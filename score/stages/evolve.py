@@ -5,8 +5,9 @@ the harness round r ran under. Output: `harness.parquet` (the dimension pool), `
 `decisions.parquet` (every rule that fired, with its numbers and reason), versioned as round r. Round r+1
 evaluates under it, so training never targets a rubric fitted to its own data.
 
-Deliberately left out: the optional LLM controller (a frozen model proposing dimensions) is not built
-yet; the evaluator's own proposals are the only source of new candidates, always gated by the rules.
+New candidates come from the evaluator's own proposals and, when `harness.llm_controller.enabled`, from a
+frozen model behind an OpenAI-compatible endpoint (score.controller); the rules gate both alike. A
+controller that cannot be reached fails the stage with the endpoint named: it never silently drops out.
 
 Run alone: `score stage harness-evolve --round 0 [--force]` (needs the round's self-evaluate).
 """
@@ -20,15 +21,17 @@ from dataclasses import asdict
 import pyarrow as pa
 
 from score.artifacts import CONTROLS_SCHEMA, DECISIONS_SCHEMA, HARNESS_SCHEMA, round_dir
+from score.controller import propose
 from score.harness import DimensionStats, RoundStats, evolve, to_rows
-from score.stages.base import StageResult, harness_for_round, upstream
+from score.models.openai_client import ChatClient
+from score.stages.base import StageResult, derive_seed, harness_for_round, upstream
 from score.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 NAME = "harness-evolve"
 FOLDER = "harness"
-CONFIG = ("harness",)
+CONFIG = ("seed", "harness")
 
 
 def inputs(ws: Workspace, round_idx: int) -> dict[str, str]:
@@ -45,7 +48,14 @@ def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
         r["dimension"]: DimensionStats(r["dimension"], r["mean"], r["spread"], r["detection"], r["probes"], r["max_corr"], r["max_corr_with"])
         for r in dim_rows
     }
-    proposals = tuple((r["proposal_name"], r["proposal_description"]) for r in rubrics if r["proposal_name"])
+    proposals = tuple((r["proposal_name"], r["proposal_description"], "evaluator") for r in rubrics if r["proposal_name"])
+    llm = ws.cfg.harness.llm_controller
+    if llm.enabled and ws.cfg.harness.mode == "rules":
+        client = ChatClient(llm.base_url, llm.model, llm.api_key_env, llm.timeout_s)
+        pool = [d.id for d in harness.dimensions]
+        suggested, answers = propose(client, summary, dim_rows, pool, llm.proposals, derive_seed(ws.cfg.seed, round_idx, NAME))
+        log.info("round %d harness: the LLM controller answered %s", round_idx, answers)
+        proposals = tuple((n, d, "llm controller") for n, d in suggested) + proposals
     round_stats = RoundStats(top_share=summary["top_share"], depth_change=summary["depth_change"], proposals=proposals)
     new, decisions = evolve(harness, stats, round_stats, ws.cfg.harness.rules, round_idx, ws.cfg.harness.mode)
     dims, controls = to_rows(new)

@@ -1,0 +1,50 @@
+"""A client for OpenAI-compatible chat endpoints (vLLM, `score serve`, hosted APIs): the external meta-harness
+controller and external judges talk through it. Standard library only; the API key comes from an
+environment variable, never from a config file."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Sequence
+
+from score.models.base import Message
+
+
+class EndpointError(RuntimeError):
+    """The endpoint is down, refused the request, or answered something that is not a chat completion."""
+
+
+@dataclass
+class ChatClient:
+    base_url: str  # e.g. http://127.0.0.1:8000/v1
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 120.0
+
+    def chat(self, messages: Sequence[Message], *, n: int = 1, temperature: float = 0.7, max_tokens: int = 256, seed: int = 0) -> list[str]:
+        body = {
+            "model": self.model, "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "n": n, "temperature": temperature, "max_tokens": max_tokens, "seed": seed,
+        }
+        headers = {"Content-Type": "application/json"}
+        if os.environ.get(self.api_key_env):
+            headers["Authorization"] = f"Bearer {os.environ[self.api_key_env]}"
+        url = self.base_url.rstrip("/") + "/chat/completions"
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                payload = json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            raise EndpointError(f"{url} answered HTTP {e.code}: {e.read()[:300].decode(errors='replace')}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+            raise EndpointError(f"cannot reach {url} ({getattr(e, 'reason', e)}); is the server up? check the base_url") from None
+        except json.JSONDecodeError:
+            raise EndpointError(f"{url} did not answer JSON; is it an OpenAI-compatible endpoint?") from None
+        try:
+            return [c["message"]["content"] for c in payload["choices"]]
+        except (KeyError, TypeError):
+            raise EndpointError(f"{url} answered without choices[].message.content: {str(payload)[:200]}") from None
