@@ -24,6 +24,7 @@ from collections import defaultdict
 
 import numpy as np
 import pyarrow as pa
+from tqdm.auto import tqdm
 
 from score.artifacts import (
     DIMENSION_STATS_SCHEMA, EVALUATOR_REWARDS_SCHEMA, EVIDENCE_SCHEMA, PROBES_SCHEMA, RUBRICS_SCHEMA,
@@ -145,15 +146,13 @@ def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
     digit_ids = [backend.tokenize(str(d))[0] for d in range(10)]
     score_rows = []
     n_items = sum(len(g) + len(probes_of[q]) for q, g in by_query.items()) * 2
-    from tqdm.auto import tqdm
-
     with tqdm(total=n_items, desc=f"round {round_idx} scoring", unit="report", leave=False) as bar:
         for q, group in by_query.items():
             items = [(r["trajectory_id"], "", r["report"]) for r in group] + probes_of[q]
             criteria = list(dict.fromkeys((d, c) for rub in rubrics[q] for d, cs in rub.criteria.items() for c in cs))
             for pass_idx in (0, 1):
                 order = list(range(len(items)))
-                random.Random(seed + 7919 * (pass_idx + 1) + hash(q) % 1000).shuffle(order)
+                random.Random(derive_seed(seed, pass_idx, q)).shuffle(order)  # each pass its own order, stable across runs
                 pass_rng = np.random.default_rng(seed + pass_idx)
                 for position, i in enumerate(order, start=1):
                     tid, kind, text = items[i]
@@ -290,19 +289,16 @@ def _dimension_stats(round_idx, by_query, rubrics, dim_score, harness):
     """Per dimension: mean, within-query spread, corruption detection, and its highest correlation with another."""
     status = {d.id: d.status for d in harness.dimensions}
     dims = sorted({k[5] for k in dim_score})
-    per_report: dict[str, dict[str, float]] = defaultdict(dict)  # dim -> trajectory -> mean over rubrics, passes
+    cells: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))  # dim -> trajectory -> scores
     probe_pairs: dict[str, list] = defaultdict(list)
-    for d in dims:
-        for q, group in by_query.items():
-            for r in group:
-                vals = [v for k, v in dim_score.items() if k[0] == q and k[3] == r["trajectory_id"] and k[4] == "" and k[5] == d]
-                if vals:
-                    per_report[d][r["trajectory_id"]] = sum(vals) / len(vals)
-        for k, v in dim_score.items():
-            if k[5] == d and k[4]:
-                original = dim_score.get((k[0], k[1], k[2], k[3], "", d))
-                if original is not None:
-                    probe_pairs[d].append((original, v))
+    for (q, j, p, tid, kind, d), v in dim_score.items():
+        if not kind:
+            cells[d][tid].append(v)
+        else:
+            original = dim_score.get((q, j, p, tid, "", d))
+            if original is not None:
+                probe_pairs[d].append((original, v))
+    per_report = {d: {t: sum(vs) / len(vs) for t, vs in cells[d].items()} for d in dims}  # mean over rubrics, passes
     rows = []
     for d in dims:
         scores = per_report[d]
