@@ -116,7 +116,7 @@ EVIDENCE_SCHEMA = pa.schema(
         pa.field("cited", pa.list_(pa.int32())),
         pa.field("queries", pa.list_(pa.string())),  # the search calls made, one per hop
         pa.field("passage_ids", pa.list_(pa.string())),
-        pa.field("p_yes", pa.float32()),
+        pa.field("p_yes", pa.float32()),  # answer probabilities after contextual calibration (see evaluate.py)
         pa.field("p_no", pa.float32()),
         pa.field("p_unclear", pa.float32()),
         pa.field("verdict", pa.string()),  # supported | contradicted | not_found

@@ -3,7 +3,8 @@
 How many claims (`search_depth`) and how many search calls per claim (`search_hops`) come from the
 harness. A hop searches the claim; a further hop, taken only while no passage was found, searches the
 claim with the title of the source it cites (or the query). The verdict is the model's choice among
-Yes / No / Unclear given the passages: supported, contradicted, not_found; no passage means not_found.
+Yes / No / Unclear given the passages (after contextual calibration, see the evaluate stage): supported,
+contradicted, not_found; no passage means not_found.
 """
 
 from __future__ import annotations

@@ -117,7 +117,10 @@ def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
         ],
         answer_ids,
     )
-    answer = dict(zip(found, (_softmax(lp) for lp in judged)))  # check index -> (p_yes, p_no, p_unclear)
+    # Contextual calibration (Zhao et al., 2021): a small judge says "No" to almost everything (measured here:
+    # p(No) ~ 0.8 on every claim), so divide by its answer to a content-free check before taking the argmax.
+    prior = _softmax(backend.choice_logprobs([backend.render(evidence_messages("N/A", [("N/A", "N/A")])) + "Answer:"], answer_ids)[0])
+    answer = dict(zip(found, (_calibrate(_softmax(lp), prior) for lp in judged)))  # check index -> (p_yes, p_no, p_unclear)
     evidence_rows, evidence_text = [], defaultdict(list)
     for idx, (r, deeper, i, cs) in enumerate(checks):
         p = answer.get(idx, (0.0, 0.0, 1.0))
@@ -197,6 +200,16 @@ def _softmax(lps: list[float]) -> tuple[float, ...]:
     m = max(lps)
     e = [math.exp(x - m) for x in lps]
     return tuple(x / sum(e) for x in e)
+
+
+def _calibrate(p: tuple[float, ...], prior: tuple[float, ...]) -> tuple[float, ...]:
+    """Divide answer probabilities by the content-free prior and renormalise.
+
+    >>> [round(x, 2) for x in _calibrate((0.2, 0.8, 0.0), (0.1, 0.9, 0.0))]
+    [0.69, 0.31, 0.0]
+    """
+    q = [x / max(y, 1e-9) for x, y in zip(p, prior)]
+    return tuple(x / sum(q) for x in q)
 
 
 def _expected_score(first: list[float], after_one: list[float]) -> tuple[float, np.ndarray]:
