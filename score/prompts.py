@@ -108,22 +108,28 @@ def rubric_messages(query: str, dimensions: list[tuple[str, str]], criteria_per_
 
 
 def scoring_parts(
-    render, query: str, report: str, position: int, total: int, evidence: str, criteria: list[tuple[str, str]], strictness: int
-) -> tuple[str, list[str]]:
-    """The shared prefix (query, report, evidence) and one suffix per (dimension, criterion), each ending where
-    the score digit comes. The prefix is the same for every criterion, so the backend encodes it once."""
-    head = f"Research query: {query}\n\nReport {position} of {total}:\n{report}\n\nEvidence checks:\n{evidence}\n\n"
+    render, query: str, report: str, positions: list[int], total: int, evidence: str, criteria: list[tuple[str, str]], strictness: int
+) -> tuple[str, list[list[str]]]:
+    """The shared prefix (query, report, evidence) and, per pass, one suffix per (dimension, criterion), each
+    ending where the score digit comes. A pass differs by where the report stood in its order (`positions`);
+    the prefix is the same for every criterion of both passes, so the backend encodes the report once."""
+    head = f"Research query: {query}\n\nReport:\n{report}\n\nEvidence checks:\n{evidence}\n\n"
     marker = "\u241e"  # a character no report contains: where the per-criterion part starts
     strict = STRICTNESS[min(strictness, len(STRICTNESS) - 1)]
-    suffixes = []
-    prefix = ""
-    for dim, criterion in criteria:
-        ask = f"{marker}Dimension: {dim}\nCriterion: {criterion}\nRate how well the report meets the criterion from 0 (not at all) to 10 (fully).{strict}"
-        full = render([Message("system", EVALUATOR_SYSTEM), Message("user", head + ask)]) + "Score: "
-        cut = full.index(marker)
-        prefix = full[:cut]
-        suffixes.append(full[cut + 1 :])
-    return prefix, suffixes
+    prefix, per_pass = "", []
+    for position in positions:
+        suffixes = []
+        for dim, criterion in criteria:
+            ask = (
+                f"{marker}This is report {position} of {total} on this query.\nDimension: {dim}\nCriterion: {criterion}\n"
+                f"Rate how well the report meets the criterion from 0 (not at all) to 10 (fully).{strict}"
+            )
+            full = render([Message("system", EVALUATOR_SYSTEM), Message("user", head + ask)]) + "Score: "
+            cut = full.index(marker)
+            prefix = full[:cut]
+            suffixes.append(full[cut + 1 :])
+        per_pass.append(suffixes)
+    return prefix, per_pass
 
 
 def evidence_messages(claim: str, passages: list[tuple[str, str]]) -> list[Message]:

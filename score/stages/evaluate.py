@@ -3,7 +3,8 @@
 Per query: J rubrics sampled from the model over the harness's active dimensions (candidates get a
 default criterion and are scored in the shadow); evidence checks on `search_depth` claims per report;
 every report, and corrupted copies of a `probe_share` of them, scored on every criterion of every rubric
-in two passes with a different report order and seed. Scores are read off the model's score-token
+in two passes with a different report order and seed (the report is encoded once and shared by both
+passes; a pass differs by the place its order gives the report, stated after the report). Scores are read off the model's score-token
 probabilities (one forward per criterion, over a shared encoding of query + report + evidence), not
 parsed from generated text: a 135M model answers "10" to nearly everything when asked to write a score.
 Then the rewards: solver per report, evaluator per rubric, and the round's statistics.
@@ -148,36 +149,41 @@ def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
     # 4. scores: every item (report or probe copy) x every distinct criterion x 2 passes
     digit_ids = [backend.tokenize(str(d))[0] for d in range(10)]
     score_rows = []
-    n_items = sum(len(g) + len(probes_of[q]) for q, g in by_query.items()) * 2
+    n_items = sum(len(g) + len(probes_of[q]) for q, g in by_query.items())
     with tqdm(total=n_items, desc=f"round {round_idx} scoring", unit="report", leave=False) as bar:
         for q, group in by_query.items():
             items = [(r["trajectory_id"], "", r["report"]) for r in group] + probes_of[q]
             criteria = list(dict.fromkeys((d, c) for rub in rubrics[q] for d, cs in rub.criteria.items() for c in cs))
+            positions = {}  # (pass, item) -> 1-based place in that pass's order
             for pass_idx in (0, 1):
                 order = list(range(len(items)))
                 random.Random(derive_seed(seed, pass_idx, q)).shuffle(order)  # each pass its own order, stable across runs
-                pass_rng = np.random.default_rng(seed + pass_idx)
-                for position, i in enumerate(order, start=1):
-                    tid, kind, text = items[i]
-                    evidence = "\n".join(evidence_text[tid]) or "(no claim checked)"
-                    prefix, suffixes = scoring_parts(
-                        backend.render, group[0]["query"], text[: ev.report_chars], position, len(items), evidence, criteria, ctl.strictness
-                    )
-                    first, after_one = backend.next_token_logprobs(prefix, suffixes, digit_ids, then=digit_ids[1])
-                    for (dim, crit), lp, lp1 in zip(criteria, first, after_one):
+                positions.update({(pass_idx, i): place for place, i in enumerate(order, start=1)})
+            pass_rngs = [np.random.default_rng(derive_seed(seed, p, q)) for p in (0, 1)]
+            for i, (tid, kind, text) in enumerate(items):
+                evidence = "\n".join(evidence_text[tid]) or "(no claim checked)"
+                places = [positions[(0, i)], positions[(1, i)]]
+                prefix, per_pass = scoring_parts(
+                    backend.render, group[0]["query"], text[: ev.report_chars], places, len(items), evidence, criteria, ctl.strictness
+                )
+                # both passes in one call: the report is encoded once, each pass only adds its short suffixes
+                first, after_one = backend.next_token_logprobs(prefix, per_pass[0] + per_pass[1], digit_ids, then=digit_ids[1])
+                for pass_idx in (0, 1):
+                    rows = slice(pass_idx * len(criteria), (pass_idx + 1) * len(criteria))
+                    for (dim, crit), lp, lp1 in zip(criteria, first[rows], after_one[rows]):
                         expected, dist = _expected_score(lp, lp1)
-                        drawn = int(pass_rng.choice(11, p=dist))
+                        drawn = int(pass_rngs[pass_idx].choice(11, p=dist))
                         raw = expected if ev.score_mode == "expected" else float(drawn)
                         used = 10.0 * (raw / 10.0) ** (1.0 + 0.5 * ctl.strictness)  # stricter: the top is harder to reach
                         for j, rub in enumerate(rubrics[q]):
                             if crit in rub.criteria.get(dim, []):
                                 score_rows.append({
                                     "round": round_idx, "query_id": q, "rubric_idx": j, "pass_idx": pass_idx, "trajectory_id": tid,
-                                    "probe_kind": kind, "position": position, "dimension": dim, "criterion": crit,
+                                    "probe_kind": kind, "position": places[pass_idx], "dimension": dim, "criterion": crit,
                                     "shadow": dim not in rub.weights, "expected": expected, "sampled": drawn,
                                     "sampled_logprob": math.log(max(dist[drawn], 1e-12)), "score": used, "score_path": ev.score_mode,
                                 })
-                    bar.update(1)
+                bar.update(1)
 
     # 5. rewards and statistics
     solver_rows, evaluator_rows, summary, dim_rows = _rewards(ws, round_idx, by_query, rubrics, score_rows, evidence_rows, harness)
