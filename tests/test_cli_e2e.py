@@ -66,7 +66,12 @@ def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path):
             assert manifest(store, r, stage) is not None
     rubrics = pq.read_table(store / "ci" / "round-0001" / "evaluate" / "rubrics.parquet").to_pylist()
     assert {r["harness_version"] for r in rubrics} == {0}  # round 1 judged under the harness round 0 wrote
-    assert manifest(store, 1, "evaluate")["inputs"]["harness"] == manifest(store, 0, "harness")["fingerprint"]
+    from score.config import load_config
+    from score.stages.base import upstream
+    from score.workspace import Workspace
+
+    ws = Workspace(load_config(ROOT / "configs" / "ci.yaml", [f"store.root={store}"]))
+    assert manifest(store, 1, "evaluate")["inputs"]["harness"] == upstream(ws, 0, "harness")  # round 0's harness content
 
     before = {r: manifest(store, r)["started_at"] for r in (0, 1)}
     t0 = time.perf_counter()

@@ -49,3 +49,14 @@ def test_a_folder_without_manifest_is_redone_from_scratch(toy_workspace, tmp_pat
     out = run_stage(toy_workspace, "generate-reports", 0)
     assert not out.skipped
     assert sorted(p.name for p in local.iterdir()) == ["_manifest.json", "reports.parquet"]
+
+
+def test_a_forced_rerun_invalidates_downstream_only_when_its_outputs_change(toy_workspace):
+    ws = toy_workspace
+    run_stage(ws, "generate-reports", 0)
+    run_stage(ws, "self-evaluate", 0)
+    run_stage(ws, "generate-reports", 0, force=True)  # same seeds, same outputs
+    assert run_stage(ws, "self-evaluate", 0).skipped
+    ws.cfg.generate.subquestions = 1  # fewer searches -> different trajectories
+    run_stage(ws, "generate-reports", 0)
+    assert not run_stage(ws, "self-evaluate", 0).skipped

@@ -46,16 +46,18 @@ def harness_for_round(ws: Workspace, round_idx: int) -> tuple["Harness", str]:
 
     if round_idx == 0:
         return seed_harness(ws.cfg.harness), "seed:" + ws.cfg.section_fingerprint("harness")
-    folder = f"{round_dir(ws.cfg.run, round_idx - 1)}/harness"
-    dims = ws.store.read_table(folder, "harness.parquet").to_pylist()
-    controls = ws.store.read_table(folder, "controls.parquet").to_pylist()[0]
-    return from_rows(dims, controls), ws.store.read_manifest(folder)["fingerprint"]
+    dims = ws.store.read_table(f"{round_dir(ws.cfg.run, round_idx - 1)}/harness", "harness.parquet").to_pylist()
+    controls = ws.store.read_table(f"{round_dir(ws.cfg.run, round_idx - 1)}/harness", "controls.parquet").to_pylist()[0]
+    return from_rows(dims, controls), upstream(ws, round_idx - 1, "harness")
 
 
 def upstream(ws: Workspace, round_idx: int, folder: str) -> str:
-    """The fingerprint of a finished stage folder of this round; raises, naming it, when it is not finished."""
+    """The content fingerprint of a finished stage folder (a hash of its files' sha256), so a forced rerun that
+    writes different outputs invalidates everything downstream, and one that writes the same does not.
+    Raises, naming the folder, when it is not finished."""
     path = f"{round_dir(ws.cfg.run, round_idx)}/{folder}"
     manifest = ws.store.read_manifest(path)
     if manifest is None:
         raise ArtifactError(f"{ws.store.display(path)} is not finished; run round {round_idx}'s earlier stages first")
-    return manifest["fingerprint"]
+    hashes = sorted(f"{name}:{info['sha256']}" for name, info in manifest["files"].items())
+    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:16]
