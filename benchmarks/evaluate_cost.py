@@ -8,27 +8,16 @@ Run: `python benchmarks/evaluate_cost.py [--config configs/default.yaml] [--set 
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 
-from score.config import load_config
-from score.models import Message, SamplingParams
+from common import bench_workspace
+
 from score.runner import run_stage
-from score.workspace import Workspace
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/default.yaml")
-    parser.add_argument("--set", action="append", default=[], dest="overrides")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(args.config, [*args.overrides, f"store.root={tmp}", "run=bench"])
-        ws = Workspace(cfg)
-        backend = ws.backend(None)
-        _ = ws.search  # built or loaded outside the timed part
-        backend.sample([backend.render([Message("user", "Hi")])], SamplingParams(max_tokens=4))  # warm-up
+    with bench_workspace(__doc__.split("\n\n")[0]) as ws:
+        cfg = ws.cfg
         timings = {}
         for stage in ("generate-reports", "self-evaluate"):
             t0 = time.perf_counter()

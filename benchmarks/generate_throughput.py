@@ -7,27 +7,17 @@ ratio says what that costs. Target: >= 0.9. Run: `python benchmarks/generate_thr
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 
-from score.config import load_config
-from score.models import Message, SamplingParams
+from common import bench_workspace
+
+from score.models import SamplingParams
 from score.runner import run_stage, stage_folder
-from score.workspace import Workspace
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/default.yaml")
-    parser.add_argument("--set", action="append", default=[], dest="overrides")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(args.config, [*args.overrides, f"store.root={tmp}", "run=bench"])
-        ws = Workspace(cfg)
-        backend, gen = ws.backend(None), cfg.generate
-        _ = ws.search  # index built or loaded outside the timed part, as in a campaign after its first stage
-        backend.sample([backend.render([Message("user", "Hi")])], SamplingParams(max_tokens=4))  # warm-up
+    with bench_workspace(__doc__.split("\n\n")[0]) as ws:
+        backend, gen = ws.backend(None), ws.cfg.generate
 
         t0 = time.perf_counter()
         sampling0 = backend.usage.seconds

@@ -257,6 +257,15 @@ class StoreError(RuntimeError):
     """The store itself cannot be used (unreachable endpoint, bad credentials, unknown scheme)."""
 
 
+def file_sha256(path) -> str:
+    """sha256 of a local file, read in 1 MiB blocks (corpora and query files are fingerprinted by content)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def round_dir(run: str, round_idx: int) -> str:
     return f"{run}/round-{round_idx:04d}"
 

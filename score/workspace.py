@@ -6,12 +6,11 @@ process builds each once. Nothing here is global: a Workspace is made from a con
 
 from __future__ import annotations
 
-import hashlib
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
-from score.artifacts import Store
+from score.artifacts import Store, file_sha256
 from score.config import RunConfig
 from score.models import Backend, load_backend
 from score.models.embedded import cache_root
@@ -38,7 +37,7 @@ class Workspace:
 
     @cached_property
     def queries_fingerprint(self) -> str:
-        return hashlib.sha256(queries_path(self.cfg.data).read_bytes()).hexdigest()[:16]
+        return file_sha256(queries_path(self.cfg.data))[:16]
 
     @cached_property
     def search(self) -> SearchBackend:

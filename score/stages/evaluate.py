@@ -244,6 +244,10 @@ def _rewards(ws, round_idx, by_query, rubrics, score_rows, evidence_rows, harnes
         rub = rubrics[q][j]
         return sum(w * dim_score.get((q, j, p, tid, kind, d), 0.0) for d, w in rub.weights.items()) / 10.0
 
+    probe_keys: dict[str, set[tuple[str, str]]] = defaultdict(set)  # query -> (trajectory, corruption) scored
+    for q, _, _, tid, kind, _ in dim_score:
+        if kind:
+            probe_keys[q].add((tid, kind))
     solver_rows, evaluator_rows, stds, pairs_all, agreements = [], [], [], [], []
     for q, group in by_query.items():
         J = len(rubrics[q])
@@ -259,11 +263,10 @@ def _rewards(ws, round_idx, by_query, rubrics, score_rows, evidence_rows, harnes
         for r, v, val, rew in zip(group, valid, values, rewards):
             solver_rows.append({"round": round_idx, "query_id": q, "trajectory_id": r["trajectory_id"], "validity": v,
                                 "score": sum(val) / len(val), "reward": rew, "group_mean": mean, "group_std": std})
-        probe_keys = {(s["trajectory_id"], s["probe_kind"]) for s in score_rows if s["query_id"] == q and s["probe_kind"]}
         for j in range(J):
             a = [rubric_value(q, j, 0, r["trajectory_id"], "") for r in group]
             b = [rubric_value(q, j, 1, r["trajectory_id"], "") for r in group]
-            pairs = [(rubric_value(q, j, p, tid, ""), rubric_value(q, j, p, tid, kind)) for tid, kind in probe_keys for p in (0, 1)]
+            pairs = [(rubric_value(q, j, p, tid, ""), rubric_value(q, j, p, tid, kind)) for tid, kind in sorted(probe_keys[q]) for p in (0, 1)]
             pairs_all += pairs
             agreements.append(rank_agreement(a, b))
             evaluator_rows.append({"round": round_idx, "query_id": q, "rubric_idx": j, "agreement": agreements[-1],

@@ -1,0 +1,28 @@
+"""What every benchmark shares: `--config/--set` arguments and a warmed-up workspace over a temporary store."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator
+
+from score.config import load_config
+from score.models import Message, SamplingParams
+from score.workspace import Workspace
+
+
+@contextmanager
+def bench_workspace(description: str) -> Iterator[Workspace]:
+    """Parse the benchmark's arguments and yield a Workspace whose model and search index are loaded and warm,
+    so the timed parts measure stages, not start-up."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--set", action="append", default=[], dest="overrides")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace(load_config(args.config, [*args.overrides, f"store.root={tmp}", "run=bench"]))
+        backend = ws.backend(None)
+        _ = ws.search  # index built or loaded outside the timed part, as in a campaign after its first stage
+        backend.sample([backend.render([Message("user", "Hi")])], SamplingParams(max_tokens=4))  # warm-up
+        yield ws
