@@ -22,7 +22,7 @@ def bench_workspace(description: str) -> Iterator[Workspace]:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ws = Workspace(load_config(args.config, [*args.overrides, f"store.root={tmp}", "run=bench"]))
-        backend = ws.backend(None)
+        backend = ws.backend()
         _ = ws.search  # index built or loaded outside the timed part, as in a campaign after its first stage
         backend.sample([backend.render([Message("user", "Hi")])], SamplingParams(max_tokens=4))  # warm-up
         yield ws

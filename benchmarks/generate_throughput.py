@@ -17,7 +17,7 @@ from score.runner import run_stage, stage_folder
 
 def main() -> None:
     with bench_workspace(__doc__.split("\n\n")[0]) as ws:
-        backend, gen = ws.backend(None), ws.cfg.generate
+        backend, gen = ws.backend(), ws.cfg.generate
 
         t0 = time.perf_counter()
         sampling0 = backend.usage.seconds

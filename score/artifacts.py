@@ -18,6 +18,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -64,7 +65,7 @@ REPORTS_SCHEMA = pa.schema(
         pa.field("spans", pa.list_(SPAN)),
         pa.field("prompt_tokens", pa.int32()),
         pa.field("completion_tokens", pa.int32()),
-        pa.field("checkpoint", pa.string()),  # weights that sampled: "base" or a checkpoint folder
+        pa.field("checkpoint", pa.string()),  # weights that sampled: "base" or the store address of a checkpoint
         pa.field("seed", pa.int64()),
     ]
 )
@@ -233,6 +234,40 @@ DECISIONS_SCHEMA = pa.schema(
     ]
 )
 
+TRAIN_SAMPLES_SCHEMA = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("role", pa.string(), nullable=False),  # solver | evaluator
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("source_id", pa.string()),  # the trajectory_id (solver) or "rubric-<j>" (evaluator) it came from
+        pa.field("span", pa.string()),  # plan | report | rubric
+        pa.field("prompt", pa.string()),  # masked: prompts, search results and quoted evidence carry no loss
+        pa.field("token_ids", pa.list_(pa.int32())),  # what the model wrote: the only tokens with loss
+        pa.field("logprobs", pa.list_(pa.float32())),  # at sampling time: the importance ratios' denominators
+        pa.field("reward", pa.float32()),
+        pa.field("advantage", pa.float32()),  # normalised within the group (a query's K reports, or its J rubrics)
+    ]
+)
+
+TRAIN_STEPS_SCHEMA = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("step", pa.int32(), nullable=False),  # global optimizer step over the campaign
+        pa.field("epoch", pa.int32()),
+        pa.field("samples", pa.int32()),
+        pa.field("tokens", pa.int32()),  # trainable (written) tokens
+        pa.field("padded_tokens", pa.int32()),  # tokens the forwards processed, prompts and padding included
+        pa.field("loss", pa.float32()),
+        pa.field("pg", pa.float32()),
+        pa.field("kl", pa.float32()),  # mean k3 per trainable token
+        pa.field("clip_frac", pa.float32()),
+        pa.field("ratio_mean", pa.float32()),
+        pa.field("grad_norm", pa.float32()),
+        pa.field("lr", pa.float32()),
+        pa.field("seconds", pa.float32()),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "reports.parquet": REPORTS_SCHEMA,
     "rubrics.parquet": RUBRICS_SCHEMA,
@@ -246,6 +281,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "harness.parquet": HARNESS_SCHEMA,
     "controls.parquet": CONTROLS_SCHEMA,
     "decisions.parquet": DECISIONS_SCHEMA,
+    "samples.parquet": TRAIN_SAMPLES_SCHEMA,
+    "steps.parquet": TRAIN_STEPS_SCHEMA,
 }
 
 
@@ -332,6 +369,25 @@ class Store:
         data = buf.getvalue()
         self._put_atomic(self.path(folder, name), data)
         return FileInfo(rows=table.num_rows, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    def write_file(self, folder: str, name: str, local: Path) -> FileInfo:
+        """Copy a local file (a checkpoint's safetensors, its JSON) into a stage folder, atomically."""
+        data = local.read_bytes()
+        self._put_atomic(self.path(folder, name), data)
+        return FileInfo(rows=0, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    def local_folder(self, folder: str, cache: Path, version: str) -> Path:
+        """A local path holding `folder`: itself on a local store, else a copy under `cache`, made once per
+        `version` (the folder's content fingerprint, so a retrained folder is fetched again)."""
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        if "file" in protocols:
+            return Path(self.path(folder))
+        target = cache / version
+        if not (target / ".complete").exists():
+            target.mkdir(parents=True, exist_ok=True)
+            self.fs.get(self.path(folder) + "/", str(target) + "/", recursive=True)
+            (target / ".complete").touch()
+        return target
 
     def write_manifest(self, folder: str, manifest: dict[str, Any]) -> None:
         self._put_atomic(self.path(folder, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True).encode())

@@ -79,9 +79,12 @@ def run(
 
 @app.command()
 def stage(
-    name: str = typer.Argument(..., help="generate-reports | self-evaluate | harness-evolve | train (those that exist)"),
+    name: str = typer.Argument(..., help="generate-reports | self-evaluate | harness-evolve | train"),
     round_idx: int = typer.Option(..., "--round", "-r", help="round number (0-based)"),
     force: bool = typer.Option(False, help="redo the stage even if its manifest matches"),
+    no_flow: bool = typer.Option(
+        False, "--no-flow", help="run in this process without Prefect (what `accelerate launch` needs: one flow, not one per GPU)"
+    ),
     config: Optional[Path] = ConfigOpt,
     set_: list[str] = SetOpt,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -96,6 +99,12 @@ def stage(
         if round_idx < 0:
             raise typer.BadParameter("--round must be >= 0")
         cfg, ws = _load(config, set_)
+        if no_flow:
+            from score.runner import run_stage
+
+            outcome = run_stage(ws, name, round_idx, force=force)
+            err.print(f"{name} round {round_idx}: {'skipped (done)' if outcome.skipped else 'done'}: {outcome.folder}")
+            return
         from flows.env import reap_orphaned_servers
         from flows.round import round_flow
 

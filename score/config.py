@@ -218,6 +218,51 @@ class HarnessConfig(Section):
         return self
 
 
+Aggregation = Literal["grpo", "dapo"]
+
+
+class RoleWeights(Section):
+    solver: float = Field(1.0, ge=0, description="loss weight of solver samples (plan and report spans)")
+    evaluator: float = Field(0.5, ge=0, description="loss weight of evaluator samples (rubric spans); 0 trains the solver only")
+
+
+class TrainConfig(Section):
+    method: Literal["lora", "full"] = Field(
+        "lora", description="lora: a PEFT LoRA adapter on the frozen base (the KL reference is the adapter switched off); "
+        "full: every weight (the KL reference is a second, frozen copy)"
+    )
+    lora_rank: int = Field(16, ge=1, description="LoRA rank r")
+    lora_alpha: float = Field(32, gt=0, description="LoRA scaling alpha (the update is scaled by alpha / r)")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA input")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="module names LoRA wraps (Llama/Qwen names)",
+    )
+    aggregation: Aggregation = Field(
+        "dapo", description="grpo: mean over each sequence's tokens, then over sequences; dapo: mean over all tokens of the batch"
+    )
+    clip_low: float = Field(0.2, ge=0, lt=1, description="ratio clip below: 1 - clip_low")
+    clip_high: float = Field(0.28, ge=0, description="ratio clip above: 1 + clip_high (DAPO's clip-higher)")
+    kl_coef: float = Field(0.02, ge=0, description="weight of the k3 KL estimate to the reference model; 0 skips the reference pass")
+    normalize_std: bool = Field(True, description="divide advantages by the group std (GRPO); false only subtracts the group mean (Dr. GRPO)")
+    flat_std: float = Field(1e-6, ge=0, description="a group whose rewards have a std at or below this is flat: no advantage, no samples")
+    role_weight: RoleWeights = Field(default_factory=RoleWeights)
+    train_plan: bool = Field(True, description="train the solver's plan span too (with its report's advantage)")
+    lr: float = Field(2e-4, gt=0, description="AdamW learning rate (peak)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    warmup_steps: int = Field(0, ge=0, description="optimizer steps of linear warm-up, counted over the whole campaign")
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="after warm-up: constant, or cosine decay to min_lr_ratio over campaign.rounds x steps of a round"
+    )
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor, as a share of lr")
+    batch_size: int = Field(16, ge=1, description="samples per optimizer step (gradient accumulation fills it)")
+    micro_batch_tokens: int = Field(4096, ge=64, description="padded tokens per forward pass; lower it when memory runs out")
+    epochs: int = Field(1, ge=1, description="passes over a round's samples (more than one goes off-policy: the ratio clip matters)")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient norm clip")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, about 30% slower")
+
+
 class CampaignConfig(Section):
     rounds: int = Field(2, ge=1, description="co-evolution rounds a campaign runs")
 
@@ -233,6 +278,7 @@ class RunConfig(Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     harness: HarnessConfig = Field(default_factory=HarnessConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
     campaign: CampaignConfig = Field(default_factory=CampaignConfig)
 
     @field_validator("run")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -19,12 +20,12 @@ from types import ModuleType
 from typing import Any
 
 from score.artifacts import round_dir
-from score.stages import evaluate, evolve, generate
+from score.stages import evaluate, evolve, generate, train
 from score.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-STAGES: dict[str, ModuleType] = {m.NAME: m for m in (generate, evaluate, evolve)}  # in round order
+STAGES: dict[str, ModuleType] = {m.NAME: m for m in (generate, evaluate, evolve, train)}  # in round order
 STAGE_NAMES = tuple(STAGES)
 
 
@@ -66,7 +67,9 @@ def run_stage(ws: Workspace, name: str, round_idx: int, force: bool = False) -> 
         return StageOutcome(name, round_idx, ws.store.display(folder), True, old)
     if old is not None:
         log.info("round %d %s: %s, redoing", round_idx, name, "forced" if force else "config or inputs changed")
-    ws.store.clear(folder)  # whatever a killed attempt left behind
+    main = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch` only the main process writes
+    if main:
+        ws.store.clear(folder)  # whatever a killed attempt left behind
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     result = stage.run(ws, round_idx, folder)
@@ -84,7 +87,8 @@ def run_stage(ws: Workspace, name: str, round_idx: int, force: bool = False) -> 
         "seconds": round(time.perf_counter() - t0, 2),
         "versions": _versions(),
     }
-    ws.store.write_manifest(folder, manifest)  # last: from now on the folder exists for readers
+    if main:
+        ws.store.write_manifest(folder, manifest)  # last: from now on the folder exists for readers
     return StageOutcome(name, round_idx, ws.store.display(folder), False, manifest)
 
 

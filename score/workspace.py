@@ -6,9 +6,10 @@ process builds each once. Nothing here is global: a Workspace is made from a con
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 from score.artifacts import Store, file_sha256
 from score.config import RunConfig
@@ -16,6 +17,16 @@ from score.models import Backend, load_backend
 from score.models.embedded import cache_root
 from score.queries import Query, load_queries, queries_path
 from score.search.base import SearchBackend
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The weights a round samples with: the base model, or the checkpoint the previous round's train wrote."""
+
+    name: str  # "base" or the checkpoint's store address: what the artifacts record
+    path: str | None = None  # local folder of the checkpoint (None: the base model)
+    method: Literal["lora", "full"] | None = None  # lora: an adapter folder on the base; full: a model folder
+    fingerprint: str = ""  # what the weights are, for the fingerprints of the stages that sample from them
 
 
 class Workspace:
@@ -47,12 +58,22 @@ class Workspace:
         corpus = ensure_wiki_corpus(self.cache) if self.cfg.search.corpus == "wiki" else Path(self.cfg.search.corpus)
         return BM25Search(corpus, self.cache)
 
-    def backend(self, adapter: str | None = None) -> Backend:
-        """The policy model: the base weights, or the base with a trained LoRA adapter folder."""
-        if adapter not in self._backends:
-            self._backends.clear()  # one policy in memory at a time
-            self._backends[adapter] = self._make_backend(self.cfg.model, adapter)
-        return self._backends[adapter]
+    def backend(self, policy: Policy | None = None) -> Backend:
+        """The policy model: the base weights, or the base with a trained checkpoint (an adapter, or full weights)."""
+        policy = policy or Policy("base")
+        if policy.name not in self._backends:
+            self.release()  # one policy in memory at a time
+            if policy.method == "full":
+                backend = self._make_backend(self.cfg.model.model_copy(update={"path": policy.path}), None)
+            else:
+                backend = self._make_backend(self.cfg.model, policy.path)
+            backend.checkpoint = policy.name
+            self._backends[policy.name] = backend
+        return self._backends[policy.name]
+
+    def release(self) -> None:
+        """Drop the sampling backends (the train stage needs the memory for its own copy)."""
+        self._backends.clear()
 
     def preflight(self) -> None:
         """Check store, queries and corpus before any work starts; each failure names the fix."""

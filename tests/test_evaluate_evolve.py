@@ -7,7 +7,7 @@ from score.runner import run_stage, stage_folder
 
 
 def run_round(ws, r):
-    for stage in ("generate-reports", "self-evaluate", "harness-evolve"):
+    for stage in ("generate-reports", "self-evaluate", "harness-evolve", "train"):
         run_stage(ws, stage, r)
 
 

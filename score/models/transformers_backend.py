@@ -49,7 +49,8 @@ class TransformersBackend:
         if adapter:
             from peft import PeftModel
 
-            self.model = PeftModel.from_pretrained(self.model, adapter)
+            # merged into the weights: the same function, without the LoRA matmuls at every sampled token
+            self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload()
             self.checkpoint = adapter
         self.model.eval()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id

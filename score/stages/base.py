@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from score.artifacts import ArtifactError, FileInfo, round_dir
-from score.workspace import Workspace
+from score.workspace import Policy, Workspace
 
 if TYPE_CHECKING:
     from score.harness import Harness
@@ -17,12 +17,6 @@ if TYPE_CHECKING:
 class StageResult:
     files: dict[str, FileInfo]
     stats: dict[str, Any] = field(default_factory=dict)  # the stage's key numbers, copied into its manifest
-
-
-@dataclass(frozen=True)
-class Policy:
-    adapter: str | None  # LoRA folder on top of the base model, None for the base itself
-    fingerprint: str  # what the weights are, for the fingerprints of the stages that sample from them
 
 
 def derive_seed(base: int, round_idx: int, stage: str) -> int:
@@ -35,8 +29,15 @@ def derive_seed(base: int, round_idx: int, stage: str) -> int:
 
 
 def policy_for_round(ws: Workspace, round_idx: int) -> Policy:
-    """The weights round `round_idx` samples with: the base model until a train stage writes a checkpoint."""
-    return Policy(adapter=None, fingerprint=f"base:{ws.cfg.model.path}")
+    """The weights round `round_idx` samples with: the base model in round 0, else the checkpoint round
+    r-1's train stage wrote (which must be finished). On a remote store the checkpoint is fetched once."""
+    if round_idx == 0:
+        return Policy("base", fingerprint=f"base:{ws.cfg.model.path}")
+    folder = f"{round_dir(ws.cfg.run, round_idx - 1)}/train"
+    version = upstream(ws, round_idx - 1, "train")
+    method = ws.store.read_manifest(folder)["stats"]["method"]
+    local = ws.store.local_folder(f"{folder}/checkpoint", ws.cache / "checkpoints", version)
+    return Policy(ws.store.display(folder, "checkpoint"), str(local), method, f"{ws.cfg.model.path}+{version}")
 
 
 def harness_for_round(ws: Workspace, round_idx: int) -> tuple["Harness", str]:

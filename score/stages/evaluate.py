@@ -61,7 +61,7 @@ def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
     reports = ws.store.read_table(f"{round_dir(cfg.run, round_idx)}/generate", "reports.parquet").to_pylist()
     harness, _ = harness_for_round(ws, round_idx)
     ctl = harness.controls
-    backend = ws.backend(policy_for_round(ws, round_idx).adapter)
+    backend = ws.backend(policy_for_round(ws, round_idx))
     seed = derive_seed(cfg.seed, round_idx, NAME)
     t0 = time.perf_counter()
     by_query: dict[str, list[dict]] = defaultdict(list)

@@ -46,7 +46,7 @@ def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
     cfg, gen = ws.cfg, ws.cfg.generate
     queries = round_queries(ws.queries, cfg.data.queries_per_round, round_idx, cfg.seed)
     policy = policy_for_round(ws, round_idx)
-    backend = ws.backend(policy.adapter)
+    backend = ws.backend(policy)
     seed = derive_seed(cfg.seed, round_idx, NAME)
     K = gen.samples_per_query
     t0 = time.perf_counter()
@@ -106,7 +106,7 @@ def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
                 "spans": spans,
                 "prompt_tokens": plan.prompt_tokens + report.prompt_tokens,
                 "completion_tokens": len(plan.token_ids) + len(report.token_ids),
-                "checkpoint": backend.checkpoint,
+                "checkpoint": policy.name,
                 "seed": seed,
             }
         )

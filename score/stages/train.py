@@ -1,0 +1,166 @@
+"""train: one clipped policy-gradient update of the shared model on the round's solver and evaluator samples.
+
+Samples (`samples.parquet`, a `role` column):
+- solver: every span the solver wrote (plan, report) of every trajectory, with the report's reward
+  normalised within its query's group of K (`score.rl.group_advantages`);
+- evaluator: every rubric the evaluator wrote, with its evaluator reward normalised within the query's
+  J rubrics (the per-query baseline).
+Only written tokens carry loss; prompts, search results and quoted evidence are masked. Groups with zero
+spread give no samples and are counted (`solver_flat_groups`, `evaluator_flat_groups`): that count is
+the saturation the meta-harness fights.
+
+Then `score.trainer.Trainer` runs `train.epochs` passes (importance ratios against the log-probs stored
+at sampling time, k3 KL to the base model with the adapter switched off) and the checkpoint is written
+into `train/checkpoint/` as safetensors (LoRA adapter or full weights, the optimizer state, the step).
+Round r+1's generate-reports and self-evaluate sample from it.
+
+Deliberately left out: training on the evaluator's scores (they are read from the score-token
+probabilities, not written; with `evaluate.score_mode: sampled` the drawn score tokens could be trained,
+but their prompts, a whole report each, would cost more than the rest of the batch) and evidence verdicts.
+
+Run alone: `score stage train --round 0 [--force]` (needs the round's self-evaluate). Many GPUs:
+`accelerate launch --config_file configs/accelerate/fsdp.yaml -m score.cli stage train --round 0 --no-flow`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+
+from score.artifacts import TRAIN_SAMPLES_SCHEMA, TRAIN_STEPS_SCHEMA, round_dir
+from score.config import TrainConfig
+from score.rl import group_advantages
+from score.stages.base import StageResult, derive_seed, policy_for_round, upstream
+from score.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+NAME = "train"
+FOLDER = "train"
+CONFIG = ("seed", "model", "train")
+
+
+def inputs(ws: Workspace, round_idx: int) -> dict[str, str]:
+    return {
+        "reports": upstream(ws, round_idx, "generate"),
+        "evaluations": upstream(ws, round_idx, "evaluate"),
+        "policy": policy_for_round(ws, round_idx).fingerprint,
+    }
+
+
+def build_samples(
+    round_idx: int, reports: list[dict], solver_rewards: list[dict], rubrics: list[dict], evaluator_rewards: list[dict], cfg: TrainConfig
+) -> tuple[list[dict], dict[str, int]]:
+    """Rows of samples.parquet, and the group counts (how many groups, how many flat)."""
+    rows: list[dict] = []
+    counts = dict(solver_groups=0, solver_flat_groups=0, evaluator_groups=0, evaluator_flat_groups=0)
+    reward_of = {r["trajectory_id"]: r["reward"] for r in solver_rewards}
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in reports:
+        groups[r["query_id"]].append(r)
+    for q, group in groups.items():
+        group.sort(key=lambda r: r["sample_idx"])
+        rewards = [reward_of[r["trajectory_id"]] for r in group]
+        g = group_advantages(rewards, cfg.normalize_std, cfg.flat_std)
+        counts["solver_groups"] += 1
+        counts["solver_flat_groups"] += g.flat
+        if g.flat or cfg.role_weight.solver == 0:
+            continue
+        for r, reward, adv in zip(group, rewards, g.advantages):
+            for span in r["spans"]:
+                if span["token_ids"] and (span["name"] != "plan" or cfg.train_plan):
+                    rows.append(_row(round_idx, "solver", q, r["trajectory_id"], span, reward, adv))
+    evaluator_reward = {(e["query_id"], e["rubric_idx"]): e["reward"] for e in evaluator_rewards}
+    by_query: dict[str, list[dict]] = defaultdict(list)
+    for rub in rubrics:
+        by_query[rub["query_id"]].append(rub)
+    for q, group in by_query.items():
+        group.sort(key=lambda r: r["rubric_idx"])
+        rewards = [evaluator_reward[(q, rub["rubric_idx"])] for rub in group]
+        g = group_advantages(rewards, cfg.normalize_std, cfg.flat_std)
+        counts["evaluator_groups"] += 1
+        counts["evaluator_flat_groups"] += g.flat
+        if g.flat or cfg.role_weight.evaluator == 0:
+            continue
+        for rub, reward, adv in zip(group, rewards, g.advantages):
+            if rub["span"]["token_ids"]:
+                rows.append(_row(round_idx, "evaluator", q, f"rubric-{rub['rubric_idx']}", rub["span"], reward, adv))
+    return rows, counts
+
+
+def _row(round_idx: int, role: str, query_id: str, source_id: str, span: dict, reward: float, advantage: float) -> dict:
+    return {
+        "round": round_idx, "role": role, "query_id": query_id, "source_id": source_id, "span": span["name"],
+        "prompt": span["prompt"], "token_ids": span["token_ids"], "logprobs": span["logprobs"],
+        "reward": reward, "advantage": advantage,
+    }
+
+
+def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
+    from score.models import resolve_model_path
+    from score.trainer import Trainer, TrainSample
+
+    cfg, tc = ws.cfg, ws.cfg.train
+    here = round_dir(cfg.run, round_idx)
+    rows, counts = build_samples(
+        round_idx,
+        ws.store.read_table(f"{here}/generate", "reports.parquet").select(["query_id", "sample_idx", "trajectory_id", "spans"]).to_pylist(),
+        ws.store.read_table(f"{here}/evaluate", "solver_rewards.parquet").to_pylist(),
+        ws.store.read_table(f"{here}/evaluate", "rubrics.parquet").select(["query_id", "rubric_idx", "span"]).to_pylist(),
+        ws.store.read_table(f"{here}/evaluate", "evaluator_rewards.parquet").to_pylist(),
+        tc,
+    )
+    policy = policy_for_round(ws, round_idx)
+    ws.release()  # the sampling model's memory goes to the trainer's copy
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg.model, tc, resolve_model_path(cfg.model), policy.path, derive_seed(cfg.seed, round_idx, NAME))
+    main = trainer.accelerator.is_main_process
+    files = {}
+    if main:
+        files["samples.parquet"] = ws.store.write_table(folder, "samples.parquet", pa.Table.from_pylist(rows, schema=TRAIN_SAMPLES_SCHEMA))
+    samples = [
+        TrainSample(r["role"], trainer.tokenizer(r["prompt"], add_special_tokens=False)["input_ids"], r["token_ids"], r["logprobs"], r["advantage"])
+        for r in rows
+    ]
+    steps_per_round = math.ceil(len(samples) / tc.batch_size) * tc.epochs
+    logs = trainer.train(
+        samples, {"solver": tc.role_weight.solver, "evaluator": tc.role_weight.evaluator},
+        total_steps=cfg.campaign.rounds * steps_per_round, desc=f"round {round_idx} train",
+    )
+    train_seconds = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="score-ckpt-") as tmp:
+        for path in trainer.save(Path(tmp)):
+            name = f"checkpoint/{path.relative_to(tmp).as_posix()}"
+            files[name] = ws.store.write_file(folder, name, path)
+    step_rows = [{"round": round_idx, **vars(s)} for s in logs]
+    if main:
+        files["steps.parquet"] = ws.store.write_table(folder, "steps.parquet", pa.Table.from_pylist(step_rows, schema=TRAIN_STEPS_SCHEMA))
+    padded = sum(s.padded_tokens for s in logs)
+    step_seconds = sum(s.seconds for s in logs)
+    stats = {
+        "method": tc.method,
+        "samples": len(rows),
+        "solver_samples": sum(r["role"] == "solver" for r in rows),
+        "evaluator_samples": sum(r["role"] == "evaluator" for r in rows),
+        **counts,
+        "saturation_rate": round(counts["solver_flat_groups"] / max(counts["solver_groups"], 1), 3),
+        "steps": len(logs),
+        "global_step": trainer.step,
+        "trainable_parameters": trainer.trainable_parameters(),
+        "trainable_tokens": sum(s.tokens for s in logs),
+        "tokens_per_second": round(padded / step_seconds, 1) if step_seconds else 0.0,
+        "loss_first": round(logs[0].loss, 5) if logs else None,
+        "loss_last": round(logs[-1].loss, 5) if logs else None,
+        "kl_mean": round(sum(s.kl for s in logs) / len(logs), 6) if logs else None,
+        "clip_frac_mean": round(sum(s.clip_frac for s in logs) / len(logs), 4) if logs else None,
+        "train_seconds": round(train_seconds, 1),
+        "resumed_from": policy.name,
+    }
+    log.info("round %d train: %s", round_idx, stats)
+    return StageResult(files=files, stats=stats)

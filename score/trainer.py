@@ -1,0 +1,300 @@
+"""The trainer: one shared model, a clipped policy-gradient update on solver and evaluator samples.
+
+What it does, per optimizer step: take `train.batch_size` samples, pack them into micro-batches of at
+most `train.micro_batch_tokens` padded tokens, and for each micro-batch run the reference (the LoRA
+adapter switched off, so no second copy; with full fine-tuning a frozen copy) without gradients, then the
+policy with gradients, and accumulate `score.rl.policy_loss`; then clip the gradient norm, step AdamW.
+
+Log-probs are computed only where loss is: the forward keeps the logits of the last L positions (the
+written tokens, `logits_to_keep`), never the (B, T, V) logits of prompts and search results, and
+log-softmax is taken as `gather - logsumexp` so no second (B, L, V) tensor is made.
+
+The same code runs single-process on a CPU and under `accelerate launch` (DDP, FSDP or DeepSpeed, chosen
+in the accelerate config): each process takes its share of every batch's micro-batches, the loss is
+scaled so the gradient average across processes is the batch loss, and only the main process writes.
+Optimizer state is saved as safetensors (no pickle) when it is whole on each process (one process, DDP);
+under FSDP or DeepSpeed ZeRO the optimizer is sharded and restarts each round (logged), weights are saved.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from score.config import ModelConfig, TrainConfig
+from score.rl import policy_loss, token_weights
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+
+
+@dataclass
+class TrainSample:
+    role: str  # solver | evaluator
+    prompt_ids: list[int]  # masked: no loss
+    token_ids: list[int]  # what the model wrote: the only tokens with loss
+    old_logprobs: list[float]  # at sampling time, one per token_ids
+    advantage: float
+
+
+@dataclass
+class StepLog:
+    step: int  # global optimizer step, counted over the campaign
+    epoch: int
+    samples: int
+    tokens: int  # trainable tokens
+    padded_tokens: int  # what the forwards processed (prompts included)
+    loss: float
+    pg: float
+    kl: float
+    clip_frac: float
+    ratio_mean: float
+    grad_norm: float
+    lr: float
+    seconds: float
+
+
+def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:
+    """Learning rate of optimizer step `step` (0-based, counted over the campaign).
+
+    >>> c = TrainConfig(lr=1.0, warmup_steps=2, schedule="cosine", min_lr_ratio=0.0)
+    >>> [round(lr_at(s, c, 6), 3) for s in range(7)]
+    [0.5, 1.0, 1.0, 0.854, 0.5, 0.146, 0.0]
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant" or total_steps <= cfg.warmup_steps:
+        return cfg.lr
+    progress = min(1.0, (step - cfg.warmup_steps) / max(total_steps - cfg.warmup_steps, 1))
+    floor = cfg.min_lr_ratio
+    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def micro_batches(samples: Sequence[TrainSample], budget: int) -> list[list[int]]:
+    """Indices packed into micro-batches of at most `budget` padded tokens (longest first, so similar
+    lengths share a batch; a sample longer than the budget goes alone).
+
+    >>> s = [TrainSample("solver", [0] * p, [1] * c, [0.0] * c, 1.0) for p, c in [(10, 5), (2, 1), (10, 6), (3, 2)]]
+    >>> micro_batches(s, 32)
+    [[2, 0], [3, 1]]
+    """
+    order = sorted(range(len(samples)), key=lambda i: -(len(samples[i].prompt_ids) + len(samples[i].token_ids)))
+    out: list[list[int]] = []
+    for i in order:
+        n = len(samples[i].prompt_ids) + len(samples[i].token_ids)
+        if out and (len(out[-1]) + 1) * max(n, _width(samples, out[-1])) <= budget:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+def _width(samples: Sequence[TrainSample], idx: list[int]) -> int:
+    return max(len(samples[i].prompt_ids) + len(samples[i].token_ids) for i in idx)
+
+
+def written_logprobs(model, rows: Sequence[tuple[list[int], list[int]]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of each row's written tokens given its prompt, right-aligned: returns (B, L) log-probs and
+    a (B, L) mask of real written tokens, L the longest written part in the batch."""
+    full = [p + c for p, c in rows]
+    width = max(len(r) for r in full)
+    L = max(len(c) for _, c in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B, T) left-padded: written tokens end every row
+    attn = torch.zeros((len(rows), width), dtype=torch.long)  # (B, T)
+    for b, r in enumerate(full):
+        ids[b, width - len(r) :] = torch.tensor(r)
+        attn[b, width - len(r) :] = 1
+    ids, attn = ids.to(device), attn.to(device)
+    logits = model(
+        input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0), logits_to_keep=L + 1, use_cache=False
+    ).logits[:, :-1].float()  # (B, L, V): position j predicts token T-L+j; the prompt's logits are never made
+    targets = ids[:, -L:]  # (B, L)
+    logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # (B, L)
+    lengths = torch.tensor([len(c) for _, c in rows], device=device)  # (B,)
+    mask = torch.arange(L, device=device)[None] >= (L - lengths)[:, None]  # (B, L)
+    return logp, mask
+
+
+class Trainer:
+    """Holds the trainable model, its optimizer and the accelerate state for one train stage."""
+
+    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, base_path: str, resume: str | None, seed: int):
+        from accelerate import Accelerator
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.cfg = cfg
+        self.accelerator = Accelerator(cpu=model_cfg.device == "cpu")
+        self.sharded = self.accelerator.distributed_type.name in ("FSDP", "DEEPSPEED")
+        if model_cfg.threads and model_cfg.device == "cpu":
+            torch.set_num_threads(model_cfg.threads)
+        torch.manual_seed(seed)  # LoRA's A init and dropout
+        self.rng = random.Random(seed)  # batch order
+        dtype = getattr(torch, model_cfg.dtype)
+        self.tokenizer = AutoTokenizer.from_pretrained(base_path)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self.reference = None
+        if cfg.method == "lora":
+            from peft import LoraConfig, PeftModel, get_peft_model
+
+            base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
+            if resume:
+                model = PeftModel.from_pretrained(base, resume, is_trainable=True)
+            else:
+                lora = LoraConfig(
+                    r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                    target_modules=list(cfg.target_modules), task_type="CAUSAL_LM",
+                )
+                model = get_peft_model(base, lora)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(resume or base_path, dtype=dtype)
+            if cfg.kl_coef > 0:  # full fine-tuning has no adapter to switch off: the reference is a frozen copy
+                self.reference = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).eval().requires_grad_(False)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+        self.param_names = [n for n, p in model.named_parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+        )
+        self.step = 0
+        if resume:
+            self.step = json.loads((Path(resume) / STATE_FILE).read_text())["step"]
+            if (Path(resume) / OPTIMIZER_FILE).exists() and not self.sharded:
+                _load_optimizer(optimizer, self.param_names, Path(resume) / OPTIMIZER_FILE)
+            elif self.sharded:
+                log.warning("optimizer state is sharded under %s: it restarts this round", self.accelerator.distributed_type)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        if self.reference is not None:
+            self.reference = self.reference.to(self.accelerator.device)
+        self.model.train()
+
+    @property
+    def unwrapped(self):
+        return self.accelerator.unwrap_model(self.model)
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.unwrapped.parameters() if p.requires_grad)
+
+    def _reference_logprobs(self, rows) -> torch.Tensor:
+        with torch.no_grad():
+            if self.reference is not None:
+                return written_logprobs(self.reference, rows, self.pad_id, self.accelerator.device)[0]
+            with self.unwrapped.disable_adapter():  # LoRA: the base weights are the reference, no second copy
+                return written_logprobs(self.model, rows, self.pad_id, self.accelerator.device)[0]
+
+    def train(self, samples: Sequence[TrainSample], role_weight: dict[str, float], total_steps: int, desc: str = "") -> list[StepLog]:
+        """One pass (`train.epochs` passes) over `samples`; returns one log row per optimizer step."""
+        cfg, acc = self.cfg, self.accelerator
+        logs: list[StepLog] = []
+        n_batches = math.ceil(len(samples) / cfg.batch_size) * cfg.epochs
+        with tqdm(total=n_batches, desc=desc or "train", unit="step", leave=False, disable=not desc or not acc.is_main_process) as bar:
+            for epoch in range(cfg.epochs):
+                order = list(range(len(samples)))
+                self.rng.shuffle(order)
+                for start in range(0, len(order), cfg.batch_size):
+                    batch = [samples[i] for i in order[start : start + cfg.batch_size]]
+                    logs.append(self._step(batch, role_weight, epoch, total_steps))
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{logs[-1].loss:.4f}", kl=f"{logs[-1].kl:.4f}")
+        return logs
+
+    def _step(self, batch: Sequence[TrainSample], role_weight: dict[str, float], epoch: int, total_steps: int) -> StepLog:
+        cfg, acc = self.cfg, self.accelerator
+        t0 = time.perf_counter()
+        lr = lr_at(self.step, cfg, total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        agg = token_weights([len(s.token_ids) for s in batch], cfg.aggregation)  # per-token weight of each sample
+        chunks = micro_batches(batch, cfg.micro_batch_tokens)
+        per_rank = math.ceil(len(chunks) / acc.num_processes)
+        mine = [(c, True) for c in chunks[acc.process_index * per_rank : (acc.process_index + 1) * per_rank]]
+        mine += [(chunks[0][:1], False)] * (per_rank - len(mine))  # zero-weight stand-ins: collectives need even passes
+        totals = dict(loss=0.0, pg=0.0, kl=0.0, clip=0.0, ratio=0.0, tokens=0, padded=0)
+        self.optimizer.zero_grad(set_to_none=True)
+        for idx, real in mine:
+            rows = [(batch[i].prompt_ids, batch[i].token_ids) for i in idx]
+            ref = self._reference_logprobs(rows) if cfg.kl_coef > 0 else None
+            logp, mask = written_logprobs(self.model, rows, self.pad_id, acc.device)
+            old, w = torch.zeros_like(logp), torch.zeros_like(logp)  # (B, L)
+            L = logp.shape[1]
+            for b, i in enumerate(idx):
+                n = len(batch[i].token_ids)
+                old[b, L - n :] = torch.tensor(batch[i].old_logprobs, dtype=old.dtype)
+                w[b, L - n :] = agg[i] * role_weight[batch[i].role] if real else 0.0
+            adv = torch.tensor([batch[i].advantage for i in idx], dtype=logp.dtype, device=logp.device)  # (B,)
+            parts = policy_loss(logp, old, ref, adv, w * mask, cfg.clip_low, cfg.clip_high, cfg.kl_coef)
+            acc.backward(parts.loss * acc.num_processes)  # the cross-process gradient mean becomes the batch sum
+            totals["loss"] += float(parts.loss.detach())
+            totals["pg"] += parts.pg
+            totals["kl"] += parts.kl * parts.tokens
+            totals["clip"] += parts.clip_frac * parts.tokens
+            totals["ratio"] += parts.ratio_mean * parts.tokens
+            totals["tokens"] += parts.tokens
+            totals["padded"] += real * logp.shape[0] * max(len(batch[i].prompt_ids) + len(batch[i].token_ids) for i in idx)
+        grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.step += 1
+        n = max(totals["tokens"], 1)
+        return StepLog(
+            step=self.step - 1, epoch=epoch, samples=len(batch), tokens=totals["tokens"], padded_tokens=totals["padded"],
+            loss=totals["loss"], pg=totals["pg"], kl=totals["kl"] / n, clip_frac=totals["clip"] / n,
+            ratio_mean=totals["ratio"] / n, grad_norm=float(grad_norm), lr=lr, seconds=time.perf_counter() - t0,
+        )
+
+    def save(self, folder: Path) -> list[Path]:
+        """Write the checkpoint (safetensors only) into `folder`; returns the files written (main process)."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        state = acc.get_state_dict(self.model)  # gathered on the main process under FSDP / ZeRO-3
+        if not acc.is_main_process:
+            return []
+        folder.mkdir(parents=True, exist_ok=True)
+        model = self.unwrapped
+        if self.cfg.method == "lora":
+            model.save_pretrained(folder, safe_serialization=True)  # adapter_model.safetensors + adapter_config.json
+        else:
+            model.save_pretrained(folder, state_dict=state, safe_serialization=True)
+            self.tokenizer.save_pretrained(folder)  # a full checkpoint is a model folder of its own
+        if not self.sharded:
+            _save_optimizer(self.optimizer, self.param_names, folder / OPTIMIZER_FILE)
+        (folder / STATE_FILE).write_text(json.dumps({"step": self.step, "method": self.cfg.method}, indent=2))
+        return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def _save_optimizer(optimizer, names: list[str], path: Path) -> None:
+    """AdamW's per-parameter tensors keyed by parameter name (safetensors holds tensors only; the
+    hyper-parameters come from the config, the step count from trainer_state.json)."""
+    tensors = {}
+    state = optimizer.state_dict()["state"]
+    for idx, name in enumerate(names):
+        for key, value in state.get(idx, {}).items():
+            tensors[f"{name}::{key}"] = value.detach().reshape(-1).clone() if key == "step" else value.detach().contiguous()
+    save_file(tensors, str(path))
+
+
+def _load_optimizer(optimizer, names: list[str], path: Path) -> None:
+    tensors = load_file(str(path))
+    current = optimizer.state_dict()
+    state = {}
+    for idx, name in enumerate(names):
+        entry = {k.split("::", 1)[1]: v for k, v in tensors.items() if k.split("::", 1)[0] == name}
+        if entry:
+            if "step" in entry:
+                entry["step"] = entry["step"].reshape(())
+            state[idx] = entry
+    if len(state) != sum(1 for k in {k.split("::", 1)[0] for k in tensors}):
+        raise ValueError(f"{path} does not match this model's trainable parameters; was it written with another train.method or LoRA config?")
+    current["state"] = state
+    optimizer.load_state_dict(current)

@@ -1,0 +1,133 @@
+"""The train stage: samples and advantages on toy rounds; the trainer on the real embedded model (LoRA)."""
+
+import math
+
+import pytest
+import torch
+
+from score.config import ModelConfig, TrainConfig
+from score.rl import policy_loss
+from score.runner import run_stage, stage_folder
+from score.stages.train import build_samples
+
+
+def _span(name, n):
+    return {"name": name, "prompt": f"<{name} prompt>", "text": "x", "token_ids": list(range(1, n + 1)), "logprobs": [-1.0] * n, "finish_reason": "stop"}
+
+
+def test_samples_carry_group_normalised_advantages_and_flat_groups_are_counted():
+    reports = [
+        {"query_id": q, "sample_idx": k, "trajectory_id": f"{q}{k}", "spans": [_span("plan", 2), _span("report", 3)]}
+        for q in ("a", "b") for k in range(2)
+    ]
+    rewards = [{"trajectory_id": "a0", "reward": 0.8}, {"trajectory_id": "a1", "reward": 0.2},
+               {"trajectory_id": "b0", "reward": 0.0}, {"trajectory_id": "b1", "reward": 0.0}]  # b is flat
+    rubrics = [{"query_id": "a", "rubric_idx": j, "span": _span("rubric", 4)} for j in range(2)]
+    ev = [{"query_id": "a", "rubric_idx": 0, "reward": 1.0}, {"query_id": "a", "rubric_idx": 1, "reward": 0.5}]
+    rows, counts = build_samples(0, reports, rewards, rubrics, ev, TrainConfig())
+    assert counts == {"solver_groups": 2, "solver_flat_groups": 1, "evaluator_groups": 1, "evaluator_flat_groups": 0}
+    solver = [(r["source_id"], r["span"], round(r["advantage"], 6)) for r in rows if r["role"] == "solver"]
+    assert solver == [("a0", "plan", 1.0), ("a0", "report", 1.0), ("a1", "plan", -1.0), ("a1", "report", -1.0)]
+    evaluator = [(r["source_id"], round(r["advantage"], 6)) for r in rows if r["role"] == "evaluator"]
+    assert evaluator == [("rubric-0", 1.0), ("rubric-1", -1.0)]
+    assert all(r["prompt"].startswith("<") and r["token_ids"] for r in rows)  # prompt kept apart from the written tokens
+    no_plan, _ = build_samples(0, reports, rewards, rubrics, ev, TrainConfig(train_plan=False, role_weight={"evaluator": 0}))
+    assert [r["span"] for r in no_plan] == ["report", "report"]
+    dr_grpo, _ = build_samples(0, reports, rewards, [], [], TrainConfig(normalize_std=False))
+    assert [round(r["advantage"], 6) for r in dr_grpo] == [0.3, 0.3, -0.3, -0.3]
+
+
+def test_masked_and_padded_tokens_get_no_gradient():
+    logp = torch.tensor([[-1.0, -2.0, -3.0], [-1.5, -0.5, -2.5]], requires_grad=True)  # (B=2, L=3)
+    weights = torch.tensor([[0.0, 0.5, 0.5], [0.0, 0.0, 1.0]])  # row 0: 1 pad; row 1: 2 masked
+    ref = logp.detach() - 0.3
+    policy_loss(logp, logp.detach(), ref, torch.tensor([1.0, -2.0]), weights, 0.2, 0.28, 0.1).loss.backward()
+    assert logp.grad[0, 0] == 0 and logp.grad[1, 0] == 0 and logp.grad[1, 1] == 0
+    assert (logp.grad[0, 1:] != 0).all() and logp.grad[1, 2] != 0
+
+
+@pytest.fixture(scope="module")
+def trainer_and_batch():
+    from score.models import resolve_model_path
+    from score.trainer import Trainer, TrainSample, written_logprobs
+
+    cfg = TrainConfig(lr=1e-3, batch_size=4, kl_coef=0.05, lora_rank=8)
+    model_cfg = ModelConfig()
+    trainer = Trainer(model_cfg, cfg, resolve_model_path(model_cfg), None, seed=0)
+    tok = trainer.tokenizer
+    texts = [("Write about solar power.", " Solar panels turn sunlight into power [1]."),
+             ("Write about wind power.", " Wind turbines spin in the wind [2]."),
+             ("Write about storage.", " Batteries keep energy for later."),
+             ("Write about hydro power.", " Dams turn falling water into power.")]
+    rows = [(tok(p, add_special_tokens=False)["input_ids"], tok(c, add_special_tokens=False)["input_ids"]) for p, c in texts]
+    with torch.no_grad():
+        logp, mask = written_logprobs(trainer.model, rows, trainer.pad_id, trainer.accelerator.device)
+    assert mask.sum(1).tolist() == [len(c) for _, c in rows]  # only the written tokens, right-aligned
+    batch = [
+        TrainSample("solver", p, c, logp[b, logp.shape[1] - len(c):].tolist(), adv)
+        for b, ((p, c), adv) in enumerate(zip(rows, [1.0, 1.0, -1.0, -1.0]))
+    ]
+    return trainer, batch
+
+
+def test_kl_is_zero_before_the_first_update_and_lora_weights_change(trainer_and_batch):
+    trainer, batch = trainer_and_batch
+    lora = {n: p.detach().clone() for n, p in trainer.unwrapped.named_parameters() if "lora_" in n}
+    assert lora and all(p.requires_grad == ("lora_" in n) for n, p in trainer.unwrapped.named_parameters())
+    [first] = trainer.train(batch, {"solver": 1.0, "evaluator": 0.5}, total_steps=10)
+    assert first.kl == 0.0  # the adapter starts at zero (B = 0): policy and reference are the same function
+    assert first.ratio_mean == pytest.approx(1.0, abs=1e-4) and first.clip_frac == 0.0
+    changed = [n for n, p in trainer.unwrapped.named_parameters() if "lora_B" in n and not torch.equal(p, lora[n])]
+    assert changed, "no LoRA weight moved after one step"
+    base = [p for n, p in trainer.unwrapped.named_parameters() if "lora_" not in n]
+    assert all(p.grad is None for p in base)  # the base model is frozen
+
+
+def test_training_loss_on_a_fixed_batch_falls(trainer_and_batch):
+    trainer, batch = trainer_and_batch
+    losses = [trainer.train(batch, {"solver": 1.0, "evaluator": 0.5}, total_steps=10)[0].loss for _ in range(4)]
+    print("losses on a fixed batch:", [round(x, 4) for x in losses])
+    assert losses[-1] < losses[0] and all(math.isfinite(x) for x in losses)
+    assert trainer.train(batch, {"solver": 1.0, "evaluator": 0.5}, total_steps=10)[0].kl > 0  # moved away from the base
+
+
+def test_checkpoint_is_safetensors_and_resumes_optimizer_state(trainer_and_batch, tmp_path):
+    from score.models import resolve_model_path
+    from score.trainer import Trainer
+
+    trainer, _ = trainer_and_batch
+    files = trainer.save(tmp_path / "ckpt")
+    names = sorted(p.name for p in files)
+    assert names == ["README.md", "adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json"]
+    assert not [p for p in files if p.suffix in (".bin", ".pt", ".pkl")]
+    resumed = Trainer(ModelConfig(), trainer.cfg, resolve_model_path(ModelConfig()), str(tmp_path / "ckpt"), seed=1)
+    assert resumed.step == trainer.step
+    a = trainer.optimizer.state_dict()["state"]
+    b = resumed.optimizer.state_dict()["state"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k]["exp_avg"], b[k]["exp_avg"]) for k in a)
+    for (n1, p1), (n2, p2) in zip(trainer.unwrapped.named_parameters(), resumed.unwrapped.named_parameters()):
+        if "lora_" in n1:
+            assert n1 == n2 and torch.equal(p1, p2)
+
+
+def test_the_train_stage_closes_the_loop_on_a_toy_round(toy_workspace):
+    ws = toy_workspace
+    for stage in ("generate-reports", "self-evaluate", "harness-evolve", "train"):
+        run_stage(ws, stage, 0)
+    folder = stage_folder(ws, "train", 0)
+    manifest = ws.store.read_manifest(folder)
+    assert {"samples.parquet", "steps.parquet", "checkpoint/adapter_model.safetensors", "checkpoint/optimizer.safetensors"} <= set(manifest["files"])
+    stats = manifest["stats"]
+    assert stats["solver_flat_groups"] == stats["solver_groups"] == 2  # the toy writes identical reports
+    assert stats["samples"] == 0 and stats["steps"] == 0  # nothing to learn from flat groups, and that is reported
+    out = run_stage(ws, "generate-reports", 1)
+    checkpoint = ws.store.display(folder, "checkpoint")
+    assert out.manifest["inputs"]["policy"].endswith(upstream_of(ws, 0))
+    rows = ws.store.read_table(stage_folder(ws, "generate-reports", 1), "reports.parquet").to_pylist()
+    assert {r["checkpoint"] for r in rows} == {checkpoint}
+
+
+def upstream_of(ws, r):
+    from score.stages.base import upstream
+
+    return upstream(ws, r, "train")
