@@ -289,6 +289,15 @@ class RunConfig(Section):
         return v
 
     @model_validator(mode="after")
+    def _lora_servable(self) -> "RunConfig":
+        if self.model.backend == "vllm" and self.train.method == "lora" and self.train.lora_rank > self.model.vllm.max_lora_rank:
+            raise ValueError(
+                f"train.lora_rank {self.train.lora_rank} is above model.vllm.max_lora_rank {self.model.vllm.max_lora_rank}, "
+                f"so vLLM could not serve the checkpoint; raise model.vllm.max_lora_rank or lower train.lora_rank"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _vllm_on_gpu(self) -> "RunConfig":
         if self.model.backend == "vllm" and self.model.device == "cpu":
             raise ValueError("model.backend vllm runs on GPUs; set model.device: cuda (or model.backend: transformers)")

@@ -147,3 +147,18 @@ def correlation(a: Sequence[float], b: Sequence[float]) -> float:
     0.998
     """
     return _corr(a, b)
+
+
+def structure_reward(report: str, n_cited: int, n_sources: int) -> float:
+    """A simple, known reward for sanity checks of the trainer (benchmarks/learning_check.py), no judge
+    involved: half for citing distinct sources (up to 3, or all there are), half for markdown section
+    headings (up to 2).
+
+    >>> structure_reward("# T\\n## A\\ntext [1]\\n## B\\nmore [2]", n_cited=2, n_sources=5)
+    0.8333333333333333
+    >>> structure_reward("plain text", n_cited=0, n_sources=5)
+    0.0
+    """
+    headings = sum(1 for line in report.splitlines() if line.lstrip().startswith("#"))
+    cites = min(n_cited, 3) / max(min(3, n_sources), 1)
+    return 0.5 * cites + 0.5 * min(headings, 2) / 2

@@ -23,6 +23,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -132,7 +133,7 @@ class Trainer:
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, base_path: str, resume: str | None, seed: int):
         from accelerate import Accelerator
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.cfg = cfg
         self.accelerator = Accelerator(cpu=model_cfg.device == "cpu")
@@ -145,22 +146,9 @@ class Trainer:
         self.tokenizer = AutoTokenizer.from_pretrained(base_path)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self.reference = None
-        if cfg.method == "lora":
-            from peft import LoraConfig, PeftModel, get_peft_model
-
-            base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
-            if resume:
-                model = PeftModel.from_pretrained(base, resume, is_trainable=True)
-            else:
-                lora = LoraConfig(
-                    r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                    target_modules=list(cfg.target_modules), task_type="CAUSAL_LM",
-                )
-                model = get_peft_model(base, lora)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(resume or base_path, dtype=dtype)
-            if cfg.kl_coef > 0:  # full fine-tuning has no adapter to switch off: the reference is a frozen copy
-                self.reference = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).eval().requires_grad_(False)
+        with warnings.catch_warnings():  # peft asks transformers a deprecated question on every wrap
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = self._load(cfg, base_path, resume, dtype)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
@@ -180,6 +168,24 @@ class Trainer:
             self.reference = self.reference.to(self.accelerator.device)
         self.model.train()
 
+    def _load(self, cfg: TrainConfig, base_path: str, resume: str | None, dtype):
+        from transformers import AutoModelForCausalLM
+
+        if cfg.method == "full":
+            if cfg.kl_coef > 0:  # full fine-tuning has no adapter to switch off: the reference is a frozen copy
+                self.reference = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).eval().requires_grad_(False)
+            return AutoModelForCausalLM.from_pretrained(resume or base_path, dtype=dtype)
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
+        if resume:
+            return PeftModel.from_pretrained(base, resume, is_trainable=True)
+        lora = LoraConfig(
+            r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.target_modules), task_type="CAUSAL_LM",
+        )
+        return get_peft_model(base, lora)
+
     @property
     def unwrapped(self):
         return self.accelerator.unwrap_model(self.model)
@@ -198,19 +204,18 @@ class Trainer:
         """One pass (`train.epochs` passes) over `samples`; returns one log row per optimizer step."""
         cfg, acc = self.cfg, self.accelerator
         logs: list[StepLog] = []
-        n_batches = math.ceil(len(samples) / cfg.batch_size) * cfg.epochs
-        with tqdm(total=n_batches, desc=desc or "train", unit="step", leave=False, disable=not desc or not acc.is_main_process) as bar:
+        # progress in samples, moved after every micro-batch (an optimizer step can take minutes on a CPU)
+        with tqdm(total=len(samples) * cfg.epochs, desc=desc or "train", unit="sample", leave=False, disable=not desc or not acc.is_main_process) as bar:
             for epoch in range(cfg.epochs):
                 order = list(range(len(samples)))
                 self.rng.shuffle(order)
                 for start in range(0, len(order), cfg.batch_size):
                     batch = [samples[i] for i in order[start : start + cfg.batch_size]]
-                    logs.append(self._step(batch, role_weight, epoch, total_steps))
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{logs[-1].loss:.4f}", kl=f"{logs[-1].kl:.4f}")
+                    logs.append(self._step(batch, role_weight, epoch, total_steps, bar.update))
+                    bar.set_postfix(step=logs[-1].step, loss=f"{logs[-1].loss:.4f}", kl=f"{logs[-1].kl:.4f}")
         return logs
 
-    def _step(self, batch: Sequence[TrainSample], role_weight: dict[str, float], epoch: int, total_steps: int) -> StepLog:
+    def _step(self, batch: Sequence[TrainSample], role_weight: dict[str, float], epoch: int, total_steps: int, progress=lambda n: None) -> StepLog:
         cfg, acc = self.cfg, self.accelerator
         t0 = time.perf_counter()
         lr = lr_at(self.step, cfg, total_steps)
@@ -242,6 +247,7 @@ class Trainer:
             totals["clip"] += parts.clip_frac * parts.tokens
             totals["ratio"] += parts.ratio_mean * parts.tokens
             totals["tokens"] += parts.tokens
+            progress(len(idx) * acc.num_processes if real else 0)
             totals["padded"] += real * logp.shape[0] * max(len(batch[i].prompt_ids) + len(batch[i].token_ids) for i in idx)
         grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.optimizer.step()

@@ -24,6 +24,14 @@ def score(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     )
 
 
+def train0_version(store: Path) -> str:
+    from score.config import load_config
+    from score.stages.base import upstream
+    from score.workspace import Workspace
+
+    return upstream(Workspace(load_config(ROOT / "configs" / "ci.yaml", [f"store.root={store}"])), 0, "train")
+
+
 def manifest(store: Path, round_idx: int, folder: str = "generate") -> dict | None:
     path = store / "ci" / f"round-{round_idx:04d}" / folder / "_manifest.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -58,12 +66,20 @@ def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path):
         for row in rows:
             by_query[row["query_id"]] = by_query.get(row["query_id"], 0) + 1
             assert row["plan"] and row["searches"] and row["sources"] and row["report"].strip()
-            assert row["checkpoint"] == "base"
+            assert row["checkpoint"] == ("base" if r == 0 else f"{store}/ci/round-0000/train/checkpoint")
         assert sorted(by_query.values()) == [2, 2]  # K=2 reports for each of the 2 queries of the round
         print(f"round {r}: {sum(bool(x['cited']) for x in rows)}/{len(rows)} reports cite a source")
         assert manifest(store, r)["files"]["reports.parquet"]["rows"] == 4
-        for stage in ("evaluate", "harness"):
+        for stage in ("evaluate", "harness", "train"):
             assert manifest(store, r, stage) is not None
+    train0 = manifest(store, 0, "train")
+    print("round 0 train:", train0["stats"])
+    assert train0["stats"]["samples"] > 0 and train0["stats"]["steps"] > 0
+    assert manifest(store, 1)["inputs"]["policy"].endswith(train0_version(store))
+    from safetensors.torch import load_file
+
+    adapter = load_file(store / "ci" / "round-0000" / "train" / "checkpoint" / "adapter_model.safetensors")
+    assert any("lora_B" in k and v.abs().max() > 0 for k, v in adapter.items())  # trained away from the base (B starts at 0)
     rubrics = pq.read_table(store / "ci" / "round-0001" / "evaluate" / "rubrics.parquet").to_pylist()
     assert {r["harness_version"] for r in rubrics} == {0}  # round 1 judged under the harness round 0 wrote
     from score.config import load_config
@@ -74,12 +90,13 @@ def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path):
     assert manifest(store, 1, "evaluate")["inputs"]["harness"] == upstream(ws, 0, "harness")  # round 0's harness content
 
     before = {r: manifest(store, r)["started_at"] for r in (0, 1)}
+    trained = manifest(store, 1, "train")["started_at"]
     t0 = time.perf_counter()
     again = score("run", "-c", "configs/ci.yaml", "--set", f"store.root={store}")
     print(f"first run {first_s:.0f} s, rerun {time.perf_counter() - t0:.0f} s")
     assert again.returncode == 0, again.stderr[-3000:]
     assert {r: manifest(store, r)["started_at"] for r in (0, 1)} == before  # nothing redone
-    assert again.stderr.count("skipped") >= 2
+    assert manifest(store, 1, "train")["started_at"] == trained
 
     one = score("stage", "generate-reports", "--round", "1", "--force", "-c", "configs/ci.yaml", "--set", f"store.root={store}")
     assert one.returncode == 0, one.stderr[-3000:]
@@ -87,7 +104,7 @@ def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_in_the_middle_of_a_stage_then_rerun_completes(tmp_path):
+def test_sigkill_during_training_then_rerun_resumes_without_redoing_finished_stages(tmp_path):
     store, log = tmp_path / "store", tmp_path / "stderr.txt"
     with open(log, "w") as err:
         proc = subprocess.Popen(
@@ -95,14 +112,14 @@ def test_sigkill_in_the_middle_of_a_stage_then_rerun_completes(tmp_path):
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
         )
         deadline = time.time() + 600
-        while "round 1 reports" not in log.read_text() and time.time() < deadline:  # round 1 is mid-stage
+        while "round 0 train" not in log.read_text() and time.time() < deadline:  # the optimizer is stepping
             assert proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)  # the CLI only: its temporary Prefect server lives on, orphaned
         proc.wait()
     try:
-        round0 = manifest(store, 0)
-        assert round0 is not None and manifest(store, 1) is None  # round 1 unfinished: invisible
+        done = {folder: manifest(store, 0, folder) for folder in ("generate", "evaluate", "harness")}
+        assert all(done.values()) and manifest(store, 0, "train") is None  # training unfinished: invisible
         assert orphaned_servers(), "the SIGKILL should have orphaned the temporary Prefect server"
         rerun = score("run", "-c", "configs/ci.yaml", "--set", f"store.root={store}")
     finally:
@@ -111,7 +128,9 @@ def test_sigkill_in_the_middle_of_a_stage_then_rerun_completes(tmp_path):
         reap_orphaned_servers()  # never leave a server behind, even when an assertion failed
 
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert manifest(store, 0)["started_at"] == round0["started_at"]  # finished stage not redone
+    for folder, m in done.items():
+        assert manifest(store, 0, folder)["started_at"] == m["started_at"]  # finished stages not redone
+    assert manifest(store, 0, "train") is not None and manifest(store, 1, "train") is not None
     assert pq.read_table(store / "ci" / "round-0001" / "generate" / "reports.parquet").num_rows == 4
     assert not [p for p in (store / "ci").rglob(".tmp-*")]
     assert orphaned_servers() == []  # the rerun stopped the orphan

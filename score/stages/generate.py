@@ -22,10 +22,10 @@ import pyarrow as pa
 from score.artifacts import REPORTS_SCHEMA
 from score.models import SamplingParams
 from score.prompts import cited_sources, parse_plan, plan_messages, report_messages
-from score.queries import round_queries
+from score.queries import Query, round_queries
 from score.stages.base import StageResult, derive_seed, policy_for_round
 from score.search.base import Passage
-from score.workspace import Workspace
+from score.workspace import Policy, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,17 @@ def inputs(ws: Workspace, round_idx: int) -> dict[str, str]:
 
 
 def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
+    queries = round_queries(ws.queries, ws.cfg.data.queries_per_round, round_idx, ws.cfg.seed)
+    rows, stats = research(ws, queries, policy_for_round(ws, round_idx), derive_seed(ws.cfg.seed, round_idx, NAME), round_idx)
+    info = ws.store.write_table(folder, "reports.parquet", pa.Table.from_pylist(rows, schema=REPORTS_SCHEMA))
+    log.info("round %d generate-reports: %s", round_idx, stats)
+    return StageResult(files={"reports.parquet": info}, stats=stats)
+
+
+def research(ws: Workspace, queries: list[Query], policy: Policy, seed: int, round_idx: int = 0) -> tuple[list[dict], dict]:
+    """The solver's K trajectories for each query with the given weights: rows of reports.parquet, and stats."""
     cfg, gen = ws.cfg, ws.cfg.generate
-    queries = round_queries(ws.queries, cfg.data.queries_per_round, round_idx, cfg.seed)
-    policy = policy_for_round(ws, round_idx)
     backend = ws.backend(policy)
-    seed = derive_seed(cfg.seed, round_idx, NAME)
     K = gen.samples_per_query
     t0 = time.perf_counter()
     tokens0 = backend.usage.completion_tokens
@@ -110,8 +116,6 @@ def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
                 "seed": seed,
             }
         )
-    table = pa.Table.from_pylist(rows, schema=REPORTS_SCHEMA)
-    info = ws.store.write_table(folder, "reports.parquet", table)
     written = backend.usage.completion_tokens - tokens0
     stats = {
         "queries": len(queries),
@@ -123,8 +127,7 @@ def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
         "citing_share": round(sum(bool(r["cited"]) for r in rows) / max(len(rows), 1), 3),
         "plan_fallback_share": round(sum(r["plan_fallback"] for r in rows) / max(len(rows), 1), 3),
     }
-    log.info("round %d generate-reports: %s", round_idx, stats)
-    return StageResult(files={"reports.parquet": info}, stats=stats)
+    return rows, stats
 
 
 def _number_sources(hits: list[list[Passage]], limit: int) -> list[tuple[int, Passage]]:
