@@ -249,6 +249,11 @@ class Trainer:
             totals["tokens"] += parts.tokens
             progress(len(idx) * acc.num_processes if real else 0)
             totals["padded"] += real * logp.shape[0] * max(len(batch[i].prompt_ids) + len(batch[i].token_ids) for i in idx)
+        if acc.num_processes > 1:  # every process saw its share of the batch: sum the logged totals
+            keys = list(totals)
+            summed = acc.reduce(torch.tensor([float(totals[k]) for k in keys], device=acc.device), reduction="sum")
+            totals = dict(zip(keys, summed.tolist()))
+            totals["tokens"], totals["padded"] = int(totals["tokens"]), int(totals["padded"])
         grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
         self.step += 1
