@@ -38,6 +38,7 @@ test-fast: install
 bench: setup
 	$(BIN)/python benchmarks/generate_throughput.py
 	$(BIN)/python benchmarks/evaluate_cost.py
+	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
 	rm -rf runs

@@ -97,6 +97,7 @@ def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert {r: manifest(store, r)["started_at"] for r in (0, 1)} == before  # nothing redone
     assert manifest(store, 1, "train")["started_at"] == trained
+    assert again.stderr.count("skipped") >= 2
 
     one = score("stage", "generate-reports", "--round", "1", "--force", "-c", "configs/ci.yaml", "--set", f"store.root={store}")
     assert one.returncode == 0, one.stderr[-3000:]

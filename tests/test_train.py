@@ -131,3 +131,25 @@ def upstream_of(ws, r):
     from score.stages.base import upstream
 
     return upstream(ws, r, "train")
+
+
+def test_full_fine_tuning_moves_every_layer_and_saves_a_model_folder_the_backend_loads(trainer_and_batch, toy_config, tmp_path):
+    from score.models import resolve_model_path
+    from score.trainer import Trainer
+    from score.workspace import Policy, Workspace
+
+    _, batch = trainer_and_batch
+    cfg = TrainConfig(method="full", lr=1e-5, batch_size=4, kl_coef=0.05)
+    trainer = Trainer(ModelConfig(), cfg, resolve_model_path(ModelConfig()), None, seed=0)
+    assert trainer.reference is not None  # no adapter to switch off: a frozen copy is the reference
+    before = {n: p.detach().clone() for n, p in trainer.unwrapped.named_parameters()}
+    [log] = trainer.train(batch, {"solver": 1.0, "evaluator": 0.5}, total_steps=1)
+    assert log.kl == 0.0
+    moved = [n for n, p in trainer.unwrapped.named_parameters() if not torch.equal(p, before[n])]
+    assert any("layers.0." in n for n in moved) and any("layers.29." in n for n in moved)
+    files = {p.name for p in trainer.save(tmp_path / "full")}
+    assert {"model.safetensors", "config.json", "optimizer.safetensors", "trainer_state.json", "tokenizer.json"} <= files
+    backend = Workspace(toy_config).backend(Policy("round-0000/train/checkpoint", str(tmp_path / "full"), "full"))
+    assert backend.checkpoint == "round-0000/train/checkpoint"
+    name, p = next((n, p) for n, p in trainer.unwrapped.named_parameters() if "layers.0.self_attn.q_proj" in n)
+    assert torch.equal(dict(backend.model.named_parameters())[name], p.detach())  # sampling uses the trained weights
