@@ -7,16 +7,22 @@ cache cannot see helper code, data files or the environment.
 
 from __future__ import annotations
 
-from functools import lru_cache
+import base64
 import json
+import re
+from functools import lru_cache
+from pathlib import Path
 
 from flows import env  # noqa: F401
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from score.config import RunConfig
+from score.artifacts import round_dir
+from score.inspect import run_rounds, stage_markdown
+from score.report import write_report
 from score.runner import STAGE_NAMES, run_stage
 from score.workspace import Workspace
 
@@ -34,12 +40,47 @@ def stage_task(config: dict, stage: str, round_idx: int, force: bool = False) ->
     logger = get_run_logger()
     logger.info("%s round %d: %s -> %s", stage, round_idx, "skipped (done)" if outcome.skipped else "done", outcome.folder)
     stats = outcome.manifest.get("stats", {})
+    key = _artifact_key(ws.cfg.run, f"r{round_idx:04d}-{stage}")
     create_table_artifact(
-        key=f"{ws.cfg.run}-r{round_idx:04d}-{stage}".lower().replace("_", "-").replace(".", "-"),
+        key=key,
         table=[{"stat": k, "value": str(v)} for k, v in stats.items()] + [{"stat": "folder", "value": outcome.folder}],
         description=f"{stage}, round {round_idx}: key numbers",
     )
+    create_markdown_artifact(
+        key=f"{key}-sample", markdown=stage_markdown(ws.store, ws.cfg.run, round_idx, stage),
+        description=f"{stage}, round {round_idx}: a sample, and the stage's files",
+    )
+    create_link_artifact(
+        key=f"{key}-folder", link=_link(outcome.folder), link_text=outcome.folder,
+        description=f"{stage}, round {round_idx}: its Parquet files and manifest",
+    )
     return outcome.folder
+
+
+@task(cache_policy=NO_CACHE, retries=0)
+def report_task(config: dict) -> str:
+    """Plot the run so far (score.report) and publish the PNGs as one markdown artifact."""
+    ws = _workspace(json.dumps(config, sort_keys=True))
+    folder = Path("reports") / ws.cfg.run
+    if not any(ws.store.read_manifest(f"{round_dir(ws.cfg.run, r)}/evaluate") for r in run_rounds(ws.store, ws.cfg.run)):
+        get_run_logger().info("no round of %s is evaluated yet: nothing to plot", ws.cfg.run)
+        return ""
+    paths = write_report(ws.store, ws.cfg.run, folder)
+    images = "\n\n".join(f"![{p.stem}](data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()})" for p in paths)
+    create_markdown_artifact(
+        key=_artifact_key(ws.cfg.run, "plots"), markdown=f"# {ws.cfg.run}: round by round\n\n{images}\n\nFiles: `{folder.resolve()}`",
+        description=f"plots of {ws.cfg.run} (score report {ws.cfg.run})",
+    )
+    return str(folder)
+
+
+def _artifact_key(run: str, suffix: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]", "-", f"{run}-{suffix}".lower())
+
+
+def _link(address: str) -> str:
+    return address if "://" in address else Path(address).resolve().as_uri()
 
 
 def _round_run_name() -> str:
@@ -55,6 +96,7 @@ def round_flow(config: dict, round_idx: int, stage: str | None = None, force: bo
         folders[name] = stage_task.with_options(name=name, task_run_name=f"{name}-r{round_idx:04d}")(
             config, name, round_idx, force
         )
+    folders["report"] = report_task.with_options(task_run_name=f"report-r{round_idx:04d}")(config)
     return folders
 
 

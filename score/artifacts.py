@@ -424,7 +424,10 @@ class Store:
     def list_runs(self) -> list[str]:
         if not self.fs.exists(self.root):
             return []
-        return sorted(p.rsplit("/", 1)[1] for p in self.fs.ls(self.root, detail=False) if self.fs.isdir(p))
+        # an S3 listing may hold the root's own "prefix/" marker object (SeaweedFS after check(), a folder made in
+        # the AWS console): it is not a run
+        paths = [p.rstrip("/") for p in self.fs.ls(self.root, detail=False)]
+        return sorted(p.rsplit("/", 1)[1] for p in paths if p != self.root and self.fs.isdir(p))
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

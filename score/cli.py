@@ -152,6 +152,89 @@ def serve(
         _fail(e)
 
 
+def _store(config: Optional[Path], set_: list[str]):
+    """The store of the config (default configs/default.yaml), checked before anything is read."""
+    from score.artifacts import Store
+    from score.config import load_config
+
+    if config is None and Path("configs/default.yaml").exists():
+        config = Path("configs/default.yaml")
+    cfg = load_config(config, set_)
+    store = Store(cfg.store)
+    store.check()
+    return store
+
+
+def _run_name(run: str) -> str:
+    from score.config import ConfigError, check_run_name
+
+    try:
+        return check_run_name(run)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+@app.command()
+def runs(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt) -> None:
+    """List the runs in the config's store (a local folder or s3://...), with their rounds and progress."""
+    try:
+        from score.inspect import list_runs_table
+
+        Console().print(list_runs_table(_store(config, set_)))
+    except _user_errors() as e:
+        _fail(e)
+
+
+@app.command()
+def inspect(
+    run_name: str = typer.Argument(..., metavar="RUN", help="run name (a folder under store.root)"),
+    round_idx: Optional[int] = typer.Option(None, "--round", "-r", help="round to show (default: the last one)"),
+    stage_name: Optional[str] = typer.Option(None, "--stage", help="show only this stage's tables"),
+    config: Optional[Path] = ConfigOpt,
+    set_: list[str] = SetOpt,
+) -> None:
+    """Print what a round did: stages and their state, rewards per query, saturation, evaluator agreement and
+    detection, harness decisions with reasons, train steps, and one sample report with its rubric and scores."""
+    try:
+        from score.inspect import check_round, show_round
+        from score.runner import STAGE_NAMES, UnknownStage
+
+        _run_name(run_name)
+        if stage_name is not None and stage_name not in STAGE_NAMES:
+            raise UnknownStage(f"unknown stage {stage_name!r}; stages are: {', '.join(STAGE_NAMES)}")
+        store = _store(config, set_)
+        show_round(Console(), store, run_name, check_round(store, run_name, round_idx), stage_name)
+    except _user_errors() as e:
+        _fail(e)
+
+
+@app.command()
+def report(
+    run_name: str = typer.Argument(..., metavar="RUN", help="run name (a folder under store.root)"),
+    baseline: Optional[str] = typer.Option(None, help="a second run drawn on the same axes, dashed (e.g. the static-harness baseline)"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default: reports/RUN, or reports/RUN-vs-BASELINE)"),
+    config: Optional[Path] = ConfigOpt,
+    set_: list[str] = SetOpt,
+) -> None:
+    """Write PNG plots of a run per round (reward and spread, saturation, evaluator agreement and detection,
+    dimension lifecycle, search depth, train) and an index.html embedding them."""
+    try:
+        from score.inspect import run_rounds
+        from score.report import write_report
+
+        _run_name(run_name)
+        if baseline is not None:
+            _run_name(baseline)
+        store = _store(config, set_)
+        for name in filter(None, (run_name, baseline)):
+            run_rounds(store, name)  # raises, naming the runs there are, before anything is written
+        folder = out or Path("reports") / (run_name if baseline is None else f"{run_name}-vs-{baseline}")
+        paths = write_report(store, run_name, folder, baseline)
+        err.print(f"wrote {len(paths)} plots and {folder / 'index.html'}")
+    except _user_errors() as e:
+        _fail(e)
+
+
 def main() -> None:  # console script entry point
     app()
 

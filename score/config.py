@@ -284,9 +284,7 @@ class RunConfig(Section):
     @field_validator("run")
     @classmethod
     def _run_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", v) or ".." in v:
-            raise ValueError(f"run name {v!r} must be one folder name (letters, digits, '-', '_', '.', no '..' or '/'); e.g. run: my-run")
-        return v
+        return check_run_name(v)
 
     @model_validator(mode="after")
     def _lora_servable(self) -> "RunConfig":
@@ -307,6 +305,13 @@ class RunConfig(Section):
         """A short hash of the named sections: what a stage's outputs depend on."""
         blob = json.dumps({s: self.model_dump(mode="json")[s] for s in sections}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one folder name: it can never reach outside the store root."""
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", name) or ".." in name:
+        raise ValueError(f"run name {name!r} must be one folder name (letters, digits, '-', '_', '.', no '..' or '/'); e.g. run: my-run")
+    return name
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:

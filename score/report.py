@@ -1,0 +1,178 @@
+"""Plots of a run, round by round: `score report RUN [--baseline RUN2] [--out DIR]`.
+
+Reads each finished round's `evaluate/summary.parquet`, `harness/harness.parquet` and `train` manifest
+and writes PNGs plus an `index.html` that embeds them:
+
+    reward.png       solver reward mean, with the mean within-query spread as a band
+    saturation.png   share of queries whose K rewards are flat (no GRPO signal)
+    evaluator.png    pass-to-pass agreement and corruption detection (chance 0.5)
+    dimensions.png   the dimension lifecycle: which dimension was active / candidate / retired when
+    search.png       search depth and strictness the evaluator ran under
+    train.png        train loss and KL per round
+
+With a baseline (for example the static-harness run of `score ablate`) its curves share the axes, dashed.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from score.artifacts import Store, round_dir
+from score.inspect import run_rounds
+
+@dataclass
+class RunSeries:
+    run: str
+    rounds: list[int] = field(default_factory=list)  # rounds with a finished self-evaluate
+    summary: list[dict] = field(default_factory=list)  # one summary row per round in `rounds`
+    status: dict[str, dict[int, str]] = field(default_factory=dict)  # dimension -> round -> status it was evaluated under
+    train: dict[int, dict] = field(default_factory=dict)  # round -> train stats
+
+
+def load_series(store: Store, run: str) -> RunSeries:
+    s = RunSeries(run)
+    for r in run_rounds(store, run):
+        here = round_dir(run, r)
+        if store.read_manifest(f"{here}/evaluate") is None:
+            continue
+        s.rounds.append(r)
+        s.summary.append(store.read_table(f"{here}/evaluate", "summary.parquet").to_pylist()[0])
+        for d in store.read_table(f"{here}/evaluate", "dimension_stats.parquet").to_pylist():
+            s.status.setdefault(d["dimension"], {})[r] = d["status"]
+        harness = store.read_manifest(f"{here}/harness")
+        if harness is not None:  # what harness-evolve decided after this round: retirements show from r+1
+            for d in store.read_table(f"{here}/harness", "harness.parquet").to_pylist():
+                if d["status"] == "retired":
+                    s.status.setdefault(d["id"], {}).setdefault(r + 1, "retired")
+        train = store.read_manifest(f"{here}/train")
+        if train is not None:
+            s.train[r] = train["stats"]
+    return s
+
+
+def write_report(store: Store, run: str, out: Path, baseline: str | None = None) -> list[Path]:
+    """Write the PNGs and index.html into `out`; returns the PNG paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    runs = [load_series(store, run)] + ([load_series(store, baseline)] if baseline else [])
+    if not runs[0].rounds:
+        from score.artifacts import ArtifactError
+
+        raise ArtifactError(f"run {run!r} has no finished self-evaluate yet; nothing to plot")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, plot in PLOTS.items():
+        fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+        plot(ax, runs)
+        ax.set_xlabel("round")
+        if runs[0].rounds:
+            ax.set_xticks(sorted({r for s in runs for r in s.rounds}))
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / f"{name}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    _write_html(out / "index.html", runs, paths)
+    return paths
+
+
+def _style(i: int) -> dict:
+    return {"linestyle": "-" if i == 0 else "--", "marker": "o" if i == 0 else "s"}
+
+
+def _plot_reward(ax, runs: list[RunSeries]) -> None:
+    for i, s in enumerate(runs):
+        mean = [x["reward_mean"] for x in s.summary]
+        spread = [x["reward_spread"] for x in s.summary]
+        line = ax.plot(s.rounds, mean, label=f"{s.run}: mean", **_style(i))[0]
+        ax.fill_between(s.rounds, [m - d for m, d in zip(mean, spread)], [m + d for m, d in zip(mean, spread)], alpha=0.15, color=line.get_color())
+        ax.plot(s.rounds, spread, label=f"{s.run}: within-query spread", color=line.get_color(), alpha=0.5, linestyle=":")
+    ax.set_title("solver reward (band: mean within-query std)")
+    ax.set_ylabel("reward")
+
+
+def _plot_saturation(ax, runs: list[RunSeries]) -> None:
+    for i, s in enumerate(runs):
+        ax.plot(s.rounds, [x["saturation_rate"] for x in s.summary], label=s.run, **_style(i))
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title("saturation: share of queries with flat rewards")
+    ax.set_ylabel("share")
+
+
+def _plot_evaluator(ax, runs: list[RunSeries]) -> None:
+    for i, s in enumerate(runs):
+        ax.plot(s.rounds, [x["agreement"] for x in s.summary], label=f"{s.run}: pass agreement", **_style(i))
+        ax.plot(s.rounds, [x["detection"] for x in s.summary], label=f"{s.run}: corruption detection", **_style(i))
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":", label="detection at chance")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title("evaluator")
+
+
+def _plot_dimensions(ax, runs: list[RunSeries]) -> None:
+    colors = {"active": "tab:green", "candidate": "tab:orange", "retired": "lightgrey"}
+    s = runs[0]
+    dims = sorted(s.status)
+    for y, d in enumerate(dims):
+        for r, status in s.status[d].items():
+            ax.barh(y, 0.9, left=r - 0.45, color=colors.get(status, "white"), edgecolor="white")
+    ax.set_yticks(range(len(dims)))
+    ax.set_yticklabels(dims, fontsize=8)
+    for status, c in colors.items():
+        ax.barh(0, 0, color=c, label=status)
+    ax.set_title(f"dimension lifecycle ({s.run})")
+
+
+def _plot_search(ax, runs: list[RunSeries]) -> None:
+    for i, s in enumerate(runs):
+        ax.plot(s.rounds, [x["search_depth"] for x in s.summary], label=f"{s.run}: search depth", **_style(i))
+        ax.plot(s.rounds, [x["strictness"] for x in s.summary], label=f"{s.run}: strictness", **_style(i))
+    ax.set_title("evaluation environment")
+
+
+def _plot_train(ax, runs: list[RunSeries]) -> None:
+    for i, s in enumerate(runs):
+        rounds = sorted(s.train)
+        ax.plot(rounds, [s.train[r]["samples"] for r in rounds], label=f"{s.run}: samples", **_style(i))
+    ax.set_title("train: samples per round (flat groups give none)")
+    ax.set_ylabel("samples")
+    twin = ax.twinx()
+    for i, s in enumerate(runs):
+        rounds = [r for r in sorted(s.train) if s.train[r].get("kl_mean") is not None]
+        twin.plot(rounds, [s.train[r]["kl_mean"] for r in rounds], color="tab:red", label=f"{s.run}: KL", **_style(i))
+    twin.set_ylabel("mean KL to base", color="tab:red")
+
+
+PLOTS = {  # file stem -> what draws it
+    "reward": _plot_reward, "saturation": _plot_saturation, "evaluator": _plot_evaluator,
+    "dimensions": _plot_dimensions, "search": _plot_search, "train": _plot_train,
+}
+
+
+def _write_html(path: Path, runs: list[RunSeries], pngs: list[Path]) -> None:
+    rows = "".join(
+        f"<tr><td>{html.escape(s.run)}</td><td>{r}</td>"
+        + "".join(f"<td>{x[k]:.3f}</td>" for k in ("reward_mean", "reward_spread", "saturation_rate", "agreement", "detection"))
+        + "</tr>"
+        for s in runs for r, x in zip(s.rounds, s.summary)
+    )
+    images = "".join(
+        f'<figure><img src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}" alt="{p.stem}"><figcaption>{p.name}</figcaption></figure>'
+        for p in pngs
+    )
+    title = " vs ".join(html.escape(s.run) for s in runs)
+    path.write_text(
+        f"<!doctype html><meta charset=utf-8><title>SCORE: {title}</title>"
+        "<style>body{font-family:sans-serif;max-width:1400px;margin:auto}figure{display:inline-block;margin:8px}"
+        "td,th{padding:2px 8px;text-align:right}</style>"
+        f"<h1>SCORE: {title}</h1><table><tr><th>run</th><th>round</th><th>reward</th><th>spread</th><th>saturation</th>"
+        f"<th>agreement</th><th>detection</th></tr>{rows}</table>{images}"
+    )
