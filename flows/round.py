@@ -19,7 +19,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from score.config import RunConfig
+from score.config import RunConfig, load_config
 from score.artifacts import round_dir
 from score.inspect import run_rounds, stage_markdown
 from score.report import write_report
@@ -83,14 +83,37 @@ def _link(address: str) -> str:
     return address if "://" in address else Path(address).resolve().as_uri()
 
 
+def resolve_config(config: dict | str, overrides: list[str] | None = None) -> dict:
+    """A flow's `config` parameter: a config dict (what `score run` passes) or a YAML path (what a
+    deployment or the UI's custom run passes), with `section.key=value` overrides; validated either way."""
+    if isinstance(config, str):
+        return load_config(config, overrides or []).model_dump(mode="json")
+    return load_config(None, overrides or [], tree=config).model_dump(mode="json")
+
+
+def _run_name(config: dict | str, overrides: list[str] | None) -> str:
+    return resolve_config(config, overrides)["run"]
+
+
 def _round_run_name() -> str:
-    params = flow_run.parameters
-    return f"{params['config']['run']}-round-{params['round_idx']:04d}"
+    p = flow_run.parameters
+    return f"{_run_name(p['config'], p.get('overrides'))}-round-{p['round_idx']:04d}"
+
+
+def _campaign_run_name() -> str:
+    p = flow_run.parameters
+    return f"{_run_name(p['config'], p.get('overrides'))}-campaign"
 
 
 @flow(name="score-round", flow_run_name=_round_run_name, persist_result=False)
-def round_flow(config: dict, round_idx: int, stage: str | None = None, force: bool = False) -> dict[str, str]:
-    """Run the stages of one round in order (or only `stage`); finished stages are skipped unless `force`."""
+def round_flow(
+    config: dict | str, round_idx: int, stage: str | None = None, force: bool = False, overrides: list[str] | None = None
+) -> dict[str, str]:
+    """Run the stages of one round in order (or only `stage`); finished stages are skipped unless `force`.
+    `config` is a config dict or a YAML path; `overrides` are `section.key=value` strings."""
+    config = resolve_config(config, overrides)
+    if stage is not None and stage not in STAGE_NAMES:
+        raise ValueError(f"unknown stage {stage!r}; stages are: {', '.join(STAGE_NAMES)}")
     folders = {}
     for name in STAGE_NAMES if stage is None else (stage,):
         folders[name] = stage_task.with_options(name=name, task_run_name=f"{name}-r{round_idx:04d}")(
@@ -100,8 +123,9 @@ def round_flow(config: dict, round_idx: int, stage: str | None = None, force: bo
     return folders
 
 
-@flow(name="score-campaign", flow_run_name="{config[run]}-campaign", persist_result=False)
-def campaign_flow(config: dict, rounds: int | None = None) -> list[dict[str, str]]:
+@flow(name="score-campaign", flow_run_name=_campaign_run_name, persist_result=False)
+def campaign_flow(config: dict | str, rounds: int | None = None, overrides: list[str] | None = None) -> list[dict[str, str]]:
     """Run `rounds` co-evolution rounds (default: campaign.rounds), each a `score-round` flow run."""
+    config = resolve_config(config, overrides)
     total = rounds if rounds is not None else config["campaign"]["rounds"]
     return [round_flow(config, r) for r in range(total)]

@@ -348,10 +348,13 @@ def _explain(err: ValidationError, origin: str) -> ConfigError:
     return ConfigError("; ".join(lines))
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Load a YAML config (or the defaults when `path` is None) and apply `key.path=value` overrides."""
-    tree: dict[str, Any] = {}
-    origin = "defaults"
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), tree: dict[str, Any] | None = None
+) -> RunConfig:
+    """Load a YAML config (or `tree`, a config as a dict, or the defaults when both are None) and apply
+    `key.path=value` overrides."""
+    tree = json.loads(json.dumps(tree)) if tree is not None else {}  # a copy: overrides must not touch the caller's dict
+    origin = "defaults" if not tree else "config dict"
     if path is not None:
         path = Path(path)
         origin = str(path)
