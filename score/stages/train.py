@@ -61,37 +61,34 @@ def build_samples(
     rows: list[dict] = []
     counts = dict(solver_groups=0, solver_flat_groups=0, evaluator_groups=0, evaluator_flat_groups=0)
     reward_of = {r["trajectory_id"]: r["reward"] for r in solver_rewards}
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in reports:
-        groups[r["query_id"]].append(r)
-    for q, group in groups.items():
-        group.sort(key=lambda r: r["sample_idx"])
-        rewards = [reward_of[r["trajectory_id"]] for r in group]
-        g = group_advantages(rewards, cfg.normalize_std, cfg.flat_std)
-        counts["solver_groups"] += 1
-        counts["solver_flat_groups"] += g.flat
-        if g.flat or cfg.role_weight.solver == 0:
-            continue
-        for r, reward, adv in zip(group, rewards, g.advantages):
-            for span in r["spans"]:
-                if span["token_ids"] and (span["name"] != "plan" or cfg.train_plan):
-                    rows.append(_row(round_idx, "solver", q, r["trajectory_id"], span, reward, adv))
+    reports_of: dict[str, list[tuple[dict, float]]] = defaultdict(list)
+    for r in sorted(reports, key=lambda r: r["sample_idx"]):
+        reports_of[r["query_id"]].append((r, reward_of[r["trajectory_id"]]))
+    for q, r, reward, adv in _advantaged(reports_of, cfg, "solver", counts):
+        for span in r["spans"]:
+            if span["token_ids"] and (span["name"] != "plan" or cfg.train_plan):
+                rows.append(_row(round_idx, "solver", q, r["trajectory_id"], span, reward, adv))
     evaluator_reward = {(e["query_id"], e["rubric_idx"]): e["reward"] for e in evaluator_rewards}
-    by_query: dict[str, list[dict]] = defaultdict(list)
-    for rub in rubrics:
-        by_query[rub["query_id"]].append(rub)
-    for q, group in by_query.items():
-        group.sort(key=lambda r: r["rubric_idx"])
-        rewards = [evaluator_reward[(q, rub["rubric_idx"])] for rub in group]
-        g = group_advantages(rewards, cfg.normalize_std, cfg.flat_std)
-        counts["evaluator_groups"] += 1
-        counts["evaluator_flat_groups"] += g.flat
-        if g.flat or cfg.role_weight.evaluator == 0:
-            continue
-        for rub, reward, adv in zip(group, rewards, g.advantages):
-            if rub["span"]["token_ids"]:
-                rows.append(_row(round_idx, "evaluator", q, f"rubric-{rub['rubric_idx']}", rub["span"], reward, adv))
+    rubrics_of: dict[str, list[tuple[dict, float]]] = defaultdict(list)
+    for rub in sorted(rubrics, key=lambda r: r["rubric_idx"]):
+        rubrics_of[rub["query_id"]].append((rub, evaluator_reward[(rub["query_id"], rub["rubric_idx"])]))
+    for q, rub, reward, adv in _advantaged(rubrics_of, cfg, "evaluator", counts):
+        if rub["span"]["token_ids"]:
+            rows.append(_row(round_idx, "evaluator", q, f"rubric-{rub['rubric_idx']}", rub["span"], reward, adv))
     return rows, counts
+
+
+def _advantaged(groups: dict[str, list[tuple[dict, float]]], cfg: TrainConfig, role: str, counts: dict[str, int]):
+    """(query, member, reward, advantage) for every member of every group with spread; counts the groups
+    of `role` and the flat ones. A role weighted 0 is counted but gives nothing."""
+    for q, members in groups.items():
+        g = group_advantages([reward for _, reward in members], cfg.normalize_std, cfg.flat_std)
+        counts[f"{role}_groups"] += 1
+        counts[f"{role}_flat_groups"] += g.flat
+        if g.flat or getattr(cfg.role_weight, role) == 0:
+            continue
+        for (member, reward), adv in zip(members, g.advantages):
+            yield q, member, reward, adv
 
 
 def _row(round_idx: int, role: str, query_id: str, source_id: str, span: dict, reward: float, advantage: float) -> dict:
