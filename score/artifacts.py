@@ -330,9 +330,14 @@ class Store:
         self.url = cfg.root.rstrip("/")
         self.remote = cfg.root.startswith("s3://")
 
-    def check(self) -> None:
-        """Fail early with the fix when the store cannot be reached or written."""
+    def check(self, write: bool = True) -> None:
+        """Fail early with the fix when the store cannot be reached (or, with `write`, written: the read-only
+        commands pass False and leave the store untouched)."""
         try:
+            if not write:
+                if self.fs.exists(self.root):
+                    self.fs.ls(self.root)  # a listing proves the credentials
+                return
             self.fs.makedirs(self.root, exist_ok=True)
             probe = self.path(f".probe-{uuid.uuid4().hex[:8]}")
             self.fs.pipe_file(probe, b"ok")

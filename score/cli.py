@@ -161,7 +161,7 @@ def _store(config: Optional[Path], set_: list[str]):
         config = Path("configs/default.yaml")
     cfg = load_config(config, set_)
     store = Store(cfg.store)
-    store.check()
+    store.check(write=False)  # these commands only read: a wrong path or bucket must not be created
     return store
 
 

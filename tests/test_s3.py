@@ -217,3 +217,25 @@ def test_campaign_on_s3_then_sigkill_and_resume_there(s3: Bucket, tmp_path: Path
     rows = pq.read_table(io.BytesIO(s3.fs.cat_file(f"{s3.name}/runs/ci/round-0001/generate/reports.parquet"))).to_pylist()
     assert len(rows) == 4 and {r["checkpoint"] for r in rows} == {f"s3://{s3.name}/runs/ci/round-0000/train/checkpoint"}
     assert not [p for p in objects(s3) if "/.tmp-" in p]  # the killed attempt's leftovers were cleared
+
+
+def test_inspect_and_report_read_a_round_on_s3_like_a_local_one(s3: Bucket, toy_config, tmp_path):
+    from rich.console import Console
+
+    from conftest import ToyBackend
+    from score.inspect import check_round, list_runs_table, show_round
+    from score.report import write_report
+    from score.runner import run_stage
+    from score.workspace import Workspace
+
+    cfg = toy_config.model_copy(update={"store": StoreConfig(root=f"s3://{s3.name}/runs", storage_options=s3.server.storage_options())})
+    ws = Workspace(cfg, cache=tmp_path / "cache", make_backend=ToyBackend)
+    for stage in ("generate-reports", "self-evaluate", "harness-evolve"):
+        run_stage(ws, stage, 0)
+    console = Console(record=True, width=200)
+    console.print(list_runs_table(ws.store))
+    show_round(console, ws.store, "toy", check_round(ws.store, "toy", 0))
+    text = console.export_text()
+    assert f"runs in s3://{s3.name}/runs" in text and "harness-evolve: decisions" in text and "train            │ not started" in text
+    paths = write_report(ws.store, "toy", tmp_path / "report")
+    assert len(paths) == 6 and (tmp_path / "report" / "index.html").exists()
