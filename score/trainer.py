@@ -273,8 +273,8 @@ class Trainer:
             return []
         folder.mkdir(parents=True, exist_ok=True)
         model = self.unwrapped
-        if self.cfg.method == "lora":
-            model.save_pretrained(folder, safe_serialization=True)  # adapter_model.safetensors + adapter_config.json
+        if self.cfg.method == "lora":  # adapter_model.safetensors + adapter_config.json, from the gathered state
+            model.save_pretrained(folder, state_dict=state, safe_serialization=True)
         else:
             model.save_pretrained(folder, state_dict=state, safe_serialization=True)
             self.tokenizer.save_pretrained(folder)  # a full checkpoint is a model folder of its own
