@@ -1,4 +1,4 @@
-"""`score`: run co-evolution campaigns, rerun one stage of one round, prepare the embedded defaults.
+"""`score`: run co-evolution campaigns, rerun one stage of one round, inspect and plot runs, prepare the embedded defaults.
 
 The library (score/) has no Prefect in it; the commands that run rounds import the Prefect layer
 (flows/) only when they run, after checking the config, the store and the data, so that bad input fails
