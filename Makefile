@@ -39,6 +39,7 @@ bench: setup
 	$(BIN)/python benchmarks/generate_throughput.py
 	$(BIN)/python benchmarks/evaluate_cost.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/resume_cost.py
 
 clean:
 	rm -rf runs

@@ -13,11 +13,11 @@ from score.workspace import Workspace
 
 
 @contextmanager
-def bench_workspace(description: str) -> Iterator[Workspace]:
+def bench_workspace(description: str, default_config: str = "configs/default.yaml") -> Iterator[Workspace]:
     """Parse the benchmark's arguments and yield a Workspace whose model and search index are loaded and warm,
     so the timed parts measure stages, not start-up."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--config", default=default_config)
     parser.add_argument("--set", action="append", default=[], dest="overrides")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
