@@ -23,13 +23,19 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: con
 SetOpt = typer.Option([], "--set", "-s", help="override a config key, e.g. --set generate.samples_per_query=6 (repeatable)")
 
 
-def _load(config: Optional[Path], overrides: list[str]):
+def _config(config: Optional[Path], overrides: list[str]):
+    """The run config: --config, else configs/default.yaml when run from the checkout, else the built-in defaults."""
     from score.config import load_config
-    from score.workspace import Workspace
 
     if config is None and Path("configs/default.yaml").exists():
         config = Path("configs/default.yaml")
-    cfg = load_config(config, overrides)
+    return load_config(config, overrides)
+
+
+def _load(config: Optional[Path], overrides: list[str]):
+    from score.workspace import Workspace
+
+    cfg = _config(config, overrides)
     ws = Workspace(cfg)
     ws.preflight()
     return cfg, ws
@@ -139,10 +145,9 @@ def serve(
     """Serve the config's model (base weights) as an OpenAI-compatible chat endpoint, e.g. for the LLM controller."""
     _logging(False)
     try:
-        from score.config import load_config
         from score.models import load_backend
 
-        cfg = load_config(config or (Path("configs/default.yaml") if Path("configs/default.yaml").exists() else None), set_)
+        cfg = _config(config, set_)
         import uvicorn
 
         from score.serve import make_app
@@ -155,12 +160,8 @@ def serve(
 def _store(config: Optional[Path], set_: list[str]):
     """The store of the config (default configs/default.yaml), checked before anything is read."""
     from score.artifacts import Store
-    from score.config import load_config
 
-    if config is None and Path("configs/default.yaml").exists():
-        config = Path("configs/default.yaml")
-    cfg = load_config(config, set_)
-    store = Store(cfg.store)
+    store = Store(_config(config, set_).store)
     store.check(write=False)  # these commands only read: a wrong path or bucket must not be created
     return store
 

@@ -134,8 +134,9 @@ def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
     for col in ("query", "reports", "rewards", "mean", "std", "flat"):
         t.add_column(col)
     stds = {r["query_id"]: r["group_std"] for r in rewards}
+    flat = store.read_manifest(folder)["config"]["reward"]["flat_spread"]  # the threshold the round's saturation used
     for q, rs in per_query.items():
-        t.add_row(q, str(len(rs)), " ".join(f"{x:.2f}" for x in rs), _fmt(sum(rs) / len(rs)), _fmt(stds[q]), "yes" if stds[q] < 0.02 else "")
+        t.add_row(q, str(len(rs)), " ".join(f"{x:.2f}" for x in rs), _fmt(sum(rs) / len(rs)), _fmt(stds[q]), "yes" if stds[q] < flat else "")
     console.print(t)
     dims = store.read_table(folder, "dimension_stats.parquet").to_pylist()
     t = Table(title="dimensions")

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from score.config import ModelConfig, TrainConfig
+from score.models.transformers_backend import left_pad
 from score.rl import policy_loss, token_weights
 
 log = logging.getLogger(__name__)
@@ -109,14 +110,8 @@ def _width(samples: Sequence[TrainSample], idx: list[int]) -> int:
 def written_logprobs(model, rows: Sequence[tuple[list[int], list[int]]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of each row's written tokens given its prompt, right-aligned: returns (B, L) log-probs and
     a (B, L) mask of real written tokens, L the longest written part in the batch."""
-    full = [p + c for p, c in rows]
-    width = max(len(r) for r in full)
     L = max(len(c) for _, c in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B, T) left-padded: written tokens end every row
-    attn = torch.zeros((len(rows), width), dtype=torch.long)  # (B, T)
-    for b, r in enumerate(full):
-        ids[b, width - len(r) :] = torch.tensor(r)
-        attn[b, width - len(r) :] = 1
+    ids, attn = left_pad([p + c for p, c in rows], pad_id)  # (B, T): written tokens end every row
     ids, attn = ids.to(device), attn.to(device)
     logits = model(
         input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0), logits_to_keep=L + 1, use_cache=False
