@@ -260,7 +260,7 @@ class TrainConfig(Section):
     micro_batch_tokens: int = Field(4096, ge=64, description="padded tokens per forward pass; lower it when memory runs out")
     epochs: int = Field(1, ge=1, description="passes over a round's samples (more than one goes off-policy: the ratio clip matters)")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient norm clip")
-    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, about 30% slower")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, more compute (not measured here)")
 
 
 class CampaignConfig(Section):
