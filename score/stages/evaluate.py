@@ -22,6 +22,7 @@ import math
 import random
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +37,8 @@ from score.evidence import pick_claims, search_claim, verdict
 from score.models import SamplingParams
 from score.prompts import RUBRIC_PREFILL, evidence_messages, rubric_messages, scoring_parts
 from score.rewards import correlation, detection_rate, evaluator_reward, group_std, rank_agreement, solver_rewards, validity
-from score.rubrics import parse_rubric
+from score.harness import Harness
+from score.rubrics import Rubric, parse_rubric
 from score.stages.base import StageResult, derive_seed, harness_for_round, policy_for_round, upstream
 from score.workspace import Workspace
 
@@ -57,13 +59,55 @@ def inputs(ws: Workspace, round_idx: int) -> dict[str, str]:
 
 
 def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
-    cfg, ev = ws.cfg, ws.cfg.evaluate
+    cfg = ws.cfg
     reports = ws.store.read_table(f"{round_dir(cfg.run, round_idx)}/generate", "reports.parquet").to_pylist()
     harness, _ = harness_for_round(ws, round_idx)
-    ctl = harness.controls
     backend = ws.backend(policy_for_round(ws, round_idx))
-    seed = derive_seed(cfg.seed, round_idx, NAME)
     t0 = time.perf_counter()
+    judged = judge(ws, backend, reports, harness, derive_seed(cfg.seed, round_idx, NAME), round_idx)
+    by_query, rubrics, score_rows, evidence_rows = judged.by_query, judged.rubrics, judged.score_rows, judged.evidence_rows
+    rubric_rows, probe_rows = judged.rubric_rows, judged.probe_rows
+
+    # 5. rewards and statistics
+    solver_rows, evaluator_rows, summary, dim_rows = _rewards(ws, round_idx, by_query, rubrics, score_rows, evidence_rows, harness)
+    seconds = time.perf_counter() - t0
+    files = {}
+    for name, rows, schema in [
+        ("rubrics.parquet", rubric_rows, RUBRICS_SCHEMA), ("evidence.parquet", evidence_rows, EVIDENCE_SCHEMA),
+        ("probes.parquet", probe_rows, PROBES_SCHEMA), ("scores.parquet", score_rows, SCORES_SCHEMA),
+        ("solver_rewards.parquet", solver_rows, SOLVER_REWARDS_SCHEMA), ("evaluator_rewards.parquet", evaluator_rows, EVALUATOR_REWARDS_SCHEMA),
+        ("dimension_stats.parquet", dim_rows, DIMENSION_STATS_SCHEMA), ("summary.parquet", [summary], SUMMARY_SCHEMA),
+    ]:
+        files[name] = ws.store.write_table(folder, name, pa.Table.from_pylist(rows, schema=schema))
+    stats = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items() if k != "round"}
+    stats["seconds_per_report"] = round(seconds / max(len(reports), 1), 2)
+    log.info("round %d self-evaluate: %s", round_idx, stats)
+    return StageResult(files=files, stats=stats)
+
+
+@dataclass
+class Judged:
+    """What the evaluator role made of a set of reports: the rows of the stage's tables, and the parsed rubrics."""
+
+    by_query: dict[str, list[dict]]  # query id -> its reports, by sample_idx
+    rubrics: dict[str, list[Rubric]]  # query id -> its J rubrics
+    rubric_rows: list[dict]
+    evidence_rows: list[dict]
+    probe_rows: list[dict]
+    score_rows: list[dict]
+
+
+def judge(
+    ws: Workspace, backend, reports: list[dict], harness: Harness, seed: int, round_idx: int = 0,
+    probe_share: float | None = None, depth_probe_share: float | None = None,
+) -> Judged:
+    """Rubrics, evidence checks, corruption probes and scores for `reports` (rows shaped like reports.parquet:
+    query_id, query, sample_idx, trajectory_id, report, sources) under `harness`. Probe shares default to the
+    config's; `score judge` sets them to 0 to score outside reports as they are."""
+    ev = ws.cfg.evaluate
+    ctl = harness.controls
+    probe_share = ev.probe_share if probe_share is None else probe_share
+    depth_probe_share = ev.depth_probe_share if depth_probe_share is None else depth_probe_share
     by_query: dict[str, list[dict]] = defaultdict(list)
     for r in reports:
         by_query[r["query_id"]].append(r)
@@ -99,7 +143,7 @@ def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
 
     # 2. evidence: search_depth claims per report (and one level deeper on a share, for the depth rule)
     rng = random.Random(seed)
-    deeper_ids = {r["trajectory_id"] for r in reports if rng.random() < ev.depth_probe_share}
+    deeper_ids = {r["trajectory_id"] for r in reports if rng.random() < depth_probe_share}
     checks = []  # (report, deeper, claim_idx, ClaimSearch)
     for r in reports:
         titles = {s["n"]: s["title"] for s in r["sources"]}
@@ -137,7 +181,7 @@ def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
 
     # 3. corruption probes on a share of reports, kinds in turn
     probe_rows, probes_of = [], defaultdict(list)  # query -> [(trajectory_id, kind, text)]
-    chosen = [r for r in reports if rng.random() < ev.probe_share]
+    chosen = [r for r in reports if rng.random() < probe_share]
     for k, r in enumerate(chosen):
         kind = ev.probe_kinds[k % len(ev.probe_kinds)]
         text = CORRUPTIONS[kind](r["report"], seed + k)
@@ -185,21 +229,7 @@ def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
                                 })
                 bar.update(1)
 
-    # 5. rewards and statistics
-    solver_rows, evaluator_rows, summary, dim_rows = _rewards(ws, round_idx, by_query, rubrics, score_rows, evidence_rows, harness)
-    seconds = time.perf_counter() - t0
-    files = {}
-    for name, rows, schema in [
-        ("rubrics.parquet", rubric_rows, RUBRICS_SCHEMA), ("evidence.parquet", evidence_rows, EVIDENCE_SCHEMA),
-        ("probes.parquet", probe_rows, PROBES_SCHEMA), ("scores.parquet", score_rows, SCORES_SCHEMA),
-        ("solver_rewards.parquet", solver_rows, SOLVER_REWARDS_SCHEMA), ("evaluator_rewards.parquet", evaluator_rows, EVALUATOR_REWARDS_SCHEMA),
-        ("dimension_stats.parquet", dim_rows, DIMENSION_STATS_SCHEMA), ("summary.parquet", [summary], SUMMARY_SCHEMA),
-    ]:
-        files[name] = ws.store.write_table(folder, name, pa.Table.from_pylist(rows, schema=schema))
-    stats = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items() if k != "round"}
-    stats["seconds_per_report"] = round(seconds / max(len(reports), 1), 2)
-    log.info("round %d self-evaluate: %s", round_idx, stats)
-    return StageResult(files=files, stats=stats)
+    return Judged(by_query, rubrics, rubric_rows, evidence_rows, probe_rows, score_rows)
 
 
 def _softmax(lps: list[float]) -> tuple[float, ...]:
