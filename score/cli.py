@@ -52,8 +52,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from score.queries import QueryFileError
     from score.models.openai_client import EndpointError
     from score.runner import UnknownStage
+    from score.benchmark import BenchmarkError
 
-    return (ConfigError, QueryFileError, StoreError, ArtifactError, UnknownStage, FileNotFoundError, EndpointError)
+    return (ConfigError, QueryFileError, StoreError, ArtifactError, UnknownStage, FileNotFoundError, EndpointError, BenchmarkError)
 
 
 def _logging(verbose: bool) -> None:
@@ -153,6 +154,112 @@ def serve(
         from score.serve import make_app
 
         uvicorn.run(make_app(load_backend(cfg.model), cfg.model.path), host=host, port=port, log_level="warning")
+    except _user_errors() as e:
+        _fail(e)
+
+
+CheckpointOpt = typer.Option(
+    "latest", "--checkpoint", help="base | latest (the run's last trained round) | round-N | a checkpoint folder (LoRA adapter or full model)"
+)
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: str = CheckpointOpt,
+    benchmark: str = typer.Option("deepresearch-bench", help="the benchmark (shipped: deepresearch-bench)"),
+    all_languages: bool = typer.Option(False, "--all-languages", help="all 100 tasks (default: the 50 English ones)"),
+    limit: Optional[int] = typer.Option(None, help="only the first N tasks (default: benchmark.limit of the config)"),
+    force: bool = typer.Option(False, help="judge again even if the evaluation's manifest matches"),
+    no_flow: bool = typer.Option(False, "--no-flow", help="run in this process without Prefect"),
+    config: Optional[Path] = ConfigOpt,
+    set_: list[str] = SetOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Score a checkpoint's reports on a benchmark, RACE-style, against a reference (default: the base model's
+    reports) with a frozen judge; writes per-task, per-dimension and overall scores with their spread over judge runs."""
+    _logging(verbose)
+    try:
+        extra = [f"benchmark.name={benchmark}"] + (["benchmark.languages=all"] if all_languages else []) + ([f"benchmark.limit={limit}"] if limit else [])
+        cfg, ws = _load(config, list(set_) + extra)
+        from score.benchmark import load_tasks, resolve_checkpoint
+
+        load_tasks(cfg.benchmark)
+        label, _ = resolve_checkpoint(ws, checkpoint)  # bad input fails here, before a flow or a model starts
+        if no_flow:
+            from score.benchmark import evaluate
+
+            evaluate(ws, checkpoint, force)
+        else:
+            from flows.benchmark import eval_flow
+            from flows.env import reap_orphaned_servers
+
+            reap_orphaned_servers()
+            eval_flow(cfg.model_dump(mode="json"), checkpoint, force)
+        _print_benchmark(ws.store, f"{cfg.run}/benchmark/{label}")
+    except _user_errors() as e:
+        _fail(e)
+
+
+def _print_benchmark(store, folder: str) -> None:
+    from rich.table import Table
+
+    manifest = store.read_manifest(folder)
+    stats = manifest["stats"]
+    table = Table(title=f"{stats['benchmark']}: {manifest['label']} vs {stats['reference']} ({stats['tasks']} tasks, judge {stats['judge']})")
+    for col in ("dimension", "mean", "std", "min", "max", "runs"):
+        table.add_column(col)
+    for r in store.read_table(folder, "benchmark.parquet").to_pylist():
+        table.add_row(r["dimension"], *(f"{r[k]:.3f}" for k in ("mean", "std", "min", "max")), str(r["runs"]))
+    Console().print(table)
+    err.print(f"0.5 = as good as the reference; files in {store.display(folder)}")
+
+
+@app.command()
+def judge(
+    reports: Path = typer.Option(..., "--reports", help="Parquet, JSONL or CSV with columns query and report (other columns are kept)"),
+    out: Path = typer.Option(..., "--out", help="output Parquet: the input rows plus overall, dim_<dimension> and criteria"),
+    checkpoint: Optional[str] = typer.Option(
+        None, "--checkpoint", help="whose evaluator judges: base | latest | round-N | a folder (default: latest of the run, else base)"
+    ),
+    config: Optional[Path] = ConfigOpt,
+    set_: list[str] = SetOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Score outside reports with the evaluator role of a checkpoint, under the run's latest harness."""
+    _logging(verbose)
+    try:
+        cfg, ws = _load(config, set_)
+        from score.judging import judge_file
+
+        judged = judge_file(ws, reports, out, checkpoint)
+        err.print(f"judged {len(judged)} reports with {judged.attrs['checkpoint']} (harness v{judged.attrs['harness_version']}): "
+                  f"overall mean {judged['overall'].mean():.3f}; wrote {out}")
+    except _user_errors() as e:
+        _fail(e)
+
+
+@app.command()
+def ablate(
+    rounds: Optional[int] = typer.Option(None, help="rounds per arm (default: campaign.rounds)"),
+    config: Optional[Path] = ConfigOpt,
+    set_: list[str] = SetOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """SCORE vs the static-harness baseline: the config's campaign (run RUN) and its twin with harness.mode static
+    (run RUN-static), same queries, seeds and rounds; every round's checkpoint on the benchmark; one side-by-side report."""
+    _logging(verbose)
+    try:
+        cfg, ws = _load(config, set_)
+        if cfg.harness.mode != "rules":
+            from score.config import ConfigError
+
+            raise ConfigError("score ablate needs the meta-harness arm: the config has harness.mode static; use harness.mode: rules")
+        from flows.benchmark import ablate_flow
+        from flows.env import reap_orphaned_servers
+
+        reap_orphaned_servers()
+        folder = ablate_flow(cfg.model_dump(mode="json"), rounds)
+        err.print(f"ablation {cfg.run} vs {cfg.run}-static: report in {folder}/index.html")
     except _user_errors() as e:
         _fail(e)
 

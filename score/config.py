@@ -263,6 +263,51 @@ class TrainConfig(Section):
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, more compute (not measured here)")
 
 
+class JudgeConfig(Section):
+    kind: Literal["base", "model", "endpoint"] = Field(
+        "base",
+        description="base: the run's base model, frozen (weak on the embedded 135M model: it judges near chance); "
+        "model: judge.model through the backends; endpoint: an OpenAI-compatible chat endpoint (judge.base_url)",
+    )
+    model: ModelConfig | None = Field(None, description="the judge model when kind is model (any backend and path)")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="the endpoint when kind is endpoint (vLLM, `score serve`, a hosted API)")
+    endpoint_model: str = Field("smollm2-135m-instruct", description="model name the endpoint serves")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the endpoint's API key, if any")
+    temperature: float = Field(0.7, ge=0, le=2, description="endpoint judges: sampling temperature of each judge run")
+    timeout_s: float = Field(300, gt=0, description="seconds to wait for the endpoint")
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2],
+        description="one judge run per seed (at least 3: single RACE runs vary); runs alternate which report comes first",
+    )
+
+    @field_validator("seeds")
+    @classmethod
+    def _three_runs(cls, v: list[int]) -> list[int]:
+        if len(v) < 3 or len(set(v)) != len(v):
+            raise ValueError("benchmark.judge.seeds needs at least 3 distinct seeds (single judge runs vary); e.g. [0, 1, 2]")
+        return v
+
+    @model_validator(mode="after")
+    def _model_given(self) -> "JudgeConfig":
+        if self.kind == "model" and self.model is None:
+            raise ValueError("benchmark.judge.kind is model but benchmark.judge.model is not set; give it a model section (path, backend)")
+        return self
+
+
+class BenchmarkConfig(Section):
+    name: Literal["deepresearch-bench"] = Field("deepresearch-bench", description="the shipped benchmark (DeepResearch Bench, Apache-2.0)")
+    languages: Literal["en", "all"] = Field("en", description="en: the 50 English tasks; all: all 100 (50 in Chinese)")
+    limit: int | None = Field(None, ge=1, description="evaluate only the first N tasks by id (null: all of the chosen languages)")
+    reference: str = Field(
+        "base",
+        description="the reports each task's report is compared with: 'base' (the base model's own, so 0.5 means no change) "
+        "or a Parquet/JSONL/CSV file with columns id (the task id) and report",
+    )
+    report_chars: int = Field(1500, ge=200, description="characters of each report shown to the judge")
+    explanation_chars: int = Field(160, ge=0, description="characters of each criterion's explanation shown to the judge")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+
+
 class CampaignConfig(Section):
     rounds: int = Field(2, ge=1, description="co-evolution rounds a campaign runs")
 
@@ -280,6 +325,7 @@ class RunConfig(Section):
     harness: HarnessConfig = Field(default_factory=HarnessConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     campaign: CampaignConfig = Field(default_factory=CampaignConfig)
+    benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
 
     @field_validator("run")
     @classmethod

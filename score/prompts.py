@@ -138,3 +138,62 @@ def evidence_messages(claim: str, passages: list[tuple[str, str]]) -> list[Messa
         Message("system", "You check claims against evidence."),
         Message("user", f"{listing}\n\nClaim: {claim}\n\nDoes the evidence support the claim? Answer Yes, No, or Unclear."),
     ]
+
+
+# ---- benchmark judge (RACE-style: two reports side by side, every criterion scored for each) -------------
+
+RACE_SYSTEM = "You are an expert judge of deep research reports. You compare two reports on the same task, criterion by criterion."
+
+
+def _race_head(task: str, articles: tuple[str, str]) -> str:
+    return f"Research task: {task}\n\nArticle 1:\n{articles[0]}\n\nArticle 2:\n{articles[1]}\n\n"
+
+
+def race_parts(render, task: str, articles: tuple[str, str], criteria: list[tuple[str, str]]) -> tuple[str, list[str]]:
+    """The shared prefix (task and both articles) and two suffixes per (dimension, criterion text): Article 1's
+    score, then Article 2's, each ending where the score digit comes. The prefix is encoded once per task."""
+    marker = "\u241e"
+    prefix, suffixes = "", []
+    for dim, criterion in criteria:
+        for k in (1, 2):
+            ask = (
+                f"{marker}Dimension: {dim}\nCriterion: {criterion}\n"
+                f"Rate how well Article {k} meets the criterion from 0 (not at all) to 10 (fully)."
+            )
+            full = render([Message("system", RACE_SYSTEM), Message("user", _race_head(task, articles) + ask)]) + f"Article {k} score: "
+            cut = full.index(marker)
+            prefix = full[:cut]
+            suffixes.append(full[cut + 1 :])
+    return prefix, suffixes
+
+
+def race_messages(task: str, articles: tuple[str, str], criteria: list[tuple[str, str]]) -> list[Message]:
+    """One request scoring both articles on every criterion, for judges that write (endpoints)."""
+    listing = "\n".join(f"{i}. ({dim}) {text}" for i, (dim, text) in enumerate(criteria, start=1))
+    return [
+        Message("system", RACE_SYSTEM),
+        Message(
+            "user",
+            _race_head(task, articles) + f"Criteria:\n{listing}\n\nScore both articles on every criterion from 0 (not at all) "
+            f"to 10 (fully). Answer with one line per criterion and nothing else, in the form\n"
+            f"<criterion number>: <Article 1 score> <Article 2 score>\nfor example\n1: 7 5",
+        ),
+    ]
+
+
+_RACE_LINE = re.compile(r"^\s*(\d{1,3})\s*[:.)-]\s*(10|\d)(?:\s*/\s*10)?\s*[,;| ]\s*(10|\d)\b", re.M)
+
+
+def parse_race_scores(text: str, n_criteria: int) -> dict[int, tuple[int, int]]:
+    """Criterion index (0-based) -> (Article 1 score, Article 2 score) from an endpoint judge's answer; the
+    first line for a criterion counts, lines for unknown criteria are ignored.
+
+    >>> parse_race_scores("1: 7 5\\n2: 10 3\\n2: 1 1\\n9: 4 4", 3)
+    {0: (7, 5), 1: (10, 3)}
+    """
+    out: dict[int, tuple[int, int]] = {}
+    for m in _RACE_LINE.finditer(text):
+        i = int(m.group(1)) - 1
+        if 0 <= i < n_criteria and i not in out:
+            out[i] = (int(m.group(2)), int(m.group(3)))
+    return out

@@ -32,7 +32,7 @@ def load_queries(cfg: DataConfig) -> list[Query]:
     path = queries_path(cfg)
     if not path.exists():
         raise QueryFileError(f"queries file {path} does not exist; set data.queries to a Parquet, JSONL or CSV file or to 'deepconsult'")
-    frame = _read(path)
+    frame = read_rows(path)
     if len(frame) == 0:
         raise QueryFileError(f"queries file {path} has no rows; it needs at least one query")
     needed = [c for c in (cfg.query_column, cfg.id_column) if c]
@@ -54,7 +54,8 @@ def load_queries(cfg: DataConfig) -> list[Query]:
     return [Query(i, t.strip()) for i, t in zip(ids, texts)]
 
 
-def _read(path: Path) -> pd.DataFrame:
+def read_rows(path: Path) -> pd.DataFrame:
+    """A Parquet, JSONL or CSV file as a frame (CSV cells as strings); raises QueryFileError naming the problem."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":

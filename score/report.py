@@ -9,6 +9,7 @@ and writes PNGs plus an `index.html` that embeds them:
     dimensions.png   the dimension lifecycle: which dimension was active / candidate / retired when
     search.png       search depth and strictness the evaluator ran under
     train.png        train loss and KL per round
+    benchmark.png    the benchmark score of each round's checkpoint (`score eval`), with its spread over judge runs
 
 With a baseline (for example the static-harness run of `score ablate`) its curves share the axes, dashed.
 """
@@ -30,6 +31,7 @@ class RunSeries:
     summary: list[dict] = field(default_factory=list)  # one summary row per round in `rounds`
     status: dict[str, dict[int, str]] = field(default_factory=dict)  # dimension -> round -> status it was evaluated under
     train: dict[int, dict] = field(default_factory=dict)  # round -> train stats
+    benchmark: dict[int, dict] = field(default_factory=dict)  # round -> benchmark manifest stats of its checkpoint
 
 
 def load_series(store: Store, run: str) -> RunSeries:
@@ -50,6 +52,9 @@ def load_series(store: Store, run: str) -> RunSeries:
         train = store.read_manifest(f"{here}/train")
         if train is not None:
             s.train[r] = train["stats"]
+        bench = store.read_manifest(f"{run}/benchmark/round-{r:04d}")
+        if bench is not None:
+            s.benchmark[r] = bench["stats"]
     return s
 
 
@@ -151,9 +156,21 @@ def _plot_train(ax, runs: list[RunSeries]) -> None:
     twin.set_ylabel("mean KL to base", color="tab:red")
 
 
+def _plot_benchmark(ax, runs: list[RunSeries]) -> None:
+    for i, s in enumerate(runs):
+        rounds = sorted(s.benchmark)
+        if rounds:
+            ax.errorbar(rounds, [s.benchmark[r]["score"] for r in rounds], yerr=[s.benchmark[r]["score_std"] for r in rounds],
+                        capsize=3, label=s.run, **_style(i))
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":", label="as good as the reference")
+    names = {f"{s.benchmark[r]['benchmark']}, judge {s.benchmark[r]['judge']}" for s in runs for r in s.benchmark}
+    ax.set_title("benchmark: checkpoint after the round vs reference" + (f"\n({'; '.join(sorted(names))})" if names else " (none: run score eval)"), fontsize=9)
+    ax.set_ylabel("score (bars: std over judge runs)")
+
+
 PLOTS = {  # file stem -> what draws it
     "reward": _plot_reward, "saturation": _plot_saturation, "evaluator": _plot_evaluator,
-    "dimensions": _plot_dimensions, "search": _plot_search, "train": _plot_train,
+    "dimensions": _plot_dimensions, "search": _plot_search, "train": _plot_train, "benchmark": _plot_benchmark,
 }
 
 
@@ -161,6 +178,7 @@ def _write_html(path: Path, runs: list[RunSeries], pngs: list[Path]) -> None:
     rows = "".join(
         f"<tr><td>{html.escape(s.run)}</td><td>{r}</td>"
         + "".join(f"<td>{x[k]:.3f}</td>" for k in ("reward_mean", "reward_spread", "saturation_rate", "agreement", "detection"))
+        + (f"<td>{b['score']:.3f} &plusmn; {b['score_std']:.3f}</td>" if (b := s.benchmark.get(r)) else "<td>-</td>")
         + "</tr>"
         for s in runs for r, x in zip(s.rounds, s.summary)
     )
@@ -174,5 +192,5 @@ def _write_html(path: Path, runs: list[RunSeries], pngs: list[Path]) -> None:
         "<style>body{font-family:sans-serif;max-width:1400px;margin:auto}figure{display:inline-block;margin:8px}"
         "td,th{padding:2px 8px;text-align:right}</style>"
         f"<h1>SCORE: {title}</h1><table><tr><th>run</th><th>round</th><th>reward</th><th>spread</th><th>saturation</th>"
-        f"<th>agreement</th><th>detection</th></tr>{rows}</table>{images}"
+        f"<th>agreement</th><th>detection</th><th>benchmark</th></tr>{rows}</table>{images}"
     )

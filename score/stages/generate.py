@@ -50,11 +50,14 @@ def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
     return StageResult(files={"reports.parquet": info}, stats=stats)
 
 
-def research(ws: Workspace, queries: list[Query], policy: Policy, seed: int, round_idx: int = 0) -> tuple[list[dict], dict]:
-    """The solver's K trajectories for each query with the given weights: rows of reports.parquet, and stats."""
+def research(
+    ws: Workspace, queries: list[Query], policy: Policy, seed: int, round_idx: int = 0, samples: int | None = None
+) -> tuple[list[dict], dict]:
+    """The solver's trajectories for each query with the given weights (`samples` each, default K =
+    generate.samples_per_query): rows of reports.parquet, and stats."""
     cfg, gen = ws.cfg, ws.cfg.generate
     backend = ws.backend(policy)
-    K = gen.samples_per_query
+    K = samples or gen.samples_per_query
     t0 = time.perf_counter()
     tokens0 = backend.usage.completion_tokens
 
