@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from score.config import StoreConfig
 log = logging.getLogger(__name__)
 
 MANIFEST = "_manifest.json"
+STREAM_BATCH_ROWS = 4096  # rows per batch of Store.iter_batches (on 100k score rows: as fast as 16k, 17 MiB less peak RSS)
+STREAM_READ_BYTES = 1 << 20  # how much of a column chunk a streaming reader holds, and its fsspec read size
 
 # ---- schemas: one constant per artifact, shared by writer, reader and tests --------------------------------
 
@@ -268,6 +271,44 @@ TRAIN_STEPS_SCHEMA = pa.schema(
     ]
 )
 
+# ---- benchmark evaluation (score eval): {run}/benchmark/{checkpoint}/ -----------------------------------
+JUDGEMENTS_SCHEMA = pa.schema(
+    [
+        pa.field("task_id", pa.string(), nullable=False),
+        pa.field("run_idx", pa.int32(), nullable=False),  # judge run; run i puts the target first when i is even
+        pa.field("seed", pa.int64()),
+        pa.field("target_first", pa.bool_()),
+        pa.field("dimension", pa.string()),
+        pa.field("criterion", pa.string()),
+        pa.field("weight", pa.float64()),
+        pa.field("target", pa.float64()),  # the run's 0-10 score of the checkpoint's report
+        pa.field("reference", pa.float64()),  # and of the reference report
+        pa.field("target_expected", pa.float64()),  # local judges: the mean of the score distribution (null for endpoints)
+        pa.field("reference_expected", pa.float64()),
+    ]
+)
+
+TASK_SCORES_SCHEMA = pa.schema(
+    [
+        pa.field("task_id", pa.string(), nullable=False),
+        pa.field("run_idx", pa.int32(), nullable=False),
+        pa.field("dimension", pa.string()),  # one of the task's dimensions, or "overall"
+        pa.field("target", pa.float64()),  # S_tgt (0-10)
+        pa.field("reference", pa.float64()),  # S_ref
+        pa.field("score", pa.float64()),  # S_tgt / (S_tgt + S_ref); 0.5: as good as the reference
+    ]
+)
+
+_SPREAD_FIELDS = [
+    pa.field("mean", pa.float64()),  # over judge runs
+    pa.field("std", pa.float64()),  # population standard deviation over judge runs
+    pa.field("min", pa.float64()),
+    pa.field("max", pa.float64()),
+    pa.field("runs", pa.int32()),
+]
+TASK_SPREAD_SCHEMA = pa.schema([pa.field("task_id", pa.string(), nullable=False), pa.field("dimension", pa.string()), *_SPREAD_FIELDS])
+BENCHMARK_SCHEMA = pa.schema([pa.field("dimension", pa.string(), nullable=False), *_SPREAD_FIELDS, pa.field("tasks", pa.int32())])
+
 SCHEMAS: dict[str, pa.Schema] = {
     "reports.parquet": REPORTS_SCHEMA,
     "rubrics.parquet": RUBRICS_SCHEMA,
@@ -283,6 +324,10 @@ SCHEMAS: dict[str, pa.Schema] = {
     "decisions.parquet": DECISIONS_SCHEMA,
     "samples.parquet": TRAIN_SAMPLES_SCHEMA,
     "steps.parquet": TRAIN_STEPS_SCHEMA,
+    "judgements.parquet": JUDGEMENTS_SCHEMA,
+    "task_scores.parquet": TASK_SCORES_SCHEMA,
+    "task_spread.parquet": TASK_SPREAD_SCHEMA,
+    "benchmark.parquet": BENCHMARK_SCHEMA,
 }
 
 
@@ -415,16 +460,47 @@ class Store:
 
     def read_table(self, folder: str, name: str) -> pa.Table:
         """Read a finished artifact; raise when its stage is unfinished or its schema differs from the constant."""
+        where = self._finished(folder, name)
+        with self.fs.open(self.path(folder, name), "rb") as f:
+            table = pq.read_table(f)
+        check_schema(table.schema, SCHEMAS[name], where)
+        return table
+
+    def iter_batches(
+        self, folder: str, name: str, columns: list[str] | None = None, batch_rows: int = STREAM_BATCH_ROWS
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream a finished artifact in record batches of at most `batch_rows` rows, in file order, decoding only
+        `columns` (all when None): memory stays near one batch however many rows the file holds.
+
+        The checks of `read_table` (finished, listed, schema equal to the constant, plus the columns asked for)
+        run here, before the first batch is asked for; the file is opened when iteration starts.
+        """
+        where = self._finished(folder, name)
+        path = self.path(folder, name)
+        with self.fs.open(path, "rb") as f:
+            check_schema(pq.read_schema(f), SCHEMAS[name], where)
+        unknown = [c for c in columns or [] if c not in SCHEMAS[name].names]
+        if unknown:
+            raise ArtifactError(f"{where}: no column(s) {unknown}; its columns are {SCHEMAS[name].names}")
+        return self._batches(path, columns, batch_rows)
+
+    def _batches(self, path: str, columns: list[str] | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        # Bounded reads at every level: fsspec blocks of 1 MiB (s3fs would read ahead 50 MiB), column chunks read
+        # through a 1 MiB buffer instead of whole and pre-buffered (a row group holds up to 1Mi rows), and no
+        # decoding threads (each keeps its own allocator heap; one pass of statistics gains nothing from them).
+        with self.fs.open(path, "rb", block_size=STREAM_READ_BYTES) as f:
+            reader = pq.ParquetFile(f, pre_buffer=False, buffer_size=STREAM_READ_BYTES)
+            yield from reader.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
+
+    def _finished(self, folder: str, name: str) -> str:
+        """The user-facing address of `name`, after checking that its stage finished and listed it."""
         manifest = self.read_manifest(folder)
         where = self.display(folder, name)
         if manifest is None:
             raise ArtifactError(f"{where} is not finished (no {MANIFEST} in its folder); run its stage first")
         if name not in manifest.get("files", {}):
             raise ArtifactError(f"{where} is not listed in its manifest; rerun its stage with --force")
-        with self.fs.open(self.path(folder, name), "rb") as f:
-            table = pq.read_table(f)
-        check_schema(table.schema, SCHEMAS[name], where)
-        return table
+        return where
 
     def list_runs(self) -> list[str]:
         if not self.fs.exists(self.root):

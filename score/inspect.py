@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow.compute as pc
 from rich.console import Console
 from rich.table import Table
 
@@ -186,10 +187,11 @@ def _sample(console: Console, store: Store, here: str, evaluated: bool) -> None:
     for e in store.read_table(f"{here}/evaluate", "evidence.parquet").to_pylist():
         if e["trajectory_id"] == r["trajectory_id"] and not e["deeper"]:
             console.print(f"  evidence: \"{e['claim'][:120]}\" -> {e['verdict']} (p_yes {e['p_yes']:.2f})", highlight=False)
-    scores = [
-        s for s in store.read_table(f"{here}/evaluate", "scores.parquet").to_pylist()
-        if s["trajectory_id"] == r["trajectory_id"] and not s["probe_kind"] and s["rubric_idx"] == 0
-    ]
+    # streamed: a round holds millions of score rows, this table a few dozen
+    original = (pc.field("probe_kind") == "") | pc.field("probe_kind").is_null()
+    wanted = (pc.field("trajectory_id") == r["trajectory_id"]) & original & (pc.field("rubric_idx") == 0)
+    columns = ["trajectory_id", "probe_kind", "rubric_idx", "pass_idx", "dimension", "expected", "score"]
+    scores = [s for b in store.iter_batches(f"{here}/evaluate", "scores.parquet", columns=columns) for s in b.filter(wanted).to_pylist()]
     t = Table(title="scores (rubric 0)")
     for col in ("dimension", "pass", "expected", "score"):
         t.add_column(col)

@@ -22,7 +22,9 @@ import math
 import random
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import groupby
 
 import numpy as np
 import pyarrow as pa
@@ -30,8 +32,9 @@ from tqdm.auto import tqdm
 
 from score.artifacts import (
     DIMENSION_STATS_SCHEMA, EVALUATOR_REWARDS_SCHEMA, EVIDENCE_SCHEMA, PROBES_SCHEMA, RUBRICS_SCHEMA,
-    SCORES_SCHEMA, SOLVER_REWARDS_SCHEMA, SUMMARY_SCHEMA, round_dir,
+    SCORES_SCHEMA, SOLVER_REWARDS_SCHEMA, STREAM_BATCH_ROWS, SUMMARY_SCHEMA, ArtifactError, Store, round_dir,
 )
+from score.config import RunConfig
 from score.corrupt import CORRUPTIONS
 from score.evidence import pick_claims, search_claim, verdict
 from score.models import SamplingParams
@@ -68,21 +71,23 @@ def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
     by_query, rubrics, score_rows, evidence_rows = judged.by_query, judged.rubrics, judged.score_rows, judged.evidence_rows
     rubric_rows, probe_rows = judged.rubric_rows, judged.probe_rows
 
-    # 5. rewards and statistics
-    solver_rows, evaluator_rows, summary, dim_rows = _rewards(ws, round_idx, by_query, rubrics, score_rows, evidence_rows, harness)
+    # 5. rewards and statistics, one query at a time (the same pass reads a written scores.parquet: stream_scores);
+    # fed the judged rows, not the file, so rewards come from the float64 scores, not their float32 copies
+    stats = round_statistics(cfg, round_idx, by_query, rubrics, groups_from_rows(score_rows), evidence_rows, harness)
     seconds = time.perf_counter() - t0
     files = {}
     for name, rows, schema in [
         ("rubrics.parquet", rubric_rows, RUBRICS_SCHEMA), ("evidence.parquet", evidence_rows, EVIDENCE_SCHEMA),
         ("probes.parquet", probe_rows, PROBES_SCHEMA), ("scores.parquet", score_rows, SCORES_SCHEMA),
-        ("solver_rewards.parquet", solver_rows, SOLVER_REWARDS_SCHEMA), ("evaluator_rewards.parquet", evaluator_rows, EVALUATOR_REWARDS_SCHEMA),
-        ("dimension_stats.parquet", dim_rows, DIMENSION_STATS_SCHEMA), ("summary.parquet", [summary], SUMMARY_SCHEMA),
+        ("solver_rewards.parquet", stats.solver_rows, SOLVER_REWARDS_SCHEMA),
+        ("evaluator_rewards.parquet", stats.evaluator_rows, EVALUATOR_REWARDS_SCHEMA),
+        ("dimension_stats.parquet", stats.dimension_rows, DIMENSION_STATS_SCHEMA), ("summary.parquet", [stats.summary], SUMMARY_SCHEMA),
     ]:
         files[name] = ws.store.write_table(folder, name, pa.Table.from_pylist(rows, schema=schema))
-    stats = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items() if k != "round"}
-    stats["seconds_per_report"] = round(seconds / max(len(reports), 1), 2)
-    log.info("round %d self-evaluate: %s", round_idx, stats)
-    return StageResult(files=files, stats=stats)
+    numbers = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.summary.items() if k != "round"}
+    numbers["seconds_per_report"] = round(seconds / max(len(reports), 1), 2)
+    log.info("round %d self-evaluate: %s", round_idx, numbers)
+    return StageResult(files=files, stats=numbers)
 
 
 @dataclass
@@ -215,7 +220,7 @@ def judge(
                 for pass_idx in (0, 1):
                     rows = slice(pass_idx * len(criteria), (pass_idx + 1) * len(criteria))
                     for (dim, crit), lp, lp1 in zip(criteria, first[rows], after_one[rows]):
-                        expected, dist = _expected_score(lp, lp1)
+                        expected, dist = expected_score(lp, lp1)
                         drawn = int(pass_rngs[pass_idx].choice(11, p=dist))
                         raw = expected if ev.score_mode == "expected" else float(drawn)
                         used = 10.0 * (raw / 10.0) ** (1.0 + 0.5 * ctl.strictness)  # stricter: the top is harder to reach
@@ -248,7 +253,7 @@ def _calibrate(p: tuple[float, ...], prior: tuple[float, ...]) -> tuple[float, .
     return tuple(x / sum(q) for x in q)
 
 
-def _expected_score(first: list[float], after_one: list[float]) -> tuple[float, np.ndarray]:
+def expected_score(first: list[float], after_one: list[float]) -> tuple[float, np.ndarray]:
     """Expected 0-10 score from the digit log-probs, telling "10" from "1" by the next token; and the 11-way
     distribution (renormalised over digits, so mass on non-digit tokens never turns into NaN)."""
     p = np.exp(np.asarray(first, dtype=np.float64))  # (10,) P(first digit)
@@ -262,26 +267,108 @@ def _expected_score(first: list[float], after_one: list[float]) -> tuple[float, 
     return float((dist * np.arange(11)).sum()), dist
 
 
-def _rewards(ws, round_idx, by_query, rubrics, score_rows, evidence_rows, harness):
-    cfg, rw = ws.cfg, ws.cfg.reward
-    # mean score per (query, rubric, pass, item, dimension) over that dimension's criteria
-    cell: dict[tuple, list[float]] = defaultdict(list)
-    for s in score_rows:
-        cell[(s["query_id"], s["rubric_idx"], s["pass_idx"], s["trajectory_id"], s["probe_kind"], s["dimension"])].append(s["score"])
-    dim_score = {k: sum(v) / len(v) for k, v in cell.items()}
+# ---- 5. rewards and statistics: one pass over the score rows, one query at a time ---------------------------
 
-    def rubric_value(q, j, p, tid, kind):
-        rub = rubrics[q][j]
-        return sum(w * dim_score.get((q, j, p, tid, kind, d), 0.0) for d, w in rub.weights.items()) / 10.0
+STATS_COLUMNS = ["query_id", "rubric_idx", "pass_idx", "trajectory_id", "probe_kind", "dimension", "score"]
 
-    probe_keys: dict[str, set[tuple[str, str]]] = defaultdict(set)  # query -> (trajectory, corruption) scored
-    for q, _, _, tid, kind, _ in dim_score:
-        if kind:
-            probe_keys[q].add((tid, kind))
-    solver_rows, evaluator_rows, stds, pairs_all, agreements = [], [], [], [], []
+
+@dataclass
+class ScoreGroup:
+    """One query's score rows, column by column: the columns of scores.parquet the statistics read."""
+
+    query_id: str
+    rubric_idx: list[int]
+    pass_idx: list[int]
+    trajectory_id: list[str]
+    probe_kind: list[str]
+    dimension: list[str]
+    score: list[float]
+
+
+def groups_from_rows(rows: Iterable[dict]) -> Iterator[ScoreGroup]:
+    """Score rows (dicts shaped like scores.parquet, e.g. `judge`'s) as per-query groups, in their order."""
+    for q, run in groupby(rows, key=lambda s: s["query_id"]):
+        run = list(run)
+        yield ScoreGroup(q, *([s[c] for s in run] for c in STATS_COLUMNS[1:]))
+
+
+def groups_from_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[ScoreGroup]:
+    """Record batches holding STATS_COLUMNS as per-query groups; a query may straddle batches."""
+    pending: ScoreGroup | None = None
+    for batch in batches:
+        cols = [batch.column(c).to_pylist() for c in STATS_COLUMNS]
+        start = 0
+        for q, run in groupby(cols[0]):
+            end = start + sum(1 for _ in run)
+            part = ScoreGroup(q, *(c[start:end] for c in cols[1:]))
+            start = end
+            if pending is not None and pending.query_id == q:  # the rest of the query the last batch ended in
+                for c in STATS_COLUMNS[1:]:
+                    getattr(pending, c).extend(getattr(part, c))
+                continue
+            if pending is not None:
+                yield pending
+            pending = part
+    if pending is not None:
+        yield pending
+
+
+def stream_scores(store: Store, folder: str, batch_rows: int = STREAM_BATCH_ROWS) -> Iterator[ScoreGroup]:
+    """A finished stage's scores.parquet as per-query groups, read in batches of the columns the statistics need."""
+    return groups_from_batches(store.iter_batches(folder, "scores.parquet", columns=STATS_COLUMNS, batch_rows=batch_rows))
+
+
+@dataclass
+class RoundStatistics:
+    """What self-evaluate computes from its scores: rewards per report and per rubric, dimension statistics, summary."""
+
+    solver_rows: list[dict]
+    evaluator_rows: list[dict]
+    dimension_rows: list[dict]
+    summary: dict
+
+
+@dataclass
+class _Pairs:
+    """(original, corrupted) score pairs, counted: what `detection_rate` reads, without keeping the pairs."""
+
+    n: int = 0
+    points: float = 0.0  # 1 per pair ranked the right way, 0.5 per tie: halves, so the sum is exact in any order
+
+    def add(self, pairs: list[tuple[float, float]]) -> None:
+        self.n += len(pairs)
+        self.points += sum(1.0 if o > c else 0.5 if o == c else 0.0 for o, c in pairs)
+
+    @property
+    def rate(self) -> float:
+        return self.points / self.n if self.n else 0.5  # detection_rate's chance level with no pairs
+
+
+def round_statistics(
+    cfg: RunConfig, round_idx: int, by_query: dict[str, list[dict]], rubrics: dict[str, list[Rubric]], groups: Iterable[ScoreGroup],
+    evidence_rows: list[dict], harness: Harness,
+) -> RoundStatistics:
+    """Rewards and statistics in one pass over per-query score groups (`groups_from_rows`, `stream_scores`).
+
+    Queries are taken in `by_query` order, and each group is reduced and dropped before the next is read: across
+    queries only per-report numbers are kept (rewards, per-dimension means for the correlations) and tallies, so
+    memory grows with reports, not with score rows. A query's rows must come together, queries in `by_query`
+    order (the order `judge` writes them); a query with no rows scores 0, as a rubric dimension with none does.
+    """
+    rw = cfg.reward
+    groups = iter(groups)
+    ahead = next(groups, None)
+    solver_rows, evaluator_rows, stds, agreements, detected = [], [], [], [], _Pairs()
+    per_report: dict[str, dict[str, float]] = defaultdict(dict)  # dimension -> trajectory -> mean over rubrics, passes
+    probe_pairs: dict[str, _Pairs] = defaultdict(_Pairs)  # dimension -> its (original, corrupted) pairs, counted
+    dims: set[str] = set()
     for q, group in by_query.items():
-        J = len(rubrics[q])
-        values = [[rubric_value(q, j, p, r["trajectory_id"], "") for j in range(J) for p in (0, 1)] for r in group]
+        cells = {}
+        if ahead is not None and ahead.query_id == q:
+            cells, ahead = _cell_means(ahead), next(groups, None)
+        rubs, tids = rubrics[q], [r["trajectory_id"] for r in group]
+        probe_keys = sorted({(tid, kind) for _, _, tid, kind, _ in cells if kind})  # (trajectory, corruption) scored
+        values = [[_rubric_value(rub, cells, j, p, tid, "") for j, rub in enumerate(rubs) for p in (0, 1)] for tid in tids]
         valid = [
             validity(r["report"], r["finish_reason"], len(r["cited"]), min_chars=rw.min_report_chars,
                      empty=rw.empty_validity, truncated=rw.truncated_validity, uncited=rw.uncited_validity)
@@ -293,16 +380,24 @@ def _rewards(ws, round_idx, by_query, rubrics, score_rows, evidence_rows, harnes
         for r, v, val, rew in zip(group, valid, values, rewards):
             solver_rows.append({"round": round_idx, "query_id": q, "trajectory_id": r["trajectory_id"], "validity": v,
                                 "score": sum(val) / len(val), "reward": rew, "group_mean": mean, "group_std": std})
-        for j in range(J):
-            a = [rubric_value(q, j, 0, r["trajectory_id"], "") for r in group]
-            b = [rubric_value(q, j, 1, r["trajectory_id"], "") for r in group]
-            pairs = [(rubric_value(q, j, p, tid, ""), rubric_value(q, j, p, tid, kind)) for tid, kind in sorted(probe_keys[q]) for p in (0, 1)]
-            pairs_all += pairs
+        for j, rub in enumerate(rubs):
+            a = [_rubric_value(rub, cells, j, 0, tid, "") for tid in tids]
+            b = [_rubric_value(rub, cells, j, 1, tid, "") for tid in tids]
+            pairs = [
+                (_rubric_value(rub, cells, j, p, tid, ""), _rubric_value(rub, cells, j, p, tid, kind)) for tid, kind in probe_keys for p in (0, 1)
+            ]
+            detected.add(pairs)
             agreements.append(rank_agreement(a, b))
             evaluator_rows.append({"round": round_idx, "query_id": q, "rubric_idx": j, "agreement": agreements[-1],
                                    "detection": detection_rate(pairs), "probe_pairs": len(pairs),
                                    "reward": evaluator_reward(a, b, pairs, rw.probe_weight)})
-    dim_rows = _dimension_stats(round_idx, by_query, rubrics, dim_score, harness)
+        _dimension_cells(q, cells, per_report, probe_pairs, dims)
+    if ahead is not None:
+        raise ArtifactError(
+            f"score rows of query {ahead.query_id!r} come out of order or belong to no report: rows must come grouped "
+            f"by query, queries in the reports' order (as self-evaluate writes scores.parquet)"
+        )
+    dim_rows = _dimension_stats(round_idx, by_query, per_report, probe_pairs, sorted(dims), harness)
     all_rewards = [r["reward"] for r in solver_rows]
     valid_rewards = [r["reward"] for r in solver_rows if r["validity"] > 0]
     base = [e for e in evidence_rows if not e["deeper"]]
@@ -313,7 +408,7 @@ def _rewards(ws, round_idx, by_query, rubrics, score_rows, evidence_rows, harnes
         "reward_mean": sum(all_rewards) / len(all_rewards), "reward_spread": sum(stds) / len(stds),
         "valid_share": len(valid_rewards) / len(all_rewards),
         "top_share": sum(x >= cfg.harness.rules.crowded_reward for x in valid_rewards) / len(valid_rewards) if valid_rewards else 0.0,
-        "agreement": sum(agreements) / len(agreements), "detection": detection_rate(pairs_all),
+        "agreement": sum(agreements) / len(agreements), "detection": detected.rate,
         "parse_failure_rate": rubric_status.count("failed") / len(rubric_status),
         "parse_repair_rate": (len(rubric_status) - rubric_status.count("ok")) / len(rubric_status),
         "search_depth": harness.controls.search_depth, "search_hops": harness.controls.search_hops,
@@ -321,7 +416,40 @@ def _rewards(ws, round_idx, by_query, rubrics, score_rows, evidence_rows, harnes
         "depth_change": _depth_change(evidence_rows), "active_dimensions": [d.id for d in harness.active],
         "strictness": harness.controls.strictness,
     }
-    return solver_rows, evaluator_rows, summary, dim_rows
+    return RoundStatistics(solver_rows, evaluator_rows, dim_rows, summary)
+
+
+def _cell_means(g: ScoreGroup) -> dict[tuple, float]:
+    """Mean score per (rubric, pass, item, corruption, dimension) over that dimension's criteria, in first-seen order."""
+    cell: dict[tuple, list[float]] = defaultdict(list)
+    for key_and_score in zip(g.rubric_idx, g.pass_idx, g.trajectory_id, g.probe_kind, g.dimension, g.score):
+        cell[key_and_score[:5]].append(key_and_score[5])
+    return {k: sum(v) / len(v) for k, v in cell.items()}
+
+
+def _rubric_value(rub: Rubric, cells: dict[tuple, float], j: int, p: int, tid: str, kind: str) -> float:
+    """Rubric j's weighted score of one item in pass p, in [0, 1]; a dimension with no score counts 0."""
+    return sum(w * cells.get((j, p, tid, kind, d), 0.0) for d, w in rub.weights.items()) / 10.0
+
+
+def _dimension_cells(
+    q: str, cells: dict[tuple, float], per_report: dict[str, dict[str, float]], probe_pairs: dict[str, _Pairs], dims: set[str]
+) -> None:
+    """Fold one query's cells into the per-dimension numbers kept across queries."""
+    scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))  # dim -> trajectory -> cells
+    for (j, p, tid, kind, d), v in cells.items():
+        dims.add(d)
+        if not kind:
+            scores[d][tid].append(v)
+        else:
+            original = cells.get((j, p, tid, "", d))
+            if original is not None:
+                probe_pairs[d].add([(original, v)])
+    for d, by_tid in scores.items():
+        for tid, vs in by_tid.items():
+            if tid in per_report[d]:
+                raise ArtifactError(f"trajectory {tid!r} is scored under two queries (again under {q!r}); trajectory ids are unique in a round")
+            per_report[d][tid] = sum(vs) / len(vs)
 
 
 def _depth_change(evidence_rows) -> float:
@@ -337,20 +465,12 @@ def _depth_change(evidence_rows) -> float:
     return sum(deltas) / len(deltas) if deltas else 0.0
 
 
-def _dimension_stats(round_idx, by_query, rubrics, dim_score, harness):
+def _dimension_stats(
+    round_idx: int, by_query: dict[str, list[dict]], per_report: dict[str, dict[str, float]], probe_pairs: dict[str, _Pairs],
+    dims: list[str], harness: Harness,
+) -> list[dict]:
     """Per dimension: mean, within-query spread, corruption detection, and its highest correlation with another."""
     status = {d.id: d.status for d in harness.dimensions}
-    dims = sorted({k[5] for k in dim_score})
-    cells: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))  # dim -> trajectory -> scores
-    probe_pairs: dict[str, list] = defaultdict(list)
-    for (q, j, p, tid, kind, d), v in dim_score.items():
-        if not kind:
-            cells[d][tid].append(v)
-        else:
-            original = dim_score.get((q, j, p, tid, "", d))
-            if original is not None:
-                probe_pairs[d].append((original, v))
-    per_report = {d: {t: sum(vs) / len(vs) for t, vs in cells[d].items()} for d in dims}  # mean over rubrics, passes
     rows = []
     for d in dims:
         scores = per_report[d]
@@ -365,6 +485,6 @@ def _dimension_stats(round_idx, by_query, rubrics, dim_score, harness):
         rows.append({
             "round": round_idx, "dimension": d, "status": status.get(d, "active"),
             "mean": sum(scores.values()) / max(len(scores), 1), "spread": sum(spreads) / max(len(spreads), 1),
-            "detection": detection_rate(probe_pairs[d]), "probes": len(probe_pairs[d]), "max_corr": best, "max_corr_with": best_with,
+            "detection": probe_pairs[d].rate, "probes": probe_pairs[d].n, "max_corr": best, "max_corr_with": best_with,
         })
     return rows
