@@ -346,14 +346,21 @@ class EvalOutcome:
     manifest: dict
 
 
+def check_inputs(ws: Workspace, checkpoint: str) -> tuple[list[Task], str, Policy, dict[str, str] | None]:
+    """The tasks, the checkpoint's label and policy, and the reference reports when they come from a file:
+    everything `evaluate` needs from its input, checked without loading a model."""
+    cfg = ws.cfg.benchmark
+    tasks = load_tasks(cfg)
+    label, policy = resolve_checkpoint(ws, checkpoint)
+    return tasks, label, policy, read_reference(cfg.reference, tasks, cfg.name) if cfg.reference != "base" else None
+
+
 def evaluate(ws: Workspace, checkpoint: str = "latest", force: bool = False) -> EvalOutcome:
     """Write the checkpoint's benchmark scores into `{run}/benchmark/{label}/` (skipped when its manifest
     matches). Everything is checked (benchmark files, reference file, judge endpoint) before any report is
     written, and the output files are written only after every judge run finished."""
     cfg = ws.cfg.benchmark
-    tasks = load_tasks(cfg)
-    label, policy = resolve_checkpoint(ws, checkpoint)
-    reference_file = read_reference(cfg.reference, tasks, cfg.name) if cfg.reference != "base" else None
+    tasks, label, policy, reference_file = check_inputs(ws, checkpoint)
     folder = f"{ws.cfg.run}/benchmark/{label}"
     judge, judge_name = make_judge(ws, cfg)
     ref_fp = file_sha256(Path(cfg.reference)) if reference_file else "base"

@@ -181,10 +181,9 @@ def eval_(
     try:
         extra = [f"benchmark.name={benchmark}"] + (["benchmark.languages=all"] if all_languages else []) + ([f"benchmark.limit={limit}"] if limit else [])
         cfg, ws = _load(config, list(set_) + extra)
-        from score.benchmark import load_tasks, resolve_checkpoint
+        from score.benchmark import check_inputs
 
-        load_tasks(cfg.benchmark)
-        label, _ = resolve_checkpoint(ws, checkpoint)  # bad input fails here, before a flow or a model starts
+        _, label, _, _ = check_inputs(ws, checkpoint)  # bad input fails here, before a flow or a model starts
         if no_flow:
             from score.benchmark import evaluate
 

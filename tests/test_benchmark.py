@@ -6,6 +6,9 @@ arithmetic, spread over runs, skips, errors), not a model. The real model runs i
 from __future__ import annotations
 
 import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -169,3 +172,49 @@ def test_judge_uses_the_runs_latest_harness(toy_workspace, tmp_path):
     frame = judge_file(ws, src, tmp_path / "out.parquet")
     assert {f"dim_{d.id}" for d in harness.active} <= set(frame.columns)
     assert frame.attrs["harness_version"] == str(harness.version)
+
+
+class _Judge(BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat endpoint that prefers the article citing a source: 7 for it, 3 for the other."""
+
+    seeds: list[int] = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seeds.append(body["seed"])
+        prompt = body["messages"][-1]["content"]
+        first = prompt.split("Article 1:\n", 1)[-1].split("Article 2:\n", 1)[0]  # the reachability check has no article
+        n = len(re.findall(r"^\d+\. \(", prompt, re.M))  # the numbered criteria
+        a, b = (7, 3) if "[1]" in first else (3, 7)
+        answer = "\n".join(f"{i}: {a} {b}" for i in range(1, n + 1))
+        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_):
+        pass
+
+
+def test_endpoint_judge_with_a_reference_file_alternates_positions(toy_workspace, tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ws = _bench_ws(toy_workspace)
+        ref = tmp_path / "ref.jsonl"
+        ref.write_text("\n".join(json.dumps({"id": i, "report": "An uncited report."}) for i in (51, 52)))
+        ws.cfg.benchmark.reference = str(ref)
+        j = ws.cfg.benchmark.judge
+        j.kind, j.base_url, j.seeds = "endpoint", f"http://127.0.0.1:{server.server_port}/v1", [5, 6, 7]
+        out = evaluate(ws, "base")
+    finally:
+        server.shutdown()
+    assert _Judge.seeds[1:] == [5, 5, 6, 6, 7, 7]  # after the reachability check: one request per task and run, with its seed
+    stats = out.manifest["stats"]
+    # the toy solver cites [1]; the judge prefers the cited article wherever it stands: 7 / (7 + 3) in every run
+    assert stats["score"] == pytest.approx(0.7) and stats["score_std"] == pytest.approx(0.0) and stats["unparsed_scores"] == 0
+    assert stats["judge"].startswith("endpoint:") and stats["reference"] == str(ref)
+    judgements = ws.store.read_table("toy/benchmark/base", "judgements.parquet").to_pandas()
+    assert set(judgements.target) == {7.0} and set(judgements.reference) == {3.0} and judgements.target_expected.isna().all()

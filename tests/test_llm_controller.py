@@ -75,3 +75,18 @@ def test_a_dead_endpoint_is_one_clear_error():
     client = ChatClient(f"http://127.0.0.1:{free_port()}/v1", "m", timeout_s=5)
     with pytest.raises(EndpointError, match="cannot reach .* is the server up"):
         client.chat([Message("user", "hi")])
+
+
+@pytest.mark.slow
+def test_bundled_model_as_endpoint_judge_fails_clearly(server, toy_workspace):
+    """The benchmark's endpoint judge against the served 135M model: it does not write scores in the asked
+    form (measured: 0 of 2 tasks x 3 runs), so the evaluation stops with the fix named and writes no scores."""
+    from score.benchmark import BenchmarkError, evaluate
+
+    ws = toy_workspace
+    ws.cfg.benchmark.limit, ws.cfg.benchmark.report_chars, ws.cfg.benchmark.explanation_chars = 2, 300, 0
+    j = ws.cfg.benchmark.judge
+    j.kind, j.base_url, j.timeout_s = "endpoint", server, 300
+    with pytest.raises(BenchmarkError, match="answered no score in the form"):
+        evaluate(ws, "base")
+    assert ws.store.read_manifest("toy/benchmark/base") is None

@@ -1,0 +1,74 @@
+"""`score ablate`, `score eval` and `score judge` end to end: real Prefect flows, the real embedded model as solver,
+evaluator and judge (marked slow), and their bad input (one line, exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from tests.test_cli_e2e import score
+
+
+@pytest.mark.slow
+def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path):
+    store, reports = tmp_path / "store", tmp_path / "reports"
+    common = ("-c", "configs/ci.yaml", "--set", f"store.root={store}")
+    done = score("ablate", "--rounds", "1", *common, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for run, mode in (("ci", "rules"), ("ci-static", "static")):
+        evaluate = json.loads((store / run / "round-0000" / "evaluate" / "_manifest.json").read_text())
+        assert evaluate["config"]["harness"]["mode"] == mode and evaluate["config"]["seed"] == 0
+        bench = json.loads((store / run / "benchmark" / "round-0000" / "_manifest.json").read_text())
+        stats = bench["stats"]
+        assert stats["tasks"] == 2 and stats["judge_runs"] == 3 and stats["judge"] == "base:smollm2-135m-instruct"
+        assert stats["checkpoint"] == f"{store}/{run}/round-0000/train/checkpoint"
+        summary = pq.read_table(store / run / "benchmark" / "round-0000" / "benchmark.parquet").to_pandas()
+        assert summary.dimension.iloc[0] == "overall" and summary["mean"].between(0, 1).all() and (summary["std"] >= 0).all()
+        print(f"{run} ({mode}): benchmark {stats['score']:.3f} +- {stats['score_std']:.3f} over 3 judge runs (135M judge, 2 tasks)")
+    # both arms wrote the same base reference reports: the same seeds and config
+    refs = [pq.read_table(store / run / "benchmark" / "reports" / "base" / "reports.parquet").column("report").to_pylist() for run in ("ci", "ci-static")]
+    assert refs[0] == refs[1]
+    folder = Path(done.stderr.split("report in ")[1].split("/index.html")[0].strip()) if "report in " in done.stderr else None
+    assert folder is not None and (folder / "benchmark.png").exists(), done.stderr[-2000:]
+    page = (folder / "index.html").read_text()
+    assert "ci vs ci-static" in page and page.count("&plusmn;") == 2  # the benchmark column, one row per run
+
+    again = score("eval", "--checkpoint", "latest", "--no-flow", *common)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "overall" in again.stdout and "0.5 = as good as the reference" in again.stderr
+
+    outside = tmp_path / "outside.csv"
+    pd.DataFrame({
+        "id": ["a", "b"], "query": ["What drives solar power adoption?"] * 2,
+        "report": ["# Solar\nCosts fell [1], so adoption rose [2].", "I like turtles."],
+    }).to_csv(outside, index=False)
+    out = tmp_path / "judged.parquet"
+    judged = score("judge", "--reports", str(outside), "--out", str(out), *common)
+    assert judged.returncode == 0, judged.stderr[-3000:]
+    frame = pq.read_table(out).to_pandas()
+    assert list(frame.id) == ["a", "b"] and frame.overall.between(0, 1).all() and len(frame.criteria[0]) > 0
+    print("outside reports judged by round 0's checkpoint:", frame[["id", "overall"]].to_dict("records"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["eval", "--checkpoint", "latest"], "has no finished train stage"),
+        (["eval", "--checkpoint", "round-x7"], "neither 'base', 'latest', 'round-N' nor a folder"),
+        (["eval", "--set", "benchmark.reference=/nonexistent/ref.csv", "--checkpoint", "base"], "/nonexistent/ref.csv (benchmark.reference) does not exist"),
+        (["eval", "--set", "benchmark.judge.seeds=[1, 2]"], "at least 3 distinct seeds"),
+        (["judge", "--reports", "/nonexistent/r.csv", "--out", "/tmp/x.parquet"], "reports file /nonexistent/r.csv does not exist"),
+        (["ablate", "--set", "harness.mode=static"], "needs the meta-harness arm"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
+    store = tmp_path / "store"
+    done = score(*args, "-c", "configs/ci.yaml", "--set", f"store.root={store}")
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], done.stderr
+    assert not store.exists() or not any(store.rglob("*.parquet"))
