@@ -133,6 +133,8 @@ def _task(q: dict, n: int, c: dict, path: Path) -> Task:
         for i, item in enumerate(items):
             if not isinstance(item, dict) or not item.get("criterion") or not isinstance(item.get("weight"), (int, float)):
                 raise BenchmarkError(f"{where}: criterion {i} of {dim!r} needs a 'criterion' text and a numeric 'weight'")
+            if any(c.dimension == dim and c.text == item["criterion"] for c in criteria):
+                raise BenchmarkError(f"{where}: criterion {item['criterion']!r} appears twice in {dim!r}; criteria must differ")
             criteria.append(Criterion(dim, item["criterion"], item.get("explanation", ""), float(item["weight"])))
     return Task(q["id"], q["prompt"], q["language"], {d: float(w) for d, w in weights.items()}, tuple(criteria))
 
@@ -362,7 +364,6 @@ def evaluate(ws: Workspace, checkpoint: str = "latest", force: bool = False) -> 
     cfg = ws.cfg.benchmark
     tasks, label, policy, reference_file = check_inputs(ws, checkpoint)
     folder = f"{ws.cfg.run}/benchmark/{label}"
-    judge, judge_name = make_judge(ws, cfg)
     ref_fp = file_sha256(Path(cfg.reference)) if reference_file else "base"
     fingerprint = _hash({
         "policy": policy.fingerprint, "benchmark": ws.cfg.section_fingerprint("benchmark"), "reference": ref_fp,
@@ -374,6 +375,7 @@ def evaluate(ws: Workspace, checkpoint: str = "latest", force: bool = False) -> 
         log.info("benchmark %s of %s: done already (manifest matches), skipped", cfg.name, label)
         return EvalOutcome(ws.store.display(folder), True, old)
 
+    judge, judge_name = make_judge(ws, cfg)  # before any report: an endpoint that is down fails here
     t0 = time.perf_counter()
     if reference_file is None:
         ref_rows, _ = _reports(ws, tasks, Policy("base", fingerprint=f"base:{ws.cfg.model.path}"), f"{ws.cfg.run}/benchmark/reports/base")
@@ -419,10 +421,10 @@ def _task_rows(tasks: list[Task], judgements: list[dict], runs: int) -> list[dic
         by.setdefault((j["task_id"], j["run_idx"]), []).append(j)
     rows = []
     for t in tasks:
-        index = {c.text: i for i, c in enumerate(t.criteria)}
+        index = {(c.dimension, c.text): i for i, c in enumerate(t.criteria)}
         for run_idx in range(runs):
-            js = by.get((t.id, run_idx), [])
-            got = race(t, {index[j["criterion"]]: j["target"] for j in js}, {index[j["criterion"]]: j["reference"] for j in js})
+            js = [(index[(j["dimension"], j["criterion"])], j) for j in by.get((t.id, run_idx), [])]
+            got = race(t, {i: j["target"] for i, j in js}, {i: j["reference"] for i, j in js})
             rows += [{"task_id": t.id, "run_idx": run_idx, "dimension": d, "target": a, "reference": b, "score": s} for d, (a, b, s) in got.items()]
     return rows
 
