@@ -16,7 +16,7 @@ from tests.test_cli_e2e import score
 @pytest.mark.slow
 def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path):
     store, reports = tmp_path / "store", tmp_path / "reports"
-    common = ("-c", "configs/ci.yaml", "--set", f"store.root={store}")
+    common = ("-c", "configs/ci.yaml", "--set", f"store.root={store}", "--set", "benchmark.limit=1")
     done = score("ablate", "--rounds", "1", *common, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     for run, mode in (("ci", "rules"), ("ci-static", "static")):
@@ -24,11 +24,14 @@ def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path):
         assert evaluate["config"]["harness"]["mode"] == mode and evaluate["config"]["seed"] == 0
         bench = json.loads((store / run / "benchmark" / "round-0000" / "_manifest.json").read_text())
         stats = bench["stats"]
-        assert stats["tasks"] == 2 and stats["judge_runs"] == 3 and stats["judge"] == "base:smollm2-135m-instruct"
+        assert stats["tasks"] == 1 and stats["judge_runs"] == 3 and stats["judge"] == "base:smollm2-135m-instruct"
         assert stats["checkpoint"] == f"{store}/{run}/round-0000/train/checkpoint"
         summary = pq.read_table(store / run / "benchmark" / "round-0000" / "benchmark.parquet").to_pandas()
         assert summary.dimension.iloc[0] == "overall" and summary["mean"].between(0, 1).all() and (summary["std"] >= 0).all()
-        print(f"{run} ({mode}): benchmark {stats['score']:.3f} +- {stats['score_std']:.3f} over 3 judge runs (135M judge, 2 tasks)")
+        print(f"{run} ({mode}): benchmark {stats['score']:.3f} +- {stats['score_std']:.3f} over 3 judge runs (135M judge, 1 task)")
+    # same queries and seeds: round 0 (base model, seed harness in both arms) gives both arms the same rewards
+    rewards = [pq.read_table(store / run / "round-0000" / "evaluate" / "solver_rewards.parquet").column("reward").to_pylist() for run in ("ci", "ci-static")]
+    assert rewards[0] == rewards[1]
     # both arms wrote the same base reference reports: the same seeds and config
     refs = [pq.read_table(store / run / "benchmark" / "reports" / "base" / "reports.parquet").column("report").to_pylist() for run in ("ci", "ci-static")]
     assert refs[0] == refs[1]
