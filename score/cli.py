@@ -20,6 +20,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split
 err = Console(stderr=True)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: configs/default.yaml if present, else built-in defaults)")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="show INFO logs of every library")
 SetOpt = typer.Option([], "--set", "-s", help="override a config key, e.g. --set generate.samples_per_query=6 (repeatable)")
 
 
@@ -67,7 +68,7 @@ def run(
     config: Optional[Path] = ConfigOpt,
     set_: list[str] = SetOpt,
     rounds: Optional[int] = typer.Option(None, help="rounds to run (default: campaign.rounds)"),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="show INFO logs of every library"),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Run a co-evolution campaign: every round's stages in order; finished stages are skipped."""
     _logging(verbose)
@@ -94,7 +95,7 @@ def stage(
     ),
     config: Optional[Path] = ConfigOpt,
     set_: list[str] = SetOpt,
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Run one stage of one round (a `score-round` flow run with only that task); its inputs must be done."""
     _logging(verbose)
@@ -173,7 +174,7 @@ def eval_(
     no_flow: bool = typer.Option(False, "--no-flow", help="run in this process without Prefect"),
     config: Optional[Path] = ConfigOpt,
     set_: list[str] = SetOpt,
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Score a checkpoint's reports on a benchmark, RACE-style, against a reference (default: the base model's
     reports) with a frozen judge; writes per-task, per-dimension and overall scores with their spread over judge runs."""
@@ -222,7 +223,7 @@ def judge(
     ),
     config: Optional[Path] = ConfigOpt,
     set_: list[str] = SetOpt,
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Score outside reports with the evaluator role of a checkpoint, under the run's latest harness."""
     _logging(verbose)
@@ -242,7 +243,7 @@ def ablate(
     rounds: Optional[int] = typer.Option(None, help="rounds per arm (default: campaign.rounds)"),
     config: Optional[Path] = ConfigOpt,
     set_: list[str] = SetOpt,
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """SCORE vs the static-harness baseline: the config's campaign (run RUN) and its twin with harness.mode static
     (run RUN-static), same queries, seeds and rounds; every round's checkpoint on the benchmark; one side-by-side report."""
