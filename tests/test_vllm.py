@@ -74,6 +74,17 @@ def test_seeds_reproduce_and_the_n_samples_differ(engine):
     assert engine.usage.calls == calls + 4 and engine.usage.completion_tokens >= tokens + 4 * 4
 
 
+def test_seeded_prompts_longer_than_one_engine_step_reproduce(engine):
+    """8 prompts of ~700 tokens exceed vLLM's 4096-token step, where a split prompt would rewind its seeded
+    generator (CUDA-only: on a CPU the backend never splits a prompt)."""
+    topics = ["solar power", "wind turbines", "batteries", "hydro dams", "nuclear plants", "heat pumps", "grids", "biofuels"]
+    prompts = [engine.render([Message("user", f"Summarize these notes on {t}: " + f"{t} matters. " * 170)]) for t in topics]
+    assert sum(len(engine.tokenize(p)) for p in prompts) > 4096
+    params = SamplingParams(n=2, temperature=1.0, max_tokens=4, seed=3)
+    first = [[s.token_ids for s in row] for row in engine.sample(prompts, params)]
+    assert [[s.token_ids for s in row] for row in engine.sample(prompts, params)] == first
+
+
 def test_stop_strings_are_kept_and_finish_reasons_match_transformers(engine, tiny_model):
     prompt = engine.render([Message("user", "Count from 1 to 20, separated by commas.")])
     params = SamplingParams(temperature=0, max_tokens=40, stop=("5",))

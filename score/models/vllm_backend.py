@@ -35,6 +35,7 @@ try:
     import vllm
     from vllm.inputs import TokensPrompt
     from vllm.lora.request import LoRARequest
+    from vllm.platforms import current_platform
     from vllm.sampling_params import MAX_LOGPROB_TOKEN_IDS
 except ImportError:  # the main environment has no vLLM: this module still imports (doctests); building a backend says why not
     vllm = None
@@ -94,6 +95,9 @@ class VLLMBackend:
             kv_cache_memory_bytes=int(settings.kv_cache_gib * 2**30) if settings.kv_cache_gib else None,
             max_model_len=settings.max_model_len,
             enforce_eager=settings.enforce_eager,
+            # a prompt split over engine steps makes vLLM rewind its request's seeded generator, which only CUDA
+            # generators can do ("CPU Generator does not use offset"): on a CPU, prompts are never split
+            enable_chunked_prefill=not current_platform.is_cpu(),
             enable_lora=adapter is not None,
             max_lora_rank=settings.max_lora_rank,
             max_loras=1,
