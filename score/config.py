@@ -349,12 +349,6 @@ class RunConfig(Section):
             )
         return self
 
-    @model_validator(mode="after")
-    def _vllm_on_gpu(self) -> "RunConfig":
-        if self.model.backend == "vllm" and self.model.device == "cpu":
-            raise ValueError("model.backend vllm runs on GPUs; set model.device: cuda (or model.backend: transformers)")
-        return self
-
     def section_fingerprint(self, *sections: str) -> str:
         """A short hash of the named sections: what a stage's outputs depend on."""
         blob = json.dumps({s: self.model_dump(mode="json")[s] for s in sections}, sort_keys=True)
