@@ -20,8 +20,8 @@ def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path):
     done = score("ablate", "--rounds", "1", *common, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     for run, mode in (("ci", "rules"), ("ci-static", "static")):
-        evaluate = json.loads((store / run / "round-0000" / "evaluate" / "_manifest.json").read_text())
-        assert evaluate["config"]["harness"]["mode"] == mode and evaluate["config"]["seed"] == 0
+        harness = json.loads((store / run / "round-0000" / "harness" / "_manifest.json").read_text())
+        assert harness["config"]["harness"]["mode"] == mode and harness["config"]["seed"] == 0
         bench = json.loads((store / run / "benchmark" / "round-0000" / "_manifest.json").read_text())
         stats = bench["stats"]
         assert stats["tasks"] == 1 and stats["judge_runs"] == 3 and stats["judge"] == "base:smollm2-135m-instruct"
