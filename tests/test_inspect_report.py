@@ -47,10 +47,10 @@ def test_report_writes_pngs_and_an_html_page_with_a_baseline_on_the_same_axes(fi
     for stage in ("generate-reports", "self-evaluate", "harness-evolve"):
         run_stage(ws, stage, 0)
     paths = write_report(ws.store, "toy", tmp_path / "out", baseline="toy-static")
-    assert [p.name for p in paths] == ["reward.png", "saturation.png", "evaluator.png", "dimensions.png", "search.png", "train.png"]
+    assert [p.name for p in paths] == ["reward.png", "saturation.png", "evaluator.png", "dimensions.png", "search.png", "train.png", "benchmark.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in paths)
     page = (tmp_path / "out" / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == 6 and "toy vs toy-static" in page
+    assert page.count("data:image/png;base64,") == 7 and "toy vs toy-static" in page
 
 
 def score(*args: str) -> subprocess.CompletedProcess:
