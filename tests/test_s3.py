@@ -238,4 +238,4 @@ def test_inspect_and_report_read_a_round_on_s3_like_a_local_one(s3: Bucket, toy_
     text = console.export_text()
     assert f"runs in s3://{s3.name}/runs" in text and "harness-evolve: decisions" in text and "train            │ not started" in text
     paths = write_report(ws.store, "toy", tmp_path / "report")
-    assert len(paths) == 6 and (tmp_path / "report" / "index.html").exists()
+    assert len(paths) == 7 and (tmp_path / "report" / "index.html").exists()
