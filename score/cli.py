@@ -259,7 +259,7 @@ def ablate(
 
         reap_orphaned_servers()
         folder = ablate_flow(cfg.model_dump(mode="json"), rounds)
-        err.print(f"ablation {cfg.run} vs {cfg.run}-static: report in {folder}/index.html")
+        err.print(f"ablation {cfg.run} vs {cfg.run}-static: report in {folder}/index.html", soft_wrap=True)
     except _user_errors() as e:
         _fail(e)
 
