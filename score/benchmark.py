@@ -39,7 +39,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from score.artifacts import (
-    BENCHMARK_SCHEMA, JUDGEMENTS_SCHEMA, REPORTS_SCHEMA, TASK_SCORES_SCHEMA, TASK_SPREAD_SCHEMA, file_sha256, round_dir,
+    BENCHMARK_SCHEMA, JUDGEMENTS_SCHEMA, REPORTS_SCHEMA, TASK_SCORES_SCHEMA, TASK_SPREAD_SCHEMA, file_sha256,
 )
 from score.config import BenchmarkConfig
 from score.models.base import Backend
@@ -270,13 +270,13 @@ def make_judge(ws: Workspace, cfg: BenchmarkConfig):
 def resolve_checkpoint(ws: Workspace, spec: str) -> tuple[str, Policy]:
     """(label, policy) for `--checkpoint`: 'base'; 'latest' (the last finished train of the config's run);
     'round-N' or 'N' (round N's train checkpoint); or a local checkpoint folder (a LoRA adapter or a full model)."""
-    from score.inspect import run_rounds
+    from score.inspect import finished_rounds
 
     if spec == "base":
         return "base", Policy("base", fingerprint=f"base:{ws.cfg.model.path}")
     if spec == "latest" or spec.removeprefix("round-").isdigit():
         run = ws.cfg.run
-        trained = [r for r in run_rounds(ws.store, run) if ws.store.read_manifest(f"{round_dir(run, r)}/train")] if ws.store.fs.exists(ws.store.path(run)) else []
+        trained = finished_rounds(ws.store, run, "train")
         r = (trained[-1] if trained else None) if spec == "latest" else int(spec.removeprefix("round-"))
         if r is None or r not in trained:
             raise BenchmarkError(
@@ -447,12 +447,3 @@ def _spreads(task_rows: list[dict], n_tasks: int) -> tuple[list[dict], list[dict
 
 def _spread(values: list[float]) -> dict:
     return {"mean": sum(values) / len(values), "std": statistics.pstdev(values), "min": min(values), "max": max(values), "runs": len(values)}
-
-
-def read_summary(ws_store, run: str, label: str) -> list[dict] | None:
-    """The summary rows of a finished benchmark evaluation, or None."""
-    folder = f"{run}/benchmark/{label}"
-    if ws_store.read_manifest(folder) is None:
-        return None
-    return ws_store.read_table(folder, "benchmark.parquet").to_pylist()
-

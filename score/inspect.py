@@ -46,6 +46,13 @@ def run_rounds(store: Store, run: str) -> list[int]:
     return sorted(int(m.group(1)) for n in names if (m := _ROUND.match(n)))
 
 
+def finished_rounds(store: Store, run: str, folder: str) -> list[int]:
+    """Rounds of `run` whose `folder` stage has a manifest (none when the run does not exist yet)."""
+    if not store.fs.exists(store.path(run)):
+        return []
+    return [r for r in run_rounds(store, run) if store.read_manifest(f"{round_dir(run, r)}/{folder}")]
+
+
 def stage_states(store: Store, run: str, round_idx: int) -> list[StageState]:
     out = []
     for name in STAGE_NAMES:

@@ -20,10 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from score.artifacts import round_dir
 from score.benchmark import BenchmarkError, resolve_checkpoint
 from score.harness import Harness
-from score.inspect import run_rounds
+from score.inspect import finished_rounds
 from score.queries import QueryFileError, read_rows
 from score.stages.base import derive_seed, harness_for_round
 from score.stages.evaluate import judge
@@ -32,9 +31,7 @@ from score.workspace import Workspace
 
 def latest_harness(ws: Workspace) -> tuple[Harness, str]:
     """The harness the run's next round would evaluate under (the seed harness when nothing evolved yet)."""
-    run = ws.cfg.run
-    rounds = run_rounds(ws.store, run) if ws.store.fs.exists(ws.store.path(run)) else []
-    evolved = [r for r in rounds if ws.store.read_manifest(f"{round_dir(run, r)}/harness")]
+    evolved = finished_rounds(ws.store, ws.cfg.run, "harness")
     return harness_for_round(ws, evolved[-1] + 1 if evolved else 0)
 
 
