@@ -10,14 +10,13 @@ so an ablation over the run `make run` made reuses its rounds.
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
 from flows import env  # noqa: F401
-from flows.round import _artifact_key, _link, _workspace, campaign_flow, resolve_config
+from flows.round import _artifact_key, _link, _workspace, campaign_flow, publish_plots, resolve_config
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
@@ -87,10 +86,8 @@ def report_pair(config: dict, baseline: str) -> str:
     ws = _workspace(json.dumps(config, sort_keys=True))
     folder = Path("reports") / f"{ws.cfg.run}-vs-{baseline}"
     paths = write_report(ws.store, ws.cfg.run, folder, baseline)
-    images = "\n\n".join(f"![{p.stem}](data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()})" for p in paths)
-    create_markdown_artifact(
-        key=_artifact_key(ws.cfg.run, "ablation"),
-        markdown=f"# {ws.cfg.run} (meta-harness, solid) vs {baseline} (static harness, dashed)\n\n{images}\n\nFiles: `{folder.resolve()}`",
-        description=f"ablation: {ws.cfg.run} vs {baseline}",
+    publish_plots(
+        _artifact_key(ws.cfg.run, "ablation"), f"{ws.cfg.run} (meta-harness, solid) vs {baseline} (static harness, dashed)",
+        paths, folder, f"ablation: {ws.cfg.run} vs {baseline}",
     )
     return str(folder)

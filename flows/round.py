@@ -66,12 +66,14 @@ def report_task(config: dict) -> str:
         get_run_logger().info("no round of %s is evaluated yet: nothing to plot", ws.cfg.run)
         return ""
     paths = write_report(ws.store, ws.cfg.run, folder)
-    images = "\n\n".join(f"![{p.stem}](data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()})" for p in paths)
-    create_markdown_artifact(
-        key=_artifact_key(ws.cfg.run, "plots"), markdown=f"# {ws.cfg.run}: round by round\n\n{images}\n\nFiles: `{folder.resolve()}`",
-        description=f"plots of {ws.cfg.run} (score report {ws.cfg.run})",
-    )
+    publish_plots(_artifact_key(ws.cfg.run, "plots"), f"{ws.cfg.run}: round by round", paths, folder, f"plots of {ws.cfg.run} (score report {ws.cfg.run})")
     return str(folder)
+
+
+def publish_plots(key: str, title: str, paths: list[Path], folder: Path, description: str) -> None:
+    """One markdown artifact holding the PNGs inline (data URIs: the UI needs no access to the files)."""
+    images = "\n\n".join(f"![{p.stem}](data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()})" for p in paths)
+    create_markdown_artifact(key=key, markdown=f"# {title}\n\n{images}\n\nFiles: `{folder.resolve()}`", description=description)
 
 
 def _artifact_key(run: str, suffix: str) -> str:
