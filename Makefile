@@ -8,11 +8,8 @@ STAMP  := $(VENV)/.installed
 VLLM_VENV  := .venv-vllm
 VLLM_BIN   := $(VLLM_VENV)/bin
 VLLM_STAMP := $(VLLM_VENV)/.installed
-export DO_NOT_TRACK := 1
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: install setup run test test-fast bench vllm-env test-vllm clean
+.PHONY: install setup run test test-fast lint format bench vllm-env test-vllm clean
 
 install: $(STAMP)
 
@@ -32,11 +29,20 @@ run: setup
 	@echo "== running the campaign of configs/default.yaml (artifacts in runs/)"
 	$(BIN)/score run --config configs/default.yaml
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q -ra
 
-test-fast: install
+test-fast: install lint
 	$(BIN)/python -m pytest -q -ra -m "not slow"
+
+# 120 columns, configured in pyproject.toml; `make format` rewrites, `make lint` only checks
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 bench: setup
 	$(BIN)/python benchmarks/generate_throughput.py

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from score.config import load_config
 from score.models import Message, SamplingParams

@@ -12,6 +12,7 @@ import time
 
 from common import bench_workspace
 
+from score.pipeline import EvaluateStats
 from score.runner import run_stage
 
 
@@ -23,9 +24,13 @@ def main() -> None:
             t0 = time.perf_counter()
             out = run_stage(ws, stage, 0, force=True)
             timings[stage] = time.perf_counter() - t0
-        n = out.manifest["stats"]["reports"]
+        stats = out.manifest.stats_as(EvaluateStats)
+        n = stats.reports
     gen, ev = timings["generate-reports"] / n, timings["self-evaluate"] / n
-    print(f"reports: {n}; rubrics/query {cfg.harness.rubrics_per_query}, active dimensions {len(out.manifest['stats']['active_dimensions'])}, probe share {cfg.evaluate.probe_share}")
+    print(
+        f"reports: {n}; rubrics/query {cfg.harness.rubrics_per_query}, active dimensions "
+        f"{len(stats.active_dimensions)}, probe share {cfg.evaluate.probe_share}"
+    )
     print(f"generate-reports: {timings['generate-reports']:7.1f} s = {gen:5.1f} s/report")
     print(f"self-evaluate   : {timings['self-evaluate']:7.1f} s = {ev:5.1f} s/report")
     print(f"evaluate / generate per report: {ev / gen:.2f}  (target <= 1.5)")

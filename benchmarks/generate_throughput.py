@@ -11,8 +11,11 @@ import time
 
 from common import bench_workspace
 
+from score.artifacts import REPORTS
+from score.layout import stage_dir
 from score.models import SamplingParams
-from score.runner import run_stage, stage_folder
+from score.pipeline import GENERATE, GenerateStats
+from score.runner import run_stage
 
 
 def main() -> None:
@@ -21,19 +24,21 @@ def main() -> None:
 
         t0 = time.perf_counter()
         sampling0 = backend.usage.seconds
-        out = run_stage(ws, "generate-reports", 0, force=True)
+        out = run_stage(ws, GENERATE, 0, force=True)
         stage_s = time.perf_counter() - t0
         stage_sampling_s = backend.usage.seconds - sampling0  # the part of the stage spent inside backend.sample
-        stage_tokens = out.manifest["stats"]["completion_tokens"]
+        stage_tokens = out.manifest.stats_as(GenerateStats).completion_tokens
 
-        rows = ws.store.read_table(stage_folder(ws, "generate-reports", 0), "reports.parquet").to_pylist()
+        rows = ws.store.read_table(stage_dir(ws.cfg.run, 0, GENERATE.folder), REPORTS.file).to_pylist()
         plan_prompts = list(dict.fromkeys(r["spans"][0]["prompt"] for r in rows))  # one per query, K samples each
         report_prompts = [r["spans"][1]["prompt"] for r in rows]
         t0 = time.perf_counter()
         before = backend.usage.completion_tokens
         seed = rows[0]["seed"]  # the stage's own seeds: same prompts, same seeds, so the same tokens are sampled
         common = dict(temperature=gen.temperature, top_p=gen.top_p)
-        backend.sample(plan_prompts, SamplingParams(n=gen.samples_per_query, max_tokens=gen.plan_tokens, seed=seed, **common))
+        backend.sample(
+            plan_prompts, SamplingParams(n=gen.samples_per_query, max_tokens=gen.plan_tokens, seed=seed, **common)
+        )
         backend.sample(report_prompts, SamplingParams(n=1, max_tokens=gen.report_tokens, seed=seed + 1, **common))
         raw_s = time.perf_counter() - t0
         raw_tokens = backend.usage.completion_tokens - before
@@ -44,7 +49,10 @@ def main() -> None:
     print(f"raw backend    : {raw_tokens:6d} tokens in {raw_s:7.1f} s = {raw_tps:6.1f} tokens/s")
     print(f"stage / raw    : {stage_tps / raw_tps:.2f}  (target >= 0.90)")
     overhead = stage_s - stage_sampling_s
-    print(f"stage time outside sampling (search, rendering, Parquet, manifest): {overhead:.1f} s = {overhead / stage_s:.1%}")
+    print(
+        f"stage time outside sampling (search, rendering, Parquet, manifest): {overhead:.1f} s = "
+        f"{overhead / stage_s:.1%}"
+    )
     if raw_tokens != stage_tokens:
         print("note: the two calls sampled different tokens, so part of the gap is sampling variance, not overhead")
 

@@ -3,9 +3,11 @@ on held-out queries. Prints the numbers before and after.
 
 The reward is `score.rewards.structure_reward` (half for citing distinct sources, half for section
 headings), computed in Python with no judge, so what moves is the trainer's doing alone. Each round:
-the real generate-reports stage (sampling with the previous round's checkpoint), then the known reward
-written as that round's solver rewards in place of self-evaluate (evaluator samples off), then the real
-train stage. Held-out: queries no round trained on, `generate.samples_per_query` reports each, with the
+the real generate-reports stage (sampling with the previous round's checkpoint), then a `known-reward` stage
+(declared below, run by the same runner behind its own manifest) that writes the known reward as the round's
+solver rewards, then the real train stage reading its rewards from that stage through the rewards seam
+(`run_stage(..., sources={REWARDS_SEAM: KNOWN_REWARD})`; evaluator samples off).
+Held-out: queries no round trained on, `generate.samples_per_query` reports each, with the
 base model and with the last checkpoint, on the same seeds.
 Run: `python benchmarks/learning_check.py [--rounds 3] [--heldout 6] [--set key=value ...]`.
 """
@@ -16,17 +18,17 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 
-import pyarrow as pa
-
-from score.artifacts import EVALUATOR_REWARDS_SCHEMA, RUBRICS_SCHEMA, SOLVER_REWARDS_SCHEMA, round_dir
+from score.artifacts import EVALUATOR_REWARDS, REPORTS, RUBRICS, SOLVER_REWARDS
+from score.checkpoints import Policy, base_policy, policy_for_round
 from score.config import load_config
+from score.pipeline import GENERATE, REWARDS_SEAM, TRAIN, Read, StageSpec, TrainStats
 from score.queries import round_queries
 from score.rewards import structure_reward
-from score.runner import run_stage
+from score.runner import StageContext, run_stage
 from score.stages import generate
-from score.stages.base import policy_for_round
-from score.workspace import Policy, Workspace
+from score.workspace import Workspace
 
 DEFAULTS = [  # 13.7 minutes on 2 CPU cores here; every one can be overridden with --set
     "data.queries_per_round=4",
@@ -43,23 +45,42 @@ def reward_of(row: dict) -> float:
     return structure_reward(row["report"], len(row["cited"]), len(row["sources"]))
 
 
-def write_known_rewards(ws: Workspace, round_idx: int) -> list[float]:
-    """The round's solver rewards from the known reward, where self-evaluate would have written them."""
-    here = round_dir(ws.cfg.run, round_idx)
-    reports = ws.store.read_table(f"{here}/generate", "reports.parquet").to_pylist()
+@dataclass
+class KnownRewardStats:
+    reports: int = 0
+    reward_mean: float = 0.0
+
+
+def known_rewards(ctx: StageContext) -> KnownRewardStats:
+    """The round's solver rewards from the known reward; no rubric, so no evaluator sample."""
+    reports = ctx.read(REPORTS).to_pylist()
     rows = [
-        {"round": round_idx, "query_id": r["query_id"], "trajectory_id": r["trajectory_id"], "validity": 1.0,
-         "score": reward_of(r), "reward": reward_of(r), "group_mean": None, "group_std": None}
+        {
+            "round": ctx.round,
+            "query_id": r["query_id"],
+            "trajectory_id": r["trajectory_id"],
+            "validity": 1.0,
+            "score": reward_of(r),
+            "reward": reward_of(r),
+            "group_mean": None,
+            "group_std": None,
+        }
         for r in reports
     ]
-    folder = f"{here}/evaluate"
-    files = {
-        "solver_rewards.parquet": ws.store.write_table(folder, "solver_rewards.parquet", pa.Table.from_pylist(rows, schema=SOLVER_REWARDS_SCHEMA)),
-        "rubrics.parquet": ws.store.write_table(folder, "rubrics.parquet", pa.Table.from_pylist([], schema=RUBRICS_SCHEMA)),
-        "evaluator_rewards.parquet": ws.store.write_table(folder, "evaluator_rewards.parquet", pa.Table.from_pylist([], schema=EVALUATOR_REWARDS_SCHEMA)),
-    }
-    ws.store.write_manifest(folder, {"stage": "known reward (benchmarks/learning_check.py)", "files": {k: vars(v) for k, v in files.items()}})
-    return [r["reward"] for r in rows]
+    ctx.write(SOLVER_REWARDS, rows)
+    ctx.write(RUBRICS, [])
+    ctx.write(EVALUATOR_REWARDS, [])
+    return KnownRewardStats(len(rows), statistics.mean(r["reward"] for r in rows))
+
+
+KNOWN_REWARD = StageSpec(  # a reward source: writes what train's rewards seam reads, in place of self-evaluate
+    name="known-reward",
+    folder="known-reward",
+    impl="__main__:known_rewards",
+    stats=KnownRewardStats,
+    reads=(Read(GENERATE.name, REPORTS),),
+    writes=(SOLVER_REWARDS, RUBRICS, EVALUATOR_REWARDS),
+)
 
 
 def heldout_reward(ws: Workspace, policy: Policy, queries, seed: int) -> tuple[float, float, float]:
@@ -78,24 +99,34 @@ def main() -> None:
     parser.add_argument("--heldout", type=int, default=6, help="held-out queries")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(args.config, [*DEFAULTS, *args.overrides, f"store.root={tmp}", "run=learning-check", f"campaign.rounds={args.rounds}"])
+        cfg = load_config(
+            args.config,
+            [*DEFAULTS, *args.overrides, f"store.root={tmp}", "run=learning-check", f"campaign.rounds={args.rounds}"],
+        )
         ws = Workspace(cfg)
-        trained = {q.id for r in range(args.rounds) for q in round_queries(ws.queries, cfg.data.queries_per_round, r, cfg.seed)}
+        trained = {
+            q.id for r in range(args.rounds) for q in round_queries(ws.queries, cfg.data.queries_per_round, r, cfg.seed)
+        }
         heldout = [q for q in ws.queries if q.id not in trained][: args.heldout]
         t0 = time.perf_counter()
-        before = heldout_reward(ws, Policy("base", fingerprint="base"), heldout, seed=12345)
+        before = heldout_reward(ws, base_policy(cfg.model), heldout, seed=12345)
         for r in range(args.rounds):
-            run_stage(ws, "generate-reports", r)
-            train_rewards = write_known_rewards(ws, r)
-            out = run_stage(ws, "train", r)
-            s = out.manifest["stats"]
-            print(f"round {r}: train-query reward {statistics.mean(train_rewards):.3f}; {s['samples']} samples, "
-                  f"{s['solver_flat_groups']}/{s['solver_groups']} flat groups, {s['steps']} steps, "
-                  f"loss {s['loss_first']} -> {s['loss_last']}, kl {s['kl_mean']}, {s['train_seconds']} s", flush=True)
+            run_stage(ws, GENERATE, r)
+            known = run_stage(ws, KNOWN_REWARD, r).manifest.stats_as(KnownRewardStats)
+            s = run_stage(ws, TRAIN, r, sources={REWARDS_SEAM: KNOWN_REWARD}).manifest.stats_as(TrainStats)
+            print(
+                f"round {r}: train-query reward {known.reward_mean:.3f}; {s.samples} samples, "
+                f"{s.solver_flat_groups}/{s.solver_groups} flat groups, {s.steps} steps, "
+                f"loss {s.loss_first} -> {s.loss_last}, kl {s.kl_mean}, {s.train_seconds} s",
+                flush=True,
+            )
         after = heldout_reward(ws, policy_for_round(ws, args.rounds), heldout, seed=12345)
         minutes = (time.perf_counter() - t0) / 60
     K = cfg.generate.samples_per_query
-    print(f"held-out: {len(heldout)} queries x {K} reports, same seeds; {args.rounds} rounds of training; {minutes:.1f} min")
+    print(
+        f"held-out: {len(heldout)} queries x {K} reports, same seeds; {args.rounds} rounds of training; "
+        f"{minutes:.1f} min"
+    )
     print(f"  base model       : reward {before[0]:.3f}  (citing {before[1]:.0%}, with headings {before[2]:.0%})")
     print(f"  after training   : reward {after[0]:.3f}  (citing {after[1]:.0%}, with headings {after[2]:.0%})")
     print(f"  change           : {after[0] - before[0]:+.3f}")

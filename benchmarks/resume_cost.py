@@ -15,22 +15,23 @@ import time
 
 from common import bench_workspace
 
-from score.runner import STAGE_NAMES, run_stage
+from score.pipeline import STAGES
+from score.runner import run_stage
 from score.workspace import Workspace
 
 
 def main() -> None:
     with bench_workspace(__doc__.split("\n\n")[0], default_config="configs/ci.yaml") as ws:
         t0 = time.perf_counter()
-        first = [run_stage(ws, name, 0) for name in STAGE_NAMES]
+        first = [run_stage(ws, spec, 0) for spec in STAGES]
         work = time.perf_counter() - t0
         t0 = time.perf_counter()
         fresh = Workspace(ws.cfg)  # as a new process would: queries, corpus and index fingerprinted again
-        again = [run_stage(fresh, name, 0) for name in STAGE_NAMES]
+        again = [run_stage(fresh, spec, 0) for spec in STAGES]
         rerun = time.perf_counter() - t0
     assert not any(o.skipped for o in first) and all(o.skipped for o in again), "the rerun must skip every stage"
     for o in first:
-        print(f"{o.stage:17s} {o.manifest['seconds']:7.1f} s")
+        print(f"{o.manifest.stage:17s} {o.manifest.seconds:7.1f} s")
     print(f"round 0, every stage: {work:7.1f} s")
     print(f"rerun, all skipped  : {rerun:7.3f} s")
     print(f"rerun / round: {rerun / work:.4f}  (target <= 0.03)")

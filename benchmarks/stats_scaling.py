@@ -48,9 +48,13 @@ def synthetic_round(n_rows: int):
     for q in range(max(1, round(n_rows / PER_QUERY))):
         qid = f"q{q:06d}"
         by_query[qid] = [
-            {"trajectory_id": f"{qid}-{k}", "sample_idx": k, "report": "x" * 200, "finish_reason": "stop", "cited": [1]} for k in range(K)
+            {"trajectory_id": f"{qid}-{k}", "sample_idx": k, "report": "x" * 200, "finish_reason": "stop", "cited": [1]}
+            for k in range(K)
         ]
-        rubrics[qid] = [Rubric({d: 1 / len(dims) for d in dims}, {d: [f"{d} criterion"] for d in dims}, None, "ok") for _ in range(J)]
+        rubrics[qid] = [
+            Rubric({d: 1 / len(dims) for d in dims}, {d: [f"{d} criterion"] for d in dims}, None, "ok")
+            for _ in range(J)
+        ]
     return cfg, harness, by_query, rubrics
 
 
@@ -70,7 +74,10 @@ def write_scores(root: str, n_rows: int) -> dict:
                 for p in (0, 1):
                     for d in rub.weights:
                         s = rng.uniform(3, 9)
-                        for name, v in zip(SCORES_SCHEMA.names, (0, qid, j, p, tid, kind, 1, d, f"{d} criterion", False, s, int(s), -1.0, s, "expected")):
+                        for name, v in zip(
+                            SCORES_SCHEMA.names,
+                            (0, qid, j, p, tid, kind, 1, d, f"{d} criterion", False, s, int(s), -1.0, s, "expected"),
+                        ):
                             cols[name].append(v)
         if (i + 1) % 100 == 0 or i + 1 == len(by_query):
             batches.append(pa.RecordBatch.from_pydict(cols, schema=SCORES_SCHEMA))
@@ -79,7 +86,12 @@ def write_scores(root: str, n_rows: int) -> dict:
     t0 = time.perf_counter()
     info = store.write_table(FOLDER, "scores.parquet", pa.Table.from_batches(batches, schema=SCORES_SCHEMA))
     store.write_manifest(FOLDER, {"files": {"scores.parquet": vars(info)}})
-    return {"rows": info.rows, "queries": len(by_query), "parquet_bytes": info.bytes, "write_s": time.perf_counter() - t0}
+    return {
+        "rows": info.rows,
+        "queries": len(by_query),
+        "parquet_bytes": info.bytes,
+        "write_s": time.perf_counter() - t0,
+    }
 
 
 def measure(root: str, n_rows: int, reader: str) -> dict:
@@ -102,13 +114,31 @@ def measure(root: str, n_rows: int, reader: str) -> dict:
     stats = round_statistics(cfg, 0, by_query, rubrics, groups, [], harness)
     t_stats = time.perf_counter() - t0 - t_read
     t0 = time.perf_counter()
-    dims = {r["dimension"]: DimensionStats(r["dimension"], r["mean"], r["spread"], r["detection"], r["probes"], r["max_corr"], r["max_corr_with"])
-            for r in stats.dimension_rows}
-    evolve(harness, dims, RoundStats(top_share=stats.summary["top_share"], depth_change=0.0, proposals=()), cfg.harness.rules, 0, "rules")
+    dims = {
+        r["dimension"]: DimensionStats(
+            r["dimension"], r["mean"], r["spread"], r["detection"], r["probes"], r["max_corr"], r["max_corr_with"]
+        )
+        for r in stats.dimension_rows
+    }
+    evolve(
+        harness,
+        dims,
+        RoundStats(top_share=stats.summary["top_share"], depth_change=0.0, proposals=()),
+        cfg.harness.rules,
+        0,
+        "rules",
+    )
     t_evolve = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - inputs_rss
-    return {"reports": stats.summary["reports"], "read_s": t_read, "stats_s": t_stats, "evolve_s": t_evolve, "peak_rss_mib": peak / 1024,
-            "inputs_rss_mib": (inputs_rss - base_rss) / 1024, "reward_mean": stats.summary["reward_mean"]}
+    return {
+        "reports": stats.summary["reports"],
+        "read_s": t_read,
+        "stats_s": t_stats,
+        "evolve_s": t_evolve,
+        "peak_rss_mib": peak / 1024,
+        "inputs_rss_mib": (inputs_rss - base_rss) / 1024,
+        "reward_mean": stats.summary["reward_mean"],
+    }
 
 
 def child(*args: str) -> dict:
@@ -120,7 +150,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--write", nargs=2, metavar=("ROOT", "ROWS"), help=argparse.SUPPRESS)  # child: write one file
-    parser.add_argument("--measure", nargs=3, metavar=("ROOT", "ROWS", "READER"), help=argparse.SUPPRESS)  # child: one run
+    parser.add_argument(
+        "--measure", nargs=3, metavar=("ROOT", "ROWS", "READER"), help=argparse.SUPPRESS
+    )  # child: one run
     args = parser.parse_args()
     if args.write:
         print(json.dumps(write_scores(args.write[0], int(args.write[1]))))
@@ -133,19 +165,33 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as root:
             written = child("--write", root, str(n))
             runs = {reader: child("--measure", root, str(n), reader) for reader in ("stream", "load")}
-        assert runs["stream"]["reward_mean"] == runs["load"]["reward_mean"], "both readers must give the same statistics"
+        assert runs["stream"]["reward_mean"] == runs["load"]["reward_mean"], (
+            "both readers must give the same statistics"
+        )
         results.append({**written, **{f"{reader}_{k}": v for reader, r in runs.items() for k, v in r.items()}})
-    print(f"{'rows':>8} {'reports':>8} {'reports MiB':>11} {'parquet':>8} {'write s':>8} | {'stream: read+stats s':>20} {'evolve s':>9} "
-          f"{'peak MiB':>9} | {'load: read s':>12} {'stats s':>8} {'peak MiB':>9}")
+    print(
+        f"{'rows':>8} {'reports':>8} {'reports MiB':>11} {'parquet':>8} {'write s':>8} | "
+        f"{'stream: read+stats s':>20} {'evolve s':>9} "
+        f"{'peak MiB':>9} | {'load: read s':>12} {'stats s':>8} {'peak MiB':>9}"
+    )
     for r in results:
-        print(f"{r['rows']:>8,} {r['stream_reports']:>8,} {r['stream_inputs_rss_mib']:>11.1f} {r['parquet_bytes'] / 1e6:>7.2f}M {r['write_s']:>8.2f} | "
-              f"{r['stream_stats_s']:>20.2f} {r['stream_evolve_s']:>9.4f} {r['stream_peak_rss_mib']:>9.1f} | "
-              f"{r['load_read_s']:>12.2f} {r['load_stats_s']:>8.2f} {r['load_peak_rss_mib']:>9.1f}")
+        print(
+            f"{r['rows']:>8,} {r['stream_reports']:>8,} {r['stream_inputs_rss_mib']:>11.1f} "
+            f"{r['parquet_bytes'] / 1e6:>7.2f}M {r['write_s']:>8.2f} | "
+            f"{r['stream_stats_s']:>20.2f} {r['stream_evolve_s']:>9.4f} {r['stream_peak_rss_mib']:>9.1f} | "
+            f"{r['load_read_s']:>12.2f} {r['load_stats_s']:>8.2f} {r['load_peak_rss_mib']:>9.1f}"
+        )
     a, b = results[0], results[-1]
-    ratio = lambda key: b[key] / max(a[key], 1e-9)
-    print(f"{b['rows'] / a['rows']:.0f}x the rows: streaming {ratio('stream_stats_s'):.0f}x the time, peak memory "
-          f"{ratio('stream_peak_rss_mib'):.1f}x ({a['stream_peak_rss_mib']:.1f} -> {b['stream_peak_rss_mib']:.1f} MiB); loading everything "
-          f"{ratio('load_peak_rss_mib'):.1f}x ({a['load_peak_rss_mib']:.1f} -> {b['load_peak_rss_mib']:.1f} MiB)")
+
+    def ratio(key: str) -> float:
+        return b[key] / max(a[key], 1e-9)
+
+    print(
+        f"{b['rows'] / a['rows']:.0f}x the rows: streaming {ratio('stream_stats_s'):.0f}x the time, peak memory "
+        f"{ratio('stream_peak_rss_mib'):.1f}x ({a['stream_peak_rss_mib']:.1f} -> "
+        f"{b['stream_peak_rss_mib']:.1f} MiB); loading everything "
+        f"{ratio('load_peak_rss_mib'):.1f}x ({a['load_peak_rss_mib']:.1f} -> {b['load_peak_rss_mib']:.1f} MiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,13 @@ def main() -> None:
     args = parser.parse_args()
     model_cfg = ModelConfig()
     trainers = {
-        kl: Trainer(model_cfg, TrainConfig(batch_size=args.batch, kl_coef=kl, micro_batch_tokens=args.batch * args.tokens), resolve_model_path(model_cfg), None, 0)
+        kl: Trainer(
+            model_cfg,
+            TrainConfig(batch_size=args.batch, kl_coef=kl, micro_batch_tokens=args.batch * args.tokens),
+            resolve_model_path(model_cfg),
+            None,
+            0,
+        )
         for kl in (0.02, 0.0)
     }
     tr = trainers[0.02]
@@ -38,9 +44,19 @@ def main() -> None:
     samples = []
     for b in range(args.batch):
         ids = torch.randint(1000, 20000, (args.tokens,), generator=g).tolist()
-        samples.append(TrainSample("solver", ids[: args.tokens - args.written], ids[args.tokens - args.written :], [], 1.0 if b % 2 else -1.0))
+        samples.append(
+            TrainSample(
+                "solver",
+                ids[: args.tokens - args.written],
+                ids[args.tokens - args.written :],
+                [],
+                1.0 if b % 2 else -1.0,
+            )
+        )
     with torch.no_grad():
-        logp, _ = written_logprobs(tr.model, [(s.prompt_ids, s.token_ids) for s in samples], tr.pad_id, tr.accelerator.device)
+        logp, _ = written_logprobs(
+            tr.model, [(s.prompt_ids, s.token_ids) for s in samples], tr.pad_id, tr.accelerator.device
+        )
     for s, row in zip(samples, logp):
         s.old_logprobs = row[-len(s.token_ids) :].tolist()
     ids = torch.tensor([s.prompt_ids + s.token_ids for s in samples])  # (B, T) equal lengths: no padding
@@ -67,8 +83,10 @@ def main() -> None:
         times["nokl"].append(step(0.0))
     tokens = args.batch * args.tokens
     best = {k: min(v) for k, v in times.items()}
-    print(f"batch {args.batch} x {args.tokens} tokens ({args.written} written), LoRA r={tr.cfg.lora_rank}, "
-          f"{tr.trainable_parameters():,} trainable, {torch.get_num_threads()} threads, best of {args.repeats}")
+    print(
+        f"batch {args.batch} x {args.tokens} tokens ({args.written} written), LoRA r={tr.cfg.lora_rank}, "
+        f"{tr.trainable_parameters():,} trainable, {torch.get_num_threads()} threads, best of {args.repeats}"
+    )
     print(f"plain forward+backward      : {best['plain']:6.2f} s  {tokens / best['plain']:7.0f} tok/s")
     print(f"train step, KL on (k3, ref) : {best['kl']:6.2f} s  {tokens / best['kl']:7.0f} tok/s")
     print(f"train step, KL off          : {best['nokl']:6.2f} s  {tokens / best['nokl']:7.0f} tok/s")

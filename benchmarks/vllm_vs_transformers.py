@@ -53,7 +53,11 @@ def main() -> None:
         os.environ.setdefault("OMP_NUM_THREADS", str(model.threads or os.cpu_count()))
         settings = settings.model_copy(update={"enforce_eager": True, "kv_cache_gib": settings.kv_cache_gib or 1.0})
     params = SamplingParams(
-        n=gen.samples_per_query, temperature=gen.temperature, top_p=gen.top_p, max_tokens=gen.report_tokens, seed=cfg.seed
+        n=gen.samples_per_query,
+        temperature=gen.temperature,
+        top_p=gen.top_p,
+        max_tokens=gen.report_tokens,
+        seed=cfg.seed,
     )
     queries = load_queries(cfg.data)[: args.queries]
 
@@ -65,8 +69,11 @@ def main() -> None:
         results[backend_name] = tokens_per_second(backend, prompts, params, args.reps)
         del backend  # one model in memory at a time
 
-    print(f"{len(queries)} prompts x {params.n} samples, max_tokens {params.max_tokens}, temperature {params.temperature}, "
-          f"top_p {params.top_p}, {args.reps} timed calls each; {model.dtype} on {model.device}")
+    print(
+        f"{len(queries)} prompts x {params.n} samples, max_tokens {params.max_tokens}, temperature "
+        f"{params.temperature}, "
+        f"top_p {params.top_p}, {args.reps} timed calls each; {model.dtype} on {model.device}"
+    )
     for name, (tokens, seconds) in results.items():
         print(f"{name:12s}: {tokens:6d} tokens in {seconds:7.1f} s = {tokens / seconds:7.1f} tokens/s")
     (t_tok, t_s), (v_tok, v_s) = results["transformers"], results["vllm"]

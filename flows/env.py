@@ -36,9 +36,7 @@ def reap_orphaned_servers() -> int:
             if b"prefect.server.api.server:create_app" not in cmdline:
                 continue
             ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            environ = dict(
-                item.split(b"=", 1) for item in (proc / "environ").read_bytes().split(b"\0") if b"=" in item
-            )
+            environ = dict(item.split(b"=", 1) for item in (proc / "environ").read_bytes().split(b"\0") if b"=" in item)
         except (OSError, ValueError, IndexError):  # the process ended while we looked, or is not ours to read
             continue
         ours = environ.get(b"PREFECT_HOME", str(Path.home() / ".prefect").encode()).decode() == home

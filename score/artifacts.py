@@ -1,11 +1,7 @@
-"""The contract between stages: one pyarrow schema per artifact, an fsspec store, atomic writes, manifests.
+"""The contract between stages: one pyarrow schema per artifact, and an fsspec store with atomic writes.
 
-Layout under `store.root` (a local folder or s3://bucket/prefix):
-
-    RUN/round-0003/generate/reports.parquet
-    RUN/round-0003/generate/_manifest.json      <- written last; without it the folder does not exist
-
-Every file is written under a temporary name and renamed. A reader asks for a stage folder and gets an
+Where files go is `score.layout`'s; what a manifest holds is `score.manifest`'s. Every file is written under a
+temporary name and renamed. A reader asks for a stage folder and gets an
 error unless its manifest is there; it then checks each file against its schema constant and raises,
 naming the file and the column, on any mismatch.
 """
@@ -14,24 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from score.config import StoreConfig
+from score.layout import MANIFEST
+from score.manifest import FileInfo, Manifest
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "_manifest.json"
-STREAM_BATCH_ROWS = 4096  # rows per batch of Store.iter_batches (on 100k score rows: as fast as 16k, 17 MiB less peak RSS)
+STREAM_BATCH_ROWS = (
+    4096  # rows per batch of Store.iter_batches (on 100k score rows: as fast as 16k, 17 MiB less peak RSS)
+)
 STREAM_READ_BYTES = 1 << 20  # how much of a column chunk a streaming reader holds, and its fsspec read size
 
 # ---- schemas: one constant per artifact, shared by writer, reader and tests --------------------------------
@@ -46,9 +43,17 @@ SPAN = pa.struct(
         ("finish_reason", pa.string()),  # stop | length
     ]
 )
-SEARCH_CALL = pa.struct([("query", pa.string()), ("passage_ids", pa.list_(pa.string())), ("scores", pa.list_(pa.float32()))])
+SEARCH_CALL = pa.struct(
+    [("query", pa.string()), ("passage_ids", pa.list_(pa.string())), ("scores", pa.list_(pa.float32()))]
+)
 SOURCE = pa.struct(
-    [("n", pa.int32()), ("passage_id", pa.string()), ("title", pa.string()), ("url", pa.string()), ("text", pa.string())]
+    [
+        ("n", pa.int32()),
+        ("passage_id", pa.string()),
+        ("title", pa.string()),
+        ("url", pa.string()),
+        ("text", pa.string()),
+    ]
 )
 
 REPORTS_SCHEMA = pa.schema(
@@ -83,7 +88,9 @@ RUBRICS_SCHEMA = pa.schema(
         pa.field("status", pa.string()),  # ok | repaired | failed (see score.rubrics)
         pa.field("repairs", pa.list_(pa.string())),
         pa.field("weights", pa.list_(pa.struct([("dimension", pa.string()), ("weight", pa.float32())]))),
-        pa.field("criteria", pa.list_(pa.struct([("dimension", pa.string()), ("text", pa.string()), ("shadow", pa.bool_())]))),
+        pa.field(
+            "criteria", pa.list_(pa.struct([("dimension", pa.string()), ("text", pa.string()), ("shadow", pa.bool_())]))
+        ),
         pa.field("proposal_name", pa.string()),  # a new dimension the evaluator proposed (null: none)
         pa.field("proposal_description", pa.string()),
     ]
@@ -283,7 +290,9 @@ JUDGEMENTS_SCHEMA = pa.schema(
         pa.field("weight", pa.float64()),
         pa.field("target", pa.float64()),  # the run's 0-10 score of the checkpoint's report
         pa.field("reference", pa.float64()),  # and of the reference report
-        pa.field("target_expected", pa.float64()),  # local judges: the mean of the score distribution (null for endpoints)
+        pa.field(
+            "target_expected", pa.float64()
+        ),  # local judges: the mean of the score distribution (null for endpoints)
         pa.field("reference_expected", pa.float64()),
     ]
 )
@@ -306,28 +315,64 @@ _SPREAD_FIELDS = [
     pa.field("max", pa.float64()),
     pa.field("runs", pa.int32()),
 ]
-TASK_SPREAD_SCHEMA = pa.schema([pa.field("task_id", pa.string(), nullable=False), pa.field("dimension", pa.string()), *_SPREAD_FIELDS])
-BENCHMARK_SCHEMA = pa.schema([pa.field("dimension", pa.string(), nullable=False), *_SPREAD_FIELDS, pa.field("tasks", pa.int32())])
+TASK_SPREAD_SCHEMA = pa.schema(
+    [pa.field("task_id", pa.string(), nullable=False), pa.field("dimension", pa.string()), *_SPREAD_FIELDS]
+)
+BENCHMARK_SCHEMA = pa.schema(
+    [pa.field("dimension", pa.string(), nullable=False), *_SPREAD_FIELDS, pa.field("tasks", pa.int32())]
+)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One artifact: its file name inside a folder and its schema. Stage contracts name their inputs and outputs
+    by these constants."""
+
+    file: str
+    schema: pa.Schema
+
+
+REPORTS = Artifact("reports.parquet", REPORTS_SCHEMA)
+RUBRICS = Artifact("rubrics.parquet", RUBRICS_SCHEMA)
+SCORES = Artifact("scores.parquet", SCORES_SCHEMA)
+EVIDENCE = Artifact("evidence.parquet", EVIDENCE_SCHEMA)
+PROBES = Artifact("probes.parquet", PROBES_SCHEMA)
+SOLVER_REWARDS = Artifact("solver_rewards.parquet", SOLVER_REWARDS_SCHEMA)
+EVALUATOR_REWARDS = Artifact("evaluator_rewards.parquet", EVALUATOR_REWARDS_SCHEMA)
+DIMENSION_STATS = Artifact("dimension_stats.parquet", DIMENSION_STATS_SCHEMA)
+SUMMARY = Artifact("summary.parquet", SUMMARY_SCHEMA)
+HARNESS = Artifact("harness.parquet", HARNESS_SCHEMA)
+CONTROLS = Artifact("controls.parquet", CONTROLS_SCHEMA)
+DECISIONS = Artifact("decisions.parquet", DECISIONS_SCHEMA)
+TRAIN_SAMPLES = Artifact("samples.parquet", TRAIN_SAMPLES_SCHEMA)
+TRAIN_STEPS = Artifact("steps.parquet", TRAIN_STEPS_SCHEMA)
+JUDGEMENTS = Artifact("judgements.parquet", JUDGEMENTS_SCHEMA)
+TASK_SCORES = Artifact("task_scores.parquet", TASK_SCORES_SCHEMA)
+TASK_SPREAD = Artifact("task_spread.parquet", TASK_SPREAD_SCHEMA)
+BENCHMARK = Artifact("benchmark.parquet", BENCHMARK_SCHEMA)
 
 SCHEMAS: dict[str, pa.Schema] = {
-    "reports.parquet": REPORTS_SCHEMA,
-    "rubrics.parquet": RUBRICS_SCHEMA,
-    "scores.parquet": SCORES_SCHEMA,
-    "evidence.parquet": EVIDENCE_SCHEMA,
-    "probes.parquet": PROBES_SCHEMA,
-    "solver_rewards.parquet": SOLVER_REWARDS_SCHEMA,
-    "evaluator_rewards.parquet": EVALUATOR_REWARDS_SCHEMA,
-    "dimension_stats.parquet": DIMENSION_STATS_SCHEMA,
-    "summary.parquet": SUMMARY_SCHEMA,
-    "harness.parquet": HARNESS_SCHEMA,
-    "controls.parquet": CONTROLS_SCHEMA,
-    "decisions.parquet": DECISIONS_SCHEMA,
-    "samples.parquet": TRAIN_SAMPLES_SCHEMA,
-    "steps.parquet": TRAIN_STEPS_SCHEMA,
-    "judgements.parquet": JUDGEMENTS_SCHEMA,
-    "task_scores.parquet": TASK_SCORES_SCHEMA,
-    "task_spread.parquet": TASK_SPREAD_SCHEMA,
-    "benchmark.parquet": BENCHMARK_SCHEMA,
+    a.file: a.schema
+    for a in (
+        REPORTS,
+        RUBRICS,
+        SCORES,
+        EVIDENCE,
+        PROBES,
+        SOLVER_REWARDS,
+        EVALUATOR_REWARDS,
+        DIMENSION_STATS,
+        SUMMARY,
+        HARNESS,
+        CONTROLS,
+        DECISIONS,
+        TRAIN_SAMPLES,
+        TRAIN_STEPS,
+        JUDGEMENTS,
+        TASK_SCORES,
+        TASK_SPREAD,
+        BENCHMARK,
+    )
 }
 
 
@@ -348,17 +393,6 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
-def round_dir(run: str, round_idx: int) -> str:
-    return f"{run}/round-{round_idx:04d}"
-
-
-@dataclass
-class FileInfo:
-    rows: int
-    bytes: int
-    sha256: str
-
-
 class Store:
     """Reads and writes run artifacts under one root, through fsspec."""
 
@@ -366,11 +400,15 @@ class Store:
         options = dict(cfg.storage_options)
         if cfg.root.startswith("s3://"):
             # fail in seconds, not minutes, when the endpoint is down
-            options.setdefault("config_kwargs", {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2}})
+            options.setdefault(
+                "config_kwargs", {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2}}
+            )
         try:
             self.fs, root = fsspec.core.url_to_fs(cfg.root, **options)
         except (ImportError, ValueError) as e:
-            raise StoreError(f"cannot open store {cfg.root!r}: {e}; check store.root and store.storage_options") from None
+            raise StoreError(
+                f"cannot open store {cfg.root!r}: {e}; check store.root and store.storage_options"
+            ) from None
         self.root = root.rstrip("/")
         self.url = cfg.root.rstrip("/")
         self.remote = cfg.root.startswith("s3://")
@@ -388,7 +426,9 @@ class Store:
             self.fs.pipe_file(probe, b"ok")
             self.fs.rm_file(probe)
         except PermissionError as e:
-            raise StoreError(f"store {self.url} refused access ({e}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY") from None
+            raise StoreError(
+                f"store {self.url} refused access ({e}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+            ) from None
         except _transport_errors() as e:  # one line naming the store, not a botocore traceback
             raise StoreError(
                 f"cannot use store {self.url}: {type(e).__name__}: {str(e)[:200]}; "
@@ -439,8 +479,8 @@ class Store:
             (target / ".complete").touch()
         return target
 
-    def write_manifest(self, folder: str, manifest: dict[str, Any]) -> None:
-        self._put_atomic(self.path(folder, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True).encode())
+    def write_manifest(self, folder: str, manifest: Manifest) -> None:
+        self._put_atomic(self.path(folder, MANIFEST), manifest.to_json().encode())
 
     def clear(self, folder: str) -> None:
         """Remove a stage folder: manifest first, so it is invisible before anything else goes."""
@@ -451,12 +491,18 @@ class Store:
             self.fs.rm(self.path(folder), recursive=True)
 
     # ---- reading ------------------------------------------------------------------------------------
-    def read_manifest(self, folder: str) -> dict[str, Any] | None:
+    def read_manifest(self, folder: str) -> Manifest | None:
         path = self.path(folder, MANIFEST)
         try:
-            return json.loads(self.fs.cat_file(path))
+            data = self.fs.cat_file(path)
         except FileNotFoundError:
             return None
+        try:
+            return Manifest.from_json(data)
+        except (ValueError, TypeError, AttributeError) as e:  # not JSON, or not a manifest's fields
+            raise ArtifactError(
+                f"{self.display(folder, MANIFEST)} is not a valid manifest ({e}); rerun its stage with --force"
+            ) from None
 
     def read_table(self, folder: str, name: str) -> pa.Table:
         """Read a finished artifact; raise when its stage is unfinished or its schema differs from the constant."""
@@ -492,13 +538,20 @@ class Store:
             reader = pq.ParquetFile(f, pre_buffer=False, buffer_size=STREAM_READ_BYTES)
             yield from reader.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
 
+    def finished(self, folder: str, hint: str) -> Manifest:
+        """The manifest of a finished folder; raises, naming the folder and `hint` (what to run), when unfinished."""
+        manifest = self.read_manifest(folder)
+        if manifest is None:
+            raise ArtifactError(f"{self.display(folder)} is not finished; {hint}")
+        return manifest
+
     def _finished(self, folder: str, name: str) -> str:
         """The user-facing address of `name`, after checking that its stage finished and listed it."""
         manifest = self.read_manifest(folder)
         where = self.display(folder, name)
         if manifest is None:
             raise ArtifactError(f"{where} is not finished (no {MANIFEST} in its folder); run its stage first")
-        if name not in manifest.get("files", {}):
+        if name not in manifest.files:
             raise ArtifactError(f"{where} is not listed in its manifest; rerun its stage with --force")
         return where
 

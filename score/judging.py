@@ -20,64 +20,84 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from score.benchmark import BenchmarkError, resolve_checkpoint
-from score.harness import Harness
-from score.inspect import finished_rounds
+from score.benchmark import BenchmarkError
+from score.checkpoints import latest_or_base, resolve
+from score.harness import Harness, harness_for_round
+from score.layout import finished_rounds
+from score.pipeline import EVOLVE
 from score.queries import QueryFileError, read_rows
-from score.stages.base import derive_seed, harness_for_round
-from score.stages.evaluate import judge
+from score.rewards import rubric_score
+from score.runner import derive_seed
+from score.stages.evaluate import PASSES, judge
 from score.workspace import Workspace
 
 
 def latest_harness(ws: Workspace) -> tuple[Harness, str]:
     """The harness the run's next round would evaluate under (the seed harness when nothing evolved yet)."""
-    evolved = finished_rounds(ws.store, ws.cfg.run, "harness")
+    evolved = finished_rounds(ws.store, ws.cfg.run, EVOLVE.folder)
     return harness_for_round(ws, evolved[-1] + 1 if evolved else 0)
 
 
-def default_checkpoint(ws: Workspace) -> str:
-    """The latest train checkpoint of the config's run, else the base model."""
-    try:
-        resolve_checkpoint(ws, "latest")
-        return "latest"
-    except BenchmarkError:
-        return "base"
-
-
-def judge_reports(ws: Workspace, frame: pd.DataFrame, checkpoint: str | None = None, query_column: str = "query",
-                  report_column: str = "report") -> pd.DataFrame:
+def judge_reports(
+    ws: Workspace,
+    frame: pd.DataFrame,
+    checkpoint: str | None = None,
+    query_column: str = "query",
+    report_column: str = "report",
+) -> pd.DataFrame:
     """`frame` with `overall`, `dim_<dimension>` and `criteria` columns added (see the module docstring)."""
     missing = [c for c in (query_column, report_column) if c not in frame.columns]
     if missing:
-        raise BenchmarkError(f"reports have no column {missing[0]!r} (columns: {list(frame.columns)}); they need a query and a report column")
+        raise BenchmarkError(
+            f"reports have no column {missing[0]!r} (columns: {list(frame.columns)}); they need a query and a "
+            "report column"
+        )
     blank = [i for i, q in enumerate(frame[query_column]) if not isinstance(q, str) or not q.strip()]
     if blank:
         raise BenchmarkError(f"reports row(s) {blank[:5]} have an empty query; fill or remove them")
     if len(frame) == 0:
         raise BenchmarkError("there are no reports to judge")
-    label, policy = resolve_checkpoint(ws, checkpoint or default_checkpoint(ws))
+    label, policy = resolve(ws, checkpoint or latest_or_base(ws))
     harness, _ = latest_harness(ws)
     rows, per_query = [], defaultdict(int)
     for i, (q, text) in enumerate(zip(frame[query_column], frame[report_column])):
         qid = hashlib.sha256(q.strip().encode()).hexdigest()[:12]  # rows with the same query share its rubrics
-        rows.append({"query_id": qid, "query": q.strip(), "sample_idx": per_query[qid], "trajectory_id": f"row-{i}",
-                     "report": "" if text is None else str(text), "sources": []})
+        rows.append(
+            {
+                "query_id": qid,
+                "query": q.strip(),
+                "sample_idx": per_query[qid],
+                "trajectory_id": f"row-{i}",
+                "report": "" if text is None else str(text),
+                "sources": [],
+            }
+        )
         per_query[qid] += 1
-    judged = judge(ws, ws.backend(policy), rows, harness, derive_seed(ws.cfg.seed, 0, "judge"), probe_share=0.0, depth_probe_share=0.0)
+    judged = judge(
+        ws,
+        ws.backend(policy),
+        rows,
+        harness,
+        derive_seed(ws.cfg.seed, 0, "judge"),
+        probe_share=0.0,
+        depth_probe_share=0.0,
+    )
 
     cells: dict[tuple, list[float]] = defaultdict(list)  # (row, query, rubric, pass, dimension) -> criterion scores
     criteria: dict[str, list[dict]] = defaultdict(list)
     for s in judged.score_rows:
         cells[(s["trajectory_id"], s["query_id"], s["rubric_idx"], s["pass_idx"], s["dimension"])].append(s["score"])
-        criteria[s["trajectory_id"]].append({k: s[k] for k in ("rubric_idx", "pass_idx", "dimension", "criterion", "score")})
+        criteria[s["trajectory_id"]].append(
+            {k: s[k] for k in ("rubric_idx", "pass_idx", "dimension", "criterion", "score")}
+        )
     dims = [d.id for d in harness.active]
     overall, per_dim = defaultdict(list), defaultdict(lambda: defaultdict(list))
     for r in rows:
         tid, q = r["trajectory_id"], r["query_id"]
         for j, rub in enumerate(judged.rubrics[q]):
-            for p in (0, 1):
+            for p in PASSES:
                 means = {d: sum(v) / len(v) for d in rub.weights if (v := cells.get((tid, q, j, p, d)))}
-                overall[tid].append(sum(w * means.get(d, 0.0) for d, w in rub.weights.items()) / 10.0)
+                overall[tid].append(rubric_score(list(rub.weights.values()), [means.get(d, 0.0) for d in rub.weights]))
                 for d, m in means.items():
                     per_dim[tid][d].append(m)
     out = frame.copy()
@@ -86,7 +106,14 @@ def judge_reports(ws: Workspace, frame: pd.DataFrame, checkpoint: str | None = N
     for d in dims:
         out[f"dim_{d}"] = [sum(v) / len(v) if (v := per_dim[t][d]) else None for t in ids]
     out["criteria"] = [criteria[t] for t in ids]
-    out.attrs.update({"checkpoint": policy.name, "checkpoint_label": label, "harness_version": str(harness.version), "run": ws.cfg.run})
+    out.attrs.update(
+        {
+            "checkpoint": policy.name,
+            "checkpoint_label": label,
+            "harness_version": str(harness.version),
+            "run": ws.cfg.run,
+        }
+    )
     return out
 
 
@@ -98,14 +125,18 @@ def judge_file(ws: Workspace, reports: Path, out: Path, checkpoint: str | None =
     if not out.parent.exists():
         raise BenchmarkError(f"--out folder {out.parent} does not exist; create it first")
     if not reports.is_file():
-        raise BenchmarkError(f"reports file {reports} does not exist; pass a Parquet, JSONL or CSV file with query and report columns")
+        raise BenchmarkError(
+            f"reports file {reports} does not exist; pass a Parquet, JSONL or CSV file with query and report columns"
+        )
     try:
         frame = read_rows(reports)
     except QueryFileError as e:
         raise BenchmarkError(str(e).replace("queries file", "reports file")) from None
     judged = judge_reports(ws, frame, checkpoint)
     table = pa.Table.from_pandas(judged, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **{f"score.{k}".encode(): str(v).encode() for k, v in judged.attrs.items()}})
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), **{f"score.{k}".encode(): str(v).encode() for k, v in judged.attrs.items()}}
+    )
     tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, out)

@@ -78,7 +78,9 @@ def cited_sources(report: str, n_sources: int) -> list[int]:
 
 # ---- evaluator role ------------------------------------------------------------------------------------
 
-EVALUATOR_SYSTEM = "You are an expert evaluator of research reports. You write grading rubrics and score reports against them."
+EVALUATOR_SYSTEM = (
+    "You are an expert evaluator of research reports. You write grading rubrics and score reports against them."
+)
 RUBRIC_PREFILL = '{"weights": {'  # the evaluator's answer starts here: steers a small model into the format
 
 STRICTNESS = [
@@ -107,27 +109,42 @@ def rubric_messages(query: str, dimensions: list[tuple[str, str]], criteria_per_
     ]
 
 
+MARKER = "\u241e"  # a character no report contains: where the per-criterion part of a judging prompt starts
+
+
+def split_prompt(render, system: str, head: str, ask: str, tail: str) -> tuple[str, str]:
+    """A rendered judging prompt `system / head + ask` + `tail`, cut where `ask` starts: the prefix shared by
+    every ask over the same head (encoded once by the backend) and this ask's own suffix."""
+    full = render([Message("system", system), Message("user", head + MARKER + ask)]) + tail
+    cut = full.index(MARKER)
+    return full[:cut], full[cut + 1 :]
+
+
 def scoring_parts(
-    render, query: str, report: str, positions: list[int], total: int, evidence: str, criteria: list[tuple[str, str]], strictness: int
+    render,
+    query: str,
+    report: str,
+    positions: list[int],
+    total: int,
+    evidence: str,
+    criteria: list[tuple[str, str]],
+    strictness: int,
 ) -> tuple[str, list[list[str]]]:
     """The shared prefix (query, report, evidence) and, per pass, one suffix per (dimension, criterion), each
     ending where the score digit comes. A pass differs by where the report stood in its order (`positions`);
     the prefix is the same for every criterion of both passes, so the backend encodes the report once."""
     head = f"Research query: {query}\n\nReport:\n{report}\n\nEvidence checks:\n{evidence}\n\n"
-    marker = "\u241e"  # a character no report contains: where the per-criterion part starts
     strict = STRICTNESS[min(strictness, len(STRICTNESS) - 1)]
     prefix, per_pass = "", []
     for position in positions:
         suffixes = []
         for dim, criterion in criteria:
             ask = (
-                f"{marker}This is report {position} of {total} on this query.\nDimension: {dim}\nCriterion: {criterion}\n"
+                f"This is report {position} of {total} on this query.\nDimension: {dim}\nCriterion: {criterion}\n"
                 f"Rate how well the report meets the criterion from 0 (not at all) to 10 (fully).{strict}"
             )
-            full = render([Message("system", EVALUATOR_SYSTEM), Message("user", head + ask)]) + "Score: "
-            cut = full.index(marker)
-            prefix = full[:cut]
-            suffixes.append(full[cut + 1 :])
+            prefix, suffix = split_prompt(render, EVALUATOR_SYSTEM, head, ask, "Score: ")
+            suffixes.append(suffix)
         per_pass.append(suffixes)
     return prefix, per_pass
 
@@ -136,13 +153,18 @@ def evidence_messages(claim: str, passages: list[tuple[str, str]]) -> list[Messa
     listing = "\n".join(f"Passage ({title}): {text}" for title, text in passages)
     return [
         Message("system", "You check claims against evidence."),
-        Message("user", f"{listing}\n\nClaim: {claim}\n\nDoes the evidence support the claim? Answer Yes, No, or Unclear."),
+        Message(
+            "user", f"{listing}\n\nClaim: {claim}\n\nDoes the evidence support the claim? Answer Yes, No, or Unclear."
+        ),
     ]
 
 
 # ---- benchmark judge (RACE-style: two reports side by side, every criterion scored for each) -------------
 
-RACE_SYSTEM = "You are an expert judge of deep research reports. You compare two reports on the same task, criterion by criterion."
+RACE_SYSTEM = (
+    "You are an expert judge of deep research reports. "
+    "You compare two reports on the same task, criterion by criterion."
+)
 
 
 def _race_head(task: str, articles: tuple[str, str]) -> str:
@@ -152,18 +174,15 @@ def _race_head(task: str, articles: tuple[str, str]) -> str:
 def race_parts(render, task: str, articles: tuple[str, str], criteria: list[tuple[str, str]]) -> tuple[str, list[str]]:
     """The shared prefix (task and both articles) and two suffixes per (dimension, criterion text): Article 1's
     score, then Article 2's, each ending where the score digit comes. The prefix is encoded once per task."""
-    marker = "\u241e"
     prefix, suffixes = "", []
     for dim, criterion in criteria:
         for k in (1, 2):
             ask = (
-                f"{marker}Dimension: {dim}\nCriterion: {criterion}\n"
+                f"Dimension: {dim}\nCriterion: {criterion}\n"
                 f"Rate how well Article {k} meets the criterion from 0 (not at all) to 10 (fully)."
             )
-            full = render([Message("system", RACE_SYSTEM), Message("user", _race_head(task, articles) + ask)]) + f"Article {k} score: "
-            cut = full.index(marker)
-            prefix = full[:cut]
-            suffixes.append(full[cut + 1 :])
+            prefix, suffix = split_prompt(render, RACE_SYSTEM, _race_head(task, articles), ask, f"Article {k} score: ")
+            suffixes.append(suffix)
     return prefix, suffixes
 
 
@@ -174,7 +193,8 @@ def race_messages(task: str, articles: tuple[str, str], criteria: list[tuple[str
         Message("system", RACE_SYSTEM),
         Message(
             "user",
-            _race_head(task, articles) + f"Criteria:\n{listing}\n\nScore both articles on every criterion from 0 (not at all) "
+            _race_head(task, articles)
+            + f"Criteria:\n{listing}\n\nScore both articles on every criterion from 0 (not at all) "
             f"to 10 (fully). Answer with one line per criterion and nothing else, in the form\n"
             f"<criterion number>: <Article 1 score> <Article 2 score>\nfor example\n1: 7 5",
         ),

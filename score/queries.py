@@ -31,7 +31,9 @@ def queries_path(cfg: DataConfig) -> Path:
 def load_queries(cfg: DataConfig) -> list[Query]:
     path = queries_path(cfg)
     if not path.exists():
-        raise QueryFileError(f"queries file {path} does not exist; set data.queries to a Parquet, JSONL or CSV file or to 'deepconsult'")
+        raise QueryFileError(
+            f"queries file {path} does not exist; set data.queries to a Parquet, JSONL or CSV file or to 'deepconsult'"
+        )
     frame = read_rows(path)
     if len(frame) == 0:
         raise QueryFileError(f"queries file {path} has no rows; it needs at least one query")
@@ -45,12 +47,16 @@ def load_queries(cfg: DataConfig) -> list[Query]:
     texts = frame[cfg.query_column]
     blank = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if blank:
-        raise QueryFileError(f"queries file {path}: row(s) {blank[:5]} have an empty or missing query; remove or fill them")
+        raise QueryFileError(
+            f"queries file {path}: row(s) {blank[:5]} have an empty or missing query; remove or fill them"
+        )
     ids = [str(x) for x in frame[cfg.id_column]] if cfg.id_column else [f"q{i:04d}" for i in range(len(frame))]
     seen: set[str] = set()
     dupes = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
     if dupes:
-        raise QueryFileError(f"queries file {path}: duplicate id(s) {dupes[:5]}; every query needs a unique {cfg.id_column!r}")
+        raise QueryFileError(
+            f"queries file {path}: duplicate id(s) {dupes[:5]}; every query needs a unique {cfg.id_column!r}"
+        )
     return [Query(i, t.strip()) for i, t in zip(ids, texts)]
 
 
@@ -68,7 +74,9 @@ def read_rows(path: Path) -> pd.DataFrame:
         if suffix in (".jsonl", ".json"):
             return pd.DataFrame([json.loads(line) for line in raw.splitlines() if line.strip()])
     except UnicodeDecodeError as e:
-        raise QueryFileError(f"queries file {path} is not valid UTF-8 (byte {e.start}); re-encode it as UTF-8") from None
+        raise QueryFileError(
+            f"queries file {path} is not valid UTF-8 (byte {e.start}); re-encode it as UTF-8"
+        ) from None
     except (json.JSONDecodeError, pd.errors.ParserError, ValueError) as e:
         raise QueryFileError(f"queries file {path} could not be parsed: {e}") from None
     raise QueryFileError(f"queries file {path} has suffix {suffix!r}; use .parquet, .jsonl or .csv")

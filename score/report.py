@@ -21,40 +21,47 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from score.artifacts import Store, round_dir
-from score.inspect import run_rounds
+from score.artifacts import DIMENSION_STATS, HARNESS, SUMMARY, ArtifactError, Store
+from score.benchmark import BenchmarkStats
+from score.layout import benchmark_dir, round_label, run_rounds, stage_dir
+from score.pipeline import EVALUATE, EVOLVE, TRAIN, TrainStats
+
 
 @dataclass
 class RunSeries:
     run: str
     rounds: list[int] = field(default_factory=list)  # rounds with a finished self-evaluate
     summary: list[dict] = field(default_factory=list)  # one summary row per round in `rounds`
-    status: dict[str, dict[int, str]] = field(default_factory=dict)  # dimension -> round -> status it was evaluated under
-    train: dict[int, dict] = field(default_factory=dict)  # round -> train stats
-    benchmark: dict[int, dict] = field(default_factory=dict)  # round -> benchmark manifest stats of its checkpoint
+    status: dict[str, dict[int, str]] = field(
+        default_factory=dict
+    )  # dimension -> round -> status it was evaluated under
+    train: dict[int, TrainStats] = field(default_factory=dict)  # round -> train statistics
+    benchmark: dict[int, BenchmarkStats] = field(default_factory=dict)  # round -> benchmark score of its checkpoint
 
 
 def load_series(store: Store, run: str) -> RunSeries:
     s = RunSeries(run)
     for r in run_rounds(store, run):
-        here = round_dir(run, r)
-        if store.read_manifest(f"{here}/evaluate") is None:
+        evaluate = stage_dir(run, r, EVALUATE.folder)
+        if store.read_manifest(evaluate) is None:
             continue
         s.rounds.append(r)
-        s.summary.append(store.read_table(f"{here}/evaluate", "summary.parquet").to_pylist()[0])
-        for d in store.read_table(f"{here}/evaluate", "dimension_stats.parquet").to_pylist():
+        s.summary.append(store.read_table(evaluate, SUMMARY.file).to_pylist()[0])
+        for d in store.read_table(evaluate, DIMENSION_STATS.file).to_pylist():
             s.status.setdefault(d["dimension"], {})[r] = d["status"]
-        harness = store.read_manifest(f"{here}/harness")
-        if harness is not None:  # what harness-evolve decided after this round: retirements show from r+1
-            for d in store.read_table(f"{here}/harness", "harness.parquet").to_pylist():
+        harness = stage_dir(run, r, EVOLVE.folder)
+        if (
+            store.read_manifest(harness) is not None
+        ):  # what harness-evolve decided after this round: retirements show from r+1
+            for d in store.read_table(harness, HARNESS.file).to_pylist():
                 if d["status"] == "retired":
                     s.status.setdefault(d["id"], {}).setdefault(r + 1, "retired")
-        train = store.read_manifest(f"{here}/train")
+        train = store.read_manifest(stage_dir(run, r, TRAIN.folder))
         if train is not None:
-            s.train[r] = train["stats"]
-        bench = store.read_manifest(f"{run}/benchmark/round-{r:04d}")
+            s.train[r] = train.stats_as(TrainStats)
+        bench = store.read_manifest(benchmark_dir(run, round_label(r)))
         if bench is not None:
-            s.benchmark[r] = bench["stats"]
+            s.benchmark[r] = bench.stats_as(BenchmarkStats)
     return s
 
 
@@ -67,8 +74,6 @@ def write_report(store: Store, run: str, out: Path, baseline: str | None = None)
 
     runs = [load_series(store, run)] + ([load_series(store, baseline)] if baseline else [])
     if not runs[0].rounds:
-        from score.artifacts import ArtifactError
-
         raise ArtifactError(f"run {run!r} has no finished self-evaluate yet; nothing to plot")
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -99,8 +104,16 @@ def _plot_reward(ax, runs: list[RunSeries]) -> None:
         mean = [x["reward_mean"] for x in s.summary]
         spread = [x["reward_spread"] for x in s.summary]
         line = ax.plot(s.rounds, mean, label=f"{s.run}: mean", **_style(i))[0]
-        ax.fill_between(s.rounds, [m - d for m, d in zip(mean, spread)], [m + d for m, d in zip(mean, spread)], alpha=0.15, color=line.get_color())
-        ax.plot(s.rounds, spread, label=f"{s.run}: within-query spread", color=line.get_color(), alpha=0.5, linestyle=":")
+        ax.fill_between(
+            s.rounds,
+            [m - d for m, d in zip(mean, spread)],
+            [m + d for m, d in zip(mean, spread)],
+            alpha=0.15,
+            color=line.get_color(),
+        )
+        ax.plot(
+            s.rounds, spread, label=f"{s.run}: within-query spread", color=line.get_color(), alpha=0.5, linestyle=":"
+        )
     ax.set_title("solver reward (band: mean within-query std)")
     ax.set_ylabel("reward")
 
@@ -146,13 +159,13 @@ def _plot_search(ax, runs: list[RunSeries]) -> None:
 def _plot_train(ax, runs: list[RunSeries]) -> None:
     for i, s in enumerate(runs):
         rounds = sorted(s.train)
-        ax.plot(rounds, [s.train[r]["samples"] for r in rounds], label=f"{s.run}: samples", **_style(i))
+        ax.plot(rounds, [s.train[r].samples for r in rounds], label=f"{s.run}: samples", **_style(i))
     ax.set_title("train: samples per round (flat groups give none)")
     ax.set_ylabel("samples")
     twin = ax.twinx()
     for i, s in enumerate(runs):
-        rounds = [r for r in sorted(s.train) if s.train[r].get("kl_mean") is not None]
-        twin.plot(rounds, [s.train[r]["kl_mean"] for r in rounds], color="tab:red", label=f"{s.run}: KL", **_style(i))
+        rounds = [r for r in sorted(s.train) if s.train[r].kl_mean is not None]
+        twin.plot(rounds, [s.train[r].kl_mean for r in rounds], color="tab:red", label=f"{s.run}: KL", **_style(i))
     twin.set_ylabel("mean KL to base", color="tab:red")
 
 
@@ -160,30 +173,50 @@ def _plot_benchmark(ax, runs: list[RunSeries]) -> None:
     for i, s in enumerate(runs):
         rounds = sorted(s.benchmark)
         if rounds:
-            ax.errorbar(rounds, [s.benchmark[r]["score"] for r in rounds], yerr=[s.benchmark[r]["score_std"] for r in rounds],
-                        capsize=3, label=s.run, **_style(i))
+            ax.errorbar(
+                rounds,
+                [s.benchmark[r].score for r in rounds],
+                yerr=[s.benchmark[r].score_std for r in rounds],
+                capsize=3,
+                label=s.run,
+                **_style(i),
+            )
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":", label="as good as the reference")
-    names = {f"{s.benchmark[r]['benchmark']}, judge {s.benchmark[r]['judge']}" for s in runs for r in s.benchmark}
-    ax.set_title("benchmark: checkpoint after the round vs reference" + (f"\n({'; '.join(sorted(names))})" if names else " (none: run score eval)"), fontsize=9)
+    names = {f"{s.benchmark[r].benchmark}, judge {s.benchmark[r].judge}" for s in runs for r in s.benchmark}
+    ax.set_title(
+        "benchmark: checkpoint after the round vs reference"
+        + (f"\n({'; '.join(sorted(names))})" if names else " (none: run score eval)"),
+        fontsize=9,
+    )
     ax.set_ylabel("score (bars: std over judge runs)")
 
 
 PLOTS = {  # file stem -> what draws it
-    "reward": _plot_reward, "saturation": _plot_saturation, "evaluator": _plot_evaluator,
-    "dimensions": _plot_dimensions, "search": _plot_search, "train": _plot_train, "benchmark": _plot_benchmark,
+    "reward": _plot_reward,
+    "saturation": _plot_saturation,
+    "evaluator": _plot_evaluator,
+    "dimensions": _plot_dimensions,
+    "search": _plot_search,
+    "train": _plot_train,
+    "benchmark": _plot_benchmark,
 }
 
 
 def _write_html(path: Path, runs: list[RunSeries], pngs: list[Path]) -> None:
     rows = "".join(
         f"<tr><td>{html.escape(s.run)}</td><td>{r}</td>"
-        + "".join(f"<td>{x[k]:.3f}</td>" for k in ("reward_mean", "reward_spread", "saturation_rate", "agreement", "detection"))
-        + (f"<td>{b['score']:.3f} &plusmn; {b['score_std']:.3f}</td>" if (b := s.benchmark.get(r)) else "<td>-</td>")
+        + "".join(
+            f"<td>{x[k]:.3f}</td>"
+            for k in ("reward_mean", "reward_spread", "saturation_rate", "agreement", "detection")
+        )
+        + (f"<td>{b.score:.3f} &plusmn; {b.score_std:.3f}</td>" if (b := s.benchmark.get(r)) else "<td>-</td>")
         + "</tr>"
-        for s in runs for r, x in zip(s.rounds, s.summary)
+        for s in runs
+        for r, x in zip(s.rounds, s.summary)
     )
     images = "".join(
-        f'<figure><img src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}" alt="{p.stem}"><figcaption>{p.name}</figcaption></figure>'
+        f'<figure><img src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}" '
+        f'alt="{p.stem}"><figcaption>{p.name}</figcaption></figure>'
         for p in pngs
     )
     title = " vs ".join(html.escape(s.run) for s in runs)

@@ -6,12 +6,18 @@ Scores are on the evaluator's 0-10 scale; rewards are in [0, 1].
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def validity(
-    report: str, finish_reason: str, n_cited: int, *, min_chars: int = 80,
-    empty: float = 0.0, truncated: float = 0.0, uncited: float = 0.0,
+    report: str,
+    finish_reason: str,
+    n_cited: int,
+    *,
+    min_chars: int = 80,
+    empty: float = 0.0,
+    truncated: float = 0.0,
+    uncited: float = 0.0,
 ) -> float:
     """The multiplier that gates a report's reward: 1 for a complete, cited report; the configured factor otherwise.
 
@@ -89,7 +95,12 @@ def rank_agreement(a: Sequence[float], b: Sequence[float], eps: float = 1e-6) ->
     return max(0.0, _corr(ra, rb))
 
 
-def evaluator_reward(pass_a: Sequence[float], pass_b: Sequence[float], probe_pairs: Sequence[tuple[float, float]], probe_weight: float = 0.5) -> float:
+def evaluator_reward(
+    pass_a: Sequence[float],
+    pass_b: Sequence[float],
+    probe_pairs: Sequence[tuple[float, float]],
+    probe_weight: float = 0.5,
+) -> float:
     """One rubric's reward: rank agreement between its two passes over the K reports, plus `probe_weight` times
     the share of (original, corrupted) score pairs where the original scored higher (ties count half).
 
@@ -110,9 +121,21 @@ def detection_rate(pairs: Sequence[tuple[float, float]]) -> float:
     >>> detection_rate([(6, 2), (3, 3), (1, 4)])
     0.5
     """
-    if not pairs:
-        return 0.5
-    return sum(1.0 if o > c else 0.5 if o == c else 0.0 for o, c in pairs) / len(pairs)
+    return detection_share(detection_points(pairs), len(pairs))
+
+
+def detection_points(pairs: Sequence[tuple[float, float]]) -> float:
+    """1 per pair ranked the right way, 0.5 per tie: halves, so sums of points are exact in any order.
+
+    >>> detection_points([(6, 2), (3, 3)])
+    1.5
+    """
+    return sum(1.0 if o > c else 0.5 if o == c else 0.0 for o, c in pairs)
+
+
+def detection_share(points: float, n: int) -> float:
+    """Detection rate from counted points over `n` pairs; 0.5 (chance) with none."""
+    return points / n if n else 0.5
 
 
 def group_std(xs: Sequence[float]) -> float:

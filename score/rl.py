@@ -15,11 +15,13 @@ and `weight_t` carries the aggregation: "grpo" averages tokens within a sequence
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
+
+from score.rewards import group_std
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def group_advantages(rewards: Sequence[float], normalize_std: bool = True, flat_
     """
     n = len(rewards)
     mean = sum(rewards) / n if n else 0.0
-    std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / n) if n else 0.0
+    std = group_std(rewards)
     if n < 2 or std <= flat_std:
         return GroupAdvantages([0.0] * n, mean, std, True)
     scale = std if normalize_std else 1.0
@@ -108,6 +110,7 @@ def policy_loss(
 
     A ratio of 2 with a positive advantage is clipped at 1 + clip_high and carries no gradient:
 
+    >>> import math
     >>> lp = torch.tensor([[math.log(2.0)]], requires_grad=True)
     >>> parts = policy_loss(lp, torch.zeros(1, 1), None, torch.tensor([1.0]), torch.ones(1, 1), 0.2, 0.28, 0.0)
     >>> round(parts.loss.item(), 4), parts.clip_frac

@@ -1,102 +1,202 @@
-"""Run stages behind manifests: a stage whose manifest matches its config and inputs is skipped.
+"""Run stages behind manifests, from their declared contracts (`score.pipeline`).
 
 This is where resume lives (not in Prefect's cache, which cannot see helper code or data): a stage's
-fingerprint hashes its name, the config sections its outputs depend on and the fingerprints of its inputs
-(upstream manifests, data files, the policy weights). A folder without a manifest is cleared and redone.
+fingerprint hashes its name, the config it declares and the fingerprints of its declared inputs (the
+content of the artifacts it reads, the queries file, the corpus, the policy weights, the harness). A stage
+whose manifest holds that fingerprint is skipped; otherwise its folder is cleared and redone.
+
+A stage computes from a `StageContext`: its declared config only (a `ConfigView`), its declared inputs only,
+and writes only its declared outputs; the runner checks all of it and writes the manifest last.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
-import os
-import platform
-import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
-from types import ModuleType
-from typing import Any
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from score.artifacts import round_dir
-from score.stages import evaluate, evolve, generate, train
-from score.workspace import Workspace
+import pyarrow as pa
+
+from score.artifacts import Artifact, ArtifactError
+from score.checkpoints import Policy, policy_for_round
+from score.config import ConfigView
+from score.layout import CHECKPOINT, stage_dir
+from score.manifest import FolderWriter, Manifest, Outcome, behind_manifest
+from score.pipeline import REWARDS_SEAM, StageSpec, stage
+
+if TYPE_CHECKING:
+    from score.harness import Harness
+    from score.queries import Query
+    from score.search.base import SearchBackend
+    from score.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-STAGES: dict[str, ModuleType] = {m.NAME: m for m in (generate, evaluate, evolve, train)}  # in round order
-STAGE_NAMES = tuple(STAGES)
 
+def derive_seed(base: int, round_idx: int, name: str) -> int:
+    """A stable per-(round, stage) seed, so reruns of one stage reproduce it without rerunning the others.
 
-class UnknownStage(ValueError):
-    pass
+    >>> a, b = derive_seed(0, 1, "generate-reports"), derive_seed(0, 2, "generate-reports")
+    >>> a == derive_seed(0, 1, "generate-reports") != b
+    True
+    """
+    return int.from_bytes(hashlib.sha256(f"{base}/{round_idx}/{name}".encode()).digest()[:4], "little")
 
 
 @dataclass
-class StageOutcome:
-    stage: str
+class StageContext:
+    """What a stage computes from: its declared config, inputs and resources, and a writer for its outputs."""
+
+    spec: StageSpec
+    ws: Workspace  # seen through the stage's ConfigView
     round: int
-    folder: str  # user-facing address of the stage folder
-    skipped: bool
-    manifest: dict[str, Any]
+    writer: FolderWriter
+    producers: dict[str, StageSpec]  # artifact file -> the stage whose folder it is read from this round
+    resources: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cfg(self) -> Any:
+        return self.ws.cfg
+
+    @cached_property
+    def seed(self) -> int:
+        return derive_seed(self.cfg.seed, self.round, self.spec.name)
+
+    def read(self, artifact: Artifact, columns: list[str] | None = None) -> pa.Table:
+        if artifact.file not in self.producers:
+            raise ArtifactError(f"stage {self.spec.name} read {artifact.file}, which its contract does not declare")
+        table = self.ws.store.read_table(
+            stage_dir(self.cfg.run, self.round, self.producers[artifact.file].folder), artifact.file
+        )
+        return table.select(columns) if columns else table
+
+    def write(self, artifact: Artifact, rows: list[dict]) -> None:
+        if artifact not in self.spec.writes:
+            raise ArtifactError(f"stage {self.spec.name} wrote {artifact.file}, which its contract does not declare")
+        self.writer.rows(artifact.file, rows)
+
+    def write_checkpoint(self, folder: Path) -> None:
+        """Copy a local checkpoint folder into the stage's `checkpoint/` (the contract must declare one)."""
+        if not self.spec.checkpoint:
+            raise ArtifactError(f"stage {self.spec.name} wrote a checkpoint, which its contract does not declare")
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            self.writer.file(f"{CHECKPOINT}/{path.relative_to(folder).as_posix()}", path)
+
+    def _resource(self, name: str) -> Any:
+        if name not in self.resources:
+            raise ArtifactError(f"stage {self.spec.name} used the {name}, which its contract does not declare")
+        return self.resources[name]
+
+    @property
+    def policy(self) -> Policy:
+        return self._resource("policy")
+
+    @property
+    def harness(self) -> Harness:
+        return self._resource("harness")
+
+    @property
+    def queries(self) -> list[Query]:
+        return self._resource("queries")
+
+    @property
+    def search(self) -> SearchBackend:
+        return self._resource("corpus")
 
 
-def stage_folder(ws: Workspace, name: str, round_idx: int) -> str:
-    return f"{round_dir(ws.cfg.run, round_idx)}/{STAGES[name].FOLDER}"
+def _resources(ws: Workspace, spec: StageSpec, round_idx: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """The declared resources of a stage, and their fingerprints."""
+    values, fingerprints = {}, {}
+    for name in spec.uses:
+        if name == "queries":
+            values[name], fingerprints[name] = ws.queries, ws.queries_fingerprint
+        elif name == "corpus":
+            values[name], fingerprints[name] = ws.search, ws.search.fingerprint
+        elif name == "policy":
+            values[name] = policy_for_round(ws, round_idx)
+            fingerprints[name] = values[name].fingerprint
+        elif name == "harness":
+            from score.harness import harness_for_round
+
+            values[name], fingerprints[name] = harness_for_round(ws, round_idx)
+    return values, fingerprints
 
 
-def stage_fingerprint(ws: Workspace, name: str, inputs: dict[str, str]) -> str:
-    config = ws.cfg.section_fingerprint(*STAGES[name].CONFIG)
-    blob = json.dumps({"stage": name, "config": config, "inputs": inputs}, sort_keys=True)
+def _producers(spec: StageSpec, sources: dict[str, StageSpec]) -> dict[str, StageSpec]:
+    """Artifact file -> the stage it is read from: the declared producer, or the stand-in for its seam."""
+    out = {}
+    for read in spec.reads:
+        producer = sources.get(read.seam) if read.seam else None
+        if producer is not None and read.artifact not in producer.writes:
+            raise ArtifactError(
+                f"{producer.name} cannot stand in for {read.stage}: it does not write {read.artifact.file}"
+            )
+        out[read.artifact.file] = producer or stage(read.stage)
+    return out
+
+
+def stage_fingerprint(ws: Workspace, spec: StageSpec, inputs: dict[str, str]) -> str:
+    config = ws.cfg.section_fingerprint(*spec.config)
+    blob = json.dumps({"stage": spec.name, "config": config, "inputs": inputs}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def run_stage(ws: Workspace, name: str, round_idx: int, force: bool = False) -> StageOutcome:
-    if name not in STAGES:
-        raise UnknownStage(f"unknown stage {name!r}; stages are: {', '.join(STAGE_NAMES)}")
+def run_stage(
+    ws: Workspace,
+    name: str | StageSpec,
+    round_idx: int,
+    force: bool = False,
+    sources: dict[str, StageSpec] | None = None,
+) -> Outcome:
+    """Run one stage of one round behind its manifest. `sources` maps a seam (`pipeline.REWARDS_SEAM`) to a
+    stage that stands in for the declared producer of its reads (the learning check's known reward)."""
+    spec = name if isinstance(name, StageSpec) else stage(name)
     if round_idx < 0:
         raise ValueError(f"round must be >= 0, got {round_idx}")
-    stage = STAGES[name]
-    folder = stage_folder(ws, name, round_idx)
-    inputs = stage.inputs(ws, round_idx)
-    fingerprint = stage_fingerprint(ws, name, inputs)
-    old = ws.store.read_manifest(folder)
-    if old is not None and old.get("fingerprint") == fingerprint and not force:
-        log.info("round %d %s: done already (manifest matches), skipped", round_idx, name)
-        return StageOutcome(name, round_idx, ws.store.display(folder), True, old)
-    if old is not None:
-        log.info("round %d %s: %s, redoing", round_idx, name, "forced" if force else "config or inputs changed")
-    main = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch` only the main process writes
-    if main:
-        ws.store.clear(folder)  # whatever a killed attempt left behind
-    started = datetime.now(timezone.utc)
-    t0 = time.perf_counter()
-    result = stage.run(ws, round_idx, folder)
-    manifest = {
-        "stage": name,
-        "run": ws.cfg.run,
-        "round": round_idx,
-        "fingerprint": fingerprint,
-        "config_fingerprint": ws.cfg.section_fingerprint(*stage.CONFIG),
-        "config": {s: ws.cfg.model_dump(mode="json")[s] for s in stage.CONFIG if s != "store"},
-        "inputs": inputs,
-        "files": {f: vars(info) for f, info in result.files.items()},
-        "stats": result.stats,
-        "started_at": started.isoformat(),
-        "seconds": round(time.perf_counter() - t0, 2),
-        "versions": _versions(),
-    }
-    if main:
-        ws.store.write_manifest(folder, manifest)  # last: from now on the folder exists for readers
-    return StageOutcome(name, round_idx, ws.store.display(folder), False, manifest)
+    unknown = set(sources or {}) - {REWARDS_SEAM}
+    if unknown:
+        raise ValueError(f"unknown seam(s) {sorted(unknown)}; the seams are: {REWARDS_SEAM}")
+    producers = _producers(spec, sources or {})
+    inputs = {}
+    for producer in dict.fromkeys(producers.values()):  # the content of every upstream folder read
+        folder = stage_dir(ws.cfg.run, round_idx, producer.folder)
+        inputs[producer.name] = ws.store.finished(
+            folder, f"run round {round_idx}'s {producer.name} first"
+        ).content_fingerprint()
+    resources, fingerprints = _resources(ws, spec, round_idx)
+    inputs.update(fingerprints)
+    meta = Manifest(
+        stage=spec.name,
+        run=ws.cfg.run,
+        round=round_idx,
+        fingerprint=stage_fingerprint(ws, spec, inputs),
+        files={},
+        config_fingerprint=ws.cfg.section_fingerprint(*spec.config),
+        config=ws.cfg.dump(*spec.config),
+        inputs=inputs,
+    )
+    view = ws.restricted(ConfigView(ws.cfg, spec.config, f"stage {spec.name}"))
+    module, function = spec.impl.split(":")
+
+    def work(writer: FolderWriter):
+        ctx = StageContext(spec, view, round_idx, writer, producers, resources)
+        stats = getattr(importlib.import_module(module), function)(ctx)
+        missing = [a.file for a in spec.writes if a.file not in writer.files]
+        if writer.enabled and missing:
+            raise ArtifactError(f"stage {spec.name} did not write {missing}, which its contract declares")
+        return stats
+
+    folder = stage_dir(ws.cfg.run, round_idx, spec.folder)
+    outcome = behind_manifest(ws.store, folder, meta, work, force=force)
+    log.info("round %d %s: %s", round_idx, spec.name, "skipped (done)" if outcome.skipped else "done")
+    return outcome
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("score", "torch", "transformers", "pyarrow", "peft", "vllm"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
+def stage_folder(ws: Workspace, name: str, round_idx: int) -> str:
+    """The store folder of stage `name` in round `round_idx` of the workspace's run."""
+    return stage_dir(ws.cfg.run, round_idx, stage(name).folder)

@@ -24,22 +24,20 @@ import math
 import random
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from score.checkpoints import OPTIMIZER_FILE, STATE_FILE
 from score.config import ModelConfig, TrainConfig
 from score.models.transformers_backend import left_pad
 from score.rl import policy_loss, token_weights
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "trainer_state.json"
-OPTIMIZER_FILE = "optimizer.safetensors"
 
 
 @dataclass
@@ -107,15 +105,25 @@ def _width(samples: Sequence[TrainSample], idx: list[int]) -> int:
     return max(len(samples[i].prompt_ids) + len(samples[i].token_ids) for i in idx)
 
 
-def written_logprobs(model, rows: Sequence[tuple[list[int], list[int]]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def written_logprobs(
+    model, rows: Sequence[tuple[list[int], list[int]]], pad_id: int, device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of each row's written tokens given its prompt, right-aligned: returns (B, L) log-probs and
     a (B, L) mask of real written tokens, L the longest written part in the batch."""
     L = max(len(c) for _, c in rows)
     ids, attn = left_pad([p + c for p, c in rows], pad_id)  # (B, T): written tokens end every row
     ids, attn = ids.to(device), attn.to(device)
-    logits = model(
-        input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0), logits_to_keep=L + 1, use_cache=False
-    ).logits[:, :-1].float()  # (B, L, V): position j predicts token T-L+j; the prompt's logits are never made
+    logits = (
+        model(
+            input_ids=ids,
+            attention_mask=attn,
+            position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
+            logits_to_keep=L + 1,
+            use_cache=False,
+        )
+        .logits[:, :-1]
+        .float()
+    )  # (B, L, V): position j predicts token T-L+j; the prompt's logits are never made
     targets = ids[:, -L:]  # (B, L)
     logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # (B, L)
     lengths = torch.tensor([len(c) for _, c in rows], device=device)  # (B,)
@@ -139,7 +147,9 @@ class Trainer:
         self.rng = random.Random(seed)  # batch order
         dtype = getattr(torch, model_cfg.dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(base_path)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self.pad_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        )
         self.reference = None
         with warnings.catch_warnings():  # peft asks transformers a deprecated question on every wrap
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -149,7 +159,10 @@ class Trainer:
         model.config.use_cache = False
         self.param_names = [n for n, p in model.named_parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+            [p for p in model.parameters() if p.requires_grad],
+            lr=cfg.lr,
+            betas=tuple(cfg.betas),
+            weight_decay=cfg.weight_decay,
         )
         self.step = 0
         if resume:
@@ -157,7 +170,9 @@ class Trainer:
             if (Path(resume) / OPTIMIZER_FILE).exists() and not self.sharded:
                 _load_optimizer(optimizer, self.param_names, Path(resume) / OPTIMIZER_FILE)
             elif self.sharded:
-                log.warning("optimizer state is sharded under %s: it restarts this round", self.accelerator.distributed_type)
+                log.warning(
+                    "optimizer state is sharded under %s: it restarts this round", self.accelerator.distributed_type
+                )
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         if self.reference is not None:
             self.reference = self.reference.to(self.accelerator.device)
@@ -168,7 +183,9 @@ class Trainer:
 
         if cfg.method == "full":
             if cfg.kl_coef > 0:  # full fine-tuning has no adapter to switch off: the reference is a frozen copy
-                self.reference = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).eval().requires_grad_(False)
+                self.reference = (
+                    AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).eval().requires_grad_(False)
+                )
             return AutoModelForCausalLM.from_pretrained(resume or base_path, dtype=dtype)
         from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -176,8 +193,11 @@ class Trainer:
         if resume:
             return PeftModel.from_pretrained(base, resume, is_trainable=True)
         lora = LoraConfig(
-            r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.target_modules), task_type="CAUSAL_LM",
+            r=cfg.lora_rank,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.target_modules),
+            task_type="CAUSAL_LM",
         )
         return get_peft_model(base, lora)
 
@@ -195,12 +215,20 @@ class Trainer:
             with self.unwrapped.disable_adapter():  # LoRA: the base weights are the reference, no second copy
                 return written_logprobs(self.model, rows, self.pad_id, self.accelerator.device)[0]
 
-    def train(self, samples: Sequence[TrainSample], role_weight: dict[str, float], total_steps: int, desc: str = "") -> list[StepLog]:
+    def train(
+        self, samples: Sequence[TrainSample], role_weight: dict[str, float], total_steps: int, desc: str = ""
+    ) -> list[StepLog]:
         """One pass (`train.epochs` passes) over `samples`; returns one log row per optimizer step."""
         cfg, acc = self.cfg, self.accelerator
         logs: list[StepLog] = []
         # progress in samples, moved after every micro-batch (an optimizer step can take minutes on a CPU)
-        with tqdm(total=len(samples) * cfg.epochs, desc=desc or "train", unit="sample", leave=False, disable=not desc or not acc.is_main_process) as bar:
+        with tqdm(
+            total=len(samples) * cfg.epochs,
+            desc=desc or "train",
+            unit="sample",
+            leave=False,
+            disable=not desc or not acc.is_main_process,
+        ) as bar:
             for epoch in range(cfg.epochs):
                 order = list(range(len(samples)))
                 self.rng.shuffle(order)
@@ -210,7 +238,14 @@ class Trainer:
                     bar.set_postfix(step=logs[-1].step, loss=f"{logs[-1].loss:.4f}", kl=f"{logs[-1].kl:.4f}")
         return logs
 
-    def _step(self, batch: Sequence[TrainSample], role_weight: dict[str, float], epoch: int, total_steps: int, progress=lambda n: None) -> StepLog:
+    def _step(
+        self,
+        batch: Sequence[TrainSample],
+        role_weight: dict[str, float],
+        epoch: int,
+        total_steps: int,
+        progress=lambda n: None,
+    ) -> StepLog:
         cfg, acc = self.cfg, self.accelerator
         t0 = time.perf_counter()
         lr = lr_at(self.step, cfg, total_steps)
@@ -243,7 +278,9 @@ class Trainer:
             totals["ratio"] += parts.ratio_mean * parts.tokens
             totals["tokens"] += parts.tokens
             progress(len(idx) * acc.num_processes if real else 0)
-            totals["padded"] += real * logp.shape[0] * max(len(batch[i].prompt_ids) + len(batch[i].token_ids) for i in idx)
+            totals["padded"] += (
+                real * logp.shape[0] * max(len(batch[i].prompt_ids) + len(batch[i].token_ids) for i in idx)
+            )
         if acc.num_processes > 1:  # every process saw its share of the batch: sum the logged totals
             keys = list(totals)
             summed = acc.reduce(torch.tensor([float(totals[k]) for k in keys], device=acc.device), reduction="sum")
@@ -254,9 +291,19 @@ class Trainer:
         self.step += 1
         n = max(totals["tokens"], 1)
         return StepLog(
-            step=self.step - 1, epoch=epoch, samples=len(batch), tokens=totals["tokens"], padded_tokens=totals["padded"],
-            loss=totals["loss"], pg=totals["pg"], kl=totals["kl"] / n, clip_frac=totals["clip"] / n,
-            ratio_mean=totals["ratio"] / n, grad_norm=float(grad_norm), lr=lr, seconds=time.perf_counter() - t0,
+            step=self.step - 1,
+            epoch=epoch,
+            samples=len(batch),
+            tokens=totals["tokens"],
+            padded_tokens=totals["padded"],
+            loss=totals["loss"],
+            pg=totals["pg"],
+            kl=totals["kl"] / n,
+            clip_frac=totals["clip"] / n,
+            ratio_mean=totals["ratio"] / n,
+            grad_norm=float(grad_norm),
+            lr=lr,
+            seconds=time.perf_counter() - t0,
         )
 
     def save(self, folder: Path) -> list[Path]:
@@ -286,7 +333,9 @@ def _save_optimizer(optimizer, names: list[str], path: Path) -> None:
     state = optimizer.state_dict()["state"]
     for idx, name in enumerate(names):
         for key, value in state.get(idx, {}).items():
-            tensors[f"{name}::{key}"] = value.detach().reshape(-1).clone() if key == "step" else value.detach().contiguous()
+            tensors[f"{name}::{key}"] = (
+                value.detach().reshape(-1).clone() if key == "step" else value.detach().contiguous()
+            )
     save_file(tensors, str(path))
 
 
@@ -301,6 +350,9 @@ def _load_optimizer(optimizer, names: list[str], path: Path) -> None:
                 entry["step"] = entry["step"].reshape(())
             state[idx] = entry
     if len(state) != sum(1 for k in {k.split("::", 1)[0] for k in tensors}):
-        raise ValueError(f"{path} does not match this model's trainable parameters; was it written with another train.method or LoRA config?")
+        raise ValueError(
+            f"{path} does not match this model's trainable parameters; was it written with another "
+            "train.method or LoRA config?"
+        )
     current["state"] = state
     optimizer.load_state_dict(current)

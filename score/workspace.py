@@ -6,27 +6,18 @@ process builds each once. Nothing here is global: a Workspace is made from a con
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Literal
 
 from score.artifacts import Store, file_sha256
+from score.checkpoints import Policy
 from score.config import RunConfig
 from score.models import Backend, load_backend
 from score.models.embedded import cache_root
 from score.queries import Query, load_queries, queries_path
 from score.search.base import SearchBackend
-
-
-@dataclass(frozen=True)
-class Policy:
-    """The weights a round samples with: the base model, or the checkpoint the previous round's train wrote."""
-
-    name: str  # "base" or the checkpoint's store address: what the artifacts record
-    path: str | None = None  # local folder of the checkpoint (None: the base model)
-    method: Literal["lora", "full"] | None = None  # lora: an adapter folder on the base; full: a model folder
-    fingerprint: str = ""  # what the weights are, for the fingerprints of the stages that sample from them
 
 
 class Workspace:
@@ -63,13 +54,20 @@ class Workspace:
         policy = policy or Policy("base")
         if policy.name not in self._backends:
             self.release()  # one policy in memory at a time
-            if policy.method == "full":
+            if policy.kind == "full":
                 backend = self._make_backend(self.cfg.model.model_copy(update={"path": policy.path}), None)
             else:
                 backend = self._make_backend(self.cfg.model, policy.path)
             backend.checkpoint = policy.name
             self._backends[policy.name] = backend
         return self._backends[policy.name]
+
+    def restricted(self, cfg) -> Workspace:
+        """This workspace seen through `cfg` (a stage's declared config view): the same store, caches and
+        backends, so a stage that reads undeclared config fails while sharing what is already built."""
+        view = copy.copy(self)
+        view.cfg = cfg
+        return view
 
     def release(self) -> None:
         """Drop the sampling backends (the train stage needs the memory for its own copy)."""
@@ -81,6 +79,7 @@ class Workspace:
         corpus = self.cfg.search.corpus
         if corpus != "wiki" and not Path(corpus).exists():
             raise FileNotFoundError(
-                f"corpus {corpus} does not exist; set search.corpus to a Parquet file (id, title, text, source) or to 'wiki'"
+                f"corpus {corpus} does not exist; set search.corpus to a Parquet file (id, title, text, "
+                "source) or to 'wiki'"
             )
         self.store.check()  # last: the only check that touches the store

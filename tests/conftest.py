@@ -12,10 +12,7 @@ import pytest
 # Prefect reads its settings at import: give the whole test session its own home before anything imports it.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="score-test-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-
+import flows.env  # noqa: E402,F401  (Prefect's environment defaults, from their one place)
 from score.config import RunConfig, load_config  # noqa: E402
 from score.models.base import Sample, SamplingParams, Usage  # noqa: E402
 from score.search.corpus import CORPUS_SCHEMA  # noqa: E402
@@ -38,6 +35,9 @@ class ToyBackend:
     def tokenize(self, text: str) -> list[int]:
         return [ord(c) % 997 for c in text]
 
+    def decode(self, ids) -> str:
+        return "".join(chr(i) for i in ids)
+
     def sample(self, prompts, params: SamplingParams, desc=""):
         out = []
         for p in prompts:
@@ -50,7 +50,10 @@ class ToyBackend:
                     '"description": "draws on several independent sources"}}'
                 )
             else:
-                text = "# Report\n\n## Findings\nSolar power grows quickly in sunny regions [1].\n\n## Outlook\nWind power grows too [2]."
+                text = (
+                    "# Report\n\n## Findings\nSolar power grows quickly in sunny regions [1].\n\n"
+                    "## Outlook\nWind power grows too [2]."
+                )
             ids = self.tokenize(text)[: params.max_tokens]
             reason = "stop" if len(ids) < params.max_tokens else "length"
             out.append([Sample(text, ids, [-1.0] * len(ids), reason, len(self.tokenize(p))) for _ in range(params.n)])
@@ -79,7 +82,12 @@ class ToyBackend:
 @pytest.fixture
 def toy_corpus(tmp_path: Path) -> Path:
     rows = [
-        ("p1", "Solar power", "Solar power converts sunlight into electricity with photovoltaic panels.", "https://x/solar"),
+        (
+            "p1",
+            "Solar power",
+            "Solar power converts sunlight into electricity with photovoltaic panels.",
+            "https://x/solar",
+        ),
         ("p2", "Wind turbine", "A wind turbine turns wind energy into electrical energy.", "https://x/wind"),
         ("p3", "Battery storage", "Battery storage keeps electricity for later use on the grid.", "https://x/battery"),
         ("p4", "Opera", "Opera is a form of theatre in which music is a fundamental component.", "https://x/opera"),

@@ -17,10 +17,10 @@ import subprocess
 import sysconfig
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 # weed mini's listeners: each gets its own free port (the gRPC ones default to port + 10000, which may be taken)
 PORT_FLAGS = (
@@ -68,7 +68,9 @@ def _free_ports(n: int) -> list[int]:
 
 
 @contextmanager
-def seaweedfs(binary: str, key: str = "score-test", secret: str = "score-test-secret", timeout: float = 60) -> Iterator[S3Server]:
+def seaweedfs(
+    binary: str, key: str = "score-test", secret: str = "score-test-secret", timeout: float = 60
+) -> Iterator[S3Server]:
     """Run `weed mini` until the block ends; yields once a signed S3 request succeeds."""
     home = Path(tempfile.mkdtemp(prefix="weed-"))  # short: the unix sockets below must fit in 108 bytes
     (home / "data").mkdir()
@@ -133,5 +135,7 @@ def _wait_until_ready(server: S3Server, proc: subprocess.Popen, log: Path, timeo
             return
         except (BotoCoreError, ClientError) as e:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"S3 at {server.endpoint} not ready after {timeout:.0f} s ({e}):\n{log.read_text()[-3000:]}") from None
+                raise RuntimeError(
+                    f"S3 at {server.endpoint} not ready after {timeout:.0f} s ({e}):\n{log.read_text()[-3000:]}"
+                ) from None
             time.sleep(0.1)

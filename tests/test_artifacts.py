@@ -4,18 +4,40 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from score.artifacts import MANIFEST, REPORTS_SCHEMA, ArtifactError, Store, StoreError
+from score.artifacts import REPORTS_SCHEMA, ArtifactError, Store, StoreError
 from score.config import StoreConfig
+from score.layout import MANIFEST
+from score.manifest import Manifest
 
 
 def toy_reports(n: int = 2) -> pa.Table:
     row = {
-        "round": 0, "query_id": "q0", "query": "q?", "sample_idx": 0, "trajectory_id": "t", "plan": ["a"],
-        "plan_fallback": False, "searches": [{"query": "a", "passage_ids": ["p1"], "scores": [1.0]}],
-        "sources": [{"n": 1, "passage_id": "p1", "title": "T", "url": "u", "text": "x"}], "report": "r [1]",
-        "cited": [1], "finish_reason": "stop",
-        "spans": [{"name": "report", "prompt": "p", "text": "r", "token_ids": [1, 2], "logprobs": [-0.1, -0.2], "finish_reason": "stop"}],
-        "prompt_tokens": 3, "completion_tokens": 2, "checkpoint": "base", "seed": 1,
+        "round": 0,
+        "query_id": "q0",
+        "query": "q?",
+        "sample_idx": 0,
+        "trajectory_id": "t",
+        "plan": ["a"],
+        "plan_fallback": False,
+        "searches": [{"query": "a", "passage_ids": ["p1"], "scores": [1.0]}],
+        "sources": [{"n": 1, "passage_id": "p1", "title": "T", "url": "u", "text": "x"}],
+        "report": "r [1]",
+        "cited": [1],
+        "finish_reason": "stop",
+        "spans": [
+            {
+                "name": "report",
+                "prompt": "p",
+                "text": "r",
+                "token_ids": [1, 2],
+                "logprobs": [-0.1, -0.2],
+                "finish_reason": "stop",
+            }
+        ],
+        "prompt_tokens": 3,
+        "completion_tokens": 2,
+        "checkpoint": "base",
+        "seed": 1,
     }
     return pa.Table.from_pylist([{**row, "sample_idx": i} for i in range(n)], schema=REPORTS_SCHEMA)
 
@@ -25,7 +47,9 @@ def test_round_trip_behind_a_manifest(tmp_path):
     info = store.write_table("run/round-0000/generate", "reports.parquet", toy_reports(3))
     with pytest.raises(ArtifactError, match="not finished"):  # no manifest yet: invisible
         store.read_table("run/round-0000/generate", "reports.parquet")
-    store.write_manifest("run/round-0000/generate", {"files": {"reports.parquet": vars(info)}})
+    store.write_manifest(
+        "run/round-0000/generate", Manifest(stage="generate-reports", fingerprint="f", files={"reports.parquet": info})
+    )
     table = store.read_table("run/round-0000/generate", "reports.parquet")
     assert table.num_rows == 3 and info.rows == 3 and len(info.sha256) == 64
     leftovers = [p.name for p in (tmp_path / "run/round-0000/generate").iterdir() if p.name.startswith(".tmp")]
@@ -37,7 +61,7 @@ def test_reader_names_file_and_column_on_schema_mismatch(tmp_path):
     folder = tmp_path / "run/round-0000/generate"
     folder.mkdir(parents=True)
     pq.write_table(toy_reports().drop_columns(["cited"]), folder / "reports.parquet")
-    (folder / MANIFEST).write_text(json.dumps({"files": {"reports.parquet": {}}}))
+    (folder / MANIFEST).write_text(json.dumps({"files": {"reports.parquet": {"rows": 2, "bytes": 0, "sha256": ""}}}))
     with pytest.raises(ArtifactError, match=r"reports.parquet: column 'cited' is missing"):
         store.read_table("run/round-0000/generate", "reports.parquet")
     pq.write_table(toy_reports().set_column(0, "round", pa.array(["0", "0"])), folder / "reports.parquet")
@@ -48,7 +72,9 @@ def test_reader_names_file_and_column_on_schema_mismatch(tmp_path):
 def test_clear_removes_manifest_and_files(tmp_path):
     store = Store(StoreConfig(root=str(tmp_path)))
     info = store.write_table("r/round-0000/generate", "reports.parquet", toy_reports())
-    store.write_manifest("r/round-0000/generate", {"files": {"reports.parquet": vars(info)}})
+    store.write_manifest(
+        "r/round-0000/generate", Manifest(stage="generate-reports", fingerprint="f", files={"reports.parquet": info})
+    )
     store.clear("r/round-0000/generate")
     assert store.read_manifest("r/round-0000/generate") is None
     assert not (tmp_path / "r/round-0000/generate").exists()

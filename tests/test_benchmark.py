@@ -39,7 +39,11 @@ def _files(tmp_path: Path, queries: list, criteria: list) -> tuple[Path, Path]:
     return q, c
 
 
-GOOD_C = {"id": 1, "dimension_weight": {"insight": 1.0}, "criterions": {"insight": [{"criterion": "deep", "explanation": "", "weight": 1.0}]}}
+GOOD_C = {
+    "id": 1,
+    "dimension_weight": {"insight": 1.0},
+    "criterions": {"insight": [{"criterion": "deep", "explanation": "", "weight": 1.0}]},
+}
 
 
 @pytest.mark.parametrize(
@@ -47,8 +51,16 @@ GOOD_C = {"id": 1, "dimension_weight": {"insight": 1.0}, "criterions": {"insight
     [
         ([{"prompt": "p", "language": "en"}], [GOOD_C], "q.jsonl:1 has no 'id'"),
         ([{"id": 1, "prompt": "p", "language": "en"}], [], "has no line for task 1"),
-        ([{"id": 1, "prompt": "p", "language": "en"}], [{**GOOD_C, "criterions": {}}], "dimension 'insight' has weight 1.0 but no criteria"),
-        ([{"id": 1, "prompt": "p", "language": "en"}], [{**GOOD_C, "criterions": {"insight": [{"criterion": "x"}]}}], "numeric 'weight'"),
+        (
+            [{"id": 1, "prompt": "p", "language": "en"}],
+            [{**GOOD_C, "criterions": {}}],
+            "dimension 'insight' has weight 1.0 but no criteria",
+        ),
+        (
+            [{"id": 1, "prompt": "p", "language": "en"}],
+            [{**GOOD_C, "criterions": {"insight": [{"criterion": "x"}]}}],
+            "numeric 'weight'",
+        ),
         ([{"id": 1, "prompt": "p", "language": "en"}] * 2, [GOOD_C], "repeats task id 1"),
         ([{"id": 1, "prompt": "p", "language": "zh"}], [GOOD_C], "no task in language 'en'"),
     ],
@@ -85,13 +97,16 @@ def _bench_ws(toy_workspace, **updates):
 def test_eval_writes_scores_with_spread_and_skips_when_done(toy_workspace):
     ws = _bench_ws(toy_workspace)
     out = evaluate(ws, "base")
-    folder = f"toy/benchmark/base"
-    assert not out.skipped and out.manifest["stats"]["tasks"] == 2 and out.manifest["stats"]["judge_runs"] == 3
+    folder = "toy/benchmark/base"
+    assert not out.skipped and out.manifest.stats["tasks"] == 2 and out.manifest.stats["judge_runs"] == 3
     summary = ws.store.read_table(folder, "benchmark.parquet").to_pylist()
     assert [s["dimension"] for s in summary][0] == "overall" and all(s["runs"] == 3 for s in summary)
     assert {"comprehensiveness", "insight", "instruction_following", "readability"} <= {s["dimension"] for s in summary}
     judgements = ws.store.read_table(folder, "judgements.parquet").to_pandas()
-    assert set(judgements.run_idx) == {0, 1, 2} and judgements.target_first.tolist().count(True) == 2 * len(judgements) // 3
+    assert (
+        set(judgements.run_idx) == {0, 1, 2}
+        and judgements.target_first.tolist().count(True) == 2 * len(judgements) // 3
+    )
     assert judgements.target.between(0, 10).all() and judgements.target_expected.notna().all()
     tasks = ws.store.read_table(folder, "task_scores.parquet").to_pandas()
     assert set(tasks.task_id) == {"51", "52"} and tasks.score.between(0, 1).all()
@@ -114,8 +129,8 @@ def test_eval_of_a_trained_round_and_bad_checkpoints(toy_workspace):
 def test_judge_endpoint_down_fails_before_anything_is_written(toy_workspace):
     ws = _bench_ws(toy_workspace)
     ws.cfg.benchmark.judge.kind = "endpoint"
-    ws.cfg.benchmark.judge.base_url = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
-    ws.cfg.benchmark.judge.timeout_s = 5
+    ws.cfg.benchmark.judge.endpoint.base_url = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
+    ws.cfg.benchmark.judge.endpoint.timeout_s = 5
     with pytest.raises(EndpointError, match="cannot reach http://127.0.0.1:9/v1"):
         evaluate(ws, "base")
     assert not ws.store.fs.exists(ws.store.path("toy", "benchmark"))
@@ -125,8 +140,18 @@ def test_judge_outside_reports_keeps_columns_and_ranks_cited_higher(toy_workspac
     ws = toy_workspace
     src = tmp_path / "outside.jsonl"
     rows = [
-        {"id": "a", "query": "How do solar and wind compare?", "report": "# R\nSolar grows [1]. Wind grows [2].", "author": "x"},
-        {"id": "b", "query": "How do solar and wind compare?", "report": "# R\nSolar grows. Wind grows.", "author": "y"},
+        {
+            "id": "a",
+            "query": "How do solar and wind compare?",
+            "report": "# R\nSolar grows [1]. Wind grows [2].",
+            "author": "x",
+        },
+        {
+            "id": "b",
+            "query": "How do solar and wind compare?",
+            "report": "# R\nSolar grows. Wind grows.",
+            "author": "y",
+        },
         {"id": "c", "query": "What is battery storage?", "report": "Batteries store power [1].", "author": "z"},
     ]
     src.write_text("\n".join(json.dumps(r) for r in rows))
@@ -207,14 +232,29 @@ def test_endpoint_judge_with_a_reference_file_alternates_positions(toy_workspace
         ref.write_text("\n".join(json.dumps({"id": i, "report": "An uncited report."}) for i in (51, 52)))
         ws.cfg.benchmark.reference = str(ref)
         j = ws.cfg.benchmark.judge
-        j.kind, j.base_url, j.seeds = "endpoint", f"http://127.0.0.1:{server.server_port}/v1", [5, 6, 7]
+        j.kind, j.endpoint.base_url, j.seeds = "endpoint", f"http://127.0.0.1:{server.server_port}/v1", [5, 6, 7]
         out = evaluate(ws, "base")
     finally:
         server.shutdown()
-    assert _Judge.seeds[1:] == [5, 5, 6, 6, 7, 7]  # after the reachability check: one request per task and run, with its seed
-    stats = out.manifest["stats"]
+    assert _Judge.seeds[1:] == [
+        5,
+        5,
+        6,
+        6,
+        7,
+        7,
+    ]  # after the reachability check: one request per task and run, with its seed
+    stats = out.manifest.stats
     # the toy solver cites [1]; the judge prefers the cited article wherever it stands: 7 / (7 + 3) in every run
-    assert stats["score"] == pytest.approx(0.7) and stats["score_std"] == pytest.approx(0.0) and stats["unparsed_scores"] == 0
+    assert (
+        stats["score"] == pytest.approx(0.7)
+        and stats["score_std"] == pytest.approx(0.0)
+        and stats["unparsed_scores"] == 0
+    )
     assert stats["judge"].startswith("endpoint:") and stats["reference"] == str(ref)
     judgements = ws.store.read_table("toy/benchmark/base", "judgements.parquet").to_pandas()
-    assert set(judgements.target) == {7.0} and set(judgements.reference) == {3.0} and judgements.target_expected.isna().all()
+    assert (
+        set(judgements.target) == {7.0}
+        and set(judgements.reference) == {3.0}
+        and judgements.target_expected.isna().all()
+    )

@@ -20,16 +20,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def score(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "score.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=os.environ.copy()
+        [sys.executable, "-m", "score.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
     )
 
 
 def train0_version(store: Path) -> str:
-    from score.config import load_config
-    from score.stages.base import upstream
-    from score.workspace import Workspace
+    from score.manifest import Manifest
 
-    return upstream(Workspace(load_config(ROOT / "configs" / "ci.yaml", [f"store.root={store}"])), 0, "train")
+    return Manifest.from_json(
+        (store / "ci" / "round-0000" / "train" / "_manifest.json").read_text()
+    ).content_fingerprint()
 
 
 def manifest(store: Path, round_idx: int, folder: str = "generate") -> dict | None:
@@ -43,7 +48,10 @@ def orphaned_servers() -> list[str]:
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if b"prefect.server.api.server:create_app" in (proc / "cmdline").read_bytes() and home in (proc / "environ").read_bytes():
+            if (
+                b"prefect.server.api.server:create_app" in (proc / "cmdline").read_bytes()
+                and home in (proc / "environ").read_bytes()
+            ):
                 found.append(proc.name)
         except OSError:
             continue
@@ -79,15 +87,20 @@ def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path):
     from safetensors.torch import load_file
 
     adapter = load_file(store / "ci" / "round-0000" / "train" / "checkpoint" / "adapter_model.safetensors")
-    assert any("lora_B" in k and v.abs().max() > 0 for k, v in adapter.items())  # trained away from the base (B starts at 0)
+    assert any(
+        "lora_B" in k and v.abs().max() > 0 for k, v in adapter.items()
+    )  # trained away from the base (B starts at 0)
     rubrics = pq.read_table(store / "ci" / "round-0001" / "evaluate" / "rubrics.parquet").to_pylist()
     assert {r["harness_version"] for r in rubrics} == {0}  # round 1 judged under the harness round 0 wrote
     from score.config import load_config
-    from score.stages.base import upstream
+    from score.runner import stage_folder
     from score.workspace import Workspace
 
     ws = Workspace(load_config(ROOT / "configs" / "ci.yaml", [f"store.root={store}"]))
-    assert manifest(store, 1, "evaluate")["inputs"]["harness"] == upstream(ws, 0, "harness")  # round 0's harness content
+    assert (
+        manifest(store, 1, "evaluate")["inputs"]["harness"]
+        == ws.store.read_manifest(stage_folder(ws, "harness-evolve", 0)).content_fingerprint()
+    )  # round 0's harness content
 
     before = {r: manifest(store, r)["started_at"] for r in (0, 1)}
     trained = manifest(store, 1, "train")["started_at"]
@@ -99,7 +112,9 @@ def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path):
     assert manifest(store, 1, "train")["started_at"] == trained
     assert again.stderr.count("skipped") >= 2
 
-    one = score("stage", "generate-reports", "--round", "1", "--force", "-c", "configs/ci.yaml", "--set", f"store.root={store}")
+    one = score(
+        "stage", "generate-reports", "--round", "1", "--force", "-c", "configs/ci.yaml", "--set", f"store.root={store}"
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     assert manifest(store, 1)["started_at"] != before[1] and manifest(store, 0)["started_at"] == before[0]
 
@@ -110,7 +125,10 @@ def test_sigkill_during_training_then_rerun_resumes_without_redoing_finished_sta
     with open(log, "w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "score.cli", "run", "-c", "configs/ci.yaml", "--set", f"store.root={store}"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
         )
         deadline = time.time() + 600
         while "round 0 train" not in log.read_text() and time.time() < deadline:  # the optimizer is stepping
@@ -143,9 +161,21 @@ def test_sigkill_during_training_then_rerun_resumes_without_redoing_finished_sta
         (["run", "--set", "generate.samples_per_query=1"], "set generate.samples_per_query"),
         (["run", "--set", "run=../up"], "run name"),
         (["run", "--set", "bogus.key=1"], "unknown config key 'bogus'"),
-        (["run", "--set", "search.corpus=/nonexistent/corpus.parquet"], "corpus /nonexistent/corpus.parquet does not exist"),
+        (
+            ["run", "--set", "search.corpus=/nonexistent/corpus.parquet"],
+            "corpus /nonexistent/corpus.parquet does not exist",
+        ),
         (["run", "--set", "data.queries=/nonexistent/q.csv"], "queries file /nonexistent/q.csv does not exist"),
-        (["run", "--set", "store.root=s3://b/p", "--set", "store.storage_options={endpoint_url: 'http://127.0.0.1:9'}"], "cannot use store s3://b/p"),
+        (
+            [
+                "run",
+                "--set",
+                "store.root=s3://b/p",
+                "--set",
+                "store.storage_options={endpoint_url: 'http://127.0.0.1:9'}",
+            ],
+            "cannot use store s3://b/p",
+        ),
         (["stage", "no-such-stage", "--round", "0"], "unknown stage 'no-such-stage'"),
     ],
 )

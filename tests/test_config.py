@@ -27,7 +27,10 @@ def test_overrides_are_parsed_as_yaml():
 @pytest.mark.parametrize(
     "override, words",
     [
-        (["generate.sample_per_query=3"], ["unknown config key 'generate.sample_per_query'", "did you mean 'samples_per_query'"]),
+        (
+            ["generate.sample_per_query=3"],
+            ["unknown config key 'generate.sample_per_query'", "did you mean 'samples_per_query'"],
+        ),
         (["generate.samples_per_query=1"], ["'generate.samples_per_query'", "set generate.samples_per_query"]),
         (["generate.top_p=0"], ["'generate.top_p'"]),
         (["run=../escape"], ["run name", "no '..' or '/'"]),

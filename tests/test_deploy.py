@@ -51,11 +51,20 @@ def _stop(proc: subprocess.Popen) -> None:
 def test_deploy_and_run_one_stage_through_a_server_and_a_worker(tmp_path):
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_UI_ENABLED": "false", "SCORE_REPO": str(ROOT)}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_UI_ENABLED": "false",
+        "SCORE_REPO": str(ROOT),
+    }
     env.pop("PREFECT_API_URL", None)
     server = subprocess.Popen(
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     client = {**env, "PREFECT_API_URL": api}
     worker = None
@@ -63,21 +72,35 @@ def test_deploy_and_run_one_stage_through_a_server_and_a_worker(tmp_path):
         _wait_healthy(api, server)
 
         def prefect(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-            done = subprocess.run([PREFECT, *args], cwd=ROOT, env=client, capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(
+                [PREFECT, *args], cwd=ROOT, env=client, capture_output=True, text=True, timeout=timeout
+            )
             assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
             return done
 
         prefect("work-pool", "create", "score-process", "--type", "process")
         prefect("--no-prompt", "deploy", "--all")
         listed = prefect("deployment", "ls").stdout
-        assert "score-round/one-stage" in listed and "score-campaign/nightly" in listed
+        assert "score-stage/one-stage" in listed and "score-campaign/nightly" in listed
         worker = subprocess.Popen(
-            [PREFECT, "worker", "start", "--pool", "score-process"], cwd=ROOT, env=client,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [PREFECT, "worker", "start", "--pool", "score-process"],
+            cwd=ROOT,
+            env=client,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         store = tmp_path / "store"
-        params = {"config": "configs/ci.yaml", "round_idx": 0, "stage": "generate-reports", "force": True, "overrides": [f"store.root={store}"]}
-        run = prefect("deployment", "run", "score-round/one-stage", "--params", json.dumps(params), "--watch", timeout=900)
+        params = {
+            "config": "configs/ci.yaml",
+            "round_idx": 0,
+            "stage": "generate-reports",
+            "force": True,
+            "overrides": [f"store.root={store}"],
+        }
+        run = prefect(
+            "deployment", "run", "score-stage/one-stage", "--params", json.dumps(params), "--watch", timeout=900
+        )
         assert "Completed" in run.stdout + run.stderr, run.stdout[-2000:]
         manifest = json.loads((store / "ci" / "round-0000" / "generate" / "_manifest.json").read_text())
         assert manifest["stage"] == "generate-reports" and manifest["files"]["reports.parquet"]["rows"] == 4

@@ -31,8 +31,20 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 PIN = re.compile(r"(?<![\w.-])([A-Za-z0-9][A-Za-z0-9._-]*)==([0-9][^\s'\"\\)]*)")
 URL = re.compile(r"^https?://([^:/]+)(?::(\d+))?(/.*)?$")
-VALUE_FLAGS = {"-c", "--constraint", "-r", "--requirement", "--override", "-i", "--index-url",
-               "--extra-index-url", "--python", "-p", "--target", "-t"}  # install flags followed by a value
+VALUE_FLAGS = {
+    "-c",
+    "--constraint",
+    "-r",
+    "--requirement",
+    "--override",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "--python",
+    "-p",
+    "--target",
+    "-t",
+}  # install flags followed by a value
 FILE_FLAGS = {"-c", "--constraint", "-r", "--requirement", "--override"}
 
 
@@ -41,7 +53,9 @@ def pins(text: str) -> dict[str, str]:
     return {canonicalize_name(n): v for n, v in PIN.findall(text)}
 
 
-CONSTRAINTS = pins("\n".join(l for l in (ROOT / "constraints.txt").read_text().splitlines() if not l.startswith("#")))
+CONSTRAINTS = pins(
+    "\n".join(line for line in (ROOT / "constraints.txt").read_text().splitlines() if not line.startswith("#"))
+)
 MAKEFILE_PINS = pins((ROOT / "Makefile").read_text())
 DEPENDENCIES = {canonicalize_name(r.name): r for r in map(Requirement, PYPROJECT["project"]["dependencies"])}
 EXTRAS = PYPROJECT["project"]["optional-dependencies"]
@@ -173,14 +187,18 @@ def test_base_images_are_pinned_and_python_fits_pyproject(path):
         assert tag and tag != "latest", f"{path.name}: pin {image} to a tag"
         if image.startswith("python:"):
             version = re.match(r"\d+\.\d+(\.\d+)?", tag).group(0)
-            assert SpecifierSet(PYPROJECT["project"]["requires-python"]).contains(version), f"{image} vs requires-python"
+            assert SpecifierSet(PYPROJECT["project"]["requires-python"]).contains(version), (
+                f"{image} vs requires-python"
+            )
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=_ids(DOCKERFILES))
 def test_copy_sources_exist_and_are_in_the_build_context(path):
     sources = [s for flags, srcs in copies(path) if "from" not in flags for s in srcs]
     # pyproject.toml names README.md as its readme: the build reads it
-    assert {"pyproject.toml", "README.md", "constraints.txt", "score", "flows"} <= set(sources), "the install needs these"
+    assert {"pyproject.toml", "README.md", "constraints.txt", "score", "flows"} <= set(sources), (
+        "the install needs these"
+    )
     for src in sources:
         assert (ROOT / src).exists(), f"{path.name}: COPY {src}: no such path in the repository"
         assert not dockerignored(src), f"{path.name}: COPY {src}: .dockerignore keeps it out of the build context"
@@ -208,7 +226,9 @@ def test_install_files_exist_and_extras_are_defined(path):
             match = re.fullmatch(r"\.(?:\[([^\]]*)\])?", req)
             if match and match.group(1):
                 for extra in match.group(1).split(","):
-                    assert extra.strip() in EXTRAS, f"{path.name}: extra [{extra}] is not in pyproject's optional-dependencies"
+                    assert extra.strip() in EXTRAS, (
+                        f"{path.name}: extra [{extra}] is not in pyproject's optional-dependencies"
+                    )
     project_installs = [r for reqs, _ in done for r in reqs if r.startswith(".")]
     assert project_installs, f"{path.name} never installs the score package itself"
     if path.name == "Dockerfile.cuda":
@@ -221,17 +241,27 @@ def test_pins_match_constraints_makefile_and_pyproject(path):
     found = pins(run_text)
     dropped = dropped_constraints(path)
     assert "torch" in found, f"{path.name}: pin torch (see the Makefile)"
-    assert dropped <= CONSTRAINTS.keys(), f"{path.name} drops lines not in constraints.txt: {dropped - CONSTRAINTS.keys()}"
-    assert dropped <= found.keys(), f"{path.name} drops {dropped - found.keys()} from constraints.txt without pinning them"
+    assert dropped <= CONSTRAINTS.keys(), (
+        f"{path.name} drops lines not in constraints.txt: {dropped - CONSTRAINTS.keys()}"
+    )
+    assert dropped <= found.keys(), (
+        f"{path.name} drops {dropped - found.keys()} from constraints.txt without pinning them"
+    )
     extra_reqs = {canonicalize_name(r.name): r for reqs in EXTRAS.values() for r in map(Requirement, reqs)}
     for name, version in found.items():
         if name in CONSTRAINTS and name not in dropped:
-            assert version == CONSTRAINTS[name], f"{path.name}: {name}=={version} but constraints.txt has {CONSTRAINTS[name]}"
+            assert version == CONSTRAINTS[name], (
+                f"{path.name}: {name}=={version} but constraints.txt has {CONSTRAINTS[name]}"
+            )
         if name in MAKEFILE_PINS:
-            assert version == MAKEFILE_PINS[name], f"{path.name}: {name}=={version} but the Makefile has {MAKEFILE_PINS[name]}"
+            assert version == MAKEFILE_PINS[name], (
+                f"{path.name}: {name}=={version} but the Makefile has {MAKEFILE_PINS[name]}"
+            )
         for req in (DEPENDENCIES.get(name), extra_reqs.get(name)):
             if req is not None:
-                assert req.specifier.contains(version), f"{path.name}: {name}=={version} does not satisfy pyproject's {req}"
+                assert req.specifier.contains(version), (
+                    f"{path.name}: {name}=={version} does not satisfy pyproject's {req}"
+                )
 
 
 def test_the_cuda_image_swaps_only_the_constraints_vllm_caps():
@@ -294,7 +324,9 @@ def test_compose_builds_use_dockerfiles_that_exist_with_the_repository_as_contex
         if "build" in service:
             build = service["build"]
             context = (COMPOSE_PATH.parent / build["context"]).resolve()
-            assert context == ROOT, f"{name}: the build context must be the repository root (COPY paths are relative to it)"
+            assert context == ROOT, (
+                f"{name}: the build context must be the repository root (COPY paths are relative to it)"
+            )
             dockerfile = context / build.get("dockerfile", "Dockerfile")
             assert dockerfile.is_file(), f"{name}: build.dockerfile {dockerfile} does not exist"
             built[name] = dockerfile.name
@@ -326,7 +358,9 @@ def test_services_reference_each_other_consistently(compose):
             if match and match.group(1) not in ("localhost", "127.0.0.1"):
                 host, port = match.group(1), int(match.group(2) or 80)
                 assert host in services, f"{name}: {key}={value} names no service"
-                assert port in _container_ports(services[host]), f"{name}: {key}={value}: {host} does not listen on {port}"
+                assert port in _container_ports(services[host]), (
+                    f"{name}: {key}={value}: {host} does not listen on {port}"
+                )
                 assert host in service.get("depends_on", {}), f"{name} uses {host} but does not depend on it"
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
@@ -337,7 +371,9 @@ def test_services_reference_each_other_consistently(compose):
 
 
 def test_workers_poll_distinct_pools_of_the_prefect_server(compose):
-    workers = {n: s for n, s in compose["services"].items() if "worker" in [*s.get("entrypoint", []), *s.get("command", [])]}
+    workers = {
+        n: s for n, s in compose["services"].items() if "worker" in [*s.get("entrypoint", []), *s.get("command", [])]
+    }
     assert {"worker", "worker-gpu"} <= workers.keys()
     pools = {}
     for name, service in workers.items():
@@ -350,7 +386,9 @@ def test_workers_poll_distinct_pools_of_the_prefect_server(compose):
     assert pools["worker"] == "score-process"
     deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
     for d in deployments:
-        assert d["work_pool"]["name"] in pools.values(), f"prefect.yaml: {d['name']} goes to a pool no compose worker polls"
+        assert d["work_pool"]["name"] in pools.values(), (
+            f"prefect.yaml: {d['name']} goes to a pool no compose worker polls"
+        )
     assert len(set(pools.values())) == len(pools), f"each worker its own pool: {pools}"
     readme = (DOCKER / "README.md").read_text()
     for pool in pools.values():
@@ -387,7 +425,12 @@ def test_s3_config_exists_and_accepts_the_workers_credentials(compose):
         if "AWS_ACCESS_KEY_ID" in env:
             actions = keys.get((env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]))
             assert actions is not None, f"{name}: its AWS credentials are not an identity in {mounts[config_path]}"
-            needed = {"Admin", "Read", "List", "Write"}  # Store.check makes the bucket (Admin); stages write, list, read
+            needed = {
+                "Admin",
+                "Read",
+                "List",
+                "Write",
+            }  # Store.check makes the bucket (Admin); stages write, list, read
             assert needed <= actions, f"{name}: its S3 identity lacks {needed - actions}"
 
 

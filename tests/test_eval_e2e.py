@@ -15,7 +15,7 @@ from tests.test_cli_e2e import score
 
 @pytest.mark.slow
 def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path):
-    store, reports = tmp_path / "store", tmp_path / "reports"
+    store = tmp_path / "store"
     common = ("-c", "configs/ci.yaml", "--set", f"store.root={store}", "--set", "benchmark.limit=1")
     done = score("ablate", "--rounds", "1", *common, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -27,15 +27,32 @@ def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path):
         assert stats["tasks"] == 1 and stats["judge_runs"] == 3 and stats["judge"] == "base:smollm2-135m-instruct"
         assert stats["checkpoint"] == f"{store}/{run}/round-0000/train/checkpoint"
         summary = pq.read_table(store / run / "benchmark" / "round-0000" / "benchmark.parquet").to_pandas()
-        assert summary.dimension.iloc[0] == "overall" and summary["mean"].between(0, 1).all() and (summary["std"] >= 0).all()
-        print(f"{run} ({mode}): benchmark {stats['score']:.3f} +- {stats['score_std']:.3f} over 3 judge runs (135M judge, 1 task)")
+        assert (
+            summary.dimension.iloc[0] == "overall"
+            and summary["mean"].between(0, 1).all()
+            and (summary["std"] >= 0).all()
+        )
+        print(
+            f"{run} ({mode}): benchmark {stats['score']:.3f} +- {stats['score_std']:.3f} over 3 judge runs "
+            "(135M judge, 1 task)"
+        )
     # same queries and seeds: round 0 (base model, seed harness in both arms) gives both arms the same rewards
-    rewards = [pq.read_table(store / run / "round-0000" / "evaluate" / "solver_rewards.parquet").column("reward").to_pylist() for run in ("ci", "ci-static")]
+    rewards = [
+        pq.read_table(store / run / "round-0000" / "evaluate" / "solver_rewards.parquet").column("reward").to_pylist()
+        for run in ("ci", "ci-static")
+    ]
     assert rewards[0] == rewards[1]
     # both arms wrote the same base reference reports: the same seeds and config
-    refs = [pq.read_table(store / run / "benchmark" / "reports" / "base" / "reports.parquet").column("report").to_pylist() for run in ("ci", "ci-static")]
+    refs = [
+        pq.read_table(store / run / "benchmark" / "reports" / "base" / "reports.parquet").column("report").to_pylist()
+        for run in ("ci", "ci-static")
+    ]
     assert refs[0] == refs[1]
-    folder = Path(done.stderr.split("report in ")[1].split("/index.html")[0].strip()) if "report in " in done.stderr else None
+    folder = (
+        Path(done.stderr.split("report in ")[1].split("/index.html")[0].strip())
+        if "report in " in done.stderr
+        else None
+    )
     assert folder is not None and (folder / "benchmark.png").exists(), done.stderr[-2000:]
     page = (folder / "index.html").read_text()
     assert "ci vs ci-static" in page and page.count("&plusmn;") == 2  # the benchmark column, one row per run
@@ -45,10 +62,13 @@ def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path):
     assert "overall" in again.stdout and "0.5 = as good as the reference" in again.stderr
 
     outside = tmp_path / "outside.csv"
-    pd.DataFrame({
-        "id": ["a", "b"], "query": ["What drives solar power adoption?"] * 2,
-        "report": ["# Solar\nCosts fell [1], so adoption rose [2].", "I like turtles."],
-    }).to_csv(outside, index=False)
+    pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "query": ["What drives solar power adoption?"] * 2,
+            "report": ["# Solar\nCosts fell [1], so adoption rose [2].", "I like turtles."],
+        }
+    ).to_csv(outside, index=False)
     out = tmp_path / "judged.parquet"
     judged = score("judge", "--reports", str(outside), "--out", str(out), *common)
     assert judged.returncode == 0, judged.stderr[-3000:]
@@ -62,9 +82,15 @@ def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path):
     [
         (["eval", "--checkpoint", "latest"], "has no finished train stage"),
         (["eval", "--checkpoint", "round-x7"], "neither 'base', 'latest', 'round-N' nor a folder"),
-        (["eval", "--set", "benchmark.reference=/nonexistent/ref.csv", "--checkpoint", "base"], "/nonexistent/ref.csv (benchmark.reference) does not exist"),
+        (
+            ["eval", "--set", "benchmark.reference=/nonexistent/ref.csv", "--checkpoint", "base"],
+            "/nonexistent/ref.csv (benchmark.reference) does not exist",
+        ),
         (["eval", "--set", "benchmark.judge.seeds=[1, 2]"], "at least 3 distinct seeds"),
-        (["judge", "--reports", "/nonexistent/r.csv", "--out", "/tmp/x.parquet"], "reports file /nonexistent/r.csv does not exist"),
+        (
+            ["judge", "--reports", "/nonexistent/r.csv", "--out", "/tmp/x.parquet"],
+            "reports file /nonexistent/r.csv does not exist",
+        ),
         (["ablate", "--set", "harness.mode=static"], "needs the meta-harness arm"),
     ],
 )

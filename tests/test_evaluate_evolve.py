@@ -34,10 +34,21 @@ def test_evaluate_writes_every_artifact_with_consistent_rows(toy_workspace):
     evidence = read("evidence.parquet")
     assert evidence and all(e["verdict"] in ("supported", "contradicted", "not_found") for e in evidence)
     assert all(e["queries"] for e in evidence)
-    stats = out.manifest["stats"]
-    for key in ("saturation_rate", "reward_mean", "reward_spread", "agreement", "detection", "parse_failure_rate", "search_depth", "active_dimensions"):
+    stats = out.manifest.stats
+    for key in (
+        "saturation_rate",
+        "reward_mean",
+        "reward_spread",
+        "agreement",
+        "detection",
+        "parse_failure_rate",
+        "search_depth",
+        "active_dimensions",
+    ):
         assert key in stats
-    assert stats["saturation_rate"] == 1.0  # the toy writes identical reports: every group is flat, and that is reported
+    assert (
+        stats["saturation_rate"] == 1.0
+    )  # the toy writes identical reports: every group is flat, and that is reported
 
 
 def test_corruption_probes_are_scored_and_detected(toy_workspace):
@@ -48,7 +59,7 @@ def test_corruption_probes_are_scored_and_detected(toy_workspace):
     out = run_stage(ws, "self-evaluate", 0)
     probes = ws.store.read_table(stage_folder(ws, "self-evaluate", 0), "probes.parquet").to_pylist()
     assert probes and all(p["changed"] and "[1]" not in p["text"] for p in probes)
-    assert out.manifest["stats"]["detection"] == 1.0  # the toy scores citations, so stripping them is always caught
+    assert out.manifest.stats["detection"] == 1.0  # the toy scores citations, so stripping them is always caught
 
 
 def test_second_round_evaluates_under_the_first_rounds_harness(toy_workspace):
@@ -76,5 +87,7 @@ def test_static_mode_writes_the_seed_harness_again(toy_workspace):
     run_round(ws, 0)
     folder = stage_folder(ws, "harness-evolve", 0)
     dims = ws.store.read_table(folder, "harness.parquet").to_pylist()
-    assert [(d["id"], d["status"]) for d in dims] == [(d.id, "active" if d.active else "candidate") for d in ws.cfg.harness.dimensions]
+    assert [(d["id"], d["status"]) for d in dims] == [
+        (d.id, "active" if d.active else "candidate") for d in ws.cfg.harness.dimensions
+    ]
     assert [d["rule"] for d in ws.store.read_table(folder, "decisions.parquet").to_pylist()] == ["static"]

@@ -24,9 +24,9 @@ def test_generate_writes_k_trajectories_per_query_behind_a_manifest(toy_workspac
         assert all(len(s["token_ids"]) == len(s["logprobs"]) > 0 for s in r["spans"])
         assert r["sources"][0]["passage_id"] in {"p1", "p2"}
     m = out.manifest
-    assert m["stage"] == "generate-reports" and m["files"]["reports.parquet"]["rows"] == K * Q
-    assert set(m["inputs"]) == {"queries", "corpus", "policy"} and m["stats"]["reports"] == K * Q
-    assert "storage_options" not in str(m["config"])  # the store section (where secrets could live) is never copied
+    assert m.stage == "generate-reports" and m.files["reports.parquet"].rows == K * Q
+    assert set(m.inputs) == {"queries", "corpus", "policy"} and m.stats["reports"] == K * Q
+    assert "storage_options" not in str(m.config)  # the store section (where secrets could live) is never copied
 
 
 def test_rerun_skips_and_changes_redo(toy_workspace):
@@ -35,7 +35,7 @@ def test_rerun_skips_and_changes_redo(toy_workspace):
     assert not run_stage(toy_workspace, "generate-reports", 0, force=True).skipped
     toy_workspace.cfg.generate.passage_chars = 100  # a config change the outputs depend on
     redone = run_stage(toy_workspace, "generate-reports", 0)
-    assert not redone.skipped and redone.manifest["fingerprint"] != first.manifest["fingerprint"]
+    assert not redone.skipped and redone.manifest.fingerprint != first.manifest.fingerprint
     toy_workspace.cfg.campaign.rounds = 7  # one they do not depend on
     assert run_stage(toy_workspace, "generate-reports", 0).skipped
 

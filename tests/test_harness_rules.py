@@ -16,6 +16,7 @@ def healthy(dim: str, **kw) -> DimensionStats:
 
 def stats_for(harness, **overrides):
     """Healthy numbers for active dimensions; candidates that do not (yet) discriminate enough to be admitted."""
+
     def default(d):
         return healthy(d.id) if d.status == "active" else healthy(d.id, spread=0.0)
 
@@ -54,7 +55,9 @@ def test_redundancy_retires_the_dimension_that_spreads_less():
     new, decisions = evolve(h, s, QUIET, RULES, 0)
     assert statuses(new)["insight"] == "retired" and statuses(new)["comprehensiveness"] == "active"
     assert [d.rule for d in decisions] == ["redundancy"]
-    below, none = evolve(h, stats_for(h, insight=healthy("insight", max_corr=0.9, max_corr_with="comprehensiveness")), QUIET, RULES, 0)
+    below, none = evolve(
+        h, stats_for(h, insight=healthy("insight", max_corr=0.9, max_corr_with="comprehensiveness")), QUIET, RULES, 0
+    )
     assert none == []
 
 
@@ -83,9 +86,19 @@ def test_candidates_are_admitted_or_retired_after_probation():
 
 def test_proposals_become_candidates_once_and_within_the_limit():
     h = seed_harness(HarnessConfig())
-    proposals = RoundStats(0.0, 0.0, proposals=(("Source Diversity", "uses several independent sources", "evaluator"), ("Timeliness", "uses recent data and says when", "llm controller"), ("insight", "duplicate of a seed", "evaluator")))
+    proposals = RoundStats(
+        0.0,
+        0.0,
+        proposals=(
+            ("Source Diversity", "uses several independent sources", "evaluator"),
+            ("Timeliness", "uses recent data and says when", "llm controller"),
+            ("insight", "duplicate of a seed", "evaluator"),
+        ),
+    )
     new, decisions = evolve(h, stats_for(h), proposals, RULES, 0)
-    assert statuses(new)["source_diversity"] == "candidate" and "timeliness" not in statuses(new)  # max_new_candidates=1
+    assert statuses(new)["source_diversity"] == "candidate" and "timeliness" not in statuses(
+        new
+    )  # max_new_candidates=1
     assert [d.rule for d in decisions] == ["proposal"]
 
 
@@ -94,15 +107,22 @@ def test_controls_rise_on_their_triggers_and_stop_at_their_caps():
     new, decisions = evolve(h, stats_for(h), RoundStats(top_share=0.7, depth_change=0.5), RULES, 0)
     assert new.controls.search_depth == h.controls.search_depth + 1 and new.controls.strictness == 1
     assert {d.rule for d in decisions} == {"search_depth", "strictness"}
-    capped = replace(h, controls=replace(h.controls, search_depth=RULES.max_search_depth, strictness=RULES.max_strictness))
+    capped = replace(
+        h, controls=replace(h.controls, search_depth=RULES.max_search_depth, strictness=RULES.max_strictness)
+    )
     same, none = evolve(capped, stats_for(capped), RoundStats(top_share=0.9, depth_change=0.9), RULES, 0)
     assert none == [] and same.controls == capped.controls
 
 
 def test_static_mode_changes_nothing_whatever_the_statistics():
     h = seed_harness(HarnessConfig())
-    wild = {d.id: healthy(d.id, mean=9.9, spread=0.0, detection=0.0, max_corr=1.0, max_corr_with="insight") for d in h.dimensions}
-    new, decisions = evolve(h, wild, RoundStats(1.0, 1.0, (("x_dim", "a brand new dimension", "evaluator"),)), RULES, 3, mode="static")
+    wild = {
+        d.id: healthy(d.id, mean=9.9, spread=0.0, detection=0.0, max_corr=1.0, max_corr_with="insight")
+        for d in h.dimensions
+    }
+    new, decisions = evolve(
+        h, wild, RoundStats(1.0, 1.0, (("x_dim", "a brand new dimension", "evaluator"),)), RULES, 3, mode="static"
+    )
     assert new.dimensions == h.dimensions and new.controls == h.controls and new.version == 3
     assert [d.rule for d in decisions] == ["static"]
 

@@ -11,8 +11,9 @@ import pytest
 from rich.console import Console
 
 from score.inspect import check_round, list_runs_table, show_round, stage_markdown
+from score.pipeline import EVALUATE, STAGE_NAMES
 from score.report import write_report
-from score.runner import STAGE_NAMES, run_stage
+from score.runner import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,14 +30,24 @@ def test_inspect_shows_what_the_round_did(finished_round):
     console = Console(record=True, width=200)
     show_round(console, ws.store, "toy", check_round(ws.store, "toy", None))
     text = console.export_text()
-    for expected in ("generate-reports", "done", "saturation (queries with flat rewards)", "solver reward per query",
-                     "harness-evolve: decisions", "proposal", "no optimizer step: every group was flat", "rubric 0", "evidence:", "scores (rubric 0)"):
+    for expected in (
+        "generate-reports",
+        "done",
+        "saturation (queries with flat rewards)",
+        "solver reward per query",
+        "harness-evolve: decisions",
+        "proposal",
+        "no optimizer step: every group was flat",
+        "rubric 0",
+        "evidence:",
+        "scores (rubric 0)",
+    ):
         assert expected in text, expected
     console = Console(record=True, width=200)
     console.print(list_runs_table(ws.store))
     runs = console.export_text()
     assert "toy" in runs and "train" in runs
-    md = stage_markdown(ws.store, "toy", 0, "self-evaluate")
+    md = stage_markdown(ws.store, "toy", 0, EVALUATE)
     assert md.startswith("# self-evaluate, round 0") and "## Solver rewards" in md and "solver_rewards.parquet" in md
 
 
@@ -47,14 +58,29 @@ def test_report_writes_pngs_and_an_html_page_with_a_baseline_on_the_same_axes(fi
     for stage in ("generate-reports", "self-evaluate", "harness-evolve"):
         run_stage(ws, stage, 0)
     paths = write_report(ws.store, "toy", tmp_path / "out", baseline="toy-static")
-    assert [p.name for p in paths] == ["reward.png", "saturation.png", "evaluator.png", "dimensions.png", "search.png", "train.png", "benchmark.png"]
+    assert [p.name for p in paths] == [
+        "reward.png",
+        "saturation.png",
+        "evaluator.png",
+        "dimensions.png",
+        "search.png",
+        "train.png",
+        "benchmark.png",
+    ]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in paths)
     page = (tmp_path / "out" / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 7 and "toy vs toy-static" in page
 
 
 def score(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "score.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    return subprocess.run(
+        [sys.executable, "-m", "score.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The LLM controller's client against a real OpenAI-compatible server on loopback (`score serve`, the bundled model)."""
+"""The LLM controller's client against a real OpenAI-compatible server on loopback (`score serve`, bundled model)."""
 
 import json
 import os
@@ -30,7 +30,10 @@ def server():
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "score.cli", "serve", "--port", str(port), "--set", "model.batch_size=4"],
-        cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 180
@@ -86,7 +89,7 @@ def test_bundled_model_as_endpoint_judge_fails_clearly(server, toy_workspace):
     ws = toy_workspace
     ws.cfg.benchmark.limit, ws.cfg.benchmark.report_chars, ws.cfg.benchmark.explanation_chars = 2, 300, 0
     j = ws.cfg.benchmark.judge
-    j.kind, j.base_url, j.timeout_s = "endpoint", server, 300
+    j.kind, j.endpoint.base_url = "endpoint", server
     with pytest.raises(BenchmarkError, match="answered no score in the form"):
         evaluate(ws, "base")
     assert ws.store.read_manifest("toy/benchmark/base") is None

@@ -15,7 +15,9 @@ def test_samples_carry_logprobs_that_scoring_reproduces(tiny_model):
 
 def test_same_seed_same_samples_and_greedy_is_batch_independent(tiny_model):
     short = tiny_model.render([Message("user", "Say hello.")])
-    long = tiny_model.render([Message("user", "Write one sentence about the history of the Roman Empire and its roads.")])
+    long = tiny_model.render(
+        [Message("user", "Write one sentence about the history of the Roman Empire and its roads.")]
+    )
     params = SamplingParams(n=2, temperature=0.9, max_tokens=10, seed=11)
     assert [s.token_ids for s in tiny_model.sample([short], params)[0]] == [
         s.token_ids for s in tiny_model.sample([short], params)[0]

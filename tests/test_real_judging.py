@@ -16,7 +16,7 @@ def test_bundled_model_scores_reports_and_corruptions(tmp_path, capsys):
     ws = Workspace(cfg)
     run_stage(ws, "generate-reports", 0)
     out = run_stage(ws, "self-evaluate", 0)
-    stats = out.manifest["stats"]
+    stats = out.manifest.stats
     probes = ws.store.read_table(stage_folder(ws, "self-evaluate", 0), "probes.parquet").to_pylist()
     scored = [p for p in probes if p["changed"]]
     assert len(probes) == 4 and scored  # every report probed; those with something to damage were scored

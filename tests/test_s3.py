@@ -26,6 +26,7 @@ from s3server import S3Server, seaweedfs, weed_binary
 
 from score.artifacts import HARNESS_SCHEMA, MANIFEST, REPORTS_SCHEMA, ArtifactError, Store, StoreError
 from score.config import StoreConfig
+from score.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_FILES = {  # what each stage of a round leaves on the store, besides its manifest
@@ -80,17 +81,19 @@ def test_store_round_trip_on_s3(s3: Bucket):
     store.check()
     assert store.list_runs() == []  # check() leaves nothing a reader could take for a run
     folder = "toy/round-0000/harness"
-    table = pa.Table.from_pylist([{"version": 0, "id": "comprehensiveness", "origin": "seed", "status": "active"}], schema=HARNESS_SCHEMA)
+    table = pa.Table.from_pylist(
+        [{"version": 0, "id": "comprehensiveness", "origin": "seed", "status": "active"}], schema=HARNESS_SCHEMA
+    )
     info = store.write_table(folder, "harness.parquet", table)
     with pytest.raises(ArtifactError, match="not finished"):  # written but no manifest: invisible
         store.read_table(folder, "harness.parquet")
-    store.write_manifest(folder, {"files": {"harness.parquet": vars(info)}})
+    store.write_manifest(folder, Manifest(stage="harness-evolve", fingerprint="f", files={"harness.parquet": info}))
 
     assert objects(s3) == [f"runs/{folder}/{MANIFEST}", f"runs/{folder}/harness.parquet"]  # no .tmp-* left behind
     data = s3.fs.cat_file(f"{s3.name}/runs/{folder}/harness.parquet")
     assert (len(data), hashlib.sha256(data).hexdigest()) == (info.bytes, info.sha256)
     assert store.read_table(folder, "harness.parquet").equals(table)
-    assert store.read_manifest(folder)["files"]["harness.parquet"]["rows"] == 1
+    assert store.read_manifest(folder).files["harness.parquet"].rows == 1
     assert store.display(folder) == f"s3://{s3.name}/runs/{folder}"
     assert store.list_runs() == ["toy"]
 
@@ -131,19 +134,32 @@ def test_local_folder_fetches_a_checkpoint_once_per_version(s3: Bucket, tmp_path
 
     (src / "adapter_model.safetensors").write_bytes(b"retrained")
     store.write_file(folder, "adapter_model.safetensors", src / "adapter_model.safetensors")
-    assert (store.local_folder(folder, tmp_path / "cache", "v1") / "adapter_model.safetensors").read_bytes() == weights  # cached
-    assert (store.local_folder(folder, tmp_path / "cache", "v2") / "adapter_model.safetensors").read_bytes() == b"retrained"
+    assert (
+        store.local_folder(folder, tmp_path / "cache", "v1") / "adapter_model.safetensors"
+    ).read_bytes() == weights  # cached
+    assert (
+        store.local_folder(folder, tmp_path / "cache", "v2") / "adapter_model.safetensors"
+    ).read_bytes() == b"retrained"
 
 
 # ---- the CLI ---------------------------------------------------------------------------------------------
 
 
 def score(*args: str, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "score.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "score.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def cli_args(s3: Bucket) -> list[str]:
-    return ["-c", "configs/ci.yaml", "--set", f"store.root=s3://{s3.name}/runs", "--set", f"store.storage_options={{endpoint_url: '{s3.server.endpoint}'}}"]
+    return [
+        "-c",
+        "configs/ci.yaml",
+        "--set",
+        f"store.root=s3://{s3.name}/runs",
+        "--set",
+        f"store.storage_options={{endpoint_url: '{s3.server.endpoint}'}}",
+    ]
 
 
 def test_cli_with_a_wrong_secret_is_one_error_line_exit_2(s3: Bucket):
@@ -170,7 +186,9 @@ def assert_round_on_s3(s3: Bucket, round_idx: int) -> dict[str, dict]:
         assert set(names) <= set(m["files"]), (stage, sorted(m["files"]))
         for name, info in m["files"].items():
             data = s3.fs.cat_file(f"{s3.name}/runs/ci/round-{round_idx:04d}/{stage}/{name}")
-            assert hashlib.sha256(data).hexdigest() == info["sha256"], f"round {round_idx} {stage}/{name} differs from its manifest"
+            assert hashlib.sha256(data).hexdigest() == info["sha256"], (
+                f"round {round_idx} {stage}/{name} differs from its manifest"
+            )
         manifests[stage] = m
     return manifests
 
@@ -212,23 +230,29 @@ def test_campaign_on_s3_then_sigkill_and_resume_there(s3: Bucket, tmp_path: Path
         reap_orphaned_servers()  # never leave a server behind, even when an assertion failed
     print(f"round 0 on S3 {first_s:.0f} s, resumed round 1 {rerun_s:.0f} s")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert {stage: manifest(s3, 0, stage)["started_at"] for stage in STAGE_FILES} == {s: m["started_at"] for s, m in round0.items()}
+    assert {stage: manifest(s3, 0, stage)["started_at"] for stage in STAGE_FILES} == {
+        s: m["started_at"] for s, m in round0.items()
+    }
     assert_round_on_s3(s3, 1)
-    rows = pq.read_table(io.BytesIO(s3.fs.cat_file(f"{s3.name}/runs/ci/round-0001/generate/reports.parquet"))).to_pylist()
+    rows = pq.read_table(
+        io.BytesIO(s3.fs.cat_file(f"{s3.name}/runs/ci/round-0001/generate/reports.parquet"))
+    ).to_pylist()
     assert len(rows) == 4 and {r["checkpoint"] for r in rows} == {f"s3://{s3.name}/runs/ci/round-0000/train/checkpoint"}
     assert not [p for p in objects(s3) if "/.tmp-" in p]  # the killed attempt's leftovers were cleared
 
 
 def test_inspect_and_report_read_a_round_on_s3_like_a_local_one(s3: Bucket, toy_config, tmp_path):
+    from conftest import ToyBackend
     from rich.console import Console
 
-    from conftest import ToyBackend
     from score.inspect import check_round, list_runs_table, show_round
     from score.report import write_report
     from score.runner import run_stage
     from score.workspace import Workspace
 
-    cfg = toy_config.model_copy(update={"store": StoreConfig(root=f"s3://{s3.name}/runs", storage_options=s3.server.storage_options())})
+    cfg = toy_config.model_copy(
+        update={"store": StoreConfig(root=f"s3://{s3.name}/runs", storage_options=s3.server.storage_options())}
+    )
     ws = Workspace(cfg, cache=tmp_path / "cache", make_backend=ToyBackend)
     for stage in ("generate-reports", "self-evaluate", "harness-evolve"):
         run_stage(ws, stage, 0)
@@ -236,6 +260,10 @@ def test_inspect_and_report_read_a_round_on_s3_like_a_local_one(s3: Bucket, toy_
     console.print(list_runs_table(ws.store))
     show_round(console, ws.store, "toy", check_round(ws.store, "toy", 0))
     text = console.export_text()
-    assert f"runs in s3://{s3.name}/runs" in text and "harness-evolve: decisions" in text and "train            │ not started" in text
+    assert (
+        f"runs in s3://{s3.name}/runs" in text
+        and "harness-evolve: decisions" in text
+        and "train            │ not started" in text
+    )
     paths = write_report(ws.store, "toy", tmp_path / "report")
     assert len(paths) == 7 and (tmp_path / "report" / "index.html").exists()

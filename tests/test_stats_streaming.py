@@ -16,12 +16,27 @@ import pyarrow.parquet as pq
 import pytest
 
 from score.artifacts import (
-    DIMENSION_STATS_SCHEMA, EVALUATOR_REWARDS_SCHEMA, MANIFEST, SCORES_SCHEMA, SOLVER_REWARDS_SCHEMA, SUMMARY_SCHEMA,
-    ArtifactError, Store,
+    DIMENSION_STATS_SCHEMA,
+    EVALUATOR_REWARDS_SCHEMA,
+    MANIFEST,
+    SCORES_SCHEMA,
+    SOLVER_REWARDS_SCHEMA,
+    SUMMARY_SCHEMA,
+    ArtifactError,
+    Store,
 )
 from score.config import RunConfig, StoreConfig
-from score.harness import seed_harness
-from score.rewards import correlation, detection_rate, evaluator_reward, group_std, rank_agreement, solver_rewards, validity
+from score.harness import harness_for_round, seed_harness
+from score.manifest import Manifest
+from score.rewards import (
+    correlation,
+    detection_rate,
+    evaluator_reward,
+    group_std,
+    rank_agreement,
+    solver_rewards,
+    validity,
+)
 from score.rubrics import Rubric
 from score.runner import run_stage, stage_folder
 from score.stages import evaluate
@@ -40,7 +55,9 @@ def oracle_rewards(ws, round_idx, by_query, rubrics, score_rows, evidence_rows, 
     # mean score per (query, rubric, pass, item, dimension) over that dimension's criteria
     cell: dict[tuple, list[float]] = defaultdict(list)
     for s in score_rows:
-        cell[(s["query_id"], s["rubric_idx"], s["pass_idx"], s["trajectory_id"], s["probe_kind"], s["dimension"])].append(s["score"])
+        cell[
+            (s["query_id"], s["rubric_idx"], s["pass_idx"], s["trajectory_id"], s["probe_kind"], s["dimension"])
+        ].append(s["score"])
     dim_score = {k: sum(v) / len(v) for k, v in cell.items()}
 
     def rubric_value(q, j, p, tid, kind):
@@ -56,42 +73,80 @@ def oracle_rewards(ws, round_idx, by_query, rubrics, score_rows, evidence_rows, 
         J = len(rubrics[q])
         values = [[rubric_value(q, j, p, r["trajectory_id"], "") for j in range(J) for p in (0, 1)] for r in group]
         valid = [
-            validity(r["report"], r["finish_reason"], len(r["cited"]), min_chars=rw.min_report_chars,
-                     empty=rw.empty_validity, truncated=rw.truncated_validity, uncited=rw.uncited_validity)
+            validity(
+                r["report"],
+                r["finish_reason"],
+                len(r["cited"]),
+                min_chars=rw.min_report_chars,
+                empty=rw.empty_validity,
+                truncated=rw.truncated_validity,
+                uncited=rw.uncited_validity,
+            )
             for r in group
         ]
         rewards = solver_rewards(valid, values)
         mean, std = sum(rewards) / len(rewards), group_std(rewards)
         stds.append(std)
         for r, v, val, rew in zip(group, valid, values, rewards):
-            solver_rows.append({"round": round_idx, "query_id": q, "trajectory_id": r["trajectory_id"], "validity": v,
-                                "score": sum(val) / len(val), "reward": rew, "group_mean": mean, "group_std": std})
+            solver_rows.append(
+                {
+                    "round": round_idx,
+                    "query_id": q,
+                    "trajectory_id": r["trajectory_id"],
+                    "validity": v,
+                    "score": sum(val) / len(val),
+                    "reward": rew,
+                    "group_mean": mean,
+                    "group_std": std,
+                }
+            )
         for j in range(J):
             a = [rubric_value(q, j, 0, r["trajectory_id"], "") for r in group]
             b = [rubric_value(q, j, 1, r["trajectory_id"], "") for r in group]
-            pairs = [(rubric_value(q, j, p, tid, ""), rubric_value(q, j, p, tid, kind)) for tid, kind in sorted(probe_keys[q]) for p in (0, 1)]
+            pairs = [
+                (rubric_value(q, j, p, tid, ""), rubric_value(q, j, p, tid, kind))
+                for tid, kind in sorted(probe_keys[q])
+                for p in (0, 1)
+            ]
             pairs_all += pairs
             agreements.append(rank_agreement(a, b))
-            evaluator_rows.append({"round": round_idx, "query_id": q, "rubric_idx": j, "agreement": agreements[-1],
-                                   "detection": detection_rate(pairs), "probe_pairs": len(pairs),
-                                   "reward": evaluator_reward(a, b, pairs, rw.probe_weight)})
+            evaluator_rows.append(
+                {
+                    "round": round_idx,
+                    "query_id": q,
+                    "rubric_idx": j,
+                    "agreement": agreements[-1],
+                    "detection": detection_rate(pairs),
+                    "probe_pairs": len(pairs),
+                    "reward": evaluator_reward(a, b, pairs, rw.probe_weight),
+                }
+            )
     dim_rows = oracle_dimension_stats(round_idx, by_query, rubrics, dim_score, harness)
     all_rewards = [r["reward"] for r in solver_rows]
     valid_rewards = [r["reward"] for r in solver_rows if r["validity"] > 0]
     base = [e for e in evidence_rows if not e["deeper"]]
     rubric_status = [rub.status for rs in rubrics.values() for rub in rs]
     summary = {
-        "round": round_idx, "harness_version": harness.version, "reports": len(solver_rows),
+        "round": round_idx,
+        "harness_version": harness.version,
+        "reports": len(solver_rows),
         "saturation_rate": sum(s < rw.flat_spread for s in stds) / len(stds),
-        "reward_mean": sum(all_rewards) / len(all_rewards), "reward_spread": sum(stds) / len(stds),
+        "reward_mean": sum(all_rewards) / len(all_rewards),
+        "reward_spread": sum(stds) / len(stds),
         "valid_share": len(valid_rewards) / len(all_rewards),
-        "top_share": sum(x >= cfg.harness.rules.crowded_reward for x in valid_rewards) / len(valid_rewards) if valid_rewards else 0.0,
-        "agreement": sum(agreements) / len(agreements), "detection": detection_rate(pairs_all),
+        "top_share": sum(x >= cfg.harness.rules.crowded_reward for x in valid_rewards) / len(valid_rewards)
+        if valid_rewards
+        else 0.0,
+        "agreement": sum(agreements) / len(agreements),
+        "detection": detection_rate(pairs_all),
         "parse_failure_rate": rubric_status.count("failed") / len(rubric_status),
         "parse_repair_rate": (len(rubric_status) - rubric_status.count("ok")) / len(rubric_status),
-        "search_depth": harness.controls.search_depth, "search_hops": harness.controls.search_hops,
-        "claims_checked": len(base), "supported_share": sum(e["verdict"] == "supported" for e in base) / len(base) if base else 0.0,
-        "depth_change": oracle_depth_change(evidence_rows), "active_dimensions": [d.id for d in harness.active],
+        "search_depth": harness.controls.search_depth,
+        "search_hops": harness.controls.search_hops,
+        "claims_checked": len(base),
+        "supported_share": sum(e["verdict"] == "supported" for e in base) / len(base) if base else 0.0,
+        "depth_change": oracle_depth_change(evidence_rows),
+        "active_dimensions": [d.id for d in harness.active],
         "strictness": harness.controls.strictness,
     }
     return solver_rows, evaluator_rows, summary, dim_rows
@@ -125,7 +180,10 @@ def oracle_dimension_stats(round_idx, by_query, rubrics, dim_score, harness):
     rows = []
     for d in dims:
         scores = per_report[d]
-        spreads = [group_std([scores[r["trajectory_id"]] for r in g if r["trajectory_id"] in scores]) for g in by_query.values()]
+        spreads = [
+            group_std([scores[r["trajectory_id"]] for r in g if r["trajectory_id"] in scores])
+            for g in by_query.values()
+        ]
         best, best_with = 0.0, ""
         for other in dims:
             if other != d:
@@ -133,11 +191,19 @@ def oracle_dimension_stats(round_idx, by_query, rubrics, dim_score, harness):
                 c = correlation([scores[t] for t in common], [per_report[other][t] for t in common])
                 if c > best:
                     best, best_with = c, other
-        rows.append({
-            "round": round_idx, "dimension": d, "status": status.get(d, "active"),
-            "mean": sum(scores.values()) / max(len(scores), 1), "spread": sum(spreads) / max(len(spreads), 1),
-            "detection": detection_rate(probe_pairs[d]), "probes": len(probe_pairs[d]), "max_corr": best, "max_corr_with": best_with,
-        })
+        rows.append(
+            {
+                "round": round_idx,
+                "dimension": d,
+                "status": status.get(d, "active"),
+                "mean": sum(scores.values()) / max(len(scores), 1),
+                "spread": sum(spreads) / max(len(spreads), 1),
+                "detection": detection_rate(probe_pairs[d]),
+                "probes": len(probe_pairs[d]),
+                "max_corr": best,
+                "max_corr_with": best_with,
+            }
+        )
     return rows
 
 
@@ -157,8 +223,13 @@ def synthetic_round(n_queries: int = 7, seed: int = 0):
         q = f"q{qi:03d}"
         K = rng.choice([3, 4, 5])
         by_query[q] = [
-            {"trajectory_id": f"{q}-{k}", "sample_idx": k, "report": "x" * rng.choice([20, 300]),
-             "finish_reason": rng.choice(["stop", "stop", "length"]), "cited": [1] * rng.choice([0, 2, 2])}
+            {
+                "trajectory_id": f"{q}-{k}",
+                "sample_idx": k,
+                "report": "x" * rng.choice([20, 300]),
+                "finish_reason": rng.choice(["stop", "stop", "length"]),
+                "cited": [1] * rng.choice([0, 2, 2]),
+            }
             for k in range(K)
         ]
         rubrics[q] = []
@@ -167,26 +238,61 @@ def synthetic_round(n_queries: int = 7, seed: int = 0):
             w = [rng.random() + 0.1 for _ in weighted]
             criteria = {d: [f"{d} c{c}" for c in range(rng.choice([1, 2]))] for d in weighted if d != "never_scored"}
             criteria["shadow_dim"] = ["shadow c0"]
-            rubrics[q].append(Rubric({d: x / sum(w) for d, x in zip(weighted, w)}, criteria, None, rng.choice(["ok", "repaired", "failed"])))
+            rubrics[q].append(
+                Rubric(
+                    {d: x / sum(w) for d, x in zip(weighted, w)},
+                    criteria,
+                    None,
+                    rng.choice(["ok", "repaired", "failed"]),
+                )
+            )
         for r in by_query[q]:
             for i in range(rng.randint(0, 3)):
-                evidence.append({"trajectory_id": r["trajectory_id"], "deeper": False, "claim_idx": i,
-                                 "verdict": rng.choice(["supported", "contradicted", "not_found"])})
+                evidence.append(
+                    {
+                        "trajectory_id": r["trajectory_id"],
+                        "deeper": False,
+                        "claim_idx": i,
+                        "verdict": rng.choice(["supported", "contradicted", "not_found"]),
+                    }
+                )
             if rng.random() < 0.3:
-                evidence.append({"trajectory_id": r["trajectory_id"], "deeper": True, "claim_idx": 0, "verdict": "supported"})
+                evidence.append(
+                    {"trajectory_id": r["trajectory_id"], "deeper": True, "claim_idx": 0, "verdict": "supported"}
+                )
         if qi == 3:
             continue  # a query whose rows never came: it scores 0
         items = [(r["trajectory_id"], "") for r in by_query[q]]
-        items += [(r["trajectory_id"], rng.choice(["drop_section", "strip_citations"])) for r in by_query[q] if rng.random() < 0.4]
+        items += [
+            (r["trajectory_id"], rng.choice(["drop_section", "strip_citations"]))
+            for r in by_query[q]
+            if rng.random() < 0.4
+        ]
         for tid, kind in items:
             for j, rub in enumerate(rubrics[q]):
                 for p in (0, 1):
                     for d, cs in rub.criteria.items():
                         for c in cs:
                             s = float(rng.randint(0, 10)) if rng.random() < 0.5 else rng.uniform(0, 10)
-                            rows.append({"round": 0, "query_id": q, "rubric_idx": j, "pass_idx": p, "trajectory_id": tid, "probe_kind": kind,
-                                         "position": 1, "dimension": d, "criterion": c, "shadow": d not in rub.weights, "expected": s,
-                                         "sampled": int(s), "sampled_logprob": -1.0, "score": s, "score_path": "expected"})
+                            rows.append(
+                                {
+                                    "round": 0,
+                                    "query_id": q,
+                                    "rubric_idx": j,
+                                    "pass_idx": p,
+                                    "trajectory_id": tid,
+                                    "probe_kind": kind,
+                                    "position": 1,
+                                    "dimension": d,
+                                    "criterion": c,
+                                    "shadow": d not in rub.weights,
+                                    "expected": s,
+                                    "sampled": int(s),
+                                    "sampled_logprob": -1.0,
+                                    "score": s,
+                                    "score_path": "expected",
+                                }
+                            )
     return cfg, harness, by_query, rubrics, rows, evidence
 
 
@@ -201,7 +307,7 @@ def assert_same(stats, oracle):
 def finished_scores(tmp_path, rows) -> Store:
     store = Store(StoreConfig(root=str(tmp_path)))
     info = store.write_table("r/evaluate", "scores.parquet", pa.Table.from_pylist(rows, schema=SCORES_SCHEMA))
-    store.write_manifest("r/evaluate", {"files": {"scores.parquet": vars(info)}})
+    store.write_manifest("r/evaluate", Manifest(stage="self-evaluate", fingerprint="f", files={"scores.parquet": info}))
     return store
 
 
@@ -221,18 +327,34 @@ def test_streaming_statistics_equal_the_load_everything_oracle(seed):
 def test_statistics_streamed_from_the_file_equal_the_oracle_on_the_files_rows(tmp_path, batch_rows):
     cfg, harness, by_query, rubrics, rows, evidence = synthetic_round()
     store = finished_scores(tmp_path, rows)
-    stats = round_statistics(cfg, 0, by_query, rubrics, stream_scores(store, "r/evaluate", batch_rows=batch_rows), evidence, harness)
+    stats = round_statistics(
+        cfg, 0, by_query, rubrics, stream_scores(store, "r/evaluate", batch_rows=batch_rows), evidence, harness
+    )
     file_rows = store.read_table("r/evaluate", "scores.parquet").to_pylist()  # float32 scores, as the file holds them
     assert_same(stats, oracle_rewards(_WS(cfg), 0, by_query, rubrics, file_rows, evidence, harness))
 
 
 def test_groups_straddling_batches_come_out_whole():
-    rows = [{"query_id": q, "rubric_idx": 0, "pass_idx": i % 2, "trajectory_id": "t", "probe_kind": "", "dimension": "d", "score": float(i)}
-            for i, q in enumerate("aaabbbbbc")]
+    rows = [
+        {
+            "query_id": q,
+            "rubric_idx": 0,
+            "pass_idx": i % 2,
+            "trajectory_id": "t",
+            "probe_kind": "",
+            "dimension": "d",
+            "score": float(i),
+        }
+        for i, q in enumerate("aaabbbbbc")
+    ]
     table = pa.Table.from_pylist(rows).select(STATS_COLUMNS)
     for size in (1, 2, 4, 9):
         groups = list(groups_from_batches(table.to_batches(max_chunksize=size)))
-        assert [(g.query_id, g.score) for g in groups] == [("a", [0.0, 1.0, 2.0]), ("b", [3.0, 4.0, 5.0, 6.0, 7.0]), ("c", [8.0])]
+        assert [(g.query_id, g.score) for g in groups] == [
+            ("a", [0.0, 1.0, 2.0]),
+            ("b", [3.0, 4.0, 5.0, 6.0, 7.0]),
+            ("c", [8.0]),
+        ]
     assert [g.query_id for g in groups_from_rows(rows)] == ["a", "b", "c"]
 
 
@@ -253,12 +375,16 @@ def test_the_stage_writes_what_the_oracle_computes_from_its_judged_rows(toy_work
     run_stage(ws, "generate-reports", 0)
     run_stage(ws, "self-evaluate", 0)
     (j,) = judged
-    harness, _ = evaluate.harness_for_round(ws, 0)
-    solver, evaluator_rows, summary, dim_rows = oracle_rewards(ws, 0, j.by_query, j.rubrics, j.score_rows, j.evidence_rows, harness)
+    harness, _ = harness_for_round(ws, 0)
+    solver, evaluator_rows, summary, dim_rows = oracle_rewards(
+        ws, 0, j.by_query, j.rubrics, j.score_rows, j.evidence_rows, harness
+    )
     folder = stage_folder(ws, "self-evaluate", 0)
     for name, rows, schema in [
-        ("solver_rewards.parquet", solver, SOLVER_REWARDS_SCHEMA), ("evaluator_rewards.parquet", evaluator_rows, EVALUATOR_REWARDS_SCHEMA),
-        ("dimension_stats.parquet", dim_rows, DIMENSION_STATS_SCHEMA), ("summary.parquet", [summary], SUMMARY_SCHEMA),
+        ("solver_rewards.parquet", solver, SOLVER_REWARDS_SCHEMA),
+        ("evaluator_rewards.parquet", evaluator_rows, EVALUATOR_REWARDS_SCHEMA),
+        ("dimension_stats.parquet", dim_rows, DIMENSION_STATS_SCHEMA),
+        ("summary.parquet", [summary], SUMMARY_SCHEMA),
     ]:
         assert ws.store.read_table(folder, name).equals(pa.Table.from_pylist(rows, schema=schema)), name
     assert any(s["probe_kind"] for s in j.score_rows)
@@ -273,7 +399,9 @@ def test_iter_batches_streams_the_columns_asked_for(tmp_path):
     batches = list(store.iter_batches("r/evaluate", "scores.parquet", columns=["query_id", "score"], batch_rows=100))
     assert all(b.num_rows <= 100 for b in batches) and sum(b.num_rows for b in batches) == len(rows)
     assert batches[0].schema.names == ["query_id", "score"]
-    assert pa.Table.from_batches(batches).equals(store.read_table("r/evaluate", "scores.parquet").select(["query_id", "score"]))
+    assert pa.Table.from_batches(batches).equals(
+        store.read_table("r/evaluate", "scores.parquet").select(["query_id", "score"])
+    )
     whole = pa.Table.from_batches(list(store.iter_batches("r/evaluate", "scores.parquet")))
     assert whole.equals(store.read_table("r/evaluate", "scores.parquet"))
 
@@ -318,8 +446,12 @@ def test_iter_batches_streams_from_s3(tmp_path, monkeypatch):
         info = store.write_table("r/evaluate", "scores.parquet", pa.Table.from_pylist(rows, schema=SCORES_SCHEMA))
         with pytest.raises(ArtifactError, match=rf"s3://{bucket}/runs/r/evaluate/scores.parquet is not finished"):
             store.iter_batches("r/evaluate", "scores.parquet")
-        store.write_manifest("r/evaluate", {"files": {"scores.parquet": vars(info)}})
-        stats = round_statistics(cfg, 0, by_query, rubrics, stream_scores(store, "r/evaluate", batch_rows=50), evidence, harness)
+        store.write_manifest(
+            "r/evaluate", Manifest(stage="self-evaluate", fingerprint="f", files={"scores.parquet": info})
+        )
+        stats = round_statistics(
+            cfg, 0, by_query, rubrics, stream_scores(store, "r/evaluate", batch_rows=50), evidence, harness
+        )
         file_rows = store.read_table("r/evaluate", "scores.parquet").to_pylist()
         s3fs.S3FileSystem.clear_instance_cache()
     assert_same(stats, oracle_rewards(_WS(cfg), 0, by_query, rubrics, file_rows, evidence, harness))

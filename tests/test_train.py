@@ -12,16 +12,28 @@ from score.stages.train import build_samples
 
 
 def _span(name, n):
-    return {"name": name, "prompt": f"<{name} prompt>", "text": "x", "token_ids": list(range(1, n + 1)), "logprobs": [-1.0] * n, "finish_reason": "stop"}
+    return {
+        "name": name,
+        "prompt": f"<{name} prompt>",
+        "text": "x",
+        "token_ids": list(range(1, n + 1)),
+        "logprobs": [-1.0] * n,
+        "finish_reason": "stop",
+    }
 
 
 def test_samples_carry_group_normalised_advantages_and_flat_groups_are_counted():
     reports = [
         {"query_id": q, "sample_idx": k, "trajectory_id": f"{q}{k}", "spans": [_span("plan", 2), _span("report", 3)]}
-        for q in ("a", "b") for k in range(2)
+        for q in ("a", "b")
+        for k in range(2)
     ]
-    rewards = [{"trajectory_id": "a0", "reward": 0.8}, {"trajectory_id": "a1", "reward": 0.2},
-               {"trajectory_id": "b0", "reward": 0.0}, {"trajectory_id": "b1", "reward": 0.0}]  # b is flat
+    rewards = [
+        {"trajectory_id": "a0", "reward": 0.8},
+        {"trajectory_id": "a1", "reward": 0.2},
+        {"trajectory_id": "b0", "reward": 0.0},
+        {"trajectory_id": "b1", "reward": 0.0},
+    ]  # b is flat
     rubrics = [{"query_id": "a", "rubric_idx": j, "span": _span("rubric", 4)} for j in range(2)]
     ev = [{"query_id": "a", "rubric_idx": 0, "reward": 1.0}, {"query_id": "a", "rubric_idx": 1, "reward": 0.5}]
     rows, counts = build_samples(0, reports, rewards, rubrics, ev, TrainConfig())
@@ -30,8 +42,12 @@ def test_samples_carry_group_normalised_advantages_and_flat_groups_are_counted()
     assert solver == [("a0", "plan", 1.0), ("a0", "report", 1.0), ("a1", "plan", -1.0), ("a1", "report", -1.0)]
     evaluator = [(r["source_id"], round(r["advantage"], 6)) for r in rows if r["role"] == "evaluator"]
     assert evaluator == [("rubric-0", 1.0), ("rubric-1", -1.0)]
-    assert all(r["prompt"].startswith("<") and r["token_ids"] for r in rows)  # prompt kept apart from the written tokens
-    no_plan, _ = build_samples(0, reports, rewards, rubrics, ev, TrainConfig(train_plan=False, role_weight={"evaluator": 0}))
+    assert all(
+        r["prompt"].startswith("<") and r["token_ids"] for r in rows
+    )  # prompt kept apart from the written tokens
+    no_plan, _ = build_samples(
+        0, reports, rewards, rubrics, ev, TrainConfig(train_plan=False, role_weight={"evaluator": 0})
+    )
     assert [r["span"] for r in no_plan] == ["report", "report"]
     dr_grpo, _ = build_samples(0, reports, rewards, [], [], TrainConfig(normalize_std=False))
     assert [round(r["advantage"], 6) for r in dr_grpo] == [0.3, 0.3, -0.3, -0.3]
@@ -55,16 +71,20 @@ def trainer_and_batch():
     model_cfg = ModelConfig()
     trainer = Trainer(model_cfg, cfg, resolve_model_path(model_cfg), None, seed=0)
     tok = trainer.tokenizer
-    texts = [("Write about solar power.", " Solar panels turn sunlight into power [1]."),
-             ("Write about wind power.", " Wind turbines spin in the wind [2]."),
-             ("Write about storage.", " Batteries keep energy for later."),
-             ("Write about hydro power.", " Dams turn falling water into power.")]
-    rows = [(tok(p, add_special_tokens=False)["input_ids"], tok(c, add_special_tokens=False)["input_ids"]) for p, c in texts]
+    texts = [
+        ("Write about solar power.", " Solar panels turn sunlight into power [1]."),
+        ("Write about wind power.", " Wind turbines spin in the wind [2]."),
+        ("Write about storage.", " Batteries keep energy for later."),
+        ("Write about hydro power.", " Dams turn falling water into power."),
+    ]
+    rows = [
+        (tok(p, add_special_tokens=False)["input_ids"], tok(c, add_special_tokens=False)["input_ids"]) for p, c in texts
+    ]
     with torch.no_grad():
         logp, mask = written_logprobs(trainer.model, rows, trainer.pad_id, trainer.accelerator.device)
     assert mask.sum(1).tolist() == [len(c) for _, c in rows]  # only the written tokens, right-aligned
     batch = [
-        TrainSample("solver", p, c, logp[b, logp.shape[1] - len(c):].tolist(), adv)
+        TrainSample("solver", p, c, logp[b, logp.shape[1] - len(c) :].tolist(), adv)
         for b, ((p, c), adv) in enumerate(zip(rows, [1.0, 1.0, -1.0, -1.0]))
     ]
     return trainer, batch
@@ -98,7 +118,13 @@ def test_checkpoint_is_safetensors_and_resumes_optimizer_state(trainer_and_batch
     trainer, _ = trainer_and_batch
     files = trainer.save(tmp_path / "ckpt")
     names = sorted(p.name for p in files)
-    assert names == ["README.md", "adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json"]
+    assert names == [
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    ]
     assert not [p for p in files if p.suffix in (".bin", ".pt", ".pkl")]
     resumed = Trainer(ModelConfig(), trainer.cfg, resolve_model_path(ModelConfig()), str(tmp_path / "ckpt"), seed=1)
     assert resumed.step == trainer.step
@@ -116,27 +142,33 @@ def test_the_train_stage_closes_the_loop_on_a_toy_round(toy_workspace):
         run_stage(ws, stage, 0)
     folder = stage_folder(ws, "train", 0)
     manifest = ws.store.read_manifest(folder)
-    assert {"samples.parquet", "steps.parquet", "checkpoint/adapter_model.safetensors", "checkpoint/optimizer.safetensors"} <= set(manifest["files"])
-    stats = manifest["stats"]
+    assert {
+        "samples.parquet",
+        "steps.parquet",
+        "checkpoint/adapter_model.safetensors",
+        "checkpoint/optimizer.safetensors",
+    } <= set(manifest.files)
+    stats = manifest.stats
     assert stats["solver_flat_groups"] == stats["solver_groups"] == 2  # the toy writes identical reports
     assert stats["samples"] == 0 and stats["steps"] == 0  # nothing to learn from flat groups, and that is reported
     out = run_stage(ws, "generate-reports", 1)
     checkpoint = ws.store.display(folder, "checkpoint")
-    assert out.manifest["inputs"]["policy"].endswith(upstream_of(ws, 0))
+    assert out.manifest.inputs["policy"].endswith(upstream_of(ws, 0))
     rows = ws.store.read_table(stage_folder(ws, "generate-reports", 1), "reports.parquet").to_pylist()
     assert {r["checkpoint"] for r in rows} == {checkpoint}
 
 
 def upstream_of(ws, r):
-    from score.stages.base import upstream
-
-    return upstream(ws, r, "train")
+    return ws.store.read_manifest(stage_folder(ws, "train", r)).content_fingerprint()
 
 
-def test_full_fine_tuning_moves_every_layer_and_saves_a_model_folder_the_backend_loads(trainer_and_batch, toy_config, tmp_path):
+def test_full_fine_tuning_moves_every_layer_and_saves_a_model_folder_the_backend_loads(
+    trainer_and_batch, toy_config, tmp_path
+):
+    from score.checkpoints import Policy
     from score.models import resolve_model_path
     from score.trainer import Trainer
-    from score.workspace import Policy, Workspace
+    from score.workspace import Workspace
 
     _, batch = trainer_and_batch
     cfg = TrainConfig(method="full", lr=1e-5, batch_size=4, kl_coef=0.05)
@@ -148,7 +180,13 @@ def test_full_fine_tuning_moves_every_layer_and_saves_a_model_folder_the_backend
     moved = [n for n, p in trainer.unwrapped.named_parameters() if not torch.equal(p, before[n])]
     assert any("layers.0." in n for n in moved) and any("layers.29." in n for n in moved)
     files = {p.name for p in trainer.save(tmp_path / "full")}
-    assert {"model.safetensors", "config.json", "optimizer.safetensors", "trainer_state.json", "tokenizer.json"} <= files
+    assert {
+        "model.safetensors",
+        "config.json",
+        "optimizer.safetensors",
+        "trainer_state.json",
+        "tokenizer.json",
+    } <= files
     backend = Workspace(toy_config).backend(Policy("round-0000/train/checkpoint", str(tmp_path / "full"), "full"))
     assert backend.checkpoint == "round-0000/train/checkpoint"
     name, p = next((n, p) for n, p in trainer.unwrapped.named_parameters() if "layers.0.self_attn.q_proj" in n)

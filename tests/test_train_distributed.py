@@ -13,11 +13,25 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--set", "train.micro_batch_tokens=300", "--set", "train.batch_size=4"]  # micro-batches split across processes, 2+ steps
+SMALL = [
+    "--set",
+    "train.micro_batch_tokens=300",
+    "--set",
+    "train.batch_size=4",
+]  # micro-batches split across processes, 2+ steps
 
 
 def cli(*args: str, store: Path, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
-    cmd = [*(launcher or [sys.executable, "-m"]), "score.cli", *args, "-c", "configs/ci.yaml", "--set", f"store.root={store}", *SMALL]
+    cmd = [
+        *(launcher or [sys.executable, "-m"]),
+        "score.cli",
+        *args,
+        "-c",
+        "configs/ci.yaml",
+        "--set",
+        f"store.root={store}",
+        *SMALL,
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=os.environ.copy())
     assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -32,13 +46,23 @@ def test_two_processes_train_the_same_adapter_as_one(tmp_path):
         cli("stage", stage, "--round", "0", "--no-flow", store=one)
     shutil.copytree(one, two)
     cli("stage", "train", "--round", "0", "--no-flow", store=one)
-    accelerate = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file", "configs/accelerate/ddp-cpu.yaml", "-m"]
+    accelerate = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--config_file",
+        "configs/accelerate/ddp-cpu.yaml",
+        "-m",
+    ]
     cli("stage", "train", "--round", "0", "--no-flow", "--set", "model.threads=1", store=two, launcher=accelerate)
 
-    stats = [json.loads((s / "ci" / "round-0000" / "train" / "_manifest.json").read_text())["stats"] for s in (one, two)]
+    stats = [
+        json.loads((s / "ci" / "round-0000" / "train" / "_manifest.json").read_text())["stats"] for s in (one, two)
+    ]
     print("one process:", stats[0], "\ntwo processes:", stats[1])
     assert stats[0]["steps"] == stats[1]["steps"] >= 2 and stats[0]["trainable_tokens"] == stats[1]["trainable_tokens"]
-    a, b = (load_file(s / "ci" / "round-0000" / "train" / "checkpoint" / "adapter_model.safetensors") for s in (one, two))
+    a, b = (
+        load_file(s / "ci" / "round-0000" / "train" / "checkpoint" / "adapter_model.safetensors") for s in (one, two)
+    )
     assert a.keys() == b.keys()
     assert any(v.abs().max() > 0 for k, v in a.items() if "lora_B" in k)
     for k in a:  # the gradient sum over the two processes' micro-batches is the one-process batch gradient

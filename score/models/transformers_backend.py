@@ -11,13 +11,14 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from score.models.base import Message, Sample, SamplingParams, Usage
+from score.models.base import Sample, SamplingParams, Usage
+from score.models.chat import ChatTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask
 
 
-class TransformersBackend:
+class TransformersBackend(ChatTokenizer):
     name = "transformers"
 
     def __init__(
@@ -48,14 +49,14 @@ class TransformersBackend:
         threads: int | None = None,
         score_batch_size: int = 8,
     ):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.score_batch_size = score_batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        ChatTokenizer.__init__(self, path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(self.device)
         self.checkpoint = "base"
         if adapter:
@@ -65,24 +66,11 @@ class TransformersBackend:
             self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload()
             self.checkpoint = adapter
         self.model.eval()
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
-        eos = eos if eos is not None else self.tokenizer.eos_token_id
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
-        self.usage = Usage()
-
-    # ---- text <-> tokens -------------------------------------------------------------------------------
-    def render(self, messages: Sequence[Message], continue_final: bool = False) -> str:
-        chat = [{"role": m.role, "content": m.content} for m in messages]
-        return self.tokenizer.apply_chat_template(
-            chat, tokenize=False, add_generation_prompt=not continue_final, continue_final_message=continue_final
+        self.pad_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         )
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode([i for i in ids if i not in self.eos_ids], skip_special_tokens=False)
+        self.set_eos(self.model.generation_config.eos_token_id if self.model.generation_config else None)
+        self.usage = Usage()
 
     def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         ids, mask = left_pad(rows, self.pad_id)
@@ -98,7 +86,13 @@ class TransformersBackend:
         t0 = time.perf_counter()
         # progress in token slots (sequences x max_tokens): moves every decoding step, and a sequence that
         # stops early hands back its unused slots at once
-        with tqdm(total=len(prompts) * params.n * params.max_tokens, desc=desc or "sampling", unit="tok", leave=False, disable=not desc) as bar:
+        with tqdm(
+            total=len(prompts) * params.n * params.max_tokens,
+            desc=desc or "sampling",
+            unit="tok",
+            leave=False,
+            disable=not desc,
+        ) as bar:
             for start in range(0, len(order), per_batch):
                 chunk = order[start : start + per_batch]
                 samples = self._sample_batch([encoded[i] for i in chunk], params, generator, bar.update)
@@ -118,8 +112,12 @@ class TransformersBackend:
         ids, mask = self._left_pad(rows)  # (U, T)
         cache = DynamicCache()
         logits = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-            past_key_values=cache, use_cache=True, logits_to_keep=1,  # never the (U, T, V) logits of the prompt
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,  # never the (U, T, V) logits of the prompt
         ).logits[:, -1, :]  # (U, V)
         if params.n > 1:  # the n samples of a prompt share its prefill: copy the cache rows, not the compute
             cache.batch_repeat_interleave(params.n)
@@ -135,8 +133,12 @@ class TransformersBackend:
         for step in range(params.max_tokens):
             if step > 0:
                 logits = self.model(
-                    input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                    past_key_values=cache, use_cache=True, logits_to_keep=1,
+                    input_ids=step_ids,
+                    attention_mask=mask,
+                    position_ids=step_pos,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
                 ).logits[:, -1, :]  # (B, V)
             logits = logits.float()
             logprobs = torch.log_softmax(logits, dim=-1)  # (B, V) temperature-1 log-probs, what the trainer sees
@@ -184,7 +186,9 @@ class TransformersBackend:
         choice = torch.multinomial(top.cpu(), 1, generator=generator).to(logits.device)  # (B, 1)
         return idx.gather(1, choice).squeeze(1)
 
-    def _finish(self, prompt: list[int], toks: list[int], logps: list[float], reason: str, stop: tuple[str, ...]) -> Sample:
+    def _finish(
+        self, prompt: list[int], toks: list[int], logps: list[float], reason: str, stop: tuple[str, ...]
+    ) -> Sample:
         text = self.decode(toks)
         if reason == "stop" and stop:
             ends = [text.find(s) + len(s) for s in stop if s in text]
@@ -197,7 +201,10 @@ class TransformersBackend:
     def score(self, prompts: Sequence[str], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
         out: list[list[float]] = []
         for start in range(0, len(prompts), self.score_batch_size):
-            ps, cs = prompts[start : start + self.score_batch_size], continuations[start : start + self.score_batch_size]
+            ps, cs = (
+                prompts[start : start + self.score_batch_size],
+                continuations[start : start + self.score_batch_size],
+            )
             rows = [self.tokenize(p) + list(c) for p, c in zip(ps, cs)]
             ids, mask = self._left_pad(rows)
             keep = max(len(c) for c in cs) + 1
@@ -227,24 +234,33 @@ class TransformersBackend:
         """
         pre = self.tokenize(prefix)
         base = DynamicCache()
-        self.model(input_ids=torch.tensor([pre], device=self.device), past_key_values=base, use_cache=True, logits_to_keep=1)
+        self.model(
+            input_ids=torch.tensor([pre], device=self.device), past_key_values=base, use_cache=True, logits_to_keep=1
+        )
         cand = torch.tensor(list(candidates), device=self.device)
         first: list[list[float]] = []
         second: list[list[float]] = []
         for start in range(0, len(suffixes), self.batch_size):
             rows = [self.tokenize(s) for s in suffixes[start : start + self.batch_size]]
             n, width = len(rows), max(len(r) for r in rows)
-            ids = torch.full((n, width), self.pad_id, dtype=torch.long)  # (n, L) right-padded: causal attention ignores the pad
+            ids = torch.full(
+                (n, width), self.pad_id, dtype=torch.long
+            )  # (n, L) right-padded: causal attention ignores the pad
             for i, r in enumerate(rows):
                 ids[i, : len(r)] = torch.tensor(r)
             lengths = torch.tensor([len(r) for r in rows])  # (n,)
-            mask = torch.cat([torch.ones(n, len(pre), dtype=torch.long), (torch.arange(width)[None] < lengths[:, None]).long()], 1)
+            mask = torch.cat(
+                [torch.ones(n, len(pre), dtype=torch.long), (torch.arange(width)[None] < lengths[:, None]).long()], 1
+            )
             cache = copy.deepcopy(base)
             cache.batch_repeat_interleave(n)
             positions = (len(pre) + torch.arange(width))[None].expand(n, width)
             logits = self.model(
-                input_ids=ids.to(self.device), attention_mask=mask.to(self.device), position_ids=positions.to(self.device),
-                past_key_values=cache, use_cache=True,
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device),
+                past_key_values=cache,
+                use_cache=True,
             ).logits  # (n, L, V), L is a short suffix
             last = logits[torch.arange(n), lengths - 1].float()  # (n, V)
             first += torch.log_softmax(last, -1)[:, cand].tolist()
@@ -253,10 +269,17 @@ class TransformersBackend:
                 # the new token sits after the pad columns; mask and positions keep each row's own order
                 mask[:, len(pre) :][torch.arange(width + 1)[None].expand(n, -1) >= lengths[:, None]] = 0
                 mask[:, -1] = 1
-                nxt = self.model(
-                    input_ids=torch.full((n, 1), then, device=self.device), attention_mask=mask.to(self.device),
-                    position_ids=(len(pre) + lengths)[:, None].to(self.device), past_key_values=cache, use_cache=True,
-                ).logits[:, -1].float()  # (n, V)
+                nxt = (
+                    self.model(
+                        input_ids=torch.full((n, 1), then, device=self.device),
+                        attention_mask=mask.to(self.device),
+                        position_ids=(len(pre) + lengths)[:, None].to(self.device),
+                        past_key_values=cache,
+                        use_cache=True,
+                    )
+                    .logits[:, -1]
+                    .float()
+                )  # (n, V)
                 second += torch.log_softmax(nxt, -1)[:, cand].tolist()
         return (first, second) if then is not None else first
 
@@ -267,8 +290,15 @@ class TransformersBackend:
         out: list[list[float]] = []
         for start in range(0, len(prompts), self.batch_size):
             ids, mask = self._left_pad([self.tokenize(p) for p in prompts[start : start + self.batch_size]])
-            logits = self.model(
-                input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=1
-            ).logits[:, -1].float()  # (B, V)
+            logits = (
+                self.model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                    logits_to_keep=1,
+                )
+                .logits[:, -1]
+                .float()
+            )  # (B, V)
             out += torch.log_softmax(logits, -1)[:, cand].tolist()
         return out

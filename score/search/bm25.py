@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import bm25s
 
@@ -47,13 +47,13 @@ class BM25Search:
         out: list[list[Passage]] = [[] for _ in queries]
         if not asked:
             return out
-        docs, scores = self.retriever.retrieve([tokens[i] for i in asked], k=k, show_progress=False, n_threads=1)  # (Q, k)
+        docs, scores = self.retriever.retrieve(
+            [tokens[i] for i in asked], k=k, show_progress=False, n_threads=1
+        )  # (Q, k)
         for i, row_docs, row_scores in zip(asked, docs, scores):
-            out[i] = (
-                [
-                    Passage(self.ids[d], self.titles[d], self.texts[d], self.sources[d], float(s))
-                    for d, s in zip(row_docs, row_scores)
-                    if s > 0  # a zero score shares no term with the query: not a hit
-                ]
-            )
+            out[i] = [
+                Passage(self.ids[d], self.titles[d], self.texts[d], self.sources[d], float(s))
+                for d, s in zip(row_docs, row_scores)
+                if s > 0  # a zero score shares no term with the query: not a hit
+            ]
         return out

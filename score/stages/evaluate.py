@@ -4,10 +4,13 @@ Per query: J rubrics sampled from the model over the harness's active dimensions
 default criterion and are scored in the shadow); evidence checks on `search_depth` claims per report;
 every report, and corrupted copies of a `probe_share` of them, scored on every criterion of every rubric
 in two passes with a different report order and seed (the report is encoded once and shared by both
-passes; a pass differs by the place its order gives the report, stated after the report). Scores are read off the model's score-token
-probabilities (one forward per criterion, over a shared encoding of query + report + evidence), not
-parsed from generated text: a 135M model answers "10" to nearly everything when asked to write a score.
-Then the rewards: solver per report, evaluator per rubric, and the round's statistics.
+passes; a pass differs by the place its order gives the report, stated after the report). Scores are read
+off the model's score-token probabilities (one forward per criterion, over a shared encoding of query +
+report + evidence; `score.scale`), not parsed from generated text: a 135M model answers "10" to nearly
+everything when asked to write a score. Then the rewards: solver per report, evaluator per rubric, and the
+round's statistics, in one streaming pass (`round_statistics`).
+
+Its contract (what it reads, writes and may configure) is `score.pipeline.EVALUATE`.
 
 Deliberately left out: free-text justifications (costly, and no reward reads them) and pairwise
 comparisons between reports (each report is scored alone; the order label is what differs by pass).
@@ -23,7 +26,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import groupby
 
 import numpy as np
@@ -31,63 +34,77 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from score.artifacts import (
-    DIMENSION_STATS_SCHEMA, EVALUATOR_REWARDS_SCHEMA, EVIDENCE_SCHEMA, PROBES_SCHEMA, RUBRICS_SCHEMA,
-    SCORES_SCHEMA, SOLVER_REWARDS_SCHEMA, STREAM_BATCH_ROWS, SUMMARY_SCHEMA, ArtifactError, Store, round_dir,
+    DIMENSION_STATS,
+    EVALUATOR_REWARDS,
+    EVIDENCE,
+    PROBES,
+    REPORTS,
+    RUBRICS,
+    SCORES,
+    SOLVER_REWARDS,
+    STREAM_BATCH_ROWS,
+    SUMMARY,
+    ArtifactError,
+    Store,
 )
-from score.config import RunConfig
 from score.corrupt import CORRUPTIONS
 from score.evidence import pick_claims, search_claim, verdict
-from score.models import SamplingParams
-from score.prompts import RUBRIC_PREFILL, evidence_messages, rubric_messages, scoring_parts
-from score.rewards import correlation, detection_rate, evaluator_reward, group_std, rank_agreement, solver_rewards, validity
 from score.harness import Harness
+from score.models import Backend, SamplingParams
+from score.pipeline import EVALUATE, EvaluateStats
+from score.prompts import RUBRIC_PREFILL, evidence_messages, rubric_messages, scoring_parts
+from score.rewards import (
+    correlation,
+    detection_points,
+    detection_rate,
+    detection_share,
+    evaluator_reward,
+    group_std,
+    rank_agreement,
+    rubric_score,
+    solver_rewards,
+    validity,
+)
 from score.rubrics import Rubric, parse_rubric
-from score.stages.base import StageResult, derive_seed, harness_for_round, policy_for_round, upstream
+from score.runner import StageContext, derive_seed
+from score.scale import digit_ids, expected_score, strict_curve
 from score.workspace import Workspace
 
 log = logging.getLogger(__name__)
-
-NAME = "self-evaluate"
-FOLDER = "evaluate"
-CONFIG = ("seed", "model", "search", "evaluate", "reward")
+PASSES = (0, 1)
 
 
-def inputs(ws: Workspace, round_idx: int) -> dict[str, str]:
-    return {
-        "reports": upstream(ws, round_idx, "generate"),
-        "harness": harness_for_round(ws, round_idx)[1],
-        "policy": policy_for_round(ws, round_idx).fingerprint,
-        "corpus": ws.search.fingerprint,
-    }
-
-
-def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
-    cfg = ws.cfg
-    reports = ws.store.read_table(f"{round_dir(cfg.run, round_idx)}/generate", "reports.parquet").to_pylist()
-    harness, _ = harness_for_round(ws, round_idx)
-    backend = ws.backend(policy_for_round(ws, round_idx))
+def run(ctx: StageContext) -> EvaluateStats:
+    reports = ctx.read(REPORTS).to_pylist()
     t0 = time.perf_counter()
-    judged = judge(ws, backend, reports, harness, derive_seed(cfg.seed, round_idx, NAME), round_idx)
-    by_query, rubrics, score_rows, evidence_rows = judged.by_query, judged.rubrics, judged.score_rows, judged.evidence_rows
-    rubric_rows, probe_rows = judged.rubric_rows, judged.probe_rows
-
+    judged = judge(ctx.ws, ctx.ws.backend(ctx.policy), reports, ctx.harness, ctx.seed, ctx.round)
     # 5. rewards and statistics, one query at a time (the same pass reads a written scores.parquet: stream_scores);
     # fed the judged rows, not the file, so rewards come from the float64 scores, not their float32 copies
-    stats = round_statistics(cfg, round_idx, by_query, rubrics, groups_from_rows(score_rows), evidence_rows, harness)
+    stats = round_statistics(
+        ctx.cfg,
+        ctx.round,
+        judged.by_query,
+        judged.rubrics,
+        groups_from_rows(judged.score_rows),
+        judged.evidence_rows,
+        ctx.harness,
+    )
     seconds = time.perf_counter() - t0
-    files = {}
-    for name, rows, schema in [
-        ("rubrics.parquet", rubric_rows, RUBRICS_SCHEMA), ("evidence.parquet", evidence_rows, EVIDENCE_SCHEMA),
-        ("probes.parquet", probe_rows, PROBES_SCHEMA), ("scores.parquet", score_rows, SCORES_SCHEMA),
-        ("solver_rewards.parquet", stats.solver_rows, SOLVER_REWARDS_SCHEMA),
-        ("evaluator_rewards.parquet", stats.evaluator_rows, EVALUATOR_REWARDS_SCHEMA),
-        ("dimension_stats.parquet", stats.dimension_rows, DIMENSION_STATS_SCHEMA), ("summary.parquet", [stats.summary], SUMMARY_SCHEMA),
+    for artifact, rows in [
+        (RUBRICS, judged.rubric_rows),
+        (EVIDENCE, judged.evidence_rows),
+        (PROBES, judged.probe_rows),
+        (SCORES, judged.score_rows),
+        (SOLVER_REWARDS, stats.solver_rows),
+        (EVALUATOR_REWARDS, stats.evaluator_rows),
+        (DIMENSION_STATS, stats.dimension_rows),
+        (SUMMARY, [stats.summary]),
     ]:
-        files[name] = ws.store.write_table(folder, name, pa.Table.from_pylist(rows, schema=schema))
+        ctx.write(artifact, rows)
     numbers = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.summary.items() if k != "round"}
-    numbers["seconds_per_report"] = round(seconds / max(len(reports), 1), 2)
-    log.info("round %d self-evaluate: %s", round_idx, numbers)
-    return StageResult(files=files, stats=numbers)
+    out = EvaluateStats(**numbers, seconds_per_report=round(seconds / max(len(reports), 1), 2))
+    log.info("round %d %s: %s", ctx.round, EVALUATE.name, asdict(out))
+    return out
 
 
 @dataclass
@@ -103,51 +120,105 @@ class Judged:
 
 
 def judge(
-    ws: Workspace, backend, reports: list[dict], harness: Harness, seed: int, round_idx: int = 0,
-    probe_share: float | None = None, depth_probe_share: float | None = None,
+    ws: Workspace,
+    backend: Backend,
+    reports: list[dict],
+    harness: Harness,
+    seed: int,
+    round_idx: int = 0,
+    probe_share: float | None = None,
+    depth_probe_share: float | None = None,
 ) -> Judged:
     """Rubrics, evidence checks, corruption probes and scores for `reports` (rows shaped like reports.parquet:
     query_id, query, sample_idx, trajectory_id, report, sources) under `harness`. Probe shares default to the
     config's; `score judge` sets them to 0 to score outside reports as they are."""
     ev = ws.cfg.evaluate
-    ctl = harness.controls
-    probe_share = ev.probe_share if probe_share is None else probe_share
-    depth_probe_share = ev.depth_probe_share if depth_probe_share is None else depth_probe_share
     by_query: dict[str, list[dict]] = defaultdict(list)
     for r in reports:
         by_query[r["query_id"]].append(r)
     for group in by_query.values():
         group.sort(key=lambda r: r["sample_idx"])
+    rubrics, rubric_rows = _write_rubrics(ws, backend, by_query, harness, seed, round_idx)  # 1. J rubrics per query
+    rng = random.Random(seed)  # 2. and 3. draw from one stream, in this order
+    share = ev.depth_probe_share if depth_probe_share is None else depth_probe_share
+    evidence_rows, evidence_text = _check_evidence(ws, backend, reports, harness, rng, share, round_idx)
+    share = ev.probe_share if probe_share is None else probe_share
+    probe_rows, probes_of = _corrupt(ev.probe_kinds, reports, rng, share, seed, round_idx)
+    score_rows = _score(ws, backend, by_query, rubrics, probes_of, evidence_text, harness, seed, round_idx)  # 4.
+    return Judged(by_query, rubrics, rubric_rows, evidence_rows, probe_rows, score_rows)
+
+
+def _write_rubrics(
+    ws: Workspace, backend: Backend, by_query: dict[str, list[dict]], harness: Harness, seed: int, round_idx: int
+) -> tuple[dict[str, list[Rubric]], list[dict]]:
+    """1. J rubrics per query, sampled over the active dimensions and parsed robustly."""
+    ev, ctl = ws.cfg.evaluate, harness.controls
     active = [(d.id, d.description) for d in harness.active]
     shadow = [(d.id, d.description) for d in harness.candidates]
-
-    # 1. rubrics: J samples per query, parsed robustly
     queries = list(by_query)
-    prompts = [backend.render(rubric_messages(by_query[q][0]["query"], active, ctl.criteria_per_dimension), continue_final=True) for q in queries]
+    prompts = [
+        backend.render(
+            rubric_messages(by_query[q][0]["query"], active, ctl.criteria_per_dimension), continue_final=True
+        )
+        for q in queries
+    ]
     samples = backend.sample(
         prompts,
-        SamplingParams(n=ctl.rubrics_per_query, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.rubric_tokens, seed=seed),
+        SamplingParams(
+            n=ctl.rubrics_per_query, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.rubric_tokens, seed=seed
+        ),
         desc=f"round {round_idx} rubrics",
     )
-    rubrics: dict[str, list] = {}
-    rubric_rows = []
+    rubrics: dict[str, list[Rubric]] = {}
+    rows = []
     for q, prompt, group in zip(queries, prompts, samples):
         rubrics[q] = []
         for j, s in enumerate(group):
-            rub = parse_rubric(RUBRIC_PREFILL + s.text, active, shadow, by_query[q][0]["query"], ctl.criteria_per_dimension)
+            rub = parse_rubric(
+                RUBRIC_PREFILL + s.text, active, shadow, by_query[q][0]["query"], ctl.criteria_per_dimension
+            )
             rubrics[q].append(rub)
-            rubric_rows.append({
-                "round": round_idx, "query_id": q, "rubric_idx": j, "harness_version": harness.version,
-                "span": {"name": "rubric", "prompt": prompt, "text": s.text, "token_ids": s.token_ids, "logprobs": s.logprobs, "finish_reason": s.finish_reason},
-                "status": rub.status, "repairs": rub.repairs,
-                "weights": [{"dimension": d, "weight": w} for d, w in rub.weights.items()],
-                "criteria": [{"dimension": d, "text": c, "shadow": d not in rub.weights} for d, cs in rub.criteria.items() for c in cs],
-                "proposal_name": rub.proposal[0] if rub.proposal else None,
-                "proposal_description": rub.proposal[1] if rub.proposal else None,
-            })
+            rows.append(
+                {
+                    "round": round_idx,
+                    "query_id": q,
+                    "rubric_idx": j,
+                    "harness_version": harness.version,
+                    "span": {
+                        "name": "rubric",
+                        "prompt": prompt,
+                        "text": s.text,
+                        "token_ids": s.token_ids,
+                        "logprobs": s.logprobs,
+                        "finish_reason": s.finish_reason,
+                    },
+                    "status": rub.status,
+                    "repairs": rub.repairs,
+                    "weights": [{"dimension": d, "weight": w} for d, w in rub.weights.items()],
+                    "criteria": [
+                        {"dimension": d, "text": c, "shadow": d not in rub.weights}
+                        for d, cs in rub.criteria.items()
+                        for c in cs
+                    ],
+                    "proposal_name": rub.proposal[0] if rub.proposal else None,
+                    "proposal_description": rub.proposal[1] if rub.proposal else None,
+                }
+            )
+    return rubrics, rows
 
-    # 2. evidence: search_depth claims per report (and one level deeper on a share, for the depth rule)
-    rng = random.Random(seed)
+
+def _check_evidence(
+    ws: Workspace,
+    backend: Backend,
+    reports: list[dict],
+    harness: Harness,
+    rng: random.Random,
+    depth_probe_share: float,
+    round_idx: int,
+) -> tuple[list[dict], dict[str, list[str]]]:
+    """2. `search_depth` claims per report searched and judged Yes / No / Unclear (one level deeper on a share, for
+    the depth rule): the evidence rows, and per report the lines shown to the evaluator when it scores."""
+    ev, ctl = ws.cfg.evaluate, harness.controls
     deeper_ids = {r["trajectory_id"] for r in reports if rng.random() < depth_probe_share}
     checks = []  # (report, deeper, claim_idx, ClaimSearch)
     for r in reports:
@@ -158,83 +229,185 @@ def judge(
         for deeper, depth, hops in plans:
             for i, (claim, cited) in enumerate(pick_claims(r["report"], depth, ev.claim_min_chars)):
                 checks.append((r, deeper, i, search_claim(ws.search, claim, cited, titles, r["query"], hops)))
+    answer = _answers(backend, [c[3] for c in checks], ev.passage_chars)
+    rows, text = [], defaultdict(list)
+    for idx, (r, deeper, i, cs) in enumerate(checks):
+        p = answer.get(idx, (0.0, 0.0, 1.0))
+        v = verdict(*p, found=bool(cs.passages))
+        rows.append(
+            {
+                "round": round_idx,
+                "query_id": r["query_id"],
+                "trajectory_id": r["trajectory_id"],
+                "deeper": deeper,
+                "claim_idx": i,
+                "claim": cs.claim,
+                "cited": cs.cited,
+                "queries": cs.queries,
+                "passage_ids": [x.id for x in cs.passages],
+                "p_yes": p[0],
+                "p_no": p[1],
+                "p_unclear": p[2],
+                "verdict": v,
+            }
+        )
+        if not deeper:
+            where = f" ({cs.passages[0].title})" if cs.passages else ""
+            text[r["trajectory_id"]].append(f'- "{cs.claim[:160]}": {v.replace("_", " ")}{where}')
+    return rows, text
+
+
+def _answers(backend: Backend, searches: list, passage_chars: int) -> dict[int, tuple[float, ...]]:
+    """Check index -> calibrated (p_yes, p_no, p_unclear), for the checks whose search found a passage (a claim
+    with none is not_found without asking)."""
     answer_ids = [backend.tokenize(" Yes")[0], backend.tokenize(" No")[0], backend.tokenize(" Un")[0]]
-    found = [i for i, c in enumerate(checks) if c[3].passages]  # a claim with no passage is not_found without asking
+    found = [i for i, cs in enumerate(searches) if cs.passages]
     judged = backend.choice_logprobs(
         [
-            backend.render(evidence_messages(checks[i][3].claim, [(p.title, p.text[: ev.passage_chars]) for p in checks[i][3].passages])) + "Answer:"
+            backend.render(
+                evidence_messages(searches[i].claim, [(p.title, p.text[:passage_chars]) for p in searches[i].passages])
+            )
+            + "Answer:"
             for i in found
         ],
         answer_ids,
     )
     # Contextual calibration (Zhao et al., 2021): a small judge says "No" to almost everything (measured here:
     # p(No) ~ 0.8 on every claim), so divide by its answer to a content-free check before taking the argmax.
-    prior = _softmax(backend.choice_logprobs([backend.render(evidence_messages("N/A", [("N/A", "N/A")])) + "Answer:"], answer_ids)[0])
-    answer = dict(zip(found, (_calibrate(_softmax(lp), prior) for lp in judged)))  # check index -> (p_yes, p_no, p_unclear)
-    evidence_rows, evidence_text = [], defaultdict(list)
-    for idx, (r, deeper, i, cs) in enumerate(checks):
-        p = answer.get(idx, (0.0, 0.0, 1.0))
-        v = verdict(*p, found=bool(cs.passages))
-        evidence_rows.append({
-            "round": round_idx, "query_id": r["query_id"], "trajectory_id": r["trajectory_id"], "deeper": deeper,
-            "claim_idx": i, "claim": cs.claim, "cited": cs.cited, "queries": cs.queries,
-            "passage_ids": [x.id for x in cs.passages], "p_yes": p[0], "p_no": p[1], "p_unclear": p[2], "verdict": v,
-        })
-        if not deeper:
-            where = f" ({cs.passages[0].title})" if cs.passages else ""
-            evidence_text[r["trajectory_id"]].append(f'- "{cs.claim[:160]}": {v.replace("_", " ")}{where}')
+    prior = _softmax(
+        backend.choice_logprobs([backend.render(evidence_messages("N/A", [("N/A", "N/A")])) + "Answer:"], answer_ids)[0]
+    )
+    return dict(zip(found, (_calibrate(_softmax(lp), prior) for lp in judged)))
 
-    # 3. corruption probes on a share of reports, kinds in turn
-    probe_rows, probes_of = [], defaultdict(list)  # query -> [(trajectory_id, kind, text)]
+
+def _corrupt(
+    kinds: list[str], reports: list[dict], rng: random.Random, probe_share: float, seed: int, round_idx: int
+) -> tuple[list[dict], dict[str, list[tuple[str, str, str]]]]:
+    """3. corrupted copies of a share of the reports, kinds in turn: the probe rows, and per query the copies
+    that changed (trajectory_id, kind, text)."""
+    rows, probes_of = [], defaultdict(list)
     chosen = [r for r in reports if rng.random() < probe_share]
     for k, r in enumerate(chosen):
-        kind = ev.probe_kinds[k % len(ev.probe_kinds)]
+        kind = kinds[k % len(kinds)]
         text = CORRUPTIONS[kind](r["report"], seed + k)
         changed = text != r["report"]
-        probe_rows.append({"round": round_idx, "query_id": r["query_id"], "trajectory_id": r["trajectory_id"], "kind": kind, "changed": changed, "text": text})
+        rows.append(
+            {
+                "round": round_idx,
+                "query_id": r["query_id"],
+                "trajectory_id": r["trajectory_id"],
+                "kind": kind,
+                "changed": changed,
+                "text": text,
+            }
+        )
         if changed:
             probes_of[r["query_id"]].append((r["trajectory_id"], kind, text))
+    return rows, probes_of
 
-    # 4. scores: every item (report or probe copy) x every distinct criterion x 2 passes
-    digit_ids = [backend.tokenize(str(d))[0] for d in range(10)]
-    score_rows = []
+
+def _score(
+    ws: Workspace,
+    backend: Backend,
+    by_query: dict[str, list[dict]],
+    rubrics: dict[str, list[Rubric]],
+    probes_of: dict[str, list[tuple[str, str, str]]],
+    evidence_text: dict[str, list[str]],
+    harness: Harness,
+    seed: int,
+    round_idx: int,
+) -> list[dict]:
+    """4. every item (report or probe copy) x every distinct criterion x 2 passes."""
+    digits = digit_ids(backend.tokenize)
+    rows: list[dict] = []
     n_items = sum(len(g) + len(probes_of[q]) for q, g in by_query.items())
     with tqdm(total=n_items, desc=f"round {round_idx} scoring", unit="report", leave=False) as bar:
         for q, group in by_query.items():
             items = [(r["trajectory_id"], "", r["report"]) for r in group] + probes_of[q]
             criteria = list(dict.fromkeys((d, c) for rub in rubrics[q] for d, cs in rub.criteria.items() for c in cs))
             positions = {}  # (pass, item) -> 1-based place in that pass's order
-            for pass_idx in (0, 1):
+            for pass_idx in PASSES:
                 order = list(range(len(items)))
-                random.Random(derive_seed(seed, pass_idx, q)).shuffle(order)  # each pass its own order, stable across runs
+                random.Random(derive_seed(seed, pass_idx, q)).shuffle(
+                    order
+                )  # each pass its own order, stable across runs
                 positions.update({(pass_idx, i): place for place, i in enumerate(order, start=1)})
-            pass_rngs = [np.random.default_rng(derive_seed(seed, p, q)) for p in (0, 1)]
+            pass_rngs = [np.random.default_rng(derive_seed(seed, p, q)) for p in PASSES]
             for i, (tid, kind, text) in enumerate(items):
-                evidence = "\n".join(evidence_text[tid]) or "(no claim checked)"
-                places = [positions[(0, i)], positions[(1, i)]]
-                prefix, per_pass = scoring_parts(
-                    backend.render, group[0]["query"], text[: ev.report_chars], places, len(items), evidence, criteria, ctl.strictness
+                item = _Item(q, group[0]["query"], tid, kind, text, [positions[(p, i)] for p in PASSES], len(items))
+                rows += _score_item(
+                    ws, backend, item, criteria, rubrics[q], evidence_text[tid], digits, pass_rngs, harness, round_idx
                 )
-                # both passes in one call: the report is encoded once, each pass only adds its short suffixes
-                first, after_one = backend.next_token_logprobs(prefix, per_pass[0] + per_pass[1], digit_ids, then=digit_ids[1])
-                for pass_idx in (0, 1):
-                    rows = slice(pass_idx * len(criteria), (pass_idx + 1) * len(criteria))
-                    for (dim, crit), lp, lp1 in zip(criteria, first[rows], after_one[rows]):
-                        expected, dist = expected_score(lp, lp1)
-                        drawn = int(pass_rngs[pass_idx].choice(11, p=dist))
-                        raw = expected if ev.score_mode == "expected" else float(drawn)
-                        used = 10.0 * (raw / 10.0) ** (1.0 + 0.5 * ctl.strictness)  # stricter: the top is harder to reach
-                        for j, rub in enumerate(rubrics[q]):
-                            if crit in rub.criteria.get(dim, []):
-                                score_rows.append({
-                                    "round": round_idx, "query_id": q, "rubric_idx": j, "pass_idx": pass_idx, "trajectory_id": tid,
-                                    "probe_kind": kind, "position": places[pass_idx], "dimension": dim, "criterion": crit,
-                                    "shadow": dim not in rub.weights, "expected": expected, "sampled": drawn,
-                                    "sampled_logprob": math.log(max(dist[drawn], 1e-12)), "score": used, "score_path": ev.score_mode,
-                                })
                 bar.update(1)
+    return rows
 
-    return Judged(by_query, rubrics, rubric_rows, evidence_rows, probe_rows, score_rows)
+
+@dataclass
+class _Item:
+    query_id: str
+    query: str
+    trajectory_id: str
+    kind: str  # "" for the report itself, else the corruption of the copy
+    text: str
+    places: list[int]  # its 1-based place in each pass's order
+    total: int  # items of the query
+
+
+def _score_item(
+    ws: Workspace,
+    backend: Backend,
+    item: _Item,
+    criteria: list[tuple[str, str]],
+    rubrics: list[Rubric],
+    evidence: list[str],
+    digits: list[int],
+    pass_rngs: list[np.random.Generator],
+    harness: Harness,
+    round_idx: int,
+) -> list[dict]:
+    """One item on every criterion in both passes: one score row per rubric holding the criterion."""
+    ev, ctl = ws.cfg.evaluate, harness.controls
+    prefix, per_pass = scoring_parts(
+        backend.render,
+        item.query,
+        item.text[: ev.report_chars],
+        item.places,
+        item.total,
+        "\n".join(evidence) or "(no claim checked)",
+        criteria,
+        ctl.strictness,
+    )
+    # both passes in one call: the report is encoded once, each pass only adds its short suffixes
+    first, after_one = backend.next_token_logprobs(prefix, per_pass[0] + per_pass[1], digits, then=digits[1])
+    rows = []
+    for pass_idx in PASSES:
+        span = slice(pass_idx * len(criteria), (pass_idx + 1) * len(criteria))
+        for (dim, crit), lp, lp1 in zip(criteria, first[span], after_one[span]):
+            expected, dist = expected_score(lp, lp1)
+            drawn = int(pass_rngs[pass_idx].choice(11, p=dist))
+            used = strict_curve(expected if ev.score_mode == "expected" else float(drawn), ctl.strictness)
+            for j, rub in enumerate(rubrics):
+                if crit in rub.criteria.get(dim, []):
+                    rows.append(
+                        {
+                            "round": round_idx,
+                            "query_id": item.query_id,
+                            "rubric_idx": j,
+                            "pass_idx": pass_idx,
+                            "trajectory_id": item.trajectory_id,
+                            "probe_kind": item.kind,
+                            "position": item.places[pass_idx],
+                            "dimension": dim,
+                            "criterion": crit,
+                            "shadow": dim not in rub.weights,
+                            "expected": expected,
+                            "sampled": drawn,
+                            "sampled_logprob": math.log(max(dist[drawn], 1e-12)),
+                            "score": used,
+                            "score_path": ev.score_mode,
+                        }
+                    )
+    return rows
 
 
 def _softmax(lps: list[float]) -> tuple[float, ...]:
@@ -251,20 +424,6 @@ def _calibrate(p: tuple[float, ...], prior: tuple[float, ...]) -> tuple[float, .
     """
     q = [x / max(y, 1e-9) for x, y in zip(p, prior)]
     return tuple(x / sum(q) for x in q)
-
-
-def expected_score(first: list[float], after_one: list[float]) -> tuple[float, np.ndarray]:
-    """Expected 0-10 score from the digit log-probs, telling "10" from "1" by the next token; and the 11-way
-    distribution (renormalised over digits, so mass on non-digit tokens never turns into NaN)."""
-    p = np.exp(np.asarray(first, dtype=np.float64))  # (10,) P(first digit)
-    p0_after_1 = float(np.exp(after_one[0]))  # P("0" | "1")
-    dist = np.zeros(11)
-    dist[:10] = p
-    dist[10] = p[1] * p0_after_1
-    dist[1] = p[1] * (1.0 - p0_after_1)
-    total = dist.sum()
-    dist = dist / total if total > 0 else np.full(11, 1 / 11)
-    return float((dist * np.arange(11)).sum()), dist
 
 
 # ---- 5. rewards and statistics: one pass over the score rows, one query at a time ---------------------------
@@ -315,7 +474,9 @@ def groups_from_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[ScoreGrou
 
 def stream_scores(store: Store, folder: str, batch_rows: int = STREAM_BATCH_ROWS) -> Iterator[ScoreGroup]:
     """A finished stage's scores.parquet as per-query groups, read in batches of the columns the statistics need."""
-    return groups_from_batches(store.iter_batches(folder, "scores.parquet", columns=STATS_COLUMNS, batch_rows=batch_rows))
+    return groups_from_batches(
+        store.iter_batches(folder, "scores.parquet", columns=STATS_COLUMNS, batch_rows=batch_rows)
+    )
 
 
 @dataclass
@@ -333,20 +494,39 @@ class _Pairs:
     """(original, corrupted) score pairs, counted: what `detection_rate` reads, without keeping the pairs."""
 
     n: int = 0
-    points: float = 0.0  # 1 per pair ranked the right way, 0.5 per tie: halves, so the sum is exact in any order
+    points: float = 0.0
 
     def add(self, pairs: list[tuple[float, float]]) -> None:
         self.n += len(pairs)
-        self.points += sum(1.0 if o > c else 0.5 if o == c else 0.0 for o, c in pairs)
+        self.points += detection_points(pairs)
 
     @property
     def rate(self) -> float:
-        return self.points / self.n if self.n else 0.5  # detection_rate's chance level with no pairs
+        return detection_share(self.points, self.n)
+
+
+@dataclass
+class _Tallies:
+    """What round_statistics keeps across queries: per-report numbers and counts, never score rows."""
+
+    solver_rows: list[dict]
+    evaluator_rows: list[dict]
+    stds: list[float]
+    agreements: list[float]
+    detected: _Pairs
+    per_report: dict[str, dict[str, float]]  # dimension -> trajectory -> mean over rubrics, passes
+    probe_pairs: dict[str, _Pairs]  # dimension -> its (original, corrupted) pairs, counted
+    dims: set[str]
 
 
 def round_statistics(
-    cfg: RunConfig, round_idx: int, by_query: dict[str, list[dict]], rubrics: dict[str, list[Rubric]], groups: Iterable[ScoreGroup],
-    evidence_rows: list[dict], harness: Harness,
+    cfg,
+    round_idx: int,
+    by_query: dict[str, list[dict]],
+    rubrics: dict[str, list[Rubric]],
+    groups: Iterable[ScoreGroup],
+    evidence_rows: list[dict],
+    harness: Harness,
 ) -> RoundStatistics:
     """Rewards and statistics in one pass over per-query score groups (`groups_from_rows`, `stream_scores`).
 
@@ -354,73 +534,119 @@ def round_statistics(
     queries only per-report numbers are kept (rewards, per-dimension means for the correlations) and tallies, so
     memory grows with reports, not with score rows. A query's rows must come together, queries in `by_query`
     order (the order `judge` writes them); a query with no rows scores 0, as a rubric dimension with none does.
+    `cfg` is the run config (or a stage's view of it): reward, and harness.rules.crowded_reward, are read.
     """
-    rw = cfg.reward
     groups = iter(groups)
     ahead = next(groups, None)
-    solver_rows, evaluator_rows, stds, agreements, detected = [], [], [], [], _Pairs()
-    per_report: dict[str, dict[str, float]] = defaultdict(dict)  # dimension -> trajectory -> mean over rubrics, passes
-    probe_pairs: dict[str, _Pairs] = defaultdict(_Pairs)  # dimension -> its (original, corrupted) pairs, counted
-    dims: set[str] = set()
+    t = _Tallies([], [], [], [], _Pairs(), defaultdict(dict), defaultdict(_Pairs), set())
     for q, group in by_query.items():
         cells = {}
         if ahead is not None and ahead.query_id == q:
             cells, ahead = _cell_means(ahead), next(groups, None)
-        rubs, tids = rubrics[q], [r["trajectory_id"] for r in group]
-        probe_keys = sorted({(tid, kind) for _, _, tid, kind, _ in cells if kind})  # (trajectory, corruption) scored
-        values = [[_rubric_value(rub, cells, j, p, tid, "") for j, rub in enumerate(rubs) for p in (0, 1)] for tid in tids]
-        valid = [
-            validity(r["report"], r["finish_reason"], len(r["cited"]), min_chars=rw.min_report_chars,
-                     empty=rw.empty_validity, truncated=rw.truncated_validity, uncited=rw.uncited_validity)
-            for r in group
-        ]
-        rewards = solver_rewards(valid, values)
-        mean, std = sum(rewards) / len(rewards), group_std(rewards)
-        stds.append(std)
-        for r, v, val, rew in zip(group, valid, values, rewards):
-            solver_rows.append({"round": round_idx, "query_id": q, "trajectory_id": r["trajectory_id"], "validity": v,
-                                "score": sum(val) / len(val), "reward": rew, "group_mean": mean, "group_std": std})
-        for j, rub in enumerate(rubs):
-            a = [_rubric_value(rub, cells, j, 0, tid, "") for tid in tids]
-            b = [_rubric_value(rub, cells, j, 1, tid, "") for tid in tids]
-            pairs = [
-                (_rubric_value(rub, cells, j, p, tid, ""), _rubric_value(rub, cells, j, p, tid, kind)) for tid, kind in probe_keys for p in (0, 1)
-            ]
-            detected.add(pairs)
-            agreements.append(rank_agreement(a, b))
-            evaluator_rows.append({"round": round_idx, "query_id": q, "rubric_idx": j, "agreement": agreements[-1],
-                                   "detection": detection_rate(pairs), "probe_pairs": len(pairs),
-                                   "reward": evaluator_reward(a, b, pairs, rw.probe_weight)})
-        _dimension_cells(q, cells, per_report, probe_pairs, dims)
+        _query_rewards(cfg.reward, round_idx, q, group, rubrics[q], cells, t)
+        _dimension_cells(q, cells, t.per_report, t.probe_pairs, t.dims)
     if ahead is not None:
         raise ArtifactError(
             f"score rows of query {ahead.query_id!r} come out of order or belong to no report: rows must come grouped "
             f"by query, queries in the reports' order (as self-evaluate writes scores.parquet)"
         )
-    dim_rows = _dimension_stats(round_idx, by_query, per_report, probe_pairs, sorted(dims), harness)
-    all_rewards = [r["reward"] for r in solver_rows]
-    valid_rewards = [r["reward"] for r in solver_rows if r["validity"] > 0]
+    dim_rows = _dimension_stats(round_idx, by_query, t.per_report, t.probe_pairs, sorted(t.dims), harness)
+    summary = _summary(cfg, round_idx, t, rubrics, evidence_rows, harness)
+    return RoundStatistics(t.solver_rows, t.evaluator_rows, dim_rows, summary)
+
+
+def _query_rewards(
+    rw, round_idx: int, q: str, group: list[dict], rubs: list[Rubric], cells: dict[tuple, float], t: _Tallies
+) -> None:
+    """One query's solver rewards (per report) and evaluator rewards (per rubric), into the tallies."""
+    tids = [r["trajectory_id"] for r in group]
+    probe_keys = sorted({(tid, kind) for _, _, tid, kind, _ in cells if kind})  # (trajectory, corruption) scored
+    values = [[_rubric_value(rub, cells, j, p, tid, "") for j, rub in enumerate(rubs) for p in PASSES] for tid in tids]
+    valid = [
+        validity(
+            r["report"],
+            r["finish_reason"],
+            len(r["cited"]),
+            min_chars=rw.min_report_chars,
+            empty=rw.empty_validity,
+            truncated=rw.truncated_validity,
+            uncited=rw.uncited_validity,
+        )
+        for r in group
+    ]
+    rewards = solver_rewards(valid, values)
+    mean, std = sum(rewards) / len(rewards), group_std(rewards)
+    t.stds.append(std)
+    for r, v, val, rew in zip(group, valid, values, rewards):
+        t.solver_rows.append(
+            {
+                "round": round_idx,
+                "query_id": q,
+                "trajectory_id": r["trajectory_id"],
+                "validity": v,
+                "score": sum(val) / len(val),
+                "reward": rew,
+                "group_mean": mean,
+                "group_std": std,
+            }
+        )
+    for j, rub in enumerate(rubs):
+        a = [_rubric_value(rub, cells, j, 0, tid, "") for tid in tids]
+        b = [_rubric_value(rub, cells, j, 1, tid, "") for tid in tids]
+        pairs = [
+            (_rubric_value(rub, cells, j, p, tid, ""), _rubric_value(rub, cells, j, p, tid, kind))
+            for tid, kind in probe_keys
+            for p in PASSES
+        ]
+        t.detected.add(pairs)
+        t.agreements.append(rank_agreement(a, b))
+        t.evaluator_rows.append(
+            {
+                "round": round_idx,
+                "query_id": q,
+                "rubric_idx": j,
+                "agreement": t.agreements[-1],
+                "detection": detection_rate(pairs),
+                "probe_pairs": len(pairs),
+                "reward": evaluator_reward(a, b, pairs, rw.probe_weight),
+            }
+        )
+
+
+def _summary(
+    cfg, round_idx: int, t: _Tallies, rubrics: dict[str, list[Rubric]], evidence_rows: list[dict], harness: Harness
+) -> dict:
+    """The round's summary row (summary.parquet)."""
+    all_rewards = [r["reward"] for r in t.solver_rows]
+    valid_rewards = [r["reward"] for r in t.solver_rows if r["validity"] > 0]
+    crowded = cfg.harness.rules.crowded_reward
     base = [e for e in evidence_rows if not e["deeper"]]
     rubric_status = [rub.status for rs in rubrics.values() for rub in rs]
-    summary = {
-        "round": round_idx, "harness_version": harness.version, "reports": len(solver_rows),
-        "saturation_rate": sum(s < rw.flat_spread for s in stds) / len(stds),
-        "reward_mean": sum(all_rewards) / len(all_rewards), "reward_spread": sum(stds) / len(stds),
+    return {
+        "round": round_idx,
+        "harness_version": harness.version,
+        "reports": len(t.solver_rows),
+        "saturation_rate": sum(s < cfg.reward.flat_spread for s in t.stds) / len(t.stds),
+        "reward_mean": sum(all_rewards) / len(all_rewards),
+        "reward_spread": sum(t.stds) / len(t.stds),
         "valid_share": len(valid_rewards) / len(all_rewards),
-        "top_share": sum(x >= cfg.harness.rules.crowded_reward for x in valid_rewards) / len(valid_rewards) if valid_rewards else 0.0,
-        "agreement": sum(agreements) / len(agreements), "detection": detected.rate,
+        "top_share": sum(x >= crowded for x in valid_rewards) / len(valid_rewards) if valid_rewards else 0.0,
+        "agreement": sum(t.agreements) / len(t.agreements),
+        "detection": t.detected.rate,
         "parse_failure_rate": rubric_status.count("failed") / len(rubric_status),
         "parse_repair_rate": (len(rubric_status) - rubric_status.count("ok")) / len(rubric_status),
-        "search_depth": harness.controls.search_depth, "search_hops": harness.controls.search_hops,
-        "claims_checked": len(base), "supported_share": sum(e["verdict"] == "supported" for e in base) / len(base) if base else 0.0,
-        "depth_change": _depth_change(evidence_rows), "active_dimensions": [d.id for d in harness.active],
+        "search_depth": harness.controls.search_depth,
+        "search_hops": harness.controls.search_hops,
+        "claims_checked": len(base),
+        "supported_share": sum(e["verdict"] == "supported" for e in base) / len(base) if base else 0.0,
+        "depth_change": _depth_change(evidence_rows),
+        "active_dimensions": [d.id for d in harness.active],
         "strictness": harness.controls.strictness,
     }
-    return RoundStatistics(solver_rows, evaluator_rows, dim_rows, summary)
 
 
 def _cell_means(g: ScoreGroup) -> dict[tuple, float]:
-    """Mean score per (rubric, pass, item, corruption, dimension) over that dimension's criteria, in first-seen order."""
+    """Mean score per (rubric, pass, item, corruption, dimension) over that dimension's criteria, first-seen order."""
     cell: dict[tuple, list[float]] = defaultdict(list)
     for key_and_score in zip(g.rubric_idx, g.pass_idx, g.trajectory_id, g.probe_kind, g.dimension, g.score):
         cell[key_and_score[:5]].append(key_and_score[5])
@@ -429,11 +655,15 @@ def _cell_means(g: ScoreGroup) -> dict[tuple, float]:
 
 def _rubric_value(rub: Rubric, cells: dict[tuple, float], j: int, p: int, tid: str, kind: str) -> float:
     """Rubric j's weighted score of one item in pass p, in [0, 1]; a dimension with no score counts 0."""
-    return sum(w * cells.get((j, p, tid, kind, d), 0.0) for d, w in rub.weights.items()) / 10.0
+    return rubric_score(list(rub.weights.values()), [cells.get((j, p, tid, kind, d), 0.0) for d in rub.weights])
 
 
 def _dimension_cells(
-    q: str, cells: dict[tuple, float], per_report: dict[str, dict[str, float]], probe_pairs: dict[str, _Pairs], dims: set[str]
+    q: str,
+    cells: dict[tuple, float],
+    per_report: dict[str, dict[str, float]],
+    probe_pairs: dict[str, _Pairs],
+    dims: set[str],
 ) -> None:
     """Fold one query's cells into the per-dimension numbers kept across queries."""
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))  # dim -> trajectory -> cells
@@ -448,7 +678,10 @@ def _dimension_cells(
     for d, by_tid in scores.items():
         for tid, vs in by_tid.items():
             if tid in per_report[d]:
-                raise ArtifactError(f"trajectory {tid!r} is scored under two queries (again under {q!r}); trajectory ids are unique in a round")
+                raise ArtifactError(
+                    f"trajectory {tid!r} is scored under two queries (again under {q!r}); trajectory ids are "
+                    "unique in a round"
+                )
             per_report[d][tid] = sum(vs) / len(vs)
 
 
@@ -466,15 +699,22 @@ def _depth_change(evidence_rows) -> float:
 
 
 def _dimension_stats(
-    round_idx: int, by_query: dict[str, list[dict]], per_report: dict[str, dict[str, float]], probe_pairs: dict[str, _Pairs],
-    dims: list[str], harness: Harness,
+    round_idx: int,
+    by_query: dict[str, list[dict]],
+    per_report: dict[str, dict[str, float]],
+    probe_pairs: dict[str, _Pairs],
+    dims: list[str],
+    harness: Harness,
 ) -> list[dict]:
     """Per dimension: mean, within-query spread, corruption detection, and its highest correlation with another."""
     status = {d.id: d.status for d in harness.dimensions}
     rows = []
     for d in dims:
         scores = per_report[d]
-        spreads = [group_std([scores[r["trajectory_id"]] for r in g if r["trajectory_id"] in scores]) for g in by_query.values()]
+        spreads = [
+            group_std([scores[r["trajectory_id"]] for r in g if r["trajectory_id"] in scores])
+            for g in by_query.values()
+        ]
         best, best_with = 0.0, ""
         for other in dims:
             if other != d:
@@ -482,9 +722,17 @@ def _dimension_stats(
                 c = correlation([scores[t] for t in common], [per_report[other][t] for t in common])
                 if c > best:
                     best, best_with = c, other
-        rows.append({
-            "round": round_idx, "dimension": d, "status": status.get(d, "active"),
-            "mean": sum(scores.values()) / max(len(scores), 1), "spread": sum(spreads) / max(len(spreads), 1),
-            "detection": probe_pairs[d].rate, "probes": probe_pairs[d].n, "max_corr": best, "max_corr_with": best_with,
-        })
+        rows.append(
+            {
+                "round": round_idx,
+                "dimension": d,
+                "status": status.get(d, "active"),
+                "mean": sum(scores.values()) / max(len(scores), 1),
+                "spread": sum(spreads) / max(len(spreads), 1),
+                "detection": probe_pairs[d].rate,
+                "probes": probe_pairs[d].n,
+                "max_corr": best,
+                "max_corr_with": best_with,
+            }
+        )
     return rows

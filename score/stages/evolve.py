@@ -18,64 +18,68 @@ import json
 import logging
 from dataclasses import asdict
 
-import pyarrow as pa
-
-from score.artifacts import CONTROLS_SCHEMA, DECISIONS_SCHEMA, HARNESS_SCHEMA, round_dir
+from score.artifacts import CONTROLS, DECISIONS, DIMENSION_STATS, HARNESS, RUBRICS, SUMMARY
 from score.controller import propose
-from score.harness import DimensionStats, RoundStats, evolve, to_rows
+from score.harness import Decision, DimensionStats, Harness, RoundStats, evolve, to_rows
 from score.models.openai_client import ChatClient
-from score.stages.base import StageResult, derive_seed, harness_for_round, upstream
-from score.workspace import Workspace
+from score.pipeline import EvolveStats
+from score.runner import StageContext
 
 log = logging.getLogger(__name__)
 
-NAME = "harness-evolve"
-FOLDER = "harness"
-CONFIG = ("seed", "harness")
 
-
-def inputs(ws: Workspace, round_idx: int) -> dict[str, str]:
-    return {"evaluations": upstream(ws, round_idx, "evaluate"), "harness": harness_for_round(ws, round_idx)[1]}
-
-
-def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
-    evaluate = f"{round_dir(ws.cfg.run, round_idx)}/evaluate"
-    harness, _ = harness_for_round(ws, round_idx)
-    dim_rows = ws.store.read_table(evaluate, "dimension_stats.parquet").to_pylist()
-    summary = ws.store.read_table(evaluate, "summary.parquet").to_pylist()[0]
-    rubrics = ws.store.read_table(evaluate, "rubrics.parquet").select(["proposal_name", "proposal_description"]).to_pylist()
+def run(ctx: StageContext) -> EvolveStats:
+    cfg, harness = ctx.cfg, ctx.harness
+    dim_rows = ctx.read(DIMENSION_STATS).to_pylist()
+    summary = ctx.read(SUMMARY).to_pylist()[0]
+    rubrics = ctx.read(RUBRICS, columns=["proposal_name", "proposal_description"]).to_pylist()
     stats = {
-        r["dimension"]: DimensionStats(r["dimension"], r["mean"], r["spread"], r["detection"], r["probes"], r["max_corr"], r["max_corr_with"])
+        r["dimension"]: DimensionStats(
+            r["dimension"], r["mean"], r["spread"], r["detection"], r["probes"], r["max_corr"], r["max_corr_with"]
+        )
         for r in dim_rows
     }
-    proposals = tuple((r["proposal_name"], r["proposal_description"], "evaluator") for r in rubrics if r["proposal_name"])
-    llm = ws.cfg.harness.llm_controller
-    if llm.enabled and ws.cfg.harness.mode == "rules":
-        client = ChatClient(llm.base_url, llm.model, llm.api_key_env, llm.timeout_s)
-        pool = [d.id for d in harness.dimensions]
-        suggested, answers = propose(client, summary, dim_rows, pool, llm.proposals, derive_seed(ws.cfg.seed, round_idx, NAME))
-        log.info("round %d harness: the LLM controller answered %s", round_idx, answers)
-        proposals = tuple((n, d, "llm controller") for n, d in suggested) + proposals
+    proposals = tuple(
+        (r["proposal_name"], r["proposal_description"], "evaluator") for r in rubrics if r["proposal_name"]
+    )
+    if cfg.harness.llm_controller.enabled and cfg.harness.mode == "rules":
+        proposals = _llm_proposals(ctx, summary, dim_rows) + proposals
     round_stats = RoundStats(top_share=summary["top_share"], depth_change=summary["depth_change"], proposals=proposals)
-    new, decisions = evolve(harness, stats, round_stats, ws.cfg.harness.rules, round_idx, ws.cfg.harness.mode)
+    new, decisions = evolve(harness, stats, round_stats, cfg.harness.rules, ctx.round, cfg.harness.mode)
+    _write(ctx, new, decisions)
+    for d in decisions:
+        log.info("round %d harness: %s %s -> %s (%s)", ctx.round, d.rule, d.target, d.action, d.reason)
+    controls = asdict(new.controls)
+    return EvolveStats(
+        version=new.version,
+        active=[d.id for d in new.active],
+        candidates=[d.id for d in new.candidates],
+        retired=[d.id for d in new.dimensions if d.status == "retired"],
+        decisions=len(decisions),
+        **controls,
+    )
+
+
+def _llm_proposals(ctx: StageContext, summary: dict, dim_rows: list[dict]) -> tuple[tuple[str, str, str], ...]:
+    """New dimensions proposed by the frozen model behind the configured endpoint (it goes first)."""
+    llm = ctx.cfg.harness.llm_controller
+    client = ChatClient.of(llm)
+    pool = [d.id for d in ctx.harness.dimensions]
+    suggested, answers = propose(client, summary, dim_rows, pool, llm.proposals, ctx.seed)
+    log.info("round %d harness: the LLM controller answered %s", ctx.round, answers)
+    return tuple((n, d, "llm controller") for n, d in suggested)
+
+
+def _write(ctx: StageContext, new: Harness, decisions: list[Decision]) -> None:
     dims, controls = to_rows(new)
     decision_rows = [
-        {"round": round_idx, **{k: v for k, v in asdict(d).items() if k != "numbers"}, "numbers": json.dumps(d.numbers, sort_keys=True)}
+        {
+            "round": ctx.round,
+            **{k: v for k, v in asdict(d).items() if k != "numbers"},
+            "numbers": json.dumps(d.numbers, sort_keys=True),
+        }
         for d in decisions
     ]
-    files = {
-        "harness.parquet": ws.store.write_table(folder, "harness.parquet", pa.Table.from_pylist(dims, schema=HARNESS_SCHEMA)),
-        "controls.parquet": ws.store.write_table(folder, "controls.parquet", pa.Table.from_pylist([controls], schema=CONTROLS_SCHEMA)),
-        "decisions.parquet": ws.store.write_table(folder, "decisions.parquet", pa.Table.from_pylist(decision_rows, schema=DECISIONS_SCHEMA)),
-    }
-    for d in decisions:
-        log.info("round %d harness: %s %s -> %s (%s)", round_idx, d.rule, d.target, d.action, d.reason)
-    out = {
-        "version": new.version,
-        "active": [d.id for d in new.active],
-        "candidates": [d.id for d in new.candidates],
-        "retired": [d.id for d in new.dimensions if d.status == "retired"],
-        "decisions": len(decisions),
-        **{k: v for k, v in controls.items() if k != "version"},
-    }
-    return StageResult(files=files, stats=out)
+    ctx.write(HARNESS, dims)
+    ctx.write(CONTROLS, [controls])
+    ctx.write(DECISIONS, decision_rows)

@@ -31,31 +31,21 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import pyarrow as pa
-
-from score.artifacts import TRAIN_SAMPLES_SCHEMA, TRAIN_STEPS_SCHEMA, round_dir
+from score.artifacts import EVALUATOR_REWARDS, REPORTS, RUBRICS, SOLVER_REWARDS, TRAIN_SAMPLES, TRAIN_STEPS
 from score.config import TrainConfig
-from score.rl import group_advantages
-from score.stages.base import StageResult, derive_seed, policy_for_round, upstream
-from score.workspace import Workspace
+from score.pipeline import TRAIN, TrainStats
+from score.runner import StageContext
 
 log = logging.getLogger(__name__)
 
-NAME = "train"
-FOLDER = "train"
-CONFIG = ("seed", "model", "train")
-
-
-def inputs(ws: Workspace, round_idx: int) -> dict[str, str]:
-    return {
-        "reports": upstream(ws, round_idx, "generate"),
-        "evaluations": upstream(ws, round_idx, "evaluate"),
-        "policy": policy_for_round(ws, round_idx).fingerprint,
-    }
-
 
 def build_samples(
-    round_idx: int, reports: list[dict], solver_rewards: list[dict], rubrics: list[dict], evaluator_rewards: list[dict], cfg: TrainConfig
+    round_idx: int,
+    reports: list[dict],
+    solver_rewards: list[dict],
+    rubrics: list[dict],
+    evaluator_rewards: list[dict],
+    cfg: TrainConfig,
 ) -> tuple[list[dict], dict[str, int]]:
     """Rows of samples.parquet, and the group counts (how many groups, how many flat)."""
     rows: list[dict] = []
@@ -81,6 +71,8 @@ def build_samples(
 def _advantaged(groups: dict[str, list[tuple[dict, float]]], cfg: TrainConfig, role: str, counts: dict[str, int]):
     """(query, member, reward, advantage) for every member of every group with spread; counts the groups
     of `role` and the flat ones. A role weighted 0 is counted but gives nothing."""
+    from score.rl import group_advantages  # score.rl imports torch: only when samples are built
+
     for q, members in groups.items():
         g = group_advantages([reward for _, reward in members], cfg.normalize_std, cfg.flat_std)
         counts[f"{role}_groups"] += 1
@@ -93,71 +85,84 @@ def _advantaged(groups: dict[str, list[tuple[dict, float]]], cfg: TrainConfig, r
 
 def _row(round_idx: int, role: str, query_id: str, source_id: str, span: dict, reward: float, advantage: float) -> dict:
     return {
-        "round": round_idx, "role": role, "query_id": query_id, "source_id": source_id, "span": span["name"],
-        "prompt": span["prompt"], "token_ids": span["token_ids"], "logprobs": span["logprobs"],
-        "reward": reward, "advantage": advantage,
+        "round": round_idx,
+        "role": role,
+        "query_id": query_id,
+        "source_id": source_id,
+        "span": span["name"],
+        "prompt": span["prompt"],
+        "token_ids": span["token_ids"],
+        "logprobs": span["logprobs"],
+        "reward": reward,
+        "advantage": advantage,
     }
 
 
-def run(ws: Workspace, round_idx: int, folder: str) -> StageResult:
+def run(ctx: StageContext) -> TrainStats:
     from score.models import resolve_model_path
     from score.trainer import Trainer, TrainSample
 
-    cfg, tc = ws.cfg, ws.cfg.train
-    here = round_dir(cfg.run, round_idx)
+    cfg, tc = ctx.cfg, ctx.cfg.train
     rows, counts = build_samples(
-        round_idx,
-        ws.store.read_table(f"{here}/generate", "reports.parquet").select(["query_id", "sample_idx", "trajectory_id", "spans"]).to_pylist(),
-        ws.store.read_table(f"{here}/evaluate", "solver_rewards.parquet").to_pylist(),
-        ws.store.read_table(f"{here}/evaluate", "rubrics.parquet").select(["query_id", "rubric_idx", "span"]).to_pylist(),
-        ws.store.read_table(f"{here}/evaluate", "evaluator_rewards.parquet").to_pylist(),
+        ctx.round,
+        ctx.read(REPORTS, columns=["query_id", "sample_idx", "trajectory_id", "spans"]).to_pylist(),
+        ctx.read(SOLVER_REWARDS).to_pylist(),
+        ctx.read(RUBRICS, columns=["query_id", "rubric_idx", "span"]).to_pylist(),
+        ctx.read(EVALUATOR_REWARDS).to_pylist(),
         tc,
     )
-    policy = policy_for_round(ws, round_idx)
-    ws.release()  # the sampling model's memory goes to the trainer's copy
+    ctx.ws.release()  # the sampling model's memory goes to the trainer's copy
     t0 = time.perf_counter()
-    trainer = Trainer(cfg.model, tc, resolve_model_path(cfg.model), policy.path, derive_seed(cfg.seed, round_idx, NAME))
-    main = trainer.accelerator.is_main_process
-    files = {}
-    if main:
-        files["samples.parquet"] = ws.store.write_table(folder, "samples.parquet", pa.Table.from_pylist(rows, schema=TRAIN_SAMPLES_SCHEMA))
+    trainer = Trainer(cfg.model, tc, resolve_model_path(cfg.model), ctx.policy.path, ctx.seed)
+    ctx.write(TRAIN_SAMPLES, rows)
     samples = [
-        TrainSample(r["role"], trainer.tokenizer(r["prompt"], add_special_tokens=False)["input_ids"], r["token_ids"], r["logprobs"], r["advantage"])
+        TrainSample(
+            r["role"],
+            trainer.tokenizer(r["prompt"], add_special_tokens=False)["input_ids"],
+            r["token_ids"],
+            r["logprobs"],
+            r["advantage"],
+        )
         for r in rows
     ]
     steps_per_round = math.ceil(len(samples) / tc.batch_size) * tc.epochs
     logs = trainer.train(
-        samples, {"solver": tc.role_weight.solver, "evaluator": tc.role_weight.evaluator},
-        total_steps=cfg.campaign.rounds * steps_per_round, desc=f"round {round_idx} train",
+        samples,
+        {"solver": tc.role_weight.solver, "evaluator": tc.role_weight.evaluator},
+        total_steps=cfg.campaign.rounds * steps_per_round,
+        desc=f"round {ctx.round} train",
     )
     train_seconds = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="score-ckpt-") as tmp:
-        for path in trainer.save(Path(tmp)):
-            name = f"checkpoint/{path.relative_to(tmp).as_posix()}"
-            files[name] = ws.store.write_file(folder, name, path)
-    step_rows = [{"round": round_idx, **vars(s)} for s in logs]
-    if main:
-        files["steps.parquet"] = ws.store.write_table(folder, "steps.parquet", pa.Table.from_pylist(step_rows, schema=TRAIN_STEPS_SCHEMA))
+        trainer.save(Path(tmp))  # the main process writes the files; the others take part in gathering them
+        ctx.write_checkpoint(Path(tmp))
+    ctx.write(TRAIN_STEPS, [{"round": ctx.round, **vars(s)} for s in logs])
+    stats = _stats(tc.method, rows, counts, logs, trainer, train_seconds, ctx.policy.name)
+    log.info("round %d %s: %s", ctx.round, TRAIN.name, stats)
+    return stats
+
+
+def _stats(
+    method: str, rows: list[dict], counts: dict[str, int], logs: list, trainer, train_seconds: float, resumed_from: str
+) -> TrainStats:
     padded = sum(s.padded_tokens for s in logs)
     step_seconds = sum(s.seconds for s in logs)
-    stats = {
-        "method": tc.method,
-        "samples": len(rows),
-        "solver_samples": sum(r["role"] == "solver" for r in rows),
-        "evaluator_samples": sum(r["role"] == "evaluator" for r in rows),
+    return TrainStats(
+        method=method,
+        samples=len(rows),
+        solver_samples=sum(r["role"] == "solver" for r in rows),
+        evaluator_samples=sum(r["role"] == "evaluator" for r in rows),
         **counts,
-        "saturation_rate": round(counts["solver_flat_groups"] / max(counts["solver_groups"], 1), 3),
-        "steps": len(logs),
-        "global_step": trainer.step,
-        "trainable_parameters": trainer.trainable_parameters(),
-        "trainable_tokens": sum(s.tokens for s in logs),
-        "tokens_per_second": round(padded / step_seconds, 1) if step_seconds else 0.0,
-        "loss_first": round(logs[0].loss, 5) if logs else None,
-        "loss_last": round(logs[-1].loss, 5) if logs else None,
-        "kl_mean": round(sum(s.kl for s in logs) / len(logs), 6) if logs else None,
-        "clip_frac_mean": round(sum(s.clip_frac for s in logs) / len(logs), 4) if logs else None,
-        "train_seconds": round(train_seconds, 1),
-        "resumed_from": policy.name,
-    }
-    log.info("round %d train: %s", round_idx, stats)
-    return StageResult(files=files, stats=stats)
+        saturation_rate=round(counts["solver_flat_groups"] / max(counts["solver_groups"], 1), 3),
+        steps=len(logs),
+        global_step=trainer.step,
+        trainable_parameters=trainer.trainable_parameters(),
+        trainable_tokens=sum(s.tokens for s in logs),
+        tokens_per_second=round(padded / step_seconds, 1) if step_seconds else 0.0,
+        loss_first=round(logs[0].loss, 5) if logs else None,
+        loss_last=round(logs[-1].loss, 5) if logs else None,
+        kl_mean=round(sum(s.kl for s in logs) / len(logs), 6) if logs else None,
+        clip_frac_mean=round(sum(s.clip_frac for s in logs) / len(logs), 4) if logs else None,
+        train_seconds=round(train_seconds, 1),
+        resumed_from=resumed_from,
+    )

@@ -1,0 +1,67 @@
+"""What the flows share: one Workspace per process and config, config parameters, artifact keys and links,
+the plots artifact, flow-run names. Public: `flows/round.py` and `flows/benchmark.py` both use it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.runtime import flow_run
+
+from flows import env  # noqa: F401  (sets Prefect's environment before prefect is imported)
+from score.config import RunConfig, load_config
+from score.workspace import Workspace
+
+
+def workspace(config: dict) -> Workspace:
+    """One Workspace per process and config, so a campaign loads the model and the index once."""
+    return _workspace(json.dumps(config, sort_keys=True))
+
+
+@lru_cache(maxsize=1)
+def _workspace(config_json: str) -> Workspace:
+    return Workspace(RunConfig.model_validate_json(config_json))
+
+
+def resolve_config(config: dict | str, overrides: list[str] | None = None) -> dict:
+    """A flow's `config` parameter: a config dict (what `score run` passes) or a YAML path (what a
+    deployment or the UI's custom run passes), with `section.key=value` overrides; validated either way."""
+    if isinstance(config, str):
+        return load_config(config, overrides or []).model_dump(mode="json")
+    return load_config(None, overrides or [], tree=config).model_dump(mode="json")
+
+
+def run_name(suffix: str, **defaults) -> str:
+    """A flow run's name: the run of its `config` parameter, then `suffix` formatted with its parameters
+    (`defaults` for those a caller may leave out)."""
+    p = {**defaults, **flow_run.parameters}
+    return f"{resolve_config(p['config'], p.get('overrides'))['run']}-{suffix.format(**p)}"
+
+
+def artifact_key(run: str, suffix: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only.
+
+    >>> artifact_key("My_Run", "r0001-train")
+    'my-run-r0001-train'
+    """
+    return re.sub(r"[^a-z0-9-]", "-", f"{run}-{suffix}".lower())
+
+
+def link_folder(key: str, address: str, description: str) -> None:
+    """A link artifact to a folder of the store (a local path or s3://...)."""
+    link = address if "://" in address else Path(address).resolve().as_uri()
+    create_link_artifact(key=key, link=link, link_text=address, description=description)
+
+
+def publish_plots(key: str, title: str, paths: list[Path], folder: Path, description: str) -> None:
+    """One markdown artifact holding the PNGs inline (data URIs: the UI needs no access to the files)."""
+    images = "\n\n".join(
+        f"![{p.stem}](data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()})" for p in paths
+    )
+    create_markdown_artifact(
+        key=key, markdown=f"# {title}\n\n{images}\n\nFiles: `{folder.resolve()}`", description=description
+    )

@@ -1,0 +1,175 @@
+"""Manifests, and running work behind one: the only "is it done?" logic in the project.
+
+A folder is finished when its `_manifest.json` exists; the manifest is written last and says what the files
+are (rows, bytes, sha256), what produced them (a fingerprint of config and inputs) and the work's statistics.
+`behind_manifest` is the one loop "skip if the fingerprint matches, else clear, write, manifest last" that the
+stage runner and the benchmark evaluation share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pyarrow as pa
+
+    from score.artifacts import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class FileInfo:
+    rows: int
+    bytes: int
+    sha256: str
+
+
+@dataclass
+class Manifest:
+    """What `_manifest.json` holds. `stats` is the work's statistics dataclass as a dict (read it back with
+    `stats_as`)."""
+
+    stage: str  # the stage name, or the kind of work (benchmark, benchmark-reports)
+    fingerprint: str  # of the config and inputs the files were made from: equal means "done already"
+    files: dict[str, FileInfo]
+    stats: dict[str, Any] = field(default_factory=dict)
+    run: str = ""
+    round: int | None = None
+    label: str = ""  # benchmark evaluations: the checkpoint's label
+    config_fingerprint: str = ""
+    config: dict[str, Any] = field(default_factory=dict)  # the declared config the work read
+    inputs: dict[str, str] = field(default_factory=dict)  # input name -> its fingerprint
+    started_at: str = ""
+    seconds: float = 0.0
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        raw = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        kept = {k: v for k, v in raw.items() if k in known}  # older manifests may carry keys that are gone
+        kept.setdefault("stage", "")
+        kept.setdefault("fingerprint", "")
+        kept["files"] = {name: FileInfo(**info) for name, info in raw.get("files", {}).items()}
+        return cls(**kept)
+
+    def content_fingerprint(self) -> str:
+        """A hash of the files' sha256: what downstream work depends on, so a redo that writes the same bytes
+        invalidates nothing and one that writes different bytes invalidates everything after it."""
+        hashes = sorted(f"{name}:{info.sha256}" for name, info in self.files.items())
+        return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:16]
+
+    def stats_as(self, kind: type[T]) -> T:
+        """The statistics as their dataclass (fields missing from an older manifest take their defaults)."""
+        names = {f.name for f in fields(kind)}  # type: ignore[arg-type]
+        return kind(**{k: v for k, v in self.stats.items() if k in names})
+
+
+def fingerprint(obj: Any) -> str:
+    """A short, stable hash of a JSON-able object.
+
+    >>> fingerprint({"b": 1, "a": [2]}) == fingerprint({"a": [2], "b": 1})
+    True
+    """
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class FolderWriter:
+    """Writes the files of one folder and remembers their FileInfo for the manifest. Only the main process of
+    a distributed launch writes (the others compute and return the same FileInfo-less work)."""
+
+    def __init__(self, store: Store, folder: str, clear_first: bool):
+        self.store, self.folder = store, folder
+        self.enabled = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch` only the main process writes
+        self.files: dict[str, FileInfo] = {}
+        self._cleared = False
+        if clear_first:
+            self._clear()
+
+    def _clear(self) -> None:
+        if self.enabled and not self._cleared:
+            self.store.clear(self.folder)  # whatever an earlier or killed attempt left behind
+        self._cleared = True
+
+    def table(self, name: str, table: pa.Table) -> None:
+        if self.enabled:
+            self._clear()
+            self.files[name] = self.store.write_table(self.folder, name, table)
+
+    def rows(self, name: str, rows: list[dict]) -> None:
+        """Write `rows` as the artifact `name`, typed by its schema constant."""
+        import pyarrow as pa
+
+        from score.artifacts import SCHEMAS
+
+        self.table(name, pa.Table.from_pylist(rows, schema=SCHEMAS[name]))
+
+    def file(self, name: str, local: Path) -> None:
+        if self.enabled:
+            self._clear()
+            self.files[name] = self.store.write_file(self.folder, name, local)
+
+
+@dataclass
+class Outcome:
+    folder: str  # the user-facing address of the folder
+    skipped: bool
+    manifest: Manifest
+
+
+def behind_manifest(
+    store: Store,
+    folder: str,
+    meta: Manifest,
+    work: Callable[[FolderWriter], Any],
+    force: bool = False,
+    clear_first: bool = True,
+) -> Outcome:
+    """Run `work` unless `folder`'s manifest has `meta.fingerprint` (and not `force`); then write the manifest
+    last: `meta` with the files written, the work's statistics (a dataclass or a dict) and its timing.
+
+    `clear_first`: clear the folder before the work (a stage: stale outputs must not outlive a changed config),
+    or only at its first write (an evaluation: a failed redo leaves the previous results as they were)."""
+    old = store.read_manifest(folder)
+    if old is not None and old.fingerprint == meta.fingerprint and not force:
+        log.info("%s: done already (manifest matches), skipped", store.display(folder))
+        return Outcome(store.display(folder), True, old)
+    if old is not None:
+        log.info("%s: %s, redoing", store.display(folder), "forced" if force else "config or inputs changed")
+    writer = FolderWriter(store, folder, clear_first)
+    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    stats = work(writer)
+    meta.files = writer.files
+    meta.stats = asdict(stats) if is_dataclass(stats) else dict(stats or {})
+    meta.started_at, meta.seconds = started.isoformat(), round(time.perf_counter() - t0, 2)
+    meta.versions = versions()
+    if writer.enabled:
+        store.write_manifest(folder, meta)  # last: from now on the folder exists for readers
+    return Outcome(store.display(folder), False, meta)
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("score", "torch", "transformers", "pyarrow", "peft", "vllm"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out

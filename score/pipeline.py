@@ -1,0 +1,213 @@
+"""The pipeline of one round, declared: every stage's contract and the statistics its manifest holds.
+
+A contract states once what a stage is: its name, its folder, the artifacts it reads (each by its schema
+constant and the stage that writes it), the artifacts it writes, the config it reads (sections, or single
+fields as `section.field`) and the inputs that are not this round's artifacts (the queries, the corpus, the
+policy weights, the harness). `score.runner` derives everything else from it: the fingerprint that decides
+whether a stage is done, the inputs a stage may read, and the config a stage may see (reading anything
+undeclared raises at once). The stages' code lives in `score/stages/`, one module each.
+
+    queries ---> generate-reports --reports--> self-evaluate --evaluations--> harness-evolve --> harness r
+                      (policy r-1)                 (harness r-1)      |
+                                                                      +--> train --> policy r
+
+This module imports nothing heavy: `score inspect` and `score report` read contracts and statistics from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from score.artifacts import (
+    CONTROLS,
+    DECISIONS,
+    DIMENSION_STATS,
+    EVALUATOR_REWARDS,
+    EVIDENCE,
+    HARNESS,
+    PROBES,
+    REPORTS,
+    RUBRICS,
+    SCORES,
+    SOLVER_REWARDS,
+    SUMMARY,
+    TRAIN_SAMPLES,
+    TRAIN_STEPS,
+    Artifact,
+)
+
+Resource = Literal["queries", "corpus", "policy", "harness"]
+REWARDS_SEAM = "rewards"  # the reads a reward source other than self-evaluate may supply (benchmarks/learning_check.py)
+
+
+@dataclass(frozen=True)
+class Read:
+    stage: str  # the name of the stage that writes it, in the same round
+    artifact: Artifact
+    seam: str = ""  # non-empty: another stage writing the same artifact may stand in (run_stage's `sources`)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str  # what users type: `score stage NAME`
+    folder: str  # its folder inside a round (score.layout)
+    impl: str  # "module:function" computing it: StageContext in, statistics out
+    stats: type  # the statistics dataclass its manifest holds
+    reads: tuple[Read, ...] = ()
+    writes: tuple[Artifact, ...] = ()
+    checkpoint: bool = False  # also writes a checkpoint folder (score.layout.CHECKPOINT)
+    config: tuple[str, ...] = ()  # config paths its outputs depend on; nothing else is visible to it
+    uses: tuple[Resource, ...] = ()
+
+    def producers(self) -> list[str]:
+        return list(dict.fromkeys(r.stage for r in self.reads))
+
+
+# ---- statistics: one dataclass per stage, what inspect, report, the CLI and the flows read by field -------
+
+
+@dataclass
+class GenerateStats:
+    queries: int = 0
+    reports: int = 0
+    completion_tokens: int = 0
+    tokens_per_second: float = 0.0
+    mean_report_tokens: float = 0.0
+    truncated_share: float = 0.0
+    citing_share: float = 0.0
+    plan_fallback_share: float = 0.0
+
+
+@dataclass
+class EvaluateStats:
+    """The round's summary (summary.parquet, rounded to 4 places) and the stage's cost."""
+
+    harness_version: int = -1
+    reports: int = 0
+    saturation_rate: float = 0.0
+    reward_mean: float = 0.0
+    reward_spread: float = 0.0
+    valid_share: float = 0.0
+    top_share: float = 0.0
+    agreement: float = 0.0
+    detection: float = 0.0
+    parse_failure_rate: float = 0.0
+    parse_repair_rate: float = 0.0
+    search_depth: int = 0
+    search_hops: int = 0
+    claims_checked: int = 0
+    supported_share: float = 0.0
+    depth_change: float = 0.0
+    active_dimensions: list[str] = field(default_factory=list)
+    strictness: int = 0
+    seconds_per_report: float = 0.0
+
+
+@dataclass
+class EvolveStats:
+    version: int = -1
+    active: list[str] = field(default_factory=list)
+    candidates: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    decisions: int = 0
+    search_depth: int = 0
+    search_hops: int = 0
+    rubrics_per_query: int = 0
+    criteria_per_dimension: int = 0
+    strictness: int = 0
+
+
+@dataclass
+class TrainStats:
+    method: str = "lora"
+    samples: int = 0
+    solver_samples: int = 0
+    evaluator_samples: int = 0
+    solver_groups: int = 0
+    solver_flat_groups: int = 0
+    evaluator_groups: int = 0
+    evaluator_flat_groups: int = 0
+    saturation_rate: float = 0.0
+    steps: int = 0
+    global_step: int = 0
+    trainable_parameters: int = 0
+    trainable_tokens: int = 0
+    tokens_per_second: float = 0.0
+    loss_first: float | None = None
+    loss_last: float | None = None
+    kl_mean: float | None = None
+    clip_frac_mean: float | None = None
+    train_seconds: float = 0.0
+    resumed_from: str = "base"
+
+
+# ---- the four stages ------------------------------------------------------------------------------------
+
+GENERATE = StageSpec(
+    name="generate-reports",
+    folder="generate",
+    impl="score.stages.generate:run",
+    stats=GenerateStats,
+    writes=(REPORTS,),
+    config=("seed", "model", "search", "data", "generate"),
+    uses=("queries", "corpus", "policy"),
+)
+
+EVALUATE = StageSpec(
+    name="self-evaluate",
+    folder="evaluate",
+    impl="score.stages.evaluate:run",
+    stats=EvaluateStats,
+    reads=(Read("generate-reports", REPORTS),),
+    writes=(RUBRICS, EVIDENCE, PROBES, SCORES, SOLVER_REWARDS, EVALUATOR_REWARDS, DIMENSION_STATS, SUMMARY),
+    config=("seed", "model", "search", "evaluate", "reward", "harness.rules.crowded_reward"),  # top_share's bar
+    uses=("corpus", "policy", "harness"),
+)
+
+EVOLVE = StageSpec(
+    name="harness-evolve",
+    folder="harness",
+    impl="score.stages.evolve:run",
+    stats=EvolveStats,
+    reads=(Read("self-evaluate", DIMENSION_STATS), Read("self-evaluate", SUMMARY), Read("self-evaluate", RUBRICS)),
+    writes=(HARNESS, CONTROLS, DECISIONS),
+    config=("seed", "harness"),
+    uses=("harness",),
+)
+
+TRAIN = StageSpec(
+    name="train",
+    folder="train",
+    impl="score.stages.train:run",
+    stats=TrainStats,
+    reads=(
+        Read("generate-reports", REPORTS),
+        Read("self-evaluate", SOLVER_REWARDS, seam=REWARDS_SEAM),
+        Read("self-evaluate", RUBRICS, seam=REWARDS_SEAM),
+        Read("self-evaluate", EVALUATOR_REWARDS, seam=REWARDS_SEAM),
+    ),
+    writes=(TRAIN_SAMPLES, TRAIN_STEPS),
+    checkpoint=True,
+    config=("seed", "model", "train", "campaign.rounds"),  # campaign.rounds: the cosine schedule's horizon
+    uses=("policy",),
+)
+
+STAGES: tuple[StageSpec, ...] = (GENERATE, EVALUATE, EVOLVE, TRAIN)  # in round order
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+class UnknownStage(ValueError):
+    pass
+
+
+def stage(name: str) -> StageSpec:
+    """The contract of stage `name`; raises, listing the stages, for any other name.
+
+    >>> stage("train").folder
+    'train'
+    """
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise UnknownStage(f"unknown stage {name!r}; stages are: {', '.join(STAGE_NAMES)}")
