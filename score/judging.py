@@ -28,7 +28,8 @@ from score.pipeline import EVOLVE
 from score.queries import QueryFileError, read_rows
 from score.rewards import rubric_score
 from score.runner import derive_seed
-from score.stages.evaluate import PASSES, judge
+from score.stages.evaluate import judge
+from score.statistics import PASSES
 from score.workspace import Workspace
 
 

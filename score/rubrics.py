@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+import json_repair
+
 ParseStatus = Literal["ok", "repaired", "failed"]
 
 
@@ -26,7 +28,8 @@ class Rubric:
 
 
 def repair_json(text: str) -> tuple[dict | None, bool]:
-    """Parse the first JSON object in `text`, mending what a truncated or sloppy writer leaves.
+    """Parse the first JSON object in `text`, mending what a truncated or sloppy writer leaves (json-repair:
+    unclosed strings and brackets, trailing commas, single quotes, missing commas).
 
     Returns (object or None, whether it needed mending).
 
@@ -42,51 +45,13 @@ def repair_json(text: str) -> tuple[dict | None, bool]:
     start = text.find("{")
     if start < 0:
         return None, False
-    body = text[start:]
     try:
-        obj, _ = json.JSONDecoder().raw_decode(body)
+        obj, _ = json.JSONDecoder().raw_decode(text[start:])
         return (obj, False) if isinstance(obj, dict) else (None, False)
     except json.JSONDecodeError:
         pass
-    if '"' not in body and "'" in body:
-        body = body.replace("'", '"')
-    stack, in_str, esc, cut = [], False, False, len(body)
-    for i, ch in enumerate(body):
-        if in_str:
-            esc = ch == "\\" and not esc
-            if ch == '"' and not esc:
-                in_str = False
-            continue
-        if ch == '"':
-            in_str = True
-        elif ch in "{[":
-            stack.append("}" if ch == "{" else "]")
-        elif ch in "}]":
-            if stack:
-                stack.pop()
-            if not stack:
-                cut = i + 1
-                break
-    body = body[:cut]
-    if in_str:
-        body += '"'
-    for candidate in _closings(body, stack):
-        candidate = re.sub(r",\s*([}\]])", r"\1", candidate)  # trailing commas
-        try:
-            obj = json.loads(candidate)
-            return (obj, True) if isinstance(obj, dict) else (None, False)
-        except json.JSONDecodeError:
-            continue
-    return None, False
-
-
-def _closings(body: str, stack: list[str]):
-    closers = "".join(reversed(stack))
-    yield body + closers
-    trimmed = re.sub(r'[,:]\s*"?[^,{}\[\]"]*$', "", body)  # drop a dangling key or value
-    yield trimmed + closers
-    trimmed = re.sub(r',?\s*"[^"]*"\s*:?\s*$', "", trimmed)
-    yield trimmed + closers
+    obj = json_repair.repair_json(text[start:], return_objects=True)
+    return (obj, True) if isinstance(obj, dict) and obj else (None, False)
 
 
 _WEIGHTS = re.compile(r'"weights"\s*:\s*\{([^{}]*)')

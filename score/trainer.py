@@ -317,6 +317,7 @@ class Trainer:
         model = self.unwrapped
         if self.cfg.method == "lora":  # adapter_model.safetensors + adapter_config.json, from the gathered state
             model.save_pretrained(folder, state_dict=state, safe_serialization=True)
+            _sort_target_modules(folder / "adapter_config.json")
         else:
             model.save_pretrained(folder, state_dict=state, safe_serialization=True)
             self.tokenizer.save_pretrained(folder)  # a full checkpoint is a model folder of its own
@@ -324,6 +325,15 @@ class Trainer:
             _save_optimizer(self.optimizer, self.param_names, folder / OPTIMIZER_FILE)
         (folder / STATE_FILE).write_text(json.dumps({"step": self.step, "method": self.cfg.method}, indent=2))
         return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def _sort_target_modules(path: Path) -> None:
+    """peft writes `target_modules` from a set, in an order that changes from process to process: sorted, equal
+    weights give equal bytes, so a retrain that changes nothing changes no fingerprint downstream."""
+    config = json.loads(path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 def _save_optimizer(optimizer, names: list[str], path: Path) -> None:

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 from score.artifacts import Store, file_sha256
-from score.checkpoints import Policy
+from score.checkpoints import Policy, base_policy
 from score.config import RunConfig
 from score.models import Backend, load_backend
 from score.models.embedded import cache_root
@@ -51,7 +51,7 @@ class Workspace:
 
     def backend(self, policy: Policy | None = None) -> Backend:
         """The policy model: the base weights, or the base with a trained checkpoint (an adapter, or full weights)."""
-        policy = policy or Policy("base")
+        policy = policy or base_policy(self.cfg.model)
         if policy.name not in self._backends:
             self.release()  # one policy in memory at a time
             if policy.kind == "full":

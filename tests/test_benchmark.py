@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from score.benchmark import BENCHMARKS, BenchmarkError, evaluate, load_tasks, read_reference
+from score.checkpoints import CheckpointError
 from score.config import BenchmarkConfig
 from score.judging import judge_file
 from score.models.openai_client import EndpointError
@@ -119,9 +120,9 @@ def test_eval_writes_scores_with_spread_and_skips_when_done(toy_workspace):
 
 def test_eval_of_a_trained_round_and_bad_checkpoints(toy_workspace):
     ws = _bench_ws(toy_workspace)
-    with pytest.raises(BenchmarkError, match="no finished train stage"):
+    with pytest.raises(CheckpointError, match="no finished train stage"):
         evaluate(ws, "latest")
-    with pytest.raises(BenchmarkError, match="neither 'base', 'latest', 'round-N' nor a folder"):
+    with pytest.raises(CheckpointError, match="neither 'base', 'latest', 'round-N' nor a folder"):
         evaluate(ws, "nowhere/at/all")
     assert not ws.store.fs.exists(ws.store.path("toy", "benchmark"))  # bad input wrote nothing
 

@@ -40,7 +40,7 @@ from score.rewards import (
 from score.rubrics import Rubric
 from score.runner import run_stage, stage_folder
 from score.stages import evaluate
-from score.stages.evaluate import STATS_COLUMNS, groups_from_batches, groups_from_rows, round_statistics, stream_scores
+from score.statistics import STATS_COLUMNS, groups_from_batches, groups_from_rows, round_statistics, stream_scores
 
 # ---- the oracle: score/stages/evaluate.py's _rewards, _dimension_stats and _depth_change before streaming --------
 
@@ -417,7 +417,7 @@ def test_iter_batches_refuses_what_read_table_refuses(tmp_path):
     (folder / MANIFEST).write_text(json.dumps({"files": {}}))
     with pytest.raises(ArtifactError, match="not listed in its manifest"):
         store.iter_batches("r/evaluate", "scores.parquet")
-    (folder / MANIFEST).write_text(json.dumps({"files": {"scores.parquet": {}}}))
+    (folder / MANIFEST).write_text(json.dumps({"files": {"scores.parquet": {"rows": 0, "bytes": 0, "sha256": ""}}}))
     with pytest.raises(ArtifactError, match=r"no column\(s\) \['scores'\]"):
         store.iter_batches("r/evaluate", "scores.parquet", columns=["scores"])
     pq.write_table(table.drop_columns(["probe_kind"]), folder / "scores.parquet")

@@ -26,7 +26,7 @@ class ChatClient:
     timeout_s: float = 120.0
 
     @classmethod
-    def of(cls, endpoint) -> "ChatClient":
+    def of(cls, endpoint) -> ChatClient:
         """The client of a config's endpoint (`score.config.EndpointConfig`)."""
         return cls(endpoint.base_url, endpoint.model, endpoint.api_key_env, endpoint.timeout_s)
 
