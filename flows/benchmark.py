@@ -20,8 +20,7 @@ from flows.common import artifact_key, link_folder, publish_plots, resolve_confi
 from flows.round import campaign_flow
 from score.artifacts import BENCHMARK
 from score.benchmark import BenchmarkStats, evaluate
-from score.layout import benchmark_dir, plots_dir, round_label
-from score.report import write_report
+from score.layout import benchmark_dir, round_label
 
 
 @task(cache_policy=NO_CACHE, retries=0)  # a failed evaluation is rerun by rerunning the flow: a finished one skips
@@ -82,13 +81,5 @@ def ablate_flow(config: dict | str, rounds: int | None = None, overrides: list[s
 @task(cache_policy=NO_CACHE, retries=0)
 def report_pair(config: dict, baseline: str) -> str:
     ws = workspace(config)
-    folder = plots_dir(ws.cfg.run, baseline)
-    paths = write_report(ws.store, ws.cfg.run, folder, baseline)
-    publish_plots(
-        artifact_key(ws.cfg.run, "ablation"),
-        f"{ws.cfg.run} (meta-harness, solid) vs {baseline} (static harness, dashed)",
-        paths,
-        folder,
-        f"ablation: {ws.cfg.run} vs {baseline}",
-    )
-    return str(folder)
+    title = f"{ws.cfg.run} (meta-harness, solid) vs {baseline} (static harness, dashed)"
+    return str(publish_plots(ws, "ablation", title, f"ablation: {ws.cfg.run} vs {baseline}", baseline))

@@ -14,6 +14,8 @@ from prefect.runtime import flow_run
 
 from flows import env  # noqa: F401  (sets Prefect's environment before prefect is imported)
 from score.config import RunConfig, load_config
+from score.layout import plots_dir
+from score.report import write_report
 from score.workspace import Workspace
 
 
@@ -57,11 +59,17 @@ def link_folder(key: str, address: str, description: str) -> None:
     create_link_artifact(key=key, link=link, link_text=address, description=description)
 
 
-def publish_plots(key: str, title: str, paths: list[Path], folder: Path, description: str) -> None:
-    """One markdown artifact holding the PNGs inline (data URIs: the UI needs no access to the files)."""
+def publish_plots(ws: Workspace, suffix: str, title: str, description: str, baseline: str | None = None) -> Path:
+    """Plot the run (score.report, beside `baseline` when given) and publish the PNGs as one markdown artifact,
+    inline as data URIs (the UI needs no access to the files). Returns the plots' folder."""
+    folder = plots_dir(ws.cfg.run, baseline)
+    paths = write_report(ws.store, ws.cfg.run, folder, baseline)
     images = "\n\n".join(
         f"![{p.stem}](data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()})" for p in paths
     )
     create_markdown_artifact(
-        key=key, markdown=f"# {title}\n\n{images}\n\nFiles: `{folder.resolve()}`", description=description
+        key=artifact_key(ws.cfg.run, suffix),
+        markdown=f"# {title}\n\n{images}\n\nFiles: `{folder.resolve()}`",
+        description=description,
     )
+    return folder

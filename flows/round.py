@@ -16,9 +16,8 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import artifact_key, link_folder, publish_plots, resolve_config, run_name, workspace
 from score import pipeline
 from score.inspect import stage_markdown
-from score.layout import finished_rounds, plots_dir
+from score.layout import finished_rounds
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, TRAIN, StageSpec
-from score.report import write_report
 from score.runner import run_stage
 
 
@@ -83,16 +82,8 @@ def report_task(config: dict, round_idx: int) -> str:
     if not finished_rounds(ws.store, ws.cfg.run, EVALUATE.folder):
         get_run_logger().info("no round of %s is evaluated yet: nothing to plot", ws.cfg.run)
         return ""
-    folder = plots_dir(ws.cfg.run)
-    paths = write_report(ws.store, ws.cfg.run, folder)
-    publish_plots(
-        artifact_key(ws.cfg.run, "plots"),
-        f"{ws.cfg.run}: round by round",
-        paths,
-        folder,
-        f"plots of {ws.cfg.run} (score report {ws.cfg.run})",
-    )
-    return str(folder)
+    run = ws.cfg.run
+    return str(publish_plots(ws, "plots", f"{run}: round by round", f"plots of {run} (score report {run})"))
 
 
 @flow(name="score-round", flow_run_name=lambda: run_name("round-{round_idx:04d}"), persist_result=False)

@@ -47,64 +47,17 @@ def judge_reports(
     report_column: str = "report",
 ) -> pd.DataFrame:
     """`frame` with `overall`, `dim_<dimension>` and `criteria` columns added (see the module docstring)."""
-    missing = [c for c in (query_column, report_column) if c not in frame.columns]
-    if missing:
-        raise BenchmarkError(
-            f"reports have no column {missing[0]!r} (columns: {list(frame.columns)}); they need a query and a "
-            "report column"
-        )
-    blank = [i for i, q in enumerate(frame[query_column]) if not isinstance(q, str) or not q.strip()]
-    if blank:
-        raise BenchmarkError(f"reports row(s) {blank[:5]} have an empty query; fill or remove them")
-    if len(frame) == 0:
-        raise BenchmarkError("there are no reports to judge")
+    _check(frame, query_column, report_column)
     label, policy = resolve(ws, checkpoint or latest_or_base(ws))
     harness, _ = latest_harness(ws)
-    rows, per_query = [], defaultdict(int)
-    for i, (q, text) in enumerate(zip(frame[query_column], frame[report_column])):
-        qid = hashlib.sha256(q.strip().encode()).hexdigest()[:12]  # rows with the same query share its rubrics
-        rows.append(
-            {
-                "query_id": qid,
-                "query": q.strip(),
-                "sample_idx": per_query[qid],
-                "trajectory_id": f"row-{i}",
-                "report": "" if text is None else str(text),
-                "sources": [],
-            }
-        )
-        per_query[qid] += 1
-    judged = judge(
-        ws,
-        ws.backend(policy),
-        rows,
-        harness,
-        derive_seed(ws.cfg.seed, 0, "judge"),
-        probe_share=0.0,
-        depth_probe_share=0.0,
-    )
-
-    cells: dict[tuple, list[float]] = defaultdict(list)  # (row, query, rubric, pass, dimension) -> criterion scores
-    criteria: dict[str, list[dict]] = defaultdict(list)
-    for s in judged.score_rows:
-        cells[(s["trajectory_id"], s["query_id"], s["rubric_idx"], s["pass_idx"], s["dimension"])].append(s["score"])
-        criteria[s["trajectory_id"]].append(
-            {k: s[k] for k in ("rubric_idx", "pass_idx", "dimension", "criterion", "score")}
-        )
-    dims = [d.id for d in harness.active]
-    overall, per_dim = defaultdict(list), defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        tid, q = r["trajectory_id"], r["query_id"]
-        for j, rub in enumerate(judged.rubrics[q]):
-            for p in PASSES:
-                means = {d: sum(v) / len(v) for d in rub.weights if (v := cells.get((tid, q, j, p, d)))}
-                overall[tid].append(rubric_score(list(rub.weights.values()), [means.get(d, 0.0) for d in rub.weights]))
-                for d, m in means.items():
-                    per_dim[tid][d].append(m)
+    rows = _report_rows(frame[query_column], frame[report_column])
+    seed = derive_seed(ws.cfg.seed, 0, "judge")
+    judged = judge(ws, ws.backend(policy), rows, harness, seed, probe_share=0.0, depth_probe_share=0.0)
+    overall, per_dim, criteria = _per_row(judged, rows)
     out = frame.copy()
     ids = [r["trajectory_id"] for r in rows]
     out["overall"] = [sum(overall[t]) / len(overall[t]) if overall[t] else None for t in ids]
-    for d in dims:
+    for d in [d.id for d in harness.active]:
         out[f"dim_{d}"] = [sum(v) / len(v) if (v := per_dim[t][d]) else None for t in ids]
     out["criteria"] = [criteria[t] for t in ids]
     out.attrs.update(
@@ -116,6 +69,53 @@ def judge_reports(
         }
     )
     return out
+
+
+def _check(frame: pd.DataFrame, query_column: str, report_column: str) -> None:
+    missing = [c for c in (query_column, report_column) if c not in frame.columns]
+    if missing:
+        raise BenchmarkError(
+            f"reports have no column {missing[0]!r} (columns: {list(frame.columns)}); they need a query and a "
+            "report column"
+        )
+    blank = [i for i, q in enumerate(frame[query_column]) if not isinstance(q, str) or not q.strip()]
+    if blank:
+        raise BenchmarkError(f"reports row(s) {blank[:5]} have an empty query; fill or remove them")
+    if len(frame) == 0:
+        raise BenchmarkError("there are no reports to judge")
+
+
+def _report_rows(queries, reports) -> list[dict]:
+    """The rows as judge() takes them (shaped like reports.parquet); rows with the same query share its rubrics."""
+    rows, per_query = [], defaultdict(int)
+    for i, (q, text) in enumerate(zip(queries, reports)):
+        qid = hashlib.sha256(q.strip().encode()).hexdigest()[:12]
+        report = "" if text is None else str(text)
+        rows.append({"query_id": qid, "query": q.strip(), "sample_idx": per_query[qid], "trajectory_id": f"row-{i}",
+                     "report": report, "sources": []})  # fmt: skip
+        per_query[qid] += 1
+    return rows
+
+
+def _per_row(judged, rows: list[dict]) -> tuple[dict, dict, dict]:
+    """Per row: its rubric scores (one per rubric and pass), its dimension means, and every criterion's score."""
+    cells: dict[tuple, list[float]] = defaultdict(list)  # (row, query, rubric, pass, dimension) -> criterion scores
+    criteria: dict[str, list[dict]] = defaultdict(list)
+    for s in judged.score_rows:
+        cells[(s["trajectory_id"], s["query_id"], s["rubric_idx"], s["pass_idx"], s["dimension"])].append(s["score"])
+        criteria[s["trajectory_id"]].append(
+            {k: s[k] for k in ("rubric_idx", "pass_idx", "dimension", "criterion", "score")}
+        )
+    overall, per_dim = defaultdict(list), defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        tid, q = r["trajectory_id"], r["query_id"]
+        for j, rub in enumerate(judged.rubrics[q]):
+            for p in PASSES:
+                means = {d: sum(v) / len(v) for d in rub.weights if (v := cells.get((tid, q, j, p, d)))}
+                overall[tid].append(rubric_score(list(rub.weights.values()), [means.get(d, 0.0) for d in rub.weights]))
+                for d, m in means.items():
+                    per_dim[tid][d].append(m)
+    return overall, per_dim, criteria
 
 
 def judge_file(ws: Workspace, reports: Path, out: Path, checkpoint: str | None = None) -> pd.DataFrame:

@@ -259,28 +259,8 @@ class Trainer:
         totals = dict(loss=0.0, pg=0.0, kl=0.0, clip=0.0, ratio=0.0, tokens=0, padded=0)
         self.optimizer.zero_grad(set_to_none=True)
         for idx, real in mine:
-            rows = [(batch[i].prompt_ids, batch[i].token_ids) for i in idx]
-            ref = self._reference_logprobs(rows) if cfg.kl_coef > 0 else None
-            logp, mask = written_logprobs(self.model, rows, self.pad_id, acc.device)
-            old, w = torch.zeros_like(logp), torch.zeros_like(logp)  # (B, L)
-            L = logp.shape[1]
-            for b, i in enumerate(idx):
-                n = len(batch[i].token_ids)
-                old[b, L - n :] = torch.tensor(batch[i].old_logprobs, dtype=old.dtype)
-                w[b, L - n :] = agg[i] * role_weight[batch[i].role] if real else 0.0
-            adv = torch.tensor([batch[i].advantage for i in idx], dtype=logp.dtype, device=logp.device)  # (B,)
-            parts = policy_loss(logp, old, ref, adv, w * mask, cfg.clip_low, cfg.clip_high, cfg.kl_coef)
-            acc.backward(parts.loss * acc.num_processes)  # the cross-process gradient mean becomes the batch sum
-            totals["loss"] += float(parts.loss.detach())
-            totals["pg"] += parts.pg
-            totals["kl"] += parts.kl * parts.tokens
-            totals["clip"] += parts.clip_frac * parts.tokens
-            totals["ratio"] += parts.ratio_mean * parts.tokens
-            totals["tokens"] += parts.tokens
+            self._micro_batch([batch[i] for i in idx], [agg[i] for i in idx], real, role_weight, totals)
             progress(len(idx) * acc.num_processes if real else 0)
-            totals["padded"] += (
-                real * logp.shape[0] * max(len(batch[i].prompt_ids) + len(batch[i].token_ids) for i in idx)
-            )
         if acc.num_processes > 1:  # every process saw its share of the batch: sum the logged totals
             keys = list(totals)
             summed = acc.reduce(torch.tensor([float(totals[k]) for k in keys], device=acc.device), reduction="sum")
@@ -305,6 +285,31 @@ class Trainer:
             lr=lr,
             seconds=time.perf_counter() - t0,
         )
+
+    def _micro_batch(
+        self, part: list[TrainSample], agg: list[float], real: bool, role_weight: dict[str, float], totals: dict
+    ) -> None:
+        """Forward and backward of one micro-batch (a zero-weight stand-in when not `real`); adds to `totals`."""
+        cfg, acc = self.cfg, self.accelerator
+        rows = [(s.prompt_ids, s.token_ids) for s in part]
+        ref = self._reference_logprobs(rows) if cfg.kl_coef > 0 else None
+        logp, mask = written_logprobs(self.model, rows, self.pad_id, acc.device)
+        old, w = torch.zeros_like(logp), torch.zeros_like(logp)  # (B, L)
+        L = logp.shape[1]
+        for b, s in enumerate(part):
+            n = len(s.token_ids)
+            old[b, L - n :] = torch.tensor(s.old_logprobs, dtype=old.dtype)
+            w[b, L - n :] = agg[b] * role_weight[s.role] if real else 0.0
+        adv = torch.tensor([s.advantage for s in part], dtype=logp.dtype, device=logp.device)  # (B,)
+        parts = policy_loss(logp, old, ref, adv, w * mask, cfg.clip_low, cfg.clip_high, cfg.kl_coef)
+        acc.backward(parts.loss * acc.num_processes)  # the cross-process gradient mean becomes the batch sum
+        totals["loss"] += float(parts.loss.detach())
+        totals["pg"] += parts.pg
+        totals["kl"] += parts.kl * parts.tokens
+        totals["clip"] += parts.clip_frac * parts.tokens
+        totals["ratio"] += parts.ratio_mean * parts.tokens
+        totals["tokens"] += parts.tokens
+        totals["padded"] += real * logp.shape[0] * max(len(s.prompt_ids) + len(s.token_ids) for s in part)
 
     def save(self, folder: Path) -> list[Path]:
         """Write the checkpoint (safetensors only) into `folder`; returns the files written (main process)."""

@@ -102,3 +102,41 @@ def test_inspect_and_report_import_no_torch(toy_workspace, tmp_path):
     )
     assert done.returncode == 0 and "no torch" in done.stdout, done.stderr[-2000:]
     assert (tmp_path / "plots" / "index.html").exists()
+
+
+@dataclasses.dataclass
+class _Counted:
+    reports: int = 0
+
+
+def _constant_rewards(ctx) -> _Counted:
+    """A reward source for the test below: every report's reward is its sample index (spread in every group)."""
+    from score.artifacts import EVALUATOR_REWARDS, REPORTS, RUBRICS, SOLVER_REWARDS
+
+    rows = [
+        {"round": ctx.round, "query_id": r["query_id"], "trajectory_id": r["trajectory_id"], "validity": 1.0,
+         "score": float(r["sample_idx"]), "reward": float(r["sample_idx"]), "group_mean": None, "group_std": None}
+        for r in ctx.read(REPORTS).to_pylist()
+    ]  # fmt: skip
+    ctx.write(SOLVER_REWARDS, rows)
+    ctx.write(RUBRICS, [])
+    ctx.write(EVALUATOR_REWARDS, [])
+    return _Counted(len(rows))
+
+
+def test_train_reads_its_rewards_from_a_declared_stand_in(toy_workspace):
+    from score.artifacts import EVALUATOR_REWARDS, REPORTS, RUBRICS, SOLVER_REWARDS
+    from score.pipeline import REWARDS_SEAM, Read, StageSpec
+
+    source = StageSpec(
+        name="constant-reward", folder="constant-reward", impl=f"{__name__}:_constant_rewards", stats=_Counted,
+        reads=(Read("generate-reports", REPORTS),), writes=(SOLVER_REWARDS, RUBRICS, EVALUATOR_REWARDS),
+    )  # fmt: skip
+    ws = toy_workspace
+    run_stage(ws, "generate-reports", 0)
+    assert run_stage(ws, source, 0).manifest.stats == {"reports": 4}
+    trained = run_stage(ws, TRAIN, 0, sources={REWARDS_SEAM: source})
+    assert trained.manifest.inputs["constant-reward"] and "self-evaluate" not in trained.manifest.inputs
+    assert trained.manifest.stats["solver_flat_groups"] == 0 and trained.manifest.stats["solver_samples"] > 0
+    with pytest.raises(ValueError, match="unknown seam"):
+        run_stage(ws, TRAIN, 0, sources={"judge": source})

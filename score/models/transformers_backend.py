@@ -144,19 +144,7 @@ class TransformersBackend(ChatTokenizer):
             logprobs = torch.log_softmax(logits, dim=-1)  # (B, V) temperature-1 log-probs, what the trainer sees
             nxt = self._pick(logits, params, generator)  # (B,)
             picked = logprobs.gather(1, nxt[:, None]).squeeze(1)  # (B,)
-            keep = []
-            for b, row in enumerate(alive):
-                tok = int(nxt[b])
-                tokens[row].append(tok)
-                logps[row].append(float(picked[b]))
-                if tok in self.eos_ids:
-                    reasons[row] = "stop"
-                elif params.stop and any(s in self.decode(tokens[row][-stop_window:]) for s in params.stop):
-                    reasons[row] = "stop"
-                else:
-                    keep.append(b)
-                    continue
-                progress(params.max_tokens - len(tokens[row]))  # the slots this finished row will not use
+            keep = self._record(alive, nxt, picked, tokens, logps, reasons, params, stop_window, progress)
             progress(len(alive))
             if not keep:
                 break
@@ -169,6 +157,24 @@ class TransformersBackend(ChatTokenizer):
             step_ids = nxt[:, None]  # (B, 1)
             step_pos = step_pos + 1  # (B, 1)
         return [self._finish(rows[r], tokens[r], logps[r], reasons[r], params.stop) for r in range(len(rows))]
+
+    def _record(self, alive, nxt, picked, tokens, logps, reasons, params: SamplingParams, stop_window: int, progress):
+        """Append each live row's sampled token and log-prob; mark the rows that stopped. Returns the batch rows
+        that go on."""
+        keep = []
+        for b, row in enumerate(alive):
+            tok = int(nxt[b])
+            tokens[row].append(tok)
+            logps[row].append(float(picked[b]))
+            if tok in self.eos_ids:
+                reasons[row] = "stop"
+            elif params.stop and any(s in self.decode(tokens[row][-stop_window:]) for s in params.stop):
+                reasons[row] = "stop"
+            else:
+                keep.append(b)
+                continue
+            progress(params.max_tokens - len(tokens[row]))  # the slots this finished row will not use
+        return keep
 
     def _pick(self, logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> torch.Tensor:
         if params.temperature <= 0:
