@@ -99,7 +99,7 @@ def measure(root: str, n_rows: int, reader: str) -> dict:
     from score.artifacts import Store
     from score.config import StoreConfig
     from score.harness import DimensionStats, RoundStats, evolve
-    from score.statistics import groups_from_rows, round_statistics, stream_scores
+    from score.stages.evaluate.statistics import groups_from_rows, round_statistics, stream_scores
 
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     cfg, harness, by_query, rubrics = synthetic_round(n_rows)  # the stage holds its reports whatever the reader

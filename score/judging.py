@@ -26,10 +26,9 @@ from score.harness import Harness, harness_for_round
 from score.layout import finished_rounds
 from score.pipeline import EVOLVE
 from score.queries import QueryFileError, read_rows
-from score.rewards import rubric_score
 from score.runner import derive_seed
 from score.stages.evaluate import judge
-from score.statistics import PASSES
+from score.stages.evaluate.statistics import PASSES, cell_means, groups_from_rows, item_values
 from score.workspace import Workspace
 
 
@@ -98,23 +97,23 @@ def _report_rows(queries, reports) -> list[dict]:
 
 
 def _per_row(judged, rows: list[dict]) -> tuple[dict, dict, dict]:
-    """Per row: its rubric scores (one per rubric and pass), its dimension means, and every criterion's score."""
-    cells: dict[tuple, list[float]] = defaultdict(list)  # (row, query, rubric, pass, dimension) -> criterion scores
+    """Per row: its rubric scores (one per rubric and pass, as a solver's reward has them), its dimension means
+    (one per rubric and pass that scored the dimension), and every criterion's score."""
     criteria: dict[str, list[dict]] = defaultdict(list)
     for s in judged.score_rows:
-        cells[(s["trajectory_id"], s["query_id"], s["rubric_idx"], s["pass_idx"], s["dimension"])].append(s["score"])
         criteria[s["trajectory_id"]].append(
             {k: s[k] for k in ("rubric_idx", "pass_idx", "dimension", "criterion", "score")}
         )
-    overall, per_dim = defaultdict(list), defaultdict(lambda: defaultdict(list))
+    cells_of = {g.query_id: cell_means(g) for g in groups_from_rows(judged.score_rows)}
+    overall, per_dim = {}, defaultdict(lambda: defaultdict(list))
     for r in rows:
-        tid, q = r["trajectory_id"], r["query_id"]
-        for j, rub in enumerate(judged.rubrics[q]):
+        tid, rubrics, cells = r["trajectory_id"], judged.rubrics[r["query_id"]], cells_of.get(r["query_id"], {})
+        overall[tid] = item_values(rubrics, cells, tid)
+        for j, rub in enumerate(rubrics):
             for p in PASSES:
-                means = {d: sum(v) / len(v) for d in rub.weights if (v := cells.get((tid, q, j, p, d)))}
-                overall[tid].append(rubric_score(list(rub.weights.values()), [means.get(d, 0.0) for d in rub.weights]))
-                for d, m in means.items():
-                    per_dim[tid][d].append(m)
+                for d in rub.weights:
+                    if (j, p, tid, "", d) in cells:
+                        per_dim[tid][d].append(cells[(j, p, tid, "", d)])
     return overall, per_dim, criteria
 
 

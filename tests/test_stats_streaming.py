@@ -40,7 +40,13 @@ from score.rewards import (
 from score.rubrics import Rubric
 from score.runner import run_stage, stage_folder
 from score.stages import evaluate
-from score.statistics import STATS_COLUMNS, groups_from_batches, groups_from_rows, round_statistics, stream_scores
+from score.stages.evaluate.statistics import (
+    STATS_COLUMNS,
+    groups_from_batches,
+    groups_from_rows,
+    round_statistics,
+    stream_scores,
+)
 
 # ---- the oracle: score/stages/evaluate.py's _rewards, _dimension_stats and _depth_change before streaming --------
 

@@ -1,5 +1,7 @@
-"""The round's statistics from its score rows, in one streaming pass: rewards per report (solver) and per rubric
-(evaluator), per-dimension statistics (what the meta-harness reads) and the round's summary.
+"""self-evaluate, phase 5: the round's statistics from its score rows, in one streaming pass: rewards per report
+(solver) and per rubric (evaluator), per-dimension statistics (what the meta-harness reads) and the round's
+summary. The score-to-reward arithmetic has its one home here (`cell_means`, `item_values`); `score judge`
+uses it too.
 
 Queries are taken one at a time and each is reduced and dropped before the next is read, so memory grows with
 reports, not with score rows: self-evaluate feeds it the rows it just judged (`groups_from_rows`), and the same
@@ -145,7 +147,7 @@ def round_statistics(
     for q, group in by_query.items():
         cells = {}
         if ahead is not None and ahead.query_id == q:
-            cells, ahead = _cell_means(ahead), next(groups, None)
+            cells, ahead = cell_means(ahead), next(groups, None)
         _query_rewards(cfg.reward, round_idx, q, group, rubrics[q], cells, t)
         _dimension_cells(q, cells, t.per_report, t.probe_pairs, t.dims)
     if ahead is not None:
@@ -164,7 +166,7 @@ def _query_rewards(
     """One query's solver rewards (per report) and evaluator rewards (per rubric), into the tallies."""
     tids = [r["trajectory_id"] for r in group]
     probe_keys = sorted({(tid, kind) for _, _, tid, kind, _ in cells if kind})  # (trajectory, corruption) scored
-    values = [[_rubric_value(rub, cells, j, p, tid, "") for j, rub in enumerate(rubs) for p in PASSES] for tid in tids]
+    values = [item_values(rubs, cells, tid) for tid in tids]
     valid = [
         validity(
             r["report"],
@@ -248,12 +250,18 @@ def _summary(
     }
 
 
-def _cell_means(g: ScoreGroup) -> dict[tuple, float]:
+def cell_means(g: ScoreGroup) -> dict[tuple, float]:
     """Mean score per (rubric, pass, item, corruption, dimension) over that dimension's criteria, first-seen order."""
     cell: dict[tuple, list[float]] = defaultdict(list)
     for key_and_score in zip(g.rubric_idx, g.pass_idx, g.trajectory_id, g.probe_kind, g.dimension, g.score):
         cell[key_and_score[:5]].append(key_and_score[5])
     return {k: sum(v) / len(v) for k, v in cell.items()}
+
+
+def item_values(rubrics: list[Rubric], cells: dict[tuple, float], tid: str, kind: str = "") -> list[float]:
+    """One item's rubric scores in [0, 1], one per (rubric, pass): what a solver's reward averages (before its
+    validity gate) and what `score judge` reports as `overall`."""
+    return [_rubric_value(rub, cells, j, p, tid, kind) for j, rub in enumerate(rubrics) for p in PASSES]
 
 
 def _rubric_value(rub: Rubric, cells: dict[tuple, float], j: int, p: int, tid: str, kind: str) -> float:

@@ -1,0 +1,129 @@
+"""self-evaluate: the evaluator role (the same weights as the solver) judges the round's reports.
+
+Per query: J rubrics sampled from the model over the harness's active dimensions (candidates get a
+default criterion and are scored in the shadow); evidence checks on `search_depth` claims per report;
+every report, and corrupted copies of a `probe_share` of them, scored on every criterion of every rubric
+in two passes with a different report order and seed (the report is encoded once and shared by both
+passes; a pass differs by the place its order gives the report, stated after the report). Scores are read
+off the model's score-token probabilities (one forward per criterion, over a shared encoding of query +
+report + evidence; `score.scale`), not parsed from generated text: a 135M model answers "10" to nearly
+everything when asked to write a score. Then the rewards: solver per report, evaluator per rubric, and the
+round's statistics, in one streaming pass (`round_statistics`).
+
+One module per phase: `rubrics.py` (1. J rubrics per query), `evidence.py` (2. claims checked against
+passages), `probes.py` (3. corrupted copies), `judgements.py` (4. every item on every criterion, per pass),
+`statistics.py` (5. rewards and the round's statistics, streaming); this module runs them in order.
+Its contract (what it reads, writes and may configure) is `score.pipeline.EVALUATE`.
+
+Deliberately left out: free-text justifications (costly, and no reward reads them) and pairwise
+comparisons between reports (each report is scored alone; the order label is what differs by pass).
+
+Run alone: `score stage self-evaluate --round 0 [--force]` (needs the round's generate-reports).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+from score.artifacts import (
+    DIMENSION_STATS,
+    EVALUATOR_REWARDS,
+    EVIDENCE,
+    PROBES,
+    REPORTS,
+    RUBRICS,
+    SCORES,
+    SOLVER_REWARDS,
+    SUMMARY,
+)
+from score.harness import Harness
+from score.models import Backend
+from score.pipeline import EVALUATE, EvaluateStats
+from score.rubrics import Rubric
+from score.runner import StageContext
+from score.stages.evaluate.evidence import check_evidence
+from score.stages.evaluate.judgements import score_items
+from score.stages.evaluate.probes import corrupt
+from score.stages.evaluate.rubrics import write_rubrics
+from score.stages.evaluate.statistics import groups_from_rows, round_statistics
+from score.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def run(ctx: StageContext) -> EvaluateStats:
+    reports = ctx.read(REPORTS).to_pylist()
+    t0 = time.perf_counter()
+    judged = judge(ctx.ws, ctx.ws.backend(ctx.policy), reports, ctx.harness, ctx.seed, ctx.round)
+    # 5. rewards and statistics, one query at a time (the same pass reads a written scores.parquet: stream_scores);
+    # fed the judged rows, not the file, so rewards come from the float64 scores, not their float32 copies
+    stats = round_statistics(
+        ctx.cfg,
+        ctx.round,
+        judged.by_query,
+        judged.rubrics,
+        groups_from_rows(judged.score_rows),
+        judged.evidence_rows,
+        ctx.harness,
+    )
+    seconds = time.perf_counter() - t0
+    for artifact, rows in [
+        (RUBRICS, judged.rubric_rows),
+        (EVIDENCE, judged.evidence_rows),
+        (PROBES, judged.probe_rows),
+        (SCORES, judged.score_rows),
+        (SOLVER_REWARDS, stats.solver_rows),
+        (EVALUATOR_REWARDS, stats.evaluator_rows),
+        (DIMENSION_STATS, stats.dimension_rows),
+        (SUMMARY, [stats.summary]),
+    ]:
+        ctx.write(artifact, rows)
+    numbers = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.summary.items() if k != "round"}
+    out = EvaluateStats(**numbers, seconds_per_report=round(seconds / max(len(reports), 1), 2))
+    log.info("round %d %s: %s", ctx.round, EVALUATE.name, asdict(out))
+    return out
+
+
+@dataclass
+class Judged:
+    """What the evaluator role made of a set of reports: the rows of the stage's tables, and the parsed rubrics."""
+
+    by_query: dict[str, list[dict]]  # query id -> its reports, by sample_idx
+    rubrics: dict[str, list[Rubric]]  # query id -> its J rubrics
+    rubric_rows: list[dict]
+    evidence_rows: list[dict]
+    probe_rows: list[dict]
+    score_rows: list[dict]
+
+
+def judge(
+    ws: Workspace,
+    backend: Backend,
+    reports: list[dict],
+    harness: Harness,
+    seed: int,
+    round_idx: int = 0,
+    probe_share: float | None = None,
+    depth_probe_share: float | None = None,
+) -> Judged:
+    """Rubrics, evidence checks, corruption probes and scores for `reports` (rows shaped like reports.parquet:
+    query_id, query, sample_idx, trajectory_id, report, sources) under `harness`. Probe shares default to the
+    config's; `score judge` sets them to 0 to score outside reports as they are."""
+    ev = ws.cfg.evaluate
+    by_query: dict[str, list[dict]] = defaultdict(list)
+    for r in reports:
+        by_query[r["query_id"]].append(r)
+    for group in by_query.values():
+        group.sort(key=lambda r: r["sample_idx"])
+    rubrics, rubric_rows = write_rubrics(ws, backend, by_query, harness, seed, round_idx)  # 1. J rubrics per query
+    rng = random.Random(seed)  # 2. and 3. draw from one stream, in this order
+    share = ev.depth_probe_share if depth_probe_share is None else depth_probe_share
+    evidence_rows, evidence_text = check_evidence(ws, backend, reports, harness, rng, share, round_idx)
+    share = ev.probe_share if probe_share is None else probe_share
+    probe_rows, probes_of = corrupt(ev.probe_kinds, reports, rng, share, seed, round_idx)
+    score_rows = score_items(ws, backend, by_query, rubrics, probes_of, evidence_text, harness, seed, round_idx)  # 4.
+    return Judged(by_query, rubrics, rubric_rows, evidence_rows, probe_rows, score_rows)

@@ -1,0 +1,69 @@
+"""self-evaluate, phase 1: J rubrics per query, sampled over the harness's active dimensions (candidates get a
+default criterion and are scored in the shadow) and parsed robustly (score.rubrics)."""
+
+from __future__ import annotations
+
+from score.harness import Harness
+from score.models import Backend, SamplingParams
+from score.prompts import RUBRIC_PREFILL, rubric_messages
+from score.rubrics import Rubric, parse_rubric
+from score.workspace import Workspace
+
+
+def write_rubrics(
+    ws: Workspace, backend: Backend, by_query: dict[str, list[dict]], harness: Harness, seed: int, round_idx: int
+) -> tuple[dict[str, list[Rubric]], list[dict]]:
+    """1. J rubrics per query, sampled over the active dimensions and parsed robustly."""
+    ev, ctl = ws.cfg.evaluate, harness.controls
+    active = [(d.id, d.description) for d in harness.active]
+    shadow = [(d.id, d.description) for d in harness.candidates]
+    queries = list(by_query)
+    prompts = [
+        backend.render(
+            rubric_messages(by_query[q][0]["query"], active, ctl.criteria_per_dimension), continue_final=True
+        )
+        for q in queries
+    ]
+    samples = backend.sample(
+        prompts,
+        SamplingParams(
+            n=ctl.rubrics_per_query, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.rubric_tokens, seed=seed
+        ),
+        desc=f"round {round_idx} rubrics",
+    )
+    rubrics: dict[str, list[Rubric]] = {}
+    rows = []
+    for q, prompt, group in zip(queries, prompts, samples):
+        rubrics[q] = []
+        for j, s in enumerate(group):
+            rub = parse_rubric(
+                RUBRIC_PREFILL + s.text, active, shadow, by_query[q][0]["query"], ctl.criteria_per_dimension
+            )
+            rubrics[q].append(rub)
+            rows.append(
+                {
+                    "round": round_idx,
+                    "query_id": q,
+                    "rubric_idx": j,
+                    "harness_version": harness.version,
+                    "span": {
+                        "name": "rubric",
+                        "prompt": prompt,
+                        "text": s.text,
+                        "token_ids": s.token_ids,
+                        "logprobs": s.logprobs,
+                        "finish_reason": s.finish_reason,
+                    },
+                    "status": rub.status,
+                    "repairs": rub.repairs,
+                    "weights": [{"dimension": d, "weight": w} for d, w in rub.weights.items()],
+                    "criteria": [
+                        {"dimension": d, "text": c, "shadow": d not in rub.weights}
+                        for d, cs in rub.criteria.items()
+                        for c in cs
+                    ],
+                    "proposal_name": rub.proposal[0] if rub.proposal else None,
+                    "proposal_description": rub.proposal[1] if rub.proposal else None,
+                }
+            )
+    return rubrics, rows
