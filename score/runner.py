@@ -140,8 +140,8 @@ def _producers(spec: StageSpec, sources: dict[str, StageSpec]) -> dict[str, Stag
     return out
 
 
-def stage_fingerprint(ws: Workspace, spec: StageSpec, inputs: dict[str, str]) -> str:
-    config = ws.cfg.section_fingerprint(*spec.config)
+def stage_fingerprint(spec: StageSpec, config: str, inputs: dict[str, str]) -> str:
+    """What decides whether a stage is done: its name, its declared config's fingerprint, its inputs'."""
     blob = json.dumps({"stage": spec.name, "config": config, "inputs": inputs}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -170,13 +170,14 @@ def run_stage(
         ).content_fingerprint()
     resources, fingerprints = _resources(ws, spec, round_idx)
     inputs.update(fingerprints)
+    config = ws.cfg.section_fingerprint(*spec.config)
     meta = Manifest(
         stage=spec.name,
         run=ws.cfg.run,
         round=round_idx,
-        fingerprint=stage_fingerprint(ws, spec, inputs),
+        fingerprint=stage_fingerprint(spec, config, inputs),
         files={},
-        config_fingerprint=ws.cfg.section_fingerprint(*spec.config),
+        config_fingerprint=config,
         config=ws.cfg.dump(*spec.config),
         inputs=inputs,
     )
