@@ -35,7 +35,7 @@ def main() -> None:
         t0 = time.perf_counter()
         before = backend.usage.completion_tokens
         seed = rows[0]["seed"]  # the stage's own seeds: same prompts, same seeds, so the same tokens are sampled
-        common = dict(temperature=gen.temperature, top_p=gen.top_p)
+        common = dict(temperature=gen.temperature)
         backend.sample(
             plan_prompts, SamplingParams(n=gen.samples_per_query, max_tokens=gen.plan_tokens, seed=seed, **common)
         )

@@ -111,7 +111,7 @@ def measure(root: str, n_rows: int, reader: str) -> dict:
     else:
         groups = groups_from_rows(store.read_table(FOLDER, "scores.parquet").to_pylist())
     t_read = time.perf_counter() - t0
-    stats = round_statistics(cfg, 0, by_query, rubrics, groups, [], harness)
+    stats = round_statistics(cfg, 0, by_query, rubrics, groups, [], harness, {})
     t_stats = time.perf_counter() - t0 - t_read
     t0 = time.perf_counter()
     dims = {

@@ -55,7 +55,6 @@ def main() -> None:
     params = SamplingParams(
         n=gen.samples_per_query,
         temperature=gen.temperature,
-        top_p=gen.top_p,
         max_tokens=gen.report_tokens,
         seed=cfg.seed,
     )

@@ -35,14 +35,33 @@ STREAM_READ_BYTES = 1 << 20  # how much of a column chunk a streaming reader hol
 
 SPAN = pa.struct(
     [
-        ("name", pa.string()),  # plan | report (later: rubric, score, ...)
-        ("prompt", pa.string()),  # the exact rendered prompt the model continued
+        ("name", pa.string()),  # plan | report | rubric | judgement
+        ("prefix", pa.string()),  # a prompt head shared with sibling spans, encoded once ("" for none)
+        ("prompt", pa.string()),  # the exact rendered prompt the model continued (after the prefix)
         ("text", pa.string()),
         ("token_ids", pa.list_(pa.int32())),  # what the model wrote: the only tokens that carry loss
-        ("logprobs", pa.list_(pa.float32())),  # temperature-1 log-prob of each token at sampling time
+        ("logprobs", pa.list_(pa.float32())),  # log-prob of each token under the distribution it was sampled from
+        ("temperature", pa.float32()),  # that distribution: softmax(logits / temperature), top-p 1
         ("finish_reason", pa.string()),  # stop | length
     ]
 )
+
+
+def span_row(name: str, prompt: str, sample, temperature: float, prefix: str = "") -> dict:
+    """A sampled span as stored (SPAN): what the model saw (`prefix + prompt`), what it wrote (a backend Sample or
+    WrittenScore-like object with text, token_ids, logprobs, finish_reason), and the distribution it wrote from."""
+    return {
+        "name": name,
+        "prefix": prefix,
+        "prompt": prompt,
+        "text": sample.text,
+        "token_ids": sample.token_ids,
+        "logprobs": sample.logprobs,
+        "temperature": temperature,
+        "finish_reason": sample.finish_reason,
+    }
+
+
 SEARCH_CALL = pa.struct(
     [("query", pa.string()), ("passage_ids", pa.list_(pa.string())), ("scores", pa.list_(pa.float32()))]
 )
@@ -101,18 +120,35 @@ SCORES_SCHEMA = pa.schema(
         pa.field("round", pa.int32(), nullable=False),
         pa.field("query_id", pa.string(), nullable=False),
         pa.field("rubric_idx", pa.int32(), nullable=False),
-        pa.field("pass_idx", pa.int32(), nullable=False),  # 0 | 1: independent passes, different order and seed
+        pa.field("pass_idx", pa.int32(), nullable=False),  # 0..m-1: passes with another sibling and evidence order
         pa.field("trajectory_id", pa.string(), nullable=False),
         pa.field("probe_kind", pa.string()),  # "" for the report itself, else the corruption of the copy scored
-        pa.field("position", pa.int32()),  # where the report stood in the pass's order (1-based)
         pa.field("dimension", pa.string()),
         pa.field("criterion", pa.string()),
         pa.field("shadow", pa.bool_()),  # a candidate dimension on probation: scored, never rewarded
-        pa.field("expected", pa.float32()),  # expectation over the 0-10 score-token probabilities
-        pa.field("sampled", pa.int32()),  # a score drawn from those probabilities with the pass's seed
-        pa.field("sampled_logprob", pa.float32()),
-        pa.field("score", pa.float32()),  # the score used, after the strictness curve
-        pa.field("score_path", pa.string()),  # expected | sampled: which of the two became `score`
+        pa.field("expected", pa.float32()),  # the read-off: expectation over the 0-10 score-token probabilities
+        pa.field("written", pa.float32()),  # the score the evaluator wrote (null: unparsable)
+        pa.field("score", pa.float32()),  # the score used (evaluate.score_source), after the strictness curve
+        pa.field("score_source", pa.string()),  # expected | written | expected (unparsable): what became `score`
+    ]
+)
+
+JUDGEMENT_SPANS_SCHEMA = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("trajectory_id", pa.string(), nullable=False),
+        pa.field("probe_kind", pa.string()),  # "" for the report itself, else the corruption of the copy judged
+        pa.field("pass_idx", pa.int32(), nullable=False),
+        pa.field("dimension", pa.string()),
+        pa.field("criterion", pa.string()),
+        pa.field("sibling_id", pa.string()),  # the sibling report shown beside it in this pass ("" for none)
+        pa.field("report_cut", pa.bool_()),  # the evaluator saw only evaluate.report_chars of the report
+        pa.field("span", SPAN),  # what the evaluator wrote (trainable): prefix = the report and its context
+        pa.field("written", pa.float32()),  # the parsed score (null: unparsable)
+        pa.field("expected", pa.float32()),  # the read-off beside it (diagnostic)
+        pa.field("reward_kind", pa.string()),  # consistency | probe | "" (not rewarded: not trained)
+        pa.field("reward", pa.float32()),  # the evaluator's reward for this judgement (null: not rewarded)
     ]
 )
 
@@ -121,6 +157,7 @@ EVIDENCE_SCHEMA = pa.schema(
         pa.field("round", pa.int32(), nullable=False),
         pa.field("query_id", pa.string(), nullable=False),
         pa.field("trajectory_id", pa.string(), nullable=False),
+        pa.field("probe_kind", pa.string()),  # "" for the report, else the corrupted copy whose claims were checked
         pa.field("deeper", pa.bool_()),  # a depth probe (depth+1, hops+1), not used for scores
         pa.field("claim_idx", pa.int32()),
         pa.field("claim", pa.string()),
@@ -163,10 +200,11 @@ EVALUATOR_REWARDS_SCHEMA = pa.schema(
         pa.field("round", pa.int32(), nullable=False),
         pa.field("query_id", pa.string(), nullable=False),
         pa.field("rubric_idx", pa.int32(), nullable=False),
-        pa.field("agreement", pa.float32()),  # rank agreement of the two passes (0 when a pass is constant)
-        pa.field("detection", pa.float32()),  # share of probe pairs ranked original > corrupted
-        pa.field("probe_pairs", pa.int32()),
-        pa.field("reward", pa.float32()),
+        pa.field("status", pa.string()),  # ok | repaired | failed: a failed rubric earns reward.failed_rubric
+        pa.field("agreement", pa.float32()),  # mean consistency reward of the judgements on its criteria
+        pa.field("detection", pa.float32()),  # mean probe credit of the judgements of corrupted copies on them
+        pa.field("probe_pairs", pa.int32()),  # those probe judgements
+        pa.field("reward", pa.float32()),  # agreement + reward.probe_weight * detection (failed: failed_rubric)
     ]
 )
 
@@ -194,8 +232,13 @@ SUMMARY_SCHEMA = pa.schema(
         pa.field("reward_spread", pa.float32()),  # mean within-query std of solver rewards
         pa.field("valid_share", pa.float32()),
         pa.field("top_share", pa.float32()),  # share of valid rewards at or above rules.crowded_reward
-        pa.field("agreement", pa.float32()),  # mean pass-to-pass rank agreement of rubrics
-        pa.field("detection", pa.float32()),  # corruption detection rate over all probe pairs
+        pa.field("agreement", pa.float32()),  # mean consistency of the written judgement columns (criterion x pass)
+        pa.field("score_spread", pa.float32()),  # mean within-column std of written scores over the K reports
+        pa.field("detection", pa.float32()),  # distinct probed reports scored below their original (mapped dims)
+        pa.field("probed_reports", pa.int32()),  # distinct (report, corruption) pairs with a comparison
+        pa.field("judgements", pa.int32()),
+        pa.field("unparsable_rate", pa.float32()),  # judgements that wrote no score in 0-10
+        pa.field("reports_cut", pa.int32()),  # judgements that saw only part of their report
         pa.field("parse_failure_rate", pa.float32()),  # rubrics with nothing usable
         pa.field("parse_repair_rate", pa.float32()),  # rubrics needing any repair or fallback
         pa.field("search_depth", pa.int32()),
@@ -249,13 +292,15 @@ TRAIN_SAMPLES_SCHEMA = pa.schema(
         pa.field("round", pa.int32(), nullable=False),
         pa.field("role", pa.string(), nullable=False),  # solver | evaluator
         pa.field("query_id", pa.string(), nullable=False),
-        pa.field("source_id", pa.string()),  # the trajectory_id (solver) or "rubric-<j>" (evaluator) it came from
-        pa.field("span", pa.string()),  # plan | report | rubric
+        pa.field("source_id", pa.string()),  # trajectory_id (solver), "rubric-<j>", or trajectory/copy/pass/dimension
+        pa.field("span", pa.string()),  # plan | report | rubric | judgement
+        pa.field("prefix", pa.string()),  # masked, shared by sibling spans and encoded once by the trainer
         pa.field("prompt", pa.string()),  # masked: prompts, search results and quoted evidence carry no loss
         pa.field("token_ids", pa.list_(pa.int32())),  # what the model wrote: the only tokens with loss
         pa.field("logprobs", pa.list_(pa.float32())),  # at sampling time: the importance ratios' denominators
+        pa.field("temperature", pa.float32()),  # they are of softmax(logits / temperature): the trainer's too
         pa.field("reward", pa.float32()),
-        pa.field("advantage", pa.float32()),  # normalised within the group (a query's K reports, or its J rubrics)
+        pa.field("advantage", pa.float32()),  # normalised within its group (see score.stages.train)
     ]
 )
 
@@ -335,6 +380,7 @@ class Artifact:
 REPORTS = Artifact("reports.parquet", REPORTS_SCHEMA)
 RUBRICS = Artifact("rubrics.parquet", RUBRICS_SCHEMA)
 SCORES = Artifact("scores.parquet", SCORES_SCHEMA)
+JUDGEMENT_SPANS = Artifact("judgement_spans.parquet", JUDGEMENT_SPANS_SCHEMA)
 EVIDENCE = Artifact("evidence.parquet", EVIDENCE_SCHEMA)
 PROBES = Artifact("probes.parquet", PROBES_SCHEMA)
 SOLVER_REWARDS = Artifact("solver_rewards.parquet", SOLVER_REWARDS_SCHEMA)
@@ -357,6 +403,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         REPORTS,
         RUBRICS,
         SCORES,
+        JUDGEMENT_SPANS,
         EVIDENCE,
         PROBES,
         SOLVER_REWARDS,

@@ -113,8 +113,13 @@ class GenerateConfig(Section):
     report_tokens: int = Field(
         224, ge=32, description="token budget of the report span; a report that hits it is truncated"
     )
-    temperature: float = Field(0.8, ge=0, le=2, description="sampling temperature (0 = greedy)")
-    top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass")
+    temperature: float = Field(
+        0.8,
+        gt=0,
+        le=2,
+        description="sampling temperature of the plan and report (top-p 1: the trainer recomputes the log-probs of "
+        "softmax(logits / temperature), the distribution the tokens came from)",
+    )
 
     @field_validator("samples_per_query")
     @classmethod
@@ -130,16 +135,44 @@ class GenerateConfig(Section):
 CorruptionKind = Literal["drop_section", "strip_citations", "shuffle_paragraphs", "swap_entity"]
 
 
+def _probe_dimensions() -> dict[str, list[str]]:
+    return {
+        "drop_section": ["comprehensiveness", "insight"],
+        "strip_citations": ["citation_support"],
+        "shuffle_paragraphs": ["readability"],
+        "swap_entity": ["citation_support", "factual_accuracy"],
+    }
+
+
 class EvaluateConfig(Section):
-    score_mode: Literal["expected", "sampled"] = Field(
+    score_source: Literal["expected", "written"] = Field(
         "expected",
-        description="expected: the score is the expectation over the model's 0-10 score-token probabilities; "
-        "sampled: a score sampled from them with the pass's seed (the expectation stays recorded)",
+        description="which score feeds the solver's reward: expected, the expectation over the 0-10 score-token "
+        "probabilities (the same distribution the written score is drawn from, without the draw's noise); written, "
+        "the score the evaluator wrote (an unparsable one falls back to its expectation). The evaluator is always "
+        "rewarded on what it wrote",
+    )
+    judge_temperature: float = Field(
+        1.0, gt=0, le=2, description="sampling temperature of the scores the evaluator writes (its judgements)"
+    )
+    passes: int = Field(
+        2,
+        ge=2,
+        le=8,
+        description="m: independent passes per judgement; each shows the report beside a different sibling report, "
+        "with its evidence checks in another order",
+    )
+    sibling_chars: int = Field(
+        300, ge=0, description="characters of the sibling report shown beside the judged one (0: none)"
     )
     rubric_tokens: int = Field(160, ge=16, description="token budget of each rubric the evaluator writes")
-    temperature: float = Field(0.8, ge=0, le=2, description="sampling temperature of rubrics and sampled scores")
-    top_p: float = Field(0.95, gt=0, le=1, description="nucleus mass for rubric sampling")
-    report_chars: int = Field(1200, ge=100, description="characters of a report shown to the evaluator")
+    temperature: float = Field(0.8, gt=0, le=2, description="sampling temperature of rubrics (top-p 1)")
+    report_chars: int | None = Field(
+        None,
+        ge=100,
+        description="characters of a report shown to the evaluator; null: the whole report (a judgement that saw "
+        "less says so: `report_cut` in judgement_spans.parquet)",
+    )
     passage_chars: int = Field(240, ge=50, description="characters of each evidence passage shown to the evaluator")
     claim_min_chars: int = Field(40, ge=10, description="shortest sentence taken as a checkable claim")
     probe_share: float = Field(0.25, ge=0, le=1, description="share of reports also scored as corrupted copies")
@@ -147,12 +180,27 @@ class EvaluateConfig(Section):
         default_factory=lambda: ["drop_section", "strip_citations", "shuffle_paragraphs", "swap_entity"],
         description="corruptions applied in turn to the probed reports",
     )
+    probe_dimensions: dict[CorruptionKind, list[str]] = Field(
+        default_factory=_probe_dimensions,
+        description="the dimensions each corruption damages: a judgement of a corrupted copy earns probe credit only "
+        "on these (readability is not judged on stripped citations)",
+    )
     depth_probe_share: float = Field(
         0.25,
         ge=0,
         le=1,
         description="share of reports whose evidence is also checked one level deeper (for the depth rule)",
     )
+
+    @model_validator(mode="after")
+    def _mapped(self):
+        missing = [k for k in self.probe_kinds if not self.probe_dimensions.get(k)]
+        if missing:
+            raise ValueError(
+                f"probe kinds {missing} damage no dimension in evaluate.probe_dimensions; map each to the dimensions "
+                f"it damages, e.g. evaluate.probe_dimensions: {{{missing[0]}: [comprehensiveness]}}"
+            )
+        return self
 
     @field_validator("probe_kinds")
     @classmethod
@@ -169,7 +217,19 @@ class RewardConfig(Section):
     min_report_chars: int = Field(80, ge=1, description="a shorter report counts as empty")
     probe_weight: float = Field(0.5, ge=0, description="weight of corruption detection in the evaluator reward")
     flat_spread: float = Field(
-        0.02, ge=0, description="a query whose solver rewards have a std below this is saturated (no GRPO signal)"
+        0.02,
+        ge=0,
+        description="the one flat threshold: a group whose rewards have a std below this is flat (no advantage, no "
+        "training samples) and a query whose solver rewards are flat is saturated, in the summary, train and inspect",
+    )
+    discrimination_tau: float = Field(
+        1.0,
+        gt=0,
+        description="score points: a judgement column (one criterion, one pass, over the K reports) whose written "
+        "scores have a std below this earns no consistency reward: constant or near-constant judging earns 0",
+    )
+    failed_rubric: float = Field(
+        -1.0, le=0, description="reward of a rubric that failed to parse: below any parsed rubric's (those are >= 0)"
     )
 
 
@@ -325,11 +385,15 @@ class TrainConfig(Section):
     normalize_std: bool = Field(
         True, description="divide advantages by the group std (GRPO); false only subtracts the group mean (Dr. GRPO)"
     )
-    flat_std: float = Field(
-        1e-6, ge=0, description="a group whose rewards have a std at or below this is flat: no advantage, no samples"
-    )
     role_weight: RoleWeights = Field(default_factory=RoleWeights)
     train_plan: bool = Field(True, description="train the solver's plan span too (with its report's advantage)")
+    judgement_prefixes: int | None = Field(
+        None,
+        ge=1,
+        description="judgement rows trained per query: at most this many of a query's judged (item, pass) prefixes, "
+        "each with all its criteria, drawn with the stage's seed after advantages are computed over the whole group "
+        "(a CPU budget: a prefix is a whole report); null: all",
+    )
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate (peak)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")

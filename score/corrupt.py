@@ -62,13 +62,17 @@ def shuffle_paragraphs(text: str, seed: int) -> str:
 
 
 def swap_entity(text: str, seed: int) -> str:
-    """Replace a number with a wrong one, or, with no number, swap two different capitalised names.
+    """Replace a number with a wrong one, or, with no number, swap two different capitalised names. Citation
+    markers (`[n]`) are never touched: renumbering one changes no claim, and an evaluator that never sees the
+    sources could not tell.
 
     >>> swap_entity("Revenue rose 12% in 2021.", seed=0) != "Revenue rose 12% in 2021."
     True
+    >>> swap_entity("Solar grows [1]. Wind grows [2].", seed=3)
+    'Wind grows [1]. Solar grows [2].'
     """
     rng = random.Random(seed)
-    numbers = list(_NUMBER.finditer(text))
+    numbers = [m for m in _NUMBER.finditer(text) if not _in_marker(text, m.start(), m.end())]
     if numbers:
         m = rng.choice(numbers)
         digits = re.sub(r"\D", "", m.group()) or "1"
@@ -79,6 +83,11 @@ def swap_entity(text: str, seed: int) -> str:
         return text
     a, b = rng.sample(names, 2)
     return text.replace(a, "\0").replace(b, a).replace("\0", b)
+
+
+def _in_marker(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] is the number of a `[n]` citation marker."""
+    return text[start - 1 : start] == "[" and text[end : end + 1] == "]"
 
 
 CORRUPTIONS = {

@@ -32,9 +32,16 @@ from score.pipeline import EVALUATE, EVOLVE, GENERATE, STAGES, TRAIN, StageSpec
 
 KEY_STATS = {  # the few statistics of a stage worth a glance; the rest is in the stage's own table
     GENERATE.name: ("reports", "mean_report_tokens", "truncated_share", "citing_share", "tokens_per_second"),
-    EVALUATE.name: ("reward_mean", "saturation_rate", "agreement", "detection", "seconds_per_report"),
+    EVALUATE.name: (
+        "reward_mean",
+        "saturation_rate",
+        "agreement",
+        "detection",
+        "unparsable_rate",
+        "seconds_per_report",
+    ),
     EVOLVE.name: ("active", "retired", "candidates", "decisions", "search_depth", "strictness"),
-    TRAIN.name: ("samples", "solver_flat_groups", "steps", "loss_last", "kl_mean", "tokens_per_second"),
+    TRAIN.name: ("solver_samples", "evaluator_samples", "solver_flat_groups", "steps", "loss_last", "kl_mean"),
 }
 
 
@@ -149,7 +156,7 @@ def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
             " ".join(f"{x:.2f}" for x in rs),
             _fmt(sum(rs) / len(rs)),
             _fmt(stds[q]),
-            "yes" if stds[q] < flat else "",
+            "yes" if stds[q] <= flat else "",
         )
     console.print(t)
     dims = store.read_table(folder, DIMENSION_STATS.file).to_pylist()

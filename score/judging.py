@@ -3,10 +3,11 @@
 Any (query, report) rows, from a Parquet, JSONL or CSV file or a DataFrame, are scored by the evaluator role
 of a checkpoint under a run's latest harness, exactly as self-evaluate scores the solver's reports: J
 rubrics per distinct query over the active dimensions, evidence checks on `search_depth` claims, every
-criterion scored in two passes. No corruption probes (the rows are scored as they are) and no rewards.
-The output keeps every input column (an `id`, say) and adds `overall` (0-1: the rubric-weighted dimension
-scores / 10, averaged over rubrics and passes, what a solver's reward is made of before its validity gate),
-one `dim_<dimension>` column per active dimension (0-10) and `criteria` (every criterion's score).
+criterion judged in `evaluate.passes` passes (the score `evaluate.score_source` names). No corruption
+probes (the rows are scored as they are) and no rewards. The output keeps every input column (an `id`,
+say) and adds `overall` (0-1: the rubric-weighted dimension scores / 10, averaged over rubrics and passes,
+what a solver's reward is made of before its validity gate), one `dim_<dimension>` column per active
+dimension (0-10) and `criteria` (every criterion's score).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from score.pipeline import EVOLVE
 from score.queries import QueryFileError, read_rows
 from score.runner import derive_seed
 from score.stages.evaluate import judge
-from score.stages.evaluate.statistics import PASSES, cell_means, groups_from_rows, item_values
+from score.stages.evaluate.statistics import cell_means, groups_from_rows, item_values
 from score.workspace import Workspace
 
 
@@ -52,7 +53,7 @@ def judge_reports(
     rows = _report_rows(frame[query_column], frame[report_column])
     seed = derive_seed(ws.cfg.seed, 0, "judge")
     judged = judge(ws, ws.backend(policy), rows, harness, seed, probe_share=0.0, depth_probe_share=0.0)
-    overall, per_dim, criteria = _per_row(judged, rows)
+    overall, per_dim, criteria = _per_row(judged, rows, ws.cfg.evaluate.passes)
     out = frame.copy()
     ids = [r["trajectory_id"] for r in rows]
     out["overall"] = [sum(overall[t]) / len(overall[t]) if overall[t] else None for t in ids]
@@ -96,7 +97,7 @@ def _report_rows(queries, reports) -> list[dict]:
     return rows
 
 
-def _per_row(judged, rows: list[dict]) -> tuple[dict, dict, dict]:
+def _per_row(judged, rows: list[dict], passes: int) -> tuple[dict, dict, dict]:
     """Per row: its rubric scores (one per rubric and pass, as a solver's reward has them), its dimension means
     (one per rubric and pass that scored the dimension), and every criterion's score."""
     criteria: dict[str, list[dict]] = defaultdict(list)
@@ -108,9 +109,9 @@ def _per_row(judged, rows: list[dict]) -> tuple[dict, dict, dict]:
     overall, per_dim = {}, defaultdict(lambda: defaultdict(list))
     for r in rows:
         tid, rubrics, cells = r["trajectory_id"], judged.rubrics[r["query_id"]], cells_of.get(r["query_id"], {})
-        overall[tid] = item_values(rubrics, cells, tid)
+        overall[tid] = item_values(rubrics, cells, tid, passes=passes)
         for j, rub in enumerate(rubrics):
-            for p in PASSES:
+            for p in range(passes):
                 for d in rub.weights:
                     if (j, p, tid, "", d) in cells:
                         per_dim[tid][d].append(cells[(j, p, tid, "", d)])

@@ -26,6 +26,7 @@ from score.artifacts import (
     EVALUATOR_REWARDS,
     EVIDENCE,
     HARNESS,
+    JUDGEMENT_SPANS,
     PROBES,
     REPORTS,
     RUBRICS,
@@ -91,7 +92,12 @@ class EvaluateStats:
     valid_share: float = 0.0
     top_share: float = 0.0
     agreement: float = 0.0
+    score_spread: float = 0.0
     detection: float = 0.0
+    probed_reports: int = 0
+    judgements: int = 0
+    unparsable_rate: float = 0.0
+    reports_cut: int = 0
     parse_failure_rate: float = 0.0
     parse_repair_rate: float = 0.0
     search_depth: int = 0
@@ -124,11 +130,12 @@ class TrainStats:
     samples: int = 0
     solver_samples: int = 0
     evaluator_samples: int = 0
+    judgement_samples: int = 0
+    judgement_samples_left_out: int = 0  # train.judgement_prefixes
     solver_groups: int = 0
     solver_flat_groups: int = 0
     evaluator_groups: int = 0
     evaluator_flat_groups: int = 0
-    saturation_rate: float = 0.0
     steps: int = 0
     global_step: int = 0
     trainable_parameters: int = 0
@@ -160,7 +167,17 @@ EVALUATE = StageSpec(
     impl="score.stages.evaluate:run",
     stats=EvaluateStats,
     reads=(Read("generate-reports", REPORTS),),
-    writes=(RUBRICS, EVIDENCE, PROBES, SCORES, SOLVER_REWARDS, EVALUATOR_REWARDS, DIMENSION_STATS, SUMMARY),
+    writes=(
+        RUBRICS,
+        EVIDENCE,
+        PROBES,
+        SCORES,
+        JUDGEMENT_SPANS,
+        SOLVER_REWARDS,
+        EVALUATOR_REWARDS,
+        DIMENSION_STATS,
+        SUMMARY,
+    ),
     config=("seed", "model", "search", "evaluate", "reward", "harness.rules.crowded_reward"),  # top_share's bar
     uses=("corpus", "policy", "harness"),
 )
@@ -186,10 +203,12 @@ TRAIN = StageSpec(
         Read("self-evaluate", SOLVER_REWARDS, seam=REWARDS_SEAM),
         Read("self-evaluate", RUBRICS, seam=REWARDS_SEAM),
         Read("self-evaluate", EVALUATOR_REWARDS, seam=REWARDS_SEAM),
+        Read("self-evaluate", JUDGEMENT_SPANS, seam=REWARDS_SEAM),
     ),
     writes=(TRAIN_SAMPLES, TRAIN_STEPS),
     checkpoint=True,
-    config=("seed", "model", "train", "campaign.rounds"),  # campaign.rounds: the cosine schedule's horizon
+    # campaign.rounds: the cosine schedule's horizon; reward.flat_spread: the one flat threshold
+    config=("seed", "model", "train", "campaign.rounds", "reward.flat_spread"),
     uses=("policy",),
 )
 

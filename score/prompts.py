@@ -120,33 +120,33 @@ def split_prompt(render, system: str, head: str, ask: str, tail: str) -> tuple[s
     return full[:cut], full[cut + 1 :]
 
 
-def scoring_parts(
+def judging_parts(
     render,
     query: str,
     report: str,
-    positions: list[int],
-    total: int,
+    sibling: str,
     evidence: str,
     criteria: list[tuple[str, str]],
     strictness: int,
-) -> tuple[str, list[list[str]]]:
-    """The shared prefix (query, report, evidence) and, per pass, one suffix per (dimension, criterion), each
-    ending where the score digit comes. A pass differs by where the report stood in its order (`positions`);
-    the prefix is the same for every criterion of both passes, so the backend encodes the report once."""
-    head = f"Research query: {query}\n\nReport:\n{report}\n\nEvidence checks:\n{evidence}\n\n"
+) -> tuple[str, list[str]]:
+    """One pass's shared prefix (query, report, a sibling report for comparison, evidence checks) and one suffix
+    per (dimension, criterion), each ending where the score comes. The prefix is the same for every criterion of
+    the pass, so the backend (and the trainer) encode the report once per pass; passes differ by the sibling
+    shown and the order of the evidence lines."""
+    head = f"Research query: {query}\n\nReport:\n{report}\n\n"
+    if sibling:
+        head += f"For comparison only, another report on the same query (not the one you judge):\n{sibling}\n\n"
+    head += f"Evidence checks on the judged report:\n{evidence}\n\n"
     strict = STRICTNESS[min(strictness, len(STRICTNESS) - 1)]
-    prefix, per_pass = "", []
-    for position in positions:
-        suffixes = []
-        for dim, criterion in criteria:
-            ask = (
-                f"This is report {position} of {total} on this query.\nDimension: {dim}\nCriterion: {criterion}\n"
-                f"Rate how well the report meets the criterion from 0 (not at all) to 10 (fully).{strict}"
-            )
-            prefix, suffix = split_prompt(render, EVALUATOR_SYSTEM, head, ask, "Score: ")
-            suffixes.append(suffix)
-        per_pass.append(suffixes)
-    return prefix, per_pass
+    prefix, suffixes = "", []
+    for dim, criterion in criteria:
+        ask = (
+            f"Dimension: {dim}\nCriterion: {criterion}\n"
+            f"Rate how well the judged report meets the criterion from 0 (not at all) to 10 (fully).{strict}"
+        )
+        prefix, suffix = split_prompt(render, EVALUATOR_SYSTEM, head, ask, "Score: ")
+        suffixes.append(suffix)
+    return prefix, suffixes
 
 
 def evidence_messages(claim: str, passages: list[tuple[str, str]]) -> list[Message]:

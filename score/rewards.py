@@ -77,42 +77,71 @@ def ranks(xs: Sequence[float]) -> list[float]:
     return out
 
 
-def rank_agreement(a: Sequence[float], b: Sequence[float], eps: float = 1e-6) -> float:
-    """Spearman correlation of two passes over the same reports, clipped at 0; 0 when either pass is constant.
+def consistency(column: Sequence[float | None], others: Sequence[Sequence[float | None]], tau: float) -> float:
+    """One judgement column's consistency reward: the column holds one criterion's scores of the K reports in
+    one pass (None: unparsable), `others[k]` report k's scores on that criterion in the other passes. The reward
+    is the Spearman correlation of the column with the leave-one-out consensus (mean of the other passes),
+    clipped at 0, behind a discrimination floor: a column whose scores spread less than `tau` score points (std)
+    earns 0, since constant or near-constant judging is perfectly "consistent" and must earn nothing. Reports
+    without a parsed score on either side are left out; fewer than two left earn 0.
 
-    Constant scores are perfectly "consistent" and must earn nothing.
-
-    >>> rank_agreement([1, 2, 3], [2, 4, 9])
+    >>> consistency([2, 5, 8], [[3], [5], [9]], tau=1.0)  # same ranking, spread 2.45 >= tau
     1.0
-    >>> rank_agreement([5, 5, 5], [5, 5, 5])
+    >>> consistency([7, 7, 7], [[7], [7], [7]], tau=1.0)  # constant: no reward
     0.0
-    >>> rank_agreement([1, 2, 3], [3, 2, 1])
+    >>> consistency([6, 6, 7], [[5], [6], [7]], tau=1.0)  # right order, but a spread of 0.47 points
+    0.0
+    >>> consistency([8, 5, 2], [[3], [5], [9]], tau=1.0)  # reversed
+    0.0
+    >>> consistency([2, None, 8], [[3], [5], [None]], tau=1.0)  # one pair left
     0.0
     """
-    if len(a) < 2 or _std(a) < eps or _std(b) < eps:
+    pairs = []
+    for score, rest in zip(column, others):
+        parsed = [x for x in rest if x is not None]
+        if score is not None and parsed:
+            pairs.append((float(score), sum(parsed) / len(parsed)))
+    if len(pairs) < 2:
         return 0.0
-    ra, rb = ranks(a), ranks(b)
-    return max(0.0, _corr(ra, rb))
+    a, b = [x for x, _ in pairs], [y for _, y in pairs]
+    if _std(a) < tau:
+        return 0.0
+    return max(0.0, _corr(ranks(a), ranks(b)))
 
 
-def evaluator_reward(
-    pass_a: Sequence[float],
-    pass_b: Sequence[float],
-    probe_pairs: Sequence[tuple[float, float]],
-    probe_weight: float = 0.5,
-) -> float:
-    """One rubric's reward: rank agreement between its two passes over the K reports, plus `probe_weight` times
-    the share of (original, corrupted) score pairs where the original scored higher (ties count half).
+def probe_credit(original: float | None, corrupted: float | None) -> float | None:
+    """Credit of a judgement of a corrupted copy against the same judgement (criterion, pass) of its original:
+    1 when it scored the copy lower, 0.5 on a tie, 0 higher or unparsable; None when the original's judgement is
+    unparsable (nothing to compare with: not rewarded).
 
-    A rubric that gives every report the same score gets no agreement term, and ties on every probe earn
-    half the probe term, the chance level:
-
-    >>> evaluator_reward([5, 5, 5], [5, 5, 5], [(5, 5)], probe_weight=0.5)
-    0.25
-    >>> round(evaluator_reward([1, 2, 3], [1, 2, 3], [(8, 3), (7, 2)], probe_weight=0.5), 6)
-    1.5
+    >>> probe_credit(7, 4), probe_credit(7, 7), probe_credit(4, 7), probe_credit(7, None), probe_credit(None, 3)
+    (1.0, 0.5, 0.0, 0.0, None)
     """
-    return rank_agreement(pass_a, pass_b) + probe_weight * detection_rate(probe_pairs)
+    if original is None:
+        return None
+    if corrupted is None:
+        return 0.0
+    return 1.0 if corrupted < original else 0.5 if corrupted == original else 0.0
+
+
+def rubric_reward(
+    status: str,
+    consistency_rewards: Sequence[float],
+    probe_credits: Sequence[float],
+    probe_weight: float,
+    failed: float,
+) -> float:
+    """A rubric earns what the judgements made under it (on its own criteria) earn: mean consistency plus
+    `probe_weight` times mean probe credit (0.5, chance, with no probe judged); a rubric that failed to parse
+    earns `failed` (below 0, so below any parsed rubric).
+
+    >>> rubric_reward("ok", [1.0, 0.5], [1.0], 0.5, -1.0), rubric_reward("failed", [1.0], [1.0], 0.5, -1.0)
+    (1.25, -1.0)
+    """
+    if status == "failed":
+        return failed
+    mean = sum(consistency_rewards) / len(consistency_rewards) if consistency_rewards else 0.0
+    return mean + probe_weight * detection_share(sum(probe_credits), len(probe_credits))
 
 
 def detection_rate(pairs: Sequence[tuple[float, float]]) -> float:

@@ -32,9 +32,10 @@ class GroupAdvantages:
     flat: bool  # zero spread: every advantage is 0, the group teaches nothing
 
 
-def group_advantages(rewards: Sequence[float], normalize_std: bool = True, flat_std: float = 1e-6) -> GroupAdvantages:
+def group_advantages(rewards: Sequence[float], normalize_std: bool = True, flat: float = 1e-6) -> GroupAdvantages:
     """Rewards of one group (a query's K reports, or its J rubrics) -> advantages: `r - mean`, divided by
-    the group's population std when `normalize_std` (GRPO; Dr. GRPO leaves it out).
+    the group's population std when `normalize_std` (GRPO; Dr. GRPO leaves it out). A group whose std is at or
+    below `flat` (reward.flat_spread, the one flat threshold) is flat.
 
     >>> g = group_advantages([1.0, 0.0, 0.5, 0.5])
     >>> [round(a, 3) for a in g.advantages], round(g.std, 4), g.flat
@@ -47,7 +48,7 @@ def group_advantages(rewards: Sequence[float], normalize_std: bool = True, flat_
     n = len(rewards)
     mean = sum(rewards) / n if n else 0.0
     std = group_std(rewards)
-    if n < 2 or std <= flat_std:
+    if n < 2 or std <= flat:
         return GroupAdvantages([0.0] * n, mean, std, True)
     scale = std if normalize_std else 1.0
     return GroupAdvantages([(r - mean) / scale for r in rewards], mean, std, False)

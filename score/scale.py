@@ -1,15 +1,72 @@
-"""The 0-10 score scale, read off a model's next-token probabilities (the evaluator's scores and the local
-benchmark judge's): which tokens are the digits, how "10" is told from "1", the expected score and the
-distribution a sampled score is drawn from, and the strictness curve."""
+"""The 0-10 score scale: which tokens write a score under a tokenizer (a digit per token, or "10" as one token),
+the read-off of a score from next-token probabilities (the expected score and its 11-way distribution), the
+parse of a written score, and the strictness curve.
+
+Used by the evaluator's judgements (scores it writes, the read-off kept beside them as a diagnostic) and by the
+local benchmark judge (the read-off only)."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 import numpy as np
+
+_LEADING_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)")
+
+
+@dataclass(frozen=True)
+class ScoreTokens:
+    """The tokens a 0-10 score is written with. `candidates[s]` is the token of score s for the scores written as
+    one token; when "10" takes two tokens ("1", "0"), candidates are the ten digits and `then` is the token of "1":
+    the read-off asks for the next token after "1" to tell 10 from 1, and a written "1" gets one more token."""
+
+    candidates: tuple[int, ...]
+    then: int | None
+
+
+def score_tokens(tokenize) -> ScoreTokens:
+    """The score tokens under `tokenize` (a backend's).
+
+    >>> score_tokens(lambda s: [ord(c) for c in s])  # a digit per token: "10" is "1" then "0"
+    ScoreTokens(candidates=(48, 49, 50, 51, 52, 53, 54, 55, 56, 57), then=49)
+    >>> vocab = {str(s): 100 + s for s in range(11)}
+    >>> score_tokens(lambda s: [vocab[s]])  # "10" is one token
+    ScoreTokens(candidates=(100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110), then=None)
+    """
+    digits = []
+    for s in range(10):
+        ids = tokenize(str(s))
+        if len(ids) != 1:
+            raise ValueError(f"the tokenizer writes the digit {s} as {len(ids)} tokens; a 0-10 score needs one each")
+        digits.append(ids[0])
+    ten = tokenize("10")
+    if len(ten) == 1:
+        return ScoreTokens(tuple(digits + ten), None)
+    return ScoreTokens(tuple(digits), digits[1])
 
 
 def digit_ids(tokenize) -> list[int]:
-    """The token ids of "0".."9" under `tokenize` (a backend's)."""
-    return [tokenize(str(d))[0] for d in range(10)]
+    """The token ids of "0".."9" under `tokenize` (the benchmark judge's read-off)."""
+    return list(score_tokens(tokenize).candidates[:10])
+
+
+def read_off(tokens: ScoreTokens, first: list[float], after_then: list[float] | None) -> tuple[float, np.ndarray]:
+    """Expected 0-10 score and its 11-way distribution from the candidates' log-probs at the score's first token
+    (and, when "10" takes two tokens, after "1").
+
+    >>> import math
+    >>> t = ScoreTokens(tuple(range(11)), None)
+    >>> e, _ = read_off(t, [math.log(0.5 if s in (2, 10) else 1e-12) for s in range(11)], None)
+    >>> round(e, 3)
+    6.0
+    """
+    if tokens.then is None:
+        p = np.exp(np.asarray(first, dtype=np.float64))
+        total = p.sum()
+        dist = p / total if total > 0 else np.full(11, 1 / 11)
+        return float((dist * np.arange(11)).sum()), dist
+    return expected_score(first, after_then or [float("-inf")] * 10)
 
 
 def expected_score(first: list[float], after_one: list[float]) -> tuple[float, np.ndarray]:
@@ -31,6 +88,19 @@ def expected_score(first: list[float], after_one: list[float]) -> tuple[float, n
     total = dist.sum()
     dist = dist / total if total > 0 else np.full(11, 1 / 11)
     return float((dist * np.arange(11)).sum()), dist
+
+
+def parse_score(text: str) -> float | None:
+    """The score a judgement wrote: the number it starts with, if it lies in 0-10; else None (unparsable).
+
+    >>> parse_score("7"), parse_score(" 10\\n"), parse_score("3.5/10"), parse_score("15"), parse_score("seven")
+    (7.0, 10.0, 3.5, None, None)
+    """
+    m = _LEADING_NUMBER.match(text)
+    if not m:
+        return None
+    value = float(m.group(1))
+    return value if 0.0 <= value <= 10.0 else None
 
 
 def strict_curve(score: float, strictness: int) -> float:

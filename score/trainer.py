@@ -7,7 +7,18 @@ policy with gradients, and accumulate `score.rl.policy_loss`; then clip the grad
 
 Log-probs are computed only where loss is: the forward keeps the logits of the last L positions (the
 written tokens, `logits_to_keep`), never the (B, T, V) logits of prompts and search results, and
-log-softmax is taken as `gather - logsumexp` so no second (B, L, V) tensor is made.
+log-softmax is taken as `gather - logsumexp` so no second (B, L, V) tensor is made. They are those of the
+distribution each sample was drawn from, `log_softmax(logits / temperature)` (`TrainSample.temperature`), in the
+policy and the reference forward alike, so a fresh sample's importance ratio is 1 at any temperature.
+
+Samples that share a prefix (siblings: equal, non-empty `prefix_ids`, e.g. a dozen judgements of one report)
+are packed, the prefix encoded once: one row `[prefix | s1 prompt, s1 written | s2 ... ]`, a 4D block mask
+(each segment sees the prefix and itself, never another segment) and positions that restart at len(prefix)
+for every segment, so each sibling's log-probs are those it would get alone (`packed_logprobs`). Batches keep
+siblings adjacent (`shuffled`), micro-batches keep them in one row (`micro_batches`, split only when a row
+would pass the token budget). Packing changes the cost, never the objective: weights, advantages, clip and
+KL stay per sample. A micro-batch with no prefix in it takes the left-padded path it always has; one with any
+lays every row out packed, so each micro-batch is one forward (under DDP each forward is a collective).
 
 The same code runs single-process on a CPU and under `accelerate launch` (DDP, FSDP or DeepSpeed, chosen
 in the accelerate config): each process takes its share of every batch's micro-batches, the loss is
@@ -25,7 +36,7 @@ import random
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -43,10 +54,20 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainSample:
     role: str  # solver | evaluator
-    prompt_ids: list[int]  # masked: no loss
+    prompt_ids: list[int]  # masked: no loss (with prefix_ids, only this sample's own part after the prefix)
     token_ids: list[int]  # what the model wrote: the only tokens with loss
-    old_logprobs: list[float]  # at sampling time, one per token_ids
+    old_logprobs: list[float]  # at sampling time, one per token_ids: log_softmax(logits / temperature)
     advantage: float
+    temperature: float = 1.0  # what the tokens were sampled at; the trainer divides its logits by it too
+    prefix_ids: list[int] = field(default_factory=list)  # shared by siblings (equal prefix_ids): encoded once a row
+
+    def __post_init__(self):
+        if not self.temperature > 0:  # also catches NaN
+            raise ValueError(
+                f"{self.role} sample writing {self.token_ids[:8]}... has temperature {self.temperature}: log-probs are "
+                "taken at the sampling temperature, which must be > 0 (greedy spans have no sampled distribution "
+                "to train on; leave them out)"
+            )
 
 
 @dataclass
@@ -82,34 +103,96 @@ def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:
     return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def micro_batches(samples: Sequence[TrainSample], budget: int) -> list[list[int]]:
-    """Indices packed into micro-batches of at most `budget` padded tokens (longest first, so similar
-    lengths share a batch; a sample longer than the budget goes alone).
+def shuffled(samples: Sequence[TrainSample], rng: random.Random) -> list[int]:
+    """Sample indices in a random order that keeps siblings adjacent, so a batch cut from it holds whole sibling
+    groups (one packed row each) rather than one sibling of many groups (each paying for its prefix); a group
+    cut by a batch boundary is packed on both sides. With no prefixes this is `rng.shuffle` of the indices.
+
+    >>> s = [TrainSample("solver", [0], [1], [0.0], 1.0, prefix_ids=[p] if p else []) for p in [0, 7, 0, 7, 8]]
+    >>> shuffled(s, random.Random(0))
+    [2, 0, 1, 3, 4]
+    """
+    groups: dict[tuple[int, ...] | int, list[int]] = {}
+    for i, s in enumerate(samples):
+        groups.setdefault(tuple(s.prefix_ids) or i, []).append(i)  # a plain sample is a group of its own
+    units = list(groups.values())
+    rng.shuffle(units)
+    return [i for unit in units for i in unit]
+
+
+def micro_batches(samples: Sequence[TrainSample], budget: int) -> list[list[list[int]]]:
+    """Sample indices packed into micro-batches of at most `budget` padded tokens (`padded_tokens`): each
+    micro-batch is a list of rows, each row a list of indices, one for a plain sample and several for packed
+    siblings (`_rows`). Widest rows first, so similar widths share a batch; a row wider than the budget goes alone.
 
     >>> s = [TrainSample("solver", [0] * p, [1] * c, [0.0] * c, 1.0) for p, c in [(10, 5), (2, 1), (10, 6), (3, 2)]]
     >>> micro_batches(s, 32)
-    [[2, 0], [3, 1]]
+    [[[2], [0]], [[3], [1]]]
+
+    Three siblings of a 20-token prefix share one row of 20 + 3 * 4 tokens:
+
+    >>> s += [TrainSample("evaluator", [0] * 3, [1], [0.0], 1.0, prefix_ids=[5] * 20) for _ in range(3)]
+    >>> micro_batches(s, 32)
+    [[[4, 5, 6]], [[2], [0]], [[3], [1]]]
     """
-    order = sorted(range(len(samples)), key=lambda i: -(len(samples[i].prompt_ids) + len(samples[i].token_ids)))
-    out: list[list[int]] = []
-    for i in order:
-        n = len(samples[i].prompt_ids) + len(samples[i].token_ids)
-        if out and (len(out[-1]) + 1) * max(n, _width(samples, out[-1])) <= budget:
-            out[-1].append(i)
+    rows = sorted(_rows(samples, budget), key=lambda r: -_row_width([samples[i] for i in r]))
+    out: list[list[list[int]]] = []
+    for row in rows:
+        if out and padded_tokens([[samples[i] for i in r] for r in [*out[-1], row]]) <= budget:
+            out[-1].append(row)
         else:
-            out.append([i])
+            out.append([row])
     return out
 
 
-def _width(samples: Sequence[TrainSample], idx: list[int]) -> int:
-    return max(len(samples[i].prompt_ids) + len(samples[i].token_ids) for i in idx)
+def _rows(samples: Sequence[TrainSample], budget: int) -> list[list[int]]:
+    """The rows the forwards will see: a plain sample is a row of its own; siblings (equal, non-empty prefix_ids)
+    share one packed row. A group whose row would pass `budget` is split into several rows, each encoding the
+    prefix again, so that every row fits the budget and memory stays bounded (the prefix and a single segment
+    wider than the budget make a row alone); those rows are then micro-batched like any other."""
+    rows: list[list[int]] = []
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, s in enumerate(samples):
+        if s.prefix_ids:
+            groups.setdefault(tuple(s.prefix_ids), []).append(i)
+        else:
+            rows.append([i])
+    for group in groups.values():
+        row: list[int] = []
+        for i in group:
+            if row and _row_width([samples[j] for j in [*row, i]]) > budget:
+                rows.append(row)
+                row = []
+            row.append(i)
+        rows.append(row)
+    return rows
+
+
+def _row_width(row: Sequence[TrainSample]) -> int:
+    """Tokens of one row: a plain sample's prompt and written part, or the prefix and every sibling's segment."""
+    return len(row[0].prefix_ids) + sum(len(s.prompt_ids) + len(s.token_ids) for s in row)
+
+
+def padded_tokens(rows: Sequence[Sequence[TrainSample]]) -> int:
+    """Tokens the forward of one micro-batch processes: every row padded to the widest (a packed row's width is
+    its prefix and all its segments).
+
+    >>> plain = TrainSample("solver", [0] * 6, [1] * 2, [], 1.0)
+    >>> sib = TrainSample("evaluator", [0], [1], [], 1.0, prefix_ids=[9] * 8)
+    >>> padded_tokens([[plain], [plain], [sib, sib, sib]])  # 3 rows x (8 + 3 x 2)
+    42
+    """
+    return len(rows) * max(_row_width(r) for r in rows)
 
 
 def written_logprobs(
-    model, rows: Sequence[tuple[list[int], list[int]]], pad_id: int, device
+    model, rows: Sequence[tuple[list[int], list[int]]], pad_id: int, device, temperatures: Sequence[float] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs of each row's written tokens given its prompt, right-aligned: returns (B, L) log-probs and
-    a (B, L) mask of real written tokens, L the longest written part in the batch."""
+    """Log-probs of each row's written tokens given its prompt, at the row's sampling temperature (default 1),
+    right-aligned: returns (B, L) log-probs and a (B, L) mask of real written tokens, L the longest written part."""
+    bad = [(i, t) for i, t in enumerate(temperatures or []) if not t > 0]
+    if bad:
+        raise ValueError(f"rows (index, temperature) {bad}: log-probs need the sampling temperature, > 0")
     L = max(len(c) for _, c in rows)
     ids, attn = left_pad([p + c for p, c in rows], pad_id)  # (B, T): written tokens end every row
     ids, attn = ids.to(device), attn.to(device)
@@ -124,11 +207,115 @@ def written_logprobs(
         .logits[:, :-1]
         .float()
     )  # (B, L, V): position j predicts token T-L+j; the prompt's logits are never made
+    if temperatures is not None and any(t != 1.0 for t in temperatures):
+        logits.div_(torch.tensor(temperatures, device=device)[:, None, None])  # in place: no second (B, L, V)
     targets = ids[:, -L:]  # (B, L)
     logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # (B, L)
     lengths = torch.tensor([len(c) for _, c in rows], device=device)  # (B,)
     mask = torch.arange(L, device=device)[None] >= (L - lengths)[:, None]  # (B, L)
     return logp, mask
+
+
+def packed_logprobs(
+    model, rows: Sequence[Sequence[TrainSample]], pad_id: int, device, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of packed siblings' written tokens, the prefix encoded once per row: (S, L) log-probs and mask,
+    right-aligned like `written_logprobs`, S the samples in row order.
+
+    Each row is `[prefix | s1 prompt, s1 tokens | s2 ... | pad]` (a plain sample: an empty prefix, one segment);
+    a block mask lets every segment see the prefix and itself (causally), never another segment, and its positions
+    continue from len(prefix), so each segment is computed as if it alone followed the prefix. `dtype` is the
+    model's: sdpa wants its float mask in the query's dtype."""
+    pack = _pack(rows, pad_id, device)
+    seg = pack["segment"]  # (B, W): 0 prefix, k the k-th segment, -1 padding
+    causal = torch.ones(seg.shape[1], seg.shape[1], dtype=torch.bool, device=device).tril()  # (W, W)
+    allowed = causal & ((seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None]))  # (B, W, W) query x key
+    # padding attends to the prefix and itself: no query row is all -inf, so no NaN; real tokens never see padding
+    mask = torch.where(allowed, 0.0, float("-inf")).to(dtype)[:, None]  # (B, 1, W, W) additive
+    keep = pack["at"].unique()  # (K,) sorted: every row's predicting positions (portable 1D `logits_to_keep`)
+    logits = model(
+        input_ids=pack["ids"], attention_mask=mask, position_ids=pack["positions"], logits_to_keep=keep, use_cache=False
+    ).logits  # (B, K, V): only positions some row predicts a written token from
+    picked = logits[pack["row"], torch.searchsorted(keep, pack["at"])].float()  # (N, V) the written tokens' own
+    picked = picked / pack["temperature"][:, None]  # (N, V)
+    logp = picked.gather(-1, pack["target"][:, None]).squeeze(-1) - torch.logsumexp(picked, dim=-1)  # (N,)
+    return _right_align(logp, pack["lengths"])
+
+
+def _pack(rows: Sequence[Sequence[TrainSample]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """The packed layout of `rows`: ids, positions and segment ids (B, W, right-padded), and for each of the N
+    written tokens in row order its row, the position predicting it, its id and temperature (N,), with each
+    sample's written length (S,)."""
+    width = max(_row_width(r) for r in rows)
+    ids, positions, segment = [], [], []
+    row_of, at, target, temperature, lengths = [], [], [], [], []
+    for b, row in enumerate(rows):
+        prefix = row[0].prefix_ids
+        ids.append(list(prefix))
+        positions.append(list(range(len(prefix))))
+        segment.append([0] * len(prefix))
+        for k, s in enumerate(row, start=1):
+            if not prefix and not s.prompt_ids:
+                raise ValueError(f"{s.role} sample writing {s.token_ids[:8]}... has no prompt: nothing predicts it")
+            start = len(ids[-1]) + len(s.prompt_ids)  # where the written tokens begin in the row
+            ids[-1] += s.prompt_ids + s.token_ids
+            positions[-1] += range(len(prefix), len(prefix) + len(s.prompt_ids) + len(s.token_ids))
+            segment[-1] += [k] * (len(s.prompt_ids) + len(s.token_ids))
+            n = len(s.token_ids)
+            row_of += [b] * n
+            # the token before each written one predicts it; with no prompt of its own, the prefix's last token
+            at += [start - 1 + j if j or s.prompt_ids else len(prefix) - 1 for j in range(n)]
+            target += s.token_ids
+            temperature += [s.temperature] * n
+            lengths.append(n)
+        pad = width - len(ids[-1])
+        ids[-1] += [pad_id] * pad
+        positions[-1] += [0] * pad
+        segment[-1] += [-1] * pad
+
+    def tensor(x, dtype=torch.long):
+        return torch.tensor(x, dtype=dtype, device=device)
+
+    return dict(
+        ids=tensor(ids),
+        positions=tensor(positions),
+        segment=tensor(segment),
+        row=tensor(row_of),
+        at=tensor(at),
+        target=tensor(target),
+        temperature=tensor(temperature, torch.float32),
+        lengths=tensor(lengths),
+    )
+
+
+def _right_align(flat: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) values, sample after sample, -> (S, L) right-aligned (zeros before each sample's start) and its mask.
+
+    >>> _right_align(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1, 2]))
+    (tensor([[0., 1.],
+            [2., 3.]]), tensor([[False,  True],
+            [ True,  True]]))
+    """
+    L = int(lengths.max())
+    mask = torch.arange(L, device=flat.device)[None] >= (L - lengths)[:, None]  # (S, L)
+    out = torch.zeros(mask.shape, dtype=flat.dtype, device=flat.device).masked_scatter(mask, flat)  # (S, L)
+    return out, mask
+
+
+def sample_logprobs(
+    model, rows: Sequence[Sequence[TrainSample]], pad_id: int, device, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of the written tokens of every sample in `rows` (rows as `micro_batches` makes them), in row
+    order, right-aligned: (S, L) and its mask. Rows without a prefix, alone, take the left-padded
+    `written_logprobs` as they always have; once any row is packed, every row is laid out packed (a plain sample is
+    a row with an empty prefix and one segment). Always one forward: under DDP every forward broadcasts the
+    model's buffers, a collective, so every process must make as many as the others (two forwards for a mixed
+    micro-batch on one process against one on another hang)."""
+    if not any(r[0].prefix_ids for r in rows):
+        alone = [r[0] for r in rows]
+        pairs = [(s.prompt_ids, s.token_ids) for s in alone]
+        return written_logprobs(model, pairs, pad_id, device, [s.temperature for s in alone])
+    return packed_logprobs(model, rows, pad_id, device, dtype)
 
 
 class Trainer:
@@ -145,7 +332,7 @@ class Trainer:
             torch.set_num_threads(model_cfg.threads)
         torch.manual_seed(seed)  # LoRA's A init and dropout
         self.rng = random.Random(seed)  # batch order
-        dtype = getattr(torch, model_cfg.dtype)
+        dtype = self.dtype = getattr(torch, model_cfg.dtype)  # packed rows' attention masks are made in it
         self.tokenizer = AutoTokenizer.from_pretrained(base_path)
         self.pad_id = (
             self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
@@ -208,12 +395,12 @@ class Trainer:
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.unwrapped.parameters() if p.requires_grad)
 
-    def _reference_logprobs(self, rows) -> torch.Tensor:
+    def _reference_logprobs(self, rows: list[list[TrainSample]]) -> torch.Tensor:
         with torch.no_grad():
             if self.reference is not None:
-                return written_logprobs(self.reference, rows, self.pad_id, self.accelerator.device)[0]
+                return sample_logprobs(self.reference, rows, self.pad_id, self.accelerator.device, self.dtype)[0]
             with self.unwrapped.disable_adapter():  # LoRA: the base weights are the reference, no second copy
-                return written_logprobs(self.model, rows, self.pad_id, self.accelerator.device)[0]
+                return sample_logprobs(self.model, rows, self.pad_id, self.accelerator.device, self.dtype)[0]
 
     def train(
         self, samples: Sequence[TrainSample], role_weight: dict[str, float], total_steps: int, desc: str = ""
@@ -230,8 +417,7 @@ class Trainer:
             disable=not desc or not acc.is_main_process,
         ) as bar:
             for epoch in range(cfg.epochs):
-                order = list(range(len(samples)))
-                self.rng.shuffle(order)
+                order = shuffled(samples, self.rng)
                 for start in range(0, len(order), cfg.batch_size):
                     batch = [samples[i] for i in order[start : start + cfg.batch_size]]
                     logs.append(self._step(batch, role_weight, epoch, total_steps, bar.update))
@@ -252,15 +438,17 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         agg = token_weights([len(s.token_ids) for s in batch], cfg.aggregation)  # per-token weight of each sample
-        chunks = micro_batches(batch, cfg.micro_batch_tokens)
+        chunks = micro_batches(batch, cfg.micro_batch_tokens)  # each: rows of sample indices
         per_rank = math.ceil(len(chunks) / acc.num_processes)
         mine = [(c, True) for c in chunks[acc.process_index * per_rank : (acc.process_index + 1) * per_rank]]
-        mine += [(chunks[0][:1], False)] * (per_rank - len(mine))  # zero-weight stand-ins: collectives need even passes
+        stand_in = ([chunks[0][0][:1]], False)  # one sample, zero weight: collectives need even passes
+        mine += [stand_in] * (per_rank - len(mine))
         totals = dict(loss=0.0, pg=0.0, kl=0.0, clip=0.0, ratio=0.0, tokens=0, padded=0)
         self.optimizer.zero_grad(set_to_none=True)
-        for idx, real in mine:
-            self._micro_batch([batch[i] for i in idx], [agg[i] for i in idx], real, role_weight, totals)
-            progress(len(idx) * acc.num_processes if real else 0)
+        for rows, real in mine:
+            part = [[batch[i] for i in row] for row in rows]
+            self._micro_batch(part, [agg[i] for row in rows for i in row], real, role_weight, totals)
+            progress(sum(map(len, rows)) * acc.num_processes if real else 0)
         if acc.num_processes > 1:  # every process saw its share of the batch: sum the logged totals
             keys = list(totals)
             summed = acc.reduce(torch.tensor([float(totals[k]) for k in keys], device=acc.device), reduction="sum")
@@ -287,13 +475,15 @@ class Trainer:
         )
 
     def _micro_batch(
-        self, part: list[TrainSample], agg: list[float], real: bool, role_weight: dict[str, float], totals: dict
+        self, rows: list[list[TrainSample]], agg: list[float], real: bool, role_weight: dict[str, float], totals: dict
     ) -> None:
-        """Forward and backward of one micro-batch (a zero-weight stand-in when not `real`); adds to `totals`."""
+        """Forward and backward of one micro-batch of rows (plain samples or packed siblings; a zero-weight
+        stand-in when not `real`); adds to `totals`. `agg` is per sample, in row order: packing changes the
+        cost, never the per-sample objective."""
         cfg, acc = self.cfg, self.accelerator
-        rows = [(s.prompt_ids, s.token_ids) for s in part]
+        part = [s for row in rows for s in row]
         ref = self._reference_logprobs(rows) if cfg.kl_coef > 0 else None
-        logp, mask = written_logprobs(self.model, rows, self.pad_id, acc.device)
+        logp, mask = sample_logprobs(self.model, rows, self.pad_id, acc.device, self.dtype)
         old, w = torch.zeros_like(logp), torch.zeros_like(logp)  # (B, L)
         L = logp.shape[1]
         for b, s in enumerate(part):
@@ -309,7 +499,7 @@ class Trainer:
         totals["clip"] += parts.clip_frac * parts.tokens
         totals["ratio"] += parts.ratio_mean * parts.tokens
         totals["tokens"] += parts.tokens
-        totals["padded"] += real * logp.shape[0] * max(len(s.prompt_ids) + len(s.token_ids) for s in part)
+        totals["padded"] += real * padded_tokens(rows)
 
     def save(self, folder: Path) -> list[Path]:
         """Write the checkpoint (safetensors only) into `folder`; returns the files written (main process)."""

@@ -73,6 +73,19 @@ class ToyBackend:
         rows = [row for _ in suffixes]
         return (rows, [[math.log(0.1)] * len(candidates) for _ in suffixes]) if then is not None else rows
 
+    def write_scores(self, prefix, suffixes, candidates, then, params):
+        """Writes the read-off's most likely score, so written and read-off scores agree."""
+        import math
+
+        from score.models.base import WrittenScore
+
+        first, after = self.next_token_logprobs(prefix, suffixes, candidates, then=then or candidates[1])
+        out = []
+        for row, row_after in zip(first, after):
+            peak = max(range(len(row)), key=row.__getitem__)
+            out.append(WrittenScore([candidates[peak]], [math.log(0.91)], row, row_after if then else None))
+        return out
+
     def choice_logprobs(self, prompts, candidates):
         import math
 

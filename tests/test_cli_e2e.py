@@ -58,6 +58,37 @@ def orphaned_servers() -> list[str]:
     return found
 
 
+def assert_first_step_on_policy(store):
+    """Round 1's spans of every kind, sampled with round 0's adapter, retrained from that checkpoint: the first
+    step's importance ratio is 1 and nothing is clipped (the stored log-probs are those of the distribution each
+    span was sampled from, at its temperature; judgements through the shared-prefix packing)."""
+    from transformers import AutoTokenizer
+
+    from score.config import ModelConfig, TrainConfig
+    from score.models import resolve_model_path
+    from score.trainer import Trainer, TrainSample
+
+    round1 = store / "ci" / "round-0001"
+    spans = [s for r in pq.read_table(round1 / "generate" / "reports.parquet").to_pylist() for s in r["spans"]]
+    spans += [r["span"] for r in pq.read_table(round1 / "evaluate" / "rubrics.parquet").to_pylist()]
+    spans += [r["span"] for r in pq.read_table(round1 / "evaluate" / "judgement_spans.parquet").to_pylist()][:24]
+    checkpoint = str(store / "ci" / "round-0000" / "train" / "checkpoint")
+    path = resolve_model_path(ModelConfig())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    for kind in ("plan", "report", "rubric", "judgement"):
+        trainer = Trainer(ModelConfig(), TrainConfig(batch_size=64), path, checkpoint, 0)
+        samples = [
+            TrainSample("evaluator", ids(s["prompt"]), s["token_ids"], s["logprobs"], 1.0,
+                        temperature=s["temperature"], prefix_ids=ids(s["prefix"]) if s["prefix"] else [])
+            for s in spans if s["name"] == kind and s["token_ids"]
+        ]  # fmt: skip
+        assert samples, kind
+        [first] = trainer.train(samples, {"solver": 1.0, "evaluator": 1.0}, total_steps=1)
+        print(f"round 1 {kind}: {len(samples)} spans, first-step ratio {first.ratio_mean:.6f}, clip {first.clip_frac}")
+        assert first.ratio_mean == pytest.approx(1.0, abs=1e-3) and first.clip_frac == 0.0, kind
+
+
 @pytest.mark.slow
 def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path):
     store = tmp_path / "store"
@@ -101,6 +132,8 @@ def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path):
         manifest(store, 1, "evaluate")["inputs"]["harness"]
         == ws.store.read_manifest(stage_folder(ws, "harness-evolve", 0)).content_fingerprint()
     )  # round 0's harness content
+
+    assert_first_step_on_policy(store)
 
     before = {r: manifest(store, r)["started_at"] for r in (0, 1)}
     trained = manifest(store, 1, "train")["started_at"]

@@ -32,7 +32,7 @@ def test_overrides_are_parsed_as_yaml():
             ["unknown config key 'generate.sample_per_query'", "did you mean 'samples_per_query'"],
         ),
         (["generate.samples_per_query=1"], ["'generate.samples_per_query'", "set generate.samples_per_query"]),
-        (["generate.top_p=0"], ["'generate.top_p'"]),
+        (["generate.temperature=0"], ["'generate.temperature'"]),
         (["run=../escape"], ["run name", "no '..' or '/'"]),
         (["run=a/b"], ["run name"]),
         (["store.root=ftp://host/x"], ["unknown store scheme 'ftp'"]),

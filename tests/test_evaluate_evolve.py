@@ -27,7 +27,7 @@ def test_evaluate_writes_every_artifact_with_consistent_rows(toy_workspace):
     # every report x every criterion of every rubric x 2 passes (5 active + 1 shadow dimension, 1 criterion each)
     assert len(originals) == K * Q * J * 2 * 6
     assert {s["pass_idx"] for s in scores} == {0, 1} and all(0 <= s["score"] <= 10 for s in scores)
-    assert {s["score_path"] for s in scores} == {"expected"}
+    assert {s["score_source"] for s in scores} == {"expected"}
     assert {s["dimension"] for s in scores if s["shadow"]} == {"factual_accuracy"}
     rewards = read("solver_rewards.parquet")
     assert len(rewards) == K * Q and all(r["validity"] == 1.0 and 0 < r["reward"] <= 1 for r in rewards)

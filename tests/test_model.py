@@ -34,3 +34,41 @@ def test_stop_strings_and_length_limit(tiny_model):
     assert s.finish_reason == "stop" and s.text.endswith("5") and "6" not in s.text
     s = tiny_model.sample([prompt], SamplingParams(temperature=0, max_tokens=3))[0][0]
     assert s.finish_reason == "length" and len(s.token_ids) == 3
+
+
+def _rescore(backend, prompt_ids, token_ids, temperature):
+    """Log-probs of `token_ids` after `prompt_ids` under softmax(logits / temperature), by one plain forward."""
+    import torch
+
+    with torch.no_grad():
+        logits = backend.model(input_ids=torch.tensor([prompt_ids + token_ids])).logits[0].float()
+    logits = logits[len(prompt_ids) - 1 : -1] / temperature
+    return torch.log_softmax(logits, -1).gather(1, torch.tensor(token_ids)[:, None]).squeeze(1).tolist()
+
+
+def test_sampled_logprobs_are_those_of_the_distribution_sampled_from(tiny_model):
+    prompt = tiny_model.render([Message("user", "Write one sentence about rivers.")])
+    [samples] = tiny_model.sample([prompt], SamplingParams(n=2, temperature=0.7, max_tokens=12, seed=4))
+    for s in samples:
+        expected = _rescore(tiny_model, tiny_model.tokenize(prompt), s.token_ids, 0.7)
+        assert max(abs(a - b) for a, b in zip(s.logprobs, expected)) < 1e-4
+
+
+def test_written_scores_are_sampled_actions_with_the_read_off_beside_them(tiny_model):
+    from score.scale import parse_score, score_tokens
+
+    tokens = score_tokens(tiny_model.tokenize)
+    prefix = tiny_model.render([Message("user", "Rate this report from 0 to 10.\n\nReport: solar power grows [1].")])
+    suffixes = ["Comprehensiveness: ", "Readability score: ", "Overall: "]
+    params = SamplingParams(temperature=0.9, seed=2)
+    written = tiny_model.write_scores(prefix, suffixes, tokens.candidates, tokens.then, params)
+    first, after = tiny_model.next_token_logprobs(prefix, suffixes, list(tokens.candidates), then=tokens.then)
+    assert [w.first for w in written] == first and [w.after_then for w in written] == after
+    for w, suffix in zip(written, suffixes):
+        assert len(w.token_ids) == (2 if w.token_ids[0] == tokens.then else 1)
+        prompt_ids = tiny_model.tokenize(prefix) + tiny_model.tokenize(suffix)
+        expected = _rescore(tiny_model, prompt_ids, w.token_ids, 0.9)
+        assert max(abs(a - b) for a, b in zip(w.logprobs, expected)) < 1e-4
+        parse_score(tiny_model.decode(w.token_ids))  # a number in 0-10 or None, never an error
+    again = tiny_model.write_scores(prefix, suffixes, tokens.candidates, tokens.then, params)
+    assert [w.token_ids for w in again] == [w.token_ids for w in written]  # seeded

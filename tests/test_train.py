@@ -11,13 +11,15 @@ from score.runner import run_stage, stage_folder
 from score.stages.train import build_samples
 
 
-def _span(name, n):
+def _span(name, n, prefix=""):
     return {
         "name": name,
+        "prefix": prefix,
         "prompt": f"<{name} prompt>",
         "text": "x",
         "token_ids": list(range(1, n + 1)),
         "logprobs": [-1.0] * n,
+        "temperature": 0.8,
         "finish_reason": "stop",
     }
 
@@ -36,8 +38,9 @@ def test_samples_carry_group_normalised_advantages_and_flat_groups_are_counted()
     ]  # b is flat
     rubrics = [{"query_id": "a", "rubric_idx": j, "span": _span("rubric", 4)} for j in range(2)]
     ev = [{"query_id": "a", "rubric_idx": 0, "reward": 1.0}, {"query_id": "a", "rubric_idx": 1, "reward": 0.5}]
-    rows, counts = build_samples(0, reports, rewards, rubrics, ev, TrainConfig())
-    assert counts == {"solver_groups": 2, "solver_flat_groups": 1, "evaluator_groups": 1, "evaluator_flat_groups": 0}
+    rows, counts = build_samples(0, reports, rewards, rubrics, ev, [], TrainConfig(), flat=0.02)
+    assert counts == {"solver_groups": 2, "solver_flat_groups": 1, "evaluator_groups": 1, "evaluator_flat_groups": 0,
+                      "judgement_samples_left_out": 0}  # fmt: skip
     solver = [(r["source_id"], r["span"], round(r["advantage"], 6)) for r in rows if r["role"] == "solver"]
     assert solver == [("a0", "plan", 1.0), ("a0", "report", 1.0), ("a1", "plan", -1.0), ("a1", "report", -1.0)]
     evaluator = [(r["source_id"], round(r["advantage"], 6)) for r in rows if r["role"] == "evaluator"]
@@ -46,11 +49,37 @@ def test_samples_carry_group_normalised_advantages_and_flat_groups_are_counted()
         r["prompt"].startswith("<") and r["token_ids"] for r in rows
     )  # prompt kept apart from the written tokens
     no_plan, _ = build_samples(
-        0, reports, rewards, rubrics, ev, TrainConfig(train_plan=False, role_weight={"evaluator": 0})
+        0, reports, rewards, rubrics, ev, [], TrainConfig(train_plan=False, role_weight={"evaluator": 0}), flat=0.02
     )
     assert [r["span"] for r in no_plan] == ["report", "report"]
-    dr_grpo, _ = build_samples(0, reports, rewards, [], [], TrainConfig(normalize_std=False))
+    dr_grpo, _ = build_samples(0, reports, rewards, [], [], [], TrainConfig(normalize_std=False), flat=0.02)
     assert [round(r["advantage"], 6) for r in dr_grpo] == [0.3, 0.3, -0.3, -0.3]
+
+
+def test_judgements_train_in_groups_per_query_and_reward_kind_with_their_shared_prefix():
+    """A query's judgements of its reports form one group (consistency), its judgements of corrupted copies
+    another (probe credit); unrewarded judgements give nothing; a group with std at the flat threshold is flat."""
+
+    def judgement(q, tid, kind, p, dim, reward_kind, reward):
+        return {"query_id": q, "trajectory_id": tid, "probe_kind": kind, "pass_idx": p, "dimension": dim,
+                "span": _span("judgement", 1, prefix=f"<report {tid}{kind} pass {p}>"),
+                "reward_kind": reward_kind, "reward": reward}  # fmt: skip
+
+    judged = [judgement("a", f"a{k}", "", p, d, "consistency", 0.2 * k + 0.1 * p) for k in range(2) for p in range(2)
+              for d in ("insight", "readability")]  # fmt: skip
+    judged += [judgement("a", "a0", "strip_citations", p, "citation_support", "probe", float(p)) for p in range(2)]
+    judged += [judgement("a", "a0", "strip_citations", 0, "readability", "", None)]  # not a damaged dimension
+    judged += [judgement("b", f"b{k}", "", 0, "insight", "consistency", 0.5) for k in range(2)]  # flat
+    rows, counts = build_samples(0, [], [], [], [], judged, TrainConfig(), flat=0.02)
+    assert counts["evaluator_groups"] == 3 and counts["evaluator_flat_groups"] == 1
+    assert len(rows) == 8 + 2 and {r["span"] for r in rows} == {"judgement"}
+    consistency = [r["advantage"] for r in rows if "strip" not in r["source_id"]]
+    assert len(set(round(a, 6) for a in consistency)) == 4  # not sign-only: 8 members, 4 distinct rewards
+    assert abs(sum(consistency)) < 1e-9 and all(r["prefix"].startswith("<report") for r in rows)
+    assert all(r["temperature"] == 0.8 for r in rows)
+    capped, counts = build_samples(0, [], [], [], [], judged, TrainConfig(judgement_prefixes=1), flat=0.02)
+    assert len({r["prefix"] for r in capped if "strip" not in r["source_id"]}) == 1  # one report prefix kept
+    assert counts["judgement_samples_left_out"] == len(rows) - len(capped) > 0
 
 
 def test_masked_and_padded_tokens_get_no_gradient():
@@ -150,7 +179,9 @@ def test_the_train_stage_closes_the_loop_on_a_toy_round(toy_workspace):
     } <= set(manifest.files)
     stats = manifest.stats
     assert stats["solver_flat_groups"] == stats["solver_groups"] == 2  # the toy writes identical reports
-    assert stats["samples"] == 0 and stats["steps"] == 0  # nothing to learn from flat groups, and that is reported
+    assert stats["solver_samples"] == 0  # nothing to learn from flat groups, and that is reported
+    # identical reports judged alike: consistency groups are flat, only the probes' judgements teach something
+    assert stats["samples"] == stats["judgement_samples"] and stats["evaluator_flat_groups"] >= 2
     out = run_stage(ws, "generate-reports", 1)
     checkpoint = ws.store.display(folder, "checkpoint")
     assert out.manifest.inputs["policy"].endswith(upstream_of(ws, 0))

@@ -57,14 +57,45 @@ def test_greedy_tokens_text_and_logprobs_equal_transformers(engine, tiny_model):
         assert v.prompt_tokens == t.prompt_tokens and close(v.logprobs, t.logprobs)
 
 
-def test_sampled_logprobs_are_the_raw_temperature_1_logprobs(engine, tiny_model):
-    """Log-probs before temperature and top-p: what the trainer recomputes, whatever the sampling params."""
+def test_sampled_logprobs_are_those_of_the_distribution_sampled_from(engine, tiny_model):
+    """Log-probs after temperature (top-p 1, as trained spans are sampled): what the trainer recomputes."""
     prompt = engine.render([Message("user", "Write a short poem about the sea.")])
-    [samples] = engine.sample([prompt], SamplingParams(n=3, temperature=0.7, top_p=0.9, max_tokens=24, seed=5))
+    [samples] = engine.sample([prompt], SamplingParams(n=3, temperature=0.7, max_tokens=24, seed=5))
     assert len(samples) == 3
-    rescored = tiny_model.score([prompt] * 3, [s.token_ids for s in samples])
-    for s, ref in zip(samples, rescored):
-        assert len(s.token_ids) == len(s.logprobs) > 0 and close(s.logprobs, ref)
+    for s in samples:
+        assert len(s.token_ids) == len(s.logprobs) > 0
+        assert close(s.logprobs, rescore(tiny_model, engine.tokenize(prompt), s.token_ids, 0.7))
+
+
+def test_written_scores_match_transformers_read_off(engine, tiny_model):
+    """A written score is one or two sampled tokens with their temperature log-probs; the read-off beside it is
+    the transformers backend's."""
+    from score.scale import score_tokens
+
+    tokens = score_tokens(engine.tokenize)
+    prefix = engine.render([Message("user", "Rate this report from 0 to 10.\n\nReport: solar power grows [1].")])
+    suffixes = ["Comprehensiveness: ", "Readability score: "]
+    written = engine.write_scores(
+        prefix, suffixes, tokens.candidates, tokens.then, SamplingParams(temperature=0.9, seed=3)
+    )
+    reference = tiny_model.write_scores(
+        prefix, suffixes, tokens.candidates, tokens.then, SamplingParams(temperature=0.9)
+    )
+    for w, ref, suffix in zip(written, reference, suffixes):
+        assert close(w.first, ref.first) and close(w.after_then, ref.after_then)
+        assert len(w.token_ids) == (2 if w.token_ids[0] == tokens.then else 1)
+        rows = engine.tokenize(prefix) + engine.tokenize(suffix)
+        assert close(w.logprobs, rescore(tiny_model, rows, w.token_ids, 0.9))
+
+
+def rescore(backend, prompt_ids: list[int], token_ids: list[int], temperature: float) -> list[float]:
+    """Log-probs of `token_ids` after `prompt_ids` under softmax(logits / temperature), by a plain forward."""
+    import torch
+
+    ids = torch.tensor([prompt_ids + token_ids])
+    with torch.no_grad():
+        logits = backend.model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float() / temperature
+    return torch.log_softmax(logits, -1).gather(1, torch.tensor(token_ids)[:, None]).squeeze(1).tolist()
 
 
 def test_seeds_reproduce_and_the_n_samples_differ(engine):
@@ -208,7 +239,7 @@ def test_a_full_checkpoint_loads_as_its_own_model_folder(engine, tmp_path):
     assert max(abs(a - b) for a, b in zip(v.logprobs, base)) > 0.05  # the trained weights, not the base ones
 
 
-def test_the_generate_stage_runs_on_vllm(toy_corpus, tmp_path):
+def test_the_generate_stage_runs_on_vllm(toy_corpus, tmp_path, tiny_model):
     """generate-reports end to end (plan, search, report, Parquet, manifest) with every sample from vLLM."""
     from score.runner import run_stage, stage_folder
     from score.workspace import Workspace
@@ -229,5 +260,6 @@ def test_the_generate_stage_runs_on_vllm(toy_corpus, tmp_path):
     for r in rows:
         assert [s["name"] for s in r["spans"]] == ["plan", "report"]
         assert all(len(s["token_ids"]) == len(s["logprobs"]) > 0 for s in r["spans"])
-    report = rows[0]["spans"][1]
-    assert close(report["logprobs"], ws.backend().score([report["prompt"]], [report["token_ids"]])[0])
+    report = rows[0]["spans"][1]  # log-probs at the sampling temperature, as the trainer recomputes them
+    expected = rescore(tiny_model, tiny_model.tokenize(report["prompt"]), report["token_ids"], report["temperature"])
+    assert report["temperature"] == pytest.approx(cfg.generate.temperature) and close(report["logprobs"], expected)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from score.config import ModelConfig
-from score.models.base import Backend, Message, Sample, SamplingParams
+from score.models.base import Backend, Message, Sample, SamplingParams, WrittenScore
 from score.models.embedded import EMBEDDED_NAME, ensure_embedded_model
 
-__all__ = ["Backend", "Message", "Sample", "SamplingParams", "load_backend", "resolve_model_path"]
+__all__ = ["Backend", "Message", "Sample", "SamplingParams", "WrittenScore", "load_backend", "resolve_model_path"]
 
 
 def resolve_model_path(cfg: ModelConfig) -> str:

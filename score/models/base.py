@@ -5,8 +5,10 @@ token log-probs, prompt log-probs), so the `transformers` backend and a `vllm` b
 behind it. Prompts are rendered strings: `render()` applies the model's chat template once, and the exact
 string is stored in the artifacts, so the trainer re-scores precisely what the model saw.
 
-Log-probs are always of the model's own distribution at temperature 1 (before temperature and top-p),
-which is what the trainer recomputes; the sampling distribution itself is reproducible from the params.
+Log-probs are those of the distribution a token was sampled from: the model's, at the sampling temperature
+(`log_softmax(logits / temperature)`); the trainer recomputes exactly that, so a span meant for training is
+sampled with top_p 1 (a nucleus would truncate the distribution its log-probs describe). Greedy decoding
+(temperature 0) records temperature-1 log-probs and is never trained.
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ class Sample:
     logprobs: list[float]  # one per token in token_ids
     finish_reason: Literal["stop", "length"]
     prompt_tokens: int = 0
+
+
+@dataclass
+class WrittenScore:
+    """One judgement's score as the evaluator wrote it after `prefix + suffix`, and the read-off beside it."""
+
+    token_ids: list[int]  # what was written: the score's first token, and one more after the `then` token
+    logprobs: list[float]  # of each written token, at the sampling temperature
+    first: list[float]  # the candidates' temperature-1 log-probs at the first token (the read-off)
+    after_then: list[float] | None  # and after `then` was written, when `then` is given
 
 
 @dataclass
@@ -77,6 +89,13 @@ class Backend(Protocol):
     ) -> list[list[float]] | tuple[list[list[float]], list[list[float]]]:
         """Log-probs of `candidates` as the next token after `prefix + suffix`, per suffix (the prefix encoded once);
         with `then`, also one token later, after `then` (how "10" is told from "1")."""
+
+    def write_scores(
+        self, prefix: str, suffixes: Sequence[str], candidates: Sequence[int], then: int | None, params: SamplingParams
+    ) -> list[WrittenScore]:
+        """Per suffix, a score written after `prefix + suffix` (the prefix encoded once): the first token sampled at
+        `params.temperature` from the whole vocabulary (a non-score token is written as it comes, and the parse
+        calls it unparsable), one more token when the first is `then`; and the candidates' read-off log-probs."""
 
     def choice_logprobs(self, prompts: Sequence[str], candidates: Sequence[int]) -> list[list[float]]:
         """Log-probs of `candidates` as the next token after each prompt."""

@@ -1,9 +1,9 @@
 """The `transformers` backend: CPU and GPU, left-padded batches, our own sampling loop.
 
-Why a loop of our own instead of `generate()`: we need the temperature-1 log-prob of every sampled token
-(the trainer's importance ratios), per-row stop strings, and rows that finish early leave the batch
-(their KV-cache rows are dropped), which `generate()` does not do and which matters when report
-lengths vary. Prompts are sorted by length before batching so padding stays small.
+Why a loop of our own instead of `generate()`: we need the log-prob of every sampled token under the
+distribution it was drawn from (the trainer's importance ratios), per-row stop strings, and rows that
+finish early leave the batch (their KV-cache rows are dropped), which `generate()` does not do and which
+matters when report lengths vary. Prompts are sorted by length before batching so padding stays small.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from score.models.base import Sample, SamplingParams, Usage
+from score.models.base import Sample, SamplingParams, Usage, WrittenScore
 from score.models.chat import ChatTokenizer
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,8 @@ class TransformersBackend(ChatTokenizer):
                     logits_to_keep=1,
                 ).logits[:, -1, :]  # (B, V)
             logits = logits.float()
-            logprobs = torch.log_softmax(logits, dim=-1)  # (B, V) temperature-1 log-probs, what the trainer sees
+            scaled = logits / params.temperature if params.temperature > 0 else logits
+            logprobs = torch.log_softmax(scaled, dim=-1)  # (B, V) the distribution sampled from: what the trainer sees
             nxt = self._pick(logits, params, generator)  # (B,)
             picked = logprobs.gather(1, nxt[:, None]).squeeze(1)  # (B,)
             keep = self._record(alive, nxt, picked, tokens, logps, reasons, params, stop_window, progress)
@@ -238,21 +239,59 @@ class TransformersBackend(ChatTokenizer):
         pays for the report once). With `then`, also returns the candidates' log-probs one token later,
         after `then` was written (how "10" is told from "1" on a 0-10 scale).
         """
+        cand = torch.tensor(list(candidates), device=self.device)
+        first: list[list[float]] = []
+        second: list[list[float]] = []
+        for last, nxt in self._suffix_logits(prefix, suffixes, then):
+            first += torch.log_softmax(last, -1)[:, cand].tolist()
+            if nxt is not None:
+                second += torch.log_softmax(nxt, -1)[:, cand].tolist()
+        return (first, second) if then is not None else first
+
+    @torch.inference_mode()
+    def write_scores(
+        self, prefix: str, suffixes: Sequence[str], candidates: Sequence[int], then: int | None, params: SamplingParams
+    ) -> list[WrittenScore]:
+        """Per suffix, a score written after `prefix + suffix` (see `Backend.write_scores`): the first token drawn
+        from softmax(logits / T) over the whole vocabulary, a second one after `then` from the forward that fed
+        `then` (the read-off's, so a written "1" costs no extra forward)."""
+        if params.temperature <= 0:
+            raise ValueError("write_scores samples a trained action: temperature must be > 0")
+        cand = torch.tensor(list(candidates), device=self.device)
+        generator = torch.Generator(device="cpu").manual_seed(params.seed)
+        out: list[WrittenScore] = []
+        for last, nxt in self._suffix_logits(prefix, suffixes, then):
+            lp1 = torch.log_softmax(last / params.temperature, -1)  # (n, V) the distribution sampled from
+            t1 = torch.multinomial(lp1.exp().cpu(), 1, generator=generator).squeeze(1)  # (n,)
+            lp2 = torch.log_softmax(nxt / params.temperature, -1) if nxt is not None else None  # (n, V)
+            t2 = torch.multinomial(lp2.exp().cpu(), 1, generator=generator).squeeze(1) if lp2 is not None else None
+            raw1 = torch.log_softmax(last, -1)[:, cand].tolist()
+            raw2 = torch.log_softmax(nxt, -1)[:, cand].tolist() if nxt is not None else None
+            for b in range(last.shape[0]):
+                ids, lps = [int(t1[b])], [float(lp1[b, t1[b]])]
+                if lp2 is not None and ids[0] == then:
+                    ids.append(int(t2[b]))
+                    lps.append(float(lp2[b, t2[b]]))
+                out.append(WrittenScore(ids, lps, raw1[b], raw2[b] if raw2 is not None else None))
+        self.usage.completion_tokens += sum(len(w.token_ids) for w in out)
+        return out
+
+    def _suffix_logits(self, prefix: str, suffixes: Sequence[str], then: int | None):
+        """Per batch of suffixes: the (n, V) float logits at the end of `prefix + suffix`, and with `then` the
+        (n, V) logits one token later, after `then` (else None). The prefix's KV cache is computed once and
+        copied per batch."""
         pre = self.tokenize(prefix)
         base = DynamicCache()
         self.model(
             input_ids=torch.tensor([pre], device=self.device), past_key_values=base, use_cache=True, logits_to_keep=1
         )
-        cand = torch.tensor(list(candidates), device=self.device)
-        first: list[list[float]] = []
-        second: list[list[float]] = []
+        self.usage.prompt_tokens += len(pre)
         for start in range(0, len(suffixes), self.batch_size):
             rows = [self.tokenize(s) for s in suffixes[start : start + self.batch_size]]
+            self.usage.prompt_tokens += sum(len(r) for r in rows)
             n, width = len(rows), max(len(r) for r in rows)
-            ids = torch.full(
-                (n, width), self.pad_id, dtype=torch.long
-            )  # (n, L) right-padded: causal attention ignores the pad
-            for i, r in enumerate(rows):
+            ids = torch.full((n, width), self.pad_id, dtype=torch.long)  # (n, L) right-padded: causal attention
+            for i, r in enumerate(rows):  # ignores the pad
                 ids[i, : len(r)] = torch.tensor(r)
             lengths = torch.tensor([len(r) for r in rows])  # (n,)
             mask = torch.cat(
@@ -269,25 +308,26 @@ class TransformersBackend(ChatTokenizer):
                 use_cache=True,
             ).logits  # (n, L, V), L is a short suffix
             last = logits[torch.arange(n), lengths - 1].float()  # (n, V)
-            first += torch.log_softmax(last, -1)[:, cand].tolist()
-            if then is not None:  # one more token for every row, at its own next position
-                mask = torch.cat([mask, torch.ones(n, 1, dtype=torch.long)], 1)
-                # the new token sits after the pad columns; mask and positions keep each row's own order
-                mask[:, len(pre) :][torch.arange(width + 1)[None].expand(n, -1) >= lengths[:, None]] = 0
-                mask[:, -1] = 1
-                nxt = (
-                    self.model(
-                        input_ids=torch.full((n, 1), then, device=self.device),
-                        attention_mask=mask.to(self.device),
-                        position_ids=(len(pre) + lengths)[:, None].to(self.device),
-                        past_key_values=cache,
-                        use_cache=True,
-                    )
-                    .logits[:, -1]
-                    .float()
-                )  # (n, V)
-                second += torch.log_softmax(nxt, -1)[:, cand].tolist()
-        return (first, second) if then is not None else first
+            yield last, (self._after(then, pre, lengths, mask, cache) if then is not None else None)
+
+    def _after(self, then: int, pre: list[int], lengths: torch.Tensor, mask: torch.Tensor, cache) -> torch.Tensor:
+        """(n, V) logits one token after each row's suffix, `then` written there."""
+        n, width = mask.shape[0], mask.shape[1] - len(pre)
+        mask = torch.cat([mask, torch.ones(n, 1, dtype=torch.long)], 1)
+        # the new token sits after the pad columns; mask and positions keep each row's own order
+        mask[:, len(pre) :][torch.arange(width + 1)[None].expand(n, -1) >= lengths[:, None]] = 0
+        mask[:, -1] = 1
+        return (
+            self.model(
+                input_ids=torch.full((n, 1), then, device=self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=(len(pre) + lengths)[:, None].to(self.device),
+                past_key_values=cache,
+                use_cache=True,
+            )
+            .logits[:, -1]
+            .float()
+        )  # (n, V)
 
     @torch.inference_mode()
     def choice_logprobs(self, prompts: Sequence[str], candidates: Sequence[int]) -> list[list[float]]:

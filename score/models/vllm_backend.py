@@ -1,11 +1,12 @@
 """The `vllm` backend: the same interface as the `transformers` one, on vLLM's engine (GPU, or its CPU build).
 
 What it keeps identical to the `transformers` backend, so the two are interchangeable in every stage:
-prompts are our own token ids (vLLM never re-tokenizes the rendered string); log-probs are the model's
-raw temperature-1 log-probs (`logprobs_mode="raw_logprobs"`: before temperature and top-p, what the
-trainer recomputes); the text of a sample is our own decode of its tokens, cut after the first stop
-string, which is kept; `score` is teacher forcing through prompt log-probs; `next_token_logprobs` and
-`choice_logprobs` ask vLLM for exactly the candidate tokens (`logprob_token_ids`).
+prompts are our own token ids (vLLM never re-tokenizes the rendered string); a sampled token's log-prob is
+that of the distribution it was drawn from (`logprobs_mode="processed_logprobs"`: after temperature, what
+the trainer recomputes; trained spans use top-p 1; greedy requests, the candidates' read-off, stay raw);
+the text of a sample is our own decode of its tokens, cut after the first stop string, which is kept;
+`score` is teacher forcing through prompt log-probs; `next_token_logprobs` and `choice_logprobs` ask vLLM
+for exactly the candidate tokens (`logprob_token_ids`).
 
 What it does differently: a LoRA adapter is served as a `LoRARequest` on the base weights, not merged
 (the engine enables LoRA only when it is given one); a full checkpoint is a model folder of its own and
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from score.checkpoints import OPTIMIZER_FILE
 from score.config import VLLMConfig
-from score.models.base import Sample, SamplingParams, Usage
+from score.models.base import Sample, SamplingParams, Usage, WrittenScore
 from score.models.chat import ChatTokenizer
 
 try:
@@ -93,7 +94,7 @@ class VLLMBackend(ChatTokenizer):
             model=weights_folder(path, Path(self._scratch.name)),
             dtype=dtype,
             seed=0,  # every request carries its own seed; this one only fixes engine start-up
-            logprobs_mode="raw_logprobs",  # log-probs before temperature and top-p: what the trainer recomputes
+            logprobs_mode="processed_logprobs",  # after temperature: the distribution sampled from, as the trainer
             max_logprobs=MAX_LOGPROB_TOKEN_IDS,  # candidates of next_token_logprobs, at most
             tensor_parallel_size=settings.tensor_parallel_size,
             gpu_memory_utilization=settings.gpu_memory_utilization,
@@ -187,6 +188,37 @@ class VLLMBackend(ChatTokenizer):
             return self._candidate_logprobs(rows, candidates)
         both = self._candidate_logprobs(rows + [r + [then] for r in rows], candidates)  # one batch for both steps
         return both[: len(rows)], both[len(rows) :]
+
+    def write_scores(
+        self, prefix: str, suffixes: Sequence[str], candidates: Sequence[int], then: int | None, params: SamplingParams
+    ) -> list[WrittenScore]:
+        """Per suffix, a score written after `prefix + suffix` (see `Backend.write_scores`): two tokens sampled where
+        "10" takes two (the second kept only after `then`), one otherwise; the read-off from `next_token_logprobs`.
+        The prefix cache shares the prefix between suffixes."""
+        if params.temperature <= 0:
+            raise ValueError("write_scores samples a trained action: temperature must be > 0")
+        pre = self.tokenize(prefix)
+        rows = [pre + self.tokenize(s) for s in suffixes]
+        request = [
+            vllm.SamplingParams(
+                n=1,
+                temperature=params.temperature,
+                max_tokens=2 if then is not None else 1,
+                seed=request_seed(params.seed, i),
+                logprobs=0,
+                detokenize=False,
+            )
+            for i in range(len(rows))
+        ]
+        written = [o.outputs[0] for o in self._generate(rows, request)]
+        read = self.next_token_logprobs(prefix, suffixes, candidates, then=then)
+        first, after = read if then is not None else (read, [None] * len(rows))
+        out = []
+        for c, f, a in zip(written, first, after):
+            keep = 2 if then is not None and len(c.token_ids) > 1 and c.token_ids[0] == then else 1
+            ids = list(c.token_ids[:keep])
+            out.append(WrittenScore(ids, [step[t].logprob for step, t in zip(c.logprobs, ids)], f, a))
+        return out
 
     def choice_logprobs(self, prompts: Sequence[str], candidates: Sequence[int]) -> list[list[float]]:
         """Log-probs of `candidates` as the next token after each prompt."""

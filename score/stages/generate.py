@@ -2,7 +2,7 @@
 
 Each trajectory is: a plan span (the model lists sub-questions) -> one search call per sub-question ->
 a report span written over the numbered passages found, citing them as [n]. Both spans are stored with
-their exact prompt, token ids and temperature-1 log-probs: they are the solver's trainable tokens.
+their exact prompt, token ids and log-probs at the sampling temperature: they are the solver's trainable tokens.
 Search results enter the report prompt as context and carry no loss.
 
 Deliberately left out: multi-hop search loops driven by the model (one plan, one round of searches),
@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from score.artifacts import REPORTS
+from score.artifacts import REPORTS, span_row
 from score.checkpoints import Policy
 from score.models import Backend, Sample, SamplingParams
 from score.pipeline import GENERATE, GenerateStats
@@ -64,7 +64,7 @@ def research(
     plan_prompts = [backend.render(plan_messages(q.text, gen.subquestions)) for q in queries]
     plans = backend.sample(  # (Q, K): the K samples of a query share its prompt's prefill
         plan_prompts,
-        SamplingParams(n=K, temperature=gen.temperature, top_p=gen.top_p, max_tokens=gen.plan_tokens, seed=seed),
+        SamplingParams(n=K, temperature=gen.temperature, max_tokens=gen.plan_tokens, seed=seed),
         desc=f"round {round_idx} plans",
     )
     trajectories = [
@@ -77,7 +77,7 @@ def research(
     ]
     reports = backend.sample(
         report_prompts,
-        SamplingParams(n=1, temperature=gen.temperature, top_p=gen.top_p, max_tokens=gen.report_tokens, seed=seed + 1),
+        SamplingParams(n=1, temperature=gen.temperature, max_tokens=gen.report_tokens, seed=seed + 1),
         desc=f"round {round_idx} reports",
     )
     seconds = time.perf_counter() - t0
@@ -87,7 +87,10 @@ def research(
             round_idx,
             queries[t.query],
             t,
-            [_span("plan", plan_prompts[t.query], plans[t.query][t.k]), _span("report", prompt, report)],
+            [
+                span_row("plan", plan_prompts[t.query], plans[t.query][t.k], gen.temperature),
+                span_row("report", prompt, report, gen.temperature),
+            ],
             plans[t.query][t.k],
             report,
             policy,
@@ -176,17 +179,6 @@ def _number_sources(hits: list[list[Passage]], limit: int) -> list[tuple[int, Pa
             if p.id not in seen and len(seen) < limit:
                 seen[p.id] = p
     return list(enumerate(seen.values(), start=1))
-
-
-def _span(name: str, prompt: str, s) -> dict:
-    return {
-        "name": name,
-        "prompt": prompt,
-        "text": s.text,
-        "token_ids": s.token_ids,
-        "logprobs": s.logprobs,
-        "finish_reason": s.finish_reason,
-    }
 
 
 def _trajectory_id(run: str, round_idx: int, query_id: str, k: int) -> str:

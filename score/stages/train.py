@@ -1,22 +1,24 @@
 """train: one clipped policy-gradient update of the shared model on the round's solver and evaluator samples.
 
-Samples (`samples.parquet`, a `role` column):
-- solver: every span the solver wrote (plan, report) of every trajectory, with the report's reward
-  normalised within its query's group of K (`score.rl.group_advantages`);
-- evaluator: every rubric the evaluator wrote, with its evaluator reward normalised within the query's
-  J rubrics (the per-query baseline).
-Only written tokens carry loss; prompts, search results and quoted evidence are masked. Groups with zero
-spread give no samples and are counted (`solver_flat_groups`, `evaluator_flat_groups`): that count is
-the saturation the meta-harness fights.
+Samples (`samples.parquet`, a `role` column), each with its reward normalised within its group:
+- solver: every span the solver wrote (plan, report) of every trajectory; group: the query's K reports;
+- evaluator, rubrics: every rubric the evaluator wrote, rewarded by what the judgements under it earned (a
+  rubric that failed to parse earns `reward.failed_rubric`); group: the query's J rubrics;
+- evaluator, judgements: every score the evaluator wrote that earned a reward; groups: a query's judgements of
+  its reports (consistency reward: K reports x criteria x passes members, so advantages are not sign-only) and
+  a query's judgements of corrupted copies on the dimensions their corruption damages (probe credit).
+Only written tokens carry loss; prompts, search results, reports and quoted evidence are masked. A judgement's
+prompt is stored as a prefix shared with its pass's other judgements (query, report, sibling, evidence) and its
+own suffix: the trainer encodes the prefix once for all of them. A group whose rewards have a std below
+`reward.flat_spread` (the one flat threshold, also the summary's saturation bar) gives no samples and is counted
+(`solver_flat_groups`, `evaluator_flat_groups`): that count is the saturation the meta-harness fights.
 
-Then `score.trainer.Trainer` runs `train.epochs` passes (importance ratios against the log-probs stored
-at sampling time, k3 KL to the base model with the adapter switched off) and the checkpoint is written
-into `train/checkpoint/` as safetensors (LoRA adapter or full weights, the optimizer state, the step).
-Round r+1's generate-reports and self-evaluate sample from it.
+Then `score.trainer.Trainer` runs `train.epochs` passes (importance ratios against the log-probs stored at
+sampling time, under the temperature each span was sampled at; k3 KL to the base model with the adapter
+switched off) and the checkpoint is written into `train/checkpoint/` as safetensors (LoRA adapter or full
+weights, the optimizer state, the step). Round r+1's generate-reports and self-evaluate sample from it.
 
-Deliberately left out: training on the evaluator's scores (they are read from the score-token
-probabilities, not written; with `evaluate.score_mode: sampled` the drawn score tokens could be trained,
-but their prompts, a whole report each, would cost more than the rest of the batch) and evidence verdicts.
+Deliberately left out: evidence verdicts (a calibrated read-off, not a sampled action yet).
 
 Run alone: `score stage train --round 0 [--force]` (needs the round's self-evaluate). Many GPUs:
 `accelerate launch --config_file configs/accelerate/fsdp.yaml -m score.cli stage train --round 0 --no-flow`.
@@ -24,19 +26,39 @@ Run alone: `score stage train --round 0 [--force]` (needs the round's self-evalu
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import random
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from score.artifacts import EVALUATOR_REWARDS, REPORTS, RUBRICS, SOLVER_REWARDS, TRAIN_SAMPLES, TRAIN_STEPS
+from score.artifacts import (
+    EVALUATOR_REWARDS,
+    JUDGEMENT_SPANS,
+    REPORTS,
+    RUBRICS,
+    SOLVER_REWARDS,
+    TRAIN_SAMPLES,
+    TRAIN_STEPS,
+)
 from score.config import TrainConfig
 from score.pipeline import TRAIN, TrainStats
 from score.runner import StageContext
 
 log = logging.getLogger(__name__)
+JUDGEMENT_COLUMNS = [
+    "query_id",
+    "trajectory_id",
+    "probe_kind",
+    "pass_idx",
+    "dimension",
+    "span",
+    "reward_kind",
+    "reward",
+]
 
 
 def build_samples(
@@ -45,16 +67,20 @@ def build_samples(
     solver_rewards: list[dict],
     rubrics: list[dict],
     evaluator_rewards: list[dict],
+    judgements: list[dict],
     cfg: TrainConfig,
+    flat: float,
+    seed: int = 0,
 ) -> tuple[list[dict], dict[str, int]]:
-    """Rows of samples.parquet, and the group counts (how many groups, how many flat)."""
+    """Rows of samples.parquet, and the group counts (how many groups, how many flat: std at or below `flat`) and
+    the judgement samples `train.judgement_prefixes` left out (drawn with `seed`)."""
     rows: list[dict] = []
     counts = dict(solver_groups=0, solver_flat_groups=0, evaluator_groups=0, evaluator_flat_groups=0)
     reward_of = {r["trajectory_id"]: r["reward"] for r in solver_rewards}
     reports_of: dict[str, list[tuple[dict, float]]] = defaultdict(list)
     for r in sorted(reports, key=lambda r: r["sample_idx"]):
         reports_of[r["query_id"]].append((r, reward_of[r["trajectory_id"]]))
-    for q, r, reward, adv in _advantaged(reports_of, cfg, "solver", counts):
+    for q, r, reward, adv in _advantaged(reports_of, cfg, flat, "solver", counts):
         for span in r["spans"]:
             if span["token_ids"] and (span["name"] != "plan" or cfg.train_plan):
                 rows.append(_row(round_idx, "solver", q, r["trajectory_id"], span, reward, adv))
@@ -62,25 +88,54 @@ def build_samples(
     rubrics_of: dict[str, list[tuple[dict, float]]] = defaultdict(list)
     for rub in sorted(rubrics, key=lambda r: r["rubric_idx"]):
         rubrics_of[rub["query_id"]].append((rub, evaluator_reward[(rub["query_id"], rub["rubric_idx"])]))
-    for q, rub, reward, adv in _advantaged(rubrics_of, cfg, "evaluator", counts):
+    for q, rub, reward, adv in _advantaged(rubrics_of, cfg, flat, "evaluator", counts):
         if rub["span"]["token_ids"]:
             rows.append(_row(round_idx, "evaluator", q, f"rubric-{rub['rubric_idx']}", rub["span"], reward, adv))
-    return rows, counts
+    judged_of: dict[tuple[str, str], list[tuple[dict, float]]] = defaultdict(list)  # (query, reward kind)
+    for j in judgements:
+        if j["reward_kind"] and j["reward"] is not None:
+            judged_of[(j["query_id"], j["reward_kind"])].append((j, j["reward"]))
+    judged = []
+    for (q, _), j, reward, adv in _advantaged(judged_of, cfg, flat, "evaluator", counts):
+        if j["span"]["token_ids"]:
+            source = f"{j['trajectory_id']}/{j['probe_kind'] or 'report'}/pass-{j['pass_idx']}/{j['dimension']}"
+            judged.append(_row(round_idx, "evaluator", q, source, j["span"], reward, adv))
+    kept = _some_prefixes(judged, cfg.judgement_prefixes, seed)
+    counts["judgement_samples_left_out"] = len(judged) - len(kept)
+    return rows + kept, counts
 
 
-def _advantaged(groups: dict[str, list[tuple[dict, float]]], cfg: TrainConfig, role: str, counts: dict[str, int]):
-    """(query, member, reward, advantage) for every member of every group with spread; counts the groups
+def _some_prefixes(rows: list[dict], per_query: int | None, seed: int) -> list[dict]:
+    """The judgement rows of at most `per_query` prefixes per query (all with None), drawn with `seed`.
+
+    >>> rows = [{"query_id": q, "prefix": f"{q}{p}", "n": n} for q in "ab" for p in range(3) for n in range(2)]
+    >>> [(r["prefix"], r["n"]) for r in _some_prefixes(rows, 1, seed=0)]
+    [('a1', 0), ('a1', 1), ('b1', 0), ('b1', 1)]
+    """
+    if per_query is None:
+        return rows
+    prefixes: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        if r["prefix"] not in prefixes[r["query_id"]]:
+            prefixes[r["query_id"]].append(r["prefix"])
+    rng = random.Random(seed)
+    chosen = {p for ps in prefixes.values() for p in rng.sample(ps, min(per_query, len(ps)))}
+    return [r for r in rows if r["prefix"] in chosen]
+
+
+def _advantaged(groups: dict, cfg: TrainConfig, flat: float, role: str, counts: dict[str, int]):
+    """(group key, member, reward, advantage) for every member of every group with spread; counts the groups
     of `role` and the flat ones. A role weighted 0 is counted but gives nothing."""
     from score.rl import group_advantages  # score.rl imports torch: only when samples are built
 
-    for q, members in groups.items():
-        g = group_advantages([reward for _, reward in members], cfg.normalize_std, cfg.flat_std)
+    for key, members in groups.items():
+        g = group_advantages([reward for _, reward in members], cfg.normalize_std, flat)
         counts[f"{role}_groups"] += 1
         counts[f"{role}_flat_groups"] += g.flat
         if g.flat or getattr(cfg.role_weight, role) == 0:
             continue
         for (member, reward), adv in zip(members, g.advantages):
-            yield q, member, reward, adv
+            yield key, member, reward, adv
 
 
 def _row(round_idx: int, role: str, query_id: str, source_id: str, span: dict, reward: float, advantage: float) -> dict:
@@ -90,9 +145,11 @@ def _row(round_idx: int, role: str, query_id: str, source_id: str, span: dict, r
         "query_id": query_id,
         "source_id": source_id,
         "span": span["name"],
+        "prefix": span["prefix"],
         "prompt": span["prompt"],
         "token_ids": span["token_ids"],
         "logprobs": span["logprobs"],
+        "temperature": span["temperature"],
         "reward": reward,
         "advantage": advantage,
     }
@@ -109,12 +166,16 @@ def run(ctx: StageContext) -> TrainStats:
         ctx.read(SOLVER_REWARDS).to_pylist(),
         ctx.read(RUBRICS, columns=["query_id", "rubric_idx", "span"]).to_pylist(),
         ctx.read(EVALUATOR_REWARDS).to_pylist(),
+        ctx.read(JUDGEMENT_SPANS, columns=JUDGEMENT_COLUMNS).to_pylist(),
         tc,
+        cfg.reward.flat_spread,
+        ctx.seed,
     )
     ctx.ws.release()  # the sampling model's memory goes to the trainer's copy
     t0 = time.perf_counter()
     trainer = Trainer(cfg.model, tc, resolve_model_path(cfg.model), ctx.policy.path, ctx.seed)
     ctx.write(TRAIN_SAMPLES, rows)
+    prefix_ids = functools.cache(lambda text: trainer.tokenizer(text, add_special_tokens=False)["input_ids"])
     samples = [
         TrainSample(
             r["role"],
@@ -122,6 +183,8 @@ def run(ctx: StageContext) -> TrainStats:
             r["token_ids"],
             r["logprobs"],
             r["advantage"],
+            temperature=r["temperature"],
+            prefix_ids=prefix_ids(r["prefix"]) if r["prefix"] else [],
         )
         for r in rows
     ]
@@ -152,8 +215,8 @@ def _stats(
         samples=len(rows),
         solver_samples=sum(r["role"] == "solver" for r in rows),
         evaluator_samples=sum(r["role"] == "evaluator" for r in rows),
+        judgement_samples=sum(r["span"] == "judgement" for r in rows),
         **counts,
-        saturation_rate=round(counts["solver_flat_groups"] / max(counts["solver_groups"], 1), 3),
         steps=len(logs),
         global_step=trainer.step,
         trainable_parameters=trainer.trainable_parameters(),

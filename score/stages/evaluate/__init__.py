@@ -1,22 +1,21 @@
 """self-evaluate: the evaluator role (the same weights as the solver) judges the round's reports.
 
-Per query: J rubrics sampled from the model over the harness's active dimensions (candidates get a
-default criterion and are scored in the shadow); evidence checks on `search_depth` claims per report;
-every report, and corrupted copies of a `probe_share` of them, scored on every criterion of every rubric
-in two passes with a different report order and seed (the report is encoded once and shared by both
-passes; a pass differs by the place its order gives the report, stated after the report). Scores are read
-off the model's score-token probabilities (one forward per criterion, over a shared encoding of query +
-report + evidence; `score.scale`), not parsed from generated text: a 135M model answers "10" to nearly
-everything when asked to write a score. Then the rewards: solver per report, evaluator per rubric, and the
-round's statistics, in one streaming pass (`round_statistics`).
+Per query: J rubrics sampled from the model over the harness's active dimensions (candidates get a default
+criterion and are judged in the shadow); corrupted copies of a `probe_share` of the reports; evidence checks
+on `search_depth` claims per report and per copy; then judgements: for every item (report or copy), every
+distinct criterion and each of `evaluate.passes` passes, the evaluator writes a score (sampled, stored as a
+trainable span; passes differ by the sibling report shown and the evidence order). Then the rewards: the
+evaluator's per judgement (consistency, probe credit) and per rubric, the solver's per report (from the score
+`evaluate.score_source` names), and the round's statistics, in one streaming pass (`round_statistics`).
 
-One module per phase: `rubrics.py` (1. J rubrics per query), `evidence.py` (2. claims checked against
-passages), `probes.py` (3. corrupted copies), `judgements.py` (4. every item on every criterion, per pass),
+One module per phase: `rubrics.py` (1. J rubrics per query), `probes.py` (2. corrupted copies), `evidence.py`
+(3. claims checked against passages), `judgements.py` (4. every item on every criterion, per pass),
 `statistics.py` (5. rewards and the round's statistics, streaming); this module runs them in order.
 Its contract (what it reads, writes and may configure) is `score.pipeline.EVALUATE`.
 
-Deliberately left out: free-text justifications (costly, and no reward reads them) and pairwise
-comparisons between reports (each report is scored alone; the order label is what differs by pass).
+Deliberately left out: free-text rationales before a score (`rationale_tokens`; each costs a sampled span
+per judgement, too slow for the CPU default) and sampled evidence verdicts (verdicts are still a calibrated
+read-off, not trained).
 
 Run alone: `score stage self-evaluate --round 0 [--force]` (needs the round's generate-reports).
 """
@@ -28,11 +27,13 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from itertools import groupby
 
 from score.artifacts import (
     DIMENSION_STATS,
     EVALUATOR_REWARDS,
     EVIDENCE,
+    JUDGEMENT_SPANS,
     PROBES,
     REPORTS,
     RUBRICS,
@@ -46,10 +47,10 @@ from score.pipeline import EVALUATE, EvaluateStats
 from score.rubrics import Rubric
 from score.runner import StageContext
 from score.stages.evaluate.evidence import check_evidence
-from score.stages.evaluate.judgements import score_items
+from score.stages.evaluate.judgements import judge_items
 from score.stages.evaluate.probes import corrupt
 from score.stages.evaluate.rubrics import write_rubrics
-from score.stages.evaluate.statistics import groups_from_rows, round_statistics
+from score.stages.evaluate.statistics import groups_from_rows, reward_judgements, round_statistics
 from score.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def run(ctx: StageContext) -> EvaluateStats:
         groups_from_rows(judged.score_rows),
         judged.evidence_rows,
         ctx.harness,
+        judged.judgements_by_query(),
     )
     seconds = time.perf_counter() - t0
     for artifact, rows in [
@@ -76,6 +78,7 @@ def run(ctx: StageContext) -> EvaluateStats:
         (EVIDENCE, judged.evidence_rows),
         (PROBES, judged.probe_rows),
         (SCORES, judged.score_rows),
+        (JUDGEMENT_SPANS, judged.judgement_rows),
         (SOLVER_REWARDS, stats.solver_rows),
         (EVALUATOR_REWARDS, stats.evaluator_rows),
         (DIMENSION_STATS, stats.dimension_rows),
@@ -98,6 +101,13 @@ class Judged:
     evidence_rows: list[dict]
     probe_rows: list[dict]
     score_rows: list[dict]
+    judgement_rows: list[dict]  # rewarded (reward_judgements)
+
+    def judgements_by_query(self) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = defaultdict(list)
+        for j in self.judgement_rows:
+            out[j["query_id"]].append(j)
+        return out
 
 
 def judge(
@@ -121,9 +131,19 @@ def judge(
         group.sort(key=lambda r: r["sample_idx"])
     rubrics, rubric_rows = write_rubrics(ws, backend, by_query, harness, seed, round_idx)  # 1. J rubrics per query
     rng = random.Random(seed)  # 2. and 3. draw from one stream, in this order
-    share = ev.depth_probe_share if depth_probe_share is None else depth_probe_share
-    evidence_rows, evidence_text = check_evidence(ws, backend, reports, harness, rng, share, round_idx)
     share = ev.probe_share if probe_share is None else probe_share
     probe_rows, probes_of = corrupt(ev.probe_kinds, reports, rng, share, seed, round_idx)
-    score_rows = score_items(ws, backend, by_query, rubrics, probes_of, evidence_text, harness, seed, round_idx)  # 4.
-    return Judged(by_query, rubrics, rubric_rows, evidence_rows, probe_rows, score_rows)
+    copies = [
+        {**r, "report": text, "probe_kind": kind}
+        for r in reports
+        for tid, kind, text in probes_of[r["query_id"]]
+        if tid == r["trajectory_id"]
+    ]
+    share = ev.depth_probe_share if depth_probe_share is None else depth_probe_share
+    evidence_rows, evidence_text = check_evidence(ws, backend, reports + copies, harness, rng, share, round_idx)
+    judgement_rows, score_rows = judge_items(  # 4.
+        ws, backend, by_query, rubrics, probes_of, evidence_text, harness, seed, round_idx
+    )
+    for _, rows in groupby(judgement_rows, key=lambda j: j["query_id"]):  # 5a. the evaluator's reward per judgement
+        reward_judgements(list(rows), ev.passes, ws.cfg.reward.discrimination_tau, ev.probe_dimensions)
+    return Judged(by_query, rubrics, rubric_rows, evidence_rows, probe_rows, score_rows, judgement_rows)

@@ -1,5 +1,9 @@
 """self-evaluate, phase 2: `search_depth` claims per report searched (score.evidence) and judged Yes / No /
-Unclear over the passages found, read off the answer-token probabilities after contextual calibration."""
+Unclear over the passages found, read off the answer-token probabilities after contextual calibration.
+
+Corrupted copies get checks of their own (rows with `probe_kind`), so a copy is judged with its own evidence,
+not its original's: a swapped entity can show up as an unsupported claim. Depth probes are drawn over the
+reports only."""
 
 from __future__ import annotations
 
@@ -22,16 +26,18 @@ def check_evidence(
     rng: random.Random,
     depth_probe_share: float,
     round_idx: int,
-) -> tuple[list[dict], dict[str, list[str]]]:
+) -> tuple[list[dict], dict[tuple[str, str], list[str]]]:
     """2. `search_depth` claims per report searched and judged Yes / No / Unclear (one level deeper on a share, for
-    the depth rule): the evidence rows, and per report the lines shown to the evaluator when it scores."""
+    the depth rule): the evidence rows, and per (trajectory, probe kind) the lines shown to the evaluator when it
+    scores. `reports` may hold corrupted copies (rows with a non-empty `probe_kind`, `report` the copy's text)."""
     ev, ctl = ws.cfg.evaluate, harness.controls
-    deeper_ids = {r["trajectory_id"] for r in reports if rng.random() < depth_probe_share}
+    originals = [r for r in reports if not r.get("probe_kind")]
+    deeper_ids = {r["trajectory_id"] for r in originals if rng.random() < depth_probe_share}
     checks = []  # (report, deeper, claim_idx, ClaimSearch)
     for r in reports:
         titles = {s["n"]: s["title"] for s in r["sources"]}
         plans = [(False, ctl.search_depth, ctl.search_hops)]
-        if r["trajectory_id"] in deeper_ids:
+        if r["trajectory_id"] in deeper_ids and not r.get("probe_kind"):  # the copies share their original's id
             plans.append((True, ctl.search_depth + 1, ctl.search_hops + 1))
         for deeper, depth, hops in plans:
             for i, (claim, cited) in enumerate(pick_claims(r["report"], depth, ev.claim_min_chars)):
@@ -46,6 +52,7 @@ def check_evidence(
                 "round": round_idx,
                 "query_id": r["query_id"],
                 "trajectory_id": r["trajectory_id"],
+                "probe_kind": r.get("probe_kind", ""),
                 "deeper": deeper,
                 "claim_idx": i,
                 "claim": cs.claim,
@@ -60,7 +67,8 @@ def check_evidence(
         )
         if not deeper:
             where = f" ({cs.passages[0].title})" if cs.passages else ""
-            text[r["trajectory_id"]].append(f'- "{cs.claim[:160]}": {v.replace("_", " ")}{where}')
+            line = f'- "{cs.claim[:160]}": {v.replace("_", " ")}{where}'
+            text[(r["trajectory_id"], r.get("probe_kind", ""))].append(line)
     return rows, text
 
 

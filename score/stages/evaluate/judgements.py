@@ -1,125 +1,174 @@
-"""self-evaluate, phase 4: every item (report or probe copy) on every distinct criterion of its query's
-rubrics, in two passes that differ by the place the report stands in the pass's order. The score is read off
-the digit-token probabilities (score.scale) over a prefix shared by all criteria of both passes."""
+"""self-evaluate, phase 4: the evaluator writes a score for every item (report or corrupted copy) on every
+distinct criterion of its query's rubrics, in `evaluate.passes` passes. A judgement is an action: its score
+tokens are sampled from the model at `evaluate.judge_temperature` and stored as a span (the exact prefix and
+prompt, the token ids, their log-probs under the distribution they came from), so the train stage can train
+on it. The read-off (the expectation over the score-token probabilities at the same place, `score.scale`) is
+recorded beside it; `evaluate.score_source` says which of the two feeds the solver's reward.
+
+What differs between passes, and why: pass p shows the judged report beside a different sibling report of the
+same query (the p-th other report in turn; a comparison point that can move a judgement, as a human grader's
+would move) and its evidence-check lines rotated by p, and samples with its own seed. Everything else (query,
+report, criterion wording) is the same, so disagreement between passes is the evaluator's, not the prompt's.
+Each pass's prefix (query, report, sibling, evidence) is encoded once for all its criteria.
+
+Faults: a judgement that writes no score in 0-10 is unparsable: counted (`unparsable_rate`), its `written` is
+null, it earns the evaluator's lowest reward, and with `score_source: written` its cell uses its read-off.
+A report longer than `evaluate.report_chars` (when set) is cut and `report_cut` says so.
+"""
 
 from __future__ import annotations
 
-import math
-import random
 from dataclasses import dataclass
 
-import numpy as np
 from tqdm.auto import tqdm
 
+from score.artifacts import span_row
 from score.harness import Harness
-from score.models import Backend
-from score.prompts import scoring_parts
+from score.models import Backend, Sample, SamplingParams
+from score.prompts import judging_parts
 from score.rubrics import Rubric
 from score.runner import derive_seed
-from score.scale import digit_ids, expected_score, strict_curve
-from score.stages.evaluate.statistics import PASSES
+from score.scale import ScoreTokens, parse_score, read_off, score_tokens, strict_curve
 from score.workspace import Workspace
 
 
-def score_items(
+@dataclass
+class Item:
+    """One thing judged: a report, or a corrupted copy of one (`kind` names the corruption)."""
+
+    query_id: str
+    query: str
+    trajectory_id: str
+    kind: str  # "" for the report itself
+    text: str
+
+
+def judge_items(
     ws: Workspace,
     backend: Backend,
     by_query: dict[str, list[dict]],
     rubrics: dict[str, list[Rubric]],
     probes_of: dict[str, list[tuple[str, str, str]]],
-    evidence_text: dict[str, list[str]],
+    evidence_text: dict[tuple[str, str], list[str]],
     harness: Harness,
     seed: int,
     round_idx: int,
-) -> list[dict]:
-    """4. every item (report or probe copy) x every distinct criterion x 2 passes."""
-    digits = digit_ids(backend.tokenize)
-    rows: list[dict] = []
+) -> tuple[list[dict], list[dict]]:
+    """4. every item x every distinct criterion x m passes: the judgement rows (one per written score) and the
+    score rows (one per rubric holding the criterion)."""
+    tokens = score_tokens(backend.tokenize)
+    judgements: list[dict] = []
+    scores: list[dict] = []
     n_items = sum(len(g) + len(probes_of[q]) for q, g in by_query.items())
-    with tqdm(total=n_items, desc=f"round {round_idx} scoring", unit="report", leave=False) as bar:
+    with tqdm(total=n_items, desc=f"round {round_idx} judging", unit="report", leave=False) as bar:
         for q, group in by_query.items():
-            items = [(r["trajectory_id"], "", r["report"]) for r in group] + probes_of[q]
+            items = [Item(q, r["query"], r["trajectory_id"], "", r["report"]) for r in group]
+            items += [Item(q, group[0]["query"], tid, kind, text) for tid, kind, text in probes_of[q]]
             criteria = list(dict.fromkeys((d, c) for rub in rubrics[q] for d, cs in rub.criteria.items() for c in cs))
-            positions = {}  # (pass, item) -> 1-based place in that pass's order
-            for pass_idx in PASSES:
-                order = list(range(len(items)))
-                random.Random(derive_seed(seed, pass_idx, q)).shuffle(
-                    order
-                )  # each pass its own order, stable across runs
-                positions.update({(pass_idx, i): place for place, i in enumerate(order, start=1)})
-            pass_rngs = [np.random.default_rng(derive_seed(seed, p, q)) for p in PASSES]
-            for i, (tid, kind, text) in enumerate(items):
-                item = _Item(q, group[0]["query"], tid, kind, text, [positions[(p, i)] for p in PASSES], len(items))
-                rows += _score_item(
-                    ws, backend, item, criteria, rubrics[q], evidence_text[tid], digits, pass_rngs, harness, round_idx
-                )
+            for item in items:
+                for p in range(ws.cfg.evaluate.passes):
+                    rows = _judge_pass(
+                        ws, backend, tokens, item, p, group, criteria, evidence_text, harness, _seed(seed, p, item)
+                    )
+                    for row in rows:
+                        row["round"] = round_idx
+                        scores += _score_rows(ws, row, rubrics[q], harness.controls.strictness)
+                    judgements += rows
                 bar.update(1)
-    return rows
+    return judgements, scores
 
 
-@dataclass
-class _Item:
-    query_id: str
-    query: str
-    trajectory_id: str
-    kind: str  # "" for the report itself, else the corruption of the copy
-    text: str
-    places: list[int]  # its 1-based place in each pass's order
-    total: int  # items of the query
-
-
-def _score_item(
+def _judge_pass(
     ws: Workspace,
     backend: Backend,
-    item: _Item,
+    tokens: ScoreTokens,
+    item: Item,
+    p: int,
+    group: list[dict],
     criteria: list[tuple[str, str]],
-    rubrics: list[Rubric],
-    evidence: list[str],
-    digits: list[int],
-    pass_rngs: list[np.random.Generator],
+    evidence_text: dict[tuple[str, str], list[str]],
     harness: Harness,
-    round_idx: int,
+    seed: int,
 ) -> list[dict]:
-    """One item on every criterion in both passes: one score row per rubric holding the criterion."""
-    ev, ctl = ws.cfg.evaluate, harness.controls
-    prefix, per_pass = scoring_parts(
+    """One item in pass p on every criterion: one judgement row per criterion."""
+    ev = ws.cfg.evaluate
+    sibling = _sibling(group, item.trajectory_id, p)
+    lines = evidence_text.get((item.trajectory_id, item.kind), [])
+    lines = lines[p % len(lines) :] + lines[: p % len(lines)] if lines else []
+    report = item.text if ev.report_chars is None else item.text[: ev.report_chars]
+    prefix, suffixes = judging_parts(
         backend.render,
         item.query,
-        item.text[: ev.report_chars],
-        item.places,
-        item.total,
-        "\n".join(evidence) or "(no claim checked)",
+        report,
+        sibling["report"][: ev.sibling_chars] if sibling and ev.sibling_chars else "",
+        "\n".join(lines) or "(no claim checked)",
         criteria,
-        ctl.strictness,
+        harness.controls.strictness,
     )
-    # both passes in one call: the report is encoded once, each pass only adds its short suffixes
-    first, after_one = backend.next_token_logprobs(prefix, per_pass[0] + per_pass[1], digits, then=digits[1])
+    params = SamplingParams(temperature=ev.judge_temperature, seed=seed)
+    written = backend.write_scores(prefix, suffixes, tokens.candidates, tokens.then, params)
     rows = []
-    for pass_idx in PASSES:
-        span = slice(pass_idx * len(criteria), (pass_idx + 1) * len(criteria))
-        for (dim, crit), lp, lp1 in zip(criteria, first[span], after_one[span]):
-            expected, dist = expected_score(lp, lp1)
-            drawn = int(pass_rngs[pass_idx].choice(11, p=dist))
-            used = strict_curve(expected if ev.score_mode == "expected" else float(drawn), ctl.strictness)
-            for j, rub in enumerate(rubrics):
-                if crit in rub.criteria.get(dim, []):
-                    rows.append(
-                        {
-                            "round": round_idx,
-                            "query_id": item.query_id,
-                            "rubric_idx": j,
-                            "pass_idx": pass_idx,
-                            "trajectory_id": item.trajectory_id,
-                            "probe_kind": item.kind,
-                            "position": item.places[pass_idx],
-                            "dimension": dim,
-                            "criterion": crit,
-                            "shadow": dim not in rub.weights,
-                            "expected": expected,
-                            "sampled": drawn,
-                            "sampled_logprob": math.log(max(dist[drawn], 1e-12)),
-                            "score": used,
-                            "score_path": ev.score_mode,
-                        }
-                    )
+    for (dim, crit), suffix, w in zip(criteria, suffixes, written):
+        text = backend.decode(w.token_ids)
+        sample = Sample(text, w.token_ids, w.logprobs, "stop")
+        rows.append(
+            {
+                "query_id": item.query_id,
+                "trajectory_id": item.trajectory_id,
+                "probe_kind": item.kind,
+                "pass_idx": p,
+                "dimension": dim,
+                "criterion": crit,
+                "sibling_id": sibling["trajectory_id"] if sibling and ev.sibling_chars else "",
+                "report_cut": len(report) < len(item.text),
+                "span": span_row("judgement", suffix, sample, ev.judge_temperature, prefix=prefix),
+                "written": parse_score(text),
+                "expected": read_off(tokens, w.first, w.after_then)[0],
+                "reward_kind": "",
+                "reward": None,
+            }
+        )
     return rows
+
+
+def _seed(seed: int, p: int, item: Item) -> int:
+    """Pass p's sampling seed for one item: stable across runs and processes."""
+    return derive_seed(seed, p, f"{item.query_id}/{item.trajectory_id}/{item.kind}")
+
+
+def _sibling(group: list[dict], trajectory_id: str, p: int) -> dict | None:
+    """The sibling report shown in pass p: the query's other reports in turn, starting after the judged one's
+    place, so each pass shows another one while there are enough (K >= m + 1)."""
+    others = [r for r in group if r["trajectory_id"] != trajectory_id]
+    if not others:
+        return None
+    start = next((k for k, r in enumerate(group) if r["trajectory_id"] == trajectory_id), 0)
+    return others[(start + p) % len(others)]
+
+
+def _score_rows(ws: Workspace, j: dict, rubrics: list[Rubric], strictness: int) -> list[dict]:
+    """A judgement as the solver's reward reads it: one score row per rubric holding its criterion, the score
+    taken from `evaluate.score_source` (an unparsable written score falls back to its read-off)."""
+    source = ws.cfg.evaluate.score_source
+    if source == "written" and j["written"] is None:
+        source = "expected (unparsable)"
+    used = j["written"] if source == "written" else j["expected"]
+    return [
+        {
+            "round": j["round"],
+            "query_id": j["query_id"],
+            "rubric_idx": k,
+            "pass_idx": j["pass_idx"],
+            "trajectory_id": j["trajectory_id"],
+            "probe_kind": j["probe_kind"],
+            "dimension": j["dimension"],
+            "criterion": j["criterion"],
+            "shadow": j["dimension"] not in rub.weights,
+            "expected": j["expected"],
+            "written": j["written"],
+            "score": strict_curve(used, strictness),
+            "score_source": source,
+        }
+        for k, rub in enumerate(rubrics)
+        if j["criterion"] in rub.criteria.get(j["dimension"], [])
+    ]

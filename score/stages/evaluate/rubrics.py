@@ -3,6 +3,7 @@ default criterion and are scored in the shadow) and parsed robustly (score.rubri
 
 from __future__ import annotations
 
+from score.artifacts import span_row
 from score.harness import Harness
 from score.models import Backend, SamplingParams
 from score.prompts import RUBRIC_PREFILL, rubric_messages
@@ -26,9 +27,7 @@ def write_rubrics(
     ]
     samples = backend.sample(
         prompts,
-        SamplingParams(
-            n=ctl.rubrics_per_query, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.rubric_tokens, seed=seed
-        ),
+        SamplingParams(n=ctl.rubrics_per_query, temperature=ev.temperature, max_tokens=ev.rubric_tokens, seed=seed),
         desc=f"round {round_idx} rubrics",
     )
     rubrics: dict[str, list[Rubric]] = {}
@@ -46,14 +45,7 @@ def write_rubrics(
                     "query_id": q,
                     "rubric_idx": j,
                     "harness_version": harness.version,
-                    "span": {
-                        "name": "rubric",
-                        "prompt": prompt,
-                        "text": s.text,
-                        "token_ids": s.token_ids,
-                        "logprobs": s.logprobs,
-                        "finish_reason": s.finish_reason,
-                    },
+                    "span": span_row("rubric", prompt, s, ev.temperature),
                     "status": rub.status,
                     "repairs": rub.repairs,
                     "weights": [{"dimension": d, "weight": w} for d, w in rub.weights.items()],

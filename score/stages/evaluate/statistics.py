@@ -1,7 +1,9 @@
-"""self-evaluate, phase 5: the round's statistics from its score rows, in one streaming pass: rewards per report
-(solver) and per rubric (evaluator), per-dimension statistics (what the meta-harness reads) and the round's
-summary. The score-to-reward arithmetic has its one home here (`cell_means`, `item_values`); `score judge`
-uses it too.
+"""self-evaluate, phase 5: rewards and the round's statistics. The evaluator's reward per judgement
+(`reward_judgements`: consistency for judgements of reports, probe credit for judgements of corrupted copies on
+the dimensions their corruption damages), then, in one streaming pass over the score rows: rewards per report
+(solver) and per rubric (evaluator: what its judgements earned), per-dimension statistics (what the
+meta-harness reads) and the round's summary. The score-to-reward arithmetic has its one home here
+(`cell_means`, `item_values`, `reward_judgements`); `score judge` uses it too.
 
 Queries are taken one at a time and each is reduced and dropped before the next is read, so memory grows with
 reports, not with score rows: self-evaluate feeds it the rows it just judged (`groups_from_rows`), and the same
@@ -20,20 +22,18 @@ import pyarrow as pa
 from score.artifacts import SCORES, STREAM_BATCH_ROWS, ArtifactError, Store
 from score.harness import Harness
 from score.rewards import (
+    consistency,
     correlation,
     detection_points,
-    detection_rate,
     detection_share,
-    evaluator_reward,
     group_std,
-    rank_agreement,
+    probe_credit,
+    rubric_reward,
     rubric_score,
     solver_rewards,
     validity,
 )
 from score.rubrics import Rubric
-
-PASSES = (0, 1)  # the two judging passes
 
 STATS_COLUMNS = ["query_id", "rubric_idx", "pass_idx", "trajectory_id", "probe_kind", "dimension", "score"]
 
@@ -117,10 +117,11 @@ class _Tallies:
     solver_rows: list[dict]
     evaluator_rows: list[dict]
     stds: list[float]
-    agreements: list[float]
-    detected: _Pairs
+    columns: list[tuple[float, float]]  # per judgement column: (consistency reward, std of its written scores)
+    detected: _Pairs  # distinct probed reports: mean written score of the original vs the copy, mapped dimensions
+    judgements: list[int]  # [judgements, unparsable, report cut]
     per_report: dict[str, dict[str, float]]  # dimension -> trajectory -> mean over rubrics, passes
-    probe_pairs: dict[str, _Pairs]  # dimension -> its (original, corrupted) pairs, counted
+    probe_pairs: dict[str, _Pairs]  # dimension -> its (original, corrupted) pairs, one per probed report, counted
     dims: set[str]
 
 
@@ -132,6 +133,7 @@ def round_statistics(
     groups: Iterable[ScoreGroup],
     evidence_rows: list[dict],
     harness: Harness,
+    judgements: dict[str, list[dict]],
 ) -> RoundStatistics:
     """Rewards and statistics in one pass over per-query score groups (`groups_from_rows`, `stream_scores`).
 
@@ -139,17 +141,21 @@ def round_statistics(
     queries only per-report numbers are kept (rewards, per-dimension means for the correlations) and tallies, so
     memory grows with reports, not with score rows. A query's rows must come together, queries in `by_query`
     order (the order `judge` writes them); a query with no rows scores 0, as a rubric dimension with none does.
-    `cfg` is the run config (or a stage's view of it): reward, and harness.rules.crowded_reward, are read.
+    `judgements` are each query's judgement rows, rewarded (`reward_judgements`): the evaluator's rewards per
+    rubric and the summary's consistency, spread and detection come from them.
+    `cfg` is the run config (or a stage's view of it): evaluate, reward, and harness.rules.crowded_reward, are read.
     """
     groups = iter(groups)
     ahead = next(groups, None)
-    t = _Tallies([], [], [], [], _Pairs(), defaultdict(dict), defaultdict(_Pairs), set())
+    t = _Tallies([], [], [], [], _Pairs(), [0, 0, 0], defaultdict(dict), defaultdict(_Pairs), set())
+    ev = cfg.evaluate
     for q, group in by_query.items():
         cells = {}
         if ahead is not None and ahead.query_id == q:
             cells, ahead = cell_means(ahead), next(groups, None)
-        _query_rewards(cfg.reward, round_idx, q, group, rubrics[q], cells, t)
-        _dimension_cells(q, cells, t.per_report, t.probe_pairs, t.dims)
+        _solver_rewards(cfg.reward, ev.passes, round_idx, q, group, rubrics[q], cells, t)
+        _evaluator_rewards(cfg, round_idx, q, rubrics[q], judgements.get(q, []), t)
+        _dimension_cells(q, cells, ev.probe_dimensions, t.per_report, t.probe_pairs, t.dims)
     if ahead is not None:
         raise ArtifactError(
             f"score rows of query {ahead.query_id!r} come out of order or belong to no report: rows must come grouped "
@@ -160,13 +166,11 @@ def round_statistics(
     return RoundStatistics(t.solver_rows, t.evaluator_rows, dim_rows, summary)
 
 
-def _query_rewards(
-    rw, round_idx: int, q: str, group: list[dict], rubs: list[Rubric], cells: dict[tuple, float], t: _Tallies
+def _solver_rewards(
+    rw, passes: int, round_idx: int, q: str, group: list[dict], rubs: list[Rubric], cells: dict[tuple, float], t
 ) -> None:
-    """One query's solver rewards (per report) and evaluator rewards (per rubric), into the tallies."""
-    tids = [r["trajectory_id"] for r in group]
-    probe_keys = sorted({(tid, kind) for _, _, tid, kind, _ in cells if kind})  # (trajectory, corruption) scored
-    values = [item_values(rubs, cells, tid) for tid in tids]
+    """One query's solver rewards (per report), into the tallies."""
+    values = [item_values(rubs, cells, r["trajectory_id"], passes=passes) for r in group]
     valid = [
         validity(
             r["report"],
@@ -195,27 +199,86 @@ def _query_rewards(
                 "group_std": std,
             }
         )
+
+
+def _evaluator_rewards(cfg, round_idx: int, q: str, rubs: list[Rubric], rows: list[dict], t: _Tallies) -> None:
+    """One query's evaluator rewards per rubric (what the judgements on its criteria earned), into the tallies."""
+    rw = cfg.reward
+    _tally_judgements(rows, cfg.evaluate.passes, rw.discrimination_tau, t)
     for j, rub in enumerate(rubs):
-        a = [_rubric_value(rub, cells, j, 0, tid, "") for tid in tids]
-        b = [_rubric_value(rub, cells, j, 1, tid, "") for tid in tids]
-        pairs = [
-            (_rubric_value(rub, cells, j, p, tid, ""), _rubric_value(rub, cells, j, p, tid, kind))
-            for tid, kind in probe_keys
-            for p in PASSES
+        mine = [
+            r for r in rows if r["dimension"] in rub.weights and r["criterion"] in rub.criteria.get(r["dimension"], [])
         ]
-        t.detected.add(pairs)
-        t.agreements.append(rank_agreement(a, b))
+        agree = [r["reward"] for r in mine if r["reward_kind"] == "consistency"]
+        credits = [r["reward"] for r in mine if r["reward_kind"] == "probe"]
         t.evaluator_rows.append(
             {
                 "round": round_idx,
                 "query_id": q,
                 "rubric_idx": j,
-                "agreement": t.agreements[-1],
-                "detection": detection_rate(pairs),
-                "probe_pairs": len(pairs),
-                "reward": evaluator_reward(a, b, pairs, rw.probe_weight),
+                "status": rub.status,
+                "agreement": sum(agree) / len(agree) if agree else 0.0,
+                "detection": detection_share(sum(credits), len(credits)),
+                "probe_pairs": len(credits),
+                "reward": rubric_reward(rub.status, agree, credits, rw.probe_weight, rw.failed_rubric),
             }
         )
+
+
+def _tally_judgements(rows: list[dict], passes: int, tau: float, t: _Tallies) -> None:
+    """One query's judgement columns (consistency, spread), probed reports (one comparison each: the copy's mean
+    written score on its damaged dimensions against its original's on the same judgements) and counts."""
+    for key, reward in column_consistency(rows, passes, tau).items():
+        scores = [r["written"] for r in rows if _column(r) == key and r["written"] is not None]
+        t.columns.append((reward, group_std(scores)))
+    originals = {(r["trajectory_id"],) + _column(r): r["written"] for r in rows if not r["probe_kind"]}
+    copies: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)  # (trajectory, kind) -> pairs
+    for r in rows:
+        if r["reward_kind"] == "probe" and r["written"] is not None:
+            original = originals[(r["trajectory_id"],) + _column(r)]
+            copies[(r["trajectory_id"], r["probe_kind"])].append((original, r["written"]))
+    for pairs in copies.values():
+        t.detected.add([(sum(o for o, _ in pairs) / len(pairs), sum(c for _, c in pairs) / len(pairs))])
+    t.judgements[0] += len(rows)
+    t.judgements[1] += sum(r["written"] is None for r in rows)
+    t.judgements[2] += sum(bool(r["report_cut"]) for r in rows)
+
+
+def _column(r: dict) -> tuple[str, str, int]:
+    """The judgement column a row belongs to: (dimension, criterion, pass)."""
+    return r["dimension"], r["criterion"], r["pass_idx"]
+
+
+def column_consistency(rows: list[dict], passes: int, tau: float) -> dict[tuple[str, str, int], float]:
+    """One query's judgements of its reports (probe copies are ignored), per column (dimension, criterion, pass):
+    the column's consistency reward (score.rewards.consistency) against the other passes."""
+    written: dict[tuple[str, str, int], dict[str, float | None]] = defaultdict(dict)
+    for r in rows:
+        if not r["probe_kind"]:
+            written[_column(r)][r["trajectory_id"]] = r["written"]
+    tids = list(dict.fromkeys(r["trajectory_id"] for r in rows if not r["probe_kind"]))
+    out = {}
+    for (d, c, p), col in written.items():
+        others = [[written.get((d, c, o), {}).get(tid) for o in range(passes) if o != p] for tid in tids]
+        out[(d, c, p)] = consistency([col.get(tid) for tid in tids], others, tau)
+    return out
+
+
+def reward_judgements(rows: list[dict], passes: int, tau: float, damaged: dict[str, list[str]]) -> None:
+    """Fill `reward_kind` and `reward` of one query's judgement rows: a judgement of a report earns its column's
+    consistency (0 when it wrote no score: the evaluator's lowest reward); a judgement of a corrupted copy on a
+    dimension its corruption damages (`damaged`, evaluate.probe_dimensions) earns probe credit against the same
+    criterion and pass of its original; the others (copies on other dimensions, or whose original's judgement is
+    unparsable) earn nothing and are not trained."""
+    columns = column_consistency(rows, passes, tau)
+    original = {(r["trajectory_id"],) + _column(r): r["written"] for r in rows if not r["probe_kind"]}
+    for r in rows:
+        if not r["probe_kind"]:
+            r["reward_kind"], r["reward"] = "consistency", columns[_column(r)] if r["written"] is not None else 0.0
+        elif r["dimension"] in damaged.get(r["probe_kind"], []):
+            credit = probe_credit(original.get((r["trajectory_id"],) + _column(r)), r["written"])
+            if credit is not None:
+                r["reward_kind"], r["reward"] = "probe", credit
 
 
 def _summary(
@@ -231,13 +294,18 @@ def _summary(
         "round": round_idx,
         "harness_version": harness.version,
         "reports": len(t.solver_rows),
-        "saturation_rate": sum(s < cfg.reward.flat_spread for s in t.stds) / len(t.stds),
+        "saturation_rate": sum(s <= cfg.reward.flat_spread for s in t.stds) / len(t.stds),  # flat, as train counts
         "reward_mean": sum(all_rewards) / len(all_rewards),
         "reward_spread": sum(t.stds) / len(t.stds),
         "valid_share": len(valid_rewards) / len(all_rewards),
         "top_share": sum(x >= crowded for x in valid_rewards) / len(valid_rewards) if valid_rewards else 0.0,
-        "agreement": sum(t.agreements) / len(t.agreements),
+        "agreement": sum(c for c, _ in t.columns) / len(t.columns) if t.columns else 0.0,
+        "score_spread": sum(sd for _, sd in t.columns) / len(t.columns) if t.columns else 0.0,
         "detection": t.detected.rate,
+        "probed_reports": t.detected.n,
+        "judgements": t.judgements[0],
+        "unparsable_rate": t.judgements[1] / t.judgements[0] if t.judgements[0] else 0.0,
+        "reports_cut": t.judgements[2],
         "parse_failure_rate": rubric_status.count("failed") / len(rubric_status),
         "parse_repair_rate": (len(rubric_status) - rubric_status.count("ok")) / len(rubric_status),
         "search_depth": harness.controls.search_depth,
@@ -258,10 +326,12 @@ def cell_means(g: ScoreGroup) -> dict[tuple, float]:
     return {k: sum(v) / len(v) for k, v in cell.items()}
 
 
-def item_values(rubrics: list[Rubric], cells: dict[tuple, float], tid: str, kind: str = "") -> list[float]:
+def item_values(
+    rubrics: list[Rubric], cells: dict[tuple, float], tid: str, kind: str = "", *, passes: int
+) -> list[float]:
     """One item's rubric scores in [0, 1], one per (rubric, pass): what a solver's reward averages (before its
     validity gate) and what `score judge` reports as `overall`."""
-    return [_rubric_value(rub, cells, j, p, tid, kind) for j, rub in enumerate(rubrics) for p in PASSES]
+    return [_rubric_value(rub, cells, j, p, tid, kind) for j, rub in enumerate(rubrics) for p in range(passes)]
 
 
 def _rubric_value(rub: Rubric, cells: dict[tuple, float], j: int, p: int, tid: str, kind: str) -> float:
@@ -272,20 +342,23 @@ def _rubric_value(rub: Rubric, cells: dict[tuple, float], j: int, p: int, tid: s
 def _dimension_cells(
     q: str,
     cells: dict[tuple, float],
+    damaged: dict[str, list[str]],
     per_report: dict[str, dict[str, float]],
     probe_pairs: dict[str, _Pairs],
     dims: set[str],
 ) -> None:
-    """Fold one query's cells into the per-dimension numbers kept across queries."""
+    """Fold one query's cells into the per-dimension numbers kept across queries: each report's mean score per
+    dimension, and per dimension one (original, copy) pair per probed report whose corruption damages it."""
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))  # dim -> trajectory -> cells
+    copies: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)  # (dim, trajectory, kind)
     for (j, p, tid, kind, d), v in cells.items():
         dims.add(d)
         if not kind:
             scores[d][tid].append(v)
-        else:
-            original = cells.get((j, p, tid, "", d))
-            if original is not None:
-                probe_pairs[d].add([(original, v)])
+        elif d in damaged.get(kind, []) and (j, p, tid, "", d) in cells:
+            copies[(d, tid, kind)].append((cells[(j, p, tid, "", d)], v))
+    for (d, _, _), pairs in copies.items():
+        probe_pairs[d].add([(sum(o for o, _ in pairs) / len(pairs), sum(c for _, c in pairs) / len(pairs))])
     for d, by_tid in scores.items():
         for tid, vs in by_tid.items():
             if tid in per_report[d]:

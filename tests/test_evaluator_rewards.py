@@ -1,0 +1,116 @@
+"""The evaluator's rewards per judgement and per rubric, the written-score parse, and the faults around them:
+pure functions on hand-built judgement rows, plus one toy self-evaluate."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from score.corrupt import swap_entity
+from score.rewards import consistency, rubric_reward
+from score.scale import parse_score, read_off, score_tokens
+from score.stages.evaluate.statistics import reward_judgements
+
+
+def row(tid, p, dim, written, kind="", crit=None):
+    return {"query_id": "q", "trajectory_id": tid, "probe_kind": kind, "pass_idx": p, "dimension": dim,
+            "criterion": crit or f"{dim} c", "written": written, "report_cut": False, "reward_kind": "",
+            "reward": None}  # fmt: skip
+
+
+def judged(scores_by_pass: list[list[float | None]], dim="insight") -> list[dict]:
+    return [row(f"t{k}", p, dim, s) for p, scores in enumerate(scores_by_pass) for k, s in enumerate(scores)]
+
+
+DAMAGED = {"strip_citations": ["citation_support"], "drop_section": ["comprehensiveness"]}
+
+
+def test_a_constant_or_near_constant_evaluator_earns_no_consistency_reward():
+    for scores in ([7, 7, 7, 7], [7, 7, 7, 8], [6.0, 6.1, 6.2, 6.3]):  # stable tiny differences agree perfectly
+        rows = judged([scores, scores])
+        reward_judgements(rows, passes=2, tau=1.0, damaged=DAMAGED)
+        assert {r["reward"] for r in rows} == {0.0}, scores
+    rows = judged([[2, 4, 6, 8], [1, 5, 6, 9]])  # real spread, the same ranking
+    reward_judgements(rows, passes=2, tau=1.0, damaged=DAMAGED)
+    assert all(r["reward"] == pytest.approx(1.0) for r in rows) and {r["reward_kind"] for r in rows} == {"consistency"}
+
+
+def test_consistency_is_against_the_leave_one_out_consensus_of_the_other_passes():
+    rows = judged([[2, 4, 6, 8], [2, 4, 6, 8], [3, 4, 7, 9], [8, 6, 4, 2]])  # pass 3 disagrees with the others
+    reward_judgements(rows, passes=4, tau=1.0, damaged=DAMAGED)
+    by_pass = {p: [r["reward"] for r in rows if r["pass_idx"] == p] for p in range(4)}
+    assert by_pass[3] == [0.0] * 4 and by_pass[0] == pytest.approx([1.0] * 4)
+
+
+def test_an_unparsable_judgement_earns_the_lowest_reward_and_never_nan():
+    rows = judged([[2, None, 6, 8], [1, 5, 6, 9]])
+    reward_judgements(rows, passes=2, tau=1.0, damaged=DAMAGED)
+    unparsable = [r for r in rows if r["written"] is None]
+    assert [r["reward"] for r in unparsable] == [0.0]
+    assert all(not math.isnan(r["reward"]) and r["reward"] >= 0 for r in rows)
+    assert consistency([None, None], [[1], [2]], tau=1.0) == 0.0
+
+
+def test_probe_credit_only_on_the_dimensions_the_corruption_damages():
+    rows = [row("t0", 0, d, 8) for d in ("citation_support", "readability", "comprehensiveness")]
+    rows += [row("t0", 0, d, 3, kind="strip_citations") for d in ("citation_support", "readability")]
+    rows += [row("t0", 0, "comprehensiveness", 9, kind="drop_section")]
+    reward_judgements(rows, passes=1, tau=1.0, damaged=DAMAGED)
+    copies = {(r["probe_kind"], r["dimension"]): (r["reward_kind"], r["reward"]) for r in rows if r["probe_kind"]}
+    assert copies == {
+        ("strip_citations", "citation_support"): ("probe", 1.0),  # scored the copy lower where it is damaged
+        ("strip_citations", "readability"): ("", None),  # readability is not judged on stripped citations
+        ("drop_section", "comprehensiveness"): ("probe", 0.0),  # scored the damaged copy higher
+    }
+
+
+def test_a_rubric_that_failed_to_parse_earns_less_than_any_parsed_one():
+    worst_parsed = rubric_reward("repaired", [0.0, 0.0], [0.0], probe_weight=0.5, failed=-1.0)
+    best_failed = rubric_reward("failed", [1.0, 1.0], [1.0], probe_weight=0.5, failed=-1.0)
+    assert best_failed < worst_parsed == 0.0
+
+
+def test_swap_entity_never_touches_citation_markers():
+    text = "Solar capacity grew [1] and wind [2] too; see [3]."
+    for seed in range(20):
+        out = swap_entity(text, seed)
+        assert [m for m in ("[1]", "[2]", "[3]") if m in out] == ["[1]", "[2]", "[3]"]
+    numbered = "In 2021 solar capacity grew by 12 percent [4]."
+    assert all("[4]" in swap_entity(numbered, s) and swap_entity(numbered, s) != numbered for s in range(20))
+
+
+def test_ten_written_as_one_token_parses_and_reads_off():
+    vocab = {str(s): 100 + s for s in range(11)}
+    tokens = score_tokens(lambda s: [vocab[s]])
+    assert tokens.then is None and tokens.candidates[10] == 110
+    first = [math.log(0.9) if s == 10 else math.log(0.01) for s in range(11)]
+    expected, dist = read_off(tokens, first, None)
+    assert expected > 9 and abs(dist.sum() - 1) < 1e-9
+    assert parse_score({v: k for k, v in vocab.items()}[110]) == 10.0
+
+
+@pytest.mark.parametrize("text", ["", "abc", "11", "-3", "\n"])
+def test_no_score_in_range_is_unparsable(text):
+    assert parse_score(text) is None
+
+
+def test_the_toy_round_writes_rewarded_judgement_spans(toy_workspace):
+    from score.runner import run_stage, stage_folder
+
+    ws = toy_workspace
+    ws.cfg.evaluate.probe_share = 1.0
+    run_stage(ws, "generate-reports", 0)
+    out = run_stage(ws, "self-evaluate", 0)
+    spans = ws.store.read_table(stage_folder(ws, "self-evaluate", 0), "judgement_spans.parquet").to_pylist()
+    K, Q, m = ws.cfg.generate.samples_per_query, ws.cfg.data.queries_per_round, ws.cfg.evaluate.passes
+    originals = [s for s in spans if not s["probe_kind"]]
+    assert len(originals) == K * Q * m * 6  # 5 active + 1 shadow dimension, one criterion each
+    assert all(s["span"]["name"] == "judgement" and s["span"]["token_ids"] and s["span"]["prefix"] for s in spans)
+    assert {s["reward_kind"] for s in originals} == {"consistency"}
+    assert all(s["sibling_id"] and s["sibling_id"] != s["trajectory_id"] for s in originals)  # K = 2: the other one
+    probe = [s for s in spans if s["reward_kind"] == "probe"]
+    assert probe and all(s["dimension"] in ws.cfg.evaluate.probe_dimensions[s["probe_kind"]] for s in probe)
+    stats = out.manifest.stats
+    assert stats["judgements"] == len(spans) and stats["unparsable_rate"] == 0.0 and stats["reports_cut"] == 0
+    assert stats["probed_reports"] > 0
