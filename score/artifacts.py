@@ -238,7 +238,7 @@ SUMMARY_SCHEMA = pa.schema(
         pa.field("probed_reports", pa.int32()),  # distinct (report, corruption) pairs with a comparison
         pa.field("judgements", pa.int32()),
         pa.field("unparsable_rate", pa.float32()),  # judgements that wrote no score in 0-10
-        pa.field("reports_cut", pa.int32()),  # judgements that saw only part of their report
+        pa.field("reports_cut", pa.int32()),  # reports and copies the evaluator saw only part of (report_chars)
         pa.field("parse_failure_rate", pa.float32()),  # rubrics with nothing usable
         pa.field("parse_repair_rate", pa.float32()),  # rubrics needing any repair or fallback
         pa.field("search_depth", pa.int32()),

@@ -148,9 +148,9 @@ class EvaluateConfig(Section):
     score_source: Literal["expected", "written"] = Field(
         "expected",
         description="which score feeds the solver's reward: expected, the expectation over the 0-10 score-token "
-        "probabilities (the same distribution the written score is drawn from, without the draw's noise); written, "
-        "the score the evaluator wrote (an unparsable one falls back to its expectation). The evaluator is always "
-        "rewarded on what it wrote",
+        "probabilities at temperature 1 (at judge_temperature 1, the mean of the distribution the written score is "
+        "drawn from, without the draw's noise); written, the score the evaluator wrote (an unparsable one falls back "
+        "to its expectation). The evaluator is always rewarded on what it wrote",
     )
     judge_temperature: float = Field(
         1.0, gt=0, le=2, description="sampling temperature of the scores the evaluator writes (its judgements)"
@@ -219,8 +219,9 @@ class RewardConfig(Section):
     flat_spread: float = Field(
         0.02,
         ge=0,
-        description="the one flat threshold: a group whose rewards have a std below this is flat (no advantage, no "
-        "training samples) and a query whose solver rewards are flat is saturated, in the summary, train and inspect",
+        description="the one flat threshold: a group whose rewards have a std at or below this is flat (no "
+        "advantage, no training samples) and a query whose solver rewards are flat is saturated, in the summary, "
+        "train and inspect",
     )
     discrimination_tau: float = Field(
         1.0,
@@ -229,7 +230,13 @@ class RewardConfig(Section):
         "scores have a std below this earns no consistency reward: constant or near-constant judging earns 0",
     )
     failed_rubric: float = Field(
-        -1.0, le=0, description="reward of a rubric that failed to parse: below any parsed rubric's (those are >= 0)"
+        -1.0, lt=0, description="reward of a rubric that failed to parse: below any parsed rubric's (those are >= 0)"
+    )
+    unparsable_judgement: float = Field(
+        -1.0,
+        lt=0,
+        description="reward of a judgement that wrote no score in 0-10: below any written score's (those are >= 0), "
+        "so even an evaluator whose scores are all flat learns to write one",
     )
 
 
@@ -278,7 +285,12 @@ class RulesConfig(Section):
     min_detection: float = Field(
         0.4, ge=0, le=1, description="retire a dimension ranking originals above corruptions less often"
     )
-    min_probes: int = Field(4, ge=1, description="probe pairs needed before the detection rule may fire")
+    min_probes: int = Field(
+        4,
+        ge=1,
+        description="probed reports (one comparison each, on a dimension their corruption damages) needed before a "
+        "detection rule may fire; a candidate no corruption probes is admitted on spread alone",
+    )
     admit_spread: float = Field(
         0.25, ge=0, description="a candidate is admitted when its within-query std reaches this ..."
     )
@@ -508,6 +520,17 @@ class RunConfig(Section):
                 f"train.lora_rank {self.train.lora_rank} is above model.vllm.max_lora_rank "
                 f"{self.model.vllm.max_lora_rank}, "
                 f"so vLLM could not serve the checkpoint; raise model.vllm.max_lora_rank or lower train.lora_rank"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _probed_dimensions_exist(self) -> RunConfig:
+        known = {d.id for d in self.harness.dimensions}
+        unknown = sorted({d for ds in self.evaluate.probe_dimensions.values() for d in ds} - known)
+        if unknown:
+            raise ValueError(
+                f"evaluate.probe_dimensions names {unknown}, not in harness.dimensions ({sorted(known)}): a typo would "
+                "silently remove that corruption's probe credit; use the harness's dimension ids"
             )
         return self
 

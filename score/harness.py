@@ -217,19 +217,20 @@ def _probation(pool: _Pool, stats: dict[str, DimensionStats]) -> None:
         rounds = d.probation_rounds + 1
         pool.dims[d.id] = replace(pool.dims[d.id], probation_rounds=rounds)
         numbers = {"spread": s.spread, "detection": s.detection, "probes": s.probes, "probation_rounds": rounds}
-        if (
-            rounds >= rules.probation_rounds
-            and s.spread >= rules.admit_spread
-            and s.detection >= rules.admit_detection
-            and s.probes >= rules.min_probes
-        ):
+        probed = s.probes > 0  # no corruption damages it (evaluate.probe_dimensions): judged on spread alone
+        passes = not probed or (s.detection >= rules.admit_detection and s.probes >= rules.min_probes)
+        if rounds >= rules.probation_rounds and s.spread >= rules.admit_spread and passes:
+            probes = (
+                f"detection {s.detection:.0%} >= {rules.admit_detection:.0%} over {s.probes} probed reports"
+                if probed
+                else "no corruption probes it"
+            )
             pool.set_status(
                 d.id,
                 "active",
                 "admission",
                 numbers,
-                f"spread {s.spread:.2f} >= {rules.admit_spread} and detection {s.detection:.0%} >= "
-                f"{rules.admit_detection:.0%} after {rounds} probation round(s)",
+                f"spread {s.spread:.2f} >= {rules.admit_spread} and {probes} after {rounds} probation round(s)",
             )
         elif rounds >= rules.max_probation_rounds:
             pool.set_status(d.id, "retired", "probation", numbers, f"not admitted after {rounds} probation rounds")

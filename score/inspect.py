@@ -129,8 +129,11 @@ def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
         ("reward_mean", "solver reward, mean"),
         ("reward_spread", "solver reward, mean within-query std"),
         ("valid_share", "valid reports"),
-        ("agreement", "evaluator pass-to-pass agreement"),
-        ("detection", "corruption detection (chance 0.5)"),
+        ("agreement", "judgement consistency (leave-one-out, 0 when flat)"),
+        ("score_spread", "written scores, mean within-column std"),
+        ("detection", "corruption detection, distinct probed reports (chance 0.5)"),
+        ("probed_reports", "probed reports compared"),
+        ("unparsable_rate", "judgements with no score"),
         ("parse_repair_rate", "rubrics needing repair"),
         ("supported_share", "claims supported by evidence"),
         ("search_depth", "search depth"),
@@ -238,20 +241,20 @@ def _sample_judgement(console: Console, store: Store, folder: str, r: dict) -> N
     for c in rubric["criteria"]:
         console.print(f"  - {c['dimension']}{' (shadow)' if c['shadow'] else ''}: {c['text']}", highlight=False)
     for e in store.read_table(folder, EVIDENCE.file).to_pylist():
-        if e["trajectory_id"] == r["trajectory_id"] and not e["deeper"]:
+        if e["trajectory_id"] == r["trajectory_id"] and not e["deeper"] and not e["probe_kind"]:  # not its copies
             console.print(
                 f'  evidence: "{e["claim"][:120]}" -> {e["verdict"]} (p_yes {e["p_yes"]:.2f})', highlight=False
             )
     # streamed: a round holds millions of score rows, this table a few dozen
     original = (pc.field("probe_kind") == "") | pc.field("probe_kind").is_null()
     wanted = (pc.field("trajectory_id") == r["trajectory_id"]) & original & (pc.field("rubric_idx") == 0)
-    columns = ["trajectory_id", "probe_kind", "rubric_idx", "pass_idx", "dimension", "expected", "score"]
+    columns = ["trajectory_id", "probe_kind", "rubric_idx", "pass_idx", "dimension", "expected", "written", "score"]
     scores = [s for b in store.iter_batches(folder, SCORES.file, columns=columns) for s in b.filter(wanted).to_pylist()]
-    t = Table(title="scores (rubric 0)")
-    for col in ("dimension", "pass", "expected", "score"):
+    t = Table(title="scores (rubric 0): the read-off, what the evaluator wrote, what the reward used")
+    for col in ("dimension", "pass", "expected", "written", "score"):
         t.add_column(col)
     for s in scores:
-        t.add_row(s["dimension"], str(s["pass_idx"]), _fmt(s["expected"]), _fmt(s["score"]))
+        t.add_row(s["dimension"], str(s["pass_idx"]), _fmt(s["expected"]), _fmt(s["written"]), _fmt(s["score"]))
     console.print(t)
 
 

@@ -4,10 +4,11 @@ Any (query, report) rows, from a Parquet, JSONL or CSV file or a DataFrame, are 
 of a checkpoint under a run's latest harness, exactly as self-evaluate scores the solver's reports: J
 rubrics per distinct query over the active dimensions, evidence checks on `search_depth` claims, every
 criterion judged in `evaluate.passes` passes (the score `evaluate.score_source` names). No corruption
-probes (the rows are scored as they are) and no rewards. The output keeps every input column (an `id`,
-say) and adds `overall` (0-1: the rubric-weighted dimension scores / 10, averaged over rubrics and passes,
-what a solver's reward is made of before its validity gate), one `dim_<dimension>` column per active
-dimension (0-10) and `criteria` (every criterion's score).
+probes, no sibling report beside the judged one (each row is scored as it is, whatever else the file holds)
+and no rewards. The output keeps every input column (an `id`, say) and adds `overall` (0-1: the
+rubric-weighted dimension scores / 10, averaged over rubrics and passes, what a solver's reward is made of
+before its validity gate), one `dim_<dimension>` column per active dimension (0-10) and `criteria` (every
+criterion's score).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def judge_reports(
     harness, _ = latest_harness(ws)
     rows = _report_rows(frame[query_column], frame[report_column])
     seed = derive_seed(ws.cfg.seed, 0, "judge")
-    judged = judge(ws, ws.backend(policy), rows, harness, seed, probe_share=0.0, depth_probe_share=0.0)
+    judged = judge(ws, ws.backend(policy), rows, harness, seed, probe_share=0.0, depth_probe_share=0.0, siblings=False)
     overall, per_dim, criteria = _per_row(judged, rows, ws.cfg.evaluate.passes)
     out = frame.copy()
     ids = [r["trajectory_id"] for r in rows]

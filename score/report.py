@@ -5,7 +5,7 @@ and writes PNGs plus an `index.html` that embeds them:
 
     reward.png       solver reward mean, with the mean within-query spread as a band
     saturation.png   share of queries whose K rewards are flat (no GRPO signal)
-    evaluator.png    pass-to-pass agreement and corruption detection (chance 0.5)
+    evaluator.png    judgement consistency and corruption detection (chance 0.5)
     dimensions.png   the dimension lifecycle: which dimension was active / candidate / retired when
     search.png       search depth and strictness the evaluator ran under
     train.png        train loss and KL per round
@@ -128,7 +128,7 @@ def _plot_saturation(ax, runs: list[RunSeries]) -> None:
 
 def _plot_evaluator(ax, runs: list[RunSeries]) -> None:
     for i, s in enumerate(runs):
-        ax.plot(s.rounds, [x["agreement"] for x in s.summary], label=f"{s.run}: pass agreement", **_style(i))
+        ax.plot(s.rounds, [x["agreement"] for x in s.summary], label=f"{s.run}: judgement consistency", **_style(i))
         ax.plot(s.rounds, [x["detection"] for x in s.summary], label=f"{s.run}: corruption detection", **_style(i))
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":", label="detection at chance")
     ax.set_ylim(-0.05, 1.05)

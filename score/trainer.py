@@ -231,7 +231,8 @@ def packed_logprobs(
     causal = torch.ones(seg.shape[1], seg.shape[1], dtype=torch.bool, device=device).tril()  # (W, W)
     allowed = causal & ((seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None]))  # (B, W, W) query x key
     # padding attends to the prefix and itself: no query row is all -inf, so no NaN; real tokens never see padding
-    mask = torch.where(allowed, 0.0, float("-inf")).to(dtype)[:, None]  # (B, 1, W, W) additive
+    blocked = torch.full(allowed.shape, float("-inf"), dtype=dtype, device=device)  # in the model's dtype at once
+    mask = torch.where(allowed, torch.zeros((), dtype=dtype, device=device), blocked)[:, None]  # (B, 1, W, W)
     keep = pack["at"].unique()  # (K,) sorted: every row's predicting positions (portable 1D `logits_to_keep`)
     logits = model(
         input_ids=pack["ids"], attention_mask=mask, position_ids=pack["positions"], logits_to_keep=keep, use_cache=False

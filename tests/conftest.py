@@ -67,7 +67,8 @@ class ToyBackend:
         """Scores track the report: more citations, higher digits (so corrupted copies score lower)."""
         import math
 
-        cites = prefix.count("[1]") + prefix.count("[2]")
+        judged = prefix.split("Report:\n", 1)[-1].split("\n\nFor comparison", 1)[0].split("\n\nEvidence", 1)[0]
+        cites = judged.count("[1]") + judged.count("[2]")  # the judged report's, not its sibling's
         peak = min(9, 3 + 2 * cites)
         row = [math.log(0.91 if d == peak else 0.01) for d in range(len(candidates))]
         rows = [row for _ in suffixes]

@@ -29,26 +29,26 @@ DAMAGED = {"strip_citations": ["citation_support"], "drop_section": ["comprehens
 def test_a_constant_or_near_constant_evaluator_earns_no_consistency_reward():
     for scores in ([7, 7, 7, 7], [7, 7, 7, 8], [6.0, 6.1, 6.2, 6.3]):  # stable tiny differences agree perfectly
         rows = judged([scores, scores])
-        reward_judgements(rows, passes=2, tau=1.0, damaged=DAMAGED)
+        reward_judgements(rows, passes=2, tau=1.0, damaged=DAMAGED, unparsable=-1.0)
         assert {r["reward"] for r in rows} == {0.0}, scores
     rows = judged([[2, 4, 6, 8], [1, 5, 6, 9]])  # real spread, the same ranking
-    reward_judgements(rows, passes=2, tau=1.0, damaged=DAMAGED)
+    reward_judgements(rows, passes=2, tau=1.0, damaged=DAMAGED, unparsable=-1.0)
     assert all(r["reward"] == pytest.approx(1.0) for r in rows) and {r["reward_kind"] for r in rows} == {"consistency"}
 
 
 def test_consistency_is_against_the_leave_one_out_consensus_of_the_other_passes():
     rows = judged([[2, 4, 6, 8], [2, 4, 6, 8], [3, 4, 7, 9], [8, 6, 4, 2]])  # pass 3 disagrees with the others
-    reward_judgements(rows, passes=4, tau=1.0, damaged=DAMAGED)
+    reward_judgements(rows, passes=4, tau=1.0, damaged=DAMAGED, unparsable=-1.0)
     by_pass = {p: [r["reward"] for r in rows if r["pass_idx"] == p] for p in range(4)}
     assert by_pass[3] == [0.0] * 4 and by_pass[0] == pytest.approx([1.0] * 4)
 
 
 def test_an_unparsable_judgement_earns_the_lowest_reward_and_never_nan():
     rows = judged([[2, None, 6, 8], [1, 5, 6, 9]])
-    reward_judgements(rows, passes=2, tau=1.0, damaged=DAMAGED)
+    reward_judgements(rows, passes=2, tau=1.0, damaged=DAMAGED, unparsable=-1.0)
     unparsable = [r for r in rows if r["written"] is None]
-    assert [r["reward"] for r in unparsable] == [0.0]
-    assert all(not math.isnan(r["reward"]) and r["reward"] >= 0 for r in rows)
+    assert [r["reward"] for r in unparsable] == [-1.0]  # below any written score's reward (>= 0)
+    assert all(not math.isnan(r["reward"]) and r["reward"] >= 0 for r in rows if r["written"] is not None)
     assert consistency([None, None], [[1], [2]], tau=1.0) == 0.0
 
 
@@ -56,13 +56,27 @@ def test_probe_credit_only_on_the_dimensions_the_corruption_damages():
     rows = [row("t0", 0, d, 8) for d in ("citation_support", "readability", "comprehensiveness")]
     rows += [row("t0", 0, d, 3, kind="strip_citations") for d in ("citation_support", "readability")]
     rows += [row("t0", 0, "comprehensiveness", 9, kind="drop_section")]
-    reward_judgements(rows, passes=1, tau=1.0, damaged=DAMAGED)
+    reward_judgements(rows, passes=1, tau=1.0, damaged=DAMAGED, unparsable=-1.0)
     copies = {(r["probe_kind"], r["dimension"]): (r["reward_kind"], r["reward"]) for r in rows if r["probe_kind"]}
     assert copies == {
         ("strip_citations", "citation_support"): ("probe", 1.0),  # scored the copy lower where it is damaged
         ("strip_citations", "readability"): ("", None),  # readability is not judged on stripped citations
         ("drop_section", "comprehensiveness"): ("probe", 0.0),  # scored the damaged copy higher
     }
+
+
+def test_score_spread_and_detection_count_reports_not_copies():
+    from score.config import RunConfig
+    from score.stages.evaluate.statistics import _Pairs, _Tallies, _tally_judgements
+
+    rows = judged([[7, 7, 7, 7], [7, 7, 7, 7]], dim="citation_support")
+    rows += [row("t0", p, "citation_support", 2, kind="strip_citations") for p in range(2)]
+    cfg = RunConfig()
+    reward_judgements(rows, 2, 1.0, cfg.evaluate.probe_dimensions, -1.0)
+    t = _Tallies([], [], [], [], _Pairs(), [0, 0, 0], {}, {}, set())
+    _tally_judgements(rows, 2, 1.0, t)
+    assert [sd for _, sd in t.columns] == [0.0, 0.0]  # the copy's low score is no spread among the reports
+    assert (t.detected.n, t.detected.rate) == (1, 1.0)  # one probed report, however many judgements of it
 
 
 def test_a_rubric_that_failed_to_parse_earns_less_than_any_parsed_one():

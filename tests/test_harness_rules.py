@@ -84,6 +84,16 @@ def test_candidates_are_admitted_or_retired_after_probation():
     assert statuses(state)["factual_accuracy"] == "retired" and decisions[-1].rule == "probation"
 
 
+def test_a_candidate_no_corruption_probes_is_admitted_on_spread_alone_but_a_thinly_probed_one_waits():
+    h = seed_harness(HarnessConfig())
+    unprobed = healthy("factual_accuracy", spread=0.6, detection=0.5, probes=0)  # e.g. a proposed dimension
+    admitted, decisions = evolve(h, stats_for(h, factual_accuracy=unprobed), QUIET, RULES, 0)
+    assert statuses(admitted)["factual_accuracy"] == "active" and "no corruption probes it" in decisions[0].reason
+    thin = healthy("factual_accuracy", spread=0.6, detection=1.0, probes=RULES.min_probes - 1)
+    waiting, _ = evolve(h, stats_for(h, factual_accuracy=thin), QUIET, RULES, 0)
+    assert statuses(waiting)["factual_accuracy"] == "candidate"
+
+
 def test_proposals_become_candidates_once_and_within_the_limit():
     h = seed_harness(HarnessConfig())
     proposals = RoundStats(

@@ -23,10 +23,17 @@ def test_bundled_model_scores_reports_and_corruptions(tmp_path, capsys):
     scores = ws.store.read_table(stage_folder(ws, "self-evaluate", 0), "scores.parquet").to_pylist()
     assert all(0.0 <= s["score"] <= 10.0 for s in scores)  # never NaN, always on the scale
     assert {s["probe_kind"] for s in scores if s["probe_kind"]} == {p["kind"] for p in scored}
+    spans = ws.store.read_table(stage_folder(ws, "self-evaluate", 0), "judgement_spans.parquet").to_pylist()
+    assert spans and all(
+        s["span"]["token_ids"] and len(s["span"]["logprobs"]) == len(s["span"]["token_ids"]) for s in spans
+    )
+    assert all(s["written"] is None or 0.0 <= s["written"] <= 10.0 for s in spans)  # parsed, or counted unparsable
+    assert stats["judgements"] == len(spans)
     with capsys.disabled():  # the finding, printed: a 135M judge is expected near chance (0.5)
         print(
-            f"\n[bundled model] corruption detection {stats['detection']:.2f} over {len(scored)} probed reports; "
-            f"pass agreement {stats['agreement']:.2f}; rubric parse failures {stats['parse_failure_rate']:.2f}, "
-            f"repairs {stats['parse_repair_rate']:.2f}"
+            f"\n[bundled model] corruption detection {stats['detection']:.2f} over {stats['probed_reports']} probed "
+            f"reports; judgement consistency {stats['agreement']:.2f}, written-score spread "
+            f"{stats['score_spread']:.2f}, unparsable {stats['unparsable_rate']:.2f}; rubric parse failures "
+            f"{stats['parse_failure_rate']:.2f}, repairs {stats['parse_repair_rate']:.2f}"
         )
     assert 0.0 <= stats["detection"] <= 1.0

@@ -62,6 +62,7 @@ def test_judgements_train_in_groups_per_query_and_reward_kind_with_their_shared_
 
     def judgement(q, tid, kind, p, dim, reward_kind, reward):
         return {"query_id": q, "trajectory_id": tid, "probe_kind": kind, "pass_idx": p, "dimension": dim,
+                "criterion": "c",
                 "span": _span("judgement", 1, prefix=f"<report {tid}{kind} pass {p}>"),
                 "reward_kind": reward_kind, "reward": reward}  # fmt: skip
 

@@ -9,7 +9,7 @@ Samples (`samples.parquet`, a `role` column), each with its reward normalised wi
   a query's judgements of corrupted copies on the dimensions their corruption damages (probe credit).
 Only written tokens carry loss; prompts, search results, reports and quoted evidence are masked. A judgement's
 prompt is stored as a prefix shared with its pass's other judgements (query, report, sibling, evidence) and its
-own suffix: the trainer encodes the prefix once for all of them. A group whose rewards have a std below
+own suffix: the trainer encodes the prefix once for all of them. A group whose rewards have a std at or below
 `reward.flat_spread` (the one flat threshold, also the summary's saturation bar) gives no samples and is counted
 (`solver_flat_groups`, `evaluator_flat_groups`): that count is the saturation the meta-harness fights.
 
@@ -27,6 +27,7 @@ Run alone: `score stage train --round 0 [--force]` (needs the round's self-evalu
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import math
 import random
@@ -98,7 +99,10 @@ def build_samples(
     judged = []
     for (q, _), j, reward, adv in _advantaged(judged_of, cfg, flat, "evaluator", counts):
         if j["span"]["token_ids"]:
-            source = f"{j['trajectory_id']}/{j['probe_kind'] or 'report'}/pass-{j['pass_idx']}/{j['dimension']}"
+            criterion = hashlib.sha256(j["criterion"].encode()).hexdigest()[:8]  # J rubrics may judge a dimension twice
+            source = (
+                f"{j['trajectory_id']}/{j['probe_kind'] or 'report'}/pass-{j['pass_idx']}/{j['dimension']}/{criterion}"
+            )
             judged.append(_row(round_idx, "evaluator", q, source, j["span"], reward, adv))
     kept = _some_prefixes(judged, cfg.judgement_prefixes, seed)
     counts["judgement_samples_left_out"] = len(judged) - len(kept)

@@ -119,10 +119,12 @@ def judge(
     round_idx: int = 0,
     probe_share: float | None = None,
     depth_probe_share: float | None = None,
+    siblings: bool = True,
 ) -> Judged:
     """Rubrics, evidence checks, corruption probes and scores for `reports` (rows shaped like reports.parquet:
     query_id, query, sample_idx, trajectory_id, report, sources) under `harness`. Probe shares default to the
-    config's; `score judge` sets them to 0 to score outside reports as they are."""
+    config's; `score judge` sets them to 0 and `siblings` off to score outside reports as they are (a row's
+    score must not depend on the other rows of its file)."""
     ev = ws.cfg.evaluate
     by_query: dict[str, list[dict]] = defaultdict(list)
     for r in reports:
@@ -142,8 +144,9 @@ def judge(
     share = ev.depth_probe_share if depth_probe_share is None else depth_probe_share
     evidence_rows, evidence_text = check_evidence(ws, backend, reports + copies, harness, rng, share, round_idx)
     judgement_rows, score_rows = judge_items(  # 4.
-        ws, backend, by_query, rubrics, probes_of, evidence_text, harness, seed, round_idx
+        ws, backend, by_query, rubrics, probes_of, evidence_text, harness, seed, round_idx, siblings
     )
     for _, rows in groupby(judgement_rows, key=lambda j: j["query_id"]):  # 5a. the evaluator's reward per judgement
-        reward_judgements(list(rows), ev.passes, ws.cfg.reward.discrimination_tau, ev.probe_dimensions)
+        rw = ws.cfg.reward
+        reward_judgements(list(rows), ev.passes, rw.discrimination_tau, ev.probe_dimensions, rw.unparsable_judgement)
     return Judged(by_query, rubrics, rubric_rows, evidence_rows, probe_rows, score_rows, judgement_rows)

@@ -53,9 +53,10 @@ def judge_items(
     harness: Harness,
     seed: int,
     round_idx: int,
+    siblings: bool = True,
 ) -> tuple[list[dict], list[dict]]:
     """4. every item x every distinct criterion x m passes: the judgement rows (one per written score) and the
-    score rows (one per rubric holding the criterion)."""
+    score rows (one per rubric holding the criterion). Without `siblings` no sibling report is shown."""
     tokens = score_tokens(backend.tokenize)
     judgements: list[dict] = []
     scores: list[dict] = []
@@ -68,7 +69,16 @@ def judge_items(
             for item in items:
                 for p in range(ws.cfg.evaluate.passes):
                     rows = _judge_pass(
-                        ws, backend, tokens, item, p, group, criteria, evidence_text, harness, _seed(seed, p, item)
+                        ws,
+                        backend,
+                        tokens,
+                        item,
+                        p,
+                        group if siblings else [],
+                        criteria,
+                        evidence_text,
+                        harness,
+                        _seed(seed, p, item),
                     )
                     for row in rows:
                         row["round"] = round_idx

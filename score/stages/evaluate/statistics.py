@@ -119,7 +119,7 @@ class _Tallies:
     stds: list[float]
     columns: list[tuple[float, float]]  # per judgement column: (consistency reward, std of its written scores)
     detected: _Pairs  # distinct probed reports: mean written score of the original vs the copy, mapped dimensions
-    judgements: list[int]  # [judgements, unparsable, report cut]
+    judgements: list[int]  # [judgements, unparsable, items (reports or copies) cut]
     per_report: dict[str, dict[str, float]]  # dimension -> trajectory -> mean over rubrics, passes
     probe_pairs: dict[str, _Pairs]  # dimension -> its (original, corrupted) pairs, one per probed report, counted
     dims: set[str]
@@ -209,8 +209,9 @@ def _evaluator_rewards(cfg, round_idx: int, q: str, rubs: list[Rubric], rows: li
         mine = [
             r for r in rows if r["dimension"] in rub.weights and r["criterion"] in rub.criteria.get(r["dimension"], [])
         ]
-        agree = [r["reward"] for r in mine if r["reward_kind"] == "consistency"]
-        credits = [r["reward"] for r in mine if r["reward_kind"] == "probe"]
+        # an unparsable judgement counts 0 here (its own penalty is its own): a parsed rubric earns >= 0
+        agree = [max(r["reward"], 0.0) for r in mine if r["reward_kind"] == "consistency"]
+        credits = [max(r["reward"], 0.0) for r in mine if r["reward_kind"] == "probe"]
         t.evaluator_rows.append(
             {
                 "round": round_idx,
@@ -229,7 +230,7 @@ def _tally_judgements(rows: list[dict], passes: int, tau: float, t: _Tallies) ->
     """One query's judgement columns (consistency, spread), probed reports (one comparison each: the copy's mean
     written score on its damaged dimensions against its original's on the same judgements) and counts."""
     for key, reward in column_consistency(rows, passes, tau).items():
-        scores = [r["written"] for r in rows if _column(r) == key and r["written"] is not None]
+        scores = [r["written"] for r in rows if _column(r) == key and r["written"] is not None and not r["probe_kind"]]
         t.columns.append((reward, group_std(scores)))
     originals = {(r["trajectory_id"],) + _column(r): r["written"] for r in rows if not r["probe_kind"]}
     copies: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)  # (trajectory, kind) -> pairs
@@ -241,7 +242,7 @@ def _tally_judgements(rows: list[dict], passes: int, tau: float, t: _Tallies) ->
         t.detected.add([(sum(o for o, _ in pairs) / len(pairs), sum(c for _, c in pairs) / len(pairs))])
     t.judgements[0] += len(rows)
     t.judgements[1] += sum(r["written"] is None for r in rows)
-    t.judgements[2] += sum(bool(r["report_cut"]) for r in rows)
+    t.judgements[2] += len({(r["trajectory_id"], r["probe_kind"]) for r in rows if r["report_cut"]})
 
 
 def _column(r: dict) -> tuple[str, str, int]:
@@ -264,21 +265,27 @@ def column_consistency(rows: list[dict], passes: int, tau: float) -> dict[tuple[
     return out
 
 
-def reward_judgements(rows: list[dict], passes: int, tau: float, damaged: dict[str, list[str]]) -> None:
+def reward_judgements(
+    rows: list[dict], passes: int, tau: float, damaged: dict[str, list[str]], unparsable: float
+) -> None:
     """Fill `reward_kind` and `reward` of one query's judgement rows: a judgement of a report earns its column's
-    consistency (0 when it wrote no score: the evaluator's lowest reward); a judgement of a corrupted copy on a
-    dimension its corruption damages (`damaged`, evaluate.probe_dimensions) earns probe credit against the same
-    criterion and pass of its original; the others (copies on other dimensions, or whose original's judgement is
-    unparsable) earn nothing and are not trained."""
+    consistency; a judgement of a corrupted copy on a dimension its corruption damages (`damaged`,
+    evaluate.probe_dimensions) earns probe credit against the same criterion and pass of its original; one that
+    wrote no score earns `unparsable` (reward.unparsable_judgement, below any other). The others (copies on other
+    dimensions, or whose original's judgement is unparsable) earn nothing and are not trained. Judgements on a
+    candidate dimension are rewarded like any other: the candidate never enters the solver's reward, but judging
+    it consistently is still the evaluator's job."""
     columns = column_consistency(rows, passes, tau)
     original = {(r["trajectory_id"],) + _column(r): r["written"] for r in rows if not r["probe_kind"]}
     for r in rows:
         if not r["probe_kind"]:
-            r["reward_kind"], r["reward"] = "consistency", columns[_column(r)] if r["written"] is not None else 0.0
+            r["reward_kind"], r["reward"] = "consistency", columns[_column(r)]
         elif r["dimension"] in damaged.get(r["probe_kind"], []):
             credit = probe_credit(original.get((r["trajectory_id"],) + _column(r)), r["written"])
             if credit is not None:
                 r["reward_kind"], r["reward"] = "probe", credit
+        if r["reward_kind"] and r["written"] is None:
+            r["reward"] = unparsable
 
 
 def _summary(
@@ -288,7 +295,7 @@ def _summary(
     all_rewards = [r["reward"] for r in t.solver_rows]
     valid_rewards = [r["reward"] for r in t.solver_rows if r["validity"] > 0]
     crowded = cfg.harness.rules.crowded_reward
-    base = [e for e in evidence_rows if not e["deeper"]]
+    base = [e for e in evidence_rows if not e["deeper"] and not e.get("probe_kind")]  # the reports' own checks
     rubric_status = [rub.status for rs in rubrics.values() for rub in rs]
     return {
         "round": round_idx,
@@ -373,7 +380,8 @@ def _depth_change(evidence_rows) -> float:
     """Mean |supported share with the deeper check - at the harness's depth| over depth-probed reports."""
     shares: dict[tuple[str, bool], list[bool]] = defaultdict(list)
     for e in evidence_rows:
-        shares[(e["trajectory_id"], e["deeper"])].append(e["verdict"] == "supported")
+        if not e.get("probe_kind"):  # copies share their original's trajectory id: their checks are not its own
+            shares[(e["trajectory_id"], e["deeper"])].append(e["verdict"] == "supported")
     deltas = []
     for (tid, deeper), deep in shares.items():
         if deeper:
