@@ -56,6 +56,7 @@ JUDGEMENT_COLUMNS = [
     "probe_kind",
     "pass_idx",
     "dimension",
+    "criterion",
     "span",
     "reward_kind",
     "reward",
