@@ -232,7 +232,7 @@ def _tally_judgements(rows: list[dict], passes: int, tau: float, t: _Tallies) ->
     for key, reward in column_consistency(rows, passes, tau).items():
         scores = [r["written"] for r in rows if _column(r) == key and r["written"] is not None and not r["probe_kind"]]
         t.columns.append((reward, group_std(scores)))
-    originals = {(r["trajectory_id"],) + _column(r): r["written"] for r in rows if not r["probe_kind"]}
+    originals = _written_by_report(rows)
     copies: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)  # (trajectory, kind) -> pairs
     for r in rows:
         if r["reward_kind"] == "probe" and r["written"] is not None:
@@ -248,6 +248,12 @@ def _tally_judgements(rows: list[dict], passes: int, tau: float, t: _Tallies) ->
 def _column(r: dict) -> tuple[str, str, int]:
     """The judgement column a row belongs to: (dimension, criterion, pass)."""
     return r["dimension"], r["criterion"], r["pass_idx"]
+
+
+def _written_by_report(rows: list[dict]) -> dict[tuple[str, str, str, int], float | None]:
+    """The written score of each judgement of a report (not a copy), by (trajectory, dimension, criterion, pass):
+    what a copy's judgement is compared with."""
+    return {(r["trajectory_id"],) + _column(r): r["written"] for r in rows if not r["probe_kind"]}
 
 
 def column_consistency(rows: list[dict], passes: int, tau: float) -> dict[tuple[str, str, int], float]:
@@ -276,7 +282,7 @@ def reward_judgements(
     candidate dimension are rewarded like any other: the candidate never enters the solver's reward, but judging
     it consistently is still the evaluator's job."""
     columns = column_consistency(rows, passes, tau)
-    original = {(r["trajectory_id"],) + _column(r): r["written"] for r in rows if not r["probe_kind"]}
+    original = _written_by_report(rows)
     for r in rows:
         if not r["probe_kind"]:
             r["reward_kind"], r["reward"] = "consistency", columns[_column(r)]
