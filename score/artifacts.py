@@ -163,11 +163,18 @@ EVIDENCE_SCHEMA = pa.schema(
         pa.field("claim", pa.string()),
         pa.field("cited", pa.list_(pa.int32())),
         pa.field("queries", pa.list_(pa.string())),  # the search calls made, one per hop
-        pa.field("passage_ids", pa.list_(pa.string())),
-        pa.field("p_yes", pa.float32()),  # answer probabilities after contextual calibration (see evaluate.py)
+        pa.field("passage_ids", pa.list_(pa.string())),  # shown to the evaluator: the cited passages, then found
+        pa.field("span", SPAN),  # the verdict the evaluator wrote on the claim (trainable; null: nothing to show)
+        pa.field("written", pa.string()),  # its parse: supported | contradicted | not_found (null: unparsable)
+        pa.field("anchor_claim", pa.string()),  # the claim with an entity swapped (null: nothing to swap)
+        pa.field("anchor_span", SPAN),  # the verdict written on the anchor, against the same passages
+        pa.field("anchor_written", pa.string()),
+        pa.field("reward", pa.float32()),  # the pair's anchor credit (unparsable: reward.unparsable_judgement)
+        pa.field("anchor_reward", pa.float32()),
+        pa.field("p_yes", pa.float32()),  # the read-off: answer probabilities after contextual calibration
         pa.field("p_no", pa.float32()),
         pa.field("p_unclear", pa.float32()),
-        pa.field("verdict", pa.string()),  # supported | contradicted | not_found
+        pa.field("verdict", pa.string()),  # the one the round uses (evaluate.verdict_source)
     ]
 )
 
@@ -246,6 +253,10 @@ SUMMARY_SCHEMA = pa.schema(
         pa.field("claims_checked", pa.int32()),
         pa.field("supported_share", pa.float32()),
         pa.field("depth_change", pa.float32()),  # |supported share deeper - at depth| on depth-probed reports
+        pa.field("verdicts", pa.int32()),  # evidence verdicts the evaluator wrote (claims and their anchors)
+        pa.field("verdict_unparsable_rate", pa.float32()),  # written verdicts that are none of Yes / No / Unclear
+        pa.field("anchors", pa.int32()),  # (claim, anchor) pairs with both verdicts parsed
+        pa.field("anchor_detection", pa.float32()),  # their mean anchor credit: anchors given less support (ties half)
         pa.field("active_dimensions", pa.list_(pa.string())),
         pa.field("strictness", pa.int32()),
     ]

@@ -153,7 +153,18 @@ class EvaluateConfig(Section):
         "to its expectation). The evaluator is always rewarded on what it wrote",
     )
     judge_temperature: float = Field(
-        1.0, gt=0, le=2, description="sampling temperature of the scores the evaluator writes (its judgements)"
+        1.0,
+        gt=0,
+        le=2,
+        description="sampling temperature of what the evaluator writes as a judgement: its scores and its evidence "
+        "verdicts",
+    )
+    verdict_source: Literal["calibrated", "written"] = Field(
+        "calibrated",
+        description="which evidence verdict the round uses (the lines shown when scoring, supported_share, the depth "
+        "rule): calibrated, the argmax of the Yes / No / Unclear probabilities divided by the answer to a "
+        "content-free check (a small judge says No to nearly everything); written, the answer the evaluator wrote "
+        "(an unparsable one falls back to the calibrated). The evaluator is always rewarded on what it wrote",
     )
     passes: int = Field(
         2,
@@ -405,6 +416,13 @@ class TrainConfig(Section):
         description="judgement rows trained per query: at most this many of a query's judged (item, pass) prefixes, "
         "each with all its criteria, drawn with the stage's seed after advantages are computed over the whole group "
         "(a CPU budget: a prefix is a whole report); null: all",
+    )
+    verdict_prefixes: int | None = Field(
+        None,
+        ge=1,
+        description="verdict rows trained per query: at most this many of a query's checked claims, each with its "
+        "anchor (the two share their passages), drawn with the stage's seed after advantages are computed over the "
+        "whole group; null: all",
     )
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate (peak)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")

@@ -2,9 +2,9 @@
 
 How many claims (`search_depth`) and how many search calls per claim (`search_hops`) come from the
 harness. A hop searches the claim; a further hop, taken only while no passage was found, searches the
-claim with the title of the source it cites (or the query). The verdict is the model's choice among
-Yes / No / Unclear given the passages (after contextual calibration, see the evaluate stage): supported,
-contradicted, not_found; no passage means not_found.
+claim with the title of the source it cites (or the query). The evaluator is shown the passages the claim
+cites (the sources the solver numbered) and then the passages its search found, and answers Yes / No /
+Unclear: supported, contradicted, not_found. No passage at all means not_found without asking.
 """
 
 from __future__ import annotations
@@ -60,15 +60,39 @@ def search_claim(
     return ClaimSearch(claim, cited, queries, passages)
 
 
-VERDICTS = ("supported", "contradicted", "not_found")
+def shown_passages(
+    cs: ClaimSearch, sources: list[dict], passage_chars: int, cited_max: int = 2
+) -> list[tuple[str, str, str]]:
+    """(id, label, text) of what the evaluator reads for a claim: the first `cited_max` passages it cites, labelled
+    with their marker, then the ones its search found (each once).
 
-
-def verdict(p_yes: float, p_no: float, p_unclear: float, found: bool) -> str:
-    """The verdict from the model's answer probabilities.
-
-    >>> verdict(0.6, 0.3, 0.1, True), verdict(0.6, 0.3, 0.1, False), verdict(0.2, 0.5, 0.3, True)
-    ('supported', 'not_found', 'contradicted')
+    >>> cs = ClaimSearch("Solar doubled [2].", [2], ["Solar doubled"], [Passage("p9", "Sun", "Sun text", "", 1.0)])
+    >>> shown_passages(cs, [{"n": 2, "passage_id": "p1", "title": "Solar", "text": "Solar doubled."}], 100)
+    [('p1', '[2] (Solar)', 'Solar doubled.'), ('p9', '(Sun)', 'Sun text')]
     """
-    if not found:
-        return "not_found"
-    return VERDICTS[max(range(3), key=lambda i: (p_yes, p_no, p_unclear)[i])]
+    by_n = {s["n"]: s for s in sources}
+    cited = [by_n[n] for n in dict.fromkeys(cs.cited) if n in by_n][:cited_max]
+    out = [(s["passage_id"], f"[{s['n']}] ({s['title']})", s["text"][:passage_chars]) for s in cited]
+    seen = {pid for pid, _, _ in out}
+    return out + [(p.id, f"({p.title})", p.text[:passage_chars]) for p in cs.passages if p.id not in seen]
+
+
+VERDICTS = ("supported", "contradicted", "not_found")
+ANSWERS = (" Yes", " No", " Un")  # the answer tokens' text, in VERDICTS order ("Unclear" starts with " Un")
+
+
+def parse_verdict(text: str) -> str | None:
+    """The verdict an answer the evaluator wrote names, or None when it names none. The answer is one token (the
+    first of " Yes", " No" or " Unclear" in the model's tokenizer), so a prefix of the word counts, and so does
+    the whole word.
+
+    >>> parse_verdict(" Yes"), parse_verdict("No"), parse_verdict(" Un"), parse_verdict(" Unclear")
+    ('supported', 'contradicted', 'not_found', 'not_found')
+    >>> parse_verdict(" Maybe"), parse_verdict(" "), parse_verdict(" Nope")
+    (None, None, None)
+    """
+    word = text.strip().lower()
+    for v, answer in zip(VERDICTS, ("yes", "no", "unclear")):
+        if word and answer.startswith(word):
+            return v
+    return None

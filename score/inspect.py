@@ -242,9 +242,13 @@ def _sample_judgement(console: Console, store: Store, folder: str, r: dict) -> N
         console.print(f"  - {c['dimension']}{' (shadow)' if c['shadow'] else ''}: {c['text']}", highlight=False)
     for e in store.read_table(folder, EVIDENCE.file).to_pylist():
         if e["trajectory_id"] == r["trajectory_id"] and not e["deeper"] and not e["probe_kind"]:  # not its copies
-            console.print(
-                f'  evidence: "{e["claim"][:120]}" -> {e["verdict"]} (p_yes {e["p_yes"]:.2f})', highlight=False
-            )
+            wrote = f", wrote {e['written'] or 'no answer'}" if e["span"] else ""
+            line = f'  evidence: "{e["claim"][:120]}" -> {e["verdict"]} (p_yes {e["p_yes"]:.2f}{wrote})'
+            console.print(line, highlight=False)
+            if e["anchor_claim"]:
+                wrote = e["anchor_written"] or "no answer"
+                line = f'    anchor: "{e["anchor_claim"][:120]}" -> wrote {wrote} (reward {e["anchor_reward"]})'
+                console.print(line, highlight=False)
     # streamed: a round holds millions of score rows, this table a few dozen
     original = (pc.field("probe_kind") == "") | pc.field("probe_kind").is_null()
     wanted = (pc.field("trajectory_id") == r["trajectory_id"]) & original & (pc.field("rubric_idx") == 0)

@@ -105,6 +105,10 @@ class EvaluateStats:
     claims_checked: int = 0
     supported_share: float = 0.0
     depth_change: float = 0.0
+    verdicts: int = 0
+    verdict_unparsable_rate: float = 0.0
+    anchors: int = 0
+    anchor_detection: float = 0.0
     active_dimensions: list[str] = field(default_factory=list)
     strictness: int = 0
     seconds_per_report: float = 0.0
@@ -132,6 +136,8 @@ class TrainStats:
     evaluator_samples: int = 0
     judgement_samples: int = 0
     judgement_samples_left_out: int = 0  # train.judgement_prefixes
+    verdict_samples: int = 0
+    verdict_samples_left_out: int = 0  # train.verdict_prefixes
     solver_groups: int = 0
     solver_flat_groups: int = 0
     evaluator_groups: int = 0
@@ -204,6 +210,7 @@ TRAIN = StageSpec(
         Read("self-evaluate", RUBRICS, seam=REWARDS_SEAM),
         Read("self-evaluate", EVALUATOR_REWARDS, seam=REWARDS_SEAM),
         Read("self-evaluate", JUDGEMENT_SPANS, seam=REWARDS_SEAM),
+        Read("self-evaluate", EVIDENCE, seam=REWARDS_SEAM),
     ),
     writes=(TRAIN_SAMPLES, TRAIN_STEPS),
     checkpoint=True,

@@ -149,14 +149,20 @@ def judging_parts(
     return prefix, suffixes
 
 
-def evidence_messages(claim: str, passages: list[tuple[str, str]]) -> list[Message]:
-    listing = "\n".join(f"Passage ({title}): {text}" for title, text in passages)
-    return [
-        Message("system", "You check claims against evidence."),
-        Message(
-            "user", f"{listing}\n\nClaim: {claim}\n\nDoes the evidence support the claim? Answer Yes, No, or Unclear."
-        ),
-    ]
+VERDICT_SYSTEM = "You check claims against evidence."
+
+
+def verdict_parts(render, passages: list[tuple[str, str]], claims: list[str]) -> tuple[str, list[str]]:
+    """The shared prefix (the passages, each as (label, text)) and one suffix per claim, ending where the answer
+    (Yes, No or Unclear) comes: a claim and its anchor (the same claim with an entity swapped) share the
+    passages, so the backend and the trainer encode them once."""
+    head = "\n".join(f"Passage {label}: {text}" for label, text in passages) + "\n\n"
+    prefix, suffixes = "", []
+    for claim in claims:
+        ask = f"Claim: {claim}\n\nDoes the evidence support the claim? Answer Yes, No, or Unclear."
+        prefix, suffix = split_prompt(render, VERDICT_SYSTEM, head, ask, "Answer:")
+        suffixes.append(suffix)
+    return prefix, suffixes
 
 
 # ---- benchmark judge (RACE-style: two reports side by side, every criterion scored for each) -------------

@@ -124,6 +124,27 @@ def probe_credit(original: float | None, corrupted: float | None) -> float | Non
     return 1.0 if corrupted < original else 0.5 if corrupted == original else 0.0
 
 
+SUPPORT = {"contradicted": 0, "not_found": 1, "supported": 2}  # how much support a verdict grants a claim
+
+
+def anchor_credit(claim: str | None, anchor: str | None) -> float | None:
+    """Credit of a verdict pair, earned by both verdicts: a claim and its anchor (the same claim with an entity
+    swapped, checked against the same passages, so it should get less support). 1 when the anchor got less
+    support than the claim, 0.5 on a tie (a judge that answers the same to everything earns 0.5 on every pair:
+    a flat group, nothing to train), 0 more; None when either verdict is unparsable (the unparsable one earns
+    `reward.unparsable_judgement`).
+
+    >>> anchor_credit("supported", "contradicted"), anchor_credit("not_found", "not_found")
+    (1.0, 0.5)
+    >>> anchor_credit("not_found", "supported"), anchor_credit("supported", None)
+    (0.0, None)
+    """
+    if claim is None or anchor is None:
+        return None
+    a, b = SUPPORT[claim], SUPPORT[anchor]
+    return 1.0 if b < a else 0.5 if b == a else 0.0
+
+
 def rubric_reward(
     status: str,
     consistency_rewards: Sequence[float],

@@ -52,7 +52,7 @@ class ToyBackend:
             else:
                 text = (
                     "# Report\n\n## Findings\nSolar power grows quickly in sunny regions [1].\n\n"
-                    "## Outlook\nWind power grows too [2]."
+                    "## Outlook\nWind power output doubled in 2021 across many regions [2]."
                 )
             ids = self.tokenize(text)[: params.max_tokens]
             reason = "stop" if len(ids) < params.max_tokens else "length"
@@ -75,11 +75,19 @@ class ToyBackend:
         return (rows, [[math.log(0.1)] * len(candidates) for _ in suffixes]) if then is not None else rows
 
     def write_scores(self, prefix, suffixes, candidates, then, params):
-        """Writes the read-off's most likely score, so written and read-off scores agree."""
+        """Writes the read-off's most likely score, so written and read-off scores agree; a verdict is Yes when
+        every number of the claim is in the passages, else No (so an anchor with a changed number is caught)."""
         import math
+        import re
 
         from score.models.base import WrittenScore
 
+        if "Claim:" in suffixes[0]:
+            claims = [s.split("Claim:", 1)[1].split("\n\n", 1)[0] for s in suffixes]
+            yes = [all(n in prefix for n in re.findall(r"\d+", re.sub(r"\[\d+\]", "", c))) for c in claims]
+            rows = [[math.log(x) for x in ((0.6, 0.3, 0.1) if y else (0.3, 0.6, 0.1))] for y in yes]
+            written = [self.tokenize(" Yes" if y else " No") for y in yes]  # a word (this tokenizer spells)
+            return [WrittenScore(w, [math.log(0.6)] * len(w), r, None) for w, r in zip(written, rows)]
         first, after = self.next_token_logprobs(prefix, suffixes, candidates, then=then or candidates[1])
         out = []
         for row, row_after in zip(first, after):
@@ -102,7 +110,12 @@ def toy_corpus(tmp_path: Path) -> Path:
             "Solar power converts sunlight into electricity with photovoltaic panels.",
             "https://x/solar",
         ),
-        ("p2", "Wind turbine", "A wind turbine turns wind energy into electrical energy.", "https://x/wind"),
+        (
+            "p2",
+            "Wind turbine",
+            "A wind turbine turns wind energy into electrical energy. Wind power output doubled in 2021.",
+            "https://x/wind",
+        ),
         ("p3", "Battery storage", "Battery storage keeps electricity for later use on the grid.", "https://x/battery"),
         ("p4", "Opera", "Opera is a form of theatre in which music is a fundamental component.", "https://x/opera"),
     ]

@@ -61,7 +61,7 @@ def orphaned_servers() -> list[str]:
 def assert_first_step_on_policy(store):
     """Round 1's spans of every kind, sampled with round 0's adapter, retrained from that checkpoint: the first
     step's importance ratio is 1 and nothing is clipped (the stored log-probs are those of the distribution each
-    span was sampled from, at its temperature; judgements through the shared-prefix packing)."""
+    span was sampled from, at its temperature; judgements and verdicts through the shared-prefix packing)."""
     from transformers import AutoTokenizer
 
     from score.config import ModelConfig, TrainConfig
@@ -72,11 +72,13 @@ def assert_first_step_on_policy(store):
     spans = [s for r in pq.read_table(round1 / "generate" / "reports.parquet").to_pylist() for s in r["spans"]]
     spans += [r["span"] for r in pq.read_table(round1 / "evaluate" / "rubrics.parquet").to_pylist()]
     spans += [r["span"] for r in pq.read_table(round1 / "evaluate" / "judgement_spans.parquet").to_pylist()][:24]
+    evidence = pq.read_table(round1 / "evaluate" / "evidence.parquet").to_pylist()
+    spans += [s for e in evidence for s in (e["span"], e["anchor_span"]) if s][:24]
     checkpoint = str(store / "ci" / "round-0000" / "train" / "checkpoint")
     path = resolve_model_path(ModelConfig())
     tokenizer = AutoTokenizer.from_pretrained(path)
     ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    for kind in ("plan", "report", "rubric", "judgement"):
+    for kind in ("plan", "report", "rubric", "judgement", "verdict"):
         trainer = Trainer(ModelConfig(), TrainConfig(batch_size=64), path, checkpoint, 0)
         samples = [
             TrainSample("evaluator", ids(s["prompt"]), s["token_ids"], s["logprobs"], 1.0,
@@ -155,9 +157,10 @@ def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path):
 @pytest.mark.slow
 def test_sigkill_during_training_then_rerun_resumes_without_redoing_finished_stages(tmp_path):
     store, log = tmp_path / "store", tmp_path / "stderr.txt"
+    args = ("run", "-c", "configs/ci.yaml", "--set", f"store.root={store}", "--rounds", "1")
     with open(log, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "score.cli", "run", "-c", "configs/ci.yaml", "--set", f"store.root={store}"],
+            [sys.executable, "-m", "score.cli", *args],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=err,
@@ -173,7 +176,7 @@ def test_sigkill_during_training_then_rerun_resumes_without_redoing_finished_sta
         done = {folder: manifest(store, 0, folder) for folder in ("generate", "evaluate", "harness")}
         assert all(done.values()) and manifest(store, 0, "train") is None  # training unfinished: invisible
         assert orphaned_servers(), "the SIGKILL should have orphaned the temporary Prefect server"
-        rerun = score("run", "-c", "configs/ci.yaml", "--set", f"store.root={store}")
+        rerun = score(*args)
     finally:
         from flows.env import reap_orphaned_servers
 
@@ -182,8 +185,8 @@ def test_sigkill_during_training_then_rerun_resumes_without_redoing_finished_sta
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     for folder, m in done.items():
         assert manifest(store, 0, folder)["started_at"] == m["started_at"]  # finished stages not redone
-    assert manifest(store, 0, "train") is not None and manifest(store, 1, "train") is not None
-    assert pq.read_table(store / "ci" / "round-0001" / "generate" / "reports.parquet").num_rows == 4
+    assert manifest(store, 0, "train") is not None  # one round: resuming into round 1 is the S3 test's
+    assert (store / "ci" / "round-0000" / "train" / "checkpoint").is_dir()
     assert not [p for p in (store / "ci").rglob(".tmp-*")]
     assert orphaned_servers() == []  # the rerun stopped the orphan
 

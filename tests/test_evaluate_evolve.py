@@ -51,6 +51,36 @@ def test_evaluate_writes_every_artifact_with_consistent_rows(toy_workspace):
     )  # the toy writes identical reports: every group is flat, and that is reported
 
 
+def test_verdicts_are_written_on_claims_and_their_anchors_against_the_cited_passages(toy_workspace):
+    """The evaluator is shown the passage a claim cites and writes a verdict (a trainable span) on the claim and on
+    its anchor (a number swapped); the toy judge checks numbers, so every anchor gets less support: credit 1."""
+    ws = toy_workspace
+    ws.cfg.evaluate.probe_share = 0.0  # the reports' own claims only (a swap_entity copy's claim is already wrong)
+    run_stage(ws, "generate-reports", 0)
+    out = run_stage(ws, "self-evaluate", 0)
+    evidence = ws.store.read_table(stage_folder(ws, "self-evaluate", 0), "evidence.parquet").to_pylist()
+    anchored = [e for e in evidence if e["anchor_claim"]]
+    assert anchored and all("2021" in e["claim"] and "2021" not in e["anchor_claim"] for e in anchored)
+    assert all(e["anchor_claim"].endswith("[2].") for e in anchored)  # the marker is never touched
+    for e in anchored:
+        assert e["span"]["name"] == e["anchor_span"]["name"] == "verdict"
+        assert e["span"]["prefix"] == e["anchor_span"]["prefix"] and "Passage [2] (Wind turbine)" in e["span"]["prefix"]
+        assert (e["written"], e["anchor_written"], e["reward"], e["anchor_reward"]) == (
+            "supported",
+            "contradicted",
+            1,
+            1,
+        )
+    assert all(e["anchor_span"] is None and e["reward"] is None for e in evidence if not e["anchor_claim"])
+    stats = out.manifest.stats
+    assert stats["anchor_detection"] == 1.0 and stats["anchors"] == len(anchored)
+    assert stats["verdicts"] == sum(1 + bool(e["anchor_span"]) for e in evidence if e["span"])
+    assert stats["verdict_unparsable_rate"] == 0.0
+    run_stage(ws, "harness-evolve", 0)
+    train = run_stage(ws, "train", 0).manifest.stats
+    assert train["verdict_samples"] == 0 and train["evaluator_flat_groups"] >= 1  # every pair earned 1: flat
+
+
 def test_corruption_probes_are_scored_and_detected(toy_workspace):
     ws = toy_workspace
     ws.cfg.evaluate.probe_share = 1.0

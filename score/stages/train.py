@@ -6,10 +6,13 @@ Samples (`samples.parquet`, a `role` column), each with its reward normalised wi
   rubric that failed to parse earns `reward.failed_rubric`); group: the query's J rubrics;
 - evaluator, judgements: every score the evaluator wrote that earned a reward; groups: a query's judgements of
   its reports (consistency reward: K reports x criteria x passes members, so advantages are not sign-only) and
-  a query's judgements of corrupted copies on the dimensions their corruption damages (probe credit).
+  a query's judgements of corrupted copies on the dimensions their corruption damages (probe credit);
+- evaluator, verdicts: every evidence verdict the evaluator wrote on a claim with an anchor, and the one on the
+  anchor, both rewarded by the pair's anchor credit; group: a query's verdicts (2 per checked claim).
 Only written tokens carry loss; prompts, search results, reports and quoted evidence are masked. A judgement's
 prompt is stored as a prefix shared with its pass's other judgements (query, report, sibling, evidence) and its
-own suffix: the trainer encodes the prefix once for all of them. A group whose rewards have a std at or below
+own suffix: the trainer encodes the prefix once for all of them (likewise a claim and its anchor share the
+passages they were checked against). A group whose rewards have a std at or below
 `reward.flat_spread` (the one flat threshold, also the summary's saturation bar) gives no samples and is counted
 (`solver_flat_groups`, `evaluator_flat_groups`): that count is the saturation the meta-harness fights.
 
@@ -17,8 +20,6 @@ Then `score.trainer.Trainer` runs `train.epochs` passes (importance ratios again
 sampling time, under the temperature each span was sampled at; k3 KL to the base model with the adapter
 switched off) and the checkpoint is written into `train/checkpoint/` as safetensors (LoRA adapter or full
 weights, the optimizer state, the step). Round r+1's generate-reports and self-evaluate sample from it.
-
-Deliberately left out: evidence verdicts (a calibrated read-off, not a sampled action yet).
 
 Run alone: `score stage train --round 0 [--force]` (needs the round's self-evaluate). Many GPUs:
 `accelerate launch --config_file configs/accelerate/fsdp.yaml -m score.cli stage train --round 0 --no-flow`.
@@ -38,6 +39,7 @@ from pathlib import Path
 
 from score.artifacts import (
     EVALUATOR_REWARDS,
+    EVIDENCE,
     JUDGEMENT_SPANS,
     REPORTS,
     RUBRICS,
@@ -61,6 +63,8 @@ JUDGEMENT_COLUMNS = [
     "reward_kind",
     "reward",
 ]
+EVIDENCE_COLUMNS = ["query_id", "trajectory_id", "probe_kind", "deeper", "claim_idx", "span", "reward"]
+EVIDENCE_COLUMNS += ["anchor_span", "anchor_reward"]
 
 
 def build_samples(
@@ -70,12 +74,14 @@ def build_samples(
     rubrics: list[dict],
     evaluator_rewards: list[dict],
     judgements: list[dict],
+    evidence: list[dict],
     cfg: TrainConfig,
     flat: float,
     seed: int = 0,
 ) -> tuple[list[dict], dict[str, int]]:
     """Rows of samples.parquet, and the group counts (how many groups, how many flat: std at or below `flat`) and
-    the judgement samples `train.judgement_prefixes` left out (drawn with `seed`)."""
+    the judgement and verdict samples `train.judgement_prefixes` and `train.verdict_prefixes` left out (drawn with
+    `seed`)."""
     rows: list[dict] = []
     counts = dict(solver_groups=0, solver_flat_groups=0, evaluator_groups=0, evaluator_flat_groups=0)
     reward_of = {r["trajectory_id"]: r["reward"] for r in solver_rewards}
@@ -107,7 +113,26 @@ def build_samples(
             judged.append(_row(round_idx, "evaluator", q, source, j["span"], reward, adv))
     kept = _some_prefixes(judged, cfg.judgement_prefixes, seed)
     counts["judgement_samples_left_out"] = len(judged) - len(kept)
-    return rows + kept, counts
+    verdicts = _verdict_rows(round_idx, evidence, cfg, flat, counts)
+    kept_verdicts = _some_prefixes(verdicts, cfg.verdict_prefixes, seed)
+    counts["verdict_samples_left_out"] = len(verdicts) - len(kept_verdicts)
+    return rows + kept + kept_verdicts, counts
+
+
+def _verdict_rows(round_idx: int, evidence: list[dict], cfg: TrainConfig, flat: float, counts: dict) -> list[dict]:
+    """The verdicts written on claims with an anchor and on their anchors, advantaged within their query."""
+    of_query: dict[str, list[tuple[tuple[dict, str], float]]] = defaultdict(list)  # query -> ((span, source), reward)
+    for e in evidence:
+        if e["anchor_span"] and e["reward"] is not None and e["anchor_reward"] is not None:
+            where = f"{e['trajectory_id']}/{e['probe_kind'] or 'report'}/{'deeper' if e['deeper'] else 'claim'}"
+            source = f"{where}-{e['claim_idx']}"
+            of_query[e["query_id"]].append(((e["span"], source), e["reward"]))
+            of_query[e["query_id"]].append(((e["anchor_span"], f"{source}/anchor"), e["anchor_reward"]))
+    return [
+        _row(round_idx, "evaluator", q, source, span, reward, adv)
+        for q, (span, source), reward, adv in _advantaged(of_query, cfg, flat, "evaluator", counts)
+        if span["token_ids"]
+    ]
 
 
 def _some_prefixes(rows: list[dict], per_query: int | None, seed: int) -> list[dict]:
@@ -172,6 +197,7 @@ def run(ctx: StageContext) -> TrainStats:
         ctx.read(RUBRICS, columns=["query_id", "rubric_idx", "span"]).to_pylist(),
         ctx.read(EVALUATOR_REWARDS).to_pylist(),
         ctx.read(JUDGEMENT_SPANS, columns=JUDGEMENT_COLUMNS).to_pylist(),
+        ctx.read(EVIDENCE, columns=EVIDENCE_COLUMNS).to_pylist(),
         tc,
         cfg.reward.flat_spread,
         ctx.seed,
@@ -221,6 +247,7 @@ def _stats(
         solver_samples=sum(r["role"] == "solver" for r in rows),
         evaluator_samples=sum(r["role"] == "evaluator" for r in rows),
         judgement_samples=sum(r["span"] == "judgement" for r in rows),
+        verdict_samples=sum(r["span"] == "verdict" for r in rows),
         **counts,
         steps=len(logs),
         global_step=trainer.step,

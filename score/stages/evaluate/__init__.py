@@ -2,7 +2,8 @@
 
 Per query: J rubrics sampled from the model over the harness's active dimensions (candidates get a default
 criterion and are judged in the shadow); corrupted copies of a `probe_share` of the reports; evidence checks
-on `search_depth` claims per report and per copy; then judgements: for every item (report or copy), every
+on `search_depth` claims per report and per copy (the evaluator writes a verdict on each claim and on its
+anchor, the claim with an entity swapped: sampled, trained); then judgements: for every item (report or copy), every
 distinct criterion and each of `evaluate.passes` passes, the evaluator writes a score (sampled, stored as a
 trainable span; passes differ by the sibling report shown and the evidence order). Then the rewards: the
 evaluator's per judgement (consistency, probe credit) and per rubric, the solver's per report (from the score
@@ -14,8 +15,7 @@ One module per phase: `rubrics.py` (1. J rubrics per query), `probes.py` (2. cor
 Its contract (what it reads, writes and may configure) is `score.pipeline.EVALUATE`.
 
 Deliberately left out: free-text rationales before a score (`rationale_tokens`; each costs a sampled span
-per judgement, too slow for the CPU default) and sampled evidence verdicts (verdicts are still a calibrated
-read-off, not trained).
+per judgement, too slow for the CPU default).
 
 Run alone: `score stage self-evaluate --round 0 [--force]` (needs the round's generate-reports).
 """
@@ -142,7 +142,7 @@ def judge(
         if tid == r["trajectory_id"]
     ]
     share = ev.depth_probe_share if depth_probe_share is None else depth_probe_share
-    evidence_rows, evidence_text = check_evidence(ws, backend, reports + copies, harness, rng, share, round_idx)
+    evidence_rows, evidence_text = check_evidence(ws, backend, reports + copies, harness, rng, share, round_idx, seed)
     judgement_rows, score_rows = judge_items(  # 4.
         ws, backend, by_query, rubrics, probes_of, evidence_text, harness, seed, round_idx, siblings
     )

@@ -1,21 +1,48 @@
-"""self-evaluate, phase 2: `search_depth` claims per report searched (score.evidence) and judged Yes / No /
-Unclear over the passages found, read off the answer-token probabilities after contextual calibration.
+"""self-evaluate, phase 3: `search_depth` claims per report searched (score.evidence) and judged against the
+passages they cite and the passages found. A verdict is an action: the evaluator writes Yes / No / Unclear
+(sampled at `evaluate.judge_temperature`, stored as a span the train stage trains on), and beside every claim
+it judges an anchor: the same claim with an entity swapped (`score.corrupt.swap_entity`, never a `[n]`
+marker), against the same passages. The pair earns `score.rewards.anchor_credit` (the anchor should get less
+support than the claim): a self-supervised reward that needs no gold label. A claim with nothing to swap has no
+anchor, and its verdict is recorded, not trained.
+
+The read-off beside each written verdict: the Yes / No / Unclear probabilities at the same place, divided by
+the answer to a content-free check (contextual calibration, Zhao et al., 2021: the base 135M judge answers "No"
+to nearly everything). `evaluate.verdict_source` says which of the two the round uses.
 
 Corrupted copies get checks of their own (rows with `probe_kind`), so a copy is judged with its own evidence,
 not its original's: a swapped entity can show up as an unsupported claim. Depth probes are drawn over the
-reports only."""
+reports only.
+
+Faults: an answer that is none of Yes / No / Unclear is unparsable: counted (`verdict_unparsable_rate`), it earns
+`reward.unparsable_judgement`, and the round uses its calibrated verdict."""
 
 from __future__ import annotations
 
 import math
 import random
 from collections import defaultdict
+from dataclasses import dataclass
 
-from score.evidence import pick_claims, search_claim, verdict
+from score.artifacts import span_row
+from score.corrupt import swap_entity
+from score.evidence import ANSWERS, VERDICTS, ClaimSearch, parse_verdict, pick_claims, search_claim, shown_passages
 from score.harness import Harness
-from score.models import Backend
-from score.prompts import evidence_messages
+from score.models import Backend, Sample, SamplingParams
+from score.prompts import verdict_parts
+from score.rewards import anchor_credit
+from score.runner import derive_seed
 from score.workspace import Workspace
+
+
+@dataclass
+class Check:
+    """One claim of one report (or copy) to check, and what its search found."""
+
+    report: dict
+    deeper: bool
+    claim_idx: int
+    search: ClaimSearch
 
 
 def check_evidence(
@@ -26,14 +53,15 @@ def check_evidence(
     rng: random.Random,
     depth_probe_share: float,
     round_idx: int,
+    seed: int = 0,
 ) -> tuple[list[dict], dict[tuple[str, str], list[str]]]:
-    """2. `search_depth` claims per report searched and judged Yes / No / Unclear (one level deeper on a share, for
+    """3. `search_depth` claims per report searched and judged Yes / No / Unclear (one level deeper on a share, for
     the depth rule): the evidence rows, and per (trajectory, probe kind) the lines shown to the evaluator when it
     scores. `reports` may hold corrupted copies (rows with a non-empty `probe_kind`, `report` the copy's text)."""
     ev, ctl = ws.cfg.evaluate, harness.controls
     originals = [r for r in reports if not r.get("probe_kind")]
     deeper_ids = {r["trajectory_id"] for r in originals if rng.random() < depth_probe_share}
-    checks = []  # (report, deeper, claim_idx, ClaimSearch)
+    checks = []
     for r in reports:
         titles = {s["n"]: s["title"] for s in r["sources"]}
         plans = [(False, ctl.search_depth, ctl.search_hops)]
@@ -41,58 +69,68 @@ def check_evidence(
             plans.append((True, ctl.search_depth + 1, ctl.search_hops + 1))
         for deeper, depth, hops in plans:
             for i, (claim, cited) in enumerate(pick_claims(r["report"], depth, ev.claim_min_chars)):
-                checks.append((r, deeper, i, search_claim(ws.search, claim, cited, titles, r["query"], hops)))
-    answer = _answers(backend, [c[3] for c in checks], ev.passage_chars)
+                checks.append(Check(r, deeper, i, search_claim(ws.search, claim, cited, titles, r["query"], hops)))
+    prior = _prior(backend)
     rows, text = [], defaultdict(list)
-    for idx, (r, deeper, i, cs) in enumerate(checks):
-        p = answer.get(idx, (0.0, 0.0, 1.0))
-        v = verdict(*p, found=bool(cs.passages))
-        rows.append(
-            {
-                "round": round_idx,
-                "query_id": r["query_id"],
-                "trajectory_id": r["trajectory_id"],
-                "probe_kind": r.get("probe_kind", ""),
-                "deeper": deeper,
-                "claim_idx": i,
-                "claim": cs.claim,
-                "cited": cs.cited,
-                "queries": cs.queries,
-                "passage_ids": [x.id for x in cs.passages],
-                "p_yes": p[0],
-                "p_no": p[1],
-                "p_unclear": p[2],
-                "verdict": v,
-            }
-        )
-        if not deeper:
-            where = f" ({cs.passages[0].title})" if cs.passages else ""
-            line = f'- "{cs.claim[:160]}": {v.replace("_", " ")}{where}'
-            text[(r["trajectory_id"], r.get("probe_kind", ""))].append(line)
+    for c in checks:
+        row = {
+            "round": round_idx,
+            "query_id": c.report["query_id"],
+            "trajectory_id": c.report["trajectory_id"],
+            "probe_kind": c.report.get("probe_kind", ""),
+            "deeper": c.deeper,
+            "claim_idx": c.claim_idx,
+            "claim": c.search.claim,
+            "cited": c.search.cited,
+            "queries": c.search.queries,
+            **_verdicts(ws, backend, c, prior, seed),
+        }
+        rows.append(row)
+        if not c.deeper:
+            where = f" ({c.search.passages[0].title})" if c.search.passages else ""
+            line = f'- "{c.search.claim[:160]}": {row["verdict"].replace("_", " ")}{where}'
+            text[(row["trajectory_id"], row["probe_kind"])].append(line)
     return rows, text
 
 
-def _answers(backend: Backend, searches: list, passage_chars: int) -> dict[int, tuple[float, ...]]:
-    """Check index -> calibrated (p_yes, p_no, p_unclear), for the checks whose search found a passage (a claim
-    with none is not_found without asking)."""
-    answer_ids = [backend.tokenize(" Yes")[0], backend.tokenize(" No")[0], backend.tokenize(" Un")[0]]
-    found = [i for i, cs in enumerate(searches) if cs.passages]
-    judged = backend.choice_logprobs(
-        [
-            backend.render(
-                evidence_messages(searches[i].claim, [(p.title, p.text[:passage_chars]) for p in searches[i].passages])
-            )
-            + "Answer:"
-            for i in found
-        ],
-        answer_ids,
-    )
-    # Contextual calibration (Zhao et al., 2021): a small judge says "No" to almost everything (measured here:
-    # p(No) ~ 0.8 on every claim), so divide by its answer to a content-free check before taking the argmax.
-    prior = _softmax(
-        backend.choice_logprobs([backend.render(evidence_messages("N/A", [("N/A", "N/A")])) + "Answer:"], answer_ids)[0]
-    )
-    return dict(zip(found, (_calibrate(_softmax(lp), prior) for lp in judged)))
+def _verdicts(ws: Workspace, backend: Backend, c: Check, prior: tuple[float, ...], seed: int) -> dict:
+    """The evidence row's verdict columns for one check: what was shown, what the evaluator wrote on the claim and
+    on its anchor, the calibrated read-off, the verdict the round uses, and the pair's rewards."""
+    ev = ws.cfg.evaluate
+    shown = shown_passages(c.search, c.report["sources"], ev.passage_chars)
+    out = {"passage_ids": [pid for pid, _, _ in shown], "anchor_claim": None, "anchor_span": None}
+    out |= {"anchor_written": None, "span": None, "written": None, "reward": None, "anchor_reward": None}
+    if not shown:
+        return out | {"p_yes": 0.0, "p_no": 0.0, "p_unclear": 1.0, "verdict": "not_found"}
+    anchor = swap_entity(c.search.claim, derive_seed(seed, c.claim_idx, c.search.claim))
+    claims = [c.search.claim] + ([anchor] if anchor != c.search.claim else [])
+    prefix, suffixes = verdict_parts(backend.render, [(label, t) for _, label, t in shown], claims)
+    answer_ids = [backend.tokenize(a)[0] for a in ANSWERS]
+    where = f"{c.report['trajectory_id']}/{c.report.get('probe_kind', '')}/{c.deeper}/{c.claim_idx}"
+    params = SamplingParams(temperature=ev.judge_temperature, seed=derive_seed(seed, 0, where))
+    written = backend.write_scores(prefix, suffixes, answer_ids, None, params)
+    spans, parsed = [], []
+    for suffix, w in zip(suffixes, written):
+        sample = Sample(backend.decode(w.token_ids), w.token_ids, w.logprobs, "stop")
+        spans.append(span_row("verdict", suffix, sample, ev.judge_temperature, prefix=prefix))
+        parsed.append(parse_verdict(sample.text))
+    p = _calibrate(_softmax(written[0].first), prior)
+    calibrated = VERDICTS[max(range(3), key=p.__getitem__)]
+    used = parsed[0] if ev.verdict_source == "written" and parsed[0] else calibrated
+    out |= {"span": spans[0], "written": parsed[0], "p_yes": p[0], "p_no": p[1], "p_unclear": p[2], "verdict": used}
+    if len(claims) == 2:
+        credit = anchor_credit(parsed[0], parsed[1])
+        low = ws.cfg.reward.unparsable_judgement
+        out |= {"anchor_claim": anchor, "anchor_span": spans[1], "anchor_written": parsed[1]}
+        out |= {"reward": low if parsed[0] is None else credit, "anchor_reward": low if parsed[1] is None else credit}
+    return out
+
+
+def _prior(backend: Backend) -> tuple[float, ...]:
+    """The answer probabilities on a content-free check ("N/A" passage and claim): the calibration prior."""
+    prefix, (suffix,) = verdict_parts(backend.render, [("(N/A)", "N/A")], ["N/A"])
+    answer_ids = [backend.tokenize(a)[0] for a in ANSWERS]
+    return _softmax(backend.choice_logprobs([prefix + suffix], answer_ids)[0])
 
 
 def _softmax(lps: list[float]) -> tuple[float, ...]:

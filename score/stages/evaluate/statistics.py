@@ -326,6 +326,7 @@ def _summary(
         "claims_checked": len(base),
         "supported_share": sum(e["verdict"] == "supported" for e in base) / len(base) if base else 0.0,
         "depth_change": _depth_change(evidence_rows),
+        **_verdict_figures(evidence_rows),
         "active_dimensions": [d.id for d in harness.active],
         "strictness": harness.controls.strictness,
     }
@@ -380,6 +381,24 @@ def _dimension_cells(
                     "unique in a round"
                 )
             per_report[d][tid] = sum(vs) / len(vs)
+
+
+def _verdict_figures(evidence_rows: list[dict]) -> dict:
+    """Verdicts the evaluator wrote (claims and anchors), the share unparsable, and anchor detection: the mean
+    anchor credit over the pairs with both verdicts parsed (1: every anchor got less support than its claim)."""
+    written = [
+        parsed
+        for e in evidence_rows
+        for span, parsed in ((e.get("span"), e.get("written")), (e.get("anchor_span"), e.get("anchor_written")))
+        if span
+    ]
+    credits = [e["reward"] for e in evidence_rows if e.get("anchor_span") and e["written"] and e["anchor_written"]]
+    return {
+        "verdicts": len(written),
+        "verdict_unparsable_rate": sum(v is None for v in written) / len(written) if written else 0.0,
+        "anchors": len(credits),
+        "anchor_detection": sum(credits) / len(credits) if credits else 0.0,
+    }
 
 
 def _depth_change(evidence_rows) -> float:
