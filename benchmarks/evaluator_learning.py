@@ -11,7 +11,9 @@ same statistics as a round (`round_statistics`):
 - detection: distinct probed reports whose copy got a lower mean written score than the original on the
   dimensions its corruption damages (ties half), with a 95% Wilson interval over those pairs;
 - consistency: mean consistency reward of the judgement columns (leave-one-out agreement, discrimination floor);
-- spread: mean within-column std of the written scores; unparsable: share of judgements with no score.
+- spread: mean within-column std of the written scores; unparsable: share of judgements with no score;
+- anchor detection: mean anchor credit of the evidence verdicts (a claim against the passages it cites vs the
+  same claim with an entity swapped: 1 when the anchor got less support, ties half).
 Training rounds run the real stages (generate-reports, self-evaluate, harness-evolve with `harness.mode=static`,
 train) through the runner, each seed in its own store.
 
@@ -74,15 +76,23 @@ def measure(ws: Workspace, policy: Policy, reports: list[dict], seed: int) -> di
     )
     s = stats.summary
     low, high = wilson(s["detection"], s["probed_reports"])
-    return {**{k: s[k] for k in ("detection", "probed_reports", "agreement", "score_spread", "unparsable_rate")},
-            "low": low, "high": high}  # fmt: skip
+    keys = (
+        "detection",
+        "probed_reports",
+        "agreement",
+        "score_spread",
+        "unparsable_rate",
+        "anchor_detection",
+        "anchors",
+    )
+    return {**{k: s[k] for k in keys}, "low": low, "high": high}
 
 
 def line(label: str, m: dict) -> str:
     return (
         f"  {label:<16} detection {m['detection']:.3f} [{m['low']:.3f}, {m['high']:.3f}] over {m['probed_reports']} "
         f"pairs | consistency {m['agreement']:.3f} | spread {m['score_spread']:.2f} | unparsable "
-        f"{m['unparsable_rate']:.3f}"
+        f"{m['unparsable_rate']:.3f} | anchor detection {m['anchor_detection']:.3f} over {m['anchors']} claims"
     )
 
 
@@ -104,7 +114,8 @@ def run_seed(args, seed: int, heldout_reports: list[dict], tmp: str) -> list[dic
         measures.append(measure(ws, policy_for_round(ws, r + 1), heldout_reports, seed=1000 + seed))
         print(
             line(f"seed {seed} round {r}", measures[-1])
-            + f" | trained {s.judgement_samples} judgements, {s.evaluator_samples - s.judgement_samples} rubrics, "
+            + f" | trained {s.judgement_samples} judgements, {s.verdict_samples} verdicts, "
+            f"{s.evaluator_samples - s.judgement_samples - s.verdict_samples} rubrics, "
             f"{s.evaluator_flat_groups}/{s.evaluator_groups} flat groups, {time.perf_counter() - t0:.0f} s",
             flush=True,
         )

@@ -145,6 +145,7 @@ JUDGEMENT_SPANS_SCHEMA = pa.schema(
         pa.field("sibling_id", pa.string()),  # the sibling report shown beside it in this pass ("" for none)
         pa.field("report_cut", pa.bool_()),  # the evaluator saw only evaluate.report_chars of the report
         pa.field("span", SPAN),  # what the evaluator wrote (trainable): prefix = the report and its context
+        pa.field("rationale_span", SPAN),  # the reasoning written before it (evaluate.rationale_tokens; null: none)
         pa.field("written", pa.float32()),  # the parsed score (null: unparsable)
         pa.field("expected", pa.float32()),  # the read-off beside it (diagnostic)
         pa.field("reward_kind", pa.string()),  # consistency | probe | "" (not rewarded: not trained)

@@ -173,6 +173,14 @@ class EvaluateConfig(Section):
         description="m: independent passes per judgement; each shows the report beside a different sibling report, "
         "with its evidence checks in another order",
     )
+    rationale_tokens: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        description="tokens of a short rationale the evaluator writes before each score (sampled at "
+        "judge_temperature, trained with the score's reward; the score is written after it); 0: the score alone (the "
+        "CPU default: a rationale is a sampled span per judgement)",
+    )
     sibling_chars: int = Field(
         300, ge=0, description="characters of the sibling report shown beside the judged one (0: none)"
     )

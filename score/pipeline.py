@@ -134,7 +134,7 @@ class TrainStats:
     samples: int = 0
     solver_samples: int = 0
     evaluator_samples: int = 0
-    judgement_samples: int = 0
+    judgement_samples: int = 0  # scores, and the rationales before them (evaluate.rationale_tokens)
     judgement_samples_left_out: int = 0  # train.judgement_prefixes
     verdict_samples: int = 0
     verdict_samples_left_out: int = 0  # train.verdict_prefixes

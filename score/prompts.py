@@ -83,6 +83,8 @@ EVALUATOR_SYSTEM = (
 )
 RUBRIC_PREFILL = '{"weights": {'  # the evaluator's answer starts here: steers a small model into the format
 
+SCORE_AFTER_RATIONALE = "\nScore: "  # appended to what the evaluator reasoned, where its score comes
+
 STRICTNESS = [
     "",
     " Be strict: a score above 7 needs clear evidence in the report.",
@@ -128,11 +130,13 @@ def judging_parts(
     evidence: str,
     criteria: list[tuple[str, str]],
     strictness: int,
+    rationale: bool = False,
 ) -> tuple[str, list[str]]:
     """One pass's shared prefix (query, report, a sibling report for comparison, evidence checks) and one suffix
-    per (dimension, criterion), each ending where the score comes. The prefix is the same for every criterion of
-    the pass, so the backend (and the trainer) encode the report once per pass; passes differ by the sibling
-    shown and the order of the evidence lines."""
+    per (dimension, criterion), each ending where the score comes (with `rationale`, where a short reasoning
+    comes, the score after it: `SCORE_AFTER_RATIONALE`). The prefix is the same for every criterion of the pass,
+    so the backend (and the trainer) encode the report once per pass; passes differ by the sibling shown and the
+    order of the evidence lines."""
     head = f"Research query: {query}\n\nReport:\n{report}\n\n"
     if sibling:
         head += f"For comparison only, another report on the same query (not the one you judge):\n{sibling}\n\n"
@@ -144,7 +148,9 @@ def judging_parts(
             f"Dimension: {dim}\nCriterion: {criterion}\n"
             f"Rate how well the judged report meets the criterion from 0 (not at all) to 10 (fully).{strict}"
         )
-        prefix, suffix = split_prompt(render, EVALUATOR_SYSTEM, head, ask, "Score: ")
+        if rationale:
+            ask += " Reason briefly, then give the score."
+        prefix, suffix = split_prompt(render, EVALUATOR_SYSTEM, head, ask, "Reasoning:" if rationale else "Score: ")
         suffixes.append(suffix)
     return prefix, suffixes
 

@@ -81,6 +81,25 @@ def test_verdicts_are_written_on_claims_and_their_anchors_against_the_cited_pass
     assert train["verdict_samples"] == 0 and train["evaluator_flat_groups"] >= 1  # every pair earned 1: flat
 
 
+def test_a_rationale_is_written_before_each_score_and_trained_with_its_reward(toy_workspace):
+    from score.config import TrainConfig
+    from score.stages.train import build_samples
+
+    ws = toy_workspace
+    ws.cfg.evaluate.rationale_tokens = 8
+    run_stage(ws, "generate-reports", 0)
+    run_stage(ws, "self-evaluate", 0)
+    judged = ws.store.read_table(stage_folder(ws, "self-evaluate", 0), "judgement_spans.parquet").to_pylist()
+    for j in judged:
+        why, score = j["rationale_span"], j["span"]
+        assert why["name"] == "rationale" and 0 < len(why["token_ids"]) <= 8 and why["prompt"].endswith("Reasoning:")
+        assert score["prompt"] == why["prompt"] + why["text"] + "\nScore: " and score["prefix"] == why["prefix"]
+    j = next(j for j in judged if j["reward"] is not None)
+    rows, _ = build_samples(0, [], [], [], [], [{**j, "reward": 1.0}, {**j, "reward": 0.0}], [], TrainConfig(), 0.02)
+    assert [r["span"] for r in rows] == ["judgement", "rationale", "judgement", "rationale"]
+    assert rows[0]["advantage"] == rows[1]["advantage"] == -rows[2]["advantage"] != 0
+
+
 def test_corruption_probes_are_scored_and_detected(toy_workspace):
     ws = toy_workspace
     ws.cfg.evaluate.probe_share = 1.0

@@ -63,7 +63,7 @@ def test_judgements_train_in_groups_per_query_and_reward_kind_with_their_shared_
     def judgement(q, tid, kind, p, dim, reward_kind, reward):
         return {"query_id": q, "trajectory_id": tid, "probe_kind": kind, "pass_idx": p, "dimension": dim,
                 "criterion": "c",
-                "span": _span("judgement", 1, prefix=f"<report {tid}{kind} pass {p}>"),
+                "span": _span("judgement", 1, prefix=f"<report {tid}{kind} pass {p}>"), "rationale_span": None,
                 "reward_kind": reward_kind, "reward": reward}  # fmt: skip
 
     judged = [judgement("a", f"a{k}", "", p, d, "consistency", 0.2 * k + 0.1 * p) for k in range(2) for p in range(2)

@@ -4,7 +4,8 @@ Samples (`samples.parquet`, a `role` column), each with its reward normalised wi
 - solver: every span the solver wrote (plan, report) of every trajectory; group: the query's K reports;
 - evaluator, rubrics: every rubric the evaluator wrote, rewarded by what the judgements under it earned (a
   rubric that failed to parse earns `reward.failed_rubric`); group: the query's J rubrics;
-- evaluator, judgements: every score the evaluator wrote that earned a reward; groups: a query's judgements of
+- evaluator, judgements: every score the evaluator wrote that earned a reward (and the rationale before it, if
+  `evaluate.rationale_tokens`); groups: a query's judgements of
   its reports (consistency reward: K reports x criteria x passes members, so advantages are not sign-only) and
   a query's judgements of corrupted copies on the dimensions their corruption damages (probe credit);
 - evaluator, verdicts: every evidence verdict the evaluator wrote on a claim with an anchor, and the one on the
@@ -60,6 +61,7 @@ JUDGEMENT_COLUMNS = [
     "dimension",
     "criterion",
     "span",
+    "rationale_span",
     "reward_kind",
     "reward",
 ]
@@ -111,6 +113,8 @@ def build_samples(
                 f"{j['trajectory_id']}/{j['probe_kind'] or 'report'}/pass-{j['pass_idx']}/{j['dimension']}/{criterion}"
             )
             judged.append(_row(round_idx, "evaluator", q, source, j["span"], reward, adv))
+            if j["rationale_span"]:  # the reasoning written before the score: the same action, the same reward
+                judged.append(_row(round_idx, "evaluator", q, f"{source}/rationale", j["rationale_span"], reward, adv))
     kept = _some_prefixes(judged, cfg.judgement_prefixes, seed)
     counts["judgement_samples_left_out"] = len(judged) - len(kept)
     verdicts = _verdict_rows(round_idx, evidence, cfg, flat, counts)
@@ -246,7 +250,7 @@ def _stats(
         samples=len(rows),
         solver_samples=sum(r["role"] == "solver" for r in rows),
         evaluator_samples=sum(r["role"] == "evaluator" for r in rows),
-        judgement_samples=sum(r["span"] == "judgement" for r in rows),
+        judgement_samples=sum(r["span"] in ("judgement", "rationale") for r in rows),
         verdict_samples=sum(r["span"] == "verdict" for r in rows),
         **counts,
         steps=len(logs),

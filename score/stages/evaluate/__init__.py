@@ -13,9 +13,8 @@ One module per phase: `rubrics.py` (1. J rubrics per query), `probes.py` (2. cor
 (3. claims checked against passages), `judgements.py` (4. every item on every criterion, per pass),
 `statistics.py` (5. rewards and the round's statistics, streaming); this module runs them in order.
 Its contract (what it reads, writes and may configure) is `score.pipeline.EVALUATE`.
-
-Deliberately left out: free-text rationales before a score (`rationale_tokens`; each costs a sampled span
-per judgement, too slow for the CPU default).
+With `evaluate.rationale_tokens` > 0 a short reasoning is written (and trained) before every score; the CPU
+default writes the score alone (a rationale is a sampled span per judgement).
 
 Run alone: `score stage self-evaluate --round 0 [--force]` (needs the round's generate-reports).
 """

@@ -11,6 +11,9 @@ would move) and its evidence-check lines rotated by p, and samples with its own 
 report, criterion wording) is the same, so disagreement between passes is the evaluator's, not the prompt's.
 Each pass's prefix (query, report, sibling, evidence) is encoded once for all its criteria.
 
+With `evaluate.rationale_tokens` > 0 the evaluator first writes a short reasoning per criterion (sampled at the
+same temperature, stored as `rationale_span`, trained with its score's reward), and writes its score after it.
+
 Faults: a judgement that writes no score in 0-10 is unparsable: counted (`unparsable_rate`), its `written` is
 null, it earns the evaluator's lowest reward, and with `score_source: written` its cell uses its read-off.
 A report longer than `evaluate.report_chars` (when set) is cut and `report_cut` says so.
@@ -25,7 +28,7 @@ from tqdm.auto import tqdm
 from score.artifacts import span_row
 from score.harness import Harness
 from score.models import Backend, Sample, SamplingParams
-from score.prompts import judging_parts
+from score.prompts import SCORE_AFTER_RATIONALE, judging_parts
 from score.rubrics import Rubric
 from score.runner import derive_seed
 from score.scale import ScoreTokens, parse_score, read_off, score_tokens, strict_curve
@@ -114,11 +117,14 @@ def _judge_pass(
         "\n".join(lines) or "(no claim checked)",
         criteria,
         harness.controls.strictness,
+        rationale=ev.rationale_tokens > 0,
     )
     params = SamplingParams(temperature=ev.judge_temperature, seed=seed)
-    written = backend.write_scores(prefix, suffixes, tokens.candidates, tokens.then, params)
+    rationales = _rationales(backend, prefix, suffixes, ev.rationale_tokens, params)
+    asks = [s + r.text + SCORE_AFTER_RATIONALE if r else s for s, r in zip(suffixes, rationales)]
+    written = backend.write_scores(prefix, asks, tokens.candidates, tokens.then, params)
     rows = []
-    for (dim, crit), suffix, w in zip(criteria, suffixes, written):
+    for (dim, crit), suffix, ask, rationale, w in zip(criteria, suffixes, asks, rationales, written):
         text = backend.decode(w.token_ids)
         sample = Sample(text, w.token_ids, w.logprobs, "stop")
         rows.append(
@@ -131,7 +137,10 @@ def _judge_pass(
                 "criterion": crit,
                 "sibling_id": sibling["trajectory_id"] if sibling and ev.sibling_chars else "",
                 "report_cut": len(report) < len(item.text),
-                "span": span_row("judgement", suffix, sample, ev.judge_temperature, prefix=prefix),
+                "span": span_row("judgement", ask, sample, ev.judge_temperature, prefix=prefix),
+                "rationale_span": (
+                    span_row("rationale", suffix, rationale, ev.judge_temperature, prefix=prefix) if rationale else None
+                ),
                 "written": parse_score(text),
                 "expected": read_off(tokens, w.first, w.after_then)[0],
                 "reward_kind": "",
@@ -139,6 +148,16 @@ def _judge_pass(
             }
         )
     return rows
+
+
+def _rationales(
+    backend: Backend, prefix: str, suffixes: list[str], max_tokens: int, params: SamplingParams
+) -> list[Sample | None]:
+    """Per criterion, the short reasoning the evaluator writes before its score (none with max_tokens 0)."""
+    if not max_tokens:
+        return [None] * len(suffixes)
+    reasoning = SamplingParams(temperature=params.temperature, max_tokens=max_tokens, seed=params.seed)
+    return [s[0] for s in backend.sample([prefix + s for s in suffixes], reasoning)]
 
 
 def _seed(seed: int, p: int, item: Item) -> int:
