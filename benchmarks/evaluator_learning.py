@@ -92,7 +92,7 @@ def line(label: str, m: dict) -> str:
     return (
         f"  {label:<16} detection {m['detection']:.3f} [{m['low']:.3f}, {m['high']:.3f}] over {m['probed_reports']} "
         f"pairs | consistency {m['agreement']:.3f} | spread {m['score_spread']:.2f} | unparsable "
-        f"{m['unparsable_rate']:.3f} | anchor detection {m['anchor_detection']:.3f} over {m['anchors']} claims"
+        f"{m['unparsable_rate']:.3f} | anchor detection {m['anchor_detection']:.3f} over {m['anchors']} pairs"
     )
 
 

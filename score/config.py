@@ -194,6 +194,9 @@ class EvaluateConfig(Section):
     )
     passage_chars: int = Field(240, ge=50, description="characters of each evidence passage shown to the evaluator")
     claim_min_chars: int = Field(40, ge=10, description="shortest sentence taken as a checkable claim")
+    cited_passages: int = Field(
+        2, ge=0, description="passages a claim cites shown when it is checked (before the ones its search found)"
+    )
     probe_share: float = Field(0.25, ge=0, le=1, description="share of reports also scored as corrupted copies")
     probe_kinds: list[CorruptionKind] = Field(
         default_factory=lambda: ["drop_section", "strip_citations", "shuffle_paragraphs", "swap_entity"],
@@ -428,9 +431,9 @@ class TrainConfig(Section):
     verdict_prefixes: int | None = Field(
         None,
         ge=1,
-        description="verdict rows trained per query: at most this many of a query's checked claims, each with its "
-        "anchor (the two share their passages), drawn with the stage's seed after advantages are computed over the "
-        "whole group; null: all",
+        description="verdict rows trained per query: at most this many of a query's verdict prefixes (the passages a "
+        "claim and its anchor were checked against; claims checked against the same passages share one), drawn "
+        "with the stage's seed after advantages are computed over the whole group; null: all",
     )
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate (peak)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")

@@ -62,14 +62,17 @@ def shuffle_paragraphs(text: str, seed: int) -> str:
 
 
 def swap_entity(text: str, seed: int) -> str:
-    """Replace a number with a wrong one, or, with no number, swap two different capitalised names. Citation
+    """Replace a number with a wrong one, or, with no number, swap two different capitalised names (a word that
+    starts a sentence is not taken for a name: swapping "The" would be a tell of grammar, not of facts). Citation
     markers (`[n]`) are never touched: renumbering one changes no claim, and an evaluator that never sees the
     sources could not tell.
 
     >>> swap_entity("Revenue rose 12% in 2021.", seed=0) != "Revenue rose 12% in 2021."
     True
+    >>> swap_entity("Prices in Germany rose [1] and in Spain fell [2].", seed=3)
+    'Prices in Spain rose [1] and in Germany fell [2].'
     >>> swap_entity("Solar grows [1]. Wind grows [2].", seed=3)
-    'Wind grows [1]. Solar grows [2].'
+    'Solar grows [1]. Wind grows [2].'
     """
     rng = random.Random(seed)
     numbers = [m for m in _NUMBER.finditer(text) if not _in_marker(text, m.start(), m.end())]
@@ -78,11 +81,17 @@ def swap_entity(text: str, seed: int) -> str:
         digits = re.sub(r"\D", "", m.group()) or "1"
         wrong = str(int(digits) * rng.choice([3, 7]) + rng.randint(1, 9))
         return text[: m.start()] + wrong + text[m.end() :]
-    names = list(dict.fromkeys(m.group() for m in _ENTITY.finditer(text)))
+    names = list(dict.fromkeys(m.group() for m in _ENTITY.finditer(text) if not _starts_sentence(text, m.start())))
     if len(names) < 2:
         return text
     a, b = rng.sample(names, 2)
     return text.replace(a, "\0").replace(b, a).replace("\0", b)
+
+
+def _starts_sentence(text: str, start: int) -> bool:
+    """Whether the word at `start` is the first of a sentence, a line or a heading."""
+    before = text[:start].rstrip(" #")
+    return not before or before[-1] in ".!?\n"
 
 
 def _in_marker(text: str, start: int, end: int) -> bool:

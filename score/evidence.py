@@ -61,13 +61,13 @@ def search_claim(
 
 
 def shown_passages(
-    cs: ClaimSearch, sources: list[dict], passage_chars: int, cited_max: int = 2
+    cs: ClaimSearch, sources: list[dict], passage_chars: int, cited_max: int
 ) -> list[tuple[str, str, str]]:
     """(id, label, text) of what the evaluator reads for a claim: the first `cited_max` passages it cites, labelled
     with their marker, then the ones its search found (each once).
 
     >>> cs = ClaimSearch("Solar doubled [2].", [2], ["Solar doubled"], [Passage("p9", "Sun", "Sun text", "", 1.0)])
-    >>> shown_passages(cs, [{"n": 2, "passage_id": "p1", "title": "Solar", "text": "Solar doubled."}], 100)
+    >>> shown_passages(cs, [{"n": 2, "passage_id": "p1", "title": "Solar", "text": "Solar doubled."}], 100, 2)
     [('p1', '[2] (Solar)', 'Solar doubled.'), ('p9', '(Sun)', 'Sun text')]
     """
     by_n = {s["n"]: s for s in sources}

@@ -38,9 +38,9 @@ class ToyBackend:
     def decode(self, ids) -> str:
         return "".join(chr(i) for i in ids)
 
-    def sample(self, prompts, params: SamplingParams, desc=""):
+    def sample(self, prompts, params: SamplingParams, desc="", prefix=""):
         out = []
-        for p in prompts:
+        for p in (prefix + p for p in prompts):
             if "search queries" in p:
                 text = "1. solar power\n2. wind turbine\n3. battery storage"
             elif "grading rubric" in p:  # continues the prefilled '{"weights": {'

@@ -81,8 +81,11 @@ class Backend(Protocol):
     def decode(self, ids: Sequence[int]) -> str:
         """Text of token ids, end-of-sequence tokens left out."""
 
-    def sample(self, prompts: Sequence[str], params: SamplingParams, desc: str = "") -> list[list[Sample]]:
-        """For each prompt, `params.n` samples (outer list: prompts, inner: samples)."""
+    def sample(
+        self, prompts: Sequence[str], params: SamplingParams, desc: str = "", prefix: str = ""
+    ) -> list[list[Sample]]:
+        """For each prompt, `params.n` samples (outer list: prompts, inner: samples). With `prefix`, each prompt is
+        `prefix + prompt` with the two tokenized apart, as the trainer tokenizes a span stored with a prefix."""
 
     def next_token_logprobs(
         self, prefix: str, suffixes: Sequence[str], candidates: Sequence[int], then: int | None = None

@@ -77,8 +77,11 @@ class TransformersBackend(ChatTokenizer):
         return ids.to(self.device), mask.to(self.device)
 
     # ---- sampling --------------------------------------------------------------------------------------
-    def sample(self, prompts: Sequence[str], params: SamplingParams, desc: str = "") -> list[list[Sample]]:
-        encoded = [self.tokenize(p) for p in prompts]
+    def sample(
+        self, prompts: Sequence[str], params: SamplingParams, desc: str = "", prefix: str = ""
+    ) -> list[list[Sample]]:
+        pre = self.tokenize(prefix) if prefix else []
+        encoded = [pre + self.tokenize(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch
         per_batch = max(1, self.batch_size // params.n)  # whole prompts per batch: their n samples share one prefill
         out: list[list[Sample]] = [[] for _ in prompts]

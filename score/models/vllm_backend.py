@@ -122,8 +122,11 @@ class VLLMBackend(ChatTokenizer):
         )
 
     # ---- sampling --------------------------------------------------------------------------------------
-    def sample(self, prompts: Sequence[str], params: SamplingParams, desc: str = "") -> list[list[Sample]]:
-        encoded = [self.tokenize(p) for p in prompts]
+    def sample(
+        self, prompts: Sequence[str], params: SamplingParams, desc: str = "", prefix: str = ""
+    ) -> list[list[Sample]]:
+        pre = self.tokenize(prefix) if prefix else []
+        encoded = [pre + self.tokenize(p) for p in prompts]
         requests = [
             vllm.SamplingParams(
                 n=params.n,

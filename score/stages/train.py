@@ -65,8 +65,17 @@ JUDGEMENT_COLUMNS = [
     "reward_kind",
     "reward",
 ]
-EVIDENCE_COLUMNS = ["query_id", "trajectory_id", "probe_kind", "deeper", "claim_idx", "span", "reward"]
-EVIDENCE_COLUMNS += ["anchor_span", "anchor_reward"]
+EVIDENCE_COLUMNS = [
+    "query_id",
+    "trajectory_id",
+    "probe_kind",
+    "deeper",
+    "claim_idx",
+    "span",
+    "reward",
+    "anchor_span",
+    "anchor_reward",
+]
 
 
 def build_samples(
@@ -124,14 +133,17 @@ def build_samples(
 
 
 def _verdict_rows(round_idx: int, evidence: list[dict], cfg: TrainConfig, flat: float, counts: dict) -> list[dict]:
-    """The verdicts written on claims with an anchor and on their anchors, advantaged within their query."""
+    """The verdicts written on claims with an anchor and on their anchors, each that earned a reward (an unparsable
+    one earns the lowest even when its twin has nothing to be compared with), advantaged within their query."""
     of_query: dict[str, list[tuple[tuple[dict, str], float]]] = defaultdict(list)  # query -> ((span, source), reward)
     for e in evidence:
-        if e["anchor_span"] and e["reward"] is not None and e["anchor_reward"] is not None:
-            where = f"{e['trajectory_id']}/{e['probe_kind'] or 'report'}/{'deeper' if e['deeper'] else 'claim'}"
-            source = f"{where}-{e['claim_idx']}"
-            of_query[e["query_id"]].append(((e["span"], source), e["reward"]))
-            of_query[e["query_id"]].append(((e["anchor_span"], f"{source}/anchor"), e["anchor_reward"]))
+        if not e["anchor_span"]:
+            continue
+        source = f"{e['trajectory_id']}/{e['probe_kind'] or 'report'}/{'deeper' if e['deeper'] else 'claim'}"
+        source += f"-{e['claim_idx']}"
+        for span, reward, suffix in ((e["span"], e["reward"], ""), (e["anchor_span"], e["anchor_reward"], "/anchor")):
+            if reward is not None:
+                of_query[e["query_id"]].append(((span, source + suffix), reward))
     return [
         _row(round_idx, "evaluator", q, source, span, reward, adv)
         for q, (span, source), reward, adv in _advantaged(of_query, cfg, flat, "evaluator", counts)
@@ -140,7 +152,8 @@ def _verdict_rows(round_idx: int, evidence: list[dict], cfg: TrainConfig, flat: 
 
 
 def _some_prefixes(rows: list[dict], per_query: int | None, seed: int) -> list[dict]:
-    """The judgement rows of at most `per_query` prefixes per query (all with None), drawn with `seed`.
+    """The rows of at most `per_query` prefixes per query (all with None), drawn with `seed`; a prefix shared by
+    two queries is drawn (or not) in each on its own.
 
     >>> rows = [{"query_id": q, "prefix": f"{q}{p}", "n": n} for q in "ab" for p in range(3) for n in range(2)]
     >>> [(r["prefix"], r["n"]) for r in _some_prefixes(rows, 1, seed=0)]
@@ -153,8 +166,8 @@ def _some_prefixes(rows: list[dict], per_query: int | None, seed: int) -> list[d
         if r["prefix"] not in prefixes[r["query_id"]]:
             prefixes[r["query_id"]].append(r["prefix"])
     rng = random.Random(seed)
-    chosen = {p for ps in prefixes.values() for p in rng.sample(ps, min(per_query, len(ps)))}
-    return [r for r in rows if r["prefix"] in chosen]
+    chosen = {(q, p) for q, ps in prefixes.items() for p in rng.sample(ps, min(per_query, len(ps)))}
+    return [r for r in rows if (r["query_id"], r["prefix"]) in chosen]
 
 
 def _advantaged(groups: dict, cfg: TrainConfig, flat: float, role: str, counts: dict[str, int]):

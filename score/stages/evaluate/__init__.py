@@ -16,6 +16,9 @@ Its contract (what it reads, writes and may configure) is `score.pipeline.EVALUA
 With `evaluate.rationale_tokens` > 0 a short reasoning is written (and trained) before every score; the CPU
 default writes the score alone (a rationale is a sampled span per judgement).
 
+Deliberately left out: which claims are checked (`score.evidence.pick_claims`: cited sentences first) and what
+is searched for them (`search_claim`) are still chosen by code, not written by the evaluator.
+
 Run alone: `score stage self-evaluate --round 0 [--force]` (needs the round's generate-reports).
 """
 

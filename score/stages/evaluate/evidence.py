@@ -3,8 +3,9 @@ passages they cite and the passages found. A verdict is an action: the evaluator
 (sampled at `evaluate.judge_temperature`, stored as a span the train stage trains on), and beside every claim
 it judges an anchor: the same claim with an entity swapped (`score.corrupt.swap_entity`, never a `[n]`
 marker), against the same passages. The pair earns `score.rewards.anchor_credit` (the anchor should get less
-support than the claim): a self-supervised reward that needs no gold label. A claim with nothing to swap has no
-anchor, and its verdict is recorded, not trained.
+support than the claim): a self-supervised reward that needs no gold label. Anchors are judged on the reports'
+own checks at the harness's depth (a corrupted copy's claim may already be wrong, and a depth probe repeats the
+same claims); a claim with nothing to swap, or a check without an anchor, has its verdict recorded, not trained.
 
 The read-off beside each written verdict: the Yes / No / Unclear probabilities at the same place, divided by
 the answer to a content-free check (contextual calibration, Zhao et al., 2021: the base 135M judge answers "No"
@@ -73,6 +74,7 @@ def check_evidence(
     prior = _prior(backend)
     rows, text = [], defaultdict(list)
     for c in checks:
+        verdict_columns, shown = _verdicts(ws, backend, c, prior, seed)
         row = {
             "round": round_idx,
             "query_id": c.report["query_id"],
@@ -83,27 +85,31 @@ def check_evidence(
             "claim": c.search.claim,
             "cited": c.search.cited,
             "queries": c.search.queries,
-            **_verdicts(ws, backend, c, prior, seed),
+            **verdict_columns,
         }
         rows.append(row)
         if not c.deeper:
-            where = f" ({c.search.passages[0].title})" if c.search.passages else ""
+            where = f" {shown[0][1]}" if shown else ""  # the first passage it was checked against
             line = f'- "{c.search.claim[:160]}": {row["verdict"].replace("_", " ")}{where}'
             text[(row["trajectory_id"], row["probe_kind"])].append(line)
     return rows, text
 
 
-def _verdicts(ws: Workspace, backend: Backend, c: Check, prior: tuple[float, ...], seed: int) -> dict:
-    """The evidence row's verdict columns for one check: what was shown, what the evaluator wrote on the claim and
-    on its anchor, the calibrated read-off, the verdict the round uses, and the pair's rewards."""
+def _verdicts(
+    ws: Workspace, backend: Backend, c: Check, prior: tuple[float, ...], seed: int
+) -> tuple[dict, list[tuple[str, str, str]]]:
+    """The evidence row's verdict columns for one check (what was shown, what the evaluator wrote on the claim and
+    on its anchor, the calibrated read-off, the verdict the round uses, the pair's rewards), and the passages
+    shown as (id, label, text)."""
     ev = ws.cfg.evaluate
-    shown = shown_passages(c.search, c.report["sources"], ev.passage_chars)
+    shown = shown_passages(c.search, c.report["sources"], ev.passage_chars, ev.cited_passages)
     out = {"passage_ids": [pid for pid, _, _ in shown], "anchor_claim": None, "anchor_span": None}
     out |= {"anchor_written": None, "span": None, "written": None, "reward": None, "anchor_reward": None}
     if not shown:
-        return out | {"p_yes": 0.0, "p_no": 0.0, "p_unclear": 1.0, "verdict": "not_found"}
-    anchor = swap_entity(c.search.claim, derive_seed(seed, c.claim_idx, c.search.claim))
-    claims = [c.search.claim] + ([anchor] if anchor != c.search.claim else [])
+        return out | {"p_yes": 0.0, "p_no": 0.0, "p_unclear": 1.0, "verdict": "not_found"}, shown
+    anchored = not c.deeper and not c.report.get("probe_kind")
+    anchor = swap_entity(c.search.claim, derive_seed(seed, c.claim_idx, c.search.claim)) if anchored else ""
+    claims = [c.search.claim] + ([anchor] if anchor and anchor != c.search.claim else [])
     prefix, suffixes = verdict_parts(backend.render, [(label, t) for _, label, t in shown], claims)
     answer_ids = [backend.tokenize(a)[0] for a in ANSWERS]
     where = f"{c.report['trajectory_id']}/{c.report.get('probe_kind', '')}/{c.deeper}/{c.claim_idx}"
@@ -123,14 +129,14 @@ def _verdicts(ws: Workspace, backend: Backend, c: Check, prior: tuple[float, ...
         low = ws.cfg.reward.unparsable_judgement
         out |= {"anchor_claim": anchor, "anchor_span": spans[1], "anchor_written": parsed[1]}
         out |= {"reward": low if parsed[0] is None else credit, "anchor_reward": low if parsed[1] is None else credit}
-    return out
+    return out, shown
 
 
 def _prior(backend: Backend) -> tuple[float, ...]:
     """The answer probabilities on a content-free check ("N/A" passage and claim): the calibration prior."""
     prefix, (suffix,) = verdict_parts(backend.render, [("(N/A)", "N/A")], ["N/A"])
     answer_ids = [backend.tokenize(a)[0] for a in ANSWERS]
-    return _softmax(backend.choice_logprobs([prefix + suffix], answer_ids)[0])
+    return _softmax(backend.next_token_logprobs(prefix, [suffix], answer_ids)[0])
 
 
 def _softmax(lps: list[float]) -> tuple[float, ...]:

@@ -157,7 +157,7 @@ def _rationales(
     if not max_tokens:
         return [None] * len(suffixes)
     reasoning = SamplingParams(temperature=params.temperature, max_tokens=max_tokens, seed=params.seed)
-    return [s[0] for s in backend.sample([prefix + s for s in suffixes], reasoning)]
+    return [s[0] for s in backend.sample(suffixes, reasoning, prefix=prefix)]
 
 
 def _seed(seed: int, p: int, item: Item) -> int:
