@@ -54,6 +54,20 @@ def test_sampled_logprobs_are_those_of_the_distribution_sampled_from(tiny_model)
         assert max(abs(a - b) for a, b in zip(s.logprobs, expected)) < 1e-4
 
 
+def test_a_span_sampled_after_a_prefix_is_tokenized_as_the_trainer_tokenizes_it(tiny_model):
+    """A rationale is sampled after a judging prefix that ends in a blank line: tokenized whole, the boundary
+    "\n\n" + "Dimension" reads as two newline tokens, tokenized apart (as the trainer does) as one; sampling with
+    `prefix=` conditions on the trainer's tokens, so the stored log-probs are the ones it recomputes."""
+    prefix = tiny_model.render([Message("user", "Report:\nRivers carry water.\n\nDimension: clarity")]).split(
+        "Dimension"
+    )[0]
+    suffix = "Dimension: clarity<|im_end|>\n<|im_start|>assistant\nReasoning:"
+    apart = tiny_model.tokenize(prefix) + tiny_model.tokenize(suffix)
+    assert apart != tiny_model.tokenize(prefix + suffix)  # the boundary this test is about
+    [[s]] = tiny_model.sample([suffix], SamplingParams(temperature=1.0, max_tokens=6, seed=2), prefix=prefix)
+    assert max(abs(a - b) for a, b in zip(s.logprobs, _rescore(tiny_model, apart, s.token_ids, 1.0))) < 1e-4
+
+
 def test_written_scores_are_sampled_actions_with_the_read_off_beside_them(tiny_model):
     from score.scale import parse_score, score_tokens
 
