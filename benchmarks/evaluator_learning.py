@@ -1,11 +1,12 @@
 """Evaluator learning: the evaluator trained over R rounds on training queries with the solver's loss off
-(`train.role_weight.solver=0`: only rubrics and judgements are trained), measured every round on held-out
+(`train.role_weight.solver=0`: only rubrics, judgements and verdicts are trained), measured every round on held-out
 queries' reports and their corrupted copies; several seeds; the base model's figures beside.
 
 Held-out set: `--heldout` queries no round trains on, `generate.samples_per_query` reports each, written once
 by the base model and kept fixed (the weights are shared, so a report the trained model wrote would move with
 the judge; fixed reports measure the judge alone), every report also judged as a corrupted copy (kinds in turn:
-distinct (report, corruption) pairs). Each checkpoint (base, then round 0..R-1 of each seed) judges them with
+distinct (report, corruption) pairs). Each checkpoint (the base model once, then the checkpoint after each
+round 0..R-1 of each seed) judges them with
 the real self-evaluate phases (`score.stages.evaluate.judge`, the seed harness, its own sampling seed) and the
 same statistics as a round (`round_statistics`):
 - detection: distinct probed reports whose copy got a lower mean written score than the original on the
@@ -97,15 +98,14 @@ def line(label: str, m: dict) -> str:
 
 
 def run_seed(args, seed: int, heldout_reports: list[dict], tmp: str) -> list[dict]:
-    """R training rounds of one seed; the held-out measure of its base judge and of every round's checkpoint."""
+    """R training rounds of one seed; the held-out measure of every round's checkpoint."""
     cfg = load_config(
         args.config,
         [*DEFAULTS, *args.overrides, f"store.root={tmp}/seed-{seed}", f"seed={seed}", "run=evaluator-learning",
          f"campaign.rounds={args.rounds}"],
     )  # fmt: skip
     ws = Workspace(cfg)
-    measures = [measure(ws, base_policy(cfg.model), heldout_reports, seed=1000 + seed)]
-    print(line(f"seed {seed} base", measures[-1]), flush=True)
+    measures = []
     for r in range(args.rounds):
         t0 = time.perf_counter()
         for spec in (GENERATE, EVALUATE, EVOLVE):
@@ -146,11 +146,14 @@ def main() -> None:
         print(
             f"held-out: {len(heldout)} queries x {cfg.generate.samples_per_query} reports by the base model", flush=True
         )
+        base = measure(ws, base_policy(cfg.model), reports, seed=999)  # the same weights for every seed
+        print(line("base", base), flush=True)
         results = {s: run_seed(args, s, reports, tmp) for s in seeds}
     print(f"\n{len(seeds)} seeds x {args.rounds} rounds, {(time.perf_counter() - t0) / 60:.1f} min")
+    print(line("base", base))
     for s, measures in results.items():
-        for label, m in zip(["base", *(f"round {r}" for r in range(args.rounds))], measures):
-            print(line(f"seed {s} {label}", m))
+        for r, m in enumerate(measures):
+            print(line(f"seed {s} round {r}", m))
     last = [m[-1] for m in results.values()]
     hit = all(m["detection"] >= 0.75 and m["low"] > 0.5 for m in last)
     print(f"goal (last-round detection >= 0.75 with the interval's lower bound above 0.5 in every seed): {hit}")
