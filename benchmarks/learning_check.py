@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from score.artifacts import EVALUATOR_REWARDS, JUDGEMENT_SPANS, REPORTS, RUBRICS, SOLVER_REWARDS
+from score.artifacts import EVALUATOR_REWARDS, EVIDENCE, JUDGEMENT_SPANS, REPORTS, RUBRICS, SOLVER_REWARDS
 from score.checkpoints import Policy, base_policy, policy_for_round
 from score.config import load_config
 from score.pipeline import GENERATE, REWARDS_SEAM, TRAIN, Read, StageSpec, TrainStats
@@ -71,6 +71,7 @@ def known_rewards(ctx: StageContext) -> KnownRewardStats:
     ctx.write(RUBRICS, [])
     ctx.write(EVALUATOR_REWARDS, [])
     ctx.write(JUDGEMENT_SPANS, [])
+    ctx.write(EVIDENCE, [])
     return KnownRewardStats(len(rows), statistics.mean(r["reward"] for r in rows))
 
 
@@ -80,7 +81,7 @@ KNOWN_REWARD = StageSpec(  # a reward source: writes what train's rewards seam r
     impl="__main__:known_rewards",
     stats=KnownRewardStats,
     reads=(Read(GENERATE.name, REPORTS),),
-    writes=(SOLVER_REWARDS, RUBRICS, EVALUATOR_REWARDS, JUDGEMENT_SPANS),
+    writes=(SOLVER_REWARDS, RUBRICS, EVALUATOR_REWARDS, JUDGEMENT_SPANS, EVIDENCE),
 )
 
 
