@@ -71,10 +71,11 @@ def check_evidence(
         for deeper, depth, hops in plans:
             for i, (claim, cited) in enumerate(pick_claims(r["report"], depth, ev.claim_min_chars)):
                 checks.append(Check(r, deeper, i, search_claim(ws.search, claim, cited, titles, r["query"], hops)))
-    prior = _prior(backend)
+    answer_ids = [backend.tokenize(a)[0] for a in ANSWERS]  # each answer's first token, in VERDICTS order
+    prior = _prior(backend, answer_ids)
     rows, text = [], defaultdict(list)
     for c in checks:
-        verdict_columns, shown = _verdicts(ws, backend, c, prior, seed)
+        verdict_columns, shown = _verdicts(ws, backend, c, answer_ids, prior, seed)
         row = {
             "round": round_idx,
             "query_id": c.report["query_id"],
@@ -96,7 +97,7 @@ def check_evidence(
 
 
 def _verdicts(
-    ws: Workspace, backend: Backend, c: Check, prior: tuple[float, ...], seed: int
+    ws: Workspace, backend: Backend, c: Check, answer_ids: list[int], prior: tuple[float, ...], seed: int
 ) -> tuple[dict, list[tuple[str, str, str]]]:
     """The evidence row's verdict columns for one check (what was shown, what the evaluator wrote on the claim and
     on its anchor, the calibrated read-off, the verdict the round uses, the pair's rewards), and the passages
@@ -111,7 +112,6 @@ def _verdicts(
     anchor = swap_entity(c.search.claim, derive_seed(seed, c.claim_idx, c.search.claim)) if anchored else ""
     claims = [c.search.claim] + ([anchor] if anchor and anchor != c.search.claim else [])
     prefix, suffixes = verdict_parts(backend.render, [(label, t) for _, label, t in shown], claims)
-    answer_ids = [backend.tokenize(a)[0] for a in ANSWERS]
     where = f"{c.report['trajectory_id']}/{c.report.get('probe_kind', '')}/{c.deeper}/{c.claim_idx}"
     params = SamplingParams(temperature=ev.judge_temperature, seed=derive_seed(seed, 0, where))
     written = backend.write_scores(prefix, suffixes, answer_ids, None, params)
@@ -132,10 +132,9 @@ def _verdicts(
     return out, shown
 
 
-def _prior(backend: Backend) -> tuple[float, ...]:
+def _prior(backend: Backend, answer_ids: list[int]) -> tuple[float, ...]:
     """The answer probabilities on a content-free check ("N/A" passage and claim): the calibration prior."""
     prefix, (suffix,) = verdict_parts(backend.render, [("(N/A)", "N/A")], ["N/A"])
-    answer_ids = [backend.tokenize(a)[0] for a in ANSWERS]
     return _softmax(backend.next_token_logprobs(prefix, [suffix], answer_ids)[0])
 
 
