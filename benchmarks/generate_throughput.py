@@ -30,21 +30,27 @@ def main() -> None:
         stage_tokens = out.manifest.stats_as(GenerateStats).completion_tokens
 
         rows = ws.store.read_table(stage_dir(ws.cfg.run, 0, GENERATE.folder), REPORTS.file).to_pylist()
-        plan_prompts = list(dict.fromkeys(r["spans"][0]["prompt"] for r in rows))  # one per query, K samples each
-        report_prompts = [r["spans"][1]["prompt"] for r in rows]
+        plans = list({r["query_id"]: r["spans"][0] for r in rows}.values())  # one per query, K samples each
+        reports = [r["spans"][1] for r in rows]
         t0 = time.perf_counter()
         before = backend.usage.completion_tokens
         seed = rows[0]["seed"]  # the stage's own seeds: same prompts, same seeds, so the same tokens are sampled
         common = dict(temperature=gen.temperature)
         backend.sample(
-            plan_prompts, SamplingParams(n=gen.samples_per_query, max_tokens=gen.plan_tokens, seed=seed, **common)
+            [s["prompt"] for s in plans],
+            SamplingParams(n=gen.samples_per_query, max_tokens=gen.plan_tokens, seed=seed, **common),
+            prefix=[s["prefix"] for s in plans],
         )
-        backend.sample(report_prompts, SamplingParams(n=1, max_tokens=gen.report_tokens, seed=seed + 1, **common))
+        backend.sample(
+            [s["prompt"] for s in reports],
+            SamplingParams(n=1, max_tokens=gen.report_tokens, seed=seed + 1, **common),
+            prefix=[s["prefix"] for s in reports],
+        )
         raw_s = time.perf_counter() - t0
         raw_tokens = backend.usage.completion_tokens - before
 
     stage_tps, raw_tps = stage_tokens / stage_s, raw_tokens / raw_s
-    print(f"reports: {len(rows)} ({len(plan_prompts)} queries x {gen.samples_per_query})")
+    print(f"reports: {len(rows)} ({len(plans)} queries x {gen.samples_per_query})")
     print(f"generate stage : {stage_tokens:6d} tokens in {stage_s:7.1f} s = {stage_tps:6.1f} tokens/s")
     print(f"raw backend    : {raw_tokens:6d} tokens in {raw_s:7.1f} s = {raw_tps:6.1f} tokens/s")
     print(f"stage / raw    : {stage_tps / raw_tps:.2f}  (target >= 0.90)")

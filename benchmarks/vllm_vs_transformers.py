@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from score.config import load_config
 from score.models import SamplingParams, load_backend
-from score.prompts import plan_messages
+from score.prompts import plan_parts
 from score.queries import load_queries
 
 
@@ -64,7 +64,7 @@ def main() -> None:
     results = {}
     for backend_name in ("transformers", "vllm"):
         backend = load_backend(model.model_copy(update={"backend": backend_name, "vllm": settings}))
-        prompts = [backend.render(plan_messages(q.text, gen.subquestions)) for q in queries]
+        prompts = ["".join(plan_parts(backend.render, q.text, gen.subquestions)) for q in queries]
         results[backend_name] = tokens_per_second(backend, prompts, params, args.reps)
         del backend  # one model in memory at a time
 

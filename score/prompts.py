@@ -10,28 +10,25 @@ from score.search.base import Passage
 SOLVER_SYSTEM = "You are a research assistant who plans searches and writes reports that cite their sources."
 
 
-def plan_messages(query: str, subquestions: int) -> list[Message]:
-    return [
-        Message("system", SOLVER_SYSTEM),
-        Message(
-            "user",
-            f"Research query: {query}\n\nList {subquestions} short search queries that would help answer it, "
-            f"one per line, numbered.",
-        ),
-    ]
+def plan_parts(render, query: str, subquestions: int) -> tuple[str, str]:
+    """The plan prompt as (prefix, suffix): the prefix (system and query) is the one every plan and report of the
+    query starts with, so the trainer encodes it once for all of them (`report_parts`)."""
+    ask = f"List {subquestions} short search queries that would help answer it, one per line, numbered."
+    return split_prompt(render, SOLVER_SYSTEM, _solver_head(query), ask, "")
 
 
-def report_messages(query: str, sources: list[tuple[int, Passage]], passage_chars: int) -> list[Message]:
+def report_parts(render, query: str, sources: list[tuple[int, Passage]], passage_chars: int) -> tuple[str, str]:
+    """The report prompt as (prefix, suffix), the prefix `plan_parts`'s; the suffix holds the numbered sources."""
     listing = "\n".join(f"[{n}] {p.title}: {p.text[:passage_chars]}" for n, p in sources)
-    return [
-        Message("system", SOLVER_SYSTEM),
-        Message(
-            "user",
-            f"Research query: {query}\n\nSources:\n{listing}\n\nWrite a brief markdown report (about 120 words) that "
-            f"answers the query: a # title, two ## sections, and inline citations like [1] or [2] after each claim "
-            f"they support.",
-        ),
-    ]
+    ask = (
+        f"Sources:\n{listing}\n\nWrite a brief markdown report (about 120 words) that answers the query: a # title, "
+        "two ## sections, and inline citations like [1] or [2] after each claim they support."
+    )
+    return split_prompt(render, SOLVER_SYSTEM, _solver_head(query), ask, "")
+
+
+def _solver_head(query: str) -> str:
+    return f"Research query: {query}\n\n"
 
 
 _ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*(.+?)\s*$")

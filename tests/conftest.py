@@ -14,7 +14,7 @@ _PREFECT_HOME = tempfile.mkdtemp(prefix="score-test-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 import flows.env  # noqa: E402,F401  (Prefect's environment defaults, from their one place)
 from score.config import RunConfig, load_config  # noqa: E402
-from score.models.base import Sample, SamplingParams, Usage  # noqa: E402
+from score.models.base import Sample, SamplingParams, Usage, prefixes_of  # noqa: E402
 from score.search.corpus import CORPUS_SCHEMA  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ class ToyBackend:
 
     def sample(self, prompts, params: SamplingParams, desc="", prefix=""):
         out = []
-        for p in (prefix + p for p in prompts):
+        for p in (h + p for h, p in zip(prefixes_of(prefix, len(prompts)), prompts)):
             if "search queries" in p:
                 text = "1. solar power\n2. wind turbine\n3. battery storage"
             elif "grading rubric" in p:  # continues the prefilled '{"weights": {'

@@ -23,6 +23,11 @@ def test_generate_writes_k_trajectories_per_query_behind_a_manifest(toy_workspac
         assert [s["name"] for s in r["spans"]] == ["plan", "report"]
         assert all(len(s["token_ids"]) == len(s["logprobs"]) > 0 for s in r["spans"])
         assert r["sources"][0]["passage_id"] in {"p1", "p2"}
+    for q in {r["query_id"] for r in rows}:  # one head (system and query) per query, the trainer packs on it
+        spans = [s for r in rows if r["query_id"] == q for s in r["spans"]]
+        query = next(r["query"] for r in rows if r["query_id"] == q)
+        assert len({s["prefix"] for s in spans}) == 1 and spans[0]["prefix"].endswith(f"Research query: {query}\n\n")
+        assert spans[0]["prompt"].startswith("List") and spans[1]["prompt"].startswith("Sources:\n[1]")
     m = out.manifest
     assert m.stage == "generate-reports" and m.files["reports.parquet"].rows == K * Q
     assert set(m.inputs) == {"queries", "corpus", "policy"} and m.stats["reports"] == K * Q

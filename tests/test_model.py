@@ -1,5 +1,7 @@
 """The transformers backend on the real embedded model (SmolLM2-135M-Instruct, CPU)."""
 
+import pytest
+
 from score.models import Message, SamplingParams
 
 
@@ -66,6 +68,17 @@ def test_a_span_sampled_after_a_prefix_is_tokenized_as_the_trainer_tokenizes_it(
     assert apart != tiny_model.tokenize(prefix + suffix)  # the boundary this test is about
     [[s]] = tiny_model.sample([suffix], SamplingParams(temperature=1.0, max_tokens=6, seed=2), prefix=prefix)
     assert max(abs(a - b) for a, b in zip(s.logprobs, _rescore(tiny_model, apart, s.token_ids, 1.0))) < 1e-4
+
+
+def test_prompts_with_their_own_prefixes_sample_as_each_would_alone(tiny_model):
+    """`prefix` may be one per prompt (a query head per plan or report): batched, each prompt gets its own."""
+    greedy = SamplingParams(temperature=0, max_tokens=8)
+    heads, asks = ["Research query: rivers\n\n", "Research query: volcanoes and their eruptions\n\n"], ["List", "Why"]
+    batched = tiny_model.sample(asks, greedy, prefix=heads)
+    alone = [tiny_model.sample([a], greedy, prefix=h)[0] for h, a in zip(heads, asks)]
+    assert [[s.token_ids for s in row] for row in batched] == [[s.token_ids for s in row] for row in alone]
+    with pytest.raises(ValueError, match="1 prefixes for 2 prompts"):
+        tiny_model.sample(asks, greedy, prefix=heads[:1])
 
 
 def test_written_scores_are_sampled_actions_with_the_read_off_beside_them(tiny_model):

@@ -261,5 +261,6 @@ def test_the_generate_stage_runs_on_vllm(toy_corpus, tmp_path, tiny_model):
         assert [s["name"] for s in r["spans"]] == ["plan", "report"]
         assert all(len(s["token_ids"]) == len(s["logprobs"]) > 0 for s in r["spans"])
     report = rows[0]["spans"][1]  # log-probs at the sampling temperature, as the trainer recomputes them
-    expected = rescore(tiny_model, tiny_model.tokenize(report["prompt"]), report["token_ids"], report["temperature"])
+    prompt_ids = tiny_model.tokenize(report["prefix"]) + tiny_model.tokenize(report["prompt"])  # apart, as sampled
+    expected = rescore(tiny_model, prompt_ids, report["token_ids"], report["temperature"])
     assert report["temperature"] == pytest.approx(cfg.generate.temperature) and close(report["logprobs"], expected)

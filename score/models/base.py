@@ -82,10 +82,11 @@ class Backend(Protocol):
         """Text of token ids, end-of-sequence tokens left out."""
 
     def sample(
-        self, prompts: Sequence[str], params: SamplingParams, desc: str = "", prefix: str = ""
+        self, prompts: Sequence[str], params: SamplingParams, desc: str = "", prefix: str | Sequence[str] = ""
     ) -> list[list[Sample]]:
-        """For each prompt, `params.n` samples (outer list: prompts, inner: samples). With `prefix`, each prompt is
-        `prefix + prompt` with the two tokenized apart, as the trainer tokenizes a span stored with a prefix."""
+        """For each prompt, `params.n` samples (outer list: prompts, inner: samples). With `prefix` (one for all
+        prompts, or one per prompt), each prompt is `prefix + prompt` with the two tokenized apart, as the trainer
+        tokenizes a span stored with a prefix."""
 
     def next_token_logprobs(
         self, prefix: str, suffixes: Sequence[str], candidates: Sequence[int], then: int | None = None
@@ -102,3 +103,16 @@ class Backend(Protocol):
 
     def choice_logprobs(self, prompts: Sequence[str], candidates: Sequence[int]) -> list[list[float]]:
         """Log-probs of `candidates` as the next token after each prompt."""
+
+
+def prefixes_of(prefix: str | Sequence[str], n: int) -> list[str]:
+    """One prefix per prompt from `sample`'s `prefix` argument (one for all, or one each).
+
+    >>> prefixes_of("head", 2), prefixes_of(["a", "b"], 2)
+    (['head', 'head'], ['a', 'b'])
+    """
+    if isinstance(prefix, str):
+        return [prefix] * n
+    if len(prefix) != n:
+        raise ValueError(f"{len(prefix)} prefixes for {n} prompts: give one prefix, or one per prompt")
+    return list(prefix)

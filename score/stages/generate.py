@@ -3,7 +3,10 @@
 Each trajectory is: a plan span (the model lists sub-questions) -> one search call per sub-question ->
 a report span written over the numbered passages found, citing them as [n]. Both spans are stored with
 their exact prompt, token ids and log-probs at the sampling temperature: they are the solver's trainable tokens.
-Search results enter the report prompt as context and carry no loss.
+Search results enter the report prompt as context and carry no loss. Every prompt is stored as the query's head
+(system and query, the `prefix`, the same for all 2K spans of the query) and the span's own part: the trainer
+encodes the head once for all of them (the query is most of a plan prompt; on the default this cuts the solver's
+train-stage time by about 40%, docs/measurements.md).
 
 Deliberately left out: multi-hop search loops driven by the model (one plan, one round of searches),
 and reading full documents (passages are corpus summaries cut to `generate.passage_chars`).
@@ -22,7 +25,7 @@ from score.artifacts import REPORTS, span_row
 from score.checkpoints import Policy
 from score.models import Backend, Sample, SamplingParams
 from score.pipeline import GENERATE, GenerateStats
-from score.prompts import cited_sources, parse_plan, plan_messages, report_messages
+from score.prompts import cited_sources, parse_plan, plan_parts, report_parts
 from score.queries import Query, round_queries
 from score.runner import StageContext
 from score.search.base import Passage
@@ -61,11 +64,14 @@ def research(
     K = samples or gen.samples_per_query
     t0 = time.perf_counter()
     tokens0 = backend.usage.completion_tokens
-    plan_prompts = [backend.render(plan_messages(q.text, gen.subquestions)) for q in queries]
+    # every prompt is (query head, own part), sampled tokenized apart and stored so: the trainer packs a query's
+    # plans and reports on one encoding of its head (the query is most of a plan prompt)
+    plan_prompts = [plan_parts(backend.render, q.text, gen.subquestions) for q in queries]
     plans = backend.sample(  # (Q, K): the K samples of a query share its prompt's prefill
-        plan_prompts,
+        [own for _, own in plan_prompts],
         SamplingParams(n=K, temperature=gen.temperature, max_tokens=gen.plan_tokens, seed=seed),
         desc=f"round {round_idx} plans",
+        prefix=[head for head, _ in plan_prompts],
     )
     trajectories = [
         _search(ws, q, qi, k, plan.text)
@@ -73,12 +79,13 @@ def research(
         for k, plan in enumerate(group)
     ]
     report_prompts = [
-        backend.render(report_messages(queries[t.query].text, t.sources, gen.passage_chars)) for t in trajectories
+        report_parts(backend.render, queries[t.query].text, t.sources, gen.passage_chars) for t in trajectories
     ]
     reports = backend.sample(
-        report_prompts,
+        [own for _, own in report_prompts],
         SamplingParams(n=1, temperature=gen.temperature, max_tokens=gen.report_tokens, seed=seed + 1),
         desc=f"round {round_idx} reports",
+        prefix=[head for head, _ in report_prompts],
     )
     seconds = time.perf_counter() - t0
     rows = [
@@ -88,15 +95,15 @@ def research(
             queries[t.query],
             t,
             [
-                span_row("plan", plan_prompts[t.query], plans[t.query][t.k], gen.temperature),
-                span_row("report", prompt, report, gen.temperature),
+                span_row("plan", plan_prompts[t.query][1], plans[t.query][t.k], gen.temperature, query_head),
+                span_row("report", own, report, gen.temperature, query_head),
             ],
             plans[t.query][t.k],
             report,
             policy,
             seed,
         )
-        for t, prompt, [report] in zip(trajectories, report_prompts, reports)
+        for t, (query_head, own), [report] in zip(trajectories, report_prompts, reports)
     ]
     return rows, _stats(queries, rows, [r[0] for r in reports], backend, tokens0, seconds)
 
