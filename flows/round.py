@@ -17,6 +17,7 @@ from flows.common import artifact_key, link_folder, publish_plots, resolve_confi
 from score import pipeline
 from score.inspect import stage_markdown
 from score.layout import finished_rounds
+from score.lease import holding
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, TRAIN, StageSpec
 from score.runner import run_stage
 
@@ -93,11 +94,12 @@ def round_flow(
     """The four stages of one round, in order; finished stages are skipped unless `force`.
     `config` is a config dict or a YAML path; `overrides` are `section.key=value` strings."""
     config = resolve_config(config, overrides)
-    reports = generate_reports(config, round_idx, force=force)
-    evaluations = self_evaluate(config, round_idx, reports, force=force)
-    harness = harness_evolve(config, round_idx, evaluations, force=force)
-    checkpoint = train(config, round_idx, reports, evaluations, force=force)
-    plots = report_task(config, round_idx)
+    with holding(workspace(config).store, config["run"]):  # no other writer between two stages
+        reports = generate_reports(config, round_idx, force=force)
+        evaluations = self_evaluate(config, round_idx, reports, force=force)
+        harness = harness_evolve(config, round_idx, evaluations, force=force)
+        checkpoint = train(config, round_idx, reports, evaluations, force=force)
+        plots = report_task(config, round_idx)
     return {
         "reports": reports,
         "evaluations": evaluations,
@@ -126,4 +128,5 @@ def campaign_flow(
     """Run `rounds` co-evolution rounds (default: campaign.rounds), each a `score-round` flow run."""
     config = resolve_config(config, overrides)
     total = rounds if rounds is not None else config["campaign"]["rounds"]
-    return [round_flow(config, r) for r in range(total)]
+    with holding(workspace(config).store, config["run"]):  # no other writer between two rounds
+        return [round_flow(config, r) for r in range(total)]

@@ -443,10 +443,11 @@ class StoreError(RuntimeError):
     """The store itself cannot be used (unreachable endpoint, bad credentials, unknown scheme)."""
 
 
-def file_sha256(path) -> str:
-    """sha256 of a local file, read in 1 MiB blocks (corpora and query files are fingerprinted by content)."""
+def file_sha256(path, opener=open) -> str:
+    """sha256 of a file, read in 1 MiB blocks (corpora and query files are fingerprinted by content; `opener` a
+    store's `fs.open` for files in the store)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with opener(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -471,6 +472,8 @@ class Store:
         self.root = root.rstrip("/")
         self.url = cfg.root.rstrip("/")
         self.remote = cfg.root.startswith("s3://")
+        self.lease_seconds = cfg.lease_seconds  # score.lease
+        self._verified: set[tuple[str, str]] = set()  # (folder, content fingerprint) whose files were hashed
 
     def check(self, write: bool = True) -> None:
         """Fail early with the fix when the store cannot be reached (or, with `write`, written: the read-only
@@ -543,6 +546,7 @@ class Store:
 
     def clear(self, folder: str) -> None:
         """Remove a stage folder: manifest first, so it is invisible before anything else goes."""
+        self._verified = {v for v in self._verified if v[0] != folder}
         manifest = self.path(folder, MANIFEST)
         if self.fs.exists(manifest):
             self.fs.rm_file(manifest)
@@ -563,11 +567,37 @@ class Store:
                 f"{self.display(folder, MANIFEST)} is not a valid manifest ({e}); rerun its stage with --force"
             ) from None
 
+    def verify(self, folder: str, manifest: Manifest) -> list[str]:
+        """What in `folder` no longer matches `manifest`, one line each (empty: every file is as written): a file
+        missing or of another size (one size query per file, every time), or with other bytes (a full sha256,
+        once per folder and process: about 0.1 s for a round of the default config here)."""
+        problems = []
+        for name, info in sorted(manifest.files.items()):
+            try:
+                size = self.fs.size(self.path(folder, name))
+            except FileNotFoundError:
+                problems.append(f"{name} is missing")
+                continue
+            if size != info.bytes:
+                problems.append(f"{name} has {size} bytes where its manifest says {info.bytes}")
+        key = (folder, manifest.content_fingerprint())
+        if problems or key in self._verified:
+            return problems
+        for name, info in sorted(manifest.files.items()):
+            if file_sha256(self.path(folder, name), self.fs.open) != info.sha256:
+                problems.append(f"{name} changed after its manifest was written (its sha256 differs)")
+        if not problems:
+            self._verified.add(key)
+        return problems
+
     def read_table(self, folder: str, name: str) -> pa.Table:
-        """Read a finished artifact; raise when its stage is unfinished or its schema differs from the constant."""
-        where = self._finished(folder, name)
-        with self.fs.open(self.path(folder, name), "rb") as f:
-            table = pq.read_table(f)
+        """Read a finished artifact; raise when its stage is unfinished, its bytes are not those its manifest
+        lists, or its schema differs from the constant."""
+        where, manifest = self._finished(folder, name)
+        data = self.fs.cat_file(self.path(folder, name))
+        if hashlib.sha256(data).hexdigest() != manifest.files[name].sha256:
+            raise ArtifactError(f"{where} changed after its manifest was written; {self._redo_hint()}")
+        table = pq.read_table(io.BytesIO(data))
         check_schema(table.schema, SCHEMAS[name], where)
         return table
 
@@ -580,8 +610,10 @@ class Store:
         The checks of `read_table` (finished, listed, schema equal to the constant, plus the columns asked for)
         run here, before the first batch is asked for; the file is opened when iteration starts.
         """
-        where = self._finished(folder, name)
+        where, manifest = self._finished(folder, name)
         path = self.path(folder, name)
+        if self.fs.size(path) != manifest.files[name].bytes:  # streamed, so not hashed: its size at least
+            raise ArtifactError(f"{where} changed after its manifest was written; {self._redo_hint()}")
         with self.fs.open(path, "rb") as f:
             check_schema(pq.read_schema(f), SCHEMAS[name], where)
         unknown = [c for c in columns or [] if c not in SCHEMAS[name].names]
@@ -598,21 +630,29 @@ class Store:
             yield from reader.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
 
     def finished(self, folder: str, hint: str) -> Manifest:
-        """The manifest of a finished folder; raises, naming the folder and `hint` (what to run), when unfinished."""
+        """The manifest of a finished folder whose files are as it lists them (`verify`); raises, naming the
+        folder and `hint` (what to run), when unfinished, and naming the damaged files when not intact."""
         manifest = self.read_manifest(folder)
         if manifest is None:
             raise ArtifactError(f"{self.display(folder)} is not finished; {hint}")
+        damaged = self.verify(folder, manifest)
+        if damaged:
+            raise ArtifactError(f"{self.display(folder)}: {'; '.join(damaged)}; {self._redo_hint()}")
         return manifest
 
-    def _finished(self, folder: str, name: str) -> str:
-        """The user-facing address of `name`, after checking that its stage finished and listed it."""
+    def _redo_hint(self) -> str:
+        return "nothing was read from it; `score run` redoes its stage and what follows (or `score stage ... --force`)"
+
+    def _finished(self, folder: str, name: str) -> tuple[str, Manifest]:
+        """The user-facing address of `name` and its folder's manifest, after checking that its stage finished
+        and listed it."""
         manifest = self.read_manifest(folder)
         where = self.display(folder, name)
         if manifest is None:
             raise ArtifactError(f"{where} is not finished (no {MANIFEST} in its folder); run its stage first")
         if name not in manifest.files:
             raise ArtifactError(f"{where} is not listed in its manifest; rerun its stage with --force")
-        return where
+        return where, manifest
 
     def list_runs(self) -> list[str]:
         if not self.fs.exists(self.root):

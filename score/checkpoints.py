@@ -89,7 +89,9 @@ def resolve(ws: Workspace, spec: str) -> tuple[str, Policy]:
             f"checkpoint {spec!r} is neither 'base', 'latest', 'round-N' nor a folder; pass one of those"
         )
     kind = checkpoint_kind(folder)
-    fp = hashlib.sha256("".join(file_sha256(p) for p in sorted(folder.glob("*.safetensors"))).encode()).hexdigest()[:16]
+    files = sorted(p for p in folder.rglob("*") if p.is_file())  # every file: weights, configs, tokenizer
+    blob = "".join(f"{p.relative_to(folder).as_posix()}:{file_sha256(p)}\n" for p in files)
+    fp = hashlib.sha256(blob.encode()).hexdigest()[:16]
     return f"folder-{fp[:8]}", Policy(str(folder.resolve()), str(folder), kind, f"{ws.cfg.model.path}+{fp}")
 
 

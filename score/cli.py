@@ -55,6 +55,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from score.benchmark import BenchmarkError
     from score.checkpoints import CheckpointError
     from score.config import ConfigError
+    from score.lease import RunLocked
     from score.models.openai_client import EndpointError
     from score.pipeline import UnknownStage
     from score.queries import QueryFileError
@@ -69,6 +70,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         EndpointError,
         BenchmarkError,
         CheckpointError,
+        RunLocked,
     )
 
 
@@ -90,10 +92,12 @@ def run(
         cfg, ws = _load(config, set_)
         from flows.env import reap_orphaned_servers
         from flows.round import campaign_flow
+        from score.lease import holding
 
         reap_orphaned_servers()
         t0 = time.perf_counter()
-        campaign_flow(cfg.model_dump(mode="json"), rounds)
+        with holding(ws.store, cfg.run):  # a second writer fails here, before Prefect starts
+            campaign_flow(cfg.model_dump(mode="json"), rounds)
         err.print(
             f"campaign {cfg.run}: {rounds or cfg.campaign.rounds} round(s) done in "
             f"{time.perf_counter() - t0:.0f} s; artifacts in {ws.store.display(cfg.run)}"
@@ -133,9 +137,11 @@ def stage(
             return
         from flows.env import reap_orphaned_servers
         from flows.round import stage_flow
+        from score.lease import holding
 
         reap_orphaned_servers()
-        folder = stage_flow(cfg.model_dump(mode="json"), name, round_idx, force=force)
+        with holding(ws.store, cfg.run):  # a second writer fails here, before Prefect starts
+            folder = stage_flow(cfg.model_dump(mode="json"), name, round_idx, force=force)
         err.print(f"{name} round {round_idx}: {folder}")
     except _user_errors() as e:
         _fail(e)

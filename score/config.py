@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # floats are finite
 
 
 class StoreConfig(Section):
@@ -32,6 +32,9 @@ class StoreConfig(Section):
         default_factory=dict,
         description="fsspec storage options, e.g. {endpoint_url: http://127.0.0.1:8333}; put secrets in the "
         "standard AWS_* environment variables, never here: they would end up in a YAML file",
+    )
+    lease_seconds: float = Field(
+        60, ge=1, description="a run's writer lease (one writer per run) expires this long after its holder stopped"
     )
 
     @field_validator("root")

@@ -142,16 +142,20 @@ def behind_manifest(
     force: bool = False,
     clear_first: bool = True,
 ) -> Outcome:
-    """Run `work` unless `folder`'s manifest has `meta.fingerprint` (and not `force`); then write the manifest
-    last: `meta` with the files written, the work's statistics (a dataclass or a dict) and its timing.
+    """Run `work` unless `folder`'s manifest has `meta.fingerprint` and its files are still those it lists
+    (`Store.verify`; not with `force`); then write the manifest last: `meta` with the files written, the work's
+    statistics (a dataclass or a dict) and its timing. A damaged folder is redone, with a warning naming the files.
 
     `clear_first`: clear the folder before the work (a stage: stale outputs must not outlive a changed config),
     or only at its first write (an evaluation: a failed redo leaves the previous results as they were)."""
     old = store.read_manifest(folder)
     if old is not None and old.fingerprint == meta.fingerprint and not force:
-        log.info("%s: done already (manifest matches), skipped", store.display(folder))
-        return Outcome(store.display(folder), True, old)
-    if old is not None:
+        damaged = store.verify(folder, old)
+        if not damaged:
+            log.info("%s: done already (manifest matches), skipped", store.display(folder))
+            return Outcome(store.display(folder), True, old)
+        log.warning("%s: %s; redoing", store.display(folder), "; ".join(damaged))
+    elif old is not None:
         log.info("%s: %s, redoing", store.display(folder), "forced" if force else "config or inputs changed")
     writer = FolderWriter(store, folder, clear_first)
     started, t0 = datetime.now(timezone.utc), time.perf_counter()

@@ -26,6 +26,7 @@ from score.artifacts import Artifact, ArtifactError
 from score.checkpoints import Policy, policy_for_round
 from score.config import ConfigView
 from score.layout import CHECKPOINT, stage_dir
+from score.lease import holding
 from score.manifest import FolderWriter, Manifest, Outcome, behind_manifest
 from score.pipeline import REWARDS_SEAM, StageSpec, stage
 
@@ -193,7 +194,8 @@ def run_stage(
         return stats
 
     folder = stage_dir(ws.cfg.run, round_idx, spec.folder)
-    outcome = behind_manifest(ws.store, folder, meta, work, force=force)
+    with holding(ws.store, ws.cfg.run):  # one writer per run
+        outcome = behind_manifest(ws.store, folder, meta, work, force=force)
     log.info("round %d %s: %s", round_idx, spec.name, "skipped (done)" if outcome.skipped else "done")
     return outcome
 

@@ -456,6 +456,7 @@ class Trainer:
             totals = dict(zip(keys, summed.tolist()))
             totals["tokens"], totals["padded"] = int(totals["tokens"]), int(totals["padded"])
         grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self._check_finite(f"loss {totals['loss']}, gradient norm {float(grad_norm)}", totals["loss"], float(grad_norm))
         self.optimizer.step()
         self.step += 1
         n = max(totals["tokens"], 1)
@@ -474,6 +475,15 @@ class Trainer:
             lr=lr,
             seconds=time.perf_counter() - t0,
         )
+
+    def _check_finite(self, what: str, *values: float) -> None:
+        """Stop the stage at the first non-finite loss or gradient norm (the same on every process: the loss is
+        summed across them, the norm is the global one), before the update and before any checkpoint is written."""
+        if not all(math.isfinite(v) for v in values):
+            raise FloatingPointError(
+                f"optimizer step {self.step}: {what} is not finite; stopped, no checkpoint written (lower train.lr, "
+                "or check the samples' advantages and log-probs)"
+            )
 
     def _micro_batch(
         self, rows: list[list[TrainSample]], agg: list[float], real: bool, role_weight: dict[str, float], totals: dict

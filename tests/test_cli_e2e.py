@@ -170,13 +170,17 @@ def test_sigkill_during_training_then_rerun_resumes_without_redoing_finished_sta
         while "round 0 train" not in log.read_text() and time.time() < deadline:  # the optimizer is stepping
             assert proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.2)
+        other = ("--set", "generate.temperature=0.7")  # a second writer of the same run, another config
+        second = score(*args, *other, timeout=300)
+        assert second.returncode == 2 and "is being written by" in second.stderr, second.stderr[-2000:]
+        assert proc.poll() is None  # the first goes on
         os.kill(proc.pid, signal.SIGKILL)  # the CLI only: its temporary Prefect server lives on, orphaned
         proc.wait()
     try:
         done = {folder: manifest(store, 0, folder) for folder in ("generate", "evaluate", "harness")}
         assert all(done.values()) and manifest(store, 0, "train") is None  # training unfinished: invisible
         assert orphaned_servers(), "the SIGKILL should have orphaned the temporary Prefect server"
-        rerun = score(*args)
+        rerun = score(*args)  # at once: the killed holder's lease binds no more
     finally:
         from flows.env import reap_orphaned_servers
 

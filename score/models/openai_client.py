@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -16,6 +17,26 @@ from score.models.base import Message
 
 class EndpointError(RuntimeError):
     """The endpoint is down, refused the request, or answered something that is not a chat completion."""
+
+
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+_BEARER = re.compile(r"(Bearer|Basic)\s+[^\s\"',;}]+", re.IGNORECASE)
+_AUTH_LINE = re.compile(r"((?:Proxy-)?Authorization[\"']?\s*[:=]\s*[\"']?)[^\"'\n,}]+", re.IGNORECASE)
+
+
+def redact(text: str, env: dict[str, str] | None = None) -> str:
+    """`text` (an endpoint's answer, quoted in an error) without credentials: authorization headers, bearer and
+    basic tokens, and the value of every environment variable whose name says key, token, secret or password.
+
+    >>> redact('401: {"headers": {"Authorization": "Bearer sk-abc123"}} sk-abc123', {"OPENAI_API_KEY": "sk-abc123"})
+    '401: {"headers": {"Authorization": "[redacted]"}} [redacted]'
+    """
+    env = os.environ if env is None else env
+    for name, value in env.items():
+        if _SECRET_NAME.search(name) and len(value) >= 6:
+            text = text.replace(value, "[redacted]")
+    text = _AUTH_LINE.sub(lambda m: m.group(1) + "[redacted]", text)
+    return _BEARER.sub("[redacted]", text)
 
 
 @dataclass
@@ -50,7 +71,8 @@ class ChatClient:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 payload = json.loads(response.read())
         except urllib.error.HTTPError as e:
-            raise EndpointError(f"{url} answered HTTP {e.code}: {e.read()[:300].decode(errors='replace')}") from None
+            body = redact(e.read()[:2000].decode(errors="replace"))[:300]  # redacted whole, then cut
+            raise EndpointError(f"{url} answered HTTP {e.code}: {body}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
             raise EndpointError(
                 f"cannot reach {url} ({getattr(e, 'reason', e)}); is the server up? check the base_url"
@@ -60,4 +82,6 @@ class ChatClient:
         try:
             return [c["message"]["content"] for c in payload["choices"]]
         except (KeyError, TypeError):
-            raise EndpointError(f"{url} answered without choices[].message.content: {str(payload)[:200]}") from None
+            raise EndpointError(
+                f"{url} answered without choices[].message.content: {redact(str(payload))[:200]}"
+            ) from None

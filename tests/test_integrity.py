@@ -1,0 +1,192 @@
+"""Nothing damaged is trusted: a stage folder whose files no longer match its manifest is redone, never read; the
+trainer stops at the first non-finite number; config floats are finite."""
+
+import dataclasses
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from score.artifacts import SCHEMAS, ArtifactError
+from score.config import ConfigError, load_config
+from score.runner import run_stage, stage_folder
+
+
+def _path(ws, stage, name):
+    return ws.store.path(stage_folder(ws, stage, 0), name)
+
+
+def _evaluated(ws):
+    for stage in ("generate-reports", "self-evaluate"):
+        run_stage(ws, stage, 0)
+
+
+def test_tampered_rewards_are_redone_not_read(toy_workspace):
+    """solver_rewards.parquet rewritten with other rewards (same schema): every reader refuses it by name, and the
+    next run of its stage redoes it instead of skipping on the matching fingerprint."""
+    ws = toy_workspace
+    _evaluated(ws)
+    path = _path(ws, "self-evaluate", "solver_rewards.parquet")
+    honest = pq.read_table(path)
+    forged = honest.set_column(
+        honest.schema.get_field_index("reward"), "reward", pa.array([0.99] * honest.num_rows, pa.float64())
+    )
+    pq.write_table(forged.cast(SCHEMAS["solver_rewards.parquet"]), path)
+    with pytest.raises(ArtifactError, match="solver_rewards.parquet changed after its manifest was written"):
+        ws.store.read_table(stage_folder(ws, "self-evaluate", 0), "solver_rewards.parquet")
+    with pytest.raises(
+        ArtifactError, match=r"evaluate: solver_rewards.parquet (has \d+ bytes|changed).*`score run` redoes"
+    ):
+        run_stage(ws, "harness-evolve", 0)  # an upstream folder that is not intact is never used
+    redone = run_stage(ws, "self-evaluate", 0)
+    assert not redone.skipped
+    assert pq.read_table(path).column("reward").to_pylist() == honest.column("reward").to_pylist()  # seeded: same
+    assert not run_stage(ws, "harness-evolve", 0).skipped
+    assert run_stage(ws, "self-evaluate", 0).skipped  # intact again: skipped as before
+
+
+def test_a_truncated_or_missing_file_is_redone(toy_workspace, caplog):
+    ws = toy_workspace
+    run_stage(ws, "generate-reports", 0)
+    path = _path(ws, "generate-reports", "reports.parquet")
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    with caplog.at_level("WARNING"):
+        assert not run_stage(ws, "generate-reports", 0).skipped
+    assert f"reports.parquet has {len(data) // 2} bytes where its manifest says {len(data)}" in caplog.text
+    assert open(path, "rb").read() == data  # seeded sampling: the same bytes again
+    ws.store.fs.rm_file(path)
+    assert not run_stage(ws, "generate-reports", 0).skipped  # sizes are checked every time
+
+
+def test_a_damaged_checkpoint_is_not_sampled_from(toy_workspace, tmp_path):
+    """Round 1 samples from round 0's checkpoint only if its files are those the train manifest lists."""
+    from score.checkpoints import policy_for_round
+    from score.layout import stage_dir
+    from score.manifest import FolderWriter, Manifest
+
+    ws = toy_workspace
+    folder = stage_dir(ws.cfg.run, 0, "train")
+    local = tmp_path / "ckpt"
+    local.mkdir()
+    (local / "adapter_config.json").write_text("{}")
+    (local / "adapter_model.safetensors").write_bytes(b"weights")
+    writer = FolderWriter(ws.store, folder, clear_first=True)
+    for p in local.iterdir():
+        writer.file(f"checkpoint/{p.name}", p)
+    ws.store.write_manifest(folder, Manifest(stage="train", fingerprint="x", files=writer.files))
+    assert policy_for_round(ws, 1).kind == "lora"
+    (tmp_path / "tampered").write_bytes(b"other!!")
+    ws.store.fs.put_file(str(tmp_path / "tampered"), ws.store.path(folder, "checkpoint/adapter_model.safetensors"))
+    ws.store._verified.clear()  # same size, other bytes: found by the hash of a process that has not hashed it yet
+    with pytest.raises(ArtifactError, match="checkpoint/adapter_model.safetensors changed after its manifest"):
+        policy_for_round(ws, 1)
+
+
+@pytest.mark.parametrize("key", ["train.lr", "train.max_grad_norm", "train.kl_coef", "reward.probe_weight"])
+@pytest.mark.parametrize("value", [".inf", ".nan"])
+def test_config_floats_must_be_finite(key, value):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [f"{key}={value}"])
+
+
+def test_the_trainer_stops_at_a_non_finite_loss_and_writes_nothing():
+    from score.config import ModelConfig, TrainConfig
+    from score.models import resolve_model_path
+    from score.trainer import Trainer, TrainSample
+
+    trainer = Trainer(ModelConfig(), TrainConfig(lora_rank=4), resolve_model_path(ModelConfig()), None, seed=0)
+    ids = trainer.tokenizer("Solar panels turn sunlight into power.", add_special_tokens=False)["input_ids"]
+    sample = TrainSample("solver", ids[:3], ids[3:], [-1.0] * len(ids[3:]), advantage=1.0)
+    before = {n: p.detach().clone() for n, p in trainer.unwrapped.named_parameters() if p.requires_grad}
+    broken = [sample, dataclasses.replace(sample, advantage=float("nan"))]
+    with pytest.raises(FloatingPointError, match="not finite; stopped, no checkpoint written"):
+        trainer.train(broken, {"solver": 1.0, "evaluator": 1.0}, total_steps=1)
+    after = dict(trainer.unwrapped.named_parameters())
+    assert all(bool((after[n] == p).all()) for n, p in before.items())  # the update never happened
+
+
+@pytest.mark.parametrize("status", [401, 200])
+def test_an_endpoint_that_echoes_the_key_leaks_nothing(monkeypatch, caplog, status):
+    """A proxy that echoes the request headers, in an error (401) or in an answer without choices (200): the key
+    reaches neither the error nor the logs."""
+    import http.server
+    import json
+    import threading
+
+    from score.models import Message
+    from score.models.openai_client import ChatClient, EndpointError
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"error": "bad key", "headers": dict(self.headers)}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    key = "sk-live-0123456789abcdef"
+    monkeypatch.setenv("SCORE_TEST_API_KEY", key)
+    client = ChatClient(f"http://127.0.0.1:{server.server_port}/v1", "m", api_key_env="SCORE_TEST_API_KEY")
+    try:
+        with caplog.at_level("DEBUG"), pytest.raises(EndpointError) as e:
+            client.chat([Message("user", "hello")])
+    finally:
+        server.shutdown()
+    assert "bad key" in str(e.value)  # the answer is quoted, the key is not
+    assert key not in str(e.value) and key[-8:] not in str(e.value) and key not in caplog.text
+
+
+def _hold_in_subprocess(root: str, run: str):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\n"
+        "from score.artifacts import Store\nfrom score.config import StoreConfig\nfrom score.lease import holding\n"
+        f"with holding(Store(StoreConfig(root={root!r})), {run!r}):\n"
+        "    print('held', flush=True)\n    time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_one_writer_per_run_and_a_killed_holder_frees_it(toy_workspace):
+    from score.lease import LEASE, RunLocked
+
+    ws = toy_workspace
+    holder = _hold_in_subprocess(ws.cfg.store.root, ws.cfg.run)
+    try:
+        with pytest.raises(RunLocked, match=rf"run 'toy' in .* is being written by [^:]+:{holder.pid}:"):
+            run_stage(ws, "generate-reports", 0)
+        assert not ws.store.fs.exists(ws.store.path(stage_folder(ws, "generate-reports", 0)))  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not run_stage(ws, "generate-reports", 0).skipped  # a dead local holder binds no more
+    assert not ws.store.fs.exists(ws.store.path(ws.cfg.run, LEASE))  # released after the stage
+
+
+def test_a_lease_of_another_host_binds_until_it_expires(toy_workspace):
+    import json
+    import time
+
+    from score.lease import LEASE, RunLocked
+
+    ws = toy_workspace
+    path = ws.store.path(ws.cfg.run, LEASE)
+    ws.store.fs.makedirs(ws.store.path(ws.cfg.run), exist_ok=True)
+    lease = {"holder": "elsewhere:123:abcd1234", "since": "2026-11-28T00:00:00+00:00", "expires": time.time() + 1.5}
+    ws.store.fs.pipe_file(path, json.dumps(lease).encode())
+    with pytest.raises(RunLocked, match="elsewhere:123:abcd1234.*expires in [12] s"):
+        run_stage(ws, "generate-reports", 0)
+    time.sleep(1.6)
+    assert not run_stage(ws, "generate-reports", 0).skipped
