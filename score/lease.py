@@ -50,8 +50,10 @@ def holding(store: Store, run: str) -> Iterator[None]:
     with _lock:
         depth, stop = _held.get(path, (0, threading.Event()))
         if depth == 0:
-            _acquire(store, path, run)
-            threading.Thread(target=_renew, args=(store, path, stop), daemon=True, name=f"lease {run}").start()
+            since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            _acquire(store, path, run, since)
+            thread = threading.Thread(target=_renew, args=(store, path, since, stop), daemon=True, name=f"lease {run}")
+            thread.start()
         _held[path] = (depth + 1, stop)
     try:
         yield
@@ -65,15 +67,8 @@ def holding(store: Store, run: str) -> Iterator[None]:
                 _release(store, path)
 
 
-def _record(store: Store) -> bytes:
-    now = time.time()
-    return json.dumps(
-        {
-            "holder": _HOLDER,
-            "since": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
-            "expires": now + store.lease_seconds,
-        }
-    ).encode()
+def _record(store: Store, since: str) -> bytes:
+    return json.dumps({"holder": _HOLDER, "since": since, "expires": time.time() + store.lease_seconds}).encode()
 
 
 def _read(store: Store, path: str) -> dict | None:
@@ -102,12 +97,12 @@ def _live(lease: dict) -> bool:
     return True
 
 
-def _acquire(store: Store, path: str, run: str) -> None:
+def _acquire(store: Store, path: str, run: str, since: str) -> None:
     current = _read(store, path)
     if current and current["holder"] != _HOLDER and _live(current):
         raise RunLocked(_busy(store, run, current))
     store.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    store.fs.pipe_file(path, _record(store))
+    store.fs.pipe_file(path, _record(store, since))
     time.sleep(0.2)  # a writer that started in the same instant has written by now
     mine = _read(store, path)
     if not mine or mine["holder"] != _HOLDER:
@@ -123,13 +118,13 @@ def _busy(store: Store, run: str, lease: dict) -> str:
     )
 
 
-def _renew(store: Store, path: str, stop: threading.Event) -> None:
+def _renew(store: Store, path: str, since: str, stop: threading.Event) -> None:
     while not stop.wait(store.lease_seconds / 3):
         with _lock:
             if stop.is_set():  # released meanwhile: never write the lease back
                 return
             try:
-                store.fs.pipe_file(path, _record(store))
+                store.fs.pipe_file(path, _record(store, since))
             except OSError:  # a store hiccup: the next renewal tries again, well before expiry
                 pass
 

@@ -144,14 +144,14 @@ def test_an_endpoint_that_echoes_the_key_leaks_nothing(monkeypatch, caplog, stat
     assert key not in str(e.value) and key[-8:] not in str(e.value) and key not in caplog.text
 
 
-def _hold_in_subprocess(root: str, run: str):
+def _hold_in_subprocess(root: str, run: str, lease_seconds: float = 60):
     import subprocess
     import sys
 
     code = (
         "import sys, time\n"
         "from score.artifacts import Store\nfrom score.config import StoreConfig\nfrom score.lease import holding\n"
-        f"with holding(Store(StoreConfig(root={root!r})), {run!r}):\n"
+        f"with holding(Store(StoreConfig(root={root!r}, lease_seconds={lease_seconds})), {run!r}):\n"
         "    print('held', flush=True)\n    time.sleep(600)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -162,9 +162,12 @@ def _hold_in_subprocess(root: str, run: str):
 def test_one_writer_per_run_and_a_killed_holder_frees_it(toy_workspace):
     from score.lease import LEASE, RunLocked
 
+    import time
+
     ws = toy_workspace
-    holder = _hold_in_subprocess(ws.cfg.store.root, ws.cfg.run)
+    holder = _hold_in_subprocess(ws.cfg.store.root, ws.cfg.run, lease_seconds=1)
     try:
+        time.sleep(2.5)  # well past one lease period: the holder renews it
         with pytest.raises(RunLocked, match=rf"run 'toy' in .* is being written by [^:]+:{holder.pid}:"):
             run_stage(ws, "generate-reports", 0)
         assert not ws.store.fs.exists(ws.store.path(stage_folder(ws, "generate-reports", 0)))  # nothing written
