@@ -160,9 +160,9 @@ def _hold_in_subprocess(root: str, run: str, lease_seconds: float = 60):
 
 
 def test_one_writer_per_run_and_a_killed_holder_frees_it(toy_workspace):
-    from score.lease import LEASE, RunLocked
-
     import time
+
+    from score.lease import LEASE, RunLocked
 
     ws = toy_workspace
     holder = _hold_in_subprocess(ws.cfg.store.root, ws.cfg.run, lease_seconds=1)
