@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from prefect.runtime import flow_run
 from flows import env  # noqa: F401  (sets Prefect's environment before prefect is imported)
 from score.config import RunConfig, load_config
 from score.layout import plots_dir
+from score.lease import holding
 from score.report import write_report
 from score.workspace import Workspace
 
@@ -27,6 +31,46 @@ def workspace(config: dict) -> Workspace:
 @lru_cache(maxsize=1)
 def _workspace(config_json: str) -> Workspace:
     return Workspace(RunConfig.model_validate_json(config_json))
+
+
+@contextmanager
+def writing(config: dict) -> Iterator[None]:
+    """Hold the run's writer lease (`score.lease`) for a flow's duration; a top-level flow that gets it marks the
+    run's flow runs a killed process left RUNNING as Crashed (holding the lease, no other process writes the run)."""
+    with holding(workspace(config).store, config["run"]):
+        if flow_run.get_parent_flow_run_id() is None:
+            crash_stale_flow_runs(config["run"])
+        yield
+
+
+def crash_stale_flow_runs(run: str) -> int:
+    """Flow runs of `run` (named `run-...`) still RUNNING other than this one and its parents: set Crashed, with why.
+    Returns how many."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    running = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
+    with get_client(sync_client=True) as client:
+        stale = [
+            r
+            for r in client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=f"{run}-"), state=running)
+            )
+            if r.name.startswith(f"{run}-") and str(r.id) != flow_run.get_id()
+        ]
+        for r in stale:
+            why = f"its process stopped without ending it (found by a later writer of run {run!r})"
+            client.set_flow_run_state(r.id, Crashed(message=why), force=True)
+    if stale:
+        logging.getLogger(__name__).warning("marked %d flow run(s) of %s left running as Crashed", len(stale), run)
+    return len(stale)
 
 
 def resolve_config(config: dict | str, overrides: list[str] | None = None) -> dict:

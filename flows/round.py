@@ -13,11 +13,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import artifact_key, link_folder, publish_plots, resolve_config, run_name, workspace
+from flows.common import artifact_key, link_folder, publish_plots, resolve_config, run_name, workspace, writing
 from score import pipeline
 from score.inspect import stage_markdown
 from score.layout import finished_rounds
-from score.lease import holding
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, TRAIN, StageSpec
 from score.runner import run_stage
 
@@ -94,7 +93,7 @@ def round_flow(
     """The four stages of one round, in order; finished stages are skipped unless `force`.
     `config` is a config dict or a YAML path; `overrides` are `section.key=value` strings."""
     config = resolve_config(config, overrides)
-    with holding(workspace(config).store, config["run"]):  # no other writer between two stages
+    with writing(config):  # one writer, and none between two stages
         reports = generate_reports(config, round_idx, force=force)
         evaluations = self_evaluate(config, round_idx, reports, force=force)
         harness = harness_evolve(config, round_idx, evaluations, force=force)
@@ -116,8 +115,9 @@ def stage_flow(
     """One stage of one round (its inputs must be finished): reruns from the CLI, the UI or a deployment."""
     config = resolve_config(config, overrides)
     spec = pipeline.stage(stage)
-    folder = STAGE_TASKS[spec.name](config, round_idx, force=force)
-    report_task(config, round_idx)
+    with writing(config):
+        folder = STAGE_TASKS[spec.name](config, round_idx, force=force)
+        report_task(config, round_idx)
     return folder
 
 
@@ -128,5 +128,5 @@ def campaign_flow(
     """Run `rounds` co-evolution rounds (default: campaign.rounds), each a `score-round` flow run."""
     config = resolve_config(config, overrides)
     total = rounds if rounds is not None else config["campaign"]["rounds"]
-    with holding(workspace(config).store, config["run"]):  # no other writer between two rounds
+    with writing(config):  # one writer, and none between two rounds
         return [round_flow(config, r) for r in range(total)]

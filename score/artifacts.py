@@ -488,8 +488,23 @@ class Store:
             self.fs.pipe_file(probe, b"ok")
             self.fs.rm_file(probe)
         except PermissionError as e:
+            if not self.remote:
+                raise StoreError(
+                    f"store {self.url} is not writable here (permission denied); set store.root to a folder you can "
+                    "write, or change its permissions"
+                ) from None
             raise StoreError(
                 f"store {self.url} refused access ({e}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+            ) from None
+        except (FileNotFoundError, NotADirectoryError, FileExistsError) as e:
+            if self.remote:  # s3fs says "Not Found" for a missing bucket, or for an endpoint that is not S3
+                raise StoreError(
+                    f"cannot use store {self.url}: not found (does the bucket exist, and is "
+                    "store.storage_options.endpoint_url an S3 server?)"
+                ) from None
+            raise StoreError(
+                f"cannot make the store folder {self.url} ({e.strerror or type(e).__name__}: a part of the path is a "
+                "file, or cannot be made); set store.root to a folder you can write"
             ) from None
         except _transport_errors() as e:  # one line naming the store, not a botocore traceback
             raise StoreError(

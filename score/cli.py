@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -45,7 +46,7 @@ def _load(config: Path | None, overrides: list[str]):
     return cfg, ws
 
 
-def _fail(e: BaseException) -> None:
+def _fail(e: BaseException | str) -> NoReturn:
     err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
@@ -89,6 +90,8 @@ def run(
     """Run a co-evolution campaign: every round's stages in order; finished stages are skipped."""
     _logging(verbose)
     try:
+        if rounds is not None and rounds < 1:
+            _fail(f"--rounds must be >= 1, got {rounds} (leave it out for campaign.rounds)")
         cfg, ws = _load(config, set_)
         from flows.env import reap_orphaned_servers
         from flows.round import campaign_flow
@@ -127,7 +130,7 @@ def stage(
 
         stage_spec(name)  # an unknown stage fails here, naming the stages
         if round_idx < 0:
-            raise typer.BadParameter("--round must be >= 0")
+            _fail(f"--round must be >= 0, got {round_idx}")
         cfg, ws = _load(config, set_)
         if no_flow:
             from score.runner import run_stage
@@ -385,10 +388,12 @@ def report(
         _run_name(run_name)
         if baseline is not None:
             _run_name(baseline)
+        folder = out or plots_dir(run_name, baseline)
+        if folder.exists() and not folder.is_dir():
+            _fail(f"--out {folder} is a file; pass a folder (it is made if missing)")
         store = _store(config, set_)
         for name in filter(None, (run_name, baseline)):
             run_rounds(store, name)  # raises, naming the runs there are, before anything is written
-        folder = out or plots_dir(run_name, baseline)
         paths = write_report(store, run_name, folder, baseline)
         err.print(f"wrote {len(paths)} plots and {folder / 'index.html'}")
     except _user_errors() as e:

@@ -41,8 +41,10 @@ class StoreConfig(Section):
     @classmethod
     def _scheme(cls, v: str) -> str:
         scheme = v.split("://", 1)[0] if "://" in v else "file"
-        if scheme not in ("file", "s3", "memory"):
+        if scheme not in ("file", "s3"):  # memory:// too would lose every artifact when the process ends
             raise ValueError(f"unknown store scheme {scheme!r}; use a local folder, file://path or s3://bucket/prefix")
+        if not v.split("://", 1)[-1].strip("/ "):
+            raise ValueError(f"store.root {v!r} names no folder; use a local folder, file://path or s3://bucket/prefix")
         return v
 
 
@@ -622,8 +624,8 @@ def check_run_name(name: str) -> str:
     """A run name is one folder name: it can never reach outside the store root."""
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", name) or ".." in name:
         raise ValueError(
-            f"run name {name!r} must be one folder name (letters, digits, '-', '_', '.', no '..' or '/'); e.g. "
-            "run: my-run"
+            f"run name {name!r} must be one folder name of at most 100 characters (letters, digits, '-', '_', '.', "
+            "no '..' or '/'); e.g. run: my-run"
         )
     return name
 
@@ -676,17 +678,33 @@ def load_config(
         origin = str(path)
         if not path.exists():
             raise ConfigError(f"config file {path} does not exist; pass one of configs/*.yaml")
+        if not path.is_file():
+            raise ConfigError(f"config path {path} is not a file; pass a YAML file such as configs/default.yaml")
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
+            tree = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start}); pass a YAML file") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        if tree is None:
+            raise ConfigError(
+                f"config file {path} is empty; write the sections you change (e.g. copy configs/default.yaml), or "
+                "leave out -c for every default"
+            )
         if not isinstance(tree, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(tree).__name__}")
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like section.key=value, e.g. generate.samples_per_query=6")
         key, raw = item.split("=", 1)
-        _set(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            problem = str(e).splitlines()[0]
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML ({problem}); quote it, e.g. {key}='...'"
+            ) from None
+        _set(tree, key.strip(), value)
         origin = f"{origin} + --set"
     try:
         return RunConfig.model_validate(tree)

@@ -34,6 +34,8 @@ def load_queries(cfg: DataConfig) -> list[Query]:
         raise QueryFileError(
             f"queries file {path} does not exist; set data.queries to a Parquet, JSONL or CSV file or to 'deepconsult'"
         )
+    if not path.is_file():
+        raise QueryFileError(f"queries file {path} is not a file; set data.queries to a Parquet, JSONL or CSV file")
     frame = read_rows(path)
     if len(frame) == 0:
         raise QueryFileError(f"queries file {path} has no rows; it needs at least one query")
@@ -72,7 +74,9 @@ def read_rows(path: Path) -> pd.DataFrame:
 
             return pd.read_csv(StringIO(raw), dtype=str, keep_default_na=False)
         if suffix in (".jsonl", ".json"):
-            return pd.DataFrame([json.loads(line) for line in raw.splitlines() if line.strip()])
+            return pd.DataFrame(
+                [_json_line(path, n, line) for n, line in enumerate(raw.splitlines(), 1) if line.strip()]
+            )
     except UnicodeDecodeError as e:
         raise QueryFileError(
             f"queries file {path} is not valid UTF-8 (byte {e.start}); re-encode it as UTF-8"
@@ -96,3 +100,13 @@ def round_queries(queries: list[Query], per_round: int, round_idx: int, seed: in
     start = (round_idx * n) % len(queries)
     picked = [order[(start + i) % len(queries)] for i in range(n)]
     return [queries[i] for i in picked]
+
+
+def _json_line(path: Path, number: int, line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise QueryFileError(f"queries file {path}, line {number}: not JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(row, dict):
+        raise QueryFileError(f"queries file {path}, line {number}: a JSON object is needed, not {type(row).__name__}")
+    return row

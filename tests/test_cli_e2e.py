@@ -158,6 +158,7 @@ def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path):
 def test_sigkill_during_training_then_rerun_resumes_without_redoing_finished_stages(tmp_path):
     store, log = tmp_path / "store", tmp_path / "stderr.txt"
     args = ("run", "-c", "configs/ci.yaml", "--set", f"store.root={store}", "--rounds", "1")
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() - 1))  # Prefect stores UTC
     with open(log, "w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "score.cli", *args],
@@ -193,6 +194,23 @@ def test_sigkill_during_training_then_rerun_resumes_without_redoing_finished_sta
     assert (store / "ci" / "round-0000" / "train" / "checkpoint").is_dir()
     assert not [p for p in (store / "ci").rglob(".tmp-*")]
     assert orphaned_servers() == []  # the rerun stopped the orphan
+    states = prefect_states(killed_after=started)
+    assert states and all(state != "RUNNING" for _, state, _ in states), states  # the killed runs were ended
+    assert any(state == "CRASHED" and "stopped without ending it" in (why or "") for _, state, why in states), states
+
+
+def prefect_states(killed_after: str) -> list[tuple[str, str, str | None]]:
+    """(name, state, message) of the ci flow runs created after `killed_after`, from Prefect's database (the
+    tests' PREFECT_HOME; `score run` starts its temporary server on it)."""
+    import sqlite3
+
+    db = sqlite3.connect(Path(os.environ["PREFECT_HOME"]) / "prefect.db")
+    return db.execute(
+        "select flow_run.name, flow_run.state_type, flow_run_state.message from flow_run "
+        "left join flow_run_state on flow_run.state_id = flow_run_state.id "
+        "where flow_run.name like 'ci-%' and flow_run.created > ?",
+        (killed_after,),
+    ).fetchall()
 
 
 @pytest.mark.parametrize(
@@ -217,6 +235,16 @@ def test_sigkill_during_training_then_rerun_resumes_without_redoing_finished_sta
             "cannot use store s3://b/p",
         ),
         (["stage", "no-such-stage", "--round", "0"], "unknown stage 'no-such-stage'"),
+        (["stage", "train", "--round", "-1"], "--round must be >= 0, got -1"),
+        (["run", "--rounds", "0"], "--rounds must be >= 1, got 0"),
+        (["run", "--rounds", "-1"], "--rounds must be >= 1, got -1"),
+        (["run", "--set", "generate.temperature=[0.5"], "the value is not valid YAML"),
+        (["run", "-c", "configs"], "config path configs is not a file"),
+        (["run", "-c", "Makefile"], "config file Makefile must hold a mapping of sections"),
+        (["run", "-c", ".git/index"], "config file .git/index is not UTF-8 text"),
+        (["run", "--set", "search.corpus=README.md"], "corpus README.md is not a Parquet file"),
+        (["run", "--set", "search.corpus=configs"], "corpus configs is not a file"),
+        (["report", "ci", "--out", "README.md"], "--out README.md is a file"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):

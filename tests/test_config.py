@@ -38,6 +38,10 @@ def test_overrides_are_parsed_as_yaml():
         (["store.root=ftp://host/x"], ["unknown store scheme 'ftp'"]),
         (["model.backend=tpu"], ["'model.backend'"]),
         (["nonsense"], ["must look like section.key=value"]),
+        (["store.root=memory://x"], ["unknown store scheme 'memory'"]),
+        (["store.root="], ["names no folder"]),
+        (["store.root=s3://"], ["names no folder"]),
+        (["train.lr=.inf"], ["'train.lr'"]),
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(override, words):
@@ -45,6 +49,35 @@ def test_bad_values_name_the_key_and_the_fix(override, words):
         load_config(None, override)
     for w in words:
         assert w in str(e.value)
+
+
+def test_an_empty_config_file_is_an_error(tmp_path):
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match="is empty; write the sections you change"):
+        load_config(tmp_path / "empty.yaml")
+
+
+def test_bad_corpora_fail_in_preflight(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from score.workspace import check_corpus
+
+    good = {"id": ["a", "b"], "title": ["A", "B"], "text": ["x", "y"], "source": ["u", "v"]}
+    cases = {
+        "wrong.parquet": ({"id": ["a"], "text": ["x"]}, r"has no column\(s\) \['title', 'source'\]"),
+        "empty.parquet": ({k: pa.array([], pa.string()) for k in good}, "has no rows"),
+        "dupes.parquet": ({**good, "id": ["a", "a"]}, r"duplicate ids \['a'\]"),
+    }
+    for name, (columns, message) in cases.items():
+        pq.write_table(pa.table(columns), tmp_path / name)
+        with pytest.raises(ConfigError, match=message):
+            check_corpus(tmp_path / name)
+    (tmp_path / "text.parquet").write_text("id,title\n")
+    with pytest.raises(ConfigError, match="is not a Parquet file"):
+        check_corpus(tmp_path / "text.parquet")
+    pq.write_table(pa.table(good), tmp_path / "good.parquet")
+    check_corpus(tmp_path / "good.parquet")
 
 
 def test_bad_yaml_files(tmp_path):

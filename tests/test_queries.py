@@ -26,6 +26,8 @@ def test_each_format_with_an_id_column(tmp_path):
         (b"id,query\na,x\na,y\n", {"id_column": "id"}, "duplicate id"),
         (b"query\n\xff\xfe bad\n", {}, "not valid UTF-8"),
         (b"query\n", {}, "has no rows"),
+        (b'{"query": "fine"}\n\n{"query": "two", }\n', {}, r"line 3: not JSON \(.* at column 18\)"),
+        (b'{"query": "fine"}\n["a list"]\n', {}, "line 2: a JSON object is needed, not list"),
     ],
 )
 def test_bad_query_files_say_what_and_how(tmp_path, content, cfg, message):
@@ -38,6 +40,9 @@ def test_bad_query_files_say_what_and_how(tmp_path, content, cfg, message):
 def test_missing_file_and_unknown_suffix(tmp_path):
     with pytest.raises(QueryFileError, match="does not exist"):
         load_queries(DataConfig(queries=str(tmp_path / "nope.csv")))
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(QueryFileError, match="folder.csv is not a file"):
+        load_queries(DataConfig(queries=str(tmp_path / "folder.csv")))
     (tmp_path / "q.txt").write_text("x")
     with pytest.raises(QueryFileError, match="suffix"):
         load_queries(DataConfig(queries=str(tmp_path / "q.txt")))
