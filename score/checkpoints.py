@@ -46,11 +46,20 @@ def base_policy(model: ModelConfig) -> Policy:
 
 
 def checkpoint_kind(folder: Path) -> Kind:
-    """What a checkpoint folder holds, from its own files."""
-    if (folder / "adapter_config.json").exists():
-        return "lora"
-    if (folder / "config.json").exists():
-        return "full"
+    """What a checkpoint folder holds, from its own files; raises, naming the file, when they cannot be loaded
+    (a config that is not JSON, no weights), before any work starts."""
+    import json
+
+    for kind, config, weights in (("lora", "adapter_config.json", "adapter_model"), ("full", "config.json", "")):
+        if (folder / config).exists():
+            try:
+                json.loads((folder / config).read_text())
+            except (ValueError, UnicodeDecodeError) as e:
+                raise CheckpointError(f"{folder / config} is not valid JSON ({e}); is {folder} a checkpoint?") from None
+            found = [p for ext in ("safetensors", "bin") for p in folder.glob(f"*{weights}*.{ext}")]
+            if not [p for p in found if p.name != OPTIMIZER_FILE]:
+                raise CheckpointError(f"{folder} has {config} but no weights (*{weights}*.safetensors) beside it")
+            return kind  # type: ignore[return-value]
     raise CheckpointError(f"{folder} holds neither a LoRA adapter (adapter_config.json) nor a model (config.json)")
 
 

@@ -8,6 +8,7 @@ from score.artifacts import REPORTS_SCHEMA, ArtifactError, Store, StoreError
 from score.config import StoreConfig
 from score.layout import MANIFEST
 from score.manifest import Manifest
+from tests.conftest import list_as_written
 
 
 def toy_reports(n: int = 2) -> pa.Table:
@@ -62,9 +63,13 @@ def test_reader_names_file_and_column_on_schema_mismatch(tmp_path):
     folder.mkdir(parents=True)
     pq.write_table(toy_reports().drop_columns(["cited"]), folder / "reports.parquet")
     (folder / MANIFEST).write_text(json.dumps({"files": {"reports.parquet": {"rows": 2, "bytes": 0, "sha256": ""}}}))
+    with pytest.raises(ArtifactError, match=r"reports.parquet changed after its manifest was written"):
+        store.read_table("run/round-0000/generate", "reports.parquet")
+    list_as_written(folder, "reports.parquet")  # an older writer's file, listed as it is: the schema check speaks
     with pytest.raises(ArtifactError, match=r"reports.parquet: column 'cited' is missing"):
         store.read_table("run/round-0000/generate", "reports.parquet")
     pq.write_table(toy_reports().set_column(0, "round", pa.array(["0", "0"])), folder / "reports.parquet")
+    list_as_written(folder, "reports.parquet")
     with pytest.raises(ArtifactError, match=r"column 'round' has type string"):
         store.read_table("run/round-0000/generate", "reports.parquet")
 

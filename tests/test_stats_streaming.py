@@ -41,6 +41,7 @@ from score.stages.evaluate.statistics import (
     round_statistics,
     stream_scores,
 )
+from tests.conftest import list_as_written
 
 # ---- the oracle: score/stages/evaluate.py's _rewards, _dimension_stats and _depth_change before streaming --------
 
@@ -442,9 +443,13 @@ def test_iter_batches_refuses_what_read_table_refuses(tmp_path):
     with pytest.raises(ArtifactError, match="not listed in its manifest"):
         store.iter_batches("r/evaluate", "scores.parquet")
     (folder / MANIFEST).write_text(json.dumps({"files": {"scores.parquet": {"rows": 0, "bytes": 0, "sha256": ""}}}))
+    with pytest.raises(ArtifactError, match="changed after its manifest was written"):  # its size is not 0
+        store.iter_batches("r/evaluate", "scores.parquet")
+    list_as_written(folder, "scores.parquet")
     with pytest.raises(ArtifactError, match=r"no column\(s\) \['scores'\]"):
         store.iter_batches("r/evaluate", "scores.parquet", columns=["scores"])
     pq.write_table(table.drop_columns(["probe_kind"]), folder / "scores.parquet")
+    list_as_written(folder, "scores.parquet")  # an older writer's file, listed as it is: the schema check speaks
     with pytest.raises(ArtifactError, match=r"scores.parquet: column 'probe_kind' is missing"):
         store.iter_batches("r/evaluate", "scores.parquet", columns=["score"])
 

@@ -1,0 +1,145 @@
+"""Bad input, probed as a careless user would: each case runs the `score` CLI in a fresh process and is classed by
+what came back. clear: exit 2 and one line starting "error:" that names the problem; unclear: any other failure
+without a traceback; traceback: a Python traceback; accepted: exit 0, or still working after `--timeout` seconds
+(killed). Goal: every case clear. Every case points at a temporary store (never the checkout's).
+
+Run: `python benchmarks/bad_inputs.py [--timeout 60]`; prints the table (markdown) and the counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _files(tmp: Path) -> dict[str, str]:
+    """The bad files the cases point at, made in `tmp`."""
+    good = {"id": ["a", "b"], "title": ["A", "B"], "text": ["x", "y"], "source": ["u", "v"]}
+    pq.write_table(pa.table({"id": ["a"], "text": ["x"]}), tmp / "wrong_columns.parquet")
+    pq.write_table(pa.table({k: pa.array([], pa.string()) for k in good}), tmp / "no_rows.parquet")
+    pq.write_table(pa.table({**good, "id": ["a", "a"]}), tmp / "dupe_ids.parquet")
+    (tmp / "text.parquet").write_text("id,title,text,source\n")
+    (tmp / "binary.yaml").write_bytes(bytes(range(256)))
+    (tmp / "binary.csv").write_bytes(b"query\n\xff\xfe\x00bad\n")
+    (tmp / "empty.yaml").write_text("# nothing\n")
+    (tmp / "bad.jsonl").write_text('{"query": "fine"}\n{"query": "two",}\n')
+    (tmp / "afile").write_text("a file, not a folder\n")
+    (tmp / "ckpt").mkdir()
+    (tmp / "ckpt" / "adapter_config.json").write_text("{not json")
+    (tmp / "ckpt_empty").mkdir()
+    (tmp / "ckpt_empty" / "adapter_config.json").write_text("{}")
+    (tmp / "dir.csv").mkdir()
+    return {p.name: str(p) for p in tmp.iterdir()} | {"tmp": str(tmp)}
+
+
+def cases(f: dict[str, str]) -> list[tuple[str, list[str]]]:
+    tmp = f["tmp"]
+    run = ["run", "-c", "configs/ci.yaml"]
+    return [
+        ("samples_per_query below 2", [*run, "--set", "generate.samples_per_query=1"]),
+        ("unknown config key", [*run, "--set", "bogus.key=1"]),
+        ("run name escaping the store", [*run, "--set", "run=../up"]),
+        ("run name of 101 characters", [*run, "--set", "run=" + "r" * 101]),
+        ("override not key=value", [*run, "--set", "nonsense"]),
+        ("override value not YAML", [*run, "--set", "generate.temperature=[0.5"]),
+        ("learning rate inf", [*run, "--set", "train.lr=.inf"]),
+        ("learning rate nan", [*run, "--set", "train.lr=.nan"]),
+        ("kl_coef inf", [*run, "--set", "train.kl_coef=.inf"]),
+        ("config file missing", ["run", "-c", "/nonexistent/c.yaml"]),
+        ("config path a folder", ["run", "-c", tmp]),
+        ("config file binary", ["run", "-c", f["binary.yaml"]]),
+        ("config file empty", ["run", "-c", f["empty.yaml"]]),
+        ("config file a list", ["run", "-c", "Makefile"]),
+        ("corpus missing", [*run, "--set", "search.corpus=/nonexistent/c.parquet"]),
+        ("corpus a folder", [*run, "--set", f"search.corpus={tmp}"]),
+        ("corpus not Parquet", [*run, "--set", f"search.corpus={f['text.parquet']}"]),
+        ("corpus without its columns", [*run, "--set", f"search.corpus={f['wrong_columns.parquet']}"]),
+        ("corpus without rows", [*run, "--set", f"search.corpus={f['no_rows.parquet']}"]),
+        ("corpus with duplicate ids", [*run, "--set", f"search.corpus={f['dupe_ids.parquet']}"]),
+        ("queries missing", [*run, "--set", "data.queries=/nonexistent/q.csv"]),
+        ("queries a folder", [*run, "--set", f"data.queries={f['dir.csv']}"]),
+        ("queries not UTF-8", [*run, "--set", f"data.queries={f['binary.csv']}"]),
+        ("queries JSONL broken", [*run, "--set", f"data.queries={f['bad.jsonl']}"]),
+        ("store memory://", [*run, "--set", "store.root=memory://x"]),
+        ("store root empty", [*run, "--set", "store.root="]),
+        ("store under a file", [*run, "--set", f"store.root={f['afile']}/sub"]),
+        (
+            "store on a dead S3 endpoint",
+            [
+                *run,
+                "--set",
+                "store.root=s3://b/p",
+                "--set",
+                "store.storage_options={endpoint_url: 'http://127.0.0.1:9'}",
+            ],
+        ),
+        ("--rounds 0", [*run, "--rounds", "0"]),
+        ("--rounds -1", [*run, "--rounds", "-1"]),
+        ("stage unknown", ["stage", "no-such-stage", "--round", "0", "-c", "configs/ci.yaml"]),
+        ("stage --round -1", ["stage", "train", "--round", "-1", "-c", "configs/ci.yaml"]),
+        ("stage whose inputs are missing", ["stage", "train", "--round", "0", "-c", "configs/ci.yaml", "--no-flow"]),
+        ("inspect an unknown run", ["inspect", "no-such-run", "-c", "configs/ci.yaml"]),
+        ("report --out naming a file", ["report", "ci", "--out", f["afile"], "-c", "configs/ci.yaml"]),
+        ("eval a folder that is no checkpoint", ["eval", "--checkpoint", tmp, "-c", "configs/ci.yaml"]),
+        ("eval an adapter config not JSON", ["eval", "--checkpoint", f["ckpt"], "-c", "configs/ci.yaml"]),
+        ("eval an adapter without weights", ["eval", "--checkpoint", f["ckpt_empty"], "-c", "configs/ci.yaml"]),
+    ]
+
+
+def classify(done: subprocess.CompletedProcess | None) -> tuple[str, str]:
+    if done is None:
+        return "accepted", "(still working at the timeout: killed)"
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    if "Traceback" in done.stderr:
+        return "traceback", lines[-1] if lines else ""
+    if done.returncode == 0:
+        return "accepted", lines[-1] if lines else "(exit 0)"
+    if done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"):
+        return "clear", lines[0]
+    return "unclear", f"exit {done.returncode}: " + " / ".join(lines[-3:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--timeout", type=float, default=60)
+    args = parser.parse_args()
+    counts: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="score-bad-") as tmp:
+        files = _files(Path(tmp))
+        store = ["--set", f"store.root={tmp}/store"]  # first: a case's own store.root comes later and wins
+        print("| input | command | class | what the user sees |\n|---|---|---|---|")
+        for name, argv in cases(files):
+            full = [argv[0], *store, *argv[1:]]
+            try:
+                done = subprocess.run(
+                    [sys.executable, "-m", "score.cli", *full],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=args.timeout,
+                    env={**os.environ, "COLUMNS": "400"},
+                )
+            except subprocess.TimeoutExpired:
+                done = None
+            kind, seen = classify(done)
+            counts[kind] = counts.get(kind, 0) + 1
+            shown = " ".join(full).replace(tmp, "$TMP")
+            print(f"| {name} | `score {shown}` | {kind} | {seen.replace(tmp, '$TMP').replace('|', '/')[:240]} |")
+    total = sum(counts.values())
+    print(
+        f"\n{total} bad inputs: "
+        + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("clear", "unclear", "traceback", "accepted"))
+    )
+
+
+if __name__ == "__main__":
+    main()
