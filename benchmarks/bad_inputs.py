@@ -58,7 +58,7 @@ def cases(f: dict[str, str]) -> list[tuple[str, list[str]]]:
         ("config path a folder", ["run", "-c", tmp]),
         ("config file binary", ["run", "-c", f["binary.yaml"]]),
         ("config file empty", ["run", "-c", f["empty.yaml"]]),
-        ("config file a list", ["run", "-c", "Makefile"]),
+        ("config file not YAML", ["run", "-c", "Makefile"]),
         ("corpus missing", [*run, "--set", "search.corpus=/nonexistent/c.parquet"]),
         ("corpus a folder", [*run, "--set", f"search.corpus={tmp}"]),
         ("corpus not Parquet", [*run, "--set", f"search.corpus={f['text.parquet']}"]),

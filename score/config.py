@@ -685,7 +685,7 @@ def load_config(
         except UnicodeDecodeError as e:
             raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start}); pass a YAML file") from None
         except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+            raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(e).split())}") from None
         if tree is None:
             raise ConfigError(
                 f"config file {path} is empty; write the sections you change (e.g. copy configs/default.yaml), or "

@@ -240,7 +240,7 @@ def prefect_states(killed_after: str) -> list[tuple[str, str, str | None]]:
         (["run", "--rounds", "-1"], "--rounds must be >= 1, got -1"),
         (["run", "--set", "generate.temperature=[0.5"], "the value is not valid YAML"),
         (["run", "-c", "configs"], "config path configs is not a file"),
-        (["run", "-c", "Makefile"], "config file Makefile must hold a mapping of sections"),
+        (["run", "-c", "Makefile"], "config file Makefile is not valid YAML: mapping values are not allowed"),
         (["run", "-c", ".git/index"], "config file .git/index is not UTF-8 text"),
         (["run", "--set", "search.corpus=README.md"], "corpus README.md is not a Parquet file"),
         (["run", "--set", "search.corpus=configs"], "corpus configs is not a file"),

@@ -193,3 +193,21 @@ def test_a_lease_of_another_host_binds_until_it_expires(toy_workspace):
         run_stage(ws, "generate-reports", 0)
     time.sleep(1.6)
     assert not run_stage(ws, "generate-reports", 0).skipped
+
+
+def test_a_checkpoint_folder_is_named_by_every_file_that_defines_it(toy_workspace, tmp_path):
+    """A user's checkpoint folder: its label (and the fingerprint of what is evaluated with it) moves when any
+    file moves, not only the safetensors (an adapter config changes the model as much as its weights)."""
+    from score.checkpoints import CheckpointError, resolve
+
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text('{"r": 8}')
+    (folder / "adapter_model.safetensors").write_bytes(b"weights")
+    label, policy = resolve(toy_workspace, str(folder))
+    (folder / "adapter_config.json").write_text('{"r": 16}')
+    label2, policy2 = resolve(toy_workspace, str(folder))
+    assert label.startswith("folder-") and label != label2 and policy.fingerprint != policy2.fingerprint
+    (folder / "adapter_config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="adapter_config.json is not valid JSON"):
+        resolve(toy_workspace, str(folder))
