@@ -585,7 +585,7 @@ class Store:
     def verify(self, folder: str, manifest: Manifest) -> list[str]:
         """What in `folder` no longer matches `manifest`, one line each (empty: every file is as written): a file
         missing or of another size (one size query per file, every time), or with other bytes (a full sha256,
-        once per folder and process: about 0.1 s for a round of the default config here)."""
+        once per folder and process: 0.12 s for the two rounds of `make run`, 113 MB, here)."""
         problems = []
         for name, info in sorted(manifest.files.items()):
             try:

@@ -77,6 +77,8 @@ def read_rows(path: Path) -> pd.DataFrame:
             return pd.DataFrame(
                 [_json_line(path, n, line) for n, line in enumerate(raw.splitlines(), 1) if line.strip()]
             )
+    except QueryFileError:
+        raise  # already names the file and the line
     except UnicodeDecodeError as e:
         raise QueryFileError(
             f"queries file {path} is not valid UTF-8 (byte {e.start}); re-encode it as UTF-8"

@@ -26,7 +26,7 @@ def test_each_format_with_an_id_column(tmp_path):
         (b"id,query\na,x\na,y\n", {"id_column": "id"}, "duplicate id"),
         (b"query\n\xff\xfe bad\n", {}, "not valid UTF-8"),
         (b"query\n", {}, "has no rows"),
-        (b'{"query": "fine"}\n\n{"query": "two", }\n', {}, r"line 3: not JSON \(.* at column 18\)"),
+        (b'{"query": "fine"}\n\n{"query": "two", }\n', {}, r"q.jsonl, line 3: not JSON \(.* at column 18\)$"),
         (b'{"query": "fine"}\n["a list"]\n', {}, "line 2: a JSON object is needed, not list"),
     ],
 )
