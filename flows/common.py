@@ -44,8 +44,7 @@ def writing(config: dict) -> Iterator[None]:
 
 
 def crash_stale_flow_runs(run: str) -> int:
-    """Flow runs of `run` (named `run-...`) still RUNNING other than this one and its parents: set Crashed, with why.
-    Returns how many."""
+    """Flow runs of `run` (`_of_run`) still RUNNING other than this one: set Crashed, with why. Returns how many."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
@@ -63,7 +62,7 @@ def crash_stale_flow_runs(run: str) -> int:
             for r in client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=f"{run}-"), state=running)
             )
-            if r.name.startswith(f"{run}-") and str(r.id) != flow_run.get_id()
+            if _of_run(r.name, run) and str(r.id) != flow_run.get_id()
         ]
         for r in stale:
             why = f"its process stopped without ending it (found by a later writer of run {run!r})"
@@ -71,6 +70,15 @@ def crash_stale_flow_runs(run: str) -> int:
     if stale:
         logging.getLogger(__name__).warning("marked %d flow run(s) of %s left running as Crashed", len(stale), run)
     return len(stale)
+
+
+def _of_run(flow_run_name: str, run: str) -> bool:
+    """Whether a flow run is one of `run`'s (`run_name`'s names), not of a run whose name only starts the same.
+
+    >>> _of_run("ci-round-0001-train", "ci"), _of_run("ci-campaign", "ci"), _of_run("ci-static-round-0000", "ci")
+    (True, True, False)
+    """
+    return re.fullmatch(rf"{re.escape(run)}-(campaign|round-\d{{4}}(-[a-z-]+)?)", flow_run_name) is not None
 
 
 def resolve_config(config: dict | str, overrides: list[str] | None = None) -> dict:

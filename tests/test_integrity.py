@@ -211,3 +211,13 @@ def test_a_checkpoint_folder_is_named_by_every_file_that_defines_it(toy_workspac
     (folder / "adapter_config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="adapter_config.json is not valid JSON"):
         resolve(toy_workspace, str(folder))
+
+
+def test_only_the_runs_own_flow_runs_are_ever_marked_crashed():
+    """A later writer of run `ci` ends `ci`'s leftover flow runs, never those of a run whose name starts alike
+    (an ablation's `ci-static` arm may be running in another process)."""
+    from flows.common import _of_run
+
+    assert _of_run("ci-campaign", "ci") and _of_run("ci-round-0003", "ci") and _of_run("ci-round-0000-train", "ci")
+    assert not _of_run("ci-static-round-0000", "ci") and not _of_run("ci-static-campaign", "ci")
+    assert not _of_run("ci-ablate", "ci") and not _of_run("ci.x-campaign", "ci")
