@@ -10,6 +10,7 @@ its own files, never from a manifest.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -48,17 +49,15 @@ def base_policy(model: ModelConfig) -> Policy:
 def checkpoint_kind(folder: Path) -> Kind:
     """What a checkpoint folder holds, from its own files; raises, naming the file, when they cannot be loaded
     (a config that is not JSON, no weights), before any work starts."""
-    import json
-
-    for kind, config, weights in (("lora", "adapter_config.json", "adapter_model"), ("full", "config.json", "")):
+    for kind, config, weights in (("lora", "adapter_config.json", "adapter_model*"), ("full", "config.json", "*")):
         if (folder / config).exists():
             try:
                 json.loads((folder / config).read_text())
             except (ValueError, UnicodeDecodeError) as e:
                 raise CheckpointError(f"{folder / config} is not valid JSON ({e}); is {folder} a checkpoint?") from None
-            found = [p for ext in ("safetensors", "bin") for p in folder.glob(f"*{weights}*.{ext}")]
+            found = [p for ext in ("safetensors", "bin") for p in folder.glob(f"{weights}.{ext}")]
             if not [p for p in found if p.name != OPTIMIZER_FILE]:
-                raise CheckpointError(f"{folder} has {config} but no weights (*{weights}*.safetensors) beside it")
+                raise CheckpointError(f"{folder} has {config} but no weights ({weights}.safetensors) beside it")
             return kind  # type: ignore[return-value]
     raise CheckpointError(f"{folder} holds neither a LoRA adapter (adapter_config.json) nor a model (config.json)")
 

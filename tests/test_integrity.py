@@ -211,6 +211,14 @@ def test_a_checkpoint_folder_is_named_by_every_file_that_defines_it(toy_workspac
     (folder / "adapter_config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="adapter_config.json is not valid JSON"):
         resolve(toy_workspace, str(folder))
+    full = tmp_path / "full"  # a full model folder: config.json and weights of any name
+    full.mkdir()
+    (full / "config.json").write_text("{}")
+    (full / "optimizer.safetensors").write_bytes(b"state")
+    with pytest.raises(CheckpointError, match=r"has config.json but no weights \(\*.safetensors\)"):
+        resolve(toy_workspace, str(full))
+    (full / "model-00001-of-00002.safetensors").write_bytes(b"weights")
+    assert resolve(toy_workspace, str(full))[1].kind == "full"
 
 
 def test_only_the_runs_own_flow_runs_are_ever_marked_crashed():
