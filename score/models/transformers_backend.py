@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from score.models.base import Sample, SamplingParams, Usage, WrittenScore, prefixes_of
+from score.models.base import Sample, SamplingParams, Usage, WrittenScore
 from score.models.chat import ChatTokenizer
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,7 @@ class TransformersBackend(ChatTokenizer):
     def sample(
         self, prompts: Sequence[str], params: SamplingParams, desc: str = "", prefix: str | Sequence[str] = ""
     ) -> list[list[Sample]]:
-        heads = {h: self.tokenize(h) if h else [] for h in set(prefixes_of(prefix, len(prompts)))}  # each once
-        encoded = [heads[h] + self.tokenize(p) for h, p in zip(prefixes_of(prefix, len(prompts)), prompts)]
+        encoded = self.encode_prompts(prompts, prefix)
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch
         per_batch = max(1, self.batch_size // params.n)  # whole prompts per batch: their n samples share one prefill
         out: list[list[Sample]] = [[] for _ in prompts]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from score.checkpoints import OPTIMIZER_FILE
 from score.config import VLLMConfig
-from score.models.base import Sample, SamplingParams, Usage, WrittenScore, prefixes_of
+from score.models.base import Sample, SamplingParams, Usage, WrittenScore
 from score.models.chat import ChatTokenizer
 
 try:
@@ -125,8 +125,7 @@ class VLLMBackend(ChatTokenizer):
     def sample(
         self, prompts: Sequence[str], params: SamplingParams, desc: str = "", prefix: str | Sequence[str] = ""
     ) -> list[list[Sample]]:
-        heads = {h: self.tokenize(h) if h else [] for h in set(prefixes_of(prefix, len(prompts)))}  # each once
-        encoded = [heads[h] + self.tokenize(p) for h, p in zip(prefixes_of(prefix, len(prompts)), prompts)]
+        encoded = self.encode_prompts(prompts, prefix)
         requests = [
             vllm.SamplingParams(
                 n=params.n,
