@@ -28,7 +28,7 @@ def main() -> None:
         n = stats.reports
     gen, ev = timings["generate-reports"] / n, timings["self-evaluate"] / n
     print(
-        f"reports: {n}; rubrics/query {cfg.harness.rubrics_per_query}, active dimensions "
+        f"reports: {n}; rubrics/query {cfg.evaluate.rubrics_per_query}, active dimensions "
         f"{len(stats.active_dimensions)}, probe share {cfg.evaluate.probe_share}"
     )
     print(f"generate-reports: {timings['generate-reports']:7.1f} s = {gen:5.1f} s/report")

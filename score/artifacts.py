@@ -128,7 +128,7 @@ SCORES_SCHEMA = pa.schema(
         pa.field("shadow", pa.bool_()),  # a candidate dimension on probation: scored, never rewarded
         pa.field("expected", pa.float32()),  # the read-off: expectation over the 0-10 score-token probabilities
         pa.field("written", pa.float32()),  # the score the evaluator wrote (null: unparsable)
-        pa.field("score", pa.float32()),  # the score used (evaluate.score_source), after the strictness curve
+        pa.field("score", pa.float32()),  # the score used (evaluate.score_source)
         pa.field("score_source", pa.string()),  # expected | written | expected (unparsable): what became `score`
     ]
 )
@@ -221,12 +221,23 @@ DIMENSION_STATS_SCHEMA = pa.schema(
         pa.field("round", pa.int32(), nullable=False),
         pa.field("dimension", pa.string(), nullable=False),
         pa.field("status", pa.string()),  # active | candidate, in the harness the round ran under
-        pa.field("mean", pa.float32()),
-        pa.field("spread", pa.float32()),
-        pa.field("detection", pa.float32()),
-        pa.field("probes", pa.int32()),
-        pa.field("max_corr", pa.float32()),
-        pa.field("max_corr_with", pa.string()),
+        pa.field("mean", pa.float32()),  # over the reports' own scores (not corrupted copies)
+        pa.field("mean_low", pa.float32()),  # its one-sided lower bound (harness.rules.confidence)
+        pa.field("reports", pa.int32()),  # distinct reports scored on it
+        pa.field("spread", pa.float32()),  # mean over queries of the within-query std over the K reports
+        pa.field("queries", pa.int32()),  # distinct queries with two or more reports scored on it
+        pa.field("probed", pa.bool_()),  # some corruption damages it (evaluate.probe_dimensions)
+        pa.field("detected", pa.float32()),  # probed reports whose original outscored the copy (ties half) ...
+        pa.field("probes", pa.int32()),  # ... of this many distinct probed reports
+        pa.field("detection", pa.float32()),  # detected / probes (0.5 with none)
+        pa.field("detection_low", pa.float32()),  # its Wilson interval (harness.rules.confidence, one-sided)
+        pa.field("detection_high", pa.float32()),
+        pa.field("max_corr", pa.float32()),  # the highest within-query correlation with another dimension ...
+        pa.field("max_corr_with", pa.string()),  # ... with this one
+        pa.field(
+            "partners",  # the within-query correlation with every other dimension scored, over pairs - queries
+            pa.list_(pa.struct([("dimension", pa.string()), ("corr", pa.float32()), ("n", pa.int32())])),
+        ),
     ]
 )
 
@@ -239,7 +250,8 @@ SUMMARY_SCHEMA = pa.schema(
         pa.field("reward_mean", pa.float32()),
         pa.field("reward_spread", pa.float32()),  # mean within-query std of solver rewards
         pa.field("valid_share", pa.float32()),
-        pa.field("top_share", pa.float32()),  # share of valid rewards at or above rules.crowded_reward
+        pa.field("valid_reports", pa.int32()),  # fully valid reports (validity 1)
+        pa.field("top_share", pa.float32()),  # share of them rewarded at or above rules.crowded_reward
         pa.field("agreement", pa.float32()),  # mean consistency of the written judgement columns (criterion x pass)
         pa.field("score_spread", pa.float32()),  # mean within-column std of written scores over the K reports
         pa.field("detection", pa.float32()),  # distinct probed reports scored below their original (mapped dims)
@@ -252,8 +264,12 @@ SUMMARY_SCHEMA = pa.schema(
         pa.field("search_depth", pa.int32()),
         pa.field("search_hops", pa.int32()),
         pa.field("claims_checked", pa.int32()),
+        pa.field("search_calls", pa.int32()),  # search calls made for them (search_hops each)
         pa.field("supported_share", pa.float32()),
-        pa.field("depth_change", pa.float32()),  # |supported share deeper - at depth| on depth-probed reports
+        pa.field("depth_claims", pa.int32()),  # claims re-checked with more search (depth-probed reports) ...
+        pa.field("depth_change", pa.float32()),  # ... mean signed change of their support, P(yes) - P(no)
+        pa.field("depth_low", pa.float32()),  # its two-sided 95% interval
+        pa.field("depth_high", pa.float32()),
         pa.field("verdicts", pa.int32()),  # evidence verdicts the evaluator wrote (claims and their anchors)
         pa.field("verdict_unparsable_rate", pa.float32()),  # written verdicts that are none of Yes / No / Unclear
         pa.field("anchors", pa.int32()),  # (claim, anchor) pairs with both verdicts parsed
@@ -274,6 +290,8 @@ HARNESS_SCHEMA = pa.schema(
         pa.field("changed_round", pa.int32()),
         pa.field("saturated_rounds", pa.int32()),
         pa.field("probation_rounds", pa.int32()),
+        pa.field("probe_n", pa.int32()),  # probed reports gathered since the status last changed ...
+        pa.field("probe_points", pa.float32()),  # ... of which detected (ties half)
     ]
 )
 
@@ -282,7 +300,6 @@ CONTROLS_SCHEMA = pa.schema(
         pa.field("version", pa.int32(), nullable=False),
         pa.field("search_depth", pa.int32()),
         pa.field("search_hops", pa.int32()),
-        pa.field("rubrics_per_query", pa.int32()),
         pa.field("criteria_per_dimension", pa.int32()),
         pa.field("strictness", pa.int32()),
     ]

@@ -150,6 +150,9 @@ def _probe_dimensions() -> dict[str, list[str]]:
 
 
 class EvaluateConfig(Section):
+    rubrics_per_query: int = Field(
+        2, ge=2, description="J: rubrics sampled per query (>= 2: consistency is measured between them)"
+    )
     score_source: Literal["expected", "written"] = Field(
         "expected",
         description="which score feeds the solver's reward: expected, the expectation over the 0-10 score-token "
@@ -299,44 +302,78 @@ def _seed_dimensions() -> list[DimensionSeed]:
 
 
 class RulesConfig(Section):
+    """The meta-harness's rules (score.harness). Each fires on a one-sided bound at `confidence`, over counts of
+    distinct items; benchmarks/harness_power.py measures each rule's false-fire rate and power at these values."""
+
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1, description="one-sided confidence of the bounds every rule reads (0.95: z = 1.645)"
+    )
+    min_reports: int = Field(
+        6, ge=2, description="reports a round needs before the saturation or the strictness rule may fire"
+    )
+    min_queries: int = Field(2, ge=1, description="queries with two or more reports needed before a spread is read")
     saturated_mean: float = Field(
-        8.5, ge=0, le=10, description="a dimension whose mean score (0-10) is at least this ..."
+        8.5, ge=0, le=10, description="a dimension whose mean score (0-10) is surely at least this ..."
     )
     saturated_spread: float = Field(
         0.25, ge=0, description="... and whose within-query std is at most this, is saturated"
     )
-    saturated_rounds: int = Field(2, ge=1, description="M: retire after this many saturated rounds in a row")
+    saturated_rounds: int = Field(
+        2, ge=1, description="M: after this many saturated rounds in a row, harden the dimension (or retire it)"
+    )
     redundant_corr: float = Field(
-        0.95, ge=0, le=1, description="retire one of two dimensions whose scores correlate above this"
+        0.8,
+        ge=0,
+        le=1,
+        description="retire one of two active dimensions whose within-query correlation's lower bound reaches this",
     )
     min_detection: float = Field(
-        0.4, ge=0, le=1, description="retire a dimension ranking originals above corruptions less often"
+        0.65,
+        ge=0,
+        le=1,
+        description="retire an active dimension whose detection rate's upper bound is below this (chance is 0.5)",
     )
     min_probes: int = Field(
         4,
         ge=1,
-        description="probed reports (one comparison each, on a dimension their corruption damages) needed before a "
-        "detection rule may fire; a candidate no corruption probes is admitted on spread alone",
+        description="probed reports (one comparison each, on a dimension their corruption damages), gathered since "
+        "the dimension's status last changed, needed before a detection rule may fire",
     )
     admit_spread: float = Field(
         0.25, ge=0, description="a candidate is admitted when its within-query std reaches this ..."
     )
-    admit_detection: float = Field(0.5, ge=0, le=1, description="... and its detection rate reaches this")
+    admit_detection: float = Field(
+        0.5, ge=0, le=1, description="... and, if a corruption damages it, its detection's lower bound is above this"
+    )
     probation_rounds: int = Field(
         1, ge=1, description="rounds a candidate is scored in the shadow before the admit rule"
     )
     max_probation_rounds: int = Field(3, ge=1, description="a candidate not admitted by then is retired")
     min_active: int = Field(3, ge=1, description="never retire below this many active dimensions")
     depth_change: float = Field(
-        0.2, ge=0, le=1, description="raise search_depth when deeper checks move the supported share more than this"
+        0.05,
+        ge=0,
+        le=1,
+        description="raise search_hops when re-checking the same claims with more search moves their support "
+        "(P(yes) - P(no)) surely more than this, either way",
     )
+    min_depth_claims: int = Field(6, ge=2, description="re-checked claims needed before the search_hops rule may fire")
     max_search_depth: int = Field(6, ge=1, description="search_depth never rises above this")
+    max_search_hops: int = Field(4, ge=1, le=4, description="search_hops never rises above this")
+    max_criteria_per_dimension: int = Field(3, ge=1, le=5, description="criteria_per_dimension never rises above this")
     crowded_reward: float = Field(0.8, ge=0, le=1, description="solver rewards at or above this are 'at the top'")
     crowded_share: float = Field(
-        0.5, ge=0, le=1, description="raise strictness when this share of valid rewards is at the top"
+        0.5,
+        ge=0,
+        le=1,
+        description="raise strictness when the lower bound of the share of fully valid reports at the top reaches this",
     )
-    max_strictness: int = Field(3, ge=0, description="strictness never rises above this")
-    max_new_candidates: int = Field(1, ge=0, description="proposed dimensions admitted as candidates per round")
+    max_strictness: int = Field(3, ge=0, le=3, description="strictness never rises above this")
+    max_proposals: int = Field(
+        1,
+        ge=0,
+        description="proposals taken per round of each kind (new dimension, retirement, control) from each source",
+    )
 
 
 class EndpointConfig(Section):
@@ -362,21 +399,15 @@ class HarnessConfig(Section):
     )
     dimensions: list[DimensionSeed] = Field(default_factory=_seed_dimensions, description="the seed dimension pool")
     search_depth: int = Field(2, ge=0, description="claims per report the evaluator must check against evidence")
-    search_hops: int = Field(2, ge=1, le=4, description="search calls the evaluator may spend on one claim")
-    rubrics_per_query: int = Field(2, description="J: rubrics sampled per query")
+    search_hops: int = Field(
+        2, ge=1, le=4, description="search calls per claim (the claim; its cited source's title; the query; ...)"
+    )
     criteria_per_dimension: int = Field(1, ge=1, le=5, description="criteria per dimension in a rubric")
     strictness: int = Field(
-        0, ge=0, description="0 = lenient; each level sharpens the evaluator's instructions and the score curve"
+        0, ge=0, le=3, description="0 = lenient; each level makes the evaluator's scoring instructions stricter"
     )
     rules: RulesConfig = Field(default_factory=RulesConfig)
     llm_controller: LLMControllerConfig = Field(default_factory=LLMControllerConfig)
-
-    @field_validator("rubrics_per_query")
-    @classmethod
-    def _two_rubrics(cls, v: int) -> int:
-        if v < 2:
-            raise ValueError("rubrics_per_query must be >= 2 to measure consistency; set harness.rubrics_per_query: 2")
-        return v
 
     @model_validator(mode="after")
     def _pool(self) -> HarnessConfig:
@@ -517,6 +548,11 @@ class BenchmarkConfig(Section):
         160, ge=0, description="characters of each criterion's explanation shown to the judge"
     )
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    each_round: bool = Field(
+        False,
+        description="score every round's checkpoint on the benchmark inside the campaign: the held-out score the "
+        "meta-harness's judge-hacking alarm reads (score ablate turns it on)",
+    )
 
 
 class CampaignConfig(Section):

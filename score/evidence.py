@@ -1,10 +1,10 @@
 """Evidence checks: the evaluator picks claims from a report, searches for them, and judges each claim.
 
 How many claims (`search_depth`) and how many search calls per claim (`search_hops`) come from the
-harness. A hop searches the claim; a further hop, taken only while no passage was found, searches the
-claim with the title of the source it cites (or the query). The evaluator is shown the passages the claim
-cites (the sources the solver numbered) and then the passages its search found, and answers Yes / No /
-Unclear: supported, contradicted, not_found. No passage at all means not_found without asking.
+harness. Every hop is a search call and every one is made: the claim; the claim with the title of the source it
+cites; the claim with the research query; the claim's longest words alone. The evaluator is shown the passages
+the claim cites (the sources the solver numbered) and then every passage its searches found (each once), and
+answers Yes / No / Unclear: supported, contradicted, not_found. No passage at all means not_found without asking.
 """
 
 from __future__ import annotations
@@ -48,16 +48,26 @@ def search_claim(
     hops: int,
     k: int = 2,
 ) -> ClaimSearch:
+    """`hops` search calls for one claim (`hop_queries`), `k` passages each, kept in order, each passage once."""
+    queries = hop_queries(claim, cited, source_titles, query)[:hops]
+    passages: dict[str, Passage] = {}
+    for q in queries:
+        for p in search.search(q, k):
+            passages.setdefault(p.id, p)
+    return ClaimSearch(claim, cited, queries, list(passages.values()))
+
+
+def hop_queries(claim: str, cited: list[int], source_titles: dict[int, str], query: str) -> list[str]:
+    """The search calls a claim may get, in the order hops take them (distinct, never empty).
+
+    >>> hop_queries("Solar output doubled [2].", [2], {2: "Sun"}, "Spain")
+    ['Solar output doubled .', 'Sun Solar output doubled .', 'Spain Solar output doubled .', 'doubled output Solar']
+    """
     text = _CITE.sub("", claim).strip()
-    plans = [text] + [f"{source_titles.get(cited[0], query) if cited else query} {text}"] * (hops - 1)
-    queries: list[str] = []
-    passages: list[Passage] = []
-    for q in plans[:hops]:
-        queries.append(q)
-        passages = search.search(q, k)
-        if passages:
-            break
-    return ClaimSearch(claim, cited, queries, passages)
+    title = source_titles.get(cited[0], "") if cited else ""
+    words = sorted(set(re.findall(r"[A-Za-z][A-Za-z-]{3,}", text)), key=lambda w: (-len(w), w))[:4]
+    plans = [text, f"{title} {text}".strip(), f"{query} {text}".strip(), " ".join(words)]
+    return [q for q in dict.fromkeys(plans) if q]
 
 
 def shown_passages(

@@ -1,26 +1,46 @@
 """The meta-harness: a controller outside the model that reshapes the evaluation environment each round.
 
 State (versioned in the artifacts, `RUN/round-r/harness/`): a dimension pool, each dimension seed or
-proposed, candidate, active or retired, with the round of its last change; and the controls the
-evaluator runs under (search depth and hops, rubrics per query, criteria per dimension, strictness).
-Round r evaluates under the harness written by round r-1; round 0 under the seed harness of the config.
+proposed, candidate, active or retired, with the round of its last change and the probe counts gathered since;
+and the controls the evaluator runs under (claims checked per report, search calls per claim, criteria per
+dimension, strictness). Round r evaluates under the harness written by round r-1; round 0 under the seed harness.
 
-`evolve()` is the default controller: deterministic rules over one round's statistics. Every decision is
-a row naming its rule, its numbers and its reason. `mode: static` returns the harness unchanged.
+`evolve()` is the default controller: deterministic rules over one round's statistics, each firing on an
+interval, never on a point estimate (score.intervals; benchmarks/harness_power.py measures how often each fires by
+chance and how often on a planted effect). Every control is a lever some rule moves:
+
+    saturation   a dimension near the top with no spread, M rounds running -> harder first (an evidence dimension:
+                 search_depth + 1; another: criteria_per_dimension + 1), retired when the lever is at its cap
+    redundancy   two active dimensions whose within-query correlation is surely above the bar -> the one that
+                 spreads less retires
+    corruption   an active dimension surely ranking originals above corrupted copies too rarely -> retires
+    probation    a candidate that spreads, and surely beats chance on its probes -> active; never -> retired
+    alarm        the in-loop reward rose while the held-out benchmark fell beyond its spread (judge hacking) ->
+                 strictness + 1 and the last retired dimension back on probation
+    proposals    new dimensions, retirements and control changes from the evaluator and the LLM controller, capped
+                 per source, each through a gate on the same statistic a rule reads
+    search_hops  re-checking the same claims with more search moved their verdicts -> search_hops + 1
+    strictness   fully valid reports crowd the top -> strictness + 1 (the evaluator's instructions)
+
+Every decision is a row naming its rule, its statistic with interval, counts and threshold, and its reason.
+`mode: static` returns the harness unchanged.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Literal
 
 from score.config import HarnessConfig, RulesConfig
+from score.intervals import correlation_interval, wilson
 
 if TYPE_CHECKING:
     from score.workspace import Workspace
 
 Status = Literal["candidate", "active", "retired"]
+LEVERS = ("search_depth", "search_hops", "criteria_per_dimension", "strictness")  # every control, each a lever
 
 
 @dataclass(frozen=True)
@@ -29,19 +49,20 @@ class Dimension:
     description: str
     origin: Literal["seed", "proposed"]
     status: Status
-    uses_evidence: bool
+    uses_evidence: bool  # a saturated evidence dimension is hardened by checking more claims (search_depth)
     changed_round: int  # round whose harness-evolve last changed the status (-1: the seed)
     saturated_rounds: int = 0  # consecutive rounds the saturation rule saw it saturated
     probation_rounds: int = 0  # rounds scored in the shadow as a candidate
+    probe_n: int = 0  # probed reports judged on it since its status last changed (the rules' evidence accumulates)
+    probe_points: float = 0.0  # of which ranked the original above its corrupted copy (ties half)
 
 
 @dataclass(frozen=True)
 class Controls:
-    search_depth: int
-    search_hops: int
-    rubrics_per_query: int
+    search_depth: int  # claims checked per report
+    search_hops: int  # search calls per claim
     criteria_per_dimension: int
-    strictness: int
+    strictness: int  # the level of the evaluator's instructions (score.prompts.STRICTNESS)
 
 
 @dataclass(frozen=True)
@@ -61,24 +82,53 @@ class Harness:
 
 @dataclass(frozen=True)
 class DimensionStats:
-    """One dimension's numbers in one round (scores 0-10, originals only unless said otherwise)."""
+    """One dimension's numbers in one round (scores 0-10, the reports' own, not their corrupted copies)."""
 
     id: str
     mean: float
+    mean_low: float  # one-sided lower bound of the mean over reports
+    reports: int  # distinct reports scored on it
     spread: float  # mean over queries of the std of the dimension's score across the query's K reports
-    detection: float  # share of probe pairs where the original outscored its corrupted copy
-    probes: int
-    max_corr: float  # highest correlation with another scored dimension
-    max_corr_with: str
+    queries: int  # distinct queries with two or more reports scored on it
+    detected: float  # probed reports whose original outscored its corrupted copy (ties half) ...
+    probes: int  # ... of this many distinct probed reports whose corruption damages the dimension
+    probed: bool  # some corruption damages it (evaluate.probe_dimensions); if not, a candidate is judged on spread
+    partners: tuple[tuple[str, float, int], ...] = ()  # (other dimension, within-query correlation, pairs - queries)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A change proposed by the evaluator (new dimensions, in its rubrics) or the LLM controller (any kind)."""
+
+    kind: Literal["dimension", "retire", "control"]
+    target: str  # the new dimension's name, the dimension to retire, or the control to raise
+    description: str  # the new dimension's description, or the proposer's reason
+    source: str  # "evaluator" | "llm controller"
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """What the judge-hacking alarm reads: between the previous round and this one, the change of the in-loop
+    solver reward and of the held-out benchmark score of the policies that wrote the two rounds."""
+
+    in_loop_change: float
+    heldout_change: float
+    heldout_spread: float  # std of the held-out change (judge runs of both evaluations)
+    rounds: tuple[int, int]
 
 
 @dataclass(frozen=True)
 class RoundStats:
     """What the rules read about the round beyond per-dimension numbers."""
 
-    top_share: float  # share of valid solver rewards at or above rules.crowded_reward
-    depth_change: float  # mean |supported share at depth+1 - at depth| over depth-probed reports
-    proposals: tuple[tuple[str, str, str], ...] = ()  # (name, description, who proposed it), in order
+    valid_reports: int = 0  # fully valid solver reports (validity 1) ...
+    top_reports: int = 0  # ... of which scored at or above rules.crowded_reward
+    depth_claims: int = 0  # claims re-checked with more search ...
+    depth_change: float = 0.0  # ... the mean signed change of their support (P(yes) - P(no), calibrated)
+    depth_low: float = 0.0  # its two-sided interval
+    depth_high: float = 0.0
+    proposals: tuple[Proposal, ...] = ()
+    alarm: Alarm | None = None
 
 
 @dataclass(frozen=True)
@@ -95,9 +145,7 @@ def seed_harness(cfg: HarnessConfig) -> Harness:
         Dimension(d.id, d.description, "seed", "active" if d.active else "candidate", d.uses_evidence, -1)
         for d in cfg.dimensions
     )
-    controls = Controls(
-        cfg.search_depth, cfg.search_hops, cfg.rubrics_per_query, cfg.criteria_per_dimension, cfg.strictness
-    )
+    controls = Controls(cfg.search_depth, cfg.search_hops, cfg.criteria_per_dimension, cfg.strictness)
     return Harness(-1, dims, controls)
 
 
@@ -115,22 +163,37 @@ def evolve(
         return replace(harness, version=round_idx), [
             Decision("static", "*", "keep", {}, "harness.mode is static: the seed harness is frozen")
         ]
-    pool = _Pool({d.id: d for d in harness.dimensions}, [], rules, round_idx)
+    pool = _Pool({d.id: _gathered(d, stats.get(d.id)) for d in harness.dimensions}, harness.controls, rules, round_idx)
     for rule in (_saturation, _redundancy, _corruption, _probation):
         rule(pool, stats)
-    _proposals(pool, round_stats.proposals)
-    controls = _controls(pool, harness.controls, round_stats)
-    return Harness(round_idx, tuple(pool.dims.values()), controls), pool.decisions
+    _alarm(pool, round_stats.alarm)
+    _search_hops(pool, round_stats)
+    _strictness(pool, round_stats)
+    _proposals(pool, stats, round_stats)
+    return Harness(round_idx, tuple(pool.dims.values()), pool.controls), pool.decisions
+
+
+def _gathered(d: Dimension, s: DimensionStats | None) -> Dimension:
+    """The dimension with this round's probes added to what it gathered since its status last changed."""
+    if s is None or d.status == "retired":
+        return d
+    return replace(d, probe_n=d.probe_n + s.probes, probe_points=d.probe_points + s.detected)
 
 
 @dataclass
 class _Pool:
-    """The dimension pool while the rules run, and the decisions taken so far."""
+    """The dimension pool and controls while the rules run, and the decisions taken so far."""
 
     dims: dict[str, Dimension]
-    decisions: list[Decision]
+    controls: Controls
     rules: RulesConfig
     round_idx: int
+    decisions: list[Decision] = field(default_factory=list)
+    moved: set[str] = field(default_factory=set)  # controls a rule moved this round (each moves once)
+
+    @property
+    def z(self) -> float:
+        return NormalDist().inv_cdf(self.rules.confidence)
 
     def n_active(self) -> int:
         return sum(d.status == "active" for d in self.dims.values())
@@ -139,146 +202,299 @@ class _Pool:
         return [d for d in self.dims.values() if d.status == status and d.id in stats]
 
     def set_status(self, dim_id: str, status: Status, rule: str, numbers: dict, reason: str) -> None:
-        self.dims[dim_id] = replace(self.dims[dim_id], status=status, changed_round=self.round_idx)
+        """A status change; the dimension's evidence starts afresh (probes, rounds counted)."""
+        d = self.dims[dim_id]
+        self.dims[dim_id] = replace(
+            d, status=status, changed_round=self.round_idx, probe_n=0, probe_points=0.0, probation_rounds=0
+        )
         self.decisions.append(Decision(rule, dim_id, status, numbers, reason))
+
+    def raise_control(self, name: str, rule: str, numbers: dict, reason: str) -> bool:
+        """Raise a control one step (once a round, never above its cap); False when it cannot move."""
+        value, cap = getattr(self.controls, name), getattr(self.rules, f"max_{name}")
+        if name in self.moved or value >= cap:
+            return False
+        self.controls = replace(self.controls, **{name: value + 1})
+        self.moved.add(name)
+        self.decisions.append(Decision(rule, name, f"raise to {value + 1}", numbers, reason))
+        return True
+
+
+def numbers(statistic: str, value: float, low: float, high: float, n: int, threshold: float, **extra) -> dict:
+    """A decision's numbers: the statistic, its interval, the count it rests on and the threshold it crossed."""
+    nums = {"statistic": statistic, "value": value, "low": low, "high": high, "n": n, "threshold": threshold}
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in {**nums, **extra}.items()}
 
 
 def _saturation(pool: _Pool, stats: dict[str, DimensionStats]) -> None:
-    """1. retire an active dimension near the top with near-zero spread for M rounds in a row."""
+    """1. an active dimension surely near the top with no spread, M rounds running: harden it with its lever, or
+    retire it when the lever is at its cap."""
     rules = pool.rules
     for d in pool.with_status("active", stats):
         s = stats[d.id]
-        saturated = s.mean >= rules.saturated_mean and s.spread <= rules.saturated_spread
+        saturated = (
+            s.reports >= rules.min_reports
+            and s.queries >= rules.min_queries
+            and s.mean_low >= rules.saturated_mean
+            and s.spread <= rules.saturated_spread
+        )
         count = d.saturated_rounds + 1 if saturated else 0
         pool.dims[d.id] = replace(pool.dims[d.id], saturated_rounds=count)
-        numbers = {"mean": s.mean, "spread": s.spread, "saturated_rounds": count}
-        if count >= rules.saturated_rounds and pool.n_active() > rules.min_active:
-            pool.set_status(
-                d.id,
-                "retired",
-                "saturation",
-                numbers,
-                f"mean {s.mean:.2f} >= {rules.saturated_mean} and spread {s.spread:.2f} <= "
-                f"{rules.saturated_spread} for {count} rounds",
-            )
+        if count < rules.saturated_rounds:
+            continue
+        nums = numbers(
+            "mean",
+            s.mean,
+            s.mean_low,
+            10.0,
+            s.reports,
+            rules.saturated_mean,
+            spread=s.spread,
+            spread_threshold=rules.saturated_spread,
+            queries=s.queries,
+            saturated_rounds=count,
+            dimension=d.id,
+        )
+        why = (
+            f"{d.id}: mean {s.mean:.2f} (lower bound {s.mean_low:.2f} >= {rules.saturated_mean}) and spread "
+            f"{s.spread:.2f} <= {rules.saturated_spread} over {s.reports} reports, {count} rounds running"
+        )
+        lever = "search_depth" if d.uses_evidence else "criteria_per_dimension"
+        harder = "check more claims per report" if d.uses_evidence else "more criteria per dimension"
+        if pool.raise_control(lever, "saturation", nums, f"{why}: harder first, {harder}"):
+            pool.dims[d.id] = replace(pool.dims[d.id], saturated_rounds=0)
+        elif pool.n_active() > rules.min_active:
+            pool.set_status(d.id, "retired", "saturation", nums, f"{why}; {lever} is at its cap")
 
 
 def _redundancy(pool: _Pool, stats: dict[str, DimensionStats]) -> None:
-    """2. of two highly correlated active dimensions, retire the one that spreads less."""
-    rules, dims = pool.rules, pool.dims
-    for d in sorted(pool.with_status("active", stats), key=lambda d: d.id):
-        s = stats[d.id]
-        other = dims.get(s.max_corr_with)
-        if (
-            dims[d.id].status != "active"
-            or other is None
-            or other.status != "active"
-            or s.max_corr < rules.redundant_corr
-            or pool.n_active() <= rules.min_active
-        ):
+    """2. of two active dimensions whose within-query correlation is surely above the bar, retire the one that
+    spreads less; every pair of active dimensions is looked at, the most correlated first."""
+    rules, z = pool.rules, pool.z
+    pairs = sorted(
+        ((r, n, a, b) for a in stats for b, r, n in stats[a].partners if a < b and b in stats),
+        key=lambda p: (-p[0], p[2], p[3]),
+    )
+    for r, n, a, b in pairs:
+        low, high = correlation_interval(r, n, z)
+        active = pool.dims.get(a) and pool.dims.get(b) and pool.dims[a].status == pool.dims[b].status == "active"
+        if not active or low < rules.redundant_corr or pool.n_active() <= rules.min_active:
             continue
-        loser = d.id if s.spread <= stats[other.id].spread else other.id
+        loser, keeper = (a, b) if stats[a].spread <= stats[b].spread else (b, a)
         pool.set_status(
             loser,
             "retired",
             "redundancy",
-            {"corr": s.max_corr, "pair": [d.id, other.id]},
-            f"correlation {s.max_corr:.2f} >= {rules.redundant_corr} with "
-            f"{other.id if loser == d.id else d.id}; it spreads less",
+            numbers("within-query correlation", r, low, high, n, rules.redundant_corr, pair=[a, b]),
+            f"within-query correlation with {keeper} {r:.2f} (lower bound {low:.2f} >= {rules.redundant_corr}, "
+            f"{n} independent pairs); it spreads less",
         )
 
 
 def _corruption(pool: _Pool, stats: dict[str, DimensionStats]) -> None:
-    """3. retire an active dimension that does not rank originals above their corruptions."""
+    """3. retire an active dimension that surely ranks originals above their corrupted copies too rarely, on the
+    probed reports gathered since it became active."""
     rules = pool.rules
     for d in pool.with_status("active", stats):
-        s = stats[d.id]
-        if (
-            pool.dims[d.id].status == "active"
-            and s.probes >= rules.min_probes
-            and s.detection < rules.min_detection
-            and pool.n_active() > rules.min_active
-        ):
-            pool.set_status(
-                d.id,
-                "retired",
-                "corruption",
-                {"detection": s.detection, "probes": s.probes},
-                f"ranks originals above corrupted copies in {s.detection:.0%} of {s.probes} probes < "
-                f"{rules.min_detection:.0%}",
-            )
+        d = pool.dims[d.id]
+        low, high = wilson(d.probe_points, d.probe_n, pool.z)
+        if d.status != "active" or d.probe_n < rules.min_probes or high >= rules.min_detection:
+            continue
+        if pool.n_active() <= rules.min_active:
+            continue
+        rate = d.probe_points / d.probe_n
+        pool.set_status(
+            d.id,
+            "retired",
+            "corruption",
+            numbers("detection", rate, low, high, d.probe_n, rules.min_detection),
+            f"ranks originals above corrupted copies in {rate:.0%} of {d.probe_n} probed reports (upper bound "
+            f"{high:.2f} < {rules.min_detection})",
+        )
 
 
 def _probation(pool: _Pool, stats: dict[str, DimensionStats]) -> None:
-    """4. admit a candidate that discriminates and passes the probes; retire one that never does."""
+    """4. admit a candidate that spreads and, if some corruption damages it, surely beats chance on its probes;
+    retire one still not admitted after rules.max_probation_rounds."""
     rules = pool.rules
     for d in pool.with_status("candidate", stats):
-        s = stats[d.id]
+        s, d = stats[d.id], pool.dims[d.id]
         rounds = d.probation_rounds + 1
-        pool.dims[d.id] = replace(pool.dims[d.id], probation_rounds=rounds)
-        numbers = {"spread": s.spread, "detection": s.detection, "probes": s.probes, "probation_rounds": rounds}
-        probed = s.probes > 0  # no corruption damages it (evaluate.probe_dimensions): judged on spread alone
-        passes = not probed or (s.detection >= rules.admit_detection and s.probes >= rules.min_probes)
-        if rounds >= rules.probation_rounds and s.spread >= rules.admit_spread and passes:
+        pool.dims[d.id] = replace(d, probation_rounds=rounds)
+        low, high = wilson(d.probe_points, d.probe_n, pool.z)
+        spreads = s.queries >= rules.min_queries and s.spread >= rules.admit_spread
+        detects = not s.probed or (d.probe_n >= rules.min_probes and low > rules.admit_detection)
+        rate = d.probe_points / d.probe_n if d.probe_n else 0.0
+        nums = numbers(
+            "detection",
+            rate,
+            low,
+            high,
+            d.probe_n,
+            rules.admit_detection,
+            spread=s.spread,
+            spread_threshold=rules.admit_spread,
+            queries=s.queries,
+            probation_rounds=rounds,
+        )
+        if rounds >= rules.probation_rounds and spreads and detects:
             probes = (
-                f"detection {s.detection:.0%} >= {rules.admit_detection:.0%} over {s.probes} probed reports"
-                if probed
-                else "no corruption probes it"
+                f"detection {rate:.0%} over {d.probe_n} probed reports (lower bound {low:.2f} > "
+                f"{rules.admit_detection})"
+                if s.probed
+                else "no corruption damages it"
             )
             pool.set_status(
                 d.id,
                 "active",
                 "admission",
-                numbers,
-                f"spread {s.spread:.2f} >= {rules.admit_spread} and {probes} after {rounds} probation round(s)",
+                nums,
+                f"spread {s.spread:.2f} >= {rules.admit_spread} over {s.queries} queries and {probes}, after "
+                f"{rounds} probation round(s)",
             )
         elif rounds >= rules.max_probation_rounds:
-            pool.set_status(d.id, "retired", "probation", numbers, f"not admitted after {rounds} probation rounds")
+            pool.set_status(d.id, "retired", "probation", nums, f"not admitted after {rounds} probation rounds")
 
 
-def _proposals(pool: _Pool, proposals: tuple[tuple[str, str, str], ...]) -> None:
-    """5. new candidates from the proposals, in order, at most rules.max_new_candidates."""
-    added = 0
-    for name, description, source in proposals:
-        dim_id = normalise_id(name)
-        if added >= pool.rules.max_new_candidates or not dim_id or dim_id in pool.dims or len(description) < 10:
-            continue
-        pool.dims[dim_id] = Dimension(dim_id, description[:300], "proposed", "candidate", False, pool.round_idx)
-        pool.decisions.append(
-            Decision(
-                "proposal", dim_id, "candidate", {"source": source}, f"proposed by the {source}: {description[:120]}"
-            )
-        )
-        added += 1
+def _alarm(pool: _Pool, alarm: Alarm | None) -> None:
+    """5. judge hacking: the in-loop reward rose while the held-out benchmark score of the policies fell beyond its
+    spread. Stricter instructions, and the dimension retired last back on probation."""
+    if alarm is None:
+        return
+    bar = -pool.z * alarm.heldout_spread
+    if not (alarm.in_loop_change > 0 and alarm.heldout_change < bar):
+        return
+    nums = numbers(
+        "held-out change",
+        alarm.heldout_change,
+        alarm.heldout_change - abs(bar),
+        alarm.heldout_change + abs(bar),
+        2,
+        bar,
+        in_loop_change=alarm.in_loop_change,
+        rounds=list(alarm.rounds),
+    )
+    why = (
+        f"rounds {alarm.rounds[0]} -> {alarm.rounds[1]}: in-loop reward {alarm.in_loop_change:+.3f} while the "
+        f"held-out benchmark score moved {alarm.heldout_change:+.3f} (below -{pool.z:.2f} x its spread "
+        f"{alarm.heldout_spread:.3f})"
+    )
+    pool.decisions.append(Decision("alarm", "judge_hacking", "flag", nums, why))
+    pool.raise_control("strictness", "alarm", nums, f"{why}: stricter instructions")
+    retired = [d for d in pool.dims.values() if d.status == "retired"]
+    if retired:
+        last = max(retired, key=lambda d: d.changed_round)
+        pool.set_status(last.id, "candidate", "alarm", nums, f"{why}: back on probation, it was retired last")
 
 
-def _controls(pool: _Pool, controls: Controls, round_stats: RoundStats) -> Controls:
-    """6. search deeper when deeper checks move the supported share; stricter when rewards crowd the top."""
+def _search_hops(pool: _Pool, rs: RoundStats) -> None:
+    """6. more search per claim when re-checking the same claims with more search surely moved their verdicts."""
     rules = pool.rules
-    if round_stats.depth_change > rules.depth_change and controls.search_depth < rules.max_search_depth:
-        controls = replace(controls, search_depth=controls.search_depth + 1)
-        pool.decisions.append(
-            Decision(
-                "search_depth",
-                "search_depth",
-                f"raise to {controls.search_depth}",
-                {"depth_change": round_stats.depth_change},
-                f"checking one claim deeper moved the supported share by {round_stats.depth_change:.2f} > "
-                f"{rules.depth_change}",
-            )
+    moved = rs.depth_low > rules.depth_change or rs.depth_high < -rules.depth_change
+    if rs.depth_claims >= rules.min_depth_claims and moved:
+        pool.raise_control(
+            "search_hops",
+            "search_hops",
+            numbers(
+                "signed support change",
+                rs.depth_change,
+                rs.depth_low,
+                rs.depth_high,
+                rs.depth_claims,
+                rules.depth_change,
+            ),
+            f"re-checked with more search, {rs.depth_claims} claims moved their support by {rs.depth_change:+.3f} "
+            f"(interval [{rs.depth_low:+.3f}, {rs.depth_high:+.3f}] clear of +-{rules.depth_change})",
         )
-    if round_stats.top_share >= rules.crowded_share and controls.strictness < rules.max_strictness:
-        controls = replace(controls, strictness=controls.strictness + 1)
-        pool.decisions.append(
-            Decision(
-                "strictness",
-                "strictness",
-                f"raise to {controls.strictness}",
-                {"top_share": round_stats.top_share},
-                f"{round_stats.top_share:.0%} of valid solver rewards are >= {rules.crowded_reward}",
-            )
+
+
+def _strictness(pool: _Pool, rs: RoundStats) -> None:
+    """7. stricter instructions when fully valid reports surely crowd the top of the reward."""
+    rules = pool.rules
+    low, high = wilson(rs.top_reports, rs.valid_reports, pool.z)
+    if rs.valid_reports >= rules.min_reports and low >= rules.crowded_share:
+        share = rs.top_reports / rs.valid_reports
+        pool.raise_control(
+            "strictness",
+            "strictness",
+            numbers("top share", share, low, high, rs.valid_reports, rules.crowded_share),
+            f"{share:.0%} of {rs.valid_reports} fully valid reports reward >= {rules.crowded_reward} (lower bound "
+            f"{low:.2f} >= {rules.crowded_share})",
         )
-    return controls
+
+
+def _proposals(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundStats) -> None:
+    """8. proposals, in order, at most rules.max_proposals of each kind per source, each through its gate: a new
+    dimension becomes a candidate; a retirement or a control change passes only where the statistic its rule reads
+    points that way (the point estimate: the rule itself needs the interval)."""
+    taken: dict[tuple[str, str], int] = {}
+    for p in rs.proposals:
+        key = (p.source, p.kind)
+        if taken.get(key, 0) >= pool.rules.max_proposals:
+            continue
+        gate = {"dimension": _new_dimension, "retire": _retirement, "control": _control_change}[p.kind]
+        if gate(pool, stats, rs, p):
+            taken[key] = taken.get(key, 0) + 1
+
+
+def _new_dimension(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundStats, p: Proposal) -> bool:
+    dim_id = normalise_id(p.target)
+    if not dim_id or dim_id in pool.dims or len(p.description) < 10:
+        return False
+    pool.dims[dim_id] = Dimension(dim_id, p.description[:300], "proposed", "candidate", False, pool.round_idx)
+    pool.decisions.append(
+        Decision(
+            "proposal", dim_id, "candidate", {"source": p.source}, f"proposed by the {p.source}: {p.description[:120]}"
+        )
+    )
+    return True
+
+
+def _retirement(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundStats, p: Proposal) -> bool:
+    rules, d, s = pool.rules, pool.dims.get(normalise_id(p.target)), stats.get(normalise_id(p.target))
+    if d is None or s is None or d.status != "active" or pool.n_active() <= rules.min_active:
+        return False
+    signs = {
+        "saturated": s.mean >= rules.saturated_mean and s.spread <= rules.saturated_spread,
+        "undetecting": d.probe_n >= rules.min_probes and d.probe_points / d.probe_n < rules.min_detection,
+        "redundant": any(
+            r >= rules.redundant_corr and pool.dims.get(o, d).status == "active" for o, r, _ in s.partners
+        ),
+    }
+    why = [k for k, v in signs.items() if v]
+    if not why:
+        return False
+    nums = {"source": p.source, "signs": why, "mean": round(s.mean, 4), "spread": round(s.spread, 4)}
+    pool.set_status(
+        d.id,
+        "retired",
+        "proposal",
+        nums,
+        f"the {p.source} proposed it ({p.description[:100]}); its statistics agree: {', '.join(why)}",
+    )
+    return True
+
+
+def _control_change(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundStats, p: Proposal) -> bool:
+    rules = pool.rules
+    signs = {
+        "strictness": rs.valid_reports > 0 and rs.top_reports / rs.valid_reports >= rules.crowded_share,
+        "search_hops": rs.depth_claims > 0 and abs(rs.depth_change) > rules.depth_change,
+        "search_depth": any(_near_top(s, rules) for s in stats.values() if _evidence(pool, s.id)),
+        "criteria_per_dimension": any(_near_top(s, rules) for s in stats.values() if not _evidence(pool, s.id)),
+    }
+    if not signs.get(p.target):
+        return False
+    why = f"the {p.source} proposed it ({p.description[:100]}); the statistic its rule reads points that way"
+    return pool.raise_control(p.target, "proposal", {"source": p.source}, why)
+
+
+def _near_top(s: DimensionStats, rules: RulesConfig) -> bool:
+    return s.mean >= rules.saturated_mean and s.spread <= rules.saturated_spread
+
+
+def _evidence(pool: _Pool, dim_id: str) -> bool:
+    return dim_id in pool.dims and pool.dims[dim_id].uses_evidence
 
 
 def normalise_id(name: str) -> str:
@@ -318,3 +534,39 @@ def harness_for_round(ws: Workspace, round_idx: int) -> tuple[Harness, str]:
     dims = ws.store.read_table(folder, HARNESS.file).to_pylist()
     controls = ws.store.read_table(folder, CONTROLS.file).to_pylist()[0]
     return from_rows(dims, controls), manifest.content_fingerprint()
+
+
+def alarm_for_round(ws: Workspace, round_idx: int) -> tuple[Alarm | None, str]:
+    """What the judge-hacking alarm of round `round_idx` reads, and its fingerprint: with benchmark.each_round on,
+    the change of the in-loop solver reward from round r-1 to round r (self-evaluate's summaries) beside the change
+    of the held-out benchmark score of the policies that wrote them (checkpoints r-2 and r-1; the base model's is
+    0.5 by construction when the reference is its own reports). None while either is missing."""
+    from score.artifacts import SUMMARY
+    from score.benchmark import BenchmarkStats
+    from score.layout import benchmark_dir, round_label, stage_dir
+    from score.pipeline import EVALUATE
+
+    if not ws.cfg.benchmark.each_round or round_idx < 1:
+        return None, "off"
+    heldout, prints = [], []
+    for r in (round_idx - 2, round_idx - 1):
+        label = "base" if r < 0 else round_label(r)
+        folder = benchmark_dir(ws.cfg.run, label)
+        manifest = ws.store.read_manifest(folder)
+        if manifest is not None:
+            stats = ws.store.finished(folder, "rerun the benchmark").stats_as(BenchmarkStats)
+            heldout.append((stats.score, stats.score_std))
+            prints.append(manifest.content_fingerprint())
+        elif label == "base" and ws.cfg.benchmark.reference == "base":
+            heldout.append((0.5, 0.0))
+            prints.append("base-is-the-reference")
+        else:
+            return None, f"missing:{label}"
+    rewards = []
+    for r in (round_idx - 1, round_idx):
+        folder = stage_dir(ws.cfg.run, r, EVALUATE.folder)
+        prints.append(ws.store.finished(folder, f"run round {r}'s stages first").content_fingerprint())
+        rewards.append(ws.store.read_table(folder, SUMMARY.file).to_pylist()[0]["reward_mean"])
+    (before, sd0), (after, sd1) = heldout
+    alarm = Alarm(rewards[1] - rewards[0], after - before, (sd0**2 + sd1**2) ** 0.5, (round_idx - 1, round_idx))
+    return alarm, "|".join(prints)

@@ -38,7 +38,7 @@ from score.artifacts import (
     Artifact,
 )
 
-Resource = Literal["queries", "corpus", "policy", "harness"]
+Resource = Literal["queries", "corpus", "policy", "harness", "heldout"]
 REWARDS_SEAM = "rewards"  # the reads a reward source other than self-evaluate may supply (benchmarks/learning_check.py)
 
 
@@ -90,6 +90,7 @@ class EvaluateStats:
     reward_mean: float = 0.0
     reward_spread: float = 0.0
     valid_share: float = 0.0
+    valid_reports: int = 0
     top_share: float = 0.0
     agreement: float = 0.0
     score_spread: float = 0.0
@@ -103,8 +104,12 @@ class EvaluateStats:
     search_depth: int = 0
     search_hops: int = 0
     claims_checked: int = 0
+    search_calls: int = 0
     supported_share: float = 0.0
+    depth_claims: int = 0
     depth_change: float = 0.0
+    depth_low: float = 0.0
+    depth_high: float = 0.0
     verdicts: int = 0
     verdict_unparsable_rate: float = 0.0
     anchors: int = 0
@@ -123,9 +128,9 @@ class EvolveStats:
     decisions: int = 0
     search_depth: int = 0
     search_hops: int = 0
-    rubrics_per_query: int = 0
     criteria_per_dimension: int = 0
     strictness: int = 0
+    alarms: int = 0  # judge-hacking alarms raised this round
 
 
 @dataclass
@@ -184,7 +189,15 @@ EVALUATE = StageSpec(
         DIMENSION_STATS,
         SUMMARY,
     ),
-    config=("seed", "model", "search", "evaluate", "reward", "harness.rules.crowded_reward"),  # top_share's bar
+    config=(
+        "seed",
+        "model",
+        "search",
+        "evaluate",
+        "reward",
+        "harness.rules.crowded_reward",
+        "harness.rules.confidence",
+    ),  # read by the statistics
     uses=("corpus", "policy", "harness"),
 )
 
@@ -196,7 +209,7 @@ EVOLVE = StageSpec(
     reads=(Read("self-evaluate", DIMENSION_STATS), Read("self-evaluate", SUMMARY), Read("self-evaluate", RUBRICS)),
     writes=(HARNESS, CONTROLS, DECISIONS),
     config=("seed", "harness"),
-    uses=("harness",),
+    uses=("harness", "heldout"),
 )
 
 TRAIN = StageSpec(

@@ -31,7 +31,7 @@ from score.manifest import FolderWriter, Manifest, Outcome, behind_manifest
 from score.pipeline import REWARDS_SEAM, StageSpec, stage
 
 if TYPE_CHECKING:
-    from score.harness import Harness
+    from score.harness import Alarm, Harness
     from score.queries import Query
     from score.search.base import SearchBackend
     from score.workspace import Workspace
@@ -102,6 +102,11 @@ class StageContext:
         return self._resource("harness")
 
     @property
+    def alarm(self) -> Alarm | None:
+        """What the judge-hacking alarm reads (score.harness.alarm_for_round); None when off or not yet possible."""
+        return self._resource("heldout")
+
+    @property
     def queries(self) -> list[Query]:
         return self._resource("queries")
 
@@ -125,6 +130,10 @@ def _resources(ws: Workspace, spec: StageSpec, round_idx: int) -> tuple[dict[str
             from score.harness import harness_for_round
 
             values[name], fingerprints[name] = harness_for_round(ws, round_idx)
+        elif name == "heldout":
+            from score.harness import alarm_for_round
+
+            values[name], fingerprints[name] = alarm_for_round(ws, round_idx)
     return values, fingerprints
 
 

@@ -101,12 +101,3 @@ def parse_score(text: str) -> float | None:
         return None
     value = float(m.group(1))
     return value if 0.0 <= value <= 10.0 else None
-
-
-def strict_curve(score: float, strictness: int) -> float:
-    """Stricter harnesses make the top harder to reach: `10 * (s/10) ** (1 + strictness/2)`.
-
-    >>> strict_curve(8.0, 0), round(strict_curve(8.0, 2), 2)
-    (8.0, 6.4)
-    """
-    return 10.0 * (score / 10.0) ** (1.0 + 0.5 * strictness)

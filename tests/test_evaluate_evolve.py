@@ -17,7 +17,7 @@ def test_evaluate_writes_every_artifact_with_consistent_rows(toy_workspace):
     out = run_stage(ws, "self-evaluate", 0)
     folder = stage_folder(ws, "self-evaluate", 0)
     read = lambda name: ws.store.read_table(folder, name).to_pylist()  # noqa: E731
-    K, Q, J = ws.cfg.generate.samples_per_query, ws.cfg.data.queries_per_round, ws.cfg.harness.rubrics_per_query
+    K, Q, J = ws.cfg.generate.samples_per_query, ws.cfg.data.queries_per_round, ws.cfg.evaluate.rubrics_per_query
     rubrics = read("rubrics.parquet")
     assert len(rubrics) == Q * J and {r["status"] for r in rubrics} == {"repaired"}  # readability had no criterion
     assert all(abs(sum(w["weight"] for w in r["weights"]) - 1) < 1e-6 for r in rubrics)

@@ -191,10 +191,8 @@ def oracle_dimension_stats(round_idx, by_query, rubrics, dim_score, harness):
     rows = []
     for d in dims:
         scores = per_report[d]
-        spreads = [
-            group_std([scores[r["trajectory_id"]] for r in g if r["trajectory_id"] in scores])
-            for g in by_query.values()
-        ]
+        groups = [[scores[r["trajectory_id"]] for r in g if r["trajectory_id"] in scores] for g in by_query.values()]
+        spreads = [group_std(g) for g in groups if len(g) >= 2]  # since the rules count queries: scored ones only
         best, best_with = 0.0, ""
         for other in dims:
             if other != d:
@@ -265,11 +263,22 @@ def synthetic_round(n_queries: int = 7, seed: int = 0):
                         "deeper": False,
                         "claim_idx": i,
                         "verdict": rng.choice(["supported", "contradicted", "not_found"]),
+                        "queries": ["a claim", "a title and a claim"][: rng.choice([1, 2])],
+                        "p_yes": rng.random() / 2,
+                        "p_no": rng.random() / 2,
                     }
                 )
             if rng.random() < 0.3:
                 evidence.append(
-                    {"trajectory_id": r["trajectory_id"], "deeper": True, "claim_idx": 0, "verdict": "supported"}
+                    {
+                        "trajectory_id": r["trajectory_id"],
+                        "deeper": True,
+                        "claim_idx": 0,
+                        "verdict": "supported",
+                        "queries": ["a claim"] * 3,
+                        "p_yes": 0.9,
+                        "p_no": 0.05,
+                    }
                 )
         if qi == 3:
             continue  # a query whose rows never came: it scores 0
@@ -305,8 +314,10 @@ def synthetic_round(n_queries: int = 7, seed: int = 0):
     return cfg, harness, by_query, rubrics, rows, evidence
 
 
-SCORE_DECIDED = ("mean", "spread", "max_corr", "max_corr_with", "dimension", "status", "round")
-SOLVER_SUMMARY = ("reward_mean", "reward_spread", "saturation_rate", "valid_share", "top_share", "parse_failure_rate")
+# max_corr (now within-query, centred) and top_share (now over fully valid reports) changed meaning since the oracle:
+# tests/test_harness_statistics.py checks them against a direct computation
+SCORE_DECIDED = ("mean", "spread", "dimension", "status", "round")
+SOLVER_SUMMARY = ("reward_mean", "reward_spread", "saturation_rate", "valid_share", "parse_failure_rate")
 
 
 def assert_same(stats, oracle):

@@ -1,13 +1,16 @@
 """harness-evolve: the meta-harness reads the round's statistics and writes the next harness version.
 
-Input: round r's dimension statistics, round summary and the evaluator's proposals (self-evaluate), and
-the harness round r ran under. Output: `harness.parquet` (the dimension pool), `controls.parquet` and
-`decisions.parquet` (every rule that fired, with its numbers and reason), versioned as round r. Round r+1
-evaluates under it, so training never targets a rubric fitted to its own data.
+Input: round r's dimension statistics, round summary and the evaluator's proposals (self-evaluate), the harness
+round r ran under, and (with benchmark.each_round) what the judge-hacking alarm reads: the in-loop reward of rounds
+r-1 and r beside the held-out benchmark score of the policies that wrote them. Output: `harness.parquet` (the
+dimension pool), `controls.parquet` and `decisions.parquet` (every rule that fired, with its statistic, interval,
+counts, threshold and reason), versioned as round r. Round r+1 evaluates under it, so training never targets a
+rubric fitted to its own data.
 
-New candidates come from the evaluator's own proposals and, when `harness.llm_controller.enabled`, from a
-frozen model behind an OpenAI-compatible endpoint (score.controller); the rules gate both alike. A
-controller that cannot be reached fails the stage with the endpoint named: it never silently drops out.
+Proposals come from the evaluator's rubrics (new dimensions) and, when `harness.llm_controller.enabled`, from a
+frozen model behind an OpenAI-compatible endpoint (score.controller: new dimensions, retirements, control changes);
+both go through the same gates, capped per source (`rules.max_proposals`). A controller that cannot be reached
+fails the stage with the endpoint named: it never silently drops out.
 
 Run alone: `score stage harness-evolve --round 0 [--force]` (needs the round's self-evaluate).
 """
@@ -20,7 +23,7 @@ from dataclasses import asdict
 
 from score.artifacts import CONTROLS, DECISIONS, DIMENSION_STATS, HARNESS, RUBRICS, SUMMARY
 from score.controller import propose
-from score.harness import Decision, DimensionStats, Harness, RoundStats, evolve, to_rows
+from score.harness import Decision, DimensionStats, Harness, Proposal, RoundStats, evolve, to_rows
 from score.models.openai_client import ChatClient
 from score.pipeline import EvolveStats
 from score.runner import StageContext
@@ -33,41 +36,60 @@ def run(ctx: StageContext) -> EvolveStats:
     dim_rows = ctx.read(DIMENSION_STATS).to_pylist()
     summary = ctx.read(SUMMARY).to_pylist()[0]
     rubrics = ctx.read(RUBRICS, columns=["proposal_name", "proposal_description"]).to_pylist()
-    stats = {
-        r["dimension"]: DimensionStats(
-            r["dimension"], r["mean"], r["spread"], r["detection"], r["probes"], r["max_corr"], r["max_corr_with"]
-        )
-        for r in dim_rows
-    }
+    stats = {r["dimension"]: dimension_stats(r) for r in dim_rows}
     proposals = tuple(
-        (r["proposal_name"], r["proposal_description"], "evaluator") for r in rubrics if r["proposal_name"]
+        Proposal("dimension", r["proposal_name"], r["proposal_description"], "evaluator")
+        for r in rubrics
+        if r["proposal_name"]
     )
     if cfg.harness.llm_controller.enabled and cfg.harness.mode == "rules":
-        proposals = _llm_proposals(ctx, summary, dim_rows) + proposals
-    round_stats = RoundStats(top_share=summary["top_share"], depth_change=summary["depth_change"], proposals=proposals)
-    new, decisions = evolve(harness, stats, round_stats, cfg.harness.rules, ctx.round, cfg.harness.mode)
+        proposals += _llm_proposals(ctx, summary, dim_rows)
+    new, decisions = evolve(
+        harness, stats, round_stats(summary, proposals, ctx.alarm), cfg.harness.rules, ctx.round, cfg.harness.mode
+    )
     _write(ctx, new, decisions)
     for d in decisions:
         log.info("round %d harness: %s %s -> %s (%s)", ctx.round, d.rule, d.target, d.action, d.reason)
-    controls = asdict(new.controls)
     return EvolveStats(
         version=new.version,
         active=[d.id for d in new.active],
         candidates=[d.id for d in new.candidates],
         retired=[d.id for d in new.dimensions if d.status == "retired"],
         decisions=len(decisions),
-        **controls,
+        alarms=sum(d.rule == "alarm" and d.action == "flag" for d in decisions),
+        **asdict(new.controls),
     )
 
 
-def _llm_proposals(ctx: StageContext, summary: dict, dim_rows: list[dict]) -> tuple[tuple[str, str, str], ...]:
-    """New dimensions proposed by the frozen model behind the configured endpoint (it goes first)."""
+def dimension_stats(row: dict) -> DimensionStats:
+    """A dimension_stats.parquet row as the rules read it."""
+    partners = tuple((p["dimension"], p["corr"], p["n"]) for p in row["partners"])
+    fields = ("mean", "mean_low", "reports", "spread", "queries", "detected", "probes", "probed")
+    return DimensionStats(row["dimension"], *(row[f] for f in fields), partners)
+
+
+def round_stats(summary: dict, proposals: tuple[Proposal, ...], alarm) -> RoundStats:
+    """A summary.parquet row, the round's proposals and the alarm's inputs as the rules read them."""
+    valid = summary["valid_reports"]
+    return RoundStats(
+        valid_reports=valid,
+        top_reports=round(summary["top_share"] * valid),
+        depth_claims=summary["depth_claims"],
+        depth_change=summary["depth_change"],
+        depth_low=summary["depth_low"],
+        depth_high=summary["depth_high"],
+        proposals=proposals,
+        alarm=alarm,
+    )
+
+
+def _llm_proposals(ctx: StageContext, summary: dict, dim_rows: list[dict]) -> tuple[Proposal, ...]:
+    """Changes proposed by the frozen model behind the configured endpoint (after the evaluator's own)."""
     llm = ctx.cfg.harness.llm_controller
     client = ChatClient.of(llm)
-    pool = [d.id for d in ctx.harness.dimensions]
-    suggested, answers = propose(client, summary, dim_rows, pool, llm.proposals, ctx.seed)
+    suggested, answers = propose(client, summary, dim_rows, ctx.harness, llm.proposals, ctx.seed)
     log.info("round %d harness: the LLM controller answered %s", ctx.round, answers)
-    return tuple((n, d, "llm controller") for n, d in suggested)
+    return tuple(suggested)
 
 
 def _write(ctx: StageContext, new: Harness, decisions: list[Decision]) -> None:

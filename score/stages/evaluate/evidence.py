@@ -35,6 +35,8 @@ from score.rewards import anchor_credit
 from score.runner import derive_seed
 from score.workspace import Workspace
 
+PASSAGES_PER_HOP = 2  # passages each search call returns (a deeper re-check takes one more, and one more hop)
+
 
 @dataclass
 class Check:
@@ -56,8 +58,9 @@ def check_evidence(
     round_idx: int,
     seed: int = 0,
 ) -> tuple[list[dict], dict[tuple[str, str], list[str]]]:
-    """3. `search_depth` claims per report searched and judged Yes / No / Unclear (one level deeper on a share, for
-    the depth rule): the evidence rows, and per (trajectory, probe kind) the lines shown to the evaluator when it
+    """3. `search_depth` claims per report searched (`search_hops` calls each) and judged Yes / No / Unclear; on a
+    share of the reports the same claims are re-checked with more search (a hop and a passage per hop more), for the
+    search_hops rule: the evidence rows, and per (trajectory, probe kind) the lines shown to the evaluator when it
     scores. `reports` may hold corrupted copies (rows with a non-empty `probe_kind`, `report` the copy's text)."""
     ev, ctl = ws.cfg.evaluate, harness.controls
     originals = [r for r in reports if not r.get("probe_kind")]
@@ -65,12 +68,12 @@ def check_evidence(
     checks = []
     for r in reports:
         titles = {s["n"]: s["title"] for s in r["sources"]}
-        plans = [(False, ctl.search_depth, ctl.search_hops)]
+        plans = [(False, ctl.search_hops, PASSAGES_PER_HOP)]
         if r["trajectory_id"] in deeper_ids and not r.get("probe_kind"):  # the copies share their original's id
-            plans.append((True, ctl.search_depth + 1, ctl.search_hops + 1))
-        for deeper, depth, hops in plans:
-            for i, (claim, cited) in enumerate(pick_claims(r["report"], depth, ev.claim_min_chars)):
-                checks.append(Check(r, deeper, i, search_claim(ws.search, claim, cited, titles, r["query"], hops)))
+            plans.append((True, ctl.search_hops + 1, PASSAGES_PER_HOP + 1))  # the same claims, searched more
+        for deeper, hops, k in plans:
+            for i, (claim, cited) in enumerate(pick_claims(r["report"], ctl.search_depth, ev.claim_min_chars)):
+                checks.append(Check(r, deeper, i, search_claim(ws.search, claim, cited, titles, r["query"], hops, k)))
     answer_ids = [backend.tokenize(a)[0] for a in ANSWERS]  # each answer's first token, in VERDICTS order
     prior = _prior(backend, answer_ids)
     rows, text = [], defaultdict(list)

@@ -31,7 +31,7 @@ from score.models import Backend, Sample, SamplingParams
 from score.prompts import SCORE_AFTER_RATIONALE, judging_parts
 from score.rubrics import Rubric
 from score.runner import derive_seed
-from score.scale import ScoreTokens, parse_score, read_off, score_tokens, strict_curve
+from score.scale import ScoreTokens, parse_score, read_off, score_tokens
 from score.workspace import Workspace
 
 
@@ -85,7 +85,7 @@ def judge_items(
                     )
                     for row in rows:
                         row["round"] = round_idx
-                        scores += _score_rows(ws, row, rubrics[q], harness.controls.strictness)
+                        scores += _score_rows(ws, row, rubrics[q])
                     judgements += rows
                 bar.update(1)
     return judgements, scores
@@ -175,7 +175,7 @@ def _sibling(group: list[dict], trajectory_id: str, p: int) -> dict | None:
     return others[(start + p) % len(others)]
 
 
-def _score_rows(ws: Workspace, j: dict, rubrics: list[Rubric], strictness: int) -> list[dict]:
+def _score_rows(ws: Workspace, j: dict, rubrics: list[Rubric]) -> list[dict]:
     """A judgement as the solver's reward reads it: one score row per rubric holding its criterion, the score
     taken from `evaluate.score_source` (an unparsable written score falls back to its read-off)."""
     source = ws.cfg.evaluate.score_source
@@ -195,7 +195,7 @@ def _score_rows(ws: Workspace, j: dict, rubrics: list[Rubric], strictness: int) 
             "shadow": j["dimension"] not in rub.weights,
             "expected": j["expected"],
             "written": j["written"],
-            "score": strict_curve(used, strictness),
+            "score": used,
             "score_source": source,
         }
         for k, rub in enumerate(rubrics)

@@ -27,7 +27,7 @@ def write_rubrics(
     ]
     samples = backend.sample(
         prompts,
-        SamplingParams(n=ctl.rubrics_per_query, temperature=ev.temperature, max_tokens=ev.rubric_tokens, seed=seed),
+        SamplingParams(n=ev.rubrics_per_query, temperature=ev.temperature, max_tokens=ev.rubric_tokens, seed=seed),
         desc=f"round {round_idx} rubrics",
     )
     rubrics: dict[str, list[Rubric]] = {}

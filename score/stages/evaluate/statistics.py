@@ -12,15 +12,18 @@ pass reads a finished scores.parquet in batches (`stream_scores`, through `Store
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
+from statistics import NormalDist
 
 import pyarrow as pa
 
 from score.artifacts import SCORES, STREAM_BATCH_ROWS, ArtifactError, Store
 from score.harness import Harness
+from score.intervals import mean_interval, wilson
 from score.rewards import (
     consistency,
     correlation,
@@ -161,7 +164,16 @@ def round_statistics(
             f"score rows of query {ahead.query_id!r} come out of order or belong to no report: rows must come grouped "
             f"by query, queries in the reports' order (as self-evaluate writes scores.parquet)"
         )
-    dim_rows = _dimension_stats(round_idx, by_query, t.per_report, t.probe_pairs, sorted(t.dims), harness)
+    dim_rows = _dimension_stats(
+        round_idx,
+        by_query,
+        t.per_report,
+        t.probe_pairs,
+        sorted(t.dims),
+        harness,
+        ev.probe_dimensions,
+        cfg.harness.rules.confidence,
+    )
     summary = _summary(cfg, round_idx, t, rubrics, evidence_rows, harness)
     return RoundStatistics(t.solver_rows, t.evaluator_rows, dim_rows, summary)
 
@@ -299,7 +311,8 @@ def _summary(
 ) -> dict:
     """The round's summary row (summary.parquet)."""
     all_rewards = [r["reward"] for r in t.solver_rows]
-    valid_rewards = [r["reward"] for r in t.solver_rows if r["validity"] > 0]
+    valid = [r["reward"] for r in t.solver_rows if r["validity"] > 0]
+    fully_valid = [r["reward"] for r in t.solver_rows if r["validity"] >= 1.0]  # a gated reward cannot reach the top
     crowded = cfg.harness.rules.crowded_reward
     base = [e for e in evidence_rows if not e["deeper"] and not e.get("probe_kind")]  # the reports' own checks
     rubric_status = [rub.status for rs in rubrics.values() for rub in rs]
@@ -310,8 +323,9 @@ def _summary(
         "saturation_rate": sum(s <= cfg.reward.flat_spread for s in t.stds) / len(t.stds),  # flat, as train counts
         "reward_mean": sum(all_rewards) / len(all_rewards),
         "reward_spread": sum(t.stds) / len(t.stds),
-        "valid_share": len(valid_rewards) / len(all_rewards),
-        "top_share": sum(x >= crowded for x in valid_rewards) / len(valid_rewards) if valid_rewards else 0.0,
+        "valid_share": len(valid) / len(all_rewards),
+        "valid_reports": len(fully_valid),
+        "top_share": sum(x >= crowded for x in fully_valid) / len(fully_valid) if fully_valid else 0.0,
         "agreement": sum(c for c, _ in t.columns) / len(t.columns) if t.columns else 0.0,
         "score_spread": sum(sd for _, sd in t.columns) / len(t.columns) if t.columns else 0.0,
         "detection": t.detected.rate,
@@ -324,8 +338,9 @@ def _summary(
         "search_depth": harness.controls.search_depth,
         "search_hops": harness.controls.search_hops,
         "claims_checked": len(base),
+        "search_calls": sum(len(e["queries"]) for e in base),
         "supported_share": sum(e["verdict"] == "supported" for e in base) / len(base) if base else 0.0,
-        "depth_change": _depth_change(evidence_rows),
+        **_depth_change(evidence_rows),
         **_verdict_figures(evidence_rows),
         "active_dimensions": [d.id for d in harness.active],
         "strictness": harness.controls.strictness,
@@ -401,18 +416,20 @@ def _verdict_figures(evidence_rows: list[dict]) -> dict:
     }
 
 
-def _depth_change(evidence_rows) -> float:
-    """Mean |supported share with the deeper check - at the harness's depth| over depth-probed reports."""
-    shares: dict[tuple[str, bool], list[bool]] = defaultdict(list)
+def _depth_change(evidence_rows: list[dict]) -> dict:
+    """The search_hops rule's statistic: on depth-probed reports, each claim checked at the harness's search and
+    re-checked with more (a hop more, more passages), the signed change of its calibrated support P(yes) - P(no);
+    their mean and its two-sided 95% interval. A check that found no passage has support 0."""
+    support: dict[tuple[str, int, bool], float] = {}
     for e in evidence_rows:
         if not e.get("probe_kind"):  # copies share their original's trajectory id: their checks are not its own
-            shares[(e["trajectory_id"], e["deeper"])].append(e["verdict"] == "supported")
-    deltas = []
-    for (tid, deeper), deep in shares.items():
-        if deeper:
-            base = shares.get((tid, False), [])
-            deltas.append(abs(sum(deep) / len(deep) - (sum(base) / len(base) if base else 0.0)))
-    return sum(deltas) / len(deltas) if deltas else 0.0
+            support[(e["trajectory_id"], e["claim_idx"], e["deeper"])] = e["p_yes"] - e["p_no"]
+    changes = [
+        v - support[(tid, i, False)] for (tid, i, deeper), v in support.items() if deeper and (tid, i, False) in support
+    ]
+    mean, low, high = mean_interval(changes)
+    finite = [x if math.isfinite(x) else 0.0 for x in (low, high)]
+    return {"depth_claims": len(changes), "depth_change": mean, "depth_low": finite[0], "depth_high": finite[1]}
 
 
 def _dimension_stats(
@@ -422,34 +439,66 @@ def _dimension_stats(
     probe_pairs: dict[str, _Pairs],
     dims: list[str],
     harness: Harness,
+    damaged: dict[str, list[str]],
+    confidence: float,
 ) -> list[dict]:
-    """Per dimension: mean, within-query spread, corruption detection, and its highest correlation with another."""
+    """Per dimension: mean (with its lower bound), within-query spread, corruption detection (with its interval),
+    each over counts of distinct reports and queries, and its within-query correlation with every other dimension."""
     status = {d.id: d.status for d in harness.dimensions}
+    probed = {d for ds in damaged.values() for d in ds}
+    z = NormalDist().inv_cdf(confidence)
+    centred = {d: _centred(per_report[d], by_query) for d in dims}
     rows = []
     for d in dims:
-        scores = per_report[d]
-        spreads = [
-            group_std([scores[r["trajectory_id"]] for r in g if r["trajectory_id"] in scores])
+        scores = list(per_report[d].values())
+        groups = [
+            [per_report[d][r["trajectory_id"]] for r in g if r["trajectory_id"] in per_report[d]]
             for g in by_query.values()
         ]
-        best, best_with = 0.0, ""
-        for other in dims:
-            if other != d:
-                common = [t for t in scores if t in per_report[other]]
-                c = correlation([scores[t] for t in common], [per_report[other][t] for t in common])
-                if c > best:
-                    best, best_with = c, other
+        spreads = [group_std(g) for g in groups if len(g) >= 2]
+        mean = sum(scores) / max(len(scores), 1)
+        sd = group_std(scores) * math.sqrt(len(scores) / (len(scores) - 1)) if len(scores) > 1 else math.inf
+        partners = [_partner(centred[d], centred[o], o) for o in dims if o != d]
+        best = max(partners, key=lambda p: p["corr"], default={"dimension": "", "corr": 0.0})
+        low, high = wilson(probe_pairs[d].points, probe_pairs[d].n, z)
         rows.append(
             {
                 "round": round_idx,
                 "dimension": d,
                 "status": status.get(d, "active"),
-                "mean": sum(scores.values()) / max(len(scores), 1),
+                "mean": mean,
+                "mean_low": max(mean - z * sd / math.sqrt(max(len(scores), 1)), 0.0),
+                "reports": len(scores),
                 "spread": sum(spreads) / max(len(spreads), 1),
-                "detection": probe_pairs[d].rate,
+                "queries": len(spreads),
+                "probed": d in probed,
+                "detected": probe_pairs[d].points,
                 "probes": probe_pairs[d].n,
-                "max_corr": best,
-                "max_corr_with": best_with,
+                "detection": probe_pairs[d].rate,
+                "detection_low": low,
+                "detection_high": high,
+                "max_corr": best["corr"],
+                "max_corr_with": best["dimension"],
+                "partners": partners,
             }
         )
     return rows
+
+
+def _centred(scores: dict[str, float], by_query: dict[str, list[dict]]) -> dict[str, tuple[str, float]]:
+    """Each report's score minus its query's mean over the reports scored (with the query): what between-query
+    differences leave of a correlation is removed before the redundancy rule reads it."""
+    out = {}
+    for q, group in by_query.items():
+        mine = [r["trajectory_id"] for r in group if r["trajectory_id"] in scores]
+        mean = sum(scores[t] for t in mine) / max(len(mine), 1)
+        out |= {t: (q, scores[t] - mean) for t in mine}
+    return out
+
+
+def _partner(a: dict[str, tuple[str, float]], b: dict[str, tuple[str, float]], other: str) -> dict:
+    """The within-query correlation of two dimensions over the reports scored on both, and its independent pairs
+    (reports less queries: centring spends one per query)."""
+    common = [t for t in a if t in b]
+    corr = correlation([a[t][1] for t in common], [b[t][1] for t in common])
+    return {"dimension": other, "corr": corr, "n": len(common) - len({a[t][0] for t in common})}
