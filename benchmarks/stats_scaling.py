@@ -98,8 +98,9 @@ def measure(root: str, n_rows: int, reader: str) -> dict:
     """Statistics and harness rules from the written file, by `reader` (stream | load); seconds and peak RSS."""
     from score.artifacts import Store
     from score.config import StoreConfig
-    from score.harness import DimensionStats, RoundStats, evolve
+    from score.harness import evolve
     from score.stages.evaluate.statistics import groups_from_rows, round_statistics, stream_scores
+    from score.stages.evolve import dimension_stats, round_stats
 
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     cfg, harness, by_query, rubrics = synthetic_round(n_rows)  # the stage holds its reports whatever the reader
@@ -114,20 +115,8 @@ def measure(root: str, n_rows: int, reader: str) -> dict:
     stats = round_statistics(cfg, 0, by_query, rubrics, groups, [], harness, {})
     t_stats = time.perf_counter() - t0 - t_read
     t0 = time.perf_counter()
-    dims = {
-        r["dimension"]: DimensionStats(
-            r["dimension"], r["mean"], r["spread"], r["detection"], r["probes"], r["max_corr"], r["max_corr_with"]
-        )
-        for r in stats.dimension_rows
-    }
-    evolve(
-        harness,
-        dims,
-        RoundStats(top_share=stats.summary["top_share"], depth_change=0.0, proposals=()),
-        cfg.harness.rules,
-        0,
-        "rules",
-    )
+    dims = {r["dimension"]: dimension_stats(r) for r in stats.dimension_rows}
+    evolve(harness, dims, round_stats(stats.summary, (), None), cfg.harness.rules, 0, "rules")
     t_evolve = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - inputs_rss
     return {

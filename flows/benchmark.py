@@ -2,10 +2,11 @@
 
 `score-eval`: one task scoring one checkpoint on the benchmark (score.benchmark), publishing the
 per-dimension scores with their spread over judge runs as a table artifact.
-`score-ablate`: the same campaign twice, with the meta-harness (`rules`) and with the seed harness frozen
-(`static`, run `{run}-static`), same queries, seeds and rounds; then every round's checkpoint of both on the
-benchmark, then one report drawing both runs on the same axes. Finished stages and evaluations are skipped,
-so an ablation over the run `make run` made reuses its rounds.
+`score-ablate`: per seed, the same campaign twice on the same queries, with the meta-harness (`rules`, run `RUN`
+or `RUN-seedS`) and with the seed harness frozen (`static`, run `RUN-static` or `RUN-static-seedS`); round 0 computed
+once and shared; every round's checkpoint on the benchmark inside the campaign (benchmark.each_round: the held-out
+score the judge-hacking alarm reads); then one report over the seeds. Finished stages and evaluations are skipped,
+so an ablation over the run `make run` made reuses its round 0.
 """
 
 from __future__ import annotations
@@ -13,35 +14,10 @@ from __future__ import annotations
 import json
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import artifact_key, link_folder, publish_plots, resolve_config, run_name, workspace
-from flows.round import campaign_flow
-from score.artifacts import BENCHMARK
-from score.benchmark import BenchmarkStats, evaluate
-from score.layout import benchmark_dir, round_label
-
-
-@task(cache_policy=NO_CACHE, retries=0)  # a failed evaluation is rerun by rerunning the flow: a finished one skips
-def benchmark_task(config: dict, checkpoint: str, force: bool = False) -> str:
-    ws = workspace(config)
-    outcome = evaluate(ws, checkpoint, force=force)
-    label, stats = outcome.manifest.label, outcome.manifest.stats_as(BenchmarkStats)
-    get_run_logger().info(
-        "benchmark of %s: %s -> %s", label, "skipped (done)" if outcome.skipped else "done", outcome.folder
-    )
-    key = artifact_key(ws.cfg.run, f"benchmark-{label}")
-    rows = ws.store.read_table(benchmark_dir(ws.cfg.run, label), BENCHMARK.file).to_pylist()
-    create_table_artifact(
-        key=key,
-        table=[{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
-        description=f"{stats.benchmark} of {label} ({stats.tasks} tasks, judge {stats.judge}, reference "
-        f"{stats.reference}): "
-        f"score per dimension, mean and spread over {stats.judge_runs} judge runs; 0.5 = as good as the reference",
-    )
-    link_folder(f"{key}-folder", outcome.folder, f"benchmark files of {label}")
-    return outcome.folder
+from flows.common import publish_plots, resolve_config, run_name, workspace
+from flows.round import benchmark_task, round_flow
 
 
 @flow(name="score-eval", flow_run_name=lambda: run_name("eval-{checkpoint}", checkpoint="latest"), persist_result=False)
@@ -52,30 +28,59 @@ def eval_flow(
     return benchmark_task(resolve_config(config, overrides), checkpoint, force)
 
 
-def static_twin(config: dict) -> dict:
-    """The baseline arm of an ablation: the same config with the seed harness frozen, in run `{run}-static`."""
+def arm(config: dict, seed: int, static: bool) -> dict:
+    """One arm of an ablation for one seed: run `RUN` (`RUN-seedS` for another seed than the config's), or with the
+    seed harness frozen `RUN-static` (`RUN-static-seedS`); every round's checkpoint scored on the benchmark inside
+    the campaign (what the judge-hacking alarm reads)."""
     twin = json.loads(json.dumps(config))
-    twin["run"] = f"{config['run']}-static"
-    twin["harness"]["mode"] = "static"
+    twin["run"] = config["run"] + ("-static" if static else "") + ("" if seed == config["seed"] else f"-seed{seed}")
+    twin["seed"] = seed
+    twin["harness"]["mode"] = "static" if static else "rules"
+    twin["benchmark"]["each_round"] = True
     return twin
 
 
 @flow(name="score-ablate", flow_run_name=lambda: run_name("ablate"), persist_result=False)
-def ablate_flow(config: dict | str, rounds: int | None = None, overrides: list[str] | None = None) -> str:
-    """SCORE (the config, harness.mode rules) against the static-harness baseline: campaigns, the benchmark
-    score of every round's checkpoint, and the side-by-side report. Returns the report folder."""
-    arms = [resolve_config(config, overrides)]
-    if arms[0]["harness"]["mode"] != "rules":
+def ablate_flow(
+    config: dict | str, rounds: int | None = None, seeds: list[int] | None = None, overrides: list[str] | None = None
+) -> str:
+    """SCORE (the config, harness.mode rules) against the static-harness baseline, per seed on the same queries:
+    round 0 computed once (it is the same in both arms by construction: the base model under the seed harness) and
+    copied into the static arm, whose harness-evolve alone runs; then rounds 1.. of both arms, every round's
+    checkpoint on the benchmark; one report over the seeds. Returns the report folder."""
+    base = resolve_config(config, overrides)
+    if base["harness"]["mode"] != "rules":
         raise ValueError(
             "score ablate compares the meta-harness with the static baseline: the config needs harness.mode: rules"
         )
-    arms.append(static_twin(arms[0]))
-    total = rounds if rounds is not None else arms[0]["campaign"]["rounds"]
-    for arm in arms:
-        campaign_flow(arm, total)
-        for r in range(total):
-            benchmark_task.with_options(task_run_name=f"benchmark-{arm['run']}-r{r:04d}")(arm, round_label(r))
-    return report_pair(arms[0], arms[1]["run"])
+    total = rounds if rounds is not None else base["campaign"]["rounds"]
+    for seed in seeds or [base["seed"]]:
+        score_arm, static_arm = arm(base, seed, static=False), arm(base, seed, static=True)
+        round_flow(score_arm, 0)
+        share_round_zero(score_arm, static_arm)
+        round_flow(static_arm, 0)  # only its harness-evolve runs: the rest was copied and its manifests match
+        for r in range(1, total):
+            round_flow(score_arm, r)
+            round_flow(static_arm, r)
+    return report_pair(arm(base, base["seed"], static=False), arm(base, base["seed"], static=True)["run"])
+
+
+@task(cache_policy=NO_CACHE, retries=0)
+def share_round_zero(source: dict, target: dict) -> None:
+    """Copy round 0's generate-reports, self-evaluate and train folders, and the benchmark of its checkpoint (with
+    the reports it judged), from one arm to the other."""
+    from score.layout import benchmark_dir, benchmark_reports_dir, round_label, stage_dir
+    from score.pipeline import EVALUATE, GENERATE, TRAIN
+
+    ws = workspace(source)
+    folders = [stage_dir("{run}", 0, s.folder) for s in (GENERATE, EVALUATE, TRAIN)]
+    folders += [benchmark_dir("{run}", round_label(0))]
+    folders += [benchmark_reports_dir("{run}", label) for label in ("base", round_label(0))]
+    for folder in folders:
+        src, dst = folder.format(run=source["run"]), folder.format(run=target["run"])
+        if ws.store.read_manifest(src) is not None:
+            ws.store.copy_folder(src, dst)
+    get_run_logger().info("round 0 of %s copied into %s (identical by construction)", source["run"], target["run"])
 
 
 @task(cache_policy=NO_CACHE, retries=0)

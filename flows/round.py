@@ -15,8 +15,10 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import artifact_key, link_folder, publish_plots, resolve_config, run_name, workspace, writing
 from score import pipeline
+from score.artifacts import BENCHMARK
+from score.benchmark import BenchmarkStats, evaluate
 from score.inspect import stage_markdown
-from score.layout import finished_rounds
+from score.layout import benchmark_dir, finished_rounds, round_label
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, TRAIN, StageSpec
 from score.runner import run_stage
 
@@ -67,6 +69,29 @@ def train(
     return _run(TRAIN, config, round_idx, force)
 
 
+@task(
+    cache_policy=NO_CACHE, retries=0, task_run_name="benchmark-{checkpoint}"
+)  # a failed evaluation is rerun by rerunning the flow: a finished one skips
+def benchmark_task(config: dict, checkpoint: str, force: bool = False) -> str:
+    ws = workspace(config)
+    outcome = evaluate(ws, checkpoint, force=force)
+    label, stats = outcome.manifest.label, outcome.manifest.stats_as(BenchmarkStats)
+    get_run_logger().info(
+        "benchmark of %s: %s -> %s", label, "skipped (done)" if outcome.skipped else "done", outcome.folder
+    )
+    key = artifact_key(ws.cfg.run, f"benchmark-{label}")
+    rows = ws.store.read_table(benchmark_dir(ws.cfg.run, label), BENCHMARK.file).to_pylist()
+    create_table_artifact(
+        key=key,
+        table=[{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+        description=f"{stats.benchmark} of {label} ({stats.tasks} tasks, judge {stats.judge}, reference "
+        f"{stats.reference}): "
+        f"score per dimension, mean and spread over {stats.judge_runs} judge runs; 0.5 = as good as the reference",
+    )
+    link_folder(f"{key}-folder", outcome.folder, f"benchmark files of {label}")
+    return outcome.folder
+
+
 STAGE_TASKS = {
     GENERATE.name: generate_reports,
     EVALUATE.name: self_evaluate,
@@ -98,6 +123,8 @@ def round_flow(
         evaluations = self_evaluate(config, round_idx, reports, force=force)
         harness = harness_evolve(config, round_idx, evaluations, force=force)
         checkpoint = train(config, round_idx, reports, evaluations, force=force)
+        if config["benchmark"]["each_round"]:  # the held-out score round r+1's judge-hacking alarm reads
+            benchmark_task(config, round_label(round_idx))
         plots = report_task(config, round_idx)
     return {
         "reports": reports,

@@ -573,6 +573,16 @@ class Store:
             (target / ".complete").touch()
         return target
 
+    def copy_folder(self, src: str, dst: str) -> None:
+        """A finished folder copied whole into `dst` (cleared first), its manifest last: a reader never sees a half
+        copy as finished. Used where a folder is the same by construction (an ablation's shared round 0)."""
+        manifest = self.finished(src, "finish it before copying it")
+        self.clear(dst)
+        for name in manifest.files:
+            self.fs.makedirs(self.path(dst, name).rsplit("/", 1)[0], exist_ok=True)
+            self.fs.copy(self.path(src, name), self.path(dst, name))
+        self.write_manifest(dst, manifest)
+
     def write_manifest(self, folder: str, manifest: Manifest) -> None:
         self._put_atomic(self.path(folder, MANIFEST), manifest.to_json().encode())
 

@@ -291,30 +291,48 @@ def judge(
 @app.command()
 def ablate(
     rounds: int | None = typer.Option(None, help="rounds per arm (default: campaign.rounds)"),
+    seeds: str | None = typer.Option(None, help="comma-separated seeds, e.g. 0,1 (default: the config's seed)"),
     config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
-    """SCORE vs the static-harness baseline: the config's campaign (run RUN) and its twin with harness.mode static
-    (run RUN-static), same queries, seeds and rounds; every round's checkpoint on the benchmark; one side-by-side
-    report."""
+    """SCORE vs the static-harness baseline, per seed on the same queries: the config's campaign (run RUN, or
+    RUN-seedS) and its twin with harness.mode static (RUN-static, or RUN-static-seedS); round 0 computed once and
+    shared; every round's checkpoint on the benchmark; one report with intervals over the seeds."""
     _logging(verbose)
     try:
+        from score.config import ConfigError
+
         cfg, ws = _load(config, set_)
         if cfg.harness.mode != "rules":
-            from score.config import ConfigError
-
             raise ConfigError(
                 "score ablate needs the meta-harness arm: the config has harness.mode static; use harness.mode: rules"
             )
+        if rounds is not None and rounds < 2:
+            raise ConfigError(
+                f"--rounds {rounds}: the arms differ from round 1 on (round 0 is shared); use --rounds 2+"
+            )
+        seed_list = _seeds(seeds) if seeds else [cfg.seed]
         from flows.benchmark import ablate_flow
         from flows.env import reap_orphaned_servers
 
         reap_orphaned_servers()
-        folder = ablate_flow(cfg.model_dump(mode="json"), rounds)
+        folder = ablate_flow(cfg.model_dump(mode="json"), rounds, seed_list)
         err.print(f"ablation {cfg.run} vs {cfg.run}-static: report in {folder}/index.html", soft_wrap=True)
     except _user_errors() as e:
         _fail(e)
+
+
+def _seeds(text: str) -> list[int]:
+    from score.config import ConfigError
+
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r} is not a comma-separated list of integers; e.g. --seeds 0,1") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text!r}: give distinct integers, e.g. --seeds 0,1")
+    return seeds
 
 
 def _store(config: Path | None, set_: list[str]):
@@ -395,6 +413,8 @@ def report(
         for name in filter(None, (run_name, baseline)):
             run_rounds(store, name)  # raises, naming the runs there are, before anything is written
         paths = write_report(store, run_name, folder, baseline)
+        if (folder / "ablation.md").exists() and baseline is not None:
+            print((folder / "ablation.md").read_text(), end="")
         err.print(f"wrote {len(paths)} plots and {folder / 'index.html'}")
     except _user_errors() as e:
         _fail(e)

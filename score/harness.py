@@ -520,6 +520,9 @@ def from_rows(dim_rows: list[dict], controls_row: dict) -> Harness:
     return Harness(int(controls_row["version"]), dims, controls)
 
 
+SEED_FIELDS = tuple(f"harness.{f}" for f in ("dimensions", *LEVERS))  # what the seed harness is made of (not mode)
+
+
 def harness_for_round(ws: Workspace, round_idx: int) -> tuple[Harness, str]:
     """The harness round `round_idx` evaluates under, and its fingerprint: the seed harness of the config in
     round 0, else the one round r-1's harness-evolve wrote (which must be finished)."""
@@ -528,7 +531,7 @@ def harness_for_round(ws: Workspace, round_idx: int) -> tuple[Harness, str]:
     from score.pipeline import EVOLVE
 
     if round_idx == 0:
-        return seed_harness(ws.cfg.harness), "seed:" + ws.cfg.section_fingerprint("harness")
+        return seed_harness(ws.cfg.harness), "seed:" + ws.cfg.section_fingerprint(*SEED_FIELDS)
     folder = stage_dir(ws.cfg.run, round_idx - 1, EVOLVE.folder)
     manifest = ws.store.finished(folder, f"run round {round_idx - 1}'s stages first")
     dims = ws.store.read_table(folder, HARNESS.file).to_pylist()

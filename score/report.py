@@ -7,24 +7,31 @@ and writes PNGs plus an `index.html` that embeds them:
     saturation.png   share of queries whose K rewards are flat (no GRPO signal)
     evaluator.png    judgement consistency and corruption detection (chance 0.5)
     dimensions.png   the dimension lifecycle: which dimension was active / candidate / retired when
-    search.png       search depth and strictness the evaluator ran under
+    search.png       search depth, hops and strictness the evaluator ran under
     train.png        train loss and KL per round
     benchmark.png    the benchmark score of each round's checkpoint (`score eval`), with its spread over judge runs
 
-With a baseline (for example the static-harness run of `score ablate`) its curves share the axes, dashed.
+With a baseline (for example the static-harness run of `score ablate`) its curves share the axes, dashed, and
+`ablation.md` (also in index.html, and printed by `score report`) holds per round and arm, over the seeds of each
+(the run and its siblings `RUN-seedN`, as `score ablate --seeds` names them): saturation rate, solver reward spread,
+the evaluator's probe detection on the round's fresh reports, the benchmark score, and what the harness changed
+(active dimensions, search depth and hops, criteria, strictness, alarms), each as the mean and its 95% t interval.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from score.artifacts import DIMENSION_STATS, HARNESS, SUMMARY, ArtifactError, Store
 from score.benchmark import BenchmarkStats
+from score.intervals import mean_interval
 from score.layout import benchmark_dir, round_label, run_rounds, stage_dir
-from score.pipeline import EVALUATE, EVOLVE, TRAIN, TrainStats
+from score.pipeline import EVALUATE, EVOLVE, TRAIN, EvolveStats, TrainStats
 
 
 @dataclass
@@ -37,6 +44,7 @@ class RunSeries:
     )  # dimension -> round -> status it was evaluated under
     train: dict[int, TrainStats] = field(default_factory=dict)  # round -> train statistics
     benchmark: dict[int, BenchmarkStats] = field(default_factory=dict)  # round -> benchmark score of its checkpoint
+    evolve: dict[int, EvolveStats] = field(default_factory=dict)  # round -> the harness its harness-evolve wrote
 
 
 def load_series(store: Store, run: str) -> RunSeries:
@@ -56,6 +64,9 @@ def load_series(store: Store, run: str) -> RunSeries:
             for d in store.read_table(harness, HARNESS.file).to_pylist():
                 if d["status"] == "retired":
                     s.status.setdefault(d["id"], {}).setdefault(r + 1, "retired")
+        evolved = store.read_manifest(harness)
+        if evolved is not None:
+            s.evolve[r] = evolved.stats_as(EvolveStats)
         train = store.read_manifest(stage_dir(run, r, TRAIN.folder))
         if train is not None:
             s.train[r] = train.stats_as(TrainStats)
@@ -91,8 +102,59 @@ def write_report(store: Store, run: str, out: Path, baseline: str | None = None)
         fig.savefig(path)
         plt.close(fig)
         paths.append(path)
-    _write_html(out / "index.html", runs, paths)
+    table = ablation_table(store, run, baseline) if baseline else ""
+    if table:
+        (out / "ablation.md").write_text(table)
+    _write_html(out / "index.html", runs, paths, table)
     return paths
+
+
+def seed_group(store: Store, run: str) -> list[str]:
+    """`run` and its seed siblings `run-seedN` (an arm of `score ablate --seeds`), those in the store."""
+    pattern = re.compile(re.escape(run) + r"(-seed\d+)?")
+    return [n for n in store.list_runs() if pattern.fullmatch(n)]
+
+
+ABLATION_METRICS = {  # column -> what it reads from one run's round (None: not there)
+    "saturation": lambda s, r: _summary_of(s, r, "saturation_rate"),
+    "reward spread": lambda s, r: _summary_of(s, r, "reward_spread"),
+    "probe detection": lambda s, r: _summary_of(s, r, "detection"),
+    "benchmark": lambda s, r: s.benchmark[r].score if r in s.benchmark else None,
+    "active dims": lambda s, r: len(s.evolve[r].active) if r in s.evolve else None,
+    "search depth": lambda s, r: s.evolve[r].search_depth if r in s.evolve else None,
+    "search hops": lambda s, r: s.evolve[r].search_hops if r in s.evolve else None,
+    "criteria": lambda s, r: s.evolve[r].criteria_per_dimension if r in s.evolve else None,
+    "strictness": lambda s, r: s.evolve[r].strictness if r in s.evolve else None,
+    "alarms": lambda s, r: s.evolve[r].alarms if r in s.evolve else None,
+}
+
+
+def _summary_of(s: RunSeries, r: int, key: str) -> float | None:
+    return s.summary[s.rounds.index(r)][key] if r in s.rounds else None
+
+
+def ablation_table(store: Store, run: str, baseline: str) -> str:
+    """A markdown table: per round and arm, each metric's mean over the arm's seeds with its 95% t interval (the
+    harness columns are what round r's harness-evolve wrote, i.e. what round r+1 runs under)."""
+    arms = {name: [load_series(store, r) for r in seed_group(store, name)] for name in (run, baseline)}
+    rounds = sorted({r for group in arms.values() for s in group for r in s.rounds})
+    head = "| round | arm | seeds | " + " | ".join(ABLATION_METRICS) + " |"
+    lines = [head, "|" + "---|" * (3 + len(ABLATION_METRICS))]
+    for r in rounds:
+        for name, group in arms.items():
+            cells = [_cell([v for s in group if (v := read(s, r)) is not None]) for read in ABLATION_METRICS.values()]
+            lines.append(f"| {r} | {name} | {sum(r in s.rounds for s in group)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(values: list[float]) -> str:
+    """mean [low, high] over seeds (95% t); one seed: the value alone; none: -."""
+    if not values:
+        return "-"
+    mean, low, high = mean_interval([float(v) for v in values])
+    if not math.isfinite(low):
+        return f"{mean:.3g}"
+    return f"{mean:.3g} [{low:.3g}, {high:.3g}]"
 
 
 def _style(i: int) -> dict:
@@ -153,6 +215,7 @@ def _plot_search(ax, runs: list[RunSeries]) -> None:
     for i, s in enumerate(runs):
         ax.plot(s.rounds, [x["search_depth"] for x in s.summary], label=f"{s.run}: search depth", **_style(i))
         ax.plot(s.rounds, [x["strictness"] for x in s.summary], label=f"{s.run}: strictness", **_style(i))
+        ax.plot(s.rounds, [x["search_hops"] for x in s.summary], label=f"{s.run}: search hops", **_style(i))
     ax.set_title("evaluation environment")
 
 
@@ -202,7 +265,7 @@ PLOTS = {  # file stem -> what draws it
 }
 
 
-def _write_html(path: Path, runs: list[RunSeries], pngs: list[Path]) -> None:
+def _write_html(path: Path, runs: list[RunSeries], pngs: list[Path], table: str = "") -> None:
     rows = "".join(
         f"<tr><td>{html.escape(s.run)}</td><td>{r}</td>"
         + "".join(
@@ -225,5 +288,7 @@ def _write_html(path: Path, runs: list[RunSeries], pngs: list[Path]) -> None:
         "<style>body{font-family:sans-serif;max-width:1400px;margin:auto}figure{display:inline-block;margin:8px}"
         "td,th{padding:2px 8px;text-align:right}</style>"
         f"<h1>SCORE: {title}</h1><table><tr><th>run</th><th>round</th><th>reward</th><th>spread</th><th>saturation</th>"
-        f"<th>agreement</th><th>detection</th><th>benchmark</th></tr>{rows}</table>{images}"
+        f"<th>agreement</th><th>detection</th><th>benchmark</th></tr>{rows}</table>"
+        + (f"<h2>Over seeds (mean [95% t interval])</h2><pre>{html.escape(table)}</pre>" if table else "")
+        + images
     )

@@ -140,3 +140,33 @@ def test_static_mode_writes_the_seed_harness_again(toy_workspace):
         (d.id, "active" if d.active else "candidate") for d in ws.cfg.harness.dimensions
     ]
     assert [d["rule"] for d in ws.store.read_table(folder, "decisions.parquet").to_pylist()] == ["static"]
+
+
+def test_controls_the_harness_raises_reach_the_next_rounds_prompts_and_search(toy_workspace):
+    """Rules set to fire on anything (saturation after one round, strictness on any share): round 0's harness-evolve
+    raises search_depth (citation_support saturates), criteria_per_dimension (the others do) and strictness, and
+    round 1's rubric prompts, judging prompts and evidence checks run under them, not only the harness table."""
+    from score.prompts import STRICTNESS
+
+    ws = toy_workspace
+    rules = ws.cfg.harness.rules
+    rules.saturated_mean, rules.saturated_spread, rules.saturated_rounds = 0.0, 10.0, 1
+    rules.min_reports, rules.crowded_reward, rules.crowded_share = 2, 0.0, 0.0
+    ws.cfg.harness.search_depth = 1
+    run_round(ws, 0)
+    controls = ws.store.read_table(stage_folder(ws, "harness-evolve", 0), "controls.parquet").to_pylist()[0]
+    assert (controls["search_depth"], controls["criteria_per_dimension"], controls["strictness"]) == (2, 2, 1)
+    run_stage(ws, "generate-reports", 1)
+    run_stage(ws, "self-evaluate", 1)
+    folder = stage_folder(ws, "self-evaluate", 1)
+    rubrics = ws.store.read_table(folder, "rubrics.parquet").to_pylist()
+    assert all("and 2 concrete criterion per dimension" in r["span"]["prompt"] for r in rubrics)
+    spans = ws.store.read_table(folder, "judgement_spans.parquet").to_pylist()
+    assert spans and all(STRICTNESS[1].strip() in s["span"]["prefix"] + s["span"]["prompt"] for s in spans)
+    evidence = ws.store.read_table(folder, "evidence.parquet").to_pylist()
+    per_report = {}
+    for e in evidence:
+        if not e["deeper"] and not e["probe_kind"]:
+            per_report[e["trajectory_id"]] = per_report.get(e["trajectory_id"], 0) + 1
+    assert max(per_report.values()) == 2  # claims checked per report: search_depth 2 (1 in round 0)
+    assert all(len(e["queries"]) == ws.cfg.harness.search_hops for e in evidence if not e["deeper"])

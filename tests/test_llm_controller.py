@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from score.config import HarnessConfig
 from score.controller import propose
+from score.harness import Proposal, seed_harness
 from score.models.base import Message
 from score.models.openai_client import ChatClient, EndpointError
 from score.runner import run_stage, stage_folder
@@ -55,9 +57,21 @@ def test_chat_round_trip_and_controller_proposals(server):
     client = ChatClient(server, "smollm2-135m-instruct", timeout_s=120)
     answers = client.chat([Message("user", "Name one planet.")], n=2, temperature=0.8, max_tokens=12, seed=1)
     assert len(answers) == 2 and all(a.strip() for a in answers)
-    stats = [{"dimension": "insight", "status": "active", "mean": 9.1, "spread": 0.1, "detection": 0.5}]
-    proposals, raw = propose(client, {"reward_mean": 0.8, "saturation_rate": 0.6}, stats, ["insight"], n=2, seed=0)
-    assert len(raw) == 2 and all(isinstance(p, tuple) and len(p) == 2 for p in proposals)
+    stats = [
+        {
+            "dimension": "insight",
+            "status": "active",
+            "mean": 9.1,
+            "spread": 0.1,
+            "detection": 0.5,
+            "probes": 3,
+            "max_corr": 0.4,
+            "max_corr_with": "readability",
+        }
+    ]
+    harness = seed_harness(HarnessConfig())
+    proposals, raw = propose(client, {"reward_mean": 0.8, "saturation_rate": 0.6}, stats, harness, n=2, seed=0)
+    assert len(raw) == 2 and all(isinstance(p, Proposal) and p.source == "llm controller" for p in proposals)
     print(f"\n[bundled model as controller] {len(proposals)}/2 answers parsed as a proposal: {proposals}")
 
 
@@ -70,8 +84,10 @@ def test_harness_evolve_asks_the_controller_and_the_rules_gate_it(server, toy_wo
         run_stage(ws, stage, 0)
     decisions = ws.store.read_table(stage_folder(ws, "harness-evolve", 0), "decisions.parquet").to_pylist()
     proposals = [d for d in decisions if d["rule"] == "proposal"]
-    assert len(proposals) <= ws.cfg.harness.rules.max_new_candidates  # however many were offered
-    assert all(json.loads(d["numbers"])["source"] in ("llm controller", "evaluator") for d in proposals)
+    sources = [json.loads(d["numbers"])["source"] for d in proposals]
+    assert set(sources) <= {"llm controller", "evaluator"}
+    for source in ("llm controller", "evaluator"):  # capped per source and kind, however many were offered
+        assert sources.count(source) <= 3 * ws.cfg.harness.rules.max_proposals
 
 
 def test_a_dead_endpoint_is_one_clear_error():
