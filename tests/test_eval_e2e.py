@@ -17,25 +17,26 @@ from tests.test_cli_e2e import score
 def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path):
     store = tmp_path / "store"
     common = ("-c", "configs/ci.yaml", "--set", f"store.root={store}", "--set", "benchmark.limit=1")
-    done = score("ablate", "--rounds", "1", *common, timeout=1800)
+    done = score("ablate", "--rounds", "2", *common, timeout=2400)
     assert done.returncode == 0, done.stderr[-3000:]
     for run, mode in (("ci", "rules"), ("ci-static", "static")):
-        harness = json.loads((store / run / "round-0000" / "harness" / "_manifest.json").read_text())
-        assert harness["config"]["harness"]["mode"] == mode and harness["config"]["seed"] == 0
-        bench = json.loads((store / run / "benchmark" / "round-0000" / "_manifest.json").read_text())
-        stats = bench["stats"]
-        assert stats["tasks"] == 1 and stats["judge_runs"] == 3 and stats["judge"] == "base:smollm2-135m-instruct"
-        assert stats["checkpoint"] == f"{store}/{run}/round-0000/train/checkpoint"
-        summary = pq.read_table(store / run / "benchmark" / "round-0000" / "benchmark.parquet").to_pandas()
-        assert (
-            summary.dimension.iloc[0] == "overall"
-            and summary["mean"].between(0, 1).all()
-            and (summary["std"] >= 0).all()
-        )
-        print(
-            f"{run} ({mode}): benchmark {stats['score']:.3f} +- {stats['score_std']:.3f} over 3 judge runs "
-            "(135M judge, 1 task)"
-        )
+        for r in (0, 1):
+            harness = json.loads((store / run / f"round-000{r}" / "harness" / "_manifest.json").read_text())
+            assert harness["config"]["harness"]["mode"] == mode and harness["config"]["seed"] == 0
+            bench = json.loads((store / run / "benchmark" / f"round-000{r}" / "_manifest.json").read_text())
+            stats = bench["stats"]
+            assert stats["tasks"] == 1 and stats["judge_runs"] == 3 and stats["judge"] == "base:smollm2-135m-instruct"
+            summary = pq.read_table(store / run / "benchmark" / f"round-000{r}" / "benchmark.parquet").to_pandas()
+            assert summary.dimension.iloc[0] == "overall" and summary["mean"].between(0, 1).all()
+            print(f"{run} ({mode}) round {r}: benchmark {stats['score']:.3f} +- {stats['score_std']:.3f} (1 task)")
+    # round 0 is computed once and shared: the static arm holds the same folders, and ran its harness-evolve alone
+    for stage in ("generate", "evaluate", "train"):
+        manifests = [
+            json.loads((store / run / "round-0000" / stage / "_manifest.json").read_text())
+            for run in ("ci", "ci-static")
+        ]
+        assert manifests[0] == manifests[1]
+    assert json.loads((store / "ci" / "round-0001" / "harness" / "_manifest.json").read_text())["stats"]["alarms"] >= 0
     # same queries and seeds: round 0 (base model, seed harness in both arms) gives both arms the same rewards
     rewards = [
         pq.read_table(store / run / "round-0000" / "evaluate" / "solver_rewards.parquet").column("reward").to_pylist()
@@ -55,7 +56,8 @@ def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path):
     )
     assert folder is not None and (folder / "benchmark.png").exists(), done.stderr[-2000:]
     page = (folder / "index.html").read_text()
-    assert "ci vs ci-static" in page and page.count("&plusmn;") == 2  # the benchmark column, one row per run
+    assert "ci vs ci-static" in page and page.count("&plusmn;") == 4  # the benchmark column, one row per run and round
+    assert "Over seeds" in page and "| 1 | ci-static | 1 |" in (folder / "ablation.md").read_text()
 
     again = score("eval", "--checkpoint", "latest", "--no-flow", *common)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -92,6 +94,8 @@ def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path):
             "reports file /nonexistent/r.csv does not exist",
         ),
         (["ablate", "--set", "harness.mode=static"], "needs the meta-harness arm"),
+        (["ablate", "--rounds", "1"], "round 0 is shared"),
+        (["ablate", "--seeds", "0,x"], "not a comma-separated list of integers"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
