@@ -388,7 +388,9 @@ class EndpointConfig(Section):
 
 class LLMControllerConfig(EndpointConfig):
     enabled: bool = Field(
-        False, description="ask a frozen model behind an OpenAI-compatible endpoint for new dimensions"
+        False,
+        description="ask a frozen model behind an OpenAI-compatible endpoint for changes (new dimensions, "
+        "retirements, control raises), each through the rules' gates",
     )
     proposals: int = Field(2, ge=1, le=8, description="answers asked for per round; the rules still gate each")
 

@@ -136,7 +136,13 @@ def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
         ("unparsable_rate", "judgements with no score"),
         ("parse_repair_rate", "rubrics needing repair"),
         ("supported_share", "claims supported by evidence"),
-        ("search_depth", "search depth"),
+        ("search_depth", "search depth (claims checked per report)"),
+        ("search_hops", "search hops (calls per claim)"),
+        ("search_calls", "search calls made"),
+        ("depth_change", "support change when re-checked with more search"),
+        ("depth_claims", "claims re-checked"),
+        ("valid_reports", "fully valid reports"),
+        ("top_share", "of which at the top"),
         ("strictness", "strictness"),
         ("active_dimensions", "active dimensions"),
     ]:
@@ -164,15 +170,27 @@ def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
     console.print(t)
     dims = store.read_table(folder, DIMENSION_STATS.file).to_pylist()
     t = Table(title="dimensions")
-    for col in ("dimension", "status", "mean /10", "spread", "detection", "probes", "max corr"):
+    for col in (
+        "dimension",
+        "status",
+        "mean /10 (low)",
+        "reports",
+        "spread",
+        "queries",
+        "detection [interval]",
+        "probes",
+        "max within-query corr",
+    ):
         t.add_column(col)
     for d in dims:
         t.add_row(
             d["dimension"],
             d["status"],
-            _fmt(d["mean"]),
+            f"{_fmt(d['mean'])} ({_fmt(d['mean_low'])})",
+            str(d["reports"]),
             _fmt(d["spread"]),
-            _fmt(d["detection"]),
+            str(d["queries"]),
+            f"{_fmt(d['detection'])} [{_fmt(d['detection_low'])}, {_fmt(d['detection_high'])}]",
             str(d["probes"]),
             f"{_fmt(d['max_corr'])} {d['max_corr_with']}",
         )
@@ -181,11 +199,18 @@ def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
 
 def _harness_tables(console: Console, store: Store, folder: str) -> None:
     t = Table(title="harness-evolve: decisions")
-    for col in ("rule", "target", "action", "reason"):
+    for col in ("rule", "target", "action", "statistic [interval] n vs threshold", "reason"):
         t.add_column(col, overflow="fold")
     for d in store.read_table(folder, DECISIONS.file).to_pylist():
-        t.add_row(d["rule"], d["target"], d["action"], d["reason"])
+        t.add_row(d["rule"], d["target"], d["action"], _statistic(json.loads(d["numbers"])), d["reason"])
     console.print(t)
+
+
+def _statistic(n: dict) -> str:
+    """A decision's statistic as one cell: `name value [low, high] n=N vs threshold`."""
+    if "statistic" not in n:
+        return ", ".join(f"{k} {v}" for k, v in n.items())
+    return f"{n['statistic']} {_fmt(n['value'])} [{_fmt(n['low'])}, {_fmt(n['high'])}] n={n['n']} vs {n['threshold']}"
 
 
 def _train_tables(console: Console, store: Store, folder: str) -> None:

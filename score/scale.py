@@ -1,6 +1,6 @@
 """The 0-10 score scale: which tokens write a score under a tokenizer (a digit per token, or "10" as one token),
 the read-off of a score from next-token probabilities (the expected score and its 11-way distribution), the
-parse of a written score, and the strictness curve.
+parse of a written score.
 
 Used by the evaluator's judgements (scores it writes, the read-off kept beside them as a diagnostic) and by the
 local benchmark judge (the read-off only)."""
