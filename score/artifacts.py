@@ -159,7 +159,7 @@ EVIDENCE_SCHEMA = pa.schema(
         pa.field("query_id", pa.string(), nullable=False),
         pa.field("trajectory_id", pa.string(), nullable=False),
         pa.field("probe_kind", pa.string()),  # "" for the report, else the corrupted copy whose claims were checked
-        pa.field("deeper", pa.bool_()),  # a depth probe (depth+1, hops+1), not used for scores
+        pa.field("deeper", pa.bool_()),  # a re-check of the same claim with more search, not used for scores
         pa.field("claim_idx", pa.int32()),
         pa.field("claim", pa.string()),
         pa.field("cited", pa.list_(pa.int32())),
@@ -176,6 +176,10 @@ EVIDENCE_SCHEMA = pa.schema(
         pa.field("p_no", pa.float32()),
         pa.field("p_unclear", pa.float32()),
         pa.field("verdict", pa.string()),  # the one the round uses (evaluate.verdict_source)
+        pa.field("separation", pa.float32()),  # calibrated P(yes) of the claim less that of its anchor (null: none)
+        pa.field("followup_query", pa.string()),  # a re-check's own search query, which the evaluator wrote ...
+        pa.field("followup_span", SPAN),  # ... as a trainable span
+        pa.field("followup_reward", pa.float32()),  # the change of the claim's separation over its first check
     ]
 )
 

@@ -47,9 +47,11 @@ def search_claim(
     query: str,
     hops: int,
     k: int = 2,
+    extra: tuple[str, ...] = (),
 ) -> ClaimSearch:
-    """`hops` search calls for one claim (`hop_queries`), `k` passages each, kept in order, each passage once."""
-    queries = hop_queries(claim, cited, source_titles, query)[:hops]
+    """`hops` search calls for one claim (`hop_queries`), then the `extra` ones (a follow-up query the evaluator
+    wrote), `k` passages each, kept in order, each passage once."""
+    queries = list(dict.fromkeys(hop_queries(claim, cited, source_titles, query)[:hops] + [q for q in extra if q]))
     passages: dict[str, Passage] = {}
     for q in queries:
         for p in search.search(q, k):

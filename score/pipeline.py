@@ -142,6 +142,7 @@ class TrainStats:
     judgement_samples: int = 0  # scores, and the rationales before them (evaluate.rationale_tokens)
     judgement_samples_left_out: int = 0  # train.judgement_prefixes
     verdict_samples: int = 0
+    followup_samples: int = 0
     verdict_samples_left_out: int = 0  # train.verdict_prefixes
     solver_groups: int = 0
     solver_flat_groups: int = 0

@@ -152,6 +152,24 @@ def judging_parts(
     return prefix, suffixes
 
 
+FOLLOWUP_PREFILL = "Search query:"  # the evaluator's follow-up search query starts here
+
+
+def followup_messages(claim: str, found: list[str]) -> list[Message]:
+    """Asking the evaluator for one more search query for a claim, having seen the titles its search found: the
+    query it writes is a trained action (score.stages.evaluate.evidence)."""
+    titles = "; ".join(found) or "nothing"
+    return [
+        Message("system", "You search an encyclopedia for evidence to check claims."),
+        Message(
+            "user",
+            f"Claim: {claim}\n\nThe search found: {titles}.\n\nWrite one short search query (a few words) that would "
+            "find a passage confirming or refuting the claim.",
+        ),
+        Message("assistant", FOLLOWUP_PREFILL),
+    ]
+
+
 VERDICT_SYSTEM = "You check claims against evidence."
 
 

@@ -81,6 +81,28 @@ def test_verdicts_are_written_on_claims_and_their_anchors_against_the_cited_pass
     assert train["verdict_samples"] == 0 and train["evaluator_flat_groups"] >= 1  # every pair earned 1: flat
 
 
+def test_rechecks_search_the_same_claims_more_with_a_query_the_evaluator_wrote(toy_workspace):
+    """Every report re-checked: the same claims, one more search call (the follow-up query the evaluator wrote, a
+    trainable span), more passages; the follow-up earns the change of its claim's separation from its anchor."""
+    ws = toy_workspace
+    ws.cfg.evaluate.probe_share, ws.cfg.evaluate.depth_probe_share = 0.0, 1.0
+    run_stage(ws, "generate-reports", 0)
+    out = run_stage(ws, "self-evaluate", 0)
+    evidence = ws.store.read_table(stage_folder(ws, "self-evaluate", 0), "evidence.parquet").to_pylist()
+    first = {(e["trajectory_id"], e["claim_idx"]): e for e in evidence if not e["deeper"]}
+    again = [e for e in evidence if e["deeper"]]
+    assert again and len(again) == len(first)
+    for e in again:
+        before = first[(e["trajectory_id"], e["claim_idx"])]
+        assert e["claim"] == before["claim"] and e["followup_span"]["name"] == "followup"
+        assert e["followup_query"] and e["queries"] == before["queries"] + [e["followup_query"]]
+        assert len(e["passage_ids"]) >= len(before["passage_ids"])
+        if e["separation"] is not None and before["separation"] is not None:
+            assert e["followup_reward"] == pytest.approx(e["separation"] - before["separation"], abs=1e-6)
+    assert all(e["followup_span"] is None for e in first.values())
+    assert out.manifest.stats["depth_claims"] == len(again)
+
+
 def test_a_rationale_is_written_before_each_score_and_trained_with_its_reward(toy_workspace):
     from score.config import TrainConfig
     from score.stages.train import build_samples

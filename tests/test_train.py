@@ -39,8 +39,14 @@ def test_samples_carry_group_normalised_advantages_and_flat_groups_are_counted()
     rubrics = [{"query_id": "a", "rubric_idx": j, "span": _span("rubric", 4)} for j in range(2)]
     ev = [{"query_id": "a", "rubric_idx": 0, "reward": 1.0}, {"query_id": "a", "rubric_idx": 1, "reward": 0.5}]
     rows, counts = build_samples(0, reports, rewards, rubrics, ev, [], [], TrainConfig(), flat=0.02)
-    assert counts == {"solver_groups": 2, "solver_flat_groups": 1, "evaluator_groups": 1, "evaluator_flat_groups": 0,
-                      "judgement_samples_left_out": 0, "verdict_samples_left_out": 0}  # fmt: skip
+    assert counts == {
+        "solver_groups": 2,
+        "solver_flat_groups": 1,
+        "evaluator_groups": 1,
+        "evaluator_flat_groups": 0,
+        "judgement_samples_left_out": 0,
+        "verdict_samples_left_out": 0,
+    }
     solver = [(r["source_id"], r["span"], round(r["advantage"], 6)) for r in rows if r["role"] == "solver"]
     assert solver == [("a0", "plan", 1.0), ("a0", "report", 1.0), ("a1", "plan", -1.0), ("a1", "report", -1.0)]
     evaluator = [(r["source_id"], round(r["advantage"], 6)) for r in rows if r["role"] == "evaluator"]
@@ -61,13 +67,25 @@ def test_judgements_train_in_groups_per_query_and_reward_kind_with_their_shared_
     another (probe credit); unrewarded judgements give nothing; a group with std at the flat threshold is flat."""
 
     def judgement(q, tid, kind, p, dim, reward_kind, reward):
-        return {"query_id": q, "trajectory_id": tid, "probe_kind": kind, "pass_idx": p, "dimension": dim,
-                "criterion": "c",
-                "span": _span("judgement", 1, prefix=f"<report {tid}{kind} pass {p}>"), "rationale_span": None,
-                "reward_kind": reward_kind, "reward": reward}  # fmt: skip
+        return {
+            "query_id": q,
+            "trajectory_id": tid,
+            "probe_kind": kind,
+            "pass_idx": p,
+            "dimension": dim,
+            "criterion": "c",
+            "span": _span("judgement", 1, prefix=f"<report {tid}{kind} pass {p}>"),
+            "rationale_span": None,
+            "reward_kind": reward_kind,
+            "reward": reward,
+        }
 
-    judged = [judgement("a", f"a{k}", "", p, d, "consistency", 0.2 * k + 0.1 * p) for k in range(2) for p in range(2)
-              for d in ("insight", "readability")]  # fmt: skip
+    judged = [
+        judgement("a", f"a{k}", "", p, d, "consistency", 0.2 * k + 0.1 * p)
+        for k in range(2)
+        for p in range(2)
+        for d in ("insight", "readability")
+    ]
     judged += [judgement("a", "a0", "strip_citations", p, "citation_support", "probe", float(p)) for p in range(2)]
     judged += [judgement("a", "a0", "strip_citations", 0, "readability", "", None)]  # not a damaged dimension
     judged += [judgement("b", f"b{k}", "", 0, "insight", "consistency", 0.5) for k in range(2)]  # flat
@@ -89,24 +107,62 @@ def test_verdicts_train_in_pairs_with_their_anchor_grouped_per_query():
 
     def check(q, tid, i, reward, anchor_reward, anchor=True):
         prefix = f"<passages {tid} {i}>"
-        return {"query_id": q, "trajectory_id": tid, "probe_kind": "", "deeper": False, "claim_idx": i,
-                "span": _span("verdict", 1, prefix=prefix), "reward": reward,
-                "anchor_span": _span("verdict", 1, prefix=prefix) if anchor else None,
-                "anchor_reward": anchor_reward}  # fmt: skip
+        return {
+            "query_id": q,
+            "trajectory_id": tid,
+            "probe_kind": "",
+            "deeper": False,
+            "claim_idx": i,
+            "span": _span("verdict", 1, prefix=prefix),
+            "reward": reward,
+            "anchor_span": _span("verdict", 1, prefix=prefix) if anchor else None,
+            "anchor_reward": anchor_reward,
+            "followup_span": None,
+            "followup_reward": None,
+        }
 
     evidence = [check("a", "a0", 0, 1.0, 1.0), check("a", "a0", 1, 0.5, 0.5), check("a", "a1", 0, None, -1.0)]
     evidence += [check("a", "a1", 1, None, None, anchor=False)]  # no anchor: not trained
     evidence += [check("b", "b0", 0, 0.5, 0.5), check("b", "b1", 0, 0.5, 0.5)]  # b: a judge that answers alike
     rows, counts = build_samples(0, [], [], [], [], [], evidence, TrainConfig(), flat=0.02)
     assert counts["evaluator_groups"] == 2 and counts["evaluator_flat_groups"] == 1
-    assert [r["source_id"] for r in rows] == ["a0/report/claim-0", "a0/report/claim-0/anchor", "a0/report/claim-1",
-                                              "a0/report/claim-1/anchor",
-                                              "a1/report/claim-0/anchor"]  # fmt: skip
+    assert [r["source_id"] for r in rows] == [
+        "a0/report/claim-0",
+        "a0/report/claim-0/anchor",
+        "a0/report/claim-1",
+        "a0/report/claim-1/anchor",
+        "a1/report/claim-0/anchor",
+    ]
     # an unparsable anchor earns the lowest reward though its claim has nothing to be compared with
     assert {r["span"] for r in rows} == {"verdict"} and abs(sum(r["advantage"] for r in rows)) < 1e-9
     assert rows[0]["prefix"] == rows[1]["prefix"] != rows[2]["prefix"]
     capped, counts = build_samples(0, [], [], [], [], [], evidence, TrainConfig(verdict_prefixes=1), flat=0.02)
     assert len({r["prefix"] for r in capped}) == 1 and counts["verdict_samples_left_out"] == len(rows) - len(capped)
+
+
+def test_follow_up_queries_train_grouped_per_query_on_the_separation_they_added():
+    """A re-check's follow-up query is a sample of its own (no shared prefix), rewarded by the change of its claim's
+    separation from its anchor, normalised among the query's follow-ups; one without a reward gives none."""
+
+    def recheck(q, tid, i, reward):
+        return {
+            "query_id": q,
+            "trajectory_id": tid,
+            "probe_kind": "",
+            "deeper": True,
+            "claim_idx": i,
+            "span": None,
+            "reward": None,
+            "anchor_span": None,
+            "anchor_reward": None,
+            "followup_span": _span("followup", 1),
+            "followup_reward": reward,
+        }
+
+    evidence = [recheck("a", "a0", 0, 0.2), recheck("a", "a0", 1, -0.1), recheck("a", "a1", 0, None)]
+    rows, counts = build_samples(0, [], [], [], [], [], evidence, TrainConfig(), flat=0.02)
+    assert [(r["source_id"], r["span"]) for r in rows] == [("a0/followup-0", "followup"), ("a0/followup-1", "followup")]
+    assert rows[0]["advantage"] > 0 > rows[1]["advantage"] and counts["evaluator_groups"] == 1
 
 
 def test_masked_and_padded_tokens_get_no_gradient():

@@ -9,7 +9,9 @@ Samples (`samples.parquet`, a `role` column), each with its reward normalised wi
   its reports (consistency reward: K reports x criteria x passes members, so advantages are not sign-only) and
   a query's judgements of corrupted copies on the dimensions their corruption damages (probe credit);
 - evaluator, verdicts: every evidence verdict the evaluator wrote on a claim with an anchor, and the one on the
-  anchor, both rewarded by the pair's anchor credit; group: a query's verdicts (2 per checked claim).
+  anchor, both rewarded by the pair's anchor credit; group: a query's verdicts (2 per checked claim);
+- evaluator, follow-up queries: every search query the evaluator wrote to re-check a claim, rewarded by the
+  change it made to the claim's separation from its anchor; group: a query's follow-ups.
 Only written tokens carry loss; prompts, search results, reports and quoted evidence are masked. A judgement's
 prompt is stored as a prefix shared with its pass's other judgements (query, report, sibling, evidence) and its
 own suffix: the trainer encodes the prefix once for all of them (likewise a claim and its anchor share the
@@ -75,6 +77,8 @@ EVIDENCE_COLUMNS = [
     "reward",
     "anchor_span",
     "anchor_reward",
+    "followup_span",
+    "followup_reward",
 ]
 
 
@@ -129,7 +133,22 @@ def build_samples(
     verdicts = _verdict_rows(round_idx, evidence, cfg, flat, counts)
     kept_verdicts = _some_prefixes(verdicts, cfg.verdict_prefixes, seed)
     counts["verdict_samples_left_out"] = len(verdicts) - len(kept_verdicts)
-    return rows + kept + kept_verdicts, counts
+    return rows + kept + kept_verdicts + _followup_rows(round_idx, evidence, cfg, flat, counts), counts
+
+
+def _followup_rows(round_idx: int, evidence: list[dict], cfg: TrainConfig, flat: float, counts: dict) -> list[dict]:
+    """The follow-up search queries the evaluator wrote for re-checks, each rewarded by the change it made to its
+    claim's separation from its anchor, advantaged within their query."""
+    of_query: dict[str, list[tuple[tuple[dict, str], float]]] = defaultdict(list)
+    for e in evidence:
+        if e["followup_span"] is not None and e["followup_reward"] is not None:
+            source = f"{e['trajectory_id']}/followup-{e['claim_idx']}"
+            of_query[e["query_id"]].append(((e["followup_span"], source), e["followup_reward"]))
+    return [
+        _row(round_idx, "evaluator", q, source, span, reward, adv)
+        for q, (span, source), reward, adv in _advantaged(of_query, cfg, flat, "evaluator", counts)
+        if span["token_ids"]
+    ]
 
 
 def _verdict_rows(round_idx: int, evidence: list[dict], cfg: TrainConfig, flat: float, counts: dict) -> list[dict]:
@@ -265,6 +284,7 @@ def _stats(
         evaluator_samples=sum(r["role"] == "evaluator" for r in rows),
         judgement_samples=sum(r["span"] in ("judgement", "rationale") for r in rows),
         verdict_samples=sum(r["span"] == "verdict" for r in rows),
+        followup_samples=sum(r["span"] == "followup" for r in rows),
         **counts,
         steps=len(logs),
         global_step=trainer.step,

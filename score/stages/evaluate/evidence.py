@@ -4,16 +4,22 @@ passages they cite and the passages found. A verdict is an action: the evaluator
 it judges an anchor: the same claim with an entity swapped (`score.corrupt.swap_entity`, never a `[n]`
 marker), against the same passages. The pair earns `score.rewards.anchor_credit` (the anchor should get less
 support than the claim): a self-supervised reward that needs no gold label. Anchors are judged on the reports'
-own checks at the harness's depth (a corrupted copy's claim may already be wrong, and a depth probe repeats the
-same claims); a claim with nothing to swap, or a check without an anchor, has its verdict recorded, not trained.
+own checks (a corrupted copy's claim may already be wrong); a claim with nothing to swap, or a check without an
+anchor, has its verdict recorded, not trained.
+
+On a share of the reports (`evaluate.depth_probe_share`) the same claims are checked again with more search: a
+passage more per hop, and one more search call with a query the evaluator writes itself, having seen the titles
+its search found (a `followup` span, trained). The signed change of each claim's calibrated support is the
+search_hops rule's statistic; the change of its separation from its anchor (calibrated P(yes) of the claim less
+that of the anchor) is the follow-up query's reward.
 
 The read-off beside each written verdict: the Yes / No / Unclear probabilities at the same place, divided by
 the answer to a content-free check (contextual calibration, Zhao et al., 2021: the base 135M judge answers "No"
 to nearly everything). `evaluate.verdict_source` says which of the two the round uses.
 
 Corrupted copies get checks of their own (rows with `probe_kind`), so a copy is judged with its own evidence,
-not its original's: a swapped entity can show up as an unsupported claim. Depth probes are drawn over the
-reports only.
+not its original's: a swapped entity can show up as an unsupported claim. Re-checks are drawn over the reports
+only.
 
 Faults: an answer that is none of Yes / No / Unclear is unparsable: counted (`verdict_unparsable_rate`), it earns
 `reward.unparsable_judgement`, and the round uses its calibrated verdict."""
@@ -30,12 +36,13 @@ from score.corrupt import swap_entity
 from score.evidence import ANSWERS, VERDICTS, ClaimSearch, parse_verdict, pick_claims, search_claim, shown_passages
 from score.harness import Harness
 from score.models import Backend, Sample, SamplingParams
-from score.prompts import verdict_parts
+from score.prompts import followup_messages, verdict_parts
 from score.rewards import anchor_credit
 from score.runner import derive_seed
 from score.workspace import Workspace
 
-PASSAGES_PER_HOP = 2  # passages each search call returns (a deeper re-check takes one more, and one more hop)
+PASSAGES_PER_HOP = 2  # passages each search call returns (a re-check with more search takes one more)
+FOLLOWUP_TOKENS = 16  # the longest follow-up search query the evaluator writes
 
 
 @dataclass
@@ -46,6 +53,31 @@ class Check:
     deeper: bool
     claim_idx: int
     search: ClaimSearch
+    followup_query: str | None = None  # a re-check's own query, which the evaluator wrote ...
+    followup_span: dict | None = None  # ... as a trainable span
+
+
+def _titles(report: dict) -> dict[int, str]:
+    return {s["n"]: s["title"] for s in report["sources"]}
+
+
+def _followups(backend: Backend, checks: list[Check], temperature: float, seed: int) -> list[tuple[str, dict]]:
+    """For each claim to re-check, one search query the evaluator writes having seen the titles its search found
+    (a trained span; its reward is what the passages it found did to the claim's separation from its anchor): the
+    query (its first line) and the span."""
+    if not checks:
+        return []
+    prompts = [
+        backend.render(followup_messages(c.search.claim, [p.title for p in c.search.passages]), continue_final=True)
+        for c in checks
+    ]
+    params = SamplingParams(temperature=temperature, max_tokens=FOLLOWUP_TOKENS, stop=("\n",), seed=seed)
+    samples = backend.sample(prompts, params, desc="follow-up queries")
+    out = []
+    for prompt, (sample,) in zip(prompts, samples):
+        query = sample.text.strip().split("\n", 1)[0].strip(' "')
+        out.append((query, span_row("followup", prompt, sample, temperature)))
+    return out
 
 
 def check_evidence(
@@ -67,13 +99,23 @@ def check_evidence(
     deeper_ids = {r["trajectory_id"] for r in originals if rng.random() < depth_probe_share}
     checks = []
     for r in reports:
-        titles = {s["n"]: s["title"] for s in r["sources"]}
-        plans = [(False, ctl.search_hops, PASSAGES_PER_HOP)]
-        if r["trajectory_id"] in deeper_ids and not r.get("probe_kind"):  # the copies share their original's id
-            plans.append((True, ctl.search_hops + 1, PASSAGES_PER_HOP + 1))  # the same claims, searched more
-        for deeper, hops, k in plans:
-            for i, (claim, cited) in enumerate(pick_claims(r["report"], ctl.search_depth, ev.claim_min_chars)):
-                checks.append(Check(r, deeper, i, search_claim(ws.search, claim, cited, titles, r["query"], hops, k)))
+        for i, (claim, cited) in enumerate(pick_claims(r["report"], ctl.search_depth, ev.claim_min_chars)):
+            search = search_claim(ws.search, claim, cited, _titles(r), r["query"], ctl.search_hops, PASSAGES_PER_HOP)
+            checks.append(Check(r, False, i, search))
+    probed = [c for c in checks if c.report["trajectory_id"] in deeper_ids and not c.report.get("probe_kind")]
+    for c, (query, span) in zip(probed, _followups(backend, probed, ev.judge_temperature, seed)):
+        cs = c.search  # the same claim, searched more: a passage more per hop, and the evaluator's own query
+        search = search_claim(
+            ws.search,
+            cs.claim,
+            cs.cited,
+            _titles(c.report),
+            c.report["query"],
+            ctl.search_hops,
+            PASSAGES_PER_HOP + 1,
+            extra=(query,),
+        )
+        checks.append(Check(c.report, True, c.claim_idx, search, query, span))
     answer_ids = [backend.tokenize(a)[0] for a in ANSWERS]  # each answer's first token, in VERDICTS order
     prior = _prior(backend, answer_ids)
     rows, text = [], defaultdict(list)
@@ -91,12 +133,26 @@ def check_evidence(
             "queries": c.search.queries,
             **verdict_columns,
         }
+        row |= {"followup_query": c.followup_query, "followup_span": c.followup_span}
         rows.append(row)
         if not c.deeper:
             where = f" {shown[0][1]}" if shown else ""  # the first passage it was checked against
             line = f'- "{c.search.claim[:160]}": {row["verdict"].replace("_", " ")}{where}'
             text[(row["trajectory_id"], row["probe_kind"])].append(line)
+    _followup_rewards(rows)
     return rows, text
+
+
+def _followup_rewards(rows: list[dict]) -> None:
+    """A follow-up query's reward: how much the re-check it took part in moved the claim's separation from its
+    anchor (calibrated P(yes) of the claim less that of the anchor) over the first check. Evidence that tells a
+    claim from its entity-swapped twin is what a search for evidence is for; no gold label needed. None where
+    either check has no anchor or showed nothing."""
+    first = {(r["trajectory_id"], r["claim_idx"]): r["separation"] for r in rows if not r["deeper"]}
+    for r in rows:
+        before = first.get((r["trajectory_id"], r["claim_idx"]))
+        has_both = r["followup_span"] is not None and r["separation"] is not None and before is not None
+        r["followup_reward"] = r["separation"] - before if has_both else None
 
 
 def _verdicts(
@@ -109,9 +165,10 @@ def _verdicts(
     shown = shown_passages(c.search, c.report["sources"], ev.passage_chars, ev.cited_passages)
     out = {"passage_ids": [pid for pid, _, _ in shown], "anchor_claim": None, "anchor_span": None}
     out |= {"anchor_written": None, "span": None, "written": None, "reward": None, "anchor_reward": None}
+    out |= {"separation": None}
     if not shown:
         return out | {"p_yes": 0.0, "p_no": 0.0, "p_unclear": 1.0, "verdict": "not_found"}, shown
-    anchored = not c.deeper and not c.report.get("probe_kind")
+    anchored = not c.report.get("probe_kind")  # a copy's claim may already be wrong
     anchor = swap_entity(c.search.claim, derive_seed(seed, c.claim_idx, c.search.claim)) if anchored else ""
     claims = [c.search.claim] + ([anchor] if anchor and anchor != c.search.claim else [])
     prefix, suffixes = verdict_parts(backend.render, [(label, t) for _, label, t in shown], claims)
@@ -131,6 +188,7 @@ def _verdicts(
         credit = anchor_credit(parsed[0], parsed[1])
         low = ws.cfg.reward.unparsable_judgement
         out |= {"anchor_claim": anchor, "anchor_span": spans[1], "anchor_written": parsed[1]}
+        out |= {"separation": p[0] - _calibrate(_softmax(written[1].first), prior)[0]}
         out |= {"reward": low if parsed[0] is None else credit, "anchor_reward": low if parsed[1] is None else credit}
     return out, shown
 
