@@ -9,7 +9,8 @@ and writes PNGs plus an `index.html` that embeds them:
     dimensions.png   the dimension lifecycle: which dimension was active / candidate / retired when
     search.png       search depth, hops and strictness the evaluator ran under
     train.png        train loss and KL per round
-    benchmark.png    the benchmark score of each round's checkpoint (`score eval`), with its spread over judge runs
+    benchmark.png    the benchmark score of each round's checkpoint (`score eval`, held out), with its spread over judge
+                     runs, beside the in-loop solver reward (red): the judge-hacking alarm's two sides
 
 With a baseline (for example the static-harness run of `score ablate`) its curves share the axes, dashed, and
 `ablation.md` (also in index.html, and printed by `score report`) holds per round and arm, over the seeds of each
@@ -245,6 +246,17 @@ def _plot_benchmark(ax, runs: list[RunSeries]) -> None:
                 **_style(i),
             )
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":", label="as good as the reference")
+    twin = ax.twinx()  # beside it, the in-loop reward: rising while the held-out score falls is the judge-hacking sign
+    for i, s in enumerate(runs):
+        twin.plot(
+            s.rounds,
+            [x["reward_mean"] for x in s.summary],
+            color="tab:red",
+            alpha=0.6,
+            label=f"{s.run}: in-loop reward",
+            **_style(i),
+        )
+    twin.set_ylabel("in-loop solver reward", color="tab:red")
     names = {f"{s.benchmark[r].benchmark}, judge {s.benchmark[r].judge}" for s in runs for r in s.benchmark}
     ax.set_title(
         "benchmark: checkpoint after the round vs reference"

@@ -74,11 +74,13 @@ def assert_first_step_on_policy(store):
     spans += [r["span"] for r in pq.read_table(round1 / "evaluate" / "judgement_spans.parquet").to_pylist()][:24]
     evidence = pq.read_table(round1 / "evaluate" / "evidence.parquet").to_pylist()
     spans += [s for e in evidence for s in (e["span"], e["anchor_span"]) if s][:24]
+    spans += [e["followup_span"] for e in evidence if e["followup_span"]]  # re-checks are drawn: maybe none
     checkpoint = str(store / "ci" / "round-0000" / "train" / "checkpoint")
     path = resolve_model_path(ModelConfig())
     tokenizer = AutoTokenizer.from_pretrained(path)
     ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    for kind in ("plan", "report", "rubric", "judgement", "verdict"):
+    kinds = ["plan", "report", "rubric", "judgement", "verdict"]
+    for kind in kinds + (["followup"] if any(s["name"] == "followup" for s in spans) else []):
         trainer = Trainer(ModelConfig(), TrainConfig(batch_size=64), path, checkpoint, 0)
         samples = [
             TrainSample("evaluator", ids(s["prompt"]), s["token_ids"], s["logprobs"], 1.0,
