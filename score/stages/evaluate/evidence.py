@@ -91,9 +91,10 @@ def check_evidence(
     seed: int = 0,
 ) -> tuple[list[dict], dict[tuple[str, str], list[str]]]:
     """3. `search_depth` claims per report searched (`search_hops` calls each) and judged Yes / No / Unclear; on a
-    share of the reports the same claims are re-checked with more search (a hop and a passage per hop more), for the
-    search_hops rule: the evidence rows, and per (trajectory, probe kind) the lines shown to the evaluator when it
-    scores. `reports` may hold corrupted copies (rows with a non-empty `probe_kind`, `report` the copy's text)."""
+    share of the reports the same claims are re-checked with more search (a passage more per hop, and a follow-up
+    query the evaluator writes), for the search_hops rule: the evidence rows, and per (trajectory, probe kind) the
+    lines shown to the evaluator when it scores. `reports` may hold corrupted copies (rows with a non-empty
+    `probe_kind`, `report` the copy's text)."""
     ev, ctl = ws.cfg.evaluate, harness.controls
     originals = [r for r in reports if not r.get("probe_kind")]
     deeper_ids = {r["trajectory_id"] for r in originals if rng.random() < depth_probe_share}
@@ -148,7 +149,9 @@ def _followup_rewards(rows: list[dict]) -> None:
     anchor (calibrated P(yes) of the claim less that of the anchor) over the first check. Evidence that tells a
     claim from its entity-swapped twin is what a search for evidence is for; no gold label needed. None where
     either check has no anchor or showed nothing."""
-    first = {(r["trajectory_id"], r["claim_idx"]): r["separation"] for r in rows if not r["deeper"]}
+    first = {
+        (r["trajectory_id"], r["claim_idx"]): r["separation"] for r in rows if not r["deeper"] and not r["probe_kind"]
+    }  # a corrupted copy shares its original's trajectory id
     for r in rows:
         before = first.get((r["trajectory_id"], r["claim_idx"]))
         has_both = r["followup_span"] is not None and r["separation"] is not None and before is not None
