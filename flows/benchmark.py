@@ -16,7 +16,7 @@ import json
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import publish_plots, resolve_config, run_name, workspace
+from flows.common import publish_plots, resolve_config, run_name, workspace, writing
 from flows.round import benchmark_task, round_flow
 
 
@@ -76,10 +76,11 @@ def share_round_zero(source: dict, target: dict) -> None:
     folders = [stage_dir("{run}", 0, s.folder) for s in (GENERATE, EVALUATE, TRAIN)]
     folders += [benchmark_dir("{run}", round_label(0))]
     folders += [benchmark_reports_dir("{run}", label) for label in ("base", round_label(0))]
-    for folder in folders:
-        src, dst = folder.format(run=source["run"]), folder.format(run=target["run"])
-        if ws.store.read_manifest(src) is not None:
-            ws.store.copy_folder(src, dst)
+    with writing(target):  # the static arm's one writer, as its rounds are
+        for folder in folders:
+            src, dst = folder.format(run=source["run"]), folder.format(run=target["run"])
+            if ws.store.read_manifest(src) is not None:
+                ws.store.copy_folder(src, dst)
     get_run_logger().info("round 0 of %s copied into %s (identical by construction)", source["run"], target["run"])
 
 

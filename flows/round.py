@@ -69,9 +69,8 @@ def train(
     return _run(TRAIN, config, round_idx, force)
 
 
-@task(
-    cache_policy=NO_CACHE, retries=0, task_run_name="benchmark-{checkpoint}"
-)  # a failed evaluation is rerun by rerunning the flow: a finished one skips
+# retries 0: a failed evaluation is rerun by rerunning the flow (a finished one skips)
+@task(cache_policy=NO_CACHE, retries=0, task_run_name="benchmark-{checkpoint}")
 def benchmark_task(config: dict, checkpoint: str, force: bool = False) -> str:
     ws = workspace(config)
     outcome = evaluate(ws, checkpoint, force=force)
