@@ -381,7 +381,7 @@ def _alarm(pool: _Pool, alarm: Alarm | None) -> None:
     )
     pool.decisions.append(Decision("alarm", "judge_hacking", "flag", nums, why))
     pool.raise_control("strictness", "alarm", nums, f"{why}: stricter instructions")
-    retired = [d for d in pool.dims.values() if d.status == "retired"]
+    retired = [d for d in pool.dims.values() if d.status == "retired" and d.changed_round < pool.round_idx]
     if retired:
         last = max(retired, key=lambda d: d.changed_round)
         pool.set_status(last.id, "candidate", "alarm", nums, f"{why}: back on probation, it was retired last")
