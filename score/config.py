@@ -219,7 +219,8 @@ class EvaluateConfig(Section):
         0.25,
         ge=0,
         le=1,
-        description="share of reports whose evidence is also checked one level deeper (for the depth rule)",
+        description="share of reports whose claims are re-checked with more search, a passage more per hop and a "
+        "follow-up query the evaluator writes (the search_hops rule's statistic, the follow-up's reward)",
     )
 
     @model_validator(mode="after")

@@ -417,9 +417,9 @@ def _verdict_figures(evidence_rows: list[dict]) -> dict:
 
 
 def _depth_change(evidence_rows: list[dict]) -> dict:
-    """The search_hops rule's statistic: on depth-probed reports, each claim checked at the harness's search and
-    re-checked with more (a hop more, more passages), the signed change of its calibrated support P(yes) - P(no);
-    their mean and its two-sided 95% interval. A check that found no passage has support 0."""
+    """The search_hops rule's statistic: on the re-checked reports, each claim checked at the harness's search and
+    re-checked with more (a passage more per hop, the evaluator's follow-up query), the signed change of its
+    calibrated support P(yes) - P(no); their mean and its two-sided 95% interval. No passage found: support 0."""
     support: dict[tuple[str, int, bool], float] = {}
     for e in evidence_rows:
         if not e.get("probe_kind"):  # copies share their original's trajectory id: their checks are not its own
