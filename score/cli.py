@@ -290,7 +290,7 @@ def judge(
 
 @app.command()
 def ablate(
-    rounds: int | None = typer.Option(None, help="rounds per arm (default: campaign.rounds)"),
+    rounds: int | None = typer.Option(None, help="rounds per arm, at least 2 (default: campaign.rounds)"),
     seeds: str | None = typer.Option(None, help="comma-separated seeds, e.g. 0,1 (default: the config's seed)"),
     config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
@@ -308,9 +308,10 @@ def ablate(
             raise ConfigError(
                 "score ablate needs the meta-harness arm: the config has harness.mode static; use harness.mode: rules"
             )
-        if rounds is not None and rounds < 2:
+        total = rounds if rounds is not None else cfg.campaign.rounds
+        if total < 2:
             raise ConfigError(
-                f"--rounds {rounds}: the arms differ from round 1 on (round 0 is shared); use --rounds 2+"
+                f"{total} round(s): the arms differ from round 1 on (round 0 is shared); use --rounds 2 or more"
             )
         seed_list = _seeds(seeds) if seeds else [cfg.seed]
         from flows.benchmark import ablate_flow
