@@ -42,6 +42,7 @@ class Sizes:
     kinds: list[str]
     damaged: dict[str, list[str]]
     valid_share: float
+    confidence: float  # harness.rules.confidence: the bound the statistics carry
 
 
 @dataclass
@@ -84,7 +85,9 @@ def simulate_round(rng: random.Random, sizes: Sizes, harness: Harness, w: dict[s
             if d in dims:
                 hit = rng.random() < w.get(d, World()).detect
                 probe_pairs[d].add([(1.0, 0.0) if hit else (0.0, 1.0)])
-    rows = _dimension_stats(0, by_query, per_report, probe_pairs, sorted(dims), harness, sizes.damaged, CONFIDENCE)
+    rows = _dimension_stats(
+        0, by_query, per_report, probe_pairs, sorted(dims), harness, sizes.damaged, sizes.confidence
+    )
     stats = {r["dimension"]: dimension_stats(r) for r in rows}
     deep = [t for t in reports if rng.random() < sizes.depth_probe_share]
     changes = [rng.gauss(rs.depth_shift, rs.claim_sd) for _ in deep for _ in range(sizes.claims)]
@@ -93,9 +96,6 @@ def simulate_round(rng: random.Random, sizes: Sizes, harness: Harness, w: dict[s
     mean, low, high = mean_interval(changes) if len(changes) > 1 else (0.0, 0.0, 0.0)
     alarm = Alarm(rng.gauss(rs.in_loop, 0.03), rng.gauss(rs.heldout, rs.heldout_sd), rs.heldout_sd, (0, 1))
     return stats, RoundStats(valid, top, len(changes), mean, max(low, -9), min(high, 9), (), alarm)
-
-
-CONFIDENCE = 0.95
 
 
 @dataclass
@@ -183,6 +183,7 @@ def sizes_of(cfg, scale: int, valid_share: float) -> Sizes:
         list(ev.probe_kinds),
         dict(ev.probe_dimensions),
         valid_share,
+        cfg.harness.rules.confidence,
     )
 
 
@@ -197,14 +198,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     cfg = load_config(args.config, args.overrides)
-    global CONFIDENCE
-    CONFIDENCE = cfg.harness.rules.confidence
     scales = [int(x) for x in args.scales.split(",")]
     print(
         f"config {args.config}: {cfg.data.queries_per_round} queries x {cfg.generate.samples_per_query} reports a "
         f"round, probe share {cfg.evaluate.probe_share}, depth-probe share {cfg.evaluate.depth_probe_share}, "
         f"{cfg.harness.search_depth} claims a report, fully valid share {args.valid_share}; {args.sims} campaigns "
-        f"of {args.rounds} rounds per cell; confidence {CONFIDENCE}\n"
+        f"of {args.rounds} rounds per cell; confidence {cfg.harness.rules.confidence}\n"
     )
     head = "| rule | null (nothing changed) | false-fire / round | planted effect | " + " | ".join(
         f"power x{s} queries" for s in scales

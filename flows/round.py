@@ -15,8 +15,6 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import artifact_key, link_folder, publish_plots, resolve_config, run_name, workspace, writing
 from score import pipeline
-from score.artifacts import BENCHMARK
-from score.benchmark import BenchmarkStats, evaluate
 from score.inspect import stage_markdown
 from score.layout import benchmark_dir, finished_rounds, round_label
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, TRAIN, StageSpec
@@ -72,6 +70,9 @@ def train(
 # retries 0: a failed evaluation is rerun by rerunning the flow (a finished one skips)
 @task(cache_policy=NO_CACHE, retries=0, task_run_name="benchmark-{checkpoint}")
 def benchmark_task(config: dict, checkpoint: str, force: bool = False) -> str:
+    from score.artifacts import BENCHMARK
+    from score.benchmark import BenchmarkStats, evaluate  # loaded by the flows that score checkpoints only
+
     ws = workspace(config)
     outcome = evaluate(ws, checkpoint, force=force)
     label, stats = outcome.manifest.label, outcome.manifest.stats_as(BenchmarkStats)

@@ -209,6 +209,12 @@ class _Pool:
         )
         self.decisions.append(Decision(rule, dim_id, status, numbers, reason))
 
+    def detection(self, d: Dimension) -> tuple[float, float, float]:
+        """A dimension's detection gathered since its status last changed: rate (0 with no probes) and its Wilson
+        interval."""
+        low, high = wilson(d.probe_points, d.probe_n, self.z)
+        return (d.probe_points / d.probe_n if d.probe_n else 0.0), low, high
+
     def raise_control(self, name: str, rule: str, numbers: dict, reason: str) -> bool:
         """Raise a control one step (once a round, never above its cap); False when it cannot move."""
         value, cap = getattr(self.controls, name), getattr(self.rules, f"max_{name}")
@@ -297,12 +303,11 @@ def _corruption(pool: _Pool, stats: dict[str, DimensionStats]) -> None:
     rules = pool.rules
     for d in pool.with_status("active", stats):
         d = pool.dims[d.id]
-        low, high = wilson(d.probe_points, d.probe_n, pool.z)
+        rate, low, high = pool.detection(d)
         if d.status != "active" or d.probe_n < rules.min_probes or high >= rules.min_detection:
             continue
         if pool.n_active() <= rules.min_active:
             continue
-        rate = d.probe_points / d.probe_n
         pool.set_status(
             d.id,
             "retired",
@@ -321,10 +326,9 @@ def _probation(pool: _Pool, stats: dict[str, DimensionStats]) -> None:
         s, d = stats[d.id], pool.dims[d.id]
         rounds = d.probation_rounds + 1
         pool.dims[d.id] = replace(d, probation_rounds=rounds)
-        low, high = wilson(d.probe_points, d.probe_n, pool.z)
+        rate, low, high = pool.detection(d)
         spreads = s.queries >= rules.min_queries and s.spread >= rules.admit_spread
         detects = not s.probed or (d.probe_n >= rules.min_probes and low > rules.admit_detection)
-        rate = d.probe_points / d.probe_n if d.probe_n else 0.0
         nums = numbers(
             "detection",
             rate,
@@ -455,8 +459,8 @@ def _retirement(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundStats, p
     if d is None or s is None or d.status != "active" or pool.n_active() <= rules.min_active:
         return False
     signs = {
-        "saturated": s.mean >= rules.saturated_mean and s.spread <= rules.saturated_spread,
-        "undetecting": d.probe_n >= rules.min_probes and d.probe_points / d.probe_n < rules.min_detection,
+        "saturated": _near_top(s, rules),
+        "undetecting": d.probe_n >= rules.min_probes and pool.detection(d)[0] < rules.min_detection,
         "redundant": any(
             r >= rules.redundant_corr and pool.dims.get(o, d).status == "active" for o, r, _ in s.partners
         ),
