@@ -16,16 +16,25 @@ import json
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import publish_plots, resolve_config, run_name, workspace, writing
-from flows.round import benchmark_task, round_flow
+from flows.common import publish_plots, resolve_config, run_name, tagged, workspace, writing
+from flows.round import benchmark_task, folder_of, round_flow
 
 
 @flow(name="score-eval", flow_run_name=lambda: run_name("eval-{checkpoint}", checkpoint="latest"), persist_result=False)
 def eval_flow(
     config: dict | str, checkpoint: str = "latest", force: bool = False, overrides: list[str] | None = None
 ) -> str:
-    """Score `checkpoint` (base, latest, round-N or a checkpoint folder) on the config's benchmark."""
-    return benchmark_task(resolve_config(config, overrides), checkpoint, force)
+    """Score a checkpoint on the config's benchmark; a finished evaluation is skipped unless `force`.
+
+    Args:
+        config: a YAML config's path (e.g. configs/default.yaml), or a config as a dict
+        checkpoint: base, latest, round-N (e.g. round-3) or a checkpoint folder
+        force: redo the evaluation even where its manifest matches
+        overrides: config overrides as section.key=value, e.g. ["benchmark.limit=5"]
+    """
+    source, resolved = config, resolve_config(config, overrides)
+    with tagged(resolved, source):
+        return folder_of(benchmark_task(resolved, checkpoint, force))
 
 
 def arm(config: dict, seed: int, static: bool) -> dict:
@@ -47,14 +56,26 @@ def ablate_flow(
     """SCORE (the config, harness.mode rules) against the static-harness baseline, per seed on the same queries:
     round 0 computed once (it is the same in both arms by construction: the base model under the seed harness) and
     copied into the static arm, whose harness-evolve alone runs; then rounds 1.. of both arms, every round's
-    checkpoint on the benchmark; one report over the seeds. Returns the report folder."""
-    base = resolve_config(config, overrides)
+    checkpoint on the benchmark; one report over the seeds. Returns the report folder.
+
+    Args:
+        config: a YAML config's path (e.g. configs/default.yaml), or a config as a dict; its harness.mode is rules
+        rounds: rounds per arm, at least 2 (default: the config's campaign.rounds)
+        seeds: the seeds, one pair of arms each (default: the config's seed)
+        overrides: config overrides as section.key=value, e.g. ["benchmark.limit=3"]
+    """
+    source, base = config, resolve_config(config, overrides)
     if base["harness"]["mode"] != "rules":
         raise ValueError(
             "score ablate compares the meta-harness with the static baseline: the config needs harness.mode: rules"
         )
     total = rounds if rounds is not None else base["campaign"]["rounds"]
-    for seed in seeds or [base["seed"]]:
+    with tagged(base, source):
+        return _ablate(base, total, seeds or [base["seed"]])
+
+
+def _ablate(base: dict, total: int, seeds: list[int]) -> str:
+    for seed in seeds:
         score_arm, static_arm = arm(base, seed, static=False), arm(base, seed, static=True)
         round_flow(score_arm, 0)
         share_round_zero(score_arm, static_arm)
@@ -88,4 +109,4 @@ def share_round_zero(source: dict, target: dict) -> None:
 def report_pair(config: dict, baseline: str) -> str:
     ws = workspace(config)
     title = f"{ws.cfg.run} (meta-harness, solid) vs {baseline} (static harness, dashed)"
-    return str(publish_plots(ws, "ablation", title, f"ablation: {ws.cfg.run} vs {baseline}", baseline))
+    return str(publish_plots(ws, "ablation", title, f"ablation: {ws.cfg.run} vs {baseline}", baseline)[0])

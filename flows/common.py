@@ -1,5 +1,6 @@
-"""What the flows share: one Workspace per process and config, config parameters, artifact keys and links,
-the plots artifact, flow-run names. Public: `flows/round.py` and `flows/benchmark.py` both use it."""
+"""What the flows share: one Workspace and one set of trackers per process and config, config parameters, flow-run
+tags and names, artifact keys, the folder and plots artifacts. Public: `flows/round.py` and `flows/benchmark.py`
+both use it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect import tags
+from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from flows import env  # noqa: F401  (sets Prefect's environment before prefect is imported)
@@ -20,6 +22,7 @@ from score.config import RunConfig, load_config
 from score.layout import plots_dir
 from score.lease import holding
 from score.report import write_report
+from score.tracking import Tracking
 from score.workspace import Workspace
 
 
@@ -31,6 +34,34 @@ def workspace(config: dict) -> Workspace:
 @lru_cache(maxsize=1)
 def _workspace(config_json: str) -> Workspace:
     return Workspace(RunConfig.model_validate_json(config_json))
+
+
+def tracking(config: dict) -> Tracking:
+    """The run's experiment trackers (score.tracking), one set per process and run."""
+    return _tracking(json.dumps(config, sort_keys=True))
+
+
+@lru_cache(maxsize=4)  # score ablate alternates two runs
+def _tracking(config_json: str) -> Tracking:
+    ws = workspace(json.loads(config_json))
+    return Tracking(ws.cfg, None if ws.store.remote else Path(ws.store.root))
+
+
+@contextmanager
+def tagged(config: dict, source: dict | str, round_idx: int | None = None) -> Iterator[None]:
+    """Tag this flow run with `run:<name>` (and `round:<n>`) so the UI's Runs page filters by them; when the flow was
+    handed a YAML path (a deployment), also `config:<file stem>`, which the flow runs it starts inherit (the CLI tags
+    its flow runs with the file it loaded the same way)."""
+    from prefect.client.orchestration import get_client
+
+    mine = {f"run:{config['run']}"} | ({f"round:{round_idx}"} if round_idx is not None else set())
+    inherited = [f"config:{Path(source).stem}"] if isinstance(source, str) else []
+    if flow_run.get_id():
+        with get_client(sync_client=True) as client:
+            current = client.read_flow_run(flow_run.get_id()).tags
+            client.update_flow_run(flow_run.get_id(), tags=sorted(set(current) | mine | set(inherited)))
+    with tags(*inherited):
+        yield
 
 
 @contextmanager
@@ -105,15 +136,18 @@ def artifact_key(run: str, suffix: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", f"{run}-{suffix}".lower())
 
 
-def link_folder(key: str, address: str, description: str) -> None:
-    """A link artifact to a folder of the store (a local path or s3://...)."""
-    link = address if "://" in address else Path(address).resolve().as_uri()
-    create_link_artifact(key=key, link=link, link_text=address, description=description)
+def publish_folder(key: str, address: str, description: str) -> None:
+    """A store folder as a copyable path (a local path, or its s3:// address): browsers open no file:// link from a
+    web page, so a link artifact would be dead."""
+    shown = address if "://" in address else str(Path(address).resolve())
+    create_markdown_artifact(key=key, markdown=f"**{description}**\n\n```\n{shown}\n```\n", description=description)
 
 
-def publish_plots(ws: Workspace, suffix: str, title: str, description: str, baseline: str | None = None) -> Path:
+def publish_plots(
+    ws: Workspace, suffix: str, title: str, description: str, baseline: str | None = None
+) -> tuple[Path, list[Path]]:
     """Plot the run (score.report, beside `baseline` when given) and publish the PNGs as one markdown artifact,
-    inline as data URIs (the UI needs no access to the files). Returns the plots' folder."""
+    inline as data URIs (the UI needs no access to the files). Returns the plots' folder and files."""
     folder = plots_dir(ws.cfg.run, baseline)
     paths = write_report(ws.store, ws.cfg.run, folder, baseline)
     images = "\n\n".join(
@@ -124,4 +158,4 @@ def publish_plots(ws: Workspace, suffix: str, title: str, description: str, base
         markdown=f"# {title}\n\n{images}\n\nFiles: `{folder.resolve()}`",
         description=description,
     )
-    return folder
+    return folder, paths

@@ -9,27 +9,59 @@ score.runner), because Prefect's cache cannot see helper code, data files or the
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, State
 
-from flows.common import artifact_key, link_folder, publish_plots, resolve_config, run_name, workspace, writing
+from flows.common import (
+    artifact_key,
+    publish_folder,
+    publish_plots,
+    resolve_config,
+    run_name,
+    tagged,
+    tracking,
+    workspace,
+    writing,
+)
 from score import pipeline
+from score.artifacts import TRAIN_STEPS
 from score.inspect import stage_markdown
-from score.layout import benchmark_dir, finished_rounds, round_label
-from score.pipeline import EVALUATE, EVOLVE, GENERATE, TRAIN, StageSpec
+from score.layout import benchmark_dir, finished_rounds, round_label, stage_dir
+from score.pipeline import EVALUATE, EVOLVE, GENERATE, TRAIN, StageName, StageSpec
+from score.progress import key_values
 from score.runner import run_stage
 
 
-def _run(spec: StageSpec, config: dict, round_idx: int, force: bool) -> str:
-    """Run one stage behind its manifest and publish its numbers, a sample and its folder as artifacts."""
+def skipped(what: str, folder: str) -> State:
+    """The state of a task whose work was already done (its manifest matches): Completed, named Skipped, so the UI
+    tells it from real work; it publishes nothing (the artifacts of the run that did the work stay the latest)."""
+    return Completed(
+        name="Skipped", message=f"{what}: done already (its manifest matches), nothing redone", data=folder
+    )
+
+
+def folder_of(result: str | State) -> str:
+    """A stage task's folder, whether it ran (the folder) or was skipped (a Skipped state holding it)."""
+    return result.result() if isinstance(result, State) else result
+
+
+def _run(spec: StageSpec, config: dict, round_idx: int, force: bool) -> str | State:
+    """Run one stage behind its manifest; when it ran, publish its numbers, the round's sample report as the stage
+    saw it and its folder as artifacts, and log its numbers to the run's trackers."""
     ws = workspace(config)
     outcome = run_stage(ws, spec, round_idx, force=force)
-    get_run_logger().info(
-        "%s round %d: %s -> %s", spec.name, round_idx, "skipped (done)" if outcome.skipped else "done", outcome.folder
-    )
-    key = artifact_key(ws.cfg.run, f"r{round_idx:04d}-{spec.name}")
+    if outcome.skipped:
+        return skipped(f"{spec.name} round {round_idx}", outcome.folder)
     stats = vars(outcome.manifest.stats_as(spec.stats))
+    get_run_logger().info("%s round %d: done · %s -> %s", spec.name, round_idx, key_values(stats), outcome.folder)
+    folder = stage_dir(ws.cfg.run, round_idx, spec.folder)
+    steps = ws.store.read_table(folder, TRAIN_STEPS.file).to_pylist() if spec is TRAIN else None
+    tracking(config).stage(spec.name, round_idx, stats, steps)
+    key = artifact_key(ws.cfg.run, f"r{round_idx:04d}-{spec.name}")
     create_table_artifact(
         key=key,
         table=[{"stat": k, "value": str(v)} for k, v in stats.items()] + [{"stat": "folder", "value": outcome.folder}],
@@ -40,45 +72,47 @@ def _run(spec: StageSpec, config: dict, round_idx: int, force: bool) -> str:
         markdown=stage_markdown(ws.store, ws.cfg.run, round_idx, spec),
         description=f"{spec.name}, round {round_idx}: a sample, and the stage's files",
     )
-    link_folder(f"{key}-folder", outcome.folder, f"{spec.name}, round {round_idx}: its Parquet files and manifest")
+    publish_folder(f"{key}-folder", outcome.folder, f"{spec.name}, round {round_idx}: its Parquet files and manifest")
     return outcome.folder
 
 
 # One task per stage; retries 0: a failed stage is rerun by rerunning the round (finished stages skip).
 @task(name=GENERATE.name, task_run_name="generate-reports-r{round_idx:04d}", cache_policy=NO_CACHE, retries=0)
-def generate_reports(config: dict, round_idx: int, force: bool = False) -> str:
+def generate_reports(config: dict, round_idx: int, force: bool = False) -> str | State:
     return _run(GENERATE, config, round_idx, force)
 
 
 @task(name=EVALUATE.name, task_run_name="self-evaluate-r{round_idx:04d}", cache_policy=NO_CACHE, retries=0)
-def self_evaluate(config: dict, round_idx: int, reports: str | None = None, force: bool = False) -> str:
+def self_evaluate(config: dict, round_idx: int, reports: Any = None, force: bool = False) -> str | State:
     return _run(EVALUATE, config, round_idx, force)
 
 
 @task(name=EVOLVE.name, task_run_name="harness-evolve-r{round_idx:04d}", cache_policy=NO_CACHE, retries=0)
-def harness_evolve(config: dict, round_idx: int, evaluations: str | None = None, force: bool = False) -> str:
+def harness_evolve(config: dict, round_idx: int, evaluations: Any = None, force: bool = False) -> str | State:
     return _run(EVOLVE, config, round_idx, force)
 
 
 @task(name=TRAIN.name, task_run_name="train-r{round_idx:04d}", cache_policy=NO_CACHE, retries=0)
 def train(
-    config: dict, round_idx: int, reports: str | None = None, evaluations: str | None = None, force: bool = False
-) -> str:
+    config: dict, round_idx: int, reports: Any = None, evaluations: Any = None, force: bool = False
+) -> str | State:
     return _run(TRAIN, config, round_idx, force)
 
 
 # retries 0: a failed evaluation is rerun by rerunning the flow (a finished one skips)
 @task(cache_policy=NO_CACHE, retries=0, task_run_name="benchmark-{checkpoint}")
-def benchmark_task(config: dict, checkpoint: str, force: bool = False) -> str:
+def benchmark_task(config: dict, checkpoint: str, force: bool = False) -> str | State:
     from score.artifacts import BENCHMARK
     from score.benchmark import BenchmarkStats, evaluate  # loaded by the flows that score checkpoints only
 
     ws = workspace(config)
     outcome = evaluate(ws, checkpoint, force=force)
     label, stats = outcome.manifest.label, outcome.manifest.stats_as(BenchmarkStats)
-    get_run_logger().info(
-        "benchmark of %s: %s -> %s", label, "skipped (done)" if outcome.skipped else "done", outcome.folder
-    )
+    if outcome.skipped:
+        return skipped(f"benchmark of {label}", outcome.folder)
+    get_run_logger().info("benchmark of %s: done · %s -> %s", label, key_values(vars(stats)), outcome.folder)
+    if label.startswith("round-"):
+        tracking(config).stage("benchmark", int(label.removeprefix("round-")), vars(stats))
     key = artifact_key(ws.cfg.run, f"benchmark-{label}")
     rows = ws.store.read_table(benchmark_dir(ws.cfg.run, label), BENCHMARK.file).to_pylist()
     create_table_artifact(
@@ -88,7 +122,7 @@ def benchmark_task(config: dict, checkpoint: str, force: bool = False) -> str:
         f"{stats.reference}): "
         f"score per dimension, mean and spread over {stats.judge_runs} judge runs; 0.5 = as good as the reference",
     )
-    link_folder(f"{key}-folder", outcome.folder, f"benchmark files of {label}")
+    publish_folder(f"{key}-folder", outcome.folder, f"benchmark files of {label}")
     return outcome.folder
 
 
@@ -101,59 +135,79 @@ STAGE_TASKS = {
 
 
 @task(cache_policy=NO_CACHE, retries=0, task_run_name="report-r{round_idx:04d}")
-def report_task(config: dict, round_idx: int) -> str:
-    """Plot the run so far (score.report) and publish the PNGs as one markdown artifact."""
+def report_task(config: dict, round_idx: int, changed: bool = True) -> str | State:
+    """Plot the run so far (score.report), publish the PNGs as one markdown artifact and log them to the trackers;
+    skipped when nothing of the round was redone (`changed` false)."""
     ws = workspace(config)
+    if not changed:
+        return skipped(f"plots of round {round_idx}", "")
     if not finished_rounds(ws.store, ws.cfg.run, EVALUATE.folder):
         get_run_logger().info("no round of %s is evaluated yet: nothing to plot", ws.cfg.run)
         return ""
     run = ws.cfg.run
-    return str(publish_plots(ws, "plots", f"{run}: round by round", f"plots of {run} (score report {run})"))
+    folder, paths = publish_plots(ws, "plots", f"{run}: round by round", f"plots of {run} (score report {run})")
+    tracking(config).plots(paths, round_idx)
+    return str(folder)
 
 
 @flow(name="score-round", flow_run_name=lambda: run_name("round-{round_idx:04d}"), persist_result=False)
 def round_flow(
     config: dict | str, round_idx: int, force: bool = False, overrides: list[str] | None = None
 ) -> dict[str, str]:
-    """The four stages of one round, in order; finished stages are skipped unless `force`.
-    `config` is a config dict or a YAML path; `overrides` are `section.key=value` strings."""
-    config = resolve_config(config, overrides)
-    with writing(config):  # one writer, and none between two stages
-        reports = generate_reports(config, round_idx, force=force)
-        evaluations = self_evaluate(config, round_idx, reports, force=force)
-        harness = harness_evolve(config, round_idx, evaluations, force=force)
-        checkpoint = train(config, round_idx, reports, evaluations, force=force)
+    """The four stages of one round, in order; finished stages are skipped (labelled Skipped) unless `force`.
+
+    Args:
+        config: a YAML config's path (e.g. configs/default.yaml), or a config as a dict
+        round_idx: the round, 0-based; its inputs (the previous round's checkpoint and harness) must be finished
+        force: redo every stage of the round even where its manifest matches
+        overrides: config overrides as section.key=value, e.g. ["data.queries_per_round=4"]
+    """
+    source, config = config, resolve_config(config, overrides)
+    with writing(config), tagged(config, source, round_idx):  # one writer, and none between two stages
+        done = {"reports": generate_reports(config, round_idx, force=force)}
+        done["evaluations"] = self_evaluate(config, round_idx, done["reports"], force=force)
+        done["harness"] = harness_evolve(config, round_idx, done["evaluations"], force=force)
+        done["checkpoint"] = train(config, round_idx, done["reports"], done["evaluations"], force=force)
         if config["benchmark"]["each_round"]:  # the held-out score round r+1's judge-hacking alarm reads
-            benchmark_task(config, round_label(round_idx))
-        plots = report_task(config, round_idx)
-    return {
-        "reports": reports,
-        "evaluations": evaluations,
-        "harness": harness,
-        "checkpoint": checkpoint,
-        "plots": plots,
-    }
+            done["benchmark"] = benchmark_task(config, round_label(round_idx))
+        changed = not all(isinstance(x, State) for x in done.values())
+        done["plots"] = report_task(config, round_idx, changed)
+    return {k: folder_of(v) for k, v in done.items()}
 
 
 @flow(name="score-stage", flow_run_name=lambda: run_name("round-{round_idx:04d}-{stage}"), persist_result=False)
 def stage_flow(
-    config: dict | str, stage: str, round_idx: int, force: bool = False, overrides: list[str] | None = None
+    config: dict | str, stage: StageName, round_idx: int, force: bool = False, overrides: list[str] | None = None
 ) -> str:
-    """One stage of one round (its inputs must be finished): reruns from the CLI, the UI or a deployment."""
-    config = resolve_config(config, overrides)
+    """One stage of one round (its inputs must be finished): reruns from the CLI, the UI or a deployment.
+
+    Args:
+        config: a YAML config's path (e.g. configs/default.yaml), or a config as a dict
+        stage: the stage to run
+        round_idx: the round, 0-based; the stage's inputs in it must be finished
+        force: redo the stage even where its manifest matches (otherwise a finished stage is skipped)
+        overrides: config overrides as section.key=value, e.g. ["store.root=s3://bucket/runs"]
+    """
+    source, config = config, resolve_config(config, overrides)
     spec = pipeline.stage(stage)
-    with writing(config):
+    with writing(config), tagged(config, source, round_idx):
         folder = STAGE_TASKS[spec.name](config, round_idx, force=force)
-        report_task(config, round_idx)
-    return folder
+        report_task(config, round_idx, not isinstance(folder, State))
+    return folder_of(folder)
 
 
 @flow(name="score-campaign", flow_run_name=lambda: run_name("campaign"), persist_result=False)
 def campaign_flow(
     config: dict | str, rounds: int | None = None, overrides: list[str] | None = None
 ) -> list[dict[str, str]]:
-    """Run `rounds` co-evolution rounds (default: campaign.rounds), each a `score-round` flow run."""
-    config = resolve_config(config, overrides)
+    """Run `rounds` co-evolution rounds, each a `score-round` flow run; finished stages are skipped.
+
+    Args:
+        config: a YAML config's path (e.g. configs/default.yaml), or a config as a dict
+        rounds: how many rounds (default: the config's campaign.rounds)
+        overrides: config overrides as section.key=value, e.g. ["data.queries_per_round=4"]
+    """
+    source, config = config, resolve_config(config, overrides)
     total = rounds if rounds is not None else config["campaign"]["rounds"]
-    with writing(config):  # one writer, and none between two rounds
+    with writing(config), tagged(config, source):  # one writer, and none between two rounds
         return [round_flow(config, r) for r in range(total)]

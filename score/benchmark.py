@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from score.artifacts import BENCHMARK, JUDGEMENTS, REPORTS, TASK_SCORES, TASK_SPREAD, file_sha256
 from score.checkpoints import Policy, base_policy, resolve
@@ -43,6 +42,7 @@ from score.manifest import FolderWriter, Manifest, Outcome, behind_manifest, fin
 from score.models.base import Backend
 from score.models.openai_client import ChatClient
 from score.pipeline import GENERATE
+from score.progress import key_values, progress_bar
 from score.prompts import parse_race_scores, race_messages, race_parts
 from score.queries import Query, QueryFileError, read_rows
 from score.rewards import group_std
@@ -222,7 +222,7 @@ class LocalJudge:
     ) -> list[dict]:
         orders = sorted({i % 2 for i in range(len(seeds))})  # run i puts the target first when i is even
         dists = {}
-        with tqdm(total=len(tasks) * len(orders), desc="judging", unit="task", leave=False) as bar:
+        with progress_bar(total=len(tasks) * len(orders), desc="judging", unit="task", leave=False) as bar:
             for t in tasks:
                 for order in orders:
                     articles = (targets[t.id], references[t.id]) if order == 0 else (references[t.id], targets[t.id])
@@ -261,7 +261,7 @@ class EndpointJudge:
         self, tasks: list[Task], targets: dict[str, str], references: dict[str, str], seeds: list[int]
     ) -> list[dict]:
         rows, unparsed = [], 0
-        with tqdm(total=len(tasks) * len(seeds), desc="judging", unit="request", leave=False) as bar:
+        with progress_bar(total=len(tasks) * len(seeds), desc="judging", unit="request", leave=False) as bar:
             for run_idx, seed in enumerate(seeds):
                 for t in tasks:
                     target_first = run_idx % 2 == 0
@@ -457,7 +457,7 @@ def evaluate(ws: Workspace, checkpoint: str = "latest", force: bool = False) -> 
         force=force,
         clear_first=False,
     )
-    log.info("benchmark %s of %s: %s", cfg.name, label, outcome.manifest.stats)
+    log.info("benchmark %s of %s: %s", cfg.name, label, key_values(outcome.manifest.stats))
     return outcome
 
 

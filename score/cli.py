@@ -37,6 +37,18 @@ def _config(config: Path | None, overrides: list[str]):
     return load_config(config, overrides)
 
 
+def _config_tag(config: Path | None):
+    """A Prefect tags context naming the config file (`config:<stem>`), which every flow run started inside it
+    carries (the flows add `run:<name>` and `round:<n>`), so the UI's Runs page filters by it."""
+    import contextlib
+
+    from prefect import tags  # after flows.env, which the callers import first
+
+    if config is None and Path("configs/default.yaml").exists():
+        config = Path("configs/default.yaml")
+    return tags(f"config:{config.stem}") if config is not None else contextlib.nullcontext()
+
+
 def _load(config: Path | None, overrides: list[str]):
     from score.workspace import Workspace
 
@@ -100,7 +112,8 @@ def run(
         reap_orphaned_servers()
         t0 = time.perf_counter()
         with holding(ws.store, cfg.run):  # a second writer fails here, before Prefect starts
-            campaign_flow(cfg.model_dump(mode="json"), rounds)
+            with _config_tag(config):
+                campaign_flow(cfg.model_dump(mode="json"), rounds)
         err.print(
             f"campaign {cfg.run}: {rounds or cfg.campaign.rounds} round(s) done in "
             f"{time.perf_counter() - t0:.0f} s; artifacts in {ws.store.display(cfg.run)}"
@@ -144,7 +157,8 @@ def stage(
 
         reap_orphaned_servers()
         with holding(ws.store, cfg.run):  # a second writer fails here, before Prefect starts
-            folder = stage_flow(cfg.model_dump(mode="json"), name, round_idx, force=force)
+            with _config_tag(config):
+                folder = stage_flow(cfg.model_dump(mode="json"), name, round_idx, force=force)
         err.print(f"{name} round {round_idx}: {folder}")
     except _user_errors() as e:
         _fail(e)
@@ -228,7 +242,8 @@ def eval_(
             from flows.env import reap_orphaned_servers
 
             reap_orphaned_servers()
-            eval_flow(cfg.model_dump(mode="json"), checkpoint, force)
+            with _config_tag(config):
+                eval_flow(cfg.model_dump(mode="json"), checkpoint, force)
         from score.layout import benchmark_dir
 
         _print_benchmark(ws.store, benchmark_dir(cfg.run, label))
@@ -318,7 +333,8 @@ def ablate(
         from flows.env import reap_orphaned_servers
 
         reap_orphaned_servers()
-        folder = ablate_flow(cfg.model_dump(mode="json"), rounds, seed_list)
+        with _config_tag(config):
+            folder = ablate_flow(cfg.model_dump(mode="json"), rounds, seed_list)
         err.print(f"ablation {cfg.run} vs {cfg.run}-static: report in {folder}/index.html", soft_wrap=True)
     except _user_errors() as e:
         _fail(e)
@@ -360,7 +376,15 @@ def runs(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
     try:
         from score.inspect import list_runs_table
 
-        Console().print(list_runs_table(_store(config, set_)))
+        store = _store(config, set_)
+        elsewhere = "or point at another store with --set store.root=PATH (or -c CONFIG)"
+        if not store.fs.exists(store.root):
+            _fail(f"no store at {store.url}: nothing has run with this config here; `score run` makes one, {elsewhere}")
+        table = list_runs_table(store)
+        if not table.row_count:
+            err.print(f"no runs in {store.url} yet: `score run` starts one, {elsewhere}", highlight=False)
+            return
+        Console().print(table)
     except _user_errors() as e:
         _fail(e)
 

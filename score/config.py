@@ -558,6 +558,32 @@ class BenchmarkConfig(Section):
     )
 
 
+class TrackingConfig(Section):
+    tensorboard: bool = Field(
+        True, description="TensorBoard event files (costs nothing): `tensorboard --logdir runs` shows every run"
+    )
+    tensorboard_dir: str | None = Field(
+        None,
+        description="where event files go, one folder per run inside it (null: <store.root>/<run>/tensorboard for a "
+        "local store, ./tracking/<run>/tensorboard for S3)",
+    )
+    mlflow: bool = Field(False, description="log to MLflow (pip install 'score[tracking]')")
+    mlflow_uri: str = Field(
+        "http://127.0.0.1:5000",
+        description="MLflow tracking URI: the http:// address of `mlflow server` (the client installed here, "
+        "mlflow-skinny, writes to a server; sqlite:/// and folders need the full mlflow package)",
+    )
+    mlflow_experiment: str = Field("score", description="MLflow experiment; one MLflow run per SCORE run in it")
+    wandb: bool = Field(False, description="log to Weights & Biases (pip install 'score[tracking]')")
+    wandb_mode: Literal["offline", "online"] = Field(
+        "offline", description="offline: a local run folder (`wandb sync` uploads it); online needs WANDB_API_KEY"
+    )
+    wandb_project: str = Field("score", description="W&B project")
+    wandb_dir: str | None = Field(
+        None, description="where W&B run folders go (null: beside the TensorBoard files, in the run's folder)"
+    )
+
+
 class CampaignConfig(Section):
     rounds: int = Field(2, ge=1, description="co-evolution rounds a campaign runs")
 
@@ -576,6 +602,7 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     campaign: CampaignConfig = Field(default_factory=CampaignConfig)
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @field_validator("run")
     @classmethod

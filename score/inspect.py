@@ -23,6 +23,7 @@ from score.artifacts import (
     SCORES,
     SOLVER_REWARDS,
     SUMMARY,
+    TRAIN_SAMPLES,
     TRAIN_STEPS,
     ArtifactError,
     Store,
@@ -56,7 +57,7 @@ class StageState:
     def key_numbers(self) -> str:
         if self.stats is None:
             return ""
-        return ", ".join(f"{k}={_fmt(getattr(self.stats, k))}" for k in KEY_STATS[self.spec.name])
+        return ", ".join(f"{k}={_shown(k, getattr(self.stats, k))}" for k in KEY_STATS[self.spec.name])
 
 
 def stage_states(store: Store, run: str, round_idx: int) -> list[StageState]:
@@ -125,29 +126,29 @@ def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
     t.add_column("statistic")
     t.add_column("value", overflow="fold")
     for key, label in [
-        ("saturation_rate", "saturation (queries with flat rewards)"),
+        ("saturation_rate", "saturation (share of queries with flat rewards)"),
         ("reward_mean", "solver reward, mean"),
         ("reward_spread", "solver reward, mean within-query std"),
-        ("valid_share", "valid reports"),
+        ("valid_share", "share of reports valid"),
         ("agreement", "judgement consistency (leave-one-out, 0 when flat)"),
         ("score_spread", "written scores, mean within-column std"),
-        ("detection", "corruption detection, distinct probed reports (chance 0.5)"),
+        ("detection", "corruption detection, distinct probed reports (chance 50%)"),
         ("probed_reports", "probed reports compared"),
-        ("unparsable_rate", "judgements with no score"),
-        ("parse_repair_rate", "rubrics needing repair"),
-        ("supported_share", "claims supported by evidence"),
+        ("unparsable_rate", "share of judgements with no score"),
+        ("parse_repair_rate", "share of rubrics needing repair"),
+        ("supported_share", "share of claims supported by evidence"),
         ("search_depth", "search depth (claims checked per report)"),
         ("search_hops", "search hops (calls per claim)"),
         ("search_calls", "search calls made"),
         ("depth_change", "support change when re-checked with more search"),
         ("depth_claims", "claims re-checked"),
         ("valid_reports", "fully valid reports"),
-        ("top_share", "of which at the top"),
+        ("top_share", "share of those at the top"),
         ("strictness", "strictness"),
         ("active_dimensions", "active dimensions"),
     ]:
         value = summary[key]
-        t.add_row(label, ", ".join(value) if isinstance(value, list) else _fmt(value))
+        t.add_row(label, ", ".join(value) if isinstance(value, list) else _shown(key, value))
     console.print(t)
     rewards = store.read_table(folder, SOLVER_REWARDS.file).to_pylist()
     per_query: dict[str, list[float]] = {}
@@ -245,8 +246,7 @@ def _train_tables(console: Console, store: Store, folder: str) -> None:
 
 def _sample(console: Console, store: Store, run: str, round_idx: int, evaluated: bool) -> None:
     """One report of the round with its rubric, evidence checks and scores (the first query's first report)."""
-    reports = store.read_table(stage_dir(run, round_idx, GENERATE.folder), REPORTS.file).to_pylist()
-    r = min(reports, key=lambda x: (x["query_id"], x["sample_idx"]))
+    r = sample_report(store, run, round_idx)
     console.rule(f"sample: {r['query_id']} report {r['sample_idx']} ({r['checkpoint']})")
     console.print(f"[bold]query:[/] {r['query']}", highlight=False)
     console.print(f"[bold]plan:[/] {r['plan']}", highlight=False)
@@ -287,6 +287,32 @@ def _sample_judgement(console: Console, store: Store, folder: str, r: dict) -> N
     console.print(t)
 
 
+SHARES = {
+    "saturation_rate",
+    "valid_share",
+    "agreement",
+    "detection",
+    "unparsable_rate",
+    "parse_repair_rate",
+    "supported_share",
+    "top_share",
+}  # fmt: skip  (printed as percentages, never as if they were counts)
+
+
+def _percent(v: Any) -> str:
+    """A share as a percentage.
+
+    >>> _percent(1.0), _percent(0.125), _percent(None)
+    ('100%', '12.5%', '')
+    """
+    return "" if v is None else f"{100 * v:.3g}%"
+
+
+def _shown(key: str, v: Any) -> str:
+    """A statistic as printed: shares (and rates) as percentages, the rest as numbers."""
+    return _percent(v) if key in SHARES or key.endswith(("_share", "_rate")) else _fmt(v)
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return ""
@@ -296,14 +322,17 @@ def _fmt(v: Any) -> str:
 
 
 def stage_markdown(store: Store, run: str, round_idx: int, spec: StageSpec) -> str:
-    """A markdown page for one finished stage: its statistics, one sample, and its files (for the Prefect UI)."""
+    """A markdown page for one finished stage: its statistics, the round's sample report as this stage saw it (the
+    same report in all four stages), and its files (for the Prefect UI)."""
     folder = stage_dir(run, round_idx, spec.folder)
     manifest = store.read_manifest(folder)
     lines = [f"# {spec.name}, round {round_idx} of `{run}`", ""]
     stats = vars(manifest.stats_as(spec.stats)) if manifest else {}
     lines += ["| statistic | value |", "|---|---|"] + [f"| {k} | {_md(_fmt(v))} |" for k, v in stats.items()] + [""]
+    r = sample_report(store, run, round_idx)
+    lines += [f"Sample report (the same in every stage of the round): `{r['query_id']}`, report {r['sample_idx']}", ""]
     sample = {GENERATE.name: _md_reports, EVALUATE.name: _md_rubric, EVOLVE.name: _md_decisions, TRAIN.name: _md_steps}
-    lines += sample[spec.name](store, folder) + [""]
+    lines += sample[spec.name](store, folder, r) + [""]
     files = manifest.files.items() if manifest else []
     lines += ["## Files", ""] + [
         f"- `{store.display(folder, name)}` ({info.rows} rows, {info.bytes:,} bytes)" for name, info in files
@@ -311,10 +340,15 @@ def stage_markdown(store: Store, run: str, round_idx: int, spec: StageSpec) -> s
     return "\n".join(lines)
 
 
-def _md_reports(store: Store, folder: str) -> list[str]:
-    r = min(store.read_table(folder, REPORTS.file).to_pylist(), key=lambda x: (x["query_id"], x["sample_idx"]))
+def sample_report(store: Store, run: str, round_idx: int) -> dict:
+    """The round's sample report, which `inspect` and every stage's markdown follow: the first query's first."""
+    reports = store.read_table(stage_dir(run, round_idx, GENERATE.folder), REPORTS.file).to_pylist()
+    return min(reports, key=lambda x: (x["query_id"], x["sample_idx"]))
+
+
+def _md_reports(store: Store, folder: str, r: dict) -> list[str]:
     return [
-        f"## Sample: {r['query_id']}, report {r['sample_idx']} ({r['finish_reason']}, cites {r['cited']})",
+        f"## The report ({r['finish_reason']}, cites {r['cited']})",
         "",
         f"**Query.** {r['query'][:600]}",
         "",
@@ -326,35 +360,66 @@ def _md_reports(store: Store, folder: str) -> list[str]:
     ]
 
 
-def _md_rubric(store: Store, folder: str) -> list[str]:
-    rubric = store.read_table(folder, RUBRICS.file).to_pylist()[0]
-    lines = [f"## Sample rubric: {rubric['query_id']}, rubric 0 ({rubric['status']})", ""]
+def _md_rubric(store: Store, folder: str, r: dict) -> list[str]:
+    rubric = next(x for x in store.read_table(folder, RUBRICS.file).to_pylist() if x["query_id"] == r["query_id"])
+    lines = [f"## Its query's rubric 0 ({rubric['status']})", ""]
     lines += [f"- **{w['dimension']}** weight {w['weight']:.2f}" for w in rubric["weights"]]
     lines += [
         f"- criterion ({c['dimension']}{', shadow' if c['shadow'] else ''}): {_md(c['text'])}"
         for c in rubric["criteria"]
     ] + [""]
+    checks = [
+        e
+        for e in store.read_table(folder, EVIDENCE.file).to_pylist()
+        if e["trajectory_id"] == r["trajectory_id"] and not e["deeper"] and not e["probe_kind"]
+    ]
+    lines += (
+        ["## Its evidence checks", ""]
+        + [f'- "{_md(e["claim"][:160])}" -> {e["verdict"]} (P(yes) {e["p_yes"]:.2f})' for e in checks]
+        + ([] if checks else ["- (none: no checkable claim)"])
+        + [""]
+    )
     lines += [
-        "## Solver rewards",
+        "## Solver rewards of its group (the sample report marked)",
         "",
-        "| query | trajectory | validity | score | reward | group std |",
-        "|---|---|---|---|---|---|",
+        "| trajectory | validity | score | reward | group std |",
+        "|---|---|---|---|---|",
     ]
+
+    def mark(x: dict) -> str:  # the sample report in bold
+        short = x["trajectory_id"][:8]
+        return f"**{short}**" if x["trajectory_id"] == r["trajectory_id"] else short
+
     return lines + [
-        f"| {r['query_id']} | {r['trajectory_id'][:8]} | {_fmt(r['validity'])} | {_fmt(r['score'])} | "
-        f"{_fmt(r['reward'])} | {_fmt(r['group_std'])} |"
-        for r in store.read_table(folder, SOLVER_REWARDS.file).to_pylist()
+        f"| {mark(x)} | {_fmt(x['validity'])} | {_fmt(x['score'])} | {_fmt(x['reward'])} | {_fmt(x['group_std'])} |"
+        for x in store.read_table(folder, SOLVER_REWARDS.file).to_pylist()
+        if x["query_id"] == r["query_id"]
     ]
 
 
-def _md_decisions(store: Store, folder: str) -> list[str]:
-    return ["## Decisions", "", "| rule | target | action | reason |", "|---|---|---|---|"] + [
+def _md_decisions(store: Store, folder: str, r: dict) -> list[str]:
+    return [
+        "## Decisions (on the dimensions the sample report was judged by)",
+        "",
+        "| rule | target | action | reason |",
+        "|---|---|---|---|",
+    ] + [  # fmt: skip
         f"| {d['rule']} | {d['target']} | {d['action']} | {_md(d['reason'])} |"
         for d in store.read_table(folder, DECISIONS.file).to_pylist()
     ]
 
 
-def _md_steps(store: Store, folder: str) -> list[str]:
+def _md_steps(store: Store, folder: str, r: dict) -> list[str]:
+    mine = [
+        s
+        for s in store.read_table(folder, TRAIN_SAMPLES.file)
+        .select(["source_id", "span", "token_ids", "reward", "advantage"])
+        .to_pylist()
+        if s["source_id"] == r["trajectory_id"]
+    ]
+    lines = ["## The sample report's trained spans", "", "| span | tokens | reward | advantage |", "|---|---|---|---|"]
+    lines += [f"| {s['span']} | {len(s['token_ids'])} | {_fmt(s['reward'])} | {_fmt(s['advantage'])} |" for s in mine]
+    lines += ([] if mine else ["| (none: its group was flat, or it was not drawn) | | | |"]) + [""]
     steps = [
         f"| {s['step']} | {s['samples']} | {_fmt(s['loss'])} | {_fmt(s['kl'])} | {_fmt(s['clip_frac'])} | "
         f"{_fmt(s['grad_norm'])} | {_fmt(s['lr'])} |"
@@ -366,7 +431,7 @@ def _md_steps(store: Store, folder: str) -> list[str]:
         "| step | samples | loss | kl | clip | grad norm | lr |",
         "|---|---|---|---|---|---|---|",
     ]
-    return header + (steps or ["| (none: every group was flat) | | | | | | |"])
+    return lines + header + (steps or ["| (none: every group was flat) | | | | | | |"])
 
 
 def _md(text: str) -> str:

@@ -235,6 +235,8 @@ TRAIN = StageSpec(
 
 STAGES: tuple[StageSpec, ...] = (GENERATE, EVALUATE, EVOLVE, TRAIN)  # in round order
 STAGE_NAMES = tuple(s.name for s in STAGES)
+StageName = Literal["generate-reports", "self-evaluate", "harness-evolve", "train"]  # STAGE_NAMES, as a type: the
+# Prefect UI's custom-run form offers them as a choice (tests/test_contracts.py keeps the two the same)
 
 
 class UnknownStage(ValueError):

@@ -79,26 +79,15 @@ def load_series(store: Store, run: str) -> RunSeries:
 
 def write_report(store: Store, run: str, out: Path, baseline: str | None = None) -> list[Path]:
     """Write the PNGs and index.html into `out`; returns the PNG paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     runs = [load_series(store, run)] + ([load_series(store, baseline)] if baseline else [])
     if not runs[0].rounds:
         raise ArtifactError(f"run {run!r} has no finished self-evaluate yet; nothing to plot")
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, plot in PLOTS.items():
-        fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
-        plot(ax, runs)
-        ax.set_xlabel("round")
-        if runs[0].rounds:
-            ax.set_xticks(sorted({r for s in runs for r in s.rounds}))
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-        fig.tight_layout()
+    for name in PLOTS:
+        fig = figure(name, runs)
         path = out / f"{name}.png"
         fig.savefig(path)
         plt.close(fig)
@@ -108,6 +97,32 @@ def write_report(store: Store, run: str, out: Path, baseline: str | None = None)
         (out / "ablation.md").write_text(table)
     _write_html(out / "index.html", runs, paths, table)
     return paths
+
+
+def figure(name: str, runs: list[RunSeries]):
+    """One plot as a matplotlib figure: labelled axes, and one legend holding every series of every axis."""
+    fig, ax = _pyplot().subplots(figsize=(6.4, 3.6), dpi=110)
+    ax.set_xticks(sorted({r for s in runs for r in s.rounds}))  # whole rounds (a plot may set its own)
+    ax.set_xlabel("round")
+    PLOTS[name](ax, runs)
+    ax.grid(alpha=0.3)
+    handles, labels = [], []
+    for a in fig.axes:  # twin axes too: one legend for all
+        h, label = a.get_legend_handles_labels()
+        handles, labels = handles + h, labels + label
+    if handles:
+        ax.legend(handles, labels, fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def seed_group(store: Store, run: str) -> list[str]:
@@ -173,12 +188,19 @@ def _plot_reward(ax, runs: list[RunSeries]) -> None:
             [m + d for m, d in zip(mean, spread)],
             alpha=0.15,
             color=line.get_color(),
+            label=f"{s.run}: mean +- within-query spread",
         )
         ax.plot(
-            s.rounds, spread, label=f"{s.run}: within-query spread", color=line.get_color(), alpha=0.5, linestyle=":"
+            s.rounds,
+            spread,
+            label=f"{s.run}: within-query spread",
+            color=line.get_color(),
+            linestyle=":",
+            marker="x",
+            markersize=7,
         )
     ax.set_title("solver reward (band: mean within-query std)")
-    ax.set_ylabel("reward")
+    ax.set_ylabel("reward (0-1)")
 
 
 def _plot_saturation(ax, runs: list[RunSeries]) -> None:
@@ -186,16 +208,32 @@ def _plot_saturation(ax, runs: list[RunSeries]) -> None:
         ax.plot(s.rounds, [x["saturation_rate"] for x in s.summary], label=s.run, **_style(i))
     ax.set_ylim(-0.05, 1.05)
     ax.set_title("saturation: share of queries with flat rewards")
-    ax.set_ylabel("share")
+    ax.set_ylabel("share of queries")
 
 
 def _plot_evaluator(ax, runs: list[RunSeries]) -> None:
+    from score.intervals import wilson
+
     for i, s in enumerate(runs):
         ax.plot(s.rounds, [x["agreement"] for x in s.summary], label=f"{s.run}: judgement consistency", **_style(i))
-        ax.plot(s.rounds, [x["detection"] for x in s.summary], label=f"{s.run}: corruption detection", **_style(i))
+        n = [x["probed_reports"] for x in s.summary]
+        detection = [x["detection"] for x in s.summary]
+        bounds = [wilson(d * k, k) for d, k in zip(detection, n)]
+        ax.errorbar(
+            s.rounds,
+            detection,
+            yerr=[[d - lo for d, (lo, _) in zip(detection, bounds)], [hi - d for d, (_, hi) in zip(detection, bounds)]],
+            capsize=3,
+            label=f"{s.run}: corruption detection (bars: Wilson interval)",
+            linestyle=_style(i)["linestyle"],
+            marker="^",
+        )
+        for r, d, k in zip(s.rounds, detection, n):
+            ax.annotate(f"n={k}", (r, d), textcoords="offset points", xytext=(6, -10), fontsize=7)
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":", label="detection at chance")
     ax.set_ylim(-0.05, 1.05)
-    ax.set_title("evaluator")
+    ax.set_title("evaluator (n: distinct probed reports)")
+    ax.set_ylabel("share (0-1)")
 
 
 def _plot_dimensions(ax, runs: list[RunSeries]) -> None:
@@ -209,27 +247,53 @@ def _plot_dimensions(ax, runs: list[RunSeries]) -> None:
     ax.set_yticklabels(dims, fontsize=8)
     for status, c in colors.items():
         ax.barh(0, 0, color=c, label=status)
+    columns = sorted({r for d in s.status.values() for r in d})
+    ax.set_xticks(columns)  # a column past the last round: the harness that round wrote, for the next
+    ax.set_xticklabels([str(r) if r in s.rounds else f"{r}\n(next)" for r in columns])
     ax.set_title(f"dimension lifecycle ({s.run})")
+    ax.set_xlabel("round (next: what the last round's harness-evolve decided)")
+    ax.set_ylabel("dimension")
 
 
 def _plot_search(ax, runs: list[RunSeries]) -> None:
+    twin = ax.twinx()
     for i, s in enumerate(runs):
         ax.plot(s.rounds, [x["search_depth"] for x in s.summary], label=f"{s.run}: search depth", **_style(i))
-        ax.plot(s.rounds, [x["strictness"] for x in s.summary], label=f"{s.run}: strictness", **_style(i))
-        ax.plot(s.rounds, [x["search_hops"] for x in s.summary], label=f"{s.run}: search hops", **_style(i))
+        ax.plot(
+            s.rounds,
+            [x["search_hops"] for x in s.summary],
+            label=f"{s.run}: search hops",
+            **{**_style(i), "marker": "D"},
+        )
+        twin.plot(
+            s.rounds,
+            [x["strictness"] for x in s.summary],
+            color="tab:red",
+            label=f"{s.run}: strictness",
+            **{**_style(i), "marker": "^"},
+        )
+    ax.set_ylabel("claims per report (depth)\ncalls per claim (hops)")
+    twin.set_ylabel("strictness level (0-3)", color="tab:red")
+    twin.set_ylim(-0.2, 3.2)
     ax.set_title("evaluation environment")
 
 
 def _plot_train(ax, runs: list[RunSeries]) -> None:
     for i, s in enumerate(runs):
         rounds = sorted(s.train)
-        ax.plot(rounds, [s.train[r].samples for r in rounds], label=f"{s.run}: samples", **_style(i))
+        ax.plot(rounds, [s.train[r].samples for r in rounds], label=f"{s.run}: samples", markersize=9, **_style(i))
     ax.set_title("train: samples per round (flat groups give none)")
     ax.set_ylabel("samples")
     twin = ax.twinx()
     for i, s in enumerate(runs):
         rounds = [r for r in sorted(s.train) if s.train[r].kl_mean is not None]
-        twin.plot(rounds, [s.train[r].kl_mean for r in rounds], color="tab:red", label=f"{s.run}: KL", **_style(i))
+        twin.plot(
+            rounds,
+            [s.train[r].kl_mean for r in rounds],
+            color="tab:red",
+            label=f"{s.run}: mean KL to base",
+            **{**_style(i), "marker": "x"},
+        )
     twin.set_ylabel("mean KL to base", color="tab:red")
 
 
@@ -242,7 +306,7 @@ def _plot_benchmark(ax, runs: list[RunSeries]) -> None:
                 [s.benchmark[r].score for r in rounds],
                 yerr=[s.benchmark[r].score_std for r in rounds],
                 capsize=3,
-                label=s.run,
+                label=f"{s.run}: benchmark",
                 **_style(i),
             )
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":", label="as good as the reference")
@@ -254,7 +318,7 @@ def _plot_benchmark(ax, runs: list[RunSeries]) -> None:
             color="tab:red",
             alpha=0.6,
             label=f"{s.run}: in-loop reward",
-            **_style(i),
+            **{**_style(i), "marker": "x"},
         )
     twin.set_ylabel("in-loop solver reward", color="tab:red")
     names = {f"{s.benchmark[r].benchmark}, judge {s.benchmark[r].judge}" for s in runs for r in s.benchmark}

@@ -81,7 +81,18 @@ def salvage(text: str) -> dict:
 
 
 def default_criterion(dimension: str, description: str, query: str) -> str:
-    return f"For the query '{query[:120]}', the report shows strong {dimension.replace('_', ' ')}: it {description}."
+    """The criterion of a dimension where the evaluator wrote no usable one, and what the model is then prompted
+    with: whole sentences, whatever form the description takes (a verb phrase, a noun phrase or a clause).
+
+    >>> default_criterion("citation_support", "claims cite sources, and the sources support them.", "Why?")
+    "For the query 'Why?', the report is strong in citation support. The standard: claims cite sources, and the \
+sources support them."
+    """
+    standard = description.strip().rstrip(".")
+    return (
+        f"For the query '{query[:120]}', the report is strong in {dimension.replace('_', ' ')}. "
+        f"The standard: {standard}."
+    )
 
 
 def parse_rubric(

@@ -29,6 +29,7 @@ from score.layout import CHECKPOINT, stage_dir
 from score.lease import holding
 from score.manifest import FolderWriter, Manifest, Outcome, behind_manifest
 from score.pipeline import REWARDS_SEAM, StageSpec, stage
+from score.progress import key_values
 
 if TYPE_CHECKING:
     from score.harness import Alarm, Harness
@@ -205,7 +206,10 @@ def run_stage(
     folder = stage_dir(ws.cfg.run, round_idx, spec.folder)
     with holding(ws.store, ws.cfg.run):  # one writer per run
         outcome = behind_manifest(ws.store, folder, meta, work, force=force)
-    log.info("round %d %s: %s", round_idx, spec.name, "skipped (done)" if outcome.skipped else "done")
+    if outcome.skipped:
+        log.info("round %d %s: skipped (its manifest matches)", round_idx, spec.name)
+    else:
+        log.info("round %d %s: done · %s", round_idx, spec.name, key_values(outcome.manifest.stats))
     return outcome
 
 

@@ -41,11 +41,11 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from score.checkpoints import OPTIMIZER_FILE, STATE_FILE
 from score.config import ModelConfig, TrainConfig
 from score.models.transformers_backend import left_pad
+from score.progress import progress_bar
 from score.rl import policy_loss, token_weights
 
 log = logging.getLogger(__name__)
@@ -410,7 +410,7 @@ class Trainer:
         cfg, acc = self.cfg, self.accelerator
         logs: list[StepLog] = []
         # progress in samples, moved after every micro-batch (an optimizer step can take minutes on a CPU)
-        with tqdm(
+        with progress_bar(
             total=len(samples) * cfg.epochs,
             desc=desc or "train",
             unit="sample",

@@ -159,3 +159,23 @@ def list_as_written(folder: Path, name: str) -> None:
     data = (folder / name).read_bytes()
     info = {"rows": 0, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     (folder / "_manifest.json").write_text(json.dumps({"files": {name: info}}))
+
+
+@pytest.fixture(scope="session")
+def mlflow_url(tmp_path_factory) -> str:
+    """A real `mlflow server` on loopback (tests/servers.py), one for the session; skipped without .venv-mlflow."""
+    from servers import MLFLOW, mlflow_server
+
+    if not MLFLOW.exists():
+        pytest.skip(f"no {MLFLOW}: `make mlflow-env` builds MLflow's server environment (`make test` does)")
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
+        yield url
+
+
+@pytest.fixture
+def prefect_env(tmp_path) -> dict[str, str]:
+    """A real `prefect server` on loopback (tests/servers.py) for one test: the environment its clients need."""
+    from servers import prefect_server
+
+    with prefect_server(tmp_path / "prefect-server") as env:
+        yield env

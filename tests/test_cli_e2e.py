@@ -18,14 +18,14 @@ from score.artifacts import REPORTS_SCHEMA
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def score(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def score(*args: str, timeout: int = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "score.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=os.environ.copy(),
+        env=env or os.environ.copy(),
     )
 
 
@@ -93,11 +93,73 @@ def assert_first_step_on_policy(store):
         assert first.ratio_mean == pytest.approx(1.0, abs=1e-3) and first.clip_frac == 0.0, kind
 
 
+def assert_trackers_hold_the_manifests_numbers(store: Path, mlflow_url: str) -> None:
+    """Every finished stage's numbers, per round, in MLflow's run `ci` and in the TensorBoard event files, equal to
+    what the stage manifests hold; the train stage's optimizer steps at their global step."""
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from score.tracking import numbers
+
+    expected = {}  # (key, step) -> value
+    for r in (0, 1):
+        for folder, stage in (("generate", "generate-reports"), ("evaluate", "self-evaluate"),
+                              ("harness", "harness-evolve"), ("train", "train")):  # fmt: skip
+            for key, value in numbers(manifest(store, r, folder)["stats"], stage).items():
+                expected[(key, r)] = value
+        for step in pq.read_table(store / "ci" / f"round-{r:04d}" / "train" / "steps.parquet").to_pylist():
+            expected[("train/step/loss", step["step"])] = step["loss"]
+    client = MlflowClient(tracking_uri=mlflow_url)
+    [run] = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
+    assert run.info.run_name == "ci" and run.data.params["generate.report_tokens"] == "48"
+    events = EventAccumulator(str(store / "ci" / "tensorboard"))
+    events.Reload()
+    for (key, step), value in expected.items():
+        logged = {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
+        assert logged[step] == pytest.approx(value, rel=1e-6), (key, step)
+        assert {e.step: e.value for e in events.Scalars(key)}[step] == pytest.approx(value, rel=1e-6), (key, step)
+    assert any(a.path.startswith("plots") for a in client.list_artifacts(run.info.run_id))
+    assert "plots/reward" in events.Tags()["images"]
+    print(f"trackers: {len(expected)} (statistic, step) values in MLflow and TensorBoard equal the manifests'")
+
+
+def prefect_read(env: dict[str, str], method: str, **kwargs) -> list:
+    """Read from the Prefect server of `env` (its API URL) with Prefect's client, in this process."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        with get_client(sync_client=True) as client:
+            return getattr(client, method)(**kwargs)
+
+
+def assert_rerun_labelled_skipped_and_tagged(env: dict[str, str], published: int) -> None:
+    """The rerun's stage (and plot) task runs are Completed, named Skipped; it published no artifact; every flow run
+    carries its run, round and config tags."""
+    tasks = sorted(prefect_read(env, "read_task_runs"), key=lambda t: t.created)
+    for name in ("generate-reports", "self-evaluate", "harness-evolve", "train", "report"):
+        for r in (0, 1):
+            runs = [t for t in tasks if t.name == f"{name}-r{r:04d}"]
+            assert [t.state.name for t in runs] == ["Completed", "Skipped"], (name, r)
+            assert runs[-1].state.type.value == "COMPLETED"
+    assert len(prefect_read(env, "read_artifacts")) == published  # a resume republishes nothing
+    flows = prefect_read(env, "read_flow_runs")
+    for f in flows:
+        assert {"run:ci", "config:ci"} <= set(f.tags), (f.name, f.tags)
+        if "-round-" in f.name:
+            assert f"round:{int(f.name.rsplit('-', 1)[1])}" in f.tags, (f.name, f.tags)
+    print(f"rerun: every stage Skipped, {published} artifacts before and after; tags {sorted(flows[0].tags)}")
+
+
 @pytest.mark.slow
-def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path):
-    store = tmp_path / "store"
+def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path, mlflow_url, prefect_env):
+    """On a real Prefect server, with MLflow (a real server) and TensorBoard on: the campaign, what the trackers hold,
+    then a rerun that redoes nothing, labels its stages Skipped and publishes no artifact."""
+    store, env = tmp_path / "store", prefect_env
+    tracked = ["--set", "tracking.mlflow=true", "--set", f"tracking.mlflow_uri={mlflow_url}"]
+    tracked += ["--set", "tracking.mlflow_experiment=e2e"]
     t0 = time.perf_counter()
-    first = score("run", "-c", "configs/ci.yaml", "--set", f"store.root={store}")
+    first = score("run", "-c", "configs/ci.yaml", "--set", f"store.root={store}", *tracked, env=env)
     first_s = time.perf_counter() - t0
     assert first.returncode == 0, first.stderr[-3000:]
     for r in (0, 1):
@@ -138,16 +200,18 @@ def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path):
     )  # round 0's harness content
 
     assert_first_step_on_policy(store)
+    assert_trackers_hold_the_manifests_numbers(store, mlflow_url)
+    published = len(prefect_read(env, "read_artifacts"))
 
     before = {r: manifest(store, r)["started_at"] for r in (0, 1)}
     trained = manifest(store, 1, "train")["started_at"]
     t0 = time.perf_counter()
-    again = score("run", "-c", "configs/ci.yaml", "--set", f"store.root={store}")
+    again = score("run", "-c", "configs/ci.yaml", "--set", f"store.root={store}", *tracked, env=env)
     print(f"first run {first_s:.0f} s, rerun {time.perf_counter() - t0:.0f} s")
     assert again.returncode == 0, again.stderr[-3000:]
     assert {r: manifest(store, r)["started_at"] for r in (0, 1)} == before  # nothing redone
     assert manifest(store, 1, "train")["started_at"] == trained
-    assert again.stderr.count("skipped") >= 2
+    assert_rerun_labelled_skipped_and_tagged(env, published)
 
     one = score(
         "stage", "generate-reports", "--round", "1", "--force", "-c", "configs/ci.yaml", "--set", f"store.root={store}"

@@ -7,12 +7,13 @@ import dataclasses
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from score.artifacts import SCHEMAS
 from score.config import RunConfig, UndeclaredConfig, load_config
-from score.pipeline import EVOLVE, STAGES, TRAIN, stage
+from score.pipeline import EVOLVE, STAGE_NAMES, STAGES, TRAIN, StageName, stage
 from score.runner import run_stage
 from score.workspace import Workspace
 from tests.conftest import ToyBackend
@@ -38,6 +39,7 @@ def test_every_read_is_written_by_an_earlier_stage_and_every_declaration_resolve
     # what a round reads from the round before: the harness (harness-evolve) and the policy (train's checkpoint)
     uses = {u for s in STAGES for u in s.uses}
     assert "harness" in uses and EVOLVE.writes and "policy" in uses and TRAIN.checkpoint
+    assert get_args(StageName) == STAGE_NAMES  # the UI's choice of stages is the pipeline's
 
 
 @pytest.mark.parametrize(

@@ -4,72 +4,20 @@ one-stage run triggered with `prefect deployment run` that completes and writes 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import PREFECT, stop
 
 ROOT = Path(__file__).resolve().parents[1]
-PREFECT = str(Path(sys.executable).parent / "prefect")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, "the Prefect server exited"
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"no Prefect server at {url} after {timeout} s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.mark.slow
-def test_deploy_and_run_one_stage_through_a_server_and_a_worker(tmp_path):
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_UI_ENABLED": "false",
-        "SCORE_REPO": str(ROOT),
-    }
-    env.pop("PREFECT_API_URL", None)
-    server = subprocess.Popen(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    client = {**env, "PREFECT_API_URL": api}
+def test_deploy_and_run_one_stage_through_a_server_and_a_worker(tmp_path, prefect_env):
+    client = {**prefect_env, "SCORE_REPO": str(ROOT)}
     worker = None
     try:
-        _wait_healthy(api, server)
 
         def prefect(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
             done = subprocess.run(
@@ -107,5 +55,18 @@ def test_deploy_and_run_one_stage_through_a_server_and_a_worker(tmp_path):
         assert not (store / "ci" / "round-0000" / "evaluate").exists()  # only the stage asked for
     finally:
         if worker is not None:
-            _stop(worker)
-        _stop(server)
+            stop(worker)
+
+
+def test_the_custom_run_forms_offer_the_stages_as_a_choice_and_describe_every_parameter():
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.benchmark import ablate_flow, eval_flow
+    from flows.round import campaign_flow, round_flow, stage_flow
+    from score.pipeline import STAGE_NAMES
+
+    for deployed in (campaign_flow, round_flow, stage_flow, eval_flow, ablate_flow):
+        schema = parameter_schema(deployed).model_dump_for_openapi()["properties"]
+        assert all(p.get("description") for p in schema.values()), deployed.name
+        if deployed is stage_flow:
+            assert schema["stage"]["enum"] == list(STAGE_NAMES)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from score.inspect import check_round, list_runs_table, show_round, stage_markdown
-from score.pipeline import EVALUATE, STAGE_NAMES
-from score.report import write_report
+from score.inspect import check_round, list_runs_table, sample_report, show_round, stage_markdown
+from score.pipeline import EVALUATE, STAGE_NAMES, STAGES
+from score.report import PLOTS, figure, load_series, write_report
 from score.runner import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ def test_inspect_shows_what_the_round_did(finished_round):
     for expected in (
         "generate-reports",
         "done",
-        "saturation (queries with flat rewards)",
+        "saturation (share of queries with flat rewards)",
         "solver reward per query",
         "harness-evolve: decisions",
         "proposal",
@@ -49,6 +49,52 @@ def test_inspect_shows_what_the_round_did(finished_round):
     assert "toy" in runs and "train" in runs
     md = stage_markdown(ws.store, "toy", 0, EVALUATE)
     assert md.startswith("# self-evaluate, round 0") and "## Solver rewards" in md and "solver_rewards.parquet" in md
+    assert "| valid reports | 1 |" not in text and "share of reports valid" in text and "%" in text  # shares
+
+
+def test_every_stage_page_follows_the_same_sample_report(finished_round):
+    ws = finished_round
+    r = sample_report(ws.store, "toy", 0)
+    pages = {spec.name: stage_markdown(ws.store, "toy", 0, spec) for spec in STAGES}
+    line = f"Sample report (the same in every stage of the round): `{r['query_id']}`, report {r['sample_idx']}"
+    assert all(line in page for page in pages.values())
+    assert r["report"].splitlines()[0] in pages["generate-reports"]
+    assert f"**{r['trajectory_id'][:8]}**" in pages["self-evaluate"]  # its reward row, in its own query's group
+    assert "## The sample report's trained spans" in pages["train"]
+
+
+def _legend_misses(fig) -> list[str]:
+    """What a figure draws with data but its legend does not name (lines, bands, error bars, bar colours)."""
+    legend = fig.axes[0].get_legend()
+    names = [t.get_text() for t in legend.get_texts()] if legend else []
+    colours = {
+        tuple(h.get_facecolor()) for h in (legend.legend_handles if legend else []) if hasattr(h, "get_facecolor")
+    }
+    missing = []
+    for ax in fig.axes:
+        in_containers = {id(c) for box in ax.containers if box.get_label() in names for c in box.get_children()}
+        for artist in list(ax.lines) + list(ax.collections):
+            has_data = len(artist.get_xydata()) if hasattr(artist, "get_xydata") else len(artist.get_paths())
+            if has_data and artist.get_label() not in names and id(artist) not in in_containers:
+                missing.append(f"{type(artist).__name__} {artist.get_label()!r}")
+        for bar in ax.patches:
+            if bar.get_width() > 0 and tuple(bar.get_facecolor()) not in colours:
+                missing.append(f"bar coloured {bar.get_facecolor()}")
+    return missing + [f"duplicate legend entry {n!r}" for n in set(names) if names.count(n) > 1]
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_every_plot_has_labelled_axes_and_every_series_drawn_in_its_legend(toy_workspace, rounds):
+    ws = toy_workspace
+    for r in range(rounds):
+        for stage in STAGE_NAMES:
+            run_stage(ws, stage, r)
+    runs = [load_series(ws.store, "toy")]
+    assert runs[0].rounds == list(range(rounds))
+    for name in PLOTS:
+        fig = figure(name, runs)
+        assert fig.axes[0].get_xlabel() and all(ax.get_ylabel() for ax in fig.axes), name
+        assert _legend_misses(fig) == [], name
 
 
 def test_report_writes_pngs_and_an_html_page_with_a_baseline_on_the_same_axes(finished_round, tmp_path):

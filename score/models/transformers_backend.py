@@ -14,11 +14,11 @@ import time
 from collections.abc import Sequence
 
 import torch
-from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from score.models.base import Sample, SamplingParams, Usage, WrittenScore
 from score.models.chat import ChatTokenizer
+from score.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class TransformersBackend(ChatTokenizer):
         t0 = time.perf_counter()
         # progress in token slots (sequences x max_tokens): moves every decoding step, and a sequence that
         # stops early hands back its unused slots at once
-        with tqdm(
+        with progress_bar(
             total=len(prompts) * params.n * params.max_tokens,
             desc=desc or "sampling",
             unit="tok",

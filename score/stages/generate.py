@@ -17,28 +17,24 @@ Run alone: `score stage generate-reports --round 0 [--force]`.
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from dataclasses import dataclass
 
 from score.artifacts import REPORTS, span_row
 from score.checkpoints import Policy
 from score.models import Backend, Sample, SamplingParams
-from score.pipeline import GENERATE, GenerateStats
+from score.pipeline import GenerateStats
 from score.prompts import cited_sources, parse_plan, plan_parts, report_parts
 from score.queries import Query, round_queries
 from score.runner import StageContext
 from score.search.base import Passage
 from score.workspace import Workspace
 
-log = logging.getLogger(__name__)
-
 
 def run(ctx: StageContext) -> GenerateStats:
     queries = round_queries(ctx.queries, ctx.cfg.data.queries_per_round, ctx.round, ctx.cfg.seed)
     rows, stats = research(ctx.ws, queries, ctx.policy, ctx.seed, ctx.round)
     ctx.write(REPORTS, rows)
-    log.info("round %d %s: %s", ctx.round, GENERATE.name, stats)
     return stats
 
 

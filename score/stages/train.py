@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 import math
 import random
 import tempfile
@@ -51,10 +50,9 @@ from score.artifacts import (
     TRAIN_STEPS,
 )
 from score.config import TrainConfig
-from score.pipeline import TRAIN, TrainStats
+from score.pipeline import TrainStats
 from score.runner import StageContext
 
-log = logging.getLogger(__name__)
 JUDGEMENT_COLUMNS = [
     "query_id",
     "trajectory_id",
@@ -268,7 +266,6 @@ def run(ctx: StageContext) -> TrainStats:
         ctx.write_checkpoint(Path(tmp))
     ctx.write(TRAIN_STEPS, [{"round": ctx.round, **vars(s)} for s in logs])
     stats = _stats(tc.method, rows, counts, logs, trainer, train_seconds, ctx.policy.name)
-    log.info("round %d %s: %s", ctx.round, TRAIN.name, stats)
     return stats
 
 

@@ -24,11 +24,10 @@ Run alone: `score stage self-evaluate --round 0 [--force]` (needs the round's ge
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import groupby
 
 from score.artifacts import (
@@ -45,7 +44,7 @@ from score.artifacts import (
 )
 from score.harness import Harness
 from score.models import Backend
-from score.pipeline import EVALUATE, EvaluateStats
+from score.pipeline import EvaluateStats
 from score.rubrics import Rubric
 from score.runner import StageContext
 from score.stages.evaluate.evidence import check_evidence
@@ -54,8 +53,6 @@ from score.stages.evaluate.probes import corrupt
 from score.stages.evaluate.rubrics import write_rubrics
 from score.stages.evaluate.statistics import groups_from_rows, reward_judgements, round_statistics
 from score.workspace import Workspace
-
-log = logging.getLogger(__name__)
 
 
 def run(ctx: StageContext) -> EvaluateStats:
@@ -89,7 +86,6 @@ def run(ctx: StageContext) -> EvaluateStats:
         ctx.write(artifact, rows)
     numbers = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.summary.items() if k != "round"}
     out = EvaluateStats(**numbers, seconds_per_report=round(seconds / max(len(reports), 1), 2))
-    log.info("round %d %s: %s", ctx.round, EVALUATE.name, asdict(out))
     return out
 
 

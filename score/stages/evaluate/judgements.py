@@ -23,11 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tqdm.auto import tqdm
-
 from score.artifacts import span_row
 from score.harness import Harness
 from score.models import Backend, Sample, SamplingParams
+from score.progress import progress_bar
 from score.prompts import SCORE_AFTER_RATIONALE, judging_parts
 from score.rubrics import Rubric
 from score.runner import derive_seed
@@ -64,7 +63,7 @@ def judge_items(
     judgements: list[dict] = []
     scores: list[dict] = []
     n_items = sum(len(g) + len(probes_of[q]) for q, g in by_query.items())
-    with tqdm(total=n_items, desc=f"round {round_idx} judging", unit="report", leave=False) as bar:
+    with progress_bar(total=n_items, desc=f"round {round_idx} judging", unit="report", leave=False) as bar:
         for q, group in by_query.items():
             items = [Item(q, r["query"], r["trajectory_id"], "", r["report"]) for r in group]
             items += [Item(q, group[0]["query"], tid, kind, text) for tid, kind, text in probes_of[q]]

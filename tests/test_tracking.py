@@ -1,0 +1,72 @@
+"""score.tracking on a toy round: TensorBoard event files read back with TensorBoard's own reader, a real `mlflow
+server` on loopback read back with MLflow's client, and a W&B offline run folder; the numbers are those the manifests
+hold. (Through a whole campaign of the real model, on a real Prefect server: tests/test_cli_e2e.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from score.artifacts import TRAIN_STEPS
+from score.layout import stage_dir
+from score.pipeline import STAGES, TRAIN
+from score.runner import run_stage
+from score.tracking import Tracking, numbers
+
+
+def _log_round(ws, tracking: Tracking) -> dict[str, float]:
+    """Run round 0 and log every stage as the flows do; returns what the manifests hold, keyed as trackers see it."""
+    expected = {}
+    for spec in STAGES:
+        outcome = run_stage(ws, spec, 0)
+        stats = vars(outcome.manifest.stats_as(spec.stats))
+        steps = (
+            ws.store.read_table(stage_dir("toy", 0, TRAIN.folder), TRAIN_STEPS.file).to_pylist()
+            if spec is TRAIN
+            else None
+        )
+        tracking.stage(spec.name, 0, stats, steps)
+        expected.update(numbers(stats, spec.name))
+    return expected
+
+
+def test_tensorboard_and_mlflow_hold_the_manifests_numbers(toy_workspace, tmp_path, mlflow_url):
+    ws = toy_workspace
+    ws.cfg.tracking.tensorboard_dir = str(tmp_path / "tb")
+    ws.cfg.tracking.mlflow = True
+    ws.cfg.tracking.mlflow_uri = mlflow_url
+    ws.cfg.tracking.mlflow_experiment = "tracking-unit"
+    tracking = Tracking(ws.cfg, None)
+    expected = _log_round(ws, tracking)
+    tracking.close()
+    assert expected["generate-reports/reports"] == 4 and len(expected) > 40
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb" / "toy"))
+    events.Reload()
+    seen = {tag: events.Scalars(tag)[-1] for tag in events.Tags()["scalars"]}
+    assert set(seen) == set(expected)
+    for tag, value in expected.items():
+        assert seen[tag].step == 0 and seen[tag].value == pytest.approx(value, rel=1e-6), tag
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_url)
+    [run] = client.search_runs([client.get_experiment_by_name("tracking-unit").experiment_id])
+    assert run.info.run_name == "toy" and run.data.params["generate.samples_per_query"] == "2"
+    assert run.data.metrics == pytest.approx(expected)
+    again = Tracking(ws.cfg, None)  # a resumed process finds the same MLflow run
+    assert again.trackers[1].run_id == run.info.run_id
+
+
+def test_wandb_offline_writes_its_run_folder(toy_workspace, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    ws = toy_workspace
+    ws.cfg.tracking.tensorboard = False
+    ws.cfg.tracking.wandb = True
+    ws.cfg.tracking.wandb_dir = str(tmp_path / "wb")
+    tracking = Tracking(ws.cfg, None)
+    _log_round(ws, tracking)
+    tracking.close()
+    [folder] = (tmp_path / "wb" / "toy" / "wandb").glob("offline-run-*-toy")
+    assert list(folder.glob("*.wandb"))  # the run's records, which `wandb sync` uploads
