@@ -26,9 +26,14 @@ import pyarrow.parquet as pq
 TIMING_COLUMNS = {"seconds"}  # steps.parquet: wall-clock seconds of each optimizer step
 
 
+TRACKER_FOLDERS = {"tensorboard", "wandb"}  # score.tracking's views of the run: timestamps, not results
+
+
 def files_of(root: Path) -> dict[str, Path]:
     return {
-        p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file() and p.name != "_manifest.json"
+        p.relative_to(root).as_posix(): p
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "_manifest.json" and not TRACKER_FOLDERS & set(p.relative_to(root).parts)
     }
 
 

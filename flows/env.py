@@ -20,6 +20,8 @@ DEFAULTS = {
 }
 for key, value in DEFAULTS.items():
     os.environ.setdefault(key, value)
+if logging.getLogger("score").level == logging.NOTSET:  # a worker's flow run too: the library's INFO lines (each
+    logging.getLogger("score").setLevel(logging.INFO)  # stage's numbers, progress every 30 s) are the UI's view
 
 
 def reap_orphaned_servers() -> int:

@@ -382,7 +382,9 @@ def runs(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
             _fail(f"no store at {store.url}: nothing has run with this config here; `score run` makes one, {elsewhere}")
         table = list_runs_table(store)
         if not table.row_count:
-            err.print(f"no runs in {store.url} yet: `score run` starts one, {elsewhere}", highlight=False)
+            err.print(
+                f"no runs in {store.url} yet: `score run` starts one, {elsewhere}", highlight=False, soft_wrap=True
+            )
             return
         Console().print(table)
     except _user_errors() as e:

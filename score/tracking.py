@@ -7,10 +7,11 @@ What is logged, under the run (one tracker run per SCORE run, found again on res
 - the config as parameters (flattened `section.key`), once per tracker run;
 - the round's plots (`score report`) as images.
 
-A stage skipped because its manifest matches logs nothing (its numbers were logged when it ran). A tracker that
-fails while logging leaves a warning and the stage's artifacts as they are: the store is the record, trackers
-are views of it. TensorBoard costs nothing and is on by default; MLflow and W&B are off (`pip install
-'score[tracking]'`, which `make` installs).
+A stage skipped because its manifest matches logs nothing (its numbers were logged when it ran). An enabled tracker
+that cannot work (its package missing, the MLflow server not answering) stops the command before any work
+(`check_tracking`, at preflight); one that fails later leaves a warning and the stage's artifacts as they are: the
+store is the record, trackers are views of it. TensorBoard costs nothing and is on by default; MLflow and W&B are
+off (`pip install 'score[tracking]'`, which `make` installs).
 """
 
 from __future__ import annotations
@@ -54,6 +55,31 @@ def numbers(stats: dict[str, Any], prefix: str) -> dict[str, float]:
         if isinstance(v, (bool, int, float)) and math.isfinite(float(v)):
             out[f"{prefix}/{k}"] = float(v)
     return out
+
+
+def check_tracking(cfg: RunConfig) -> None:
+    """Fail before any work, naming the fix, when an enabled tracker cannot work: its package is missing, or the
+    MLflow server does not answer (a tracker that fails later only warns: the stages' work is in the store)."""
+    import importlib.util
+    import urllib.request
+
+    t = cfg.tracking
+    wanted = {"tensorboard": t.tensorboard, "mlflow": t.mlflow, "wandb": t.wandb}
+    for package, on in wanted.items():
+        if on and importlib.util.find_spec(package) is None:
+            raise ConfigError(
+                f"tracking.{package} is on but the {package} package is not installed; pip install "
+                f"'score[tracking]', or --set tracking.{package}=false"
+            )
+    if t.mlflow and t.mlflow_uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{t.mlflow_uri.rstrip('/')}/health", timeout=5):
+                pass
+        except OSError as e:
+            raise ConfigError(
+                f"tracking.mlflow_uri {t.mlflow_uri} does not answer ({getattr(e, 'reason', e)}); start `mlflow "
+                "server` there, set tracking.mlflow_uri to yours, or --set tracking.mlflow=false"
+            ) from None
 
 
 class TensorBoard:
@@ -181,22 +207,20 @@ class Tracking:
     """The enabled trackers of one SCORE run; each call fans out to all of them."""
 
     def __init__(self, cfg: RunConfig, local_root: Path | None):
-        self.cfg, self.trackers = cfg, []
-        t = cfg.tracking
-        try:
-            if t.tensorboard:
-                self.trackers.append(TensorBoard(_folder(t.tensorboard_dir, local_root, cfg.run, "tensorboard")))
-            if t.mlflow:
-                self.trackers.append(MLflow(t.mlflow_uri, t.mlflow_experiment, cfg.run))
-            if t.wandb:
-                self.trackers.append(
-                    WandB(t.wandb_mode, t.wandb_project, _folder(t.wandb_dir, local_root, cfg.run, ""), cfg.run)
-                )
-        except ImportError as e:
-            raise ConfigError(
-                f"a tracker in the tracking section needs a package that is not installed ({e.name}); "
-                "pip install 'score[tracking]', or turn that tracker off"
-            ) from None
+        t, self.trackers = cfg.tracking, []
+        makers = {
+            "tensorboard": lambda: TensorBoard(_folder(t.tensorboard_dir, local_root, cfg.run, "tensorboard")),
+            "mlflow": lambda: MLflow(t.mlflow_uri, t.mlflow_experiment, cfg.run),
+            "wandb": lambda: WandB(
+                t.wandb_mode, t.wandb_project, _folder(t.wandb_dir, local_root, cfg.run, ""), cfg.run
+            ),
+        }
+        for name, make in makers.items():
+            if getattr(t, name):
+                try:
+                    self.trackers.append(make())
+                except Exception as e:  # checked at preflight (check_tracking); failing later, it only warns
+                    log.warning("tracker %s is off for this process (%s: %s)", name, type(e).__name__, str(e)[:200])
         self._each("params", flat_config(cfg.model_dump(mode="json")))
 
     def stage(self, stage: str, round_idx: int, stats: dict[str, Any], steps: list[dict] | None = None) -> None:

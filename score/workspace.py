@@ -74,11 +74,14 @@ class Workspace:
         self._backends.clear()
 
     def preflight(self) -> None:
-        """Check store, queries and corpus before any work starts; each failure names the fix."""
+        """Check queries, corpus, trackers and store before any work starts; each failure names the fix."""
         _ = self.queries
         corpus = self.cfg.search.corpus
         if corpus != "wiki":
             check_corpus(Path(corpus))
+        from score.tracking import check_tracking
+
+        check_tracking(self.cfg)
         self.store.check()  # last: the only check that touches the store
 
 

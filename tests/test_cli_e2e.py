@@ -311,6 +311,10 @@ def prefect_states(killed_after: str) -> list[tuple[str, str, str | None]]:
         (["run", "--set", "search.corpus=README.md"], "corpus README.md is not a Parquet file"),
         (["run", "--set", "search.corpus=configs"], "corpus configs is not a file"),
         (["report", "ci", "--out", "README.md"], "--out README.md is a file"),
+        (
+            ["run", "--set", "tracking.mlflow=true", "--set", "tracking.mlflow_uri=http://127.0.0.1:9"],
+            "tracking.mlflow_uri http://127.0.0.1:9 does not answer",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):

@@ -151,3 +151,13 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(finished_round, tmp_pat
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], done.stderr
     assert sorted(str(p) for p in Path(store).rglob("*")) == before
     assert not (ROOT / "reports" / "nope").exists()
+
+
+def test_runs_says_where_it_looked_when_the_store_is_missing_or_empty(tmp_path):
+    missing = score("runs", "--set", f"store.root={tmp_path / 'nowhere'}")
+    assert missing.returncode == 2 and f"no store at {tmp_path / 'nowhere'}" in missing.stderr
+    assert "--set store.root=PATH" in missing.stderr and not (tmp_path / "nowhere").exists()
+    (tmp_path / "empty").mkdir()
+    empty = score("runs", "--set", f"store.root={tmp_path / 'empty'}")
+    assert empty.returncode == 0 and f"no runs in {tmp_path / 'empty'} yet" in empty.stderr, empty.stderr
+    assert "--set store.root=PATH" in empty.stderr and not empty.stdout.strip()
