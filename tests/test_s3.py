@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -159,6 +160,8 @@ def cli_args(s3: Bucket) -> list[str]:
         f"store.root=s3://{s3.name}/runs",
         "--set",
         f"store.storage_options={{endpoint_url: '{s3.server.endpoint}'}}",
+        "--set",  # TensorBoard's files stay local (./tracking/<run> by default): not in the checkout
+        f"tracking.tensorboard_dir={tempfile.gettempdir()}/score-tb-{s3.name}",
     ]
 
 
