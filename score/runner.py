@@ -206,9 +206,7 @@ def run_stage(
     folder = stage_dir(ws.cfg.run, round_idx, spec.folder)
     with holding(ws.store, ws.cfg.run):  # one writer per run
         outcome = behind_manifest(ws.store, folder, meta, work, force=force)
-    if outcome.skipped:
-        log.info("round %d %s: skipped (its manifest matches)", round_idx, spec.name)
-    else:
+    if not outcome.skipped:  # a skip is logged once, by behind_manifest
         log.info("round %d %s: done · %s", round_idx, spec.name, key_values(outcome.manifest.stats))
     return outcome
 
