@@ -107,6 +107,9 @@ class TensorBoard:
         self.writer.add_image(tag, matplotlib.image.imread(str(path))[..., :3], step, dataformats="HWC")
         self.writer.flush()
 
+    def flush(self) -> None:
+        self.writer.flush()
+
     def close(self) -> None:
         self.writer.close()
 
@@ -151,8 +154,11 @@ class MLflow:
     def image(self, tag: str, path: Path, step: int) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path=f"{tag.rsplit('/', 1)[0]}/round-{step:04d}")
 
-    def close(self) -> None:
+    def flush(self) -> None:  # FINISHED between stages (logging to it later reopens nothing): not "running" forever
         self.client.set_terminated(self.run_id)
+
+    def close(self) -> None:
+        self.flush()
 
 
 def _mlflow_key(key: str) -> str:
@@ -199,6 +205,9 @@ class WandB:
 
         self.run.log({tag: wandb.Image(str(path)), "round": step})
 
+    def flush(self) -> None:
+        pass  # W&B's own service writes as it goes
+
     def close(self) -> None:
         self.run.finish()
 
@@ -228,10 +237,12 @@ class Tracking:
         self._each("metrics", numbers(stats, stage), round_idx)
         for row in steps or []:
             self._each("metrics", numbers({k: v for k, v in row.items() if k != "step"}, "train/step"), row["step"])
+        self._each("flush")
 
     def plots(self, paths: list[Path], round_idx: int) -> None:
         for path in paths:
             self._each("image", f"plots/{path.stem}", path, round_idx)
+        self._each("flush")
 
     def close(self) -> None:
         self._each("close")

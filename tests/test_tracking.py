@@ -54,6 +54,7 @@ def test_tensorboard_and_mlflow_hold_the_manifests_numbers(toy_workspace, tmp_pa
     client = MlflowClient(tracking_uri=mlflow_url)
     [run] = client.search_runs([client.get_experiment_by_name("tracking-unit").experiment_id])
     assert run.info.run_name == "toy" and run.data.params["generate.samples_per_query"] == "2"
+    assert run.info.status == "FINISHED"  # between stages, not "running" forever
     assert run.data.metrics == pytest.approx(expected)
     again = Tracking(ws.cfg, None)  # a resumed process finds the same MLflow run
     assert again.trackers[1].run_id == run.info.run_id
