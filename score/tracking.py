@@ -115,8 +115,8 @@ class TensorBoard:
 
 
 class MLflow:
-    """One MLflow run per SCORE run in `experiment`, found again by its `score.run` tag; any tracking URI (a folder,
-    sqlite:///..., or the http:// address of `mlflow server`)."""
+    """One MLflow run per SCORE run in `experiment`, found again by its `score.run` tag; the tracking URI is the
+    http:// address of `mlflow server` (a folder or sqlite:///... needs the full mlflow package, not mlflow-skinny)."""
 
     def __init__(self, uri: str, experiment: str, run: str):
         from mlflow.tracking import MlflowClient
