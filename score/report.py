@@ -5,10 +5,13 @@ and writes PNGs plus an `index.html` that embeds them:
 
     reward.png       solver reward mean, with the mean within-query spread as a band
     saturation.png   share of queries whose K rewards are flat (no GRPO signal)
-    evaluator.png    judgement consistency and corruption detection (chance 0.5)
+    evaluator.png    judgement consistency, and corruption detection (chance 0.5) with its Wilson interval and the
+                     count of distinct probed reports beside each point
     dimensions.png   the dimension lifecycle: which dimension was active / candidate / retired when
-    search.png       search depth, hops and strictness the evaluator ran under
-    train.png        train loss and KL per round
+    search.png       search depth and hops (left axis), strictness (right axis) the evaluator ran under
+    train.png        samples trained per round, and their mean KL to the base (right axis)
+
+Every plot has labelled axes and one legend holding every series drawn, twin axes included (`figure`).
     benchmark.png    the benchmark score of each round's checkpoint (`score eval`, held out), with its spread over judge
                      runs, beside the in-loop solver reward (red): the judge-hacking alarm's two sides
 
