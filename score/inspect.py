@@ -257,7 +257,7 @@ def _sample(console: Console, store: Store, run: str, round_idx: int, evaluated:
 
 def _sample_judgement(console: Console, store: Store, folder: str, r: dict) -> None:
     """The sample report's rubric 0, evidence checks and scores."""
-    rubric = [x for x in store.read_table(folder, RUBRICS.file).to_pylist() if x["query_id"] == r["query_id"]][0]
+    rubric = _sample_rubric(store, folder, r)
     console.print(
         f"[bold]rubric 0[/] ({rubric['status']}): weights "
         + json.dumps({w["dimension"]: round(w["weight"], 2) for w in rubric["weights"]}),
@@ -265,15 +265,14 @@ def _sample_judgement(console: Console, store: Store, folder: str, r: dict) -> N
     )
     for c in rubric["criteria"]:
         console.print(f"  - {c['dimension']}{' (shadow)' if c['shadow'] else ''}: {c['text']}", highlight=False)
-    for e in store.read_table(folder, EVIDENCE.file).to_pylist():
-        if e["trajectory_id"] == r["trajectory_id"] and not e["deeper"] and not e["probe_kind"]:  # not its copies
-            wrote = f", wrote {e['written'] or 'no answer'}" if e["span"] else ""
-            line = f'  evidence: "{e["claim"][:120]}" -> {e["verdict"]} (p_yes {e["p_yes"]:.2f}{wrote})'
+    for e in _own_checks(store, folder, r):
+        wrote = f", wrote {e['written'] or 'no answer'}" if e["span"] else ""
+        line = f'  evidence: "{e["claim"][:120]}" -> {e["verdict"]} (p_yes {e["p_yes"]:.2f}{wrote})'
+        console.print(line, highlight=False)
+        if e["anchor_claim"]:
+            wrote = e["anchor_written"] or "no answer"
+            line = f'    anchor: "{e["anchor_claim"][:120]}" -> wrote {wrote} (reward {e["anchor_reward"]})'
             console.print(line, highlight=False)
-            if e["anchor_claim"]:
-                wrote = e["anchor_written"] or "no answer"
-                line = f'    anchor: "{e["anchor_claim"][:120]}" -> wrote {wrote} (reward {e["anchor_reward"]})'
-                console.print(line, highlight=False)
     # streamed: a round holds millions of score rows, this table a few dozen
     original = (pc.field("probe_kind") == "") | pc.field("probe_kind").is_null()
     wanted = (pc.field("trajectory_id") == r["trajectory_id"]) & original & (pc.field("rubric_idx") == 0)
@@ -287,16 +286,7 @@ def _sample_judgement(console: Console, store: Store, folder: str, r: dict) -> N
     console.print(t)
 
 
-SHARES = {
-    "saturation_rate",
-    "valid_share",
-    "agreement",
-    "detection",
-    "unparsable_rate",
-    "parse_repair_rate",
-    "supported_share",
-    "top_share",
-}  # fmt: skip  (printed as percentages, never as if they were counts)
+SHARES = {"agreement", "detection"}  # shares without a _share / _rate name: printed as percentages too
 
 
 def _percent(v: Any) -> str:
@@ -311,6 +301,20 @@ def _percent(v: Any) -> str:
 def _shown(key: str, v: Any) -> str:
     """A statistic as printed: shares (and rates) as percentages, the rest as numbers."""
     return _percent(v) if key in SHARES or key.endswith(("_share", "_rate")) else _fmt(v)
+
+
+def _sample_rubric(store: Store, folder: str, r: dict) -> dict:
+    """Rubric 0 of the sample report's query."""
+    return next(x for x in store.read_table(folder, RUBRICS.file).to_pylist() if x["query_id"] == r["query_id"])
+
+
+def _own_checks(store: Store, folder: str, r: dict) -> list[dict]:
+    """The sample report's own evidence checks (not its corrupted copies', not the deeper re-checks)."""
+    return [
+        e
+        for e in store.read_table(folder, EVIDENCE.file).to_pylist()
+        if e["trajectory_id"] == r["trajectory_id"] and not e["deeper"] and not e["probe_kind"]
+    ]
 
 
 def _fmt(v: Any) -> str:
@@ -361,18 +365,14 @@ def _md_reports(store: Store, folder: str, r: dict) -> list[str]:
 
 
 def _md_rubric(store: Store, folder: str, r: dict) -> list[str]:
-    rubric = next(x for x in store.read_table(folder, RUBRICS.file).to_pylist() if x["query_id"] == r["query_id"])
+    rubric = _sample_rubric(store, folder, r)
     lines = [f"## Its query's rubric 0 ({rubric['status']})", ""]
     lines += [f"- **{w['dimension']}** weight {w['weight']:.2f}" for w in rubric["weights"]]
     lines += [
         f"- criterion ({c['dimension']}{', shadow' if c['shadow'] else ''}): {_md(c['text'])}"
         for c in rubric["criteria"]
     ] + [""]
-    checks = [
-        e
-        for e in store.read_table(folder, EVIDENCE.file).to_pylist()
-        if e["trajectory_id"] == r["trajectory_id"] and not e["deeper"] and not e["probe_kind"]
-    ]
+    checks = _own_checks(store, folder, r)
     lines += (
         ["## Its evidence checks", ""]
         + [f'- "{_md(e["claim"][:160])}" -> {e["verdict"]} (P(yes) {e["p_yes"]:.2f})' for e in checks]
