@@ -31,7 +31,7 @@ def workspace(config: dict) -> Workspace:
     return _workspace(json.dumps(config, sort_keys=True))
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=2)  # score ablate alternates two runs: keep both models loaded (about 1 GB each)
 def _workspace(config_json: str) -> Workspace:
     return Workspace(RunConfig.model_validate_json(config_json))
 

@@ -49,6 +49,13 @@ def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path):
         for run in ("ci", "ci-static")
     ]
     assert refs[0] == refs[1]
+    # paired beyond round 0: round 1's solver is round 0's shared checkpoint, sampled on the same seeds, and its
+    # trajectories carry the same ids (the evaluator's sampling seeds derive from them); only the harness differs
+    generated = [
+        pq.read_table(store / run / "round-0001" / "generate" / "reports.parquet", columns=["trajectory_id", "report"])
+        for run in ("ci", "ci-static")
+    ]
+    assert generated[0].equals(generated[1])
     folder = (
         Path(done.stderr.split("report in ")[1].split("/index.html")[0].strip())
         if "report in " in done.stderr

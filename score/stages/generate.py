@@ -135,7 +135,7 @@ def _row(
         "query_id": q.id,
         "query": q.text,
         "sample_idx": t.k,
-        "trajectory_id": _trajectory_id(ws.cfg.run, round_idx, q.id, t.k),
+        "trajectory_id": _trajectory_id(ws.cfg.seed, round_idx, q.id, t.k),
         "plan": t.subquestions or [q.text],
         "plan_fallback": t.fallback,
         "searches": [
@@ -184,5 +184,7 @@ def _number_sources(hits: list[list[Passage]], limit: int) -> list[tuple[int, Pa
     return list(enumerate(seen.values(), start=1))
 
 
-def _trajectory_id(run: str, round_idx: int, query_id: str, k: int) -> str:
-    return hashlib.sha256(f"{run}/{round_idx}/{query_id}/{k}".encode()).hexdigest()[:16]
+def _trajectory_id(seed: int, round_idx: int, query_id: str, k: int) -> str:
+    """Unique within a run; free of the run's name, so two runs on one seed (the arms of `score ablate`) give the
+    same trajectory the same id, and the evaluator's sampling seeds (derived from it) pair the arms."""
+    return hashlib.sha256(f"{seed}/{round_idx}/{query_id}/{k}".encode()).hexdigest()[:16]
