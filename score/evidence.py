@@ -9,10 +9,13 @@ answers Yes / No / Unclear: supported, contradicted, not_found. No passage at al
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
 from score.search.base import Passage, SearchBackend
+
+log = logging.getLogger(__name__)
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _CITE = re.compile(r"\[(\d{1,3})\]")
@@ -54,9 +57,20 @@ def search_claim(
     queries = list(dict.fromkeys(hop_queries(claim, cited, source_titles, query)[:hops] + [q for q in extra if q]))
     passages: dict[str, Passage] = {}
     for q in queries:
-        for p in search.search(q, k):
+        for p in _found(search, q, k):
             passages.setdefault(p.id, p)
     return ClaimSearch(claim, cited, queries, list(passages.values()))
+
+
+def _found(search: SearchBackend, query: str, k: int) -> list[Passage]:
+    """A search call's passages; a search service that fails (score.search.searxng) finds nothing, with a warning."""
+    from score.search.searxng import SearchError
+
+    try:
+        return search.search(query, k)
+    except SearchError as e:
+        log.warning("evidence search %r found nothing: %s", query[:80], e)
+        return []
 
 
 def hop_queries(claim: str, cited: list[int], source_titles: dict[int, str], query: str) -> list[str]:

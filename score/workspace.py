@@ -46,6 +46,10 @@ class Workspace:
         from score.search.bm25 import BM25Search
         from score.search.corpus import ensure_wiki_corpus
 
+        if self.cfg.search.backend == "searxng":
+            from score.search.searxng import SearxngSearch
+
+            return SearxngSearch(str(self.cfg.search.url), self.cfg.search.timeout_s)
         corpus = ensure_wiki_corpus(self.cache) if self.cfg.search.corpus == "wiki" else Path(self.cfg.search.corpus)
         return BM25Search(corpus, self.cache)
 
@@ -69,6 +73,11 @@ class Workspace:
         view.cfg = cfg
         return view
 
+    def preflight_corpus(self) -> None:
+        """Check a corpus file (the shipped 'wiki' is built, not checked); a failure names the fix."""
+        if self.cfg.search.corpus != "wiki":
+            check_corpus(Path(self.cfg.search.corpus))
+
     def release(self) -> None:
         """Drop the sampling backends (the train stage needs the memory for its own copy)."""
         self._backends.clear()
@@ -76,9 +85,8 @@ class Workspace:
     def preflight(self) -> None:
         """Check queries, corpus, trackers and store before any work starts; each failure names the fix."""
         _ = self.queries
-        corpus = self.cfg.search.corpus
-        if corpus != "wiki":
-            check_corpus(Path(corpus))
+        if self.cfg.search.backend == "bm25":
+            self.preflight_corpus()
         from score.tracking import check_tracking
 
         check_tracking(self.cfg)
