@@ -35,19 +35,22 @@ STREAM_READ_BYTES = 1 << 20  # how much of a column chunk a streaming reader hol
 
 SPAN = pa.struct(
     [
-        ("name", pa.string()),  # plan | report | rubric | judgement
+        ("name", pa.string()),  # trajectory | plan | report | rubric | judgement | ...
         ("prefix", pa.string()),  # a prompt head shared with sibling spans, encoded once ("" for none)
         ("prompt", pa.string()),  # the exact rendered prompt the model continued (after the prefix)
         ("text", pa.string()),
         ("token_ids", pa.list_(pa.int32())),  # what the model wrote: the only tokens that carry loss
         ("logprobs", pa.list_(pa.float32())),  # log-prob of each token under the distribution it was sampled from
         ("temperature", pa.float32()),  # that distribution: softmax(logits / temperature), top-p 1
-        ("finish_reason", pa.string()),  # stop | length
+        ("finish_reason", pa.string()),  # stop | length (| cut: a react trajectory that ended without an answer)
+        ("mask", pa.list_(pa.int8())),  # per token_ids: 1 written by the model, 0 a tool's output (null: all written)
     ]
 )
 
 
-def span_row(name: str, prompt: str, sample, temperature: float, prefix: str = "") -> dict:
+def span_row(
+    name: str, prompt: str, sample, temperature: float, prefix: str = "", mask: list[int] | None = None
+) -> dict:
     """A sampled span as stored (SPAN): what the model saw (`prefix + prompt`), what it wrote (a backend Sample or
     WrittenScore-like object with text, token_ids, logprobs, finish_reason), and the distribution it wrote from."""
     return {
@@ -59,6 +62,7 @@ def span_row(name: str, prompt: str, sample, temperature: float, prefix: str = "
         "logprobs": sample.logprobs,
         "temperature": temperature,
         "finish_reason": sample.finish_reason,
+        "mask": mask,
     }
 
 
@@ -72,6 +76,17 @@ SOURCE = pa.struct(
         ("title", pa.string()),
         ("url", pa.string()),
         ("text", pa.string()),
+    ]
+)
+
+TURN = pa.struct(
+    [
+        ("written", pa.string()),  # the model's turn, up to its call
+        ("tool", pa.string()),  # search | read | answer | end (no call: the report) | error | cut
+        ("argument", pa.string()),
+        ("output", pa.string()),  # the tool's output as the model read it
+        ("passage_ids", pa.list_(pa.string())),
+        ("error", pa.string()),  # "" | malformed | unknown_tool | no_source | search_failed | no_results | over_budget
     ]
 )
 
@@ -94,6 +109,10 @@ REPORTS_SCHEMA = pa.schema(
         pa.field("completion_tokens", pa.int32()),
         pa.field("checkpoint", pa.string()),  # weights that sampled: "base" or the store address of a checkpoint
         pa.field("seed", pa.int64()),
+        pa.field("agent", pa.string()),  # react | plan (generate.agent)
+        pa.field("turns", pa.list_(TURN)),  # react: each model turn and the tool output answering it
+        pa.field("tool_calls", pa.int32()),  # react: calls made (errors included); plan: the searches
+        pa.field("answered", pa.bool_()),  # false: a react trajectory cut by its budget before any answer
     ]
 )
 
@@ -329,8 +348,9 @@ TRAIN_SAMPLES_SCHEMA = pa.schema(
         pa.field("span", pa.string()),  # plan | report | rubric | judgement
         pa.field("prefix", pa.string()),  # masked, shared by sibling spans and encoded once by the trainer
         pa.field("prompt", pa.string()),  # masked: prompts, search results and quoted evidence carry no loss
-        pa.field("token_ids", pa.list_(pa.int32())),  # what the model wrote: the only tokens with loss
+        pa.field("token_ids", pa.list_(pa.int32())),  # what the model wrote (and a trajectory's tool outputs)
         pa.field("logprobs", pa.list_(pa.float32())),  # at sampling time: the importance ratios' denominators
+        pa.field("mask", pa.list_(pa.int8())),  # 1: written, with loss; 0: a tool's output (null: all written)
         pa.field("temperature", pa.float32()),  # they are of softmax(logits / temperature): the trainer's too
         pa.field("reward", pa.float32()),
         pa.field("advantage", pa.float32()),  # normalised within its group (see score.stages.train)

@@ -122,7 +122,18 @@ class DataConfig(Section):
 
 
 class GenerateConfig(Section):
+    agent: Literal["react", "plan"] = Field(
+        "react",
+        description="react: a tool loop the model drives (<search>, <read>, <answer>; score.agent), each trajectory "
+        "one token sequence; plan: the fixed plan-and-execute template (a plan span, one search per sub-question, "
+        "a report span), the comparison",
+    )
     samples_per_query: int = Field(4, description="K: research trajectories per query, one GRPO group")
+    max_tool_calls: int = Field(3, ge=1, le=16, description="react: tool calls a trajectory may make before answering")
+    max_context_tokens: int = Field(
+        2048, ge=256, description="react: a turn starts only if the context and a whole turn fit in this many tokens"
+    )
+    read_chars: int = Field(1200, ge=100, description="react: characters of a passage <read> shows")
     subquestions: int = Field(
         3, ge=1, le=8, description="most sub-questions taken from the plan; each is one search call"
     )
@@ -133,7 +144,9 @@ class GenerateConfig(Section):
     passage_chars: int = Field(240, ge=50, description="characters of each passage shown to the writer")
     plan_tokens: int = Field(48, ge=8, description="token budget of the plan span")
     report_tokens: int = Field(
-        224, ge=32, description="token budget of the report span; a report that hits it is truncated"
+        224,
+        ge=32,
+        description="token budget of the report span (react: of every turn); a report that hits it is truncated",
     )
     temperature: float = Field(
         0.8,

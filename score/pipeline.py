@@ -78,6 +78,12 @@ class GenerateStats:
     truncated_share: float = 0.0
     citing_share: float = 0.0
     plan_fallback_share: float = 0.0
+    mean_tool_calls: float = 0.0  # plan: its searches
+    multi_call_share: float = 0.0  # trajectories with at least 2 tool calls
+    answer_rate: float = 0.0  # react: trajectories that answered (plan: always 1)
+    cut_rate: float = 0.0  # react: trajectories its budget ended before an answer
+    tool_errors: int = 0  # react: malformed calls, unknown tools, missing sources, failed or empty searches
+    mean_turns: float = 0.0  # react: model turns per trajectory
 
 
 @dataclass

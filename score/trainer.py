@@ -60,6 +60,12 @@ class TrainSample:
     advantage: float
     temperature: float = 1.0  # what the tokens were sampled at; the trainer divides its logits by it too
     prefix_ids: list[int] = field(default_factory=list)  # shared by siblings (equal prefix_ids): encoded once a row
+    mask: list[int] | None = None  # per token_ids: 1 written (loss), 0 a tool's output (no loss); None: all written
+
+    @property
+    def written(self) -> int:
+        """Tokens with loss."""
+        return len(self.token_ids) if self.mask is None else sum(self.mask)
 
     def __post_init__(self):
         if not self.temperature > 0:  # also catches NaN
@@ -438,7 +444,7 @@ class Trainer:
         lr = lr_at(self.step, cfg, total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        agg = token_weights([len(s.token_ids) for s in batch], cfg.aggregation)  # per-token weight of each sample
+        agg = token_weights([s.written for s in batch], cfg.aggregation)  # per-token weight of each sample
         chunks = micro_batches(batch, cfg.micro_batch_tokens)  # each: rows of sample indices
         per_rank = math.ceil(len(chunks) / acc.num_processes)
         mine = [(c, True) for c in chunks[acc.process_index * per_rank : (acc.process_index + 1) * per_rank]]
@@ -501,6 +507,8 @@ class Trainer:
             n = len(s.token_ids)
             old[b, L - n :] = torch.tensor(s.old_logprobs, dtype=old.dtype)
             w[b, L - n :] = agg[b] * role_weight[s.role] if real else 0.0
+            if s.mask is not None:  # a trajectory: tool outputs are in the sequence and carry no loss
+                w[b, L - n :] *= torch.tensor(s.mask, dtype=w.dtype)
         adv = torch.tensor([s.advantage for s in part], dtype=logp.dtype, device=logp.device)  # (B,)
         parts = policy_loss(logp, old, ref, adv, w * mask, cfg.clip_low, cfg.clip_high, cfg.kl_coef)
         acc.backward(parts.loss * acc.num_processes)  # the cross-process gradient mean becomes the batch sum

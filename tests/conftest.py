@@ -40,8 +40,11 @@ class ToyBackend:
 
     def sample(self, prompts, params: SamplingParams, desc="", prefix=""):
         out = []
-        for p in (h + p for h, p in zip(prefixes_of(prefix, len(prompts)), prompts)):
-            if "search queries" in p:
+        texts = [p if isinstance(p, str) else self.decode(p) for p in prompts]  # token ids: the tool loop's
+        for p in (h + p for h, p in zip(prefixes_of(prefix, len(prompts)), texts)):
+            if "<search>a short query</search>" in p:  # the react agent (score.agent): search, read, answer
+                text = _toy_turn(p)
+            elif "search queries" in p:
                 text = "1. solar power\n2. wind turbine\n3. battery storage"
             elif "grading rubric" in p:  # continues the prefilled '{"weights": {'
                 text = (
@@ -99,6 +102,18 @@ class ToyBackend:
         import math
 
         return [[math.log(0.7), math.log(0.2), math.log(0.1)][: len(candidates)] for _ in prompts]
+
+
+def _toy_turn(context: str) -> str:
+    """The toy agent's next turn: search, then read source 1, then answer citing [1] and [2]."""
+    if context.endswith("<search>"):
+        return "solar and wind power</search>"
+    if "<passage" not in context:
+        return "Let me read the first source. <read>1</read>"
+    return (
+        "<answer># Report\n\n## Findings\nSolar power grows quickly in sunny regions [1].\n\n"
+        "## Outlook\nWind power output doubled in 2021 across many regions [2].</answer>"
+    )
 
 
 @pytest.fixture

@@ -8,6 +8,9 @@ from score.runner import run_stage, stage_folder
 
 
 def test_generate_writes_k_trajectories_per_query_behind_a_manifest(toy_workspace):
+    toy_workspace.cfg = toy_workspace.cfg.model_copy(
+        update={"generate": toy_workspace.cfg.generate.model_copy(update={"agent": "plan"})}
+    )
     out = run_stage(toy_workspace, "generate-reports", 0)
     assert not out.skipped
     folder = stage_folder(toy_workspace, "generate-reports", 0)
@@ -32,6 +35,30 @@ def test_generate_writes_k_trajectories_per_query_behind_a_manifest(toy_workspac
     assert m.stage == "generate-reports" and m.files["reports.parquet"].rows == K * Q
     assert set(m.inputs) == {"queries", "corpus", "policy"} and m.stats["reports"] == K * Q
     assert "storage_options" not in str(m.config)  # the store section (where secrets could live) is never copied
+
+
+def test_react_trajectories_are_one_sequence_with_a_mask_and_readable_turns(toy_workspace):
+    out = run_stage(toy_workspace, "generate-reports", 0)
+    rows = toy_workspace.store.read_table(stage_folder(toy_workspace, "generate-reports", 0), "reports.parquet")
+    K, Q = toy_workspace.cfg.generate.samples_per_query, toy_workspace.cfg.data.queries_per_round
+    for r in rows.to_pylist():
+        assert r["agent"] == "react" and r["answered"] and r["finish_reason"] == "stop" and r["tool_calls"] == 2
+        assert [t["tool"] for t in r["turns"]] == ["search", "read", "answer"]
+        assert r["turns"][0]["argument"] == "solar and wind power" and r["turns"][1]["passage_ids"] == ["p1"]
+        assert r["report"].startswith("# Report") and r["cited"] == [1, 2]
+        assert [s["passage_id"] for s in r["sources"]] == r["searches"][0]["passage_ids"] == ["p1", "p2"]
+        [span] = r["spans"]
+        assert span["name"] == "trajectory" and span["prompt"] == "" and "<search>a short query" in span["prefix"]
+        assert len(span["token_ids"]) == len(span["logprobs"]) == len(span["mask"])
+        # the sequence is the prefilled call, then turns and tool outputs, every tool output masked out
+        assert span["text"].startswith("<search>solar and wind power</search>\n<results>\n[1] Solar power")
+        assert span["mask"][: len("<search>")] == [0] * len("<search>")  # the toy spells a token per character
+        written = "".join(ch for ch, m in zip(span["text"], span["mask"]) if m)
+        assert "<results>" not in written and "<passage" not in written and written.endswith("</answer>")
+        assert r["completion_tokens"] == sum(span["mask"])
+    stats = out.manifest.stats
+    assert stats["reports"] == K * Q and stats["answer_rate"] == 1.0 and stats["mean_tool_calls"] == 2.0
+    assert stats["multi_call_share"] == 1.0 and stats["cut_rate"] == 0.0 and stats["tool_errors"] == 0
 
 
 def test_rerun_skips_and_changes_redo(toy_workspace):
@@ -62,6 +89,6 @@ def test_a_forced_rerun_invalidates_downstream_only_when_its_outputs_change(toy_
     run_stage(ws, "self-evaluate", 0)
     run_stage(ws, "generate-reports", 0, force=True)  # same seeds, same outputs
     assert run_stage(ws, "self-evaluate", 0).skipped
-    ws.cfg.generate.subquestions = 1  # fewer searches -> different trajectories
+    ws.cfg.generate.max_sources = 1  # fewer sources -> different trajectories
     run_stage(ws, "generate-reports", 0)
     assert not run_stage(ws, "self-evaluate", 0).skipped

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+Prompt = str | Sequence[int]  # a rendered prompt, or token ids to continue as they are
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -82,11 +84,12 @@ class Backend(Protocol):
         """Text of token ids, end-of-sequence tokens left out."""
 
     def sample(
-        self, prompts: Sequence[str], params: SamplingParams, desc: str = "", prefix: str | Sequence[str] = ""
+        self, prompts: Sequence[Prompt], params: SamplingParams, desc: str = "", prefix: str | Sequence[str] = ""
     ) -> list[list[Sample]]:
         """For each prompt, `params.n` samples (outer list: prompts, inner: samples). With `prefix` (one for all
         prompts, or one per prompt), each prompt is `prefix + prompt` with the two tokenized apart, as the trainer
-        tokenizes a span stored with a prefix."""
+        tokenizes a span stored with a prefix. A prompt given as token ids is continued exactly (the solver's tool
+        loop: what the model wrote and the tools' outputs, never re-tokenized)."""
 
     def next_token_logprobs(
         self, prefix: str, suffixes: Sequence[str], candidates: Sequence[int], then: int | None = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from score.models.base import Message, prefixes_of
+from score.models.base import Message, Prompt, prefixes_of
 
 
 class ChatTokenizer:
@@ -31,12 +31,12 @@ class ChatTokenizer:
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def encode_prompts(self, prompts: Sequence[str], prefix: str | Sequence[str]) -> list[list[int]]:
+    def encode_prompts(self, prompts: Sequence[Prompt], prefix: str | Sequence[str]) -> list[list[int]]:
         """Token ids of each `prefix + prompt` (`Backend.sample`'s arguments), the two tokenized apart as the trainer
-        tokenizes a span stored with a prefix; each distinct prefix tokenized once."""
+        tokenizes a span stored with a prefix; each distinct prefix tokenized once; a prompt of token ids as it is."""
         prefixes = prefixes_of(prefix, len(prompts))
         heads = {h: self.tokenize(h) if h else [] for h in set(prefixes)}
-        return [heads[h] + self.tokenize(p) for h, p in zip(prefixes, prompts)]
+        return [heads[h] + (self.tokenize(p) if isinstance(p, str) else list(p)) for h, p in zip(prefixes, prompts)]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode([i for i in ids if i not in self.eos_ids], skip_special_tokens=False)

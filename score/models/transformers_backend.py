@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from transformers import DynamicCache
 
-from score.models.base import Sample, SamplingParams, Usage, WrittenScore
+from score.models.base import Prompt, Sample, SamplingParams, Usage, WrittenScore
 from score.models.chat import ChatTokenizer
 from score.progress import progress_bar
 
@@ -78,7 +78,7 @@ class TransformersBackend(ChatTokenizer):
 
     # ---- sampling --------------------------------------------------------------------------------------
     def sample(
-        self, prompts: Sequence[str], params: SamplingParams, desc: str = "", prefix: str | Sequence[str] = ""
+        self, prompts: Sequence[Prompt], params: SamplingParams, desc: str = "", prefix: str | Sequence[str] = ""
     ) -> list[list[Sample]]:
         encoded = self.encode_prompts(prompts, prefix)
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch

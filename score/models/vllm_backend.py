@@ -30,7 +30,7 @@ from pathlib import Path
 
 from score.checkpoints import OPTIMIZER_FILE
 from score.config import VLLMConfig
-from score.models.base import Sample, SamplingParams, Usage, WrittenScore
+from score.models.base import Prompt, Sample, SamplingParams, Usage, WrittenScore
 from score.models.chat import ChatTokenizer
 
 try:
@@ -123,7 +123,7 @@ class VLLMBackend(ChatTokenizer):
 
     # ---- sampling --------------------------------------------------------------------------------------
     def sample(
-        self, prompts: Sequence[str], params: SamplingParams, desc: str = "", prefix: str | Sequence[str] = ""
+        self, prompts: Sequence[Prompt], params: SamplingParams, desc: str = "", prefix: str | Sequence[str] = ""
     ) -> list[list[Sample]]:
         encoded = self.encode_prompts(prompts, prefix)
         requests = [

@@ -1,15 +1,16 @@
-"""generate-reports: the solver role writes K cited research reports per query.
+"""generate-reports: the solver role writes K cited research reports per query, by `generate.agent`.
 
-Each trajectory is: a plan span (the model lists sub-questions) -> one search call per sub-question ->
-a report span written over the numbered passages found, citing them as [n]. Both spans are stored with
-their exact prompt, token ids and log-probs at the sampling temperature: they are the solver's trainable tokens.
-Search results enter the report prompt as context and carry no loss. Every prompt is stored as the query's head
-(system and query, the `prefix`, the same for all 2K spans of the query) and the span's own part: the trainer
-encodes the head once for all of them (the query is most of a plan prompt; on the default this cuts the solver's
-train-stage time by about 40%, docs/measurements.md).
+react (the default, score.agent): a tool loop the model drives. It searches, reads a source whole, and decides when
+to answer; each trajectory is stored as one span, `trajectory`: its prompt as the prefix (shared by the query's K
+trajectories, encoded once by the trainer) and one token sequence of the model's turns and the tools' outputs, with a
+mask (1 written, 0 tool output) and every written token's sampling log-prob; `turns` keeps each call and result
+readable. Its sources are what it met, numbered in that order.
 
-Deliberately left out: multi-hop search loops driven by the model (one plan, one round of searches),
-and reading full documents (passages are corpus summaries cut to `generate.passage_chars`).
+plan (the comparison): a plan span (the model lists sub-questions) -> one search call per sub-question -> a report
+span written over the numbered passages found, citing them as [n]. Both spans are stored with their exact prompt,
+token ids and log-probs at the sampling temperature. Every prompt is stored as the query's head (system and query,
+the `prefix`, the same for all 2K spans of the query) and the span's own part: the trainer encodes the head once for
+all of them (on the default this cut the solver's train-stage time by about 40%, docs/measurements.md).
 
 Run alone: `score stage generate-reports --round 0 [--force]`.
 """
@@ -20,6 +21,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 
+from score.agent import AgentTrajectory, Budget, run_agents
 from score.artifacts import REPORTS, span_row
 from score.checkpoints import Policy
 from score.models import Backend, Sample, SamplingParams
@@ -54,10 +56,109 @@ def research(
     ws: Workspace, queries: list[Query], policy: Policy, seed: int, round_idx: int = 0, samples: int | None = None
 ) -> tuple[list[dict], GenerateStats]:
     """The solver's trajectories for each query with the given weights (`samples` each, default K =
-    generate.samples_per_query): rows of reports.parquet, and stats."""
+    generate.samples_per_query), by `generate.agent`: rows of reports.parquet, and stats."""
+    K = samples or ws.cfg.generate.samples_per_query
+    if ws.cfg.generate.agent == "react":
+        return _react(ws, queries, policy, seed, round_idx, K)
+    return _plan(ws, queries, policy, seed, round_idx, K)
+
+
+def _react(
+    ws: Workspace, queries: list[Query], policy: Policy, seed: int, round_idx: int, K: int
+) -> tuple[list[dict], GenerateStats]:
+    """The tool loop (score.agent): one row per trajectory, its one span the whole sequence with its mask."""
     gen = ws.cfg.generate
     backend = ws.backend(policy)
-    K = samples or gen.samples_per_query
+    t0, tokens0 = time.perf_counter(), backend.usage.completion_tokens
+    budget = Budget(
+        gen.max_tool_calls,
+        gen.report_tokens,
+        gen.max_context_tokens,
+        gen.passages_per_search,
+        gen.max_sources,
+        gen.passage_chars,
+        gen.read_chars,
+    )
+    groups = run_agents(
+        backend, ws.search, [q.text for q in queries], K, budget, gen.temperature, seed, f"round {round_idx}"
+    )
+    seconds = time.perf_counter() - t0
+    rows = [
+        _react_row(ws, round_idx, q, k, t, backend, policy, seed)
+        for q, group in zip(queries, groups)
+        for k, t in enumerate(group)
+    ]
+    flat = [t for group in groups for t in group]
+    return rows, _react_stats(queries, rows, flat, backend, tokens0, seconds)
+
+
+def _react_row(
+    ws: Workspace, round_idx: int, q: Query, k: int, t: AgentTrajectory, backend: Backend, policy: Policy, seed: int
+) -> dict:
+    gen = ws.cfg.generate
+    sample = Sample(backend.decode(t.ids), t.ids, t.logprobs, t.finish)  # type: ignore[arg-type]
+    sources = t.numbered()
+    return {
+        "round": round_idx,
+        "query_id": q.id,
+        "query": q.text,
+        "sample_idx": k,
+        "trajectory_id": _trajectory_id(ws.cfg.seed, round_idx, q.id, k),
+        "plan": [],
+        "plan_fallback": False,
+        "searches": [
+            {"query": sq, "passage_ids": [p.id for p in hit], "scores": [p.score for p in hit]}
+            for sq, hit in t.searches
+        ],
+        "sources": [
+            {"n": n, "passage_id": p.id, "title": p.title, "url": p.source, "text": p.text[: gen.passage_chars]}
+            for n, p in sources
+        ],
+        "report": t.report,
+        "cited": cited_sources(t.report, len(sources)),
+        "finish_reason": t.finish,
+        "spans": [span_row("trajectory", "", sample, gen.temperature, prefix=t.prompt, mask=t.mask)],
+        "prompt_tokens": len(t.prompt_ids),
+        "completion_tokens": sum(t.mask),
+        "checkpoint": policy.name,
+        "seed": seed,
+        "agent": "react",
+        "turns": [vars(turn) for turn in t.turns],
+        "tool_calls": t.tool_calls,
+        "answered": t.answered,
+    }
+
+
+def _react_stats(
+    queries: list[Query], rows: list[dict], flat: list[AgentTrajectory], backend: Backend, tokens0: int, seconds: float
+) -> GenerateStats:
+    written = backend.usage.completion_tokens - tokens0
+    n = max(len(flat), 1)
+    answer_tokens = [len(backend.tokenize(t.report)) for t in flat if t.answered]
+    return GenerateStats(
+        queries=len(queries),
+        reports=len(rows),
+        completion_tokens=written,
+        tokens_per_second=round(written / seconds, 2) if seconds else 0.0,
+        mean_report_tokens=round(sum(answer_tokens) / max(len(answer_tokens), 1), 1),
+        truncated_share=round(sum(t.finish == "length" for t in flat) / n, 3),
+        citing_share=round(sum(bool(r["cited"]) for r in rows) / max(len(rows), 1), 3),
+        plan_fallback_share=0.0,
+        mean_tool_calls=round(sum(t.tool_calls for t in flat) / n, 3),
+        multi_call_share=round(sum(t.tool_calls >= 2 for t in flat) / n, 3),
+        answer_rate=round(sum(t.answered for t in flat) / n, 3),
+        cut_rate=round(sum(t.finish == "cut" for t in flat) / n, 3),
+        tool_errors=sum(bool(turn.error) and turn.error != "over_budget" for t in flat for turn in t.turns),
+        mean_turns=round(sum(len(t.turns) for t in flat) / n, 3),
+    )
+
+
+def _plan(
+    ws: Workspace, queries: list[Query], policy: Policy, seed: int, round_idx: int, K: int
+) -> tuple[list[dict], GenerateStats]:
+    """The plan-and-execute template: a plan span, one search per sub-question, a report span."""
+    gen = ws.cfg.generate
+    backend = ws.backend(policy)
     t0 = time.perf_counter()
     tokens0 = backend.usage.completion_tokens
     # every prompt is (query head, own part), sampled tokenized apart and stored so: the trainer packs a query's
@@ -154,6 +255,10 @@ def _row(
         "completion_tokens": len(plan.token_ids) + len(report.token_ids),
         "checkpoint": policy.name,
         "seed": seed,
+        "agent": "plan",
+        "turns": None,
+        "tool_calls": len(t.searches),
+        "answered": True,
     }
 
 
@@ -171,6 +276,9 @@ def _stats(
         truncated_share=round(sum(r.finish_reason == "length" for r in reports) / n, 3),
         citing_share=round(sum(bool(r["cited"]) for r in rows) / max(len(rows), 1), 3),
         plan_fallback_share=round(sum(r["plan_fallback"] for r in rows) / max(len(rows), 1), 3),
+        mean_tool_calls=round(sum(r["tool_calls"] for r in rows) / max(len(rows), 1), 3),
+        multi_call_share=round(sum(r["tool_calls"] >= 2 for r in rows) / max(len(rows), 1), 3),
+        answer_rate=1.0,
     )
 
 

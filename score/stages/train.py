@@ -213,6 +213,7 @@ def _row(round_idx: int, role: str, query_id: str, source_id: str, span: dict, r
         "prompt": span["prompt"],
         "token_ids": span["token_ids"],
         "logprobs": span["logprobs"],
+        "mask": span.get("mask"),
         "temperature": span["temperature"],
         "reward": reward,
         "advantage": advantage,
@@ -250,6 +251,7 @@ def run(ctx: StageContext) -> TrainStats:
             r["advantage"],
             temperature=r["temperature"],
             prefix_ids=prefix_ids(r["prefix"]) if r["prefix"] else [],
+            mask=r["mask"],
         )
         for r in rows
     ]
