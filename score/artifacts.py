@@ -202,6 +202,30 @@ EVIDENCE_SCHEMA = pa.schema(
     ]
 )
 
+CITATIONS_SCHEMA = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("trajectory_id", pa.string(), nullable=False),
+        pa.field("claim_idx", pa.int32()),
+        pa.field("claim", pa.string()),  # a sentence of the report that cites
+        pa.field("cited", pa.list_(pa.int32())),
+        pa.field("passage_ids", pa.list_(pa.string())),  # the passages it cites, all it is checked against
+        pa.field("span", SPAN),  # the verdict the evaluator wrote (trainable with its anchor, as evidence verdicts)
+        pa.field("written", pa.string()),
+        pa.field("anchor_claim", pa.string()),
+        pa.field("anchor_span", SPAN),
+        pa.field("anchor_written", pa.string()),
+        pa.field("reward", pa.float32()),
+        pa.field("anchor_reward", pa.float32()),
+        pa.field("p_yes", pa.float32()),
+        pa.field("p_no", pa.float32()),
+        pa.field("p_unclear", pa.float32()),
+        pa.field("verdict", pa.string()),  # supported counts toward the report's citation precision
+        pa.field("separation", pa.float32()),
+    ]
+)
+
 PROBES_SCHEMA = pa.schema(
     [
         pa.field("round", pa.int32(), nullable=False),
@@ -219,6 +243,7 @@ SOLVER_REWARDS_SCHEMA = pa.schema(
         pa.field("query_id", pa.string(), nullable=False),
         pa.field("trajectory_id", pa.string(), nullable=False),
         pa.field("validity", pa.float32()),
+        pa.field("citation_precision", pa.float32()),  # cited claims supported by their cited passages (null: none)
         pa.field("score", pa.float32()),  # mean rubric score over rubrics and passes, in [0, 1]
         pa.field("reward", pa.float32()),  # validity * score
         pa.field("group_mean", pa.float32()),
@@ -436,6 +461,7 @@ SCORES = Artifact("scores.parquet", SCORES_SCHEMA)
 JUDGEMENT_SPANS = Artifact("judgement_spans.parquet", JUDGEMENT_SPANS_SCHEMA)
 EVIDENCE = Artifact("evidence.parquet", EVIDENCE_SCHEMA)
 PROBES = Artifact("probes.parquet", PROBES_SCHEMA)
+CITATIONS = Artifact("citations.parquet", CITATIONS_SCHEMA)
 SOLVER_REWARDS = Artifact("solver_rewards.parquet", SOLVER_REWARDS_SCHEMA)
 EVALUATOR_REWARDS = Artifact("evaluator_rewards.parquet", EVALUATOR_REWARDS_SCHEMA)
 DIMENSION_STATS = Artifact("dimension_stats.parquet", DIMENSION_STATS_SCHEMA)
@@ -458,6 +484,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         SCORES,
         JUDGEMENT_SPANS,
         EVIDENCE,
+        CITATIONS,
         PROBES,
         SOLVER_REWARDS,
         EVALUATOR_REWARDS,

@@ -235,6 +235,12 @@ class EvaluateConfig(Section):
     cited_passages: int = Field(
         2, ge=0, description="passages a claim cites shown when it is checked (before the ones its search found)"
     )
+    citation_claims: int = Field(
+        3,
+        ge=0,
+        description="cited sentences per report checked against the passages they cite alone (their share judged "
+        "supported is the report's citation precision); 0: none",
+    )
     probe_share: float = Field(0.25, ge=0, le=1, description="share of reports also scored as corrupted copies")
     probe_kinds: list[CorruptionKind] = Field(
         default_factory=lambda: ["drop_section", "strip_citations", "shuffle_paragraphs", "swap_entity"],
@@ -275,6 +281,12 @@ class RewardConfig(Section):
     empty_validity: float = Field(0.0, ge=0, le=1, description="validity of a report shorter than min_report_chars")
     truncated_validity: float = Field(0.0, ge=0, le=1, description="validity of a report that hit the token budget")
     uncited_validity: float = Field(0.0, ge=0, le=1, description="validity of a report citing no valid source")
+    citation_gate: Literal["precision", "cites"] = Field(
+        "precision",
+        description="precision: a citing report's validity is multiplied by its citation precision (the share of "
+        "its checked cited claims the evaluator judged supported by the passages they cite); cites: citing at "
+        "least one source is enough",
+    )
     min_report_chars: int = Field(80, ge=1, description="a shorter report counts as empty")
     probe_weight: float = Field(0.5, ge=0, description="weight of corruption detection in the evaluator reward")
     flat_spread: float = Field(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from score.artifacts import (
+    CITATIONS,
     CONTROLS,
     DECISIONS,
     DIMENSION_STATS,
@@ -112,6 +113,8 @@ class EvaluateStats:
     claims_checked: int = 0
     search_calls: int = 0
     supported_share: float = 0.0
+    citation_precision: float = 0.0  # mean over reports with checked cited claims
+    citation_claims: int = 0  # cited claims checked against their cited passages
     depth_claims: int = 0
     depth_change: float = 0.0
     depth_low: float = 0.0
@@ -188,6 +191,7 @@ EVALUATE = StageSpec(
     writes=(
         RUBRICS,
         EVIDENCE,
+        CITATIONS,
         PROBES,
         SCORES,
         JUDGEMENT_SPANS,
@@ -231,6 +235,7 @@ TRAIN = StageSpec(
         Read("self-evaluate", EVALUATOR_REWARDS, seam=REWARDS_SEAM),
         Read("self-evaluate", JUDGEMENT_SPANS, seam=REWARDS_SEAM),
         Read("self-evaluate", EVIDENCE, seam=REWARDS_SEAM),
+        Read("self-evaluate", CITATIONS, seam=REWARDS_SEAM),
     ),
     writes=(TRAIN_SAMPLES, TRAIN_STEPS),
     checkpoint=True,

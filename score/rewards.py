@@ -18,8 +18,11 @@ def validity(
     empty: float = 0.0,
     truncated: float = 0.0,
     uncited: float = 0.0,
+    precision: float | None = None,
 ) -> float:
     """The multiplier that gates a report's reward: 1 for a complete, cited report; the configured factor otherwise.
+    With `precision` (the share of its checked cited claims supported by the passages they cite), a citing report's
+    multiplier is scaled by it: citing is not enough, the citations must hold.
 
     >>> validity("x" * 100, "stop", 2)
     1.0
@@ -27,6 +30,8 @@ def validity(
     (0.0, 0.0, 0.0)
     >>> validity("x" * 100, "length", 0, truncated=0.5, uncited=0.5)
     0.25
+    >>> validity("x" * 100, "stop", 2, precision=0.5), validity("x" * 100, "stop", 0, uncited=0.5, precision=0.0)
+    (0.5, 0.5)
     """
     v = 1.0
     if len(report.strip()) < min_chars:
@@ -35,6 +40,8 @@ def validity(
         v *= truncated
     if n_cited == 0:
         v *= uncited
+    elif precision is not None:
+        v *= precision
     return v
 
 

@@ -113,7 +113,15 @@ class _Counted:
 
 def _constant_rewards(ctx) -> _Counted:
     """A reward source for the test below: every report's reward is its sample index (spread in every group)."""
-    from score.artifacts import EVALUATOR_REWARDS, EVIDENCE, JUDGEMENT_SPANS, REPORTS, RUBRICS, SOLVER_REWARDS
+    from score.artifacts import (
+        CITATIONS,
+        EVALUATOR_REWARDS,
+        EVIDENCE,
+        JUDGEMENT_SPANS,
+        REPORTS,
+        RUBRICS,
+        SOLVER_REWARDS,
+    )
 
     rows = [
         {"round": ctx.round, "query_id": r["query_id"], "trajectory_id": r["trajectory_id"], "validity": 1.0,
@@ -125,17 +133,26 @@ def _constant_rewards(ctx) -> _Counted:
     ctx.write(EVALUATOR_REWARDS, [])
     ctx.write(JUDGEMENT_SPANS, [])
     ctx.write(EVIDENCE, [])
+    ctx.write(CITATIONS, [])
     return _Counted(len(rows))
 
 
 def test_train_reads_its_rewards_from_a_declared_stand_in(toy_workspace):
-    from score.artifacts import EVALUATOR_REWARDS, EVIDENCE, JUDGEMENT_SPANS, REPORTS, RUBRICS, SOLVER_REWARDS
+    from score.artifacts import (
+        CITATIONS,
+        EVALUATOR_REWARDS,
+        EVIDENCE,
+        JUDGEMENT_SPANS,
+        REPORTS,
+        RUBRICS,
+        SOLVER_REWARDS,
+    )
     from score.pipeline import REWARDS_SEAM, Read, StageSpec
 
     source = StageSpec(
         name="constant-reward", folder="constant-reward", impl=f"{__name__}:_constant_rewards", stats=_Counted,
         reads=(Read("generate-reports", REPORTS),),
-        writes=(SOLVER_REWARDS, RUBRICS, EVALUATOR_REWARDS, JUDGEMENT_SPANS, EVIDENCE),
+        writes=(SOLVER_REWARDS, RUBRICS, EVALUATOR_REWARDS, JUDGEMENT_SPANS, EVIDENCE, CITATIONS),
     )  # fmt: skip
     ws = toy_workspace
     run_stage(ws, "generate-reports", 0)

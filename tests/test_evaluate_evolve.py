@@ -81,6 +81,31 @@ def test_verdicts_are_written_on_claims_and_their_anchors_against_the_cited_pass
     assert train["verdict_samples"] == 0 and train["evaluator_flat_groups"] >= 1  # every pair earned 1: flat
 
 
+def test_cited_claims_are_checked_against_the_passages_they_cite_and_gate_the_reward(toy_workspace):
+    """With one source, the toy's report cites [1] (supported: no number to miss) and a [2] it does not have (shown
+    nothing: not found), so its citation precision is 1/2, and under the precision gate so is its validity."""
+    ws = toy_workspace
+    ws.cfg.generate.max_sources = 1
+    run_stage(ws, "generate-reports", 0)
+    out = run_stage(ws, "self-evaluate", 0)
+    folder = stage_folder(ws, "self-evaluate", 0)
+    reports = ws.store.read_table(stage_folder(ws, "generate-reports", 0), "reports.parquet").to_pylist()
+    citations = ws.store.read_table(folder, "citations.parquet").to_pylist()
+    assert len(citations) == 2 * len(reports)
+    for r in reports:
+        mine = sorted((c for c in citations if c["trajectory_id"] == r["trajectory_id"]), key=lambda c: c["cited"])
+        assert [c["cited"] for c in mine] == [[1], [2]]
+        assert mine[0]["passage_ids"] == [r["sources"][0]["passage_id"]] and mine[0]["verdict"] == "supported"
+        assert "Passage [1]" in mine[0]["span"]["prefix"] and "Passage (" not in mine[0]["span"]["prefix"]
+        assert mine[1]["passage_ids"] == [] and mine[1]["verdict"] == "not_found"
+    rewards = ws.store.read_table(folder, "solver_rewards.parquet").to_pylist()
+    assert all(r["citation_precision"] == 0.5 and r["validity"] == 0.5 for r in rewards)
+    assert out.manifest.stats["citation_precision"] == 0.5 and out.manifest.stats["citation_claims"] == len(citations)
+    ws.cfg.reward.citation_gate = "cites"
+    run_stage(ws, "self-evaluate", 0)
+    assert {r["validity"] for r in ws.store.read_table(folder, "solver_rewards.parquet").to_pylist()} == {1.0}
+
+
 def test_rechecks_search_the_same_claims_more_with_a_query_the_evaluator_wrote(toy_workspace):
     """Every report re-checked: the same claims, one more search call (the follow-up query the evaluator wrote, a
     trainable span), more passages; the follow-up earns the change of its claim's separation from its anchor."""

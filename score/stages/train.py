@@ -40,6 +40,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from score.artifacts import (
+    CITATIONS,
     EVALUATOR_REWARDS,
     EVIDENCE,
     JUDGEMENT_SPANS,
@@ -78,6 +79,7 @@ EVIDENCE_COLUMNS = [
     "followup_span",
     "followup_reward",
 ]
+CITATION_COLUMNS = ["query_id", "trajectory_id", "claim_idx", "span", "reward", "anchor_span", "anchor_reward"]
 
 
 def build_samples(
@@ -91,6 +93,7 @@ def build_samples(
     cfg: TrainConfig,
     flat: float,
     seed: int = 0,
+    citations: list[dict] | None = None,
 ) -> tuple[list[dict], dict[str, int]]:
     """Rows of samples.parquet, and the group counts (how many groups, how many flat: std at or below `flat`) and
     the judgement and verdict samples `train.judgement_prefixes` and `train.verdict_prefixes` left out (drawn with
@@ -128,7 +131,8 @@ def build_samples(
                 judged.append(_row(round_idx, "evaluator", q, f"{source}/rationale", j["rationale_span"], reward, adv))
     kept = _some_prefixes(judged, cfg.judgement_prefixes, seed)
     counts["judgement_samples_left_out"] = len(judged) - len(kept)
-    verdicts = _verdict_rows(round_idx, evidence, cfg, flat, counts)
+    checks = evidence + [{**c, "citation": True, "probe_kind": "", "deeper": False} for c in citations or []]
+    verdicts = _verdict_rows(round_idx, checks, cfg, flat, counts)  # evidence and citation verdicts, one pool
     kept_verdicts = _some_prefixes(verdicts, cfg.verdict_prefixes, seed)
     counts["verdict_samples_left_out"] = len(verdicts) - len(kept_verdicts)
     return rows + kept + kept_verdicts + _followup_rows(round_idx, evidence, cfg, flat, counts), counts
@@ -156,8 +160,8 @@ def _verdict_rows(round_idx: int, evidence: list[dict], cfg: TrainConfig, flat: 
     for e in evidence:
         if not e["anchor_span"]:
             continue
-        source = f"{e['trajectory_id']}/{e['probe_kind'] or 'report'}/{'deeper' if e['deeper'] else 'claim'}"
-        source += f"-{e['claim_idx']}"
+        check = "citation" if e.get("citation") else "deeper" if e["deeper"] else "claim"
+        source = f"{e['trajectory_id']}/{e['probe_kind'] or 'report'}/{check}-{e['claim_idx']}"
         for span, reward, suffix in ((e["span"], e["reward"], ""), (e["anchor_span"], e["anchor_reward"], "/anchor")):
             if reward is not None:
                 of_query[e["query_id"]].append(((span, source + suffix), reward))
@@ -236,6 +240,7 @@ def run(ctx: StageContext) -> TrainStats:
         tc,
         cfg.reward.flat_spread,
         ctx.seed,
+        ctx.read(CITATIONS, columns=CITATION_COLUMNS).to_pylist(),
     )
     ctx.ws.release()  # the sampling model's memory goes to the trainer's copy
     t0 = time.perf_counter()

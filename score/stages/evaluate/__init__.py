@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from score.artifacts import (
+    CITATIONS,
     DIMENSION_STATS,
     EVALUATOR_REWARDS,
     EVIDENCE,
@@ -47,7 +48,7 @@ from score.models import Backend
 from score.pipeline import EvaluateStats
 from score.rubrics import Rubric
 from score.runner import StageContext
-from score.stages.evaluate.evidence import check_evidence
+from score.stages.evaluate.evidence import check_citations, check_evidence
 from score.stages.evaluate.judgements import judge_items
 from score.stages.evaluate.probes import corrupt
 from score.stages.evaluate.rubrics import write_rubrics
@@ -70,11 +71,13 @@ def run(ctx: StageContext) -> EvaluateStats:
         judged.evidence_rows,
         ctx.harness,
         judged.judgements_by_query(),
+        judged.citation_rows,
     )
     seconds = time.perf_counter() - t0
     for artifact, rows in [
         (RUBRICS, judged.rubric_rows),
         (EVIDENCE, judged.evidence_rows),
+        (CITATIONS, judged.citation_rows),
         (PROBES, judged.probe_rows),
         (SCORES, judged.score_rows),
         (JUDGEMENT_SPANS, judged.judgement_rows),
@@ -100,6 +103,7 @@ class Judged:
     probe_rows: list[dict]
     score_rows: list[dict]
     judgement_rows: list[dict]  # rewarded (reward_judgements)
+    citation_rows: list[dict]  # each report's cited claims against the passages they cite
 
     def judgements_by_query(self) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = defaultdict(list)
@@ -147,4 +151,5 @@ def judge(
     for _, rows in groupby(judgement_rows, key=lambda j: j["query_id"]):  # 5a. the evaluator's reward per judgement
         rw = ws.cfg.reward
         reward_judgements(list(rows), ev.passes, rw.discrimination_tau, ev.probe_dimensions, rw.unparsable_judgement)
-    return Judged(by_query, rubrics, rubric_rows, evidence_rows, probe_rows, score_rows, judgement_rows)
+    citation_rows = check_citations(ws, backend, reports, round_idx, seed)  # 6. citation precision
+    return Judged(by_query, rubrics, rubric_rows, evidence_rows, probe_rows, score_rows, judgement_rows, citation_rows)

@@ -144,6 +144,29 @@ def check_evidence(
     return rows, text
 
 
+def check_citations(ws: Workspace, backend: Backend, reports: list[dict], round_idx: int, seed: int) -> list[dict]:
+    """Each report's first `evaluate.citation_claims` cited sentences, each judged Yes / No / Unclear against the
+    passages it cites and nothing else (a citation to a source the report does not have shows nothing: not found),
+    with its anchor beside it as every verdict has: the rows of citations.parquet."""
+    ev = ws.cfg.evaluate
+    if not ev.citation_claims:
+        return []
+    answer_ids = [backend.tokenize(a)[0] for a in ANSWERS]
+    prior = _prior(backend, answer_ids)
+    rows = []
+    for r in reports:
+        claims = [(c, cited) for c, cited in pick_claims(r["report"], ev.citation_claims, ev.claim_min_chars) if cited]
+        for i, (claim, cited) in enumerate(claims):
+            check = Check(r, False, i, ClaimSearch(claim, cited, [], []))  # no search: the cited passages alone
+            columns, _ = _verdicts(ws, backend, check, answer_ids, prior, seed, "citation")
+            keep = ("query_id", "trajectory_id")
+            rows.append(
+                {"round": round_idx, **{k: r[k] for k in keep}, "claim_idx": i, "claim": claim, "cited": cited}
+                | {k: v for k, v in columns.items()}
+            )
+    return rows
+
+
 def _followup_rewards(rows: list[dict]) -> None:
     """A follow-up query's reward: how much the re-check it took part in moved the claim's separation from its
     anchor (calibrated P(yes) of the claim less that of the anchor) over the first check. Evidence that tells a
@@ -159,7 +182,13 @@ def _followup_rewards(rows: list[dict]) -> None:
 
 
 def _verdicts(
-    ws: Workspace, backend: Backend, c: Check, answer_ids: list[int], prior: tuple[float, ...], seed: int
+    ws: Workspace,
+    backend: Backend,
+    c: Check,
+    answer_ids: list[int],
+    prior: tuple[float, ...],
+    seed: int,
+    kind: str = "evidence",
 ) -> tuple[dict, list[tuple[str, str, str]]]:
     """The evidence row's verdict columns for one check (what was shown, what the evaluator wrote on the claim and
     on its anchor, the calibrated read-off, the verdict the round uses, the pair's rewards), and the passages
@@ -176,6 +205,7 @@ def _verdicts(
     claims = [c.search.claim] + ([anchor] if anchor and anchor != c.search.claim else [])
     prefix, suffixes = verdict_parts(backend.render, [(label, t) for _, label, t in shown], claims)
     where = f"{c.report['trajectory_id']}/{c.report.get('probe_kind', '')}/{c.deeper}/{c.claim_idx}"
+    where += "" if kind == "evidence" else f"/{kind}"  # evidence keeps the seeds it always had
     params = SamplingParams(temperature=ev.judge_temperature, seed=derive_seed(seed, 0, where))
     written = backend.write_scores(prefix, suffixes, answer_ids, None, params)
     spans, parsed = [], []

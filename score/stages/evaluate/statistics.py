@@ -137,6 +137,7 @@ def round_statistics(
     evidence_rows: list[dict],
     harness: Harness,
     judgements: dict[str, list[dict]],
+    citation_rows: list[dict] | None = None,
 ) -> RoundStatistics:
     """Rewards and statistics in one pass over per-query score groups (`groups_from_rows`, `stream_scores`).
 
@@ -145,18 +146,21 @@ def round_statistics(
     memory grows with reports, not with score rows. A query's rows must come together, queries in `by_query`
     order (the order `judge` writes them); a query with no rows scores 0, as a rubric dimension with none does.
     `judgements` are each query's judgement rows, rewarded (`reward_judgements`): the evaluator's rewards per
-    rubric and the summary's consistency, spread and detection come from them.
+    rubric and the summary's consistency, spread and detection come from them. `citation_rows` are the round's
+    citation checks (citations.parquet): each report's citation precision, which scales its validity under
+    `reward.citation_gate: precision`.
     `cfg` is the run config (or a stage's view of it): evaluate, reward, and harness.rules.crowded_reward, are read.
     """
     groups = iter(groups)
     ahead = next(groups, None)
     t = _Tallies([], [], [], [], _Pairs(), [0, 0, 0], defaultdict(dict), defaultdict(_Pairs), set())
     ev = cfg.evaluate
+    precision = citation_precision(citation_rows or [])
     for q, group in by_query.items():
         cells = {}
         if ahead is not None and ahead.query_id == q:
             cells, ahead = cell_means(ahead), next(groups, None)
-        _solver_rewards(cfg.reward, ev.passes, round_idx, q, group, rubrics[q], cells, t)
+        _solver_rewards(cfg.reward, ev.passes, round_idx, q, group, rubrics[q], cells, t, precision)
         _evaluator_rewards(cfg, round_idx, q, rubrics[q], judgements.get(q, []), t)
         _dimension_cells(q, cells, ev.probe_dimensions, t.per_report, t.probe_pairs, t.dims)
     if ahead is not None:
@@ -174,12 +178,23 @@ def round_statistics(
         ev.probe_dimensions,
         cfg.harness.rules.confidence,
     )
-    summary = _summary(cfg, round_idx, t, rubrics, evidence_rows, harness)
+    summary = _summary(cfg, round_idx, t, rubrics, evidence_rows, harness) | {
+        "citation_precision": sum(precision.values()) / len(precision) if precision else 0.0,
+        "citation_claims": len(citation_rows or []),
+    }
     return RoundStatistics(t.solver_rows, t.evaluator_rows, dim_rows, summary)
 
 
 def _solver_rewards(
-    rw, passes: int, round_idx: int, q: str, group: list[dict], rubs: list[Rubric], cells: dict[tuple, float], t
+    rw,
+    passes: int,
+    round_idx: int,
+    q: str,
+    group: list[dict],
+    rubs: list[Rubric],
+    cells: dict[tuple, float],
+    t,
+    precision: dict[str, float],
 ) -> None:
     """One query's solver rewards (per report), into the tallies."""
     values = [item_values(rubs, cells, r["trajectory_id"], passes=passes) for r in group]
@@ -192,6 +207,7 @@ def _solver_rewards(
             empty=rw.empty_validity,
             truncated=rw.truncated_validity,
             uncited=rw.uncited_validity,
+            precision=precision.get(r["trajectory_id"]) if rw.citation_gate == "precision" else None,
         )
         for r in group
     ]
@@ -205,6 +221,7 @@ def _solver_rewards(
                 "query_id": q,
                 "trajectory_id": r["trajectory_id"],
                 "validity": v,
+                "citation_precision": precision.get(r["trajectory_id"]),
                 "score": sum(val) / len(val),
                 "reward": rew,
                 "group_mean": mean,
@@ -345,6 +362,18 @@ def _summary(
         "active_dimensions": [d.id for d in harness.active],
         "strictness": harness.controls.strictness,
     }
+
+
+def citation_precision(rows: list[dict]) -> dict[str, float]:
+    """Per trajectory with checked cited claims: the share judged supported by the passages they cite.
+
+    >>> citation_precision([{"trajectory_id": "t", "verdict": v} for v in ("supported", "not_found")])
+    {'t': 0.5}
+    """
+    of: dict[str, list[bool]] = defaultdict(list)
+    for row in rows:
+        of[row["trajectory_id"]].append(row["verdict"] == "supported")
+    return {tid: sum(v) / len(v) for tid, v in of.items()}
 
 
 def cell_means(g: ScoreGroup) -> dict[tuple, float]:
