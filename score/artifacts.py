@@ -314,6 +314,8 @@ SUMMARY_SCHEMA = pa.schema(
         pa.field("claims_checked", pa.int32()),
         pa.field("search_calls", pa.int32()),  # search calls made for them (search_hops each)
         pa.field("supported_share", pa.float32()),
+        pa.field("citation_precision", pa.float32()),  # mean over reports with checked cited claims
+        pa.field("citation_claims", pa.int32()),
         pa.field("depth_claims", pa.int32()),  # claims re-checked with more search (depth-probed reports) ...
         pa.field("depth_change", pa.float32()),  # ... mean signed change of their support, P(yes) - P(no)
         pa.field("depth_low", pa.float32()),  # its two-sided 95% interval

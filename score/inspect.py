@@ -32,7 +32,7 @@ from score.layout import run_rounds, stage_dir
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, STAGES, TRAIN, StageSpec
 
 KEY_STATS = {  # the few statistics of a stage worth a glance; the rest is in the stage's own table
-    GENERATE.name: ("reports", "mean_report_tokens", "truncated_share", "citing_share", "tokens_per_second"),
+    GENERATE.name: ("reports", "mean_tool_calls", "answer_rate", "cut_rate", "citing_share", "tokens_per_second"),
     EVALUATE.name: (
         "reward_mean",
         "saturation_rate",
@@ -137,6 +137,8 @@ def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
         ("unparsable_rate", "share of judgements with no score"),
         ("parse_repair_rate", "share of rubrics needing repair"),
         ("supported_share", "share of claims supported by evidence"),
+        ("citation_precision", "citation precision (cited claims supported by their cited passages)"),
+        ("citation_claims", "cited claims checked"),
         ("search_depth", "search depth (claims checked per report)"),
         ("search_hops", "search hops (calls per claim)"),
         ("search_calls", "search calls made"),
@@ -155,8 +157,11 @@ def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
     for r in rewards:
         per_query.setdefault(r["query_id"], []).append(r["reward"])
     t = Table(title="solver reward per query (a flat group has no GRPO signal)")
-    for col in ("query", "reports", "rewards", "mean", "std", "flat"):
+    for col in ("query", "reports", "rewards", "citation precision", "mean", "std", "flat"):
         t.add_column(col)
+    precision: dict[str, list[str]] = {}
+    for r in rewards:
+        precision.setdefault(r["query_id"], []).append(_percent(r.get("citation_precision")) or "-")
     stds = {r["query_id"]: r["group_std"] for r in rewards}
     flat = store.read_manifest(folder).config["reward"]["flat_spread"]  # the threshold the round's saturation used
     for q, rs in per_query.items():
@@ -164,6 +169,7 @@ def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
             q,
             str(len(rs)),
             " ".join(f"{x:.2f}" for x in rs),
+            " ".join(precision[q]),
             _fmt(sum(rs) / len(rs)),
             _fmt(stds[q]),
             "yes" if stds[q] <= flat else "",
@@ -249,10 +255,25 @@ def _sample(console: Console, store: Store, run: str, round_idx: int, evaluated:
     r = sample_report(store, run, round_idx)
     console.rule(f"sample: {r['query_id']} report {r['sample_idx']} ({r['checkpoint']})")
     console.print(f"[bold]query:[/] {r['query']}", highlight=False)
-    console.print(f"[bold]plan:[/] {r['plan']}", highlight=False)
+    for line in research_lines(r):
+        console.print(line, highlight=False, markup=False)
     console.print(f"[bold]report[/] ({r['finish_reason']}, cites {r['cited']}):\n{r['report']}", highlight=False)
     if evaluated:
         _sample_judgement(console, store, stage_dir(run, round_idx, EVALUATE.folder), r)
+
+
+def research_lines(r: dict) -> list[str]:
+    """How the report's research went: the react agent's turns (call, what came back), or the plan's searches."""
+    if r.get("agent") != "react":
+        return [f"plan: {r['plan']}"]
+    titles = {s["passage_id"]: f"[{s['n']}] {s['title']}" for s in r["sources"]}
+    lines = [f"research: {r['tool_calls']} tool calls, {'answered' if r['answered'] else 'cut by its budget'}"]
+    for i, t in enumerate(r["turns"], start=1):
+        found = ", ".join(titles.get(p, p) for p in t["passage_ids"])
+        what = f"{t['tool']} {t['argument'][:80]!r}" if t["tool"] not in ("answer", "end") else t["tool"]
+        error = f" ({t['error']})" if t["error"] else ""
+        lines.append(f"  {i}. {what}{error}" + (f" -> {found}" if found else ""))
+    return lines
 
 
 def _sample_judgement(console: Console, store: Store, folder: str, r: dict) -> None:
@@ -286,7 +307,11 @@ def _sample_judgement(console: Console, store: Store, folder: str, r: dict) -> N
     console.print(t)
 
 
-SHARES = {"agreement", "detection"}  # shares without a _share / _rate name: printed as percentages too
+SHARES = {
+    "agreement",
+    "detection",
+    "citation_precision",
+}  # shares without a _share / _rate name: printed as percentages too
 
 
 def _percent(v: Any) -> str:
@@ -356,7 +381,9 @@ def _md_reports(store: Store, folder: str, r: dict) -> list[str]:
         "",
         f"**Query.** {r['query'][:600]}",
         "",
-        f"**Plan.** {'; '.join(r['plan'])}",
+        "**Research.**",
+        "",
+        *[f"- {_md(line.strip())}" for line in research_lines(r)],
         "",
         "**Report.**",
         "",
@@ -382,8 +409,8 @@ def _md_rubric(store: Store, folder: str, r: dict) -> list[str]:
     lines += [
         "## Solver rewards of its group (the sample report marked)",
         "",
-        "| trajectory | validity | score | reward | group std |",
-        "|---|---|---|---|---|",
+        "| trajectory | validity | citation precision | score | reward | group std |",
+        "|---|---|---|---|---|---|",
     ]
 
     def mark(x: dict) -> str:  # the sample report in bold
@@ -391,7 +418,8 @@ def _md_rubric(store: Store, folder: str, r: dict) -> list[str]:
         return f"**{short}**" if x["trajectory_id"] == r["trajectory_id"] else short
 
     return lines + [
-        f"| {mark(x)} | {_fmt(x['validity'])} | {_fmt(x['score'])} | {_fmt(x['reward'])} | {_fmt(x['group_std'])} |"
+        f"| {mark(x)} | {_fmt(x['validity'])} | {_percent(x.get('citation_precision'))} | {_fmt(x['score'])} | "
+        f"{_fmt(x['reward'])} | {_fmt(x['group_std'])} |"
         for x in store.read_table(folder, SOLVER_REWARDS.file).to_pylist()
         if x["query_id"] == r["query_id"]
     ]

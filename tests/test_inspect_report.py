@@ -41,6 +41,10 @@ def test_inspect_shows_what_the_round_did(finished_round):
         "rubric 0",
         "evidence:",
         "scores (rubric 0)",
+        "research: 2 tool calls, answered",  # the react agent's turns, each call and what it found
+        "1. search 'solar and wind power' -> [1] ",
+        "2. read '1' -> [1] ",
+        "citation precision",
     ):
         assert expected in text, expected
     console = Console(record=True, width=200)
@@ -61,6 +65,8 @@ def test_every_stage_page_follows_the_same_sample_report(finished_round):
     assert r["report"].splitlines()[0] in pages["generate-reports"]
     assert f"**{r['trajectory_id'][:8]}**" in pages["self-evaluate"]  # its reward row, in its own query's group
     assert "## The sample report's trained spans" in pages["train"]
+    assert "- research: 2 tool calls, answered" in pages["generate-reports"]
+    assert "| validity | citation precision |" in pages["self-evaluate"]
 
 
 def _legend_misses(fig) -> list[str]:
