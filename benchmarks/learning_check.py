@@ -1,13 +1,15 @@
 """Learning check: with a simple, known reward, a few rounds of the real train stage raise the mean reward
 on held-out queries. Prints the numbers before and after.
 
-The reward is `score.rewards.structure_reward` (half for citing distinct sources, half for section
-headings), computed in Python with no judge, so what moves is the trainer's doing alone. Each round:
-the real generate-reports stage (sampling with the previous round's checkpoint), then a `known-reward` stage
-(declared below, run by the same runner behind its own manifest) that writes the known reward as the round's
-solver rewards, then the real train stage reading its rewards from that stage through the rewards seam
-(`run_stage(..., sources={REWARDS_SEAM: KNOWN_REWARD})`; evaluator samples off).
-Held-out: queries no round trained on, `generate.samples_per_query` reports each, with the
+The reward is computed in Python with no judge, so what moves is the trainer's doing alone: for the react agent
+(`generate.agent: react`, the default) `score.rewards.research_reward` (0 when cut before an answer, half for
+answering within the turn's budget, half for citation precision judged lexically: a cited sentence counts when
+half its content words are in a passage it cites); for the plan template `score.rewards.structure_reward` (half
+for citing distinct sources, half for section headings). Each round: the real generate-reports stage (sampling
+with the previous round's checkpoint), then a `known-reward` stage (declared below, run by the same runner behind
+its own manifest) that writes the known reward as the round's solver rewards, then the real train stage reading
+its rewards from that stage through the rewards seam (`run_stage(..., sources={REWARDS_SEAM: KNOWN_REWARD})`;
+evaluator samples off). Held-out: queries no round trained on, `generate.samples_per_query` reports each, with the
 base model and with the last checkpoint, on the same seeds.
 Run: `python benchmarks/learning_check.py [--rounds 3] [--heldout 6] [--set key=value ...]`.
 """
@@ -20,12 +22,20 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from score.artifacts import EVALUATOR_REWARDS, EVIDENCE, JUDGEMENT_SPANS, REPORTS, RUBRICS, SOLVER_REWARDS
+from score.artifacts import (
+    CITATIONS,
+    EVALUATOR_REWARDS,
+    EVIDENCE,
+    JUDGEMENT_SPANS,
+    REPORTS,
+    RUBRICS,
+    SOLVER_REWARDS,
+)
 from score.checkpoints import Policy, base_policy, policy_for_round
 from score.config import load_config
 from score.pipeline import GENERATE, REWARDS_SEAM, TRAIN, Read, StageSpec, TrainStats
 from score.queries import round_queries
-from score.rewards import structure_reward
+from score.rewards import lexical_precision, research_reward, structure_reward
 from score.runner import StageContext, run_stage
 from score.stages import generate
 from score.workspace import Workspace
@@ -42,6 +52,8 @@ DEFAULTS = [  # 13.7 minutes on 2 CPU cores here; every one can be overridden wi
 
 
 def reward_of(row: dict) -> float:
+    if row["agent"] == "react":
+        return research_reward(row["report"], row["finish_reason"], row["sources"])
     return structure_reward(row["report"], len(row["cited"]), len(row["sources"]))
 
 
@@ -72,6 +84,7 @@ def known_rewards(ctx: StageContext) -> KnownRewardStats:
     ctx.write(EVALUATOR_REWARDS, [])
     ctx.write(JUDGEMENT_SPANS, [])
     ctx.write(EVIDENCE, [])
+    ctx.write(CITATIONS, [])
     return KnownRewardStats(len(rows), statistics.mean(r["reward"] for r in rows))
 
 
@@ -81,16 +94,41 @@ KNOWN_REWARD = StageSpec(  # a reward source: writes what train's rewards seam r
     impl="__main__:known_rewards",
     stats=KnownRewardStats,
     reads=(Read(GENERATE.name, REPORTS),),
-    writes=(SOLVER_REWARDS, RUBRICS, EVALUATOR_REWARDS, JUDGEMENT_SPANS, EVIDENCE),
+    writes=(SOLVER_REWARDS, RUBRICS, EVALUATOR_REWARDS, JUDGEMENT_SPANS, EVIDENCE, CITATIONS),
 )
 
 
-def heldout_reward(ws: Workspace, policy: Policy, queries, seed: int) -> tuple[float, float, float]:
+@dataclass
+class Heldout:
+    reward: float
+    cites: float  # share of reports citing a source
+    headed: float  # share with a markdown heading
+    precision: float  # lexical citation precision, mean over reports that cite
+    answered: float  # share of trajectories that answered
+    tool_calls: float  # mean tool calls (plan: searches)
+    multi: float  # share with at least 2 tool calls
+
+    def line(self) -> str:
+        return (
+            f"reward {self.reward:.3f}  (citation precision {self.precision:.0%}, answered {self.answered:.0%}, "
+            f"tool calls {self.tool_calls:.2f} mean, {self.multi:.0%} with 2+; citing {self.cites:.0%}, "
+            f"with headings {self.headed:.0%})"
+        )
+
+
+def heldout(ws: Workspace, policy: Policy, queries, seed: int) -> Heldout:
     rows, _ = generate.research(ws, queries, policy, seed)
-    rewards = [reward_of(r) for r in rows]
-    cites = sum(bool(r["cited"]) for r in rows) / len(rows)
-    headed = sum(any(line.lstrip().startswith("#") for line in r["report"].splitlines()) for r in rows) / len(rows)
-    return statistics.mean(rewards), cites, headed
+    n = len(rows)
+    precisions = [p for r in rows if (p := lexical_precision(r["report"], r["sources"])) is not None]
+    return Heldout(
+        reward=statistics.mean(reward_of(r) for r in rows),
+        cites=sum(bool(r["cited"]) for r in rows) / n,
+        headed=sum(any(line.lstrip().startswith("#") for line in r["report"].splitlines()) for r in rows) / n,
+        precision=statistics.mean(precisions) if precisions else 0.0,
+        answered=sum(r["answered"] for r in rows) / n,
+        tool_calls=sum(r["tool_calls"] for r in rows) / n,
+        multi=sum(r["tool_calls"] >= 2 for r in rows) / n,
+    )
 
 
 def main() -> None:
@@ -109,9 +147,9 @@ def main() -> None:
         trained = {
             q.id for r in range(args.rounds) for q in round_queries(ws.queries, cfg.data.queries_per_round, r, cfg.seed)
         }
-        heldout = [q for q in ws.queries if q.id not in trained][: args.heldout]
+        held = [q for q in ws.queries if q.id not in trained][: args.heldout]
         t0 = time.perf_counter()
-        before = heldout_reward(ws, base_policy(cfg.model), heldout, seed=12345)
+        before = heldout(ws, base_policy(cfg.model), held, seed=12345)
         for r in range(args.rounds):
             run_stage(ws, GENERATE, r)
             known = run_stage(ws, KNOWN_REWARD, r).manifest.stats_as(KnownRewardStats)
@@ -122,16 +160,16 @@ def main() -> None:
                 f"loss {s.loss_first} -> {s.loss_last}, kl {s.kl_mean}, {s.train_seconds} s",
                 flush=True,
             )
-        after = heldout_reward(ws, policy_for_round(ws, args.rounds), heldout, seed=12345)
+        after = heldout(ws, policy_for_round(ws, args.rounds), held, seed=12345)
         minutes = (time.perf_counter() - t0) / 60
     K = cfg.generate.samples_per_query
     print(
-        f"held-out: {len(heldout)} queries x {K} reports, same seeds; {args.rounds} rounds of training; "
-        f"{minutes:.1f} min"
+        f"held-out ({cfg.generate.agent}): {len(held)} queries x {K} reports, same seeds; {args.rounds} rounds of "
+        f"training; {minutes:.1f} min"
     )
-    print(f"  base model       : reward {before[0]:.3f}  (citing {before[1]:.0%}, with headings {before[2]:.0%})")
-    print(f"  after training   : reward {after[0]:.3f}  (citing {after[1]:.0%}, with headings {after[2]:.0%})")
-    print(f"  change           : {after[0] - before[0]:+.3f}")
+    print(f"  base model     : {before.line()}")
+    print(f"  after training : {after.line()}")
+    print(f"  change         : reward {after.reward - before.reward:+.3f}")
 
 
 if __name__ == "__main__":

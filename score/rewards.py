@@ -6,6 +6,7 @@ Scores are on the evaluator's 0-10 scale; rewards are in [0, 1].
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 
@@ -242,3 +243,41 @@ def structure_reward(report: str, n_cited: int, n_sources: int) -> float:
     headings = sum(1 for line in report.splitlines() if line.lstrip().startswith("#"))
     cites = min(n_cited, 3) / max(min(3, n_sources), 1)
     return 0.5 * cites + 0.5 * min(headings, 2) / 2
+
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z-]{3,}")
+
+
+def lexical_precision(report: str, sources: Sequence[dict]) -> float | None:
+    """A judge-free citation precision for sanity checks: the share of the report's cited sentences with at least
+    half of their content words (4+ letters) in a passage they cite (`sources`: rows with n and text). None when no
+    sentence cites.
+
+    >>> src = [{"n": 1, "text": "Wind turbines turn wind energy into electricity."}]
+    >>> lexical_precision("Turbines turn wind into electricity [1]. Opera is music and theatre [1].", src)
+    0.5
+    """
+    text = {s["n"]: s["text"].lower() for s in sources}
+    verdicts = []
+    for sentence in re.split(r"(?<=[.!?])\s+|\n+", report):
+        cited = [int(n) for n in re.findall(r"\[(\d{1,3})\]", sentence)]
+        words = {w.lower() for w in _WORD.findall(sentence)}
+        if cited and words:
+            passages = " ".join(text.get(n, "") for n in cited)
+            verdicts.append(sum(w in passages for w in words) >= len(words) / 2)
+    return sum(verdicts) / len(verdicts) if verdicts else None
+
+
+def research_reward(report: str, finish_reason: str, sources: Sequence[dict]) -> float:
+    """A simple, known reward for the react agent (benchmarks/learning_check.py), no judge involved: 0 for a
+    trajectory cut before it answered; otherwise half for answering within the turn's budget (a truncated answer
+    earns half of that) and half for `lexical_precision` (0 when nothing is cited).
+
+    >>> src = [{"n": 1, "text": "Wind turbines turn wind energy into electricity."}]
+    >>> research_reward("Turbines turn wind into electricity [1].", "stop", src), research_reward("", "cut", src)
+    (1.0, 0.0)
+    """
+    if finish_reason == "cut":
+        return 0.0
+    answered = 0.5 if finish_reason == "stop" else 0.25
+    return answered + 0.5 * (lexical_precision(report, sources) or 0.0)
