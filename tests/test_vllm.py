@@ -239,14 +239,18 @@ def test_a_full_checkpoint_loads_as_its_own_model_folder(engine, tmp_path):
     assert max(abs(a - b) for a, b in zip(v.logprobs, base)) > 0.05  # the trained weights, not the base ones
 
 
-def test_the_generate_stage_runs_on_vllm(toy_corpus, tmp_path, tiny_model):
-    """generate-reports end to end (plan, search, report, Parquet, manifest) with every sample from vLLM."""
+@pytest.mark.parametrize("agent", ["react", "plan"])
+def test_the_generate_stage_runs_on_vllm(toy_corpus, tmp_path, tiny_model, agent):
+    """generate-reports end to end (the react tool loop, or plan, search, report; Parquet, manifest) with every
+    sample from vLLM; the loop's turns continue token ids (TokensPrompt), so each written token's log-prob is the
+    one a plain forward over the whole sequence gives."""
     from score.runner import run_stage, stage_folder
     from score.workspace import Workspace
 
     cfg = load_config(
         ROOT / "configs" / "ci.yaml",
-        [f"store.root={tmp_path / 'store'}", f"search.corpus={toy_corpus}", "run=vllm", "generate.report_tokens=32"],
+        [f"store.root={tmp_path / 'store'}", f"search.corpus={toy_corpus}", "run=vllm", "generate.report_tokens=32"]
+        + [f"generate.agent={agent}"],
     )
     # RunConfig refuses model.backend vllm with model.device cpu (written when vLLM meant a GPU), so the
     # config stays as it is and the workspace's backend factory builds the vLLM engine from it
@@ -257,6 +261,16 @@ def test_the_generate_stage_runs_on_vllm(toy_corpus, tmp_path, tiny_model):
     assert ws.backend().name == "vllm"
     rows = ws.store.read_table(stage_folder(ws, "generate-reports", 0), "reports.parquet").to_pylist()
     assert len(rows) == cfg.data.queries_per_round * cfg.generate.samples_per_query == out.manifest.stats["reports"]
+    if agent == "react":
+        for r in rows:
+            [span] = r["spans"]
+            assert span["name"] == "trajectory" and len(span["token_ids"]) == len(span["logprobs"]) == len(span["mask"])
+            assert r["turns"] and r["turns"][0]["tool"] in ("search", "error")
+        span = max((r["spans"][0] for r in rows), key=lambda s: len(s["token_ids"]))
+        expected = rescore(tiny_model, tiny_model.tokenize(span["prefix"]), span["token_ids"], span["temperature"])
+        written = [(lp, e) for lp, e, m in zip(span["logprobs"], expected, span["mask"]) if m]
+        assert close([lp for lp, _ in written], [e for _, e in written])
+        return
     for r in rows:
         assert [s["name"] for s in r["spans"]] == ["plan", "report"]
         assert all(len(s["token_ids"]) == len(s["logprobs"]) > 0 for s in r["spans"])
