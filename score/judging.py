@@ -53,7 +53,17 @@ def judge_reports(
     harness, _ = latest_harness(ws)
     rows = _report_rows(frame[query_column], frame[report_column])
     seed = derive_seed(ws.cfg.seed, 0, "judge")
-    judged = judge(ws, ws.backend(policy), rows, harness, seed, probe_share=0.0, depth_probe_share=0.0, siblings=False)
+    judged = judge(
+        ws,
+        ws.backend(policy),
+        rows,
+        harness,
+        seed,
+        probe_share=0.0,
+        depth_probe_share=0.0,
+        siblings=False,
+        citations=False,
+    )
     overall, per_dim, criteria = _per_row(judged, rows, ws.cfg.evaluate.passes)
     out = frame.copy()
     ids = [r["trajectory_id"] for r in rows]

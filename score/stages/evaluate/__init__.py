@@ -122,11 +122,12 @@ def judge(
     probe_share: float | None = None,
     depth_probe_share: float | None = None,
     siblings: bool = True,
+    citations: bool = True,
 ) -> Judged:
     """Rubrics, evidence checks, corruption probes and scores for `reports` (rows shaped like reports.parquet:
     query_id, query, sample_idx, trajectory_id, report, sources) under `harness`. Probe shares default to the
     config's; `score judge` sets them to 0 and `siblings` off to score outside reports as they are (a row's
-    score must not depend on the other rows of its file)."""
+    score must not depend on the other rows of its file), and `citations` off (outside reports carry no sources)."""
     ev = ws.cfg.evaluate
     by_query: dict[str, list[dict]] = defaultdict(list)
     for r in reports:
@@ -151,5 +152,5 @@ def judge(
     for _, rows in groupby(judgement_rows, key=lambda j: j["query_id"]):  # 5a. the evaluator's reward per judgement
         rw = ws.cfg.reward
         reward_judgements(list(rows), ev.passes, rw.discrimination_tau, ev.probe_dimensions, rw.unparsable_judgement)
-    citation_rows = check_citations(ws, backend, reports, round_idx, seed)  # 6. citation precision
+    citation_rows = check_citations(ws, backend, reports, round_idx, seed) if citations else []  # 6.
     return Judged(by_query, rubrics, rubric_rows, evidence_rows, probe_rows, score_rows, judgement_rows, citation_rows)
