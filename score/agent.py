@@ -129,9 +129,11 @@ def run_agents(
     going = list(trajectories)
     turn = 0
     while going:
-        fits = [t for t in going if len(t.prompt_ids) + len(t.ids) + budget.turn_tokens <= budget.max_context_tokens]
+        fits = []
         for t in going:
-            if t not in fits:
+            if len(t.prompt_ids) + len(t.ids) + budget.turn_tokens <= budget.max_context_tokens:
+                fits.append(t)
+            else:
                 _cut(t, "context")
         if not fits:
             break
@@ -154,23 +156,23 @@ def run_agents(
 def _act(t: AgentTrajectory, text: str, finish: str, backend: Backend, search: SearchBackend, budget: Budget) -> bool:
     """Read the turn's call, run the tool, append its output; returns whether the trajectory goes on."""
     call = _last_call(text)
-    if call is None or call[0] == "answer":
-        unknown = _UNKNOWN.search(text) if call is None else None
-        if unknown and unknown.group(1) not in TOOLS:
-            message = f"unknown tool <{unknown.group(1)}>: the tools are <search>, <read> and <answer>"
-            return _tool(t, text, "error", unknown.group(2), _error(message), budget, backend, error="unknown_tool")
+    unknown = _UNKNOWN.search(text) if call is None else None
+    if (call is None and not unknown) or (call and call[0] == "answer"):  # no call, or <answer>: the report
         report = (call[1] if call else text).strip()
         t.turns.append(Turn(text, "answer" if call else "end", report, ""))
         t.report, t.finish = report, "length" if finish == "length" else "stop"
         return False
+    if t.tool_calls >= budget.max_tool_calls:  # any call past the budget, well formed or not, ends it
+        t.turns.append(Turn(text, "cut", call[1] if call else unknown.group(2), "", error="over_budget"))
+        t.finish = "cut"
+        return False
+    if unknown:
+        message = f"unknown tool <{unknown.group(1)}>: the tools are <search>, <read> and <answer>"
+        return _tool(t, text, "error", unknown.group(2), _error(message), budget, backend, error="unknown_tool")
     tool, argument, closed = call
     if not closed:  # the turn ended inside the call
         message = f"<{tool}> was not closed with </{tool}>"
         return _tool(t, text, "error", argument, _error(message), budget, backend, error="malformed")
-    if t.tool_calls >= budget.max_tool_calls:
-        t.turns.append(Turn(text, "cut", argument, "", error="over_budget"))
-        t.finish = "cut"
-        return False
     if tool == "search":
         return _search(t, text, argument.strip(), backend, search, budget)
     return _read(t, text, argument.strip(), backend, budget)

@@ -104,6 +104,8 @@ def test_budgets_cut_a_trajectory_that_never_answers():
     t, _ = run(["wind</search>", "<read>1</read>", "<read>2</read>", "<read>1</read>"])
     assert t.tool_calls == 3 and t.finish == "cut" and not t.answered and t.report == ""
     assert "No tool calls left" in t.turns[2].output and t.turns[-1].error == "over_budget"
+    t, _ = run(["wind</search>", *["<read>1 and..."] * 5])  # calls left open count, and end it too
+    assert [turn.error for turn in t.turns] == ["", "malformed", "malformed", "over_budget"] and t.finish == "cut"
     small = Budget(**{**vars(BUDGET), "max_context_tokens": 600, "turn_tokens": 100})
     t, _ = run(["wind</search>"] * 5, budget=small)  # the toy spells a token per character: results are long
     assert t.finish == "cut" and t.turns[-1].argument == "context"
