@@ -79,12 +79,13 @@ def assert_first_step_on_policy(store):
     path = resolve_model_path(ModelConfig())
     tokenizer = AutoTokenizer.from_pretrained(path)
     ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    kinds = ["plan", "report", "rubric", "judgement", "verdict"]
+    kinds = ["trajectory", "rubric", "judgement", "verdict"]  # the react agent's turns and tool outputs: one span
     for kind in kinds + (["followup"] if any(s["name"] == "followup" for s in spans) else []):
         trainer = Trainer(ModelConfig(), TrainConfig(batch_size=64), path, checkpoint, 0)
         samples = [
             TrainSample("evaluator", ids(s["prompt"]), s["token_ids"], s["logprobs"], 1.0,
-                        temperature=s["temperature"], prefix_ids=ids(s["prefix"]) if s["prefix"] else [])
+                        temperature=s["temperature"], prefix_ids=ids(s["prefix"]) if s["prefix"] else [],
+                        mask=s["mask"])
             for s in spans if s["name"] == kind and s["token_ids"]
         ]  # fmt: skip
         assert samples, kind
@@ -170,7 +171,8 @@ def test_campaign_writes_reports_then_skips_everything_on_rerun(tmp_path, mlflow
         by_query: dict[str, int] = {}
         for row in rows:
             by_query[row["query_id"]] = by_query.get(row["query_id"], 0) + 1
-            assert row["plan"] and row["searches"] and row["sources"] and row["report"].strip()
+            assert row["agent"] == "react" and row["turns"]  # the react agent: its turns, each call and its output
+            assert row["report"].strip() or row["finish_reason"] == "cut"
             assert row["checkpoint"] == ("base" if r == 0 else f"{store}/ci/round-0000/train/checkpoint")
         assert sorted(by_query.values()) == [2, 2]  # K=2 reports for each of the 2 queries of the round
         print(f"round {r}: {sum(bool(x['cited']) for x in rows)}/{len(rows)} reports cite a source")
