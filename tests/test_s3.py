@@ -217,7 +217,7 @@ def test_campaign_on_s3_then_sigkill_and_resume_there(s3: Bucket, tmp_path: Path
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
         )  # fmt: skip
         deadline = time.time() + 600
-        while "round 1 reports" not in log.read_text() and time.time() < deadline:  # round 1 is sampling
+        while "round 1 turn" not in log.read_text() and time.time() < deadline:  # round 1 is sampling
             assert proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)  # the CLI only: its temporary Prefect server lives on, orphaned
