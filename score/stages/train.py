@@ -97,7 +97,8 @@ def build_samples(
 ) -> tuple[list[dict], dict[str, int]]:
     """Rows of samples.parquet, and the group counts (how many groups, how many flat: std at or below `flat`) and
     the judgement and verdict samples `train.judgement_prefixes` and `train.verdict_prefixes` left out (drawn with
-    `seed`)."""
+    `seed`). The verdicts of `citations` (citations.parquet) join the evidence verdicts' pool; a react trajectory is
+    one solver sample whose `mask` keeps its tool outputs out of the loss."""
     rows: list[dict] = []
     counts = dict(solver_groups=0, solver_flat_groups=0, evaluator_groups=0, evaluator_flat_groups=0)
     reward_of = {r["trajectory_id"]: r["reward"] for r in solver_rewards}
