@@ -159,11 +159,8 @@ def check_citations(ws: Workspace, backend: Backend, reports: list[dict], round_
         for i, (claim, cited) in enumerate(claims):
             check = Check(r, False, i, ClaimSearch(claim, cited, [], []))  # no search: the cited passages alone
             columns, _ = _verdicts(ws, backend, check, answer_ids, prior, seed, "citation")
-            keep = ("query_id", "trajectory_id")
-            rows.append(
-                {"round": round_idx, **{k: r[k] for k in keep}, "claim_idx": i, "claim": claim, "cited": cited}
-                | {k: v for k, v in columns.items()}
-            )
+            ids = {"round": round_idx, "query_id": r["query_id"], "trajectory_id": r["trajectory_id"]}
+            rows.append(ids | {"claim_idx": i, "claim": claim, "cited": cited} | columns)
     return rows
 
 
