@@ -22,18 +22,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from score.artifacts import (
-    CITATIONS,
-    EVALUATOR_REWARDS,
-    EVIDENCE,
-    JUDGEMENT_SPANS,
-    REPORTS,
-    RUBRICS,
-    SOLVER_REWARDS,
-)
+from score.artifacts import REPORTS, SOLVER_REWARDS
 from score.checkpoints import Policy, base_policy, policy_for_round
 from score.config import load_config
-from score.pipeline import GENERATE, REWARDS_SEAM, TRAIN, Read, StageSpec, TrainStats
+from score.pipeline import GENERATE, REWARDS_ARTIFACTS, REWARDS_SEAM, TRAIN, Read, StageSpec, TrainStats
 from score.queries import round_queries
 from score.rewards import lexical_precision, research_reward, structure_reward
 from score.runner import StageContext, run_stage
@@ -80,11 +72,9 @@ def known_rewards(ctx: StageContext) -> KnownRewardStats:
         for r in reports
     ]
     ctx.write(SOLVER_REWARDS, rows)
-    ctx.write(RUBRICS, [])
-    ctx.write(EVALUATOR_REWARDS, [])
-    ctx.write(JUDGEMENT_SPANS, [])
-    ctx.write(EVIDENCE, [])
-    ctx.write(CITATIONS, [])
+    for artifact in REWARDS_ARTIFACTS:  # the rest of what train reads through the seam: nothing
+        if artifact is not SOLVER_REWARDS:
+            ctx.write(artifact, [])
     return KnownRewardStats(len(rows), statistics.mean(r["reward"] for r in rows))
 
 
@@ -94,7 +84,7 @@ KNOWN_REWARD = StageSpec(  # a reward source: writes what train's rewards seam r
     impl="__main__:known_rewards",
     stats=KnownRewardStats,
     reads=(Read(GENERATE.name, REPORTS),),
-    writes=(SOLVER_REWARDS, RUBRICS, EVALUATOR_REWARDS, JUDGEMENT_SPANS, EVIDENCE, CITATIONS),
+    writes=REWARDS_ARTIFACTS,
 )
 
 

@@ -244,6 +244,9 @@ TRAIN = StageSpec(
     uses=("policy",),
 )
 
+# what a reward source standing in for self-evaluate writes: every artifact train reads through the rewards seam
+REWARDS_ARTIFACTS: tuple[Artifact, ...] = tuple(r.artifact for r in TRAIN.reads if r.seam == REWARDS_SEAM)
+
 STAGES: tuple[StageSpec, ...] = (GENERATE, EVALUATE, EVOLVE, TRAIN)  # in round order
 STAGE_NAMES = tuple(s.name for s in STAGES)
 StageName = Literal["generate-reports", "self-evaluate", "harness-evolve", "train"]  # STAGE_NAMES, as a type: the

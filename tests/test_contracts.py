@@ -113,15 +113,8 @@ class _Counted:
 
 def _constant_rewards(ctx) -> _Counted:
     """A reward source for the test below: every report's reward is its sample index (spread in every group)."""
-    from score.artifacts import (
-        CITATIONS,
-        EVALUATOR_REWARDS,
-        EVIDENCE,
-        JUDGEMENT_SPANS,
-        REPORTS,
-        RUBRICS,
-        SOLVER_REWARDS,
-    )
+    from score.artifacts import REPORTS, SOLVER_REWARDS
+    from score.pipeline import REWARDS_ARTIFACTS
 
     rows = [
         {"round": ctx.round, "query_id": r["query_id"], "trajectory_id": r["trajectory_id"], "validity": 1.0,
@@ -129,30 +122,20 @@ def _constant_rewards(ctx) -> _Counted:
         for r in ctx.read(REPORTS).to_pylist()
     ]  # fmt: skip
     ctx.write(SOLVER_REWARDS, rows)
-    ctx.write(RUBRICS, [])
-    ctx.write(EVALUATOR_REWARDS, [])
-    ctx.write(JUDGEMENT_SPANS, [])
-    ctx.write(EVIDENCE, [])
-    ctx.write(CITATIONS, [])
+    for artifact in REWARDS_ARTIFACTS:  # the rest of what train reads through the seam: nothing
+        if artifact is not SOLVER_REWARDS:
+            ctx.write(artifact, [])
     return _Counted(len(rows))
 
 
 def test_train_reads_its_rewards_from_a_declared_stand_in(toy_workspace):
-    from score.artifacts import (
-        CITATIONS,
-        EVALUATOR_REWARDS,
-        EVIDENCE,
-        JUDGEMENT_SPANS,
-        REPORTS,
-        RUBRICS,
-        SOLVER_REWARDS,
-    )
-    from score.pipeline import REWARDS_SEAM, Read, StageSpec
+    from score.artifacts import REPORTS
+    from score.pipeline import REWARDS_ARTIFACTS, REWARDS_SEAM, Read, StageSpec
 
     source = StageSpec(
         name="constant-reward", folder="constant-reward", impl=f"{__name__}:_constant_rewards", stats=_Counted,
         reads=(Read("generate-reports", REPORTS),),
-        writes=(SOLVER_REWARDS, RUBRICS, EVALUATOR_REWARDS, JUDGEMENT_SPANS, EVIDENCE, CITATIONS),
+        writes=REWARDS_ARTIFACTS,
     )  # fmt: skip
     ws = toy_workspace
     run_stage(ws, "generate-reports", 0)
