@@ -106,14 +106,7 @@ def _react_row(
         "trajectory_id": _trajectory_id(ws.cfg.seed, round_idx, q.id, k),
         "plan": [],
         "plan_fallback": False,
-        "searches": [
-            {"query": sq, "passage_ids": [p.id for p in hit], "scores": [p.score for p in hit]}
-            for sq, hit in t.searches
-        ],
-        "sources": [
-            {"n": n, "passage_id": p.id, "title": p.title, "url": p.source, "text": p.text[: gen.passage_chars]}
-            for n, p in sources
-        ],
+        **_research_columns(t.searches, sources, gen.passage_chars),
         "report": t.report,
         "cited": cited_sources(t.report, len(sources)),
         "finish_reason": t.finish,
@@ -239,14 +232,7 @@ def _row(
         "trajectory_id": _trajectory_id(ws.cfg.seed, round_idx, q.id, t.k),
         "plan": t.subquestions or [q.text],
         "plan_fallback": t.fallback,
-        "searches": [
-            {"query": sq, "passage_ids": [p.id for p in hit], "scores": [p.score for p in hit]}
-            for sq, hit in t.searches
-        ],
-        "sources": [
-            {"n": n, "passage_id": p.id, "title": p.title, "url": p.source, "text": p.text[: gen.passage_chars]}
-            for n, p in t.sources
-        ],
+        **_research_columns(t.searches, t.sources, gen.passage_chars),
         "report": report.text,
         "cited": cited_sources(report.text, len(t.sources)),
         "finish_reason": report.finish_reason,
@@ -259,6 +245,21 @@ def _row(
         "turns": None,
         "tool_calls": len(t.searches),
         "answered": True,
+    }
+
+
+def _research_columns(
+    searches: list[tuple[str, list[Passage]]], sources: list[tuple[int, Passage]], passage_chars: int
+) -> dict:
+    """The reports.parquet columns of what a trajectory searched and the numbered sources it may cite."""
+    return {
+        "searches": [
+            {"query": sq, "passage_ids": [p.id for p in hit], "scores": [p.score for p in hit]} for sq, hit in searches
+        ],
+        "sources": [
+            {"n": n, "passage_id": p.id, "title": p.title, "url": p.source, "text": p.text[:passage_chars]}
+            for n, p in sources
+        ],
     }
 
 
