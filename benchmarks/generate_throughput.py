@@ -83,8 +83,9 @@ def _replay_react(backend, gen, rows: list[dict]) -> None:
         contexts.append([head + ids[:i] for i in starts])
     for k in range(max(len(c) for c in contexts)):
         turn = [c[k] for c in contexts if len(c) > k]
+        budget = gen.call_tokens if k == 0 else gen.report_tokens  # the first turn is the prefilled <search> call
         params = SamplingParams(
-            temperature=gen.temperature, max_tokens=gen.report_tokens, stop=STOPS, seed=rows[0]["seed"] + 1000 * k
+            temperature=gen.temperature, max_tokens=budget, stop=STOPS, seed=rows[0]["seed"] + 1000 * k
         )
         backend.sample(turn, params)
 

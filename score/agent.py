@@ -6,13 +6,15 @@ The model writes one tool call per turn in its own words and sees the tool's out
     <read>n</read>                   the whole text of source [n] (search results show `generate.passage_chars`)
     <answer>...report...</answer>    the cited report; a turn that ends with no call at all is the report too
 
-Every trajectory's first turn starts with `<search>` already written (a scaffold for small models: each trajectory
-searches at least once; the prefilled tokens carry no loss). A turn ends at its call's closing tag, the end of the
-model's message, or `generate.report_tokens`; the loop ends when the model answers, or cuts the trajectory when its
-next turn would not fit in `generate.max_context_tokens` or it calls a tool after `generate.max_tool_calls` calls.
-A malformed call, an unknown tool, a source number that does not exist and a search service that fails or finds
-nothing each become a tool output the model reads (and a counted error); the loop never raises on what the model
-writes.
+Every trajectory's first turn starts with `<search>` already written and has `generate.call_tokens` to close it (a
+scaffold for small models: each trajectory searches at least once, and a query that runs on into a report is a
+malformed call, not a page of tokens; the prefilled tokens carry no loss). The prompt's example search is the
+query's own first keywords (a small model copies the example it is shown). A turn ends at its call's closing tag,
+the end of the model's message, or `generate.report_tokens`; the loop ends when the model answers, or cuts the
+trajectory when its next turn would not fit in `generate.max_context_tokens` or it calls a tool after
+`generate.max_tool_calls` calls. A malformed call, an unknown tool, a source number that does not exist and a
+search service that fails or finds nothing each become a tool output the model reads (and a counted error); the
+loop never raises on what the model writes.
 
 A trajectory is one token sequence: the prompt (stored as the span's prefix, shared by the query's K trajectories),
 then the model's turns and the tools' outputs, with a mask (1: written by the model, the only tokens with loss) and
@@ -42,13 +44,33 @@ def agent_messages(query: str, max_tool_calls: int) -> list[Message]:
     ask = (
         f"Research query: {query}\n\n"
         "Research it with tools, one call per turn; you see each result before your next step.\n"
-        "<search>a short query</search> searches the library; results come back numbered [1], [2], ...\n"
+        f"<search>{example_search(query)}</search> searches the library for a few keywords; results come back "
+        "numbered [1], [2], ...\n"
         "<read>2</read> shows the whole text of source [2].\n"
         f"After at most {max_tool_calls} tool calls, write the report inside <answer></answer>: a brief markdown "
         "report (about 120 words) with a # title, two ## sections, and inline citations like [1] after each claim "
         "they support."
     )
     return [Message("system", SOLVER_SYSTEM), Message("user", ask)]
+
+
+_KEYWORD = re.compile(r"[A-Za-z][A-Za-z-]{3,}")
+_FILLER = frozenset(
+    "about analyze analyse assess compare conduct create describe develop discuss evaluate examine explain explore "
+    "identify investigate provide research review study summarize their there these this those what when where which "
+    "with from into over that will would should could".split()
+)
+
+
+def example_search(query: str, words: int = 4) -> str:
+    """The prompt's example call: the query's first few content words. A small model copies the example it is
+    shown, so the example is a sensible first search for this query rather than a placeholder.
+
+    >>> example_search("Evaluate the global investment patterns in the InsurTech sector since 2020.")
+    'global investment patterns InsurTech'
+    """
+    kept = [w for w in _KEYWORD.findall(query) if w.lower() not in _FILLER]
+    return " ".join(kept[:words]) or "keywords"
 
 
 @dataclass
@@ -99,6 +121,7 @@ class AgentTrajectory:
 class Budget:
     max_tool_calls: int
     turn_tokens: int
+    call_tokens: int  # the first turn's budget: it starts inside a <search> call, which must close within it
     max_context_tokens: int
     passages_per_search: int
     max_sources: int
@@ -138,7 +161,10 @@ def run_agents(
         if not fits:
             break
         params = SamplingParams(
-            temperature=temperature, max_tokens=budget.turn_tokens, stop=STOPS, seed=seed + 1000 * turn
+            temperature=temperature,
+            max_tokens=budget.call_tokens if turn == 0 else budget.turn_tokens,
+            stop=STOPS,
+            seed=seed + 1000 * turn,
         )
         outs = backend.sample(
             [t.prompt_ids + t.ids for t in fits], params, desc=f"{desc} turn {turn + 1}" if desc else ""
@@ -287,11 +313,13 @@ def _tool(
     error: str = "",
     passage_ids: list[str] | None = None,
 ) -> bool:
-    """Append a tool's output (no loss on it) and go on; the last call of the budget says so."""
+    """Append a tool's output (no loss on it) and a reminder of what may come next, and go on."""
     t.turns.append(Turn(text, tool, argument, output, passage_ids or [], error))
-    if t.tool_calls >= b.max_tool_calls:
-        output += "No tool calls left: write the report now in <answer></answer>.\n"
-        t.turns[-1].output = output
+    left = b.max_tool_calls - t.tool_calls
+    output += (
+        f"{left} tool call{'s' * (left != 1)} left. " if left else "No tool calls left: write the report now. "
+    ) + "Cite a source by its number after the sentence it supports, like [1], in <answer></answer>.\n"
+    t.turns[-1].output = output
     t.extend(backend.tokenize(output), written=False)
     return True
 

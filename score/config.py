@@ -134,6 +134,12 @@ class GenerateConfig(Section):
         2048, ge=256, description="react: a turn starts only if the context and a whole turn fit in this many tokens"
     )
     read_chars: int = Field(1200, ge=100, description="react: characters of a passage <read> shows")
+    call_tokens: int = Field(
+        32,
+        ge=4,
+        description="react: token budget of the first turn, which starts inside a <search> call: a query not closed "
+        "with </search> within it is a malformed call (the model sees why and tries again)",
+    )
     subquestions: int = Field(
         3, ge=1, le=8, description="most sub-questions taken from the plan; each is one search call"
     )

@@ -42,7 +42,7 @@ class ToyBackend:
         out = []
         texts = [p if isinstance(p, str) else self.decode(p) for p in prompts]  # token ids: the tool loop's
         for p in (h + p for h, p in zip(prefixes_of(prefix, len(prompts)), texts)):
-            if "<search>a short query</search>" in p:  # the react agent (score.agent): search, read, answer
+            if "</search> searches the library" in p:  # the react agent (score.agent): search, read, answer
                 text = _toy_turn(p)
             elif "search queries" in p:
                 text = "1. solar power\n2. wind turbine\n3. battery storage"

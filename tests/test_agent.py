@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from score.agent import Budget, run_agents
+from score.agent import Budget, agent_messages, run_agents
 from score.models.base import Sample
 from score.search.base import Passage
 from score.search.searxng import SearchError
@@ -18,6 +18,7 @@ from tests.conftest import ToyBackend
 BUDGET = Budget(
     max_tool_calls=3,
     turn_tokens=400,
+    call_tokens=400,
     max_context_tokens=100_000,
     passages_per_search=2,
     max_sources=3,
@@ -33,10 +34,12 @@ class Scripted(ToyBackend):
         super().__init__()
         self.turns = list(turns)
         self.calls = 0
+        self.budgets = []  # each turn's token budget
 
     def sample(self, prompts, params, desc="", prefix=""):
         text = self.turns[min(self.calls, len(self.turns) - 1)]
         self.calls += 1
+        self.budgets.append(params.max_tokens)
         reason = "length" if text is None or text.endswith("...") else "stop"
         ids = self.tokenize(text or "x" * 5)
         return [[Sample(self.decode(ids), ids, [-0.5] * len(ids), reason)] for _ in prompts]
@@ -100,6 +103,16 @@ def test_a_search_service_that_is_down_is_a_tool_output_and_the_loop_ends():
     assert t.finish == "stop" and t.sources == {}
 
 
+def test_the_first_turn_is_a_search_call_with_its_own_budget_and_every_output_says_what_is_left():
+    budget = Budget(**{**vars(BUDGET), "call_tokens": 16})
+    t, backend = run(["a long query that never closes...", "wind</search>", "<answer>A [1].</answer>"], budget=budget)
+    assert backend.budgets == [16, 400, 400] and t.turns[0].error == "malformed"
+    assert "2 tool calls left" in t.turns[0].output and "1 tool call left" in t.turns[1].output
+    assert all("like [1], in <answer></answer>" in turn.output for turn in t.turns[:2])
+    prompt = agent_messages("How do offshore wind farms affect local fisheries?", 3)[1].content
+    assert "<search>offshore wind farms affect</search> searches the library" in prompt  # copied, still a search
+
+
 def test_budgets_cut_a_trajectory_that_never_answers():
     t, _ = run(["wind</search>", "<read>1</read>", "<read>2</read>", "<read>1</read>"])
     assert t.tool_calls == 3 and t.finish == "cut" and not t.answered and t.report == ""
@@ -129,7 +142,7 @@ def real_trajectories(tiny_model, tmp_path_factory):
     from score.search.corpus import ensure_wiki_corpus
 
     search = BM25Search(ensure_wiki_corpus(cache_root()), cache_root())
-    budget = Budget(2, 24, 1024, 2, 4, 120, 240)
+    budget = Budget(2, 24, 24, 1024, 2, 4, 120, 240)
     groups = run_agents(tiny_model, search, ["How do wind turbines make electricity?"], 4, budget, 0.8, seed=3)
     multi = [t for t in groups[0] if 0 in t.mask[t.mask.index(1) :]]  # a tool output after a written turn
     assert multi, [[turn.tool for turn in t.turns] for t in groups[0]]

@@ -48,7 +48,9 @@ def test_react_trajectories_are_one_sequence_with_a_mask_and_readable_turns(toy_
         assert r["report"].startswith("# Report") and r["cited"] == [1, 2]
         assert [s["passage_id"] for s in r["sources"]] == r["searches"][0]["passage_ids"] == ["p1", "p2"]
         [span] = r["spans"]
-        assert span["name"] == "trajectory" and span["prompt"] == "" and "<search>a short query" in span["prefix"]
+        assert (
+            span["name"] == "trajectory" and span["prompt"] == "" and "</search> searches the library" in span["prefix"]
+        )
         assert len(span["token_ids"]) == len(span["logprobs"]) == len(span["mask"])
         # the sequence is the prefilled call, then turns and tool outputs, every tool output masked out
         assert span["text"].startswith("<search>solar and wind power</search>\n<results>\n[1] Solar power")

@@ -73,6 +73,7 @@ def _react(
     budget = Budget(
         gen.max_tool_calls,
         gen.report_tokens,
+        gen.call_tokens,
         gen.max_context_tokens,
         gen.passages_per_search,
         gen.max_sources,
