@@ -11,7 +11,8 @@ its own manifest) that writes the known reward as the round's solver rewards, th
 its rewards from that stage through the rewards seam (`run_stage(..., sources={REWARDS_SEAM: KNOWN_REWARD})`;
 evaluator samples off). Held-out: queries no round trained on, `generate.samples_per_query` reports each, with the
 base model and with the last checkpoint, on the same seeds.
-Run: `python benchmarks/learning_check.py [--rounds 3] [--heldout 6] [--set key=value ...]`.
+Run: `python benchmarks/learning_check.py [--seeds 0,1] [--rounds 3] [--heldout 6] [--set key=value ...]`; with
+several seeds it prints each seed's figures and the mean change with a 95% t interval over the seeds.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from score.artifacts import REPORTS, SOLVER_REWARDS
 from score.checkpoints import Policy, base_policy, policy_for_round
 from score.config import load_config
+from score.intervals import mean_interval
 from score.pipeline import GENERATE, REWARDS_ARTIFACTS, REWARDS_SEAM, TRAIN, Read, StageSpec, TrainStats
 from score.queries import round_queries
 from score.rewards import lexical_precision, research_reward, structure_reward
@@ -121,21 +123,23 @@ def heldout(ws: Workspace, policy: Policy, queries, seed: int) -> Heldout:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/default.yaml")
-    parser.add_argument("--set", action="append", default=[], dest="overrides")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--heldout", type=int, default=6, help="held-out queries")
-    args = parser.parse_args()
+def one_seed(args, seed: int) -> tuple[Heldout, Heldout, float, str]:
+    """Base and trained held-out figures for one seed (its own round queries and held-out set), minutes, agent."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(
             args.config,
-            [*DEFAULTS, *args.overrides, f"store.root={tmp}", "run=learning-check", f"campaign.rounds={args.rounds}"],
+            [
+                *DEFAULTS,
+                *args.overrides,
+                f"store.root={tmp}",
+                f"run=learning-check-seed{seed}",
+                f"seed={seed}",
+                f"campaign.rounds={args.rounds}",
+            ],
         )
         ws = Workspace(cfg)
         trained = {
-            q.id for r in range(args.rounds) for q in round_queries(ws.queries, cfg.data.queries_per_round, r, cfg.seed)
+            q.id for r in range(args.rounds) for q in round_queries(ws.queries, cfg.data.queries_per_round, r, seed)
         }
         held = [q for q in ws.queries if q.id not in trained][: args.heldout]
         t0 = time.perf_counter()
@@ -145,21 +149,36 @@ def main() -> None:
             known = run_stage(ws, KNOWN_REWARD, r).manifest.stats_as(KnownRewardStats)
             s = run_stage(ws, TRAIN, r, sources={REWARDS_SEAM: KNOWN_REWARD}).manifest.stats_as(TrainStats)
             print(
-                f"round {r}: train-query reward {known.reward_mean:.3f}; {s.samples} samples, "
+                f"seed {seed} round {r}: train-query reward {known.reward_mean:.3f}; {s.samples} samples, "
                 f"{s.solver_flat_groups}/{s.solver_groups} flat groups, {s.steps} steps, "
                 f"loss {s.loss_first} -> {s.loss_last}, kl {s.kl_mean}, {s.train_seconds} s",
                 flush=True,
             )
         after = heldout(ws, policy_for_round(ws, args.rounds), held, seed=12345)
         minutes = (time.perf_counter() - t0) / 60
-    K = cfg.generate.samples_per_query
     print(
-        f"held-out ({cfg.generate.agent}): {len(held)} queries x {K} reports, same seeds; {args.rounds} rounds of "
-        f"training; {minutes:.1f} min"
+        f"seed {seed}, held-out ({cfg.generate.agent}): {len(held)} queries x {cfg.generate.samples_per_query} "
+        f"reports, same sampling seeds; {args.rounds} rounds of training; {minutes:.1f} min"
     )
     print(f"  base model     : {before.line()}")
-    print(f"  after training : {after.line()}")
-    print(f"  change         : reward {after.reward - before.reward:+.3f}")
+    print(f"  after training : {after.line()}", flush=True)
+    return before, after, minutes, cfg.generate.agent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--set", action="append", default=[], dest="overrides")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--heldout", type=int, default=6, help="held-out queries")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2: one whole check each")
+    args = parser.parse_args()
+    runs = [one_seed(args, int(s)) for s in args.seeds.split(",")]
+    print(f"change over {len(runs)} seed(s), after - base (mean, 95% t interval over seeds):")
+    for name in ("reward", "precision", "answered", "cites", "tool_calls", "multi"):
+        mean, low, high = mean_interval([getattr(a, name) - getattr(b, name) for b, a, _, _ in runs])
+        per_seed = ", ".join(f"{getattr(b, name):.3f} -> {getattr(a, name):.3f}" for b, a, _, _ in runs)
+        print(f"  {name:<10} {mean:+.3f} [{low:+.3f}, {high:+.3f}]   per seed: {per_seed}")
 
 
 if __name__ == "__main__":
