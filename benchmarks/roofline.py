@@ -1,22 +1,23 @@
 """Roofline: this machine's memory bandwidth and fp32 matmul throughput, and each hot path's achieved rate beside
 the bound those two numbers give, as a fraction.
 
-The machine, at the config's `model.threads`: bandwidth is a large tensor copy (bytes read + written per second),
-compute an fp32 matmul of `--matmul-n` squared matrices (2 n^3 FLOPs). The hot paths, on the embedded model
-(N parameters, W bytes of weights), each timed after a warm-up, the best of `--repeats`:
-- decode: `TransformersBackend.sample` of `--batch` prompts, `--new-tokens` each (eos off: every row writes them
-  all); tokens/s. A decode step reads every weight once and does 2 N FLOPs a row: bound
-  batch / max(W / bandwidth, 2 N batch / compute).
-- prefill: one forward of `--batch` rows of `--prompt-tokens` tokens (no KV cache kept); tokens/s. Bound:
-  compute / 2 N (weights are read once for many tokens: compute-bound).
+The machine, at the config's `model.threads`: bandwidth is a large tensor copy (bytes read + written per second);
+compute the best fp32 matmul rate over a square 2048^3 product and the model's own MLP shape (4096 tokens x hidden
+x intermediate), each the best of 10. The model: N_body weights outside the embedding (2 FLOPs each per token),
+the tied LM head H = vocab x hidden (2 H FLOPs per token whose logits are computed), W bytes of weights, K bytes of
+KV cache per token of context. Each hot path is timed after a warm-up, the best of `--repeats`:
+- decode: `TransformersBackend.sample` of `--batch` prompts, `--new-tokens` each (eos off), its prefill taken out;
+  tokens/s. A step reads every weight and each row's KV cache once and does 2 (N_body + H) FLOPs a row: bound
+  batch / max((W + batch x context x K) / bandwidth, batch x 2 (N_body + H) / compute), context the mean length.
+- prefill: one forward of `--batch` rows of `--prompt-tokens` tokens, logits of the last position only; tokens/s.
+  Bound: compute / 2 N_body.
 - judging behind a shared prefix: `next_token_logprobs`, one prefix of `--prompt-tokens` tokens then `--batch`
-  criteria suffixes of about 40 tokens, as the evaluator scores a report; tokens encoded per second. Bound:
-  compute / 2 N.
+  criteria suffixes, as the evaluator scores a report; tokens encoded per second. Bound: compute / 2 N_body.
 - train step: `score.trainer.Trainer` (the config's train section: LoRA, KL on) on `--batch` samples of
-  `--prompt-tokens` prompt and `--new-tokens` written tokens; padded tokens/s. Bound: compute / 8 N (the policy's
-  forward and backward, 6 N, and the KL reference forward, 2 N; LoRA skips the frozen weights' gradients, which
-  leaves about 2 N of the backward undone, so the bound is a little loose).
-Attention FLOPs are left out of every bound (at these lengths they are a few percent of 2 N for a 135M model).
+  `--prompt-tokens` prompt and `--new-tokens` written tokens; padded tokens/s. Bound: the least work a LoRA step
+  with a KL reference does, 6 N_body a token (the reference forward, the policy forward, the backward through the
+  frozen weights for the activations' gradients; LoRA's own matmuls are small) and 6 H per written token.
+Attention's FLOPs are left out of every bound (a few percent of 2 N_body at these lengths for this model).
 Run: `python benchmarks/roofline.py [--batch 16] [--new-tokens 64] [--prompt-tokens 256] [--set key=value ...]`.
 """
 
@@ -47,23 +48,25 @@ def main() -> None:
     args = _parse()
     cfg = load_config(args.config, args.overrides)
     torch.set_num_threads(cfg.model.threads or os.cpu_count() or 1)
-    bandwidth, compute = copy_bandwidth(args.copy_mb), matmul_flops(args.matmul_n)
     backend = TransformersBackend(
         resolve_model_path(cfg.model), dtype=cfg.model.dtype, device=cfg.model.device, batch_size=args.batch
     )
-    n = sum(p.numel() for p in backend.model.parameters())
-    w = sum(p.numel() * p.element_size() for p in backend.model.parameters())
+    m = Shape.of(backend.model)
+    bandwidth, compute = copy_bandwidth(args.copy_mb), matmul_flops(m.hidden, m.intermediate)
     print(
         f"machine: {torch.get_num_threads()} threads; copy bandwidth {bandwidth / 1e9:.1f} GB/s, fp32 matmul "
-        f"{compute / 1e9:.1f} GFLOP/s (n={args.matmul_n}); load {os.getloadavg()[0]:.2f}"
+        f"{compute / 1e9:.1f} GFLOP/s; load {os.getloadavg()[0]:.2f}"
     )
-    print(f"model: {n / 1e6:.1f}M parameters, {w / 1e6:.0f} MB of {cfg.model.dtype} weights")
+    print(
+        f"model: N_body {m.body / 1e6:.1f}M, LM head {m.head / 1e6:.1f}M, {m.weight_bytes / 1e6:.0f} MB of "
+        f"{cfg.model.dtype} weights, {m.kv_bytes / 1e3:.1f} kB of KV cache a token"
+    )
     prompts = make_prompts(backend, args.batch, args.prompt_tokens)
     paths = [
-        decode(backend, prompts, args, n, w, bandwidth, compute),
-        prefill(backend, prompts, args, n, compute),
-        judging(backend, prompts[0], args, n, compute),
-        train_step(cfg, prompts, args, n, compute),
+        decode(backend, prompts, args, m, bandwidth, compute),
+        prefill(backend, prompts, args, m, compute),
+        judging(backend, prompts[0], args, m, compute),
+        train_step(cfg, prompts, args, m, compute),
     ]
     print(f"load after: {os.getloadavg()[0]:.2f}")
     print("| hot path | achieved tok/s | bound tok/s | fraction | bound set by |")
@@ -81,7 +84,6 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--prompt-tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--copy-mb", type=int, default=1024, help="size of the tensor the bandwidth copy moves")
-    parser.add_argument("--matmul-n", type=int, default=2048)
     return parser.parse_args()
 
 
@@ -104,10 +106,34 @@ def copy_bandwidth(mb: int, repeats: int = 5) -> float:
     return 2 * src.numel() * 4 / seconds
 
 
-def matmul_flops(n: int, repeats: int = 5) -> float:
-    """fp32 FLOP/s of an n x n by n x n matmul."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / _best(lambda: a @ b, repeats)
+def matmul_flops(hidden: int, intermediate: int, repeats: int = 10) -> float:
+    """The best fp32 FLOP/s over a 2048^3 matmul and the model's MLP shape (4096 tokens)."""
+    best = 0.0
+    for m, k, n in ((2048, 2048, 2048), (4096, hidden, intermediate)):
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        best = max(best, 2 * m * k * n / _best(lambda a=a, b=b: a @ b, repeats))
+    return best
+
+
+@dataclass
+class Shape:
+    body: int  # weights outside the embedding: 2 FLOPs each per token
+    head: int  # the (tied) LM head, vocab x hidden: 2 FLOPs each per token whose logits are computed
+    weight_bytes: int
+    kv_bytes: int  # KV cache per token of context, all layers
+    hidden: int
+    intermediate: int
+
+    @classmethod
+    def of(cls, model) -> Shape:
+        c = model.config
+        embed = model.get_input_embeddings().weight
+        size = embed.element_size()
+        weights = sum(p.numel() * p.element_size() for p in model.parameters())
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        kv = c.num_hidden_layers * 2 * c.num_key_value_heads * head_dim * size
+        body = sum(p.numel() for p in model.parameters()) - embed.numel()
+        return cls(body, embed.numel(), weights, kv, c.hidden_size, c.intermediate_size)
 
 
 def make_prompts(backend: TransformersBackend, batch: int, tokens: int) -> list[list[int]]:
@@ -116,15 +142,17 @@ def make_prompts(backend: TransformersBackend, batch: int, tokens: int) -> list[
     return [backend.tokenize(f"Report {b}. {text}")[:tokens] for b in range(batch)]
 
 
-def decode(backend, prompts, args, n: int, w: int, bandwidth: float, compute: float) -> Path:
+def decode(backend, prompts, args, m: Shape, bandwidth: float, compute: float) -> Path:
     backend.set_eos([])  # every row writes --new-tokens
     params = SamplingParams(temperature=0.8, max_tokens=args.new_tokens, seed=0)
     seconds = _best(lambda: backend.sample(prompts, params), args.repeats)
     prefill_seconds = _best(lambda: _forward(backend, prompts), 1)  # the sample call's own prefill, taken out
     achieved = len(prompts) * args.new_tokens / max(seconds - prefill_seconds, 1e-9)
-    step = max(w / bandwidth, 2 * n * len(prompts) / compute)
-    why = "memory (weights read once a step)" if w / bandwidth >= 2 * n * len(prompts) / compute else "compute"
-    return Path(f"decode, batch {len(prompts)} (prefill taken out)", achieved, len(prompts) / step, why)
+    rows, context = len(prompts), len(prompts[0]) + args.new_tokens / 2
+    memory = (m.weight_bytes + rows * context * m.kv_bytes) / bandwidth
+    flops = rows * 2 * (m.body + m.head) / compute
+    why = "memory (weights and KV cache read once a step)" if memory >= flops else "compute"
+    return Path(f"decode, batch {rows} (prefill taken out)", achieved, rows / max(memory, flops), why)
 
 
 @torch.inference_mode()
@@ -133,17 +161,17 @@ def _forward(backend, rows: list[list[int]]) -> None:
     backend.model(input_ids=ids, use_cache=False, logits_to_keep=1)
 
 
-def prefill(backend, prompts, args, n: int, compute: float) -> Path:
+def prefill(backend, prompts, args, m: Shape, compute: float) -> Path:
     seconds = _best(lambda: _forward(backend, prompts), args.repeats)
     return Path(
         f"prefill, {len(prompts)} x {args.prompt_tokens}",
         len(prompts) * len(prompts[0]) / seconds,
-        compute / (2 * n),
+        compute / (2 * m.body),
         "compute",
     )
 
 
-def judging(backend, prompt: list[int], args, n: int, compute: float) -> Path:
+def judging(backend, prompt: list[int], args, m: Shape, compute: float) -> Path:
     prefix = backend.decode(prompt)
     suffixes = [
         f"\nCriterion {k}: does the report cite a source for each figure it gives? Score 0-10:"
@@ -152,10 +180,10 @@ def judging(backend, prompt: list[int], args, n: int, compute: float) -> Path:
     candidates = [backend.tokenize(str(d))[0] for d in range(10)]
     seconds = _best(lambda: backend.next_token_logprobs(prefix, suffixes, candidates), args.repeats)
     tokens = len(backend.tokenize(prefix)) + sum(len(backend.tokenize(s)) for s in suffixes)
-    return Path(f"judging, 1 prefix + {len(suffixes)} criteria", tokens / seconds, compute / (2 * n), "compute")
+    return Path(f"judging, 1 prefix + {len(suffixes)} criteria", tokens / seconds, compute / (2 * m.body), "compute")
 
 
-def train_step(cfg, prompts, args, n: int, compute: float) -> Path:
+def train_step(cfg, prompts, args, m: Shape, compute: float) -> Path:
     trainer = Trainer(
         cfg.model, cfg.train.model_copy(update={"batch_size": len(prompts)}), resolve_model_path(cfg.model), None, 0
     )
@@ -176,10 +204,11 @@ def train_step(cfg, prompts, args, n: int, compute: float) -> Path:
         tokens.append(sum(log.padded_tokens for log in trainer.train(batch, role_weight, total_steps=100)))
 
     seconds = _best(step, args.repeats)
+    share = args.new_tokens / (args.prompt_tokens + args.new_tokens)  # tokens whose logits the step computes
     return Path(
         f"train step, {len(prompts)} x {args.prompt_tokens}+{args.new_tokens}",
         tokens[-1] / seconds,
-        compute / (8 * n),
+        compute / (6 * m.body + share * 6 * m.head),
         "compute",
     )
 
