@@ -35,6 +35,20 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask
 
 
+def draw(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One index per row of `weights` (B, V), drawn with probability proportional to its weight: one uniform
+    number per row against the row's cumulative sum (inverse CDF). `torch.multinomial` draws an exponential per
+    vocabulary entry, about 20 ms a step for 16 rows of 49k tokens on this CPU; this costs under 1 ms.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> draw(torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 2.0]]), g).tolist()
+    [1, 2]
+    """
+    cdf = weights.float().cumsum(-1)  # (B, V)
+    u = torch.rand(weights.shape[0], 1, generator=generator).to(weights.device) * cdf[:, -1:]  # (B, 1) in [0, total)
+    return torch.searchsorted(cdf, u, right=True).clamp(max=weights.shape[-1] - 1).squeeze(1)  # (B,)
+
+
 class TransformersBackend(ChatTokenizer):
     name = "transformers"
 
@@ -184,7 +198,7 @@ class TransformersBackend(ChatTokenizer):
             return logits.argmax(-1)
         probs = torch.softmax(logits / params.temperature, dim=-1)  # (B, V)
         if params.top_p >= 1.0:
-            return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
+            return draw(probs, generator)
         # Exact nucleus sampling without sorting the whole vocabulary each step: the nucleus almost always
         # lies inside the top 256 tokens; when it does not (a very flat row), sort everything.
         k = probs.shape[-1] if probs.shape[-1] <= 256 else 256
@@ -192,8 +206,7 @@ class TransformersBackend(ChatTokenizer):
         if not bool((top.sum(-1) >= params.top_p).all()):
             top, idx = probs.sort(dim=-1, descending=True)  # (B, V)
         top = top.masked_fill(top.cumsum(-1) - top > params.top_p, 0.0)  # keep the smallest prefix reaching top_p
-        choice = torch.multinomial(top.cpu(), 1, generator=generator).to(logits.device)  # (B, 1)
-        return idx.gather(1, choice).squeeze(1)
+        return idx.gather(1, draw(top, generator)[:, None]).squeeze(1)
 
     def _finish(
         self, prompt: list[int], toks: list[int], logps: list[float], reason: str, stop: tuple[str, ...]
@@ -264,9 +277,9 @@ class TransformersBackend(ChatTokenizer):
         out: list[WrittenScore] = []
         for last, nxt in self._suffix_logits(prefix, suffixes, then):
             lp1 = torch.log_softmax(last / params.temperature, -1)  # (n, V) the distribution sampled from
-            t1 = torch.multinomial(lp1.exp().cpu(), 1, generator=generator).squeeze(1)  # (n,)
+            t1 = draw(lp1.exp(), generator)  # (n,)
             lp2 = torch.log_softmax(nxt / params.temperature, -1) if nxt is not None else None  # (n, V)
-            t2 = torch.multinomial(lp2.exp().cpu(), 1, generator=generator).squeeze(1) if lp2 is not None else None
+            t2 = draw(lp2.exp(), generator) if lp2 is not None else None
             raw1 = torch.log_softmax(last, -1)[:, cand].tolist()
             raw2 = torch.log_softmax(nxt, -1)[:, cand].tolist() if nxt is not None else None
             for b in range(last.shape[0]):
