@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,3 +27,20 @@ def bench_workspace(description: str, default_config: str = "configs/default.yam
         _ = ws.search  # index built or loaded outside the timed part, as in a campaign after its first stage
         backend.sample([backend.render([Message("user", "Hi")])], SamplingParams(max_tokens=4))  # warm-up
         yield ws
+
+
+def best_seconds(fn, repeats: int) -> float:
+    """The shortest wall-clock seconds of `repeats` calls of `fn`, after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def equal_prompts(tokenize, batch: int, tokens: int) -> list[list[int]]:
+    """`batch` prompts of exactly `tokens` ids of real text (equal lengths: no padding in any engine)."""
+    text = " ".join(f"Section {i}: wind turbines, solar cells and the storage of energy." for i in range(tokens))
+    return [tokenize(f"Report {b}. {text}")[:tokens] for b in range(batch)]

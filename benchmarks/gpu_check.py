@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from common import equal_prompts
 
 from score.config import GenerateConfig, ModelConfig, TrainConfig
 from score.models import SamplingParams
@@ -133,7 +134,7 @@ def check_shape(shape: str, args: argparse.Namespace, device: torch.device, dtyp
             folder, dtype=str(dtype).removeprefix("torch."), device=str(device), batch_size=args.batch
         )
         backend.set_eos([])  # no row stops early: every row writes --new-tokens, as generate's min_new_tokens does
-        prompts = make_prompts(backend.tokenizer, args.batch, args.prompt_tokens)
+        prompts = equal_prompts(backend.tokenize, args.batch, args.prompt_tokens)
         samples, sampler_tps = time_sampler(backend, prompts, temperature, args)
         generate_tps = time_generate(backend.model, prompts, backend.pad_id, temperature, args)
         del backend
@@ -156,16 +157,6 @@ def save_random_model(config, dtype, device: torch.device, folder: str) -> int:
     params = sum(p.numel() for p in model.parameters())
     del model
     return params
-
-
-def make_prompts(tokenizer, batch: int, tokens: int) -> list[list[int]]:
-    """`batch` prompts of exactly `tokens` ids each, real text through the embedded tokenizer (equal lengths:
-    no padding in either engine)."""
-    text = " ".join(
-        f"Question {i}: what limits the efficiency of solar cells, and how do wind turbines store energy?"
-        for i in range(tokens)
-    )
-    return [tokenizer(f"Report {b}. {text}", add_special_tokens=False)["input_ids"][:tokens] for b in range(batch)]
 
 
 def time_sampler(backend: TransformersBackend, prompts: list[list[int]], temperature: float, args):

@@ -21,9 +21,9 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 
 import torch
+from common import best_seconds, equal_prompts
 
 from score.config import ModelConfig, TrainConfig
 from score.models import SamplingParams, resolve_model_path
@@ -44,7 +44,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     path = resolve_model_path(ModelConfig())
     backend = TransformersBackend(path, batch_size=args.batch)
-    prompts = make_prompts(backend, args.batch, args.prompt_tokens)
+    prompts = equal_prompts(backend.tokenize, args.batch, args.prompt_tokens)
     print(
         f"embedded model, fp32, {args.threads} threads; batch {args.batch} x {args.prompt_tokens} prompt tokens, "
         f"{args.new_tokens} new; best of {args.repeats}; load before {os.getloadavg()[0]:.2f}"
@@ -60,27 +60,10 @@ def main() -> None:
         print(f"| {name} | {ours:.0f} | {peer} | {theirs:.0f} | {ratio} |")
 
 
-def _best(fn, repeats: int) -> float:
-    """The shortest wall-clock seconds of `repeats` calls of `fn` after one warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def make_prompts(backend: TransformersBackend, batch: int, tokens: int) -> list[list[int]]:
-    """`batch` prompts of exactly `tokens` ids of real text (equal lengths: no padding in any engine)."""
-    text = " ".join(f"Section {i}: wind turbines, solar cells and the storage of energy." for i in range(tokens))
-    return [backend.tokenize(f"Report {b}. {text}")[:tokens] for b in range(batch)]
-
-
 def sampler_vs_generate(backend: TransformersBackend, prompts, args) -> tuple[str, float, str, float]:
     backend.set_eos([])  # every row writes --new-tokens, as generate's min_new_tokens makes it
     params = SamplingParams(temperature=TEMPERATURE, max_tokens=args.new_tokens, seed=0)
-    ours = _best(lambda: backend.sample(prompts, params), args.repeats)
+    ours = best_seconds(lambda: backend.sample(prompts, params), args.repeats)
     ids, mask = left_pad(prompts, backend.pad_id)  # (B, T)
 
     def generate() -> None:
@@ -96,7 +79,7 @@ def sampler_vs_generate(backend: TransformersBackend, prompts, args) -> tuple[st
             pad_token_id=backend.pad_id,
         )
 
-    theirs = _best(generate, args.repeats)
+    theirs = best_seconds(generate, args.repeats)
     tokens = len(prompts) * args.new_tokens
     return f"sampling, {len(prompts)} x {args.new_tokens} new", tokens / ours, "HF generate", tokens / theirs
 
@@ -107,8 +90,8 @@ def judging_shared_vs_full(backend: TransformersBackend, prompt: list[int], args
         f"\nCriterion {k}: does the report support each figure with a source? Score 0-10:" for k in range(args.batch)
     ]
     digits = [backend.tokenize(str(d))[0] for d in range(10)]
-    ours = _best(lambda: backend.next_token_logprobs(prefix, suffixes, digits), args.repeats)
-    theirs = _best(lambda: backend.choice_logprobs([prefix + s for s in suffixes], digits), args.repeats)
+    ours = best_seconds(lambda: backend.next_token_logprobs(prefix, suffixes, digits), args.repeats)
+    theirs = best_seconds(lambda: backend.choice_logprobs([prefix + s for s in suffixes], digits), args.repeats)
     judgements = len(suffixes)
     return (
         f"judging, 1 report x {judgements} criteria (judgements/s)",
@@ -138,13 +121,13 @@ def train_vs_trl(path: str, prompts, args) -> tuple[str, float, str, float]:
         TrainSample("solver", p, w, old.tolist(), a, temperature=TEMPERATURE)
         for p, w, old, a in zip(prompts, written, olds, advantages)
     ]
-    ours = _best(lambda: trainer.train(batch, {"solver": 1.0, "evaluator": 1.0}, total_steps=100), args.repeats)
+    ours = best_seconds(lambda: trainer.train(batch, {"solver": 1.0, "evaluator": 1.0}, total_steps=100), args.repeats)
     name = f"train step, {len(prompts)} x {args.prompt_tokens}+{args.new_tokens} (LoRA, KL, DAPO)"
     try:
         step = trl_step(path, cfg, prompts, written, torch.stack(olds), advantages)
     except ImportError:
         return name, tokens / ours, "TRL GRPOTrainer: not installed (run in .venv-trl: make trl-env)", 0.0
-    theirs = _best(step, args.repeats)
+    theirs = best_seconds(step, args.repeats)
     return name, tokens / ours, "TRL GRPOTrainer step", tokens / theirs
 
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from dataclasses import dataclass
 
 import torch
+from common import best_seconds, equal_prompts
 
 from score.config import load_config
 from score.models import SamplingParams, resolve_model_path
@@ -61,7 +61,7 @@ def main() -> None:
         f"model: N_body {m.body / 1e6:.1f}M, LM head {m.head / 1e6:.1f}M, {m.weight_bytes / 1e6:.0f} MB of "
         f"{cfg.model.dtype} weights, {m.kv_bytes / 1e3:.1f} kB of KV cache a token"
     )
-    prompts = make_prompts(backend, args.batch, args.prompt_tokens)
+    prompts = equal_prompts(backend.tokenize, args.batch, args.prompt_tokens)
     paths = [
         decode(backend, prompts, args, m, bandwidth, compute),
         prefill(backend, prompts, args, m, compute),
@@ -87,22 +87,11 @@ def _parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _best(fn, repeats: int) -> float:
-    """The shortest wall-clock seconds of `repeats` calls of `fn` after one warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def copy_bandwidth(mb: int, repeats: int = 5) -> float:
     """Bytes read + written per second by a copy of an `mb`-megabyte fp32 tensor."""
     src = torch.ones(mb * 2**20 // 4)
     dst = torch.empty_like(src)
-    seconds = _best(lambda: dst.copy_(src), repeats)
+    seconds = best_seconds(lambda: dst.copy_(src), repeats)
     return 2 * src.numel() * 4 / seconds
 
 
@@ -111,7 +100,7 @@ def matmul_flops(hidden: int, intermediate: int, repeats: int = 10) -> float:
     best = 0.0
     for m, k, n in ((2048, 2048, 2048), (4096, hidden, intermediate)):
         a, b = torch.randn(m, k), torch.randn(k, n)
-        best = max(best, 2 * m * k * n / _best(lambda a=a, b=b: a @ b, repeats))
+        best = max(best, 2 * m * k * n / best_seconds(lambda a=a, b=b: a @ b, repeats))
     return best
 
 
@@ -136,17 +125,11 @@ class Shape:
         return cls(body, embed.numel(), weights, kv, c.hidden_size, c.intermediate_size)
 
 
-def make_prompts(backend: TransformersBackend, batch: int, tokens: int) -> list[list[int]]:
-    """`batch` prompts of exactly `tokens` ids of real text (equal lengths: no padding)."""
-    text = " ".join(f"Section {i}: wind turbines, solar cells and the storage of energy." for i in range(tokens))
-    return [backend.tokenize(f"Report {b}. {text}")[:tokens] for b in range(batch)]
-
-
 def decode(backend, prompts, args, m: Shape, bandwidth: float, compute: float) -> Path:
     backend.set_eos([])  # every row writes --new-tokens
     params = SamplingParams(temperature=0.8, max_tokens=args.new_tokens, seed=0)
-    seconds = _best(lambda: backend.sample(prompts, params), args.repeats)
-    prefill_seconds = _best(lambda: _forward(backend, prompts), 1)  # the sample call's own prefill, taken out
+    seconds = best_seconds(lambda: backend.sample(prompts, params), args.repeats)
+    prefill_seconds = best_seconds(lambda: _forward(backend, prompts), 1)  # the sample call's own prefill, taken out
     achieved = len(prompts) * args.new_tokens / max(seconds - prefill_seconds, 1e-9)
     rows, context = len(prompts), len(prompts[0]) + args.new_tokens / 2
     memory = (m.weight_bytes + rows * context * m.kv_bytes) / bandwidth
@@ -162,7 +145,7 @@ def _forward(backend, rows: list[list[int]]) -> None:
 
 
 def prefill(backend, prompts, args, m: Shape, compute: float) -> Path:
-    seconds = _best(lambda: _forward(backend, prompts), args.repeats)
+    seconds = best_seconds(lambda: _forward(backend, prompts), args.repeats)
     return Path(
         f"prefill, {len(prompts)} x {args.prompt_tokens}",
         len(prompts) * len(prompts[0]) / seconds,
@@ -178,7 +161,7 @@ def judging(backend, prompt: list[int], args, m: Shape, compute: float) -> Path:
         for k in range(args.batch)
     ]
     candidates = [backend.tokenize(str(d))[0] for d in range(10)]
-    seconds = _best(lambda: backend.next_token_logprobs(prefix, suffixes, candidates), args.repeats)
+    seconds = best_seconds(lambda: backend.next_token_logprobs(prefix, suffixes, candidates), args.repeats)
     tokens = len(backend.tokenize(prefix)) + sum(len(backend.tokenize(s)) for s in suffixes)
     return Path(f"judging, 1 prefix + {len(suffixes)} criteria", tokens / seconds, compute / (2 * m.body), "compute")
 
@@ -203,7 +186,7 @@ def train_step(cfg, prompts, args, m: Shape, compute: float) -> Path:
     def step() -> None:
         tokens.append(sum(log.padded_tokens for log in trainer.train(batch, role_weight, total_steps=100)))
 
-    seconds = _best(step, args.repeats)
+    seconds = best_seconds(step, args.repeats)
     share = args.new_tokens / (args.prompt_tokens + args.new_tokens)  # tokens whose logits the step computes
     return Path(
         f"train step, {len(prompts)} x {args.prompt_tokens}+{args.new_tokens}",
