@@ -28,7 +28,7 @@ from common import best_seconds, equal_prompts
 from score.config import ModelConfig, TrainConfig
 from score.models import SamplingParams, resolve_model_path
 from score.models.transformers_backend import TransformersBackend, left_pad
-from score.trainer import Trainer, TrainSample, written_logprobs
+from score.trainer import Trainer, TrainSample, lora_config, written_logprobs
 
 TEMPERATURE = 0.8
 
@@ -134,7 +134,6 @@ def train_vs_trl(path: str, prompts, args) -> tuple[str, float, str, float]:
 def trl_step(path: str, cfg: TrainConfig, prompts, written, olds: torch.Tensor, advantages):
     """One optimizer step of TRL's GRPOTrainer on these samples, as its training step runs it after generating."""
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
@@ -156,20 +155,13 @@ def trl_step(path: str, cfg: TrainConfig, prompts, written, olds: torch.Tensor, 
         report_to=[],
         save_strategy="no",
     )
-    lora = LoraConfig(
-        r=cfg.lora_rank,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.target_modules),
-        task_type="CAUSAL_LM",
-    )
     grpo = GRPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32),
         reward_funcs=lambda completions, **_: [0.0] * len(completions),
         args=config,
         train_dataset=Dataset.from_dict({"prompt": ["-"] * n}),
         processing_class=AutoTokenizer.from_pretrained(path),
-        peft_config=lora,
+        peft_config=lora_config(cfg),  # the adapter the project's trainer makes
     )
     grpo.current_gradient_accumulation_steps = 1  # what its training loop sets: one micro-batch a step
     assert grpo.args.steps_per_generation == 1, grpo.args.steps_per_generation  # so DAPO divides by this batch's tokens

@@ -191,6 +191,19 @@ def padded_tokens(rows: Sequence[Sequence[TrainSample]]) -> int:
     return len(rows) * max(_row_width(r) for r in rows)
 
 
+def lora_config(cfg: TrainConfig):
+    """The peft LoRA config a fresh adapter is made with (`train.lora_*`, `train.target_modules`)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+
 def written_logprobs(
     model, rows: Sequence[tuple[list[int], list[int]]], pad_id: int, device, temperatures: Sequence[float] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -381,19 +394,12 @@ class Trainer:
                     AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).eval().requires_grad_(False)
                 )
             return AutoModelForCausalLM.from_pretrained(resume or base_path, dtype=dtype)
-        from peft import LoraConfig, PeftModel, get_peft_model
+        from peft import PeftModel, get_peft_model
 
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
         if resume:
             return PeftModel.from_pretrained(base, resume, is_trainable=True)
-        lora = LoraConfig(
-            r=cfg.lora_rank,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.target_modules),
-            task_type="CAUSAL_LM",
-        )
-        return get_peft_model(base, lora)
+        return get_peft_model(base, lora_config(cfg))
 
     @property
     def unwrapped(self):
