@@ -14,7 +14,9 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
 from prefect.states import Completed, State
+from prefect.task_runners import ProcessPoolTaskRunner
 
 from flows.common import (
     artifact_key,
@@ -31,9 +33,10 @@ from score import pipeline
 from score.artifacts import TRAIN_STEPS
 from score.inspect import stage_markdown
 from score.layout import benchmark_dir, finished_rounds, round_label, stage_dir
+from score.lease import holder
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, TRAIN, StageName, StageSpec
 from score.progress import key_values
-from score.runner import run_stage
+from score.runner import run_shard, run_stage
 
 
 def skipped(what: str, folder: str) -> State:
@@ -50,10 +53,11 @@ def folder_of(result: str | State) -> str:
 
 
 def _run(spec: StageSpec, config: dict, round_idx: int, force: bool) -> str | State:
-    """Run one stage behind its manifest; when it ran, publish its numbers, the round's sample report as the stage
-    saw it and its folder as artifacts, and log its numbers to the run's trackers."""
+    """Run one stage behind its manifest (a sharded one: close over its shards, which `shards` ran); when it ran,
+    publish its numbers, the round's sample report as the stage saw it and its folder as artifacts, and log its
+    numbers to the run's trackers."""
     ws = workspace(config)
-    outcome = run_stage(ws, spec, round_idx, force=force)
+    outcome = run_stage(ws, spec, round_idx, force=force, redo_shards=False)
     if outcome.skipped:
         return skipped(f"{spec.name} round {round_idx}", outcome.folder)
     stats = vars(outcome.manifest.stats_as(spec.stats))
@@ -76,14 +80,46 @@ def _run(spec: StageSpec, config: dict, round_idx: int, force: bool) -> str | St
     return outcome.folder
 
 
+@task(name="shard", task_run_name="{stage}-r{round_idx:04d}-shard-{index}", cache_policy=NO_CACHE, retries=0)
+def shard(config: dict, stage: str, round_idx: int, index: int, holder: str, force: bool = False) -> str | State:
+    """One shard of a sharded stage, behind its own manifest, written for `holder` (the flow holding the run)."""
+    ws = workspace(config)
+    outcome = run_shard(ws, stage, round_idx, index, force=force, holder=holder)
+    if outcome.skipped:
+        return skipped(f"{stage} round {round_idx} shard {index}", outcome.folder)
+    get_run_logger().info("%s round %d shard %d: done in %.0f s", stage, round_idx, index, outcome.manifest.seconds)
+    return outcome.folder
+
+
+def shards(spec: StageSpec, config: dict, round_idx: int, workers: int, force: bool) -> list[str | State]:
+    """The stage's shards as tasks (none when it runs whole): with `workers` > 1, that many at once, each in its
+    own process (a process pool: each loads the model once); a shard that fails fails the round after the others
+    finish, and the rerun redoes only the unfinished ones."""
+    n = spec.shard_count(config)
+    if n == 1:
+        return []
+    calls = [
+        dict(config=config, stage=spec.name, round_idx=round_idx, index=i, holder=holder(), force=force)
+        for i in range(n)
+    ]
+    if workers == 1:
+        return [shard(**c) for c in calls]
+    with ProcessPoolTaskRunner(max_workers=min(workers, n)) as runner:
+        futures = [runner.submit(shard, c) for c in calls]
+        wait(futures)
+        return [f.result() for f in futures]
+
+
 # One task per stage; retries 0: a failed stage is rerun by rerunning the round (finished stages skip).
 @task(name=GENERATE.name, task_run_name="generate-reports-r{round_idx:04d}", cache_policy=NO_CACHE, retries=0)
-def generate_reports(config: dict, round_idx: int, force: bool = False) -> str | State:
+def generate_reports(config: dict, round_idx: int, force: bool = False, parts: Any = None) -> str | State:
     return _run(GENERATE, config, round_idx, force)
 
 
 @task(name=EVALUATE.name, task_run_name="self-evaluate-r{round_idx:04d}", cache_policy=NO_CACHE, retries=0)
-def self_evaluate(config: dict, round_idx: int, reports: Any = None, force: bool = False) -> str | State:
+def self_evaluate(
+    config: dict, round_idx: int, reports: Any = None, force: bool = False, parts: Any = None
+) -> str | State:
     return _run(EVALUATE, config, round_idx, force)
 
 
@@ -152,7 +188,7 @@ def report_task(config: dict, round_idx: int, changed: bool = True) -> str | Sta
 
 @flow(name="score-round", flow_run_name=lambda: run_name("round-{round_idx:04d}"), persist_result=False)
 def round_flow(
-    config: dict | str, round_idx: int, force: bool = False, overrides: list[str] | None = None
+    config: dict | str, round_idx: int, force: bool = False, overrides: list[str] | None = None, workers: int = 1
 ) -> dict[str, str]:
     """The four stages of one round, in order; finished stages are skipped (labelled Skipped) unless `force`.
 
@@ -161,11 +197,14 @@ def round_flow(
         round_idx: the round, 0-based; its inputs (the previous round's checkpoint and harness) must be finished
         force: redo every stage of the round even where its manifest matches
         overrides: config overrides as section.key=value, e.g. ["data.queries_per_round=4"]
+        workers: processes running a sharded stage's shards at once (generate.shards, evaluate.shards); 1: in turn
     """
     source, config = config, resolve_config(config, overrides)
     with writing(config), tagged(config, source, round_idx):  # one writer, and none between two stages
-        done = {"reports": generate_reports(config, round_idx, force=force)}
-        done["evaluations"] = self_evaluate(config, round_idx, done["reports"], force=force)
+        parts = shards(GENERATE, config, round_idx, workers, force)
+        done = {"reports": generate_reports(config, round_idx, force=force, parts=parts)}
+        parts = shards(EVALUATE, config, round_idx, workers, force)
+        done["evaluations"] = self_evaluate(config, round_idx, done["reports"], force=force, parts=parts)
         done["harness"] = harness_evolve(config, round_idx, done["evaluations"], force=force)
         done["checkpoint"] = train(config, round_idx, done["reports"], done["evaluations"], force=force)
         if config["benchmark"]["each_round"]:  # the held-out score round r+1's judge-hacking alarm reads
@@ -177,7 +216,12 @@ def round_flow(
 
 @flow(name="score-stage", flow_run_name=lambda: run_name("round-{round_idx:04d}-{stage}"), persist_result=False)
 def stage_flow(
-    config: dict | str, stage: StageName, round_idx: int, force: bool = False, overrides: list[str] | None = None
+    config: dict | str,
+    stage: StageName,
+    round_idx: int,
+    force: bool = False,
+    overrides: list[str] | None = None,
+    workers: int = 1,
 ) -> str:
     """One stage of one round (its inputs must be finished): reruns from the CLI, the UI or a deployment.
 
@@ -187,18 +231,20 @@ def stage_flow(
         round_idx: the round, 0-based; the stage's inputs in it must be finished
         force: redo the stage even where its manifest matches (otherwise a finished stage is skipped)
         overrides: config overrides as section.key=value, e.g. ["store.root=s3://bucket/runs"]
+        workers: processes running the stage's shards at once, when it is sharded; 1: in turn
     """
     source, config = config, resolve_config(config, overrides)
     spec = pipeline.stage(stage)
     with writing(config), tagged(config, source, round_idx):
-        folder = STAGE_TASKS[spec.name](config, round_idx, force=force)
+        parts = shards(spec, config, round_idx, workers, force)
+        folder = STAGE_TASKS[spec.name](config, round_idx, force=force, **({"parts": parts} if parts else {}))
         report_task(config, round_idx, not isinstance(folder, State))
     return folder_of(folder)
 
 
 @flow(name="score-campaign", flow_run_name=lambda: run_name("campaign"), persist_result=False)
 def campaign_flow(
-    config: dict | str, rounds: int | None = None, overrides: list[str] | None = None
+    config: dict | str, rounds: int | None = None, overrides: list[str] | None = None, workers: int = 1
 ) -> list[dict[str, str]]:
     """Run `rounds` co-evolution rounds, each a `score-round` flow run; finished stages are skipped.
 
@@ -206,8 +252,9 @@ def campaign_flow(
         config: a YAML config's path (e.g. configs/default.yaml), or a config as a dict
         rounds: how many rounds (default: the config's campaign.rounds)
         overrides: config overrides as section.key=value, e.g. ["data.queries_per_round=4"]
+        workers: processes running a sharded stage's shards at once (generate.shards, evaluate.shards); 1: in turn
     """
     source, config = config, resolve_config(config, overrides)
     total = rounds if rounds is not None else config["campaign"]["rounds"]
     with writing(config), tagged(config, source):  # one writer, and none between two rounds
-        return [round_flow(config, r) for r in range(total)]
+        return [round_flow(config, r, workers=workers) for r in range(total)]

@@ -129,6 +129,13 @@ class GenerateConfig(Section):
         "a report span), the comparison",
     )
     samples_per_query: int = Field(4, description="K: research trajectories per query, one GRPO group")
+    shards: int = Field(
+        1,
+        ge=1,
+        description="split the stage into this many shards by query (shard i: every n-th query from i), each behind "
+        "its own manifest, run by as many workers at once as `score run --workers` gives; 1: one piece. The same n "
+        "gives the same reports whatever the workers; another n draws other samples (batches differ)",
+    )
     max_tool_calls: int = Field(3, ge=1, le=16, description="react: tool calls a trajectory may make before answering")
     max_context_tokens: int = Field(
         2048, ge=256, description="react: a turn starts only if the context and a whole turn fit in this many tokens"
@@ -188,6 +195,12 @@ def _probe_dimensions() -> dict[str, list[str]]:
 class EvaluateConfig(Section):
     rubrics_per_query: int = Field(
         2, ge=2, description="J: rubrics sampled per query (>= 2: consistency is measured between them)"
+    )
+    shards: int = Field(
+        1,
+        ge=1,
+        description="split the judging into this many shards by query, as generate.shards; the rewards and the "
+        "round's statistics are then computed once over all shards, from their written (float32) scores",
     )
     score_source: Literal["expected", "written"] = Field(
         "expected",

@@ -2,6 +2,7 @@
 
     RUN/round-0003/generate/reports.parquet         a stage folder (its name: the stage's `folder`)
     RUN/round-0003/generate/_manifest.json          written last; without it the folder does not exist
+    RUN/round-0003/shards/evaluate/01-of-02/        shard 1 of 2 of a sharded stage, behind its own manifest
     RUN/round-0003/train/checkpoint/                the checkpoint round 4 samples with
     RUN/benchmark/round-0003/benchmark.parquet      `score eval` of round 3's checkpoint
     RUN/benchmark/reports/base/reports.parquet      the reports a benchmark evaluation judged
@@ -41,6 +42,15 @@ def round_of(folder_name: str) -> int | None:
 def stage_dir(run: str, round_idx: int, folder: str) -> str:
     """A stage's folder in a round; `folder` is the stage's declared folder (`StageSpec.folder`)."""
     return f"{round_dir(run, round_idx)}/{folder}"
+
+
+def shard_dir(run: str, round_idx: int, folder: str, index: int, count: int) -> str:
+    """Shard `index` of `count` of a stage (its folder `folder`) in a round.
+
+    >>> shard_dir("default", 3, "generate", 1, 2)
+    'default/round-0003/shards/generate/01-of-02'
+    """
+    return f"{round_dir(run, round_idx)}/shards/{folder}/{index:02d}-of-{count:02d}"
 
 
 def checkpoint_dir(run: str, round_idx: int, train_folder: str) -> str:

@@ -10,7 +10,9 @@ inside its own lease). Only the main process of a distributed launch takes it (t
 
 Taking a lease is write, wait, read back: two writers starting in the same instant both write, and the one
 whose write was overwritten sees the other's id and backs off (stores have no compare-and-swap; the window is
-the store's write latency). Read-only commands never take it.
+the store's write latency). Read-only commands never take it. A worker process running a stage's shards for the
+holder (the round flow's process workers) writes on its behalf (`holding(..., on_behalf_of=holder())`): it checks
+that the lease is live and the holder's, and takes none.
 """
 
 from __future__ import annotations
@@ -40,10 +42,27 @@ class RunLocked(RuntimeError):
     """Another process is writing the run."""
 
 
+def holder() -> str:
+    """This process's holder id, as its leases record it (what a worker writing on its behalf is handed)."""
+    return _HOLDER
+
+
 @contextmanager
-def holding(store: Store, run: str) -> Iterator[None]:
-    """Hold `run`'s lease for the duration (re-entrant in this process); raise `RunLocked` when another holds it."""
+def holding(store: Store, run: str, on_behalf_of: str | None = None) -> Iterator[None]:
+    """Hold `run`'s lease for the duration (re-entrant in this process); raise `RunLocked` when another holds it.
+
+    `on_behalf_of`: a holder id (`holder()`) this process writes for, e.g. the round flow that dispatched a stage's
+    shards to process workers: the lease must be live and that holder's (it renews it), else `RunLocked`."""
     if int(os.environ.get("RANK", "0")) != 0:  # under `accelerate launch` only the main process writes
+        yield
+        return
+    if on_behalf_of is not None and on_behalf_of != _HOLDER:
+        current = _read(store, store.path(run, LEASE))
+        if not current or current["holder"] != on_behalf_of or not _live(current):
+            raise RunLocked(
+                f"this worker writes run {run!r} for {on_behalf_of}, which no longer holds its lease "
+                f"({store.display(run, LEASE)}: {current['holder'] if current else 'none'}); rerun the round"
+            )
         yield
         return
     path = store.path(run, LEASE)

@@ -51,6 +51,18 @@ class Read:
 
 
 @dataclass(frozen=True)
+class Shards:
+    """How a stage splits across workers: shard i of n is every n-th of the round's queries, from i, computed by
+    `impl` (a StageContext whose `mine()` keeps its share) and written behind its own manifest in its own folder
+    (score.layout.shard_dir); the stage's `impl` then closes over them (`StageContext.read_shards`), and its
+    manifest, written last, is what readers wait for. n is the config field `count`; at 1 the stage runs whole."""
+
+    impl: str  # "module:function" computing one shard: StageContext in, a statistics dict out
+    writes: tuple[Artifact, ...]  # what each shard writes
+    count: str  # the config path holding n, e.g. "generate.shards" (inside a section the stage declares)
+
+
+@dataclass(frozen=True)
 class StageSpec:
     name: str  # what users type: `score stage NAME`
     folder: str  # its folder inside a round (score.layout)
@@ -61,6 +73,16 @@ class StageSpec:
     checkpoint: bool = False  # also writes a checkpoint folder (score.layout.CHECKPOINT)
     config: tuple[str, ...] = ()  # config paths its outputs depend on; nothing else is visible to it
     uses: tuple[Resource, ...] = ()
+    shards: Shards | None = None  # splits across workers by query (generate-reports, self-evaluate)
+
+    def shard_count(self, cfg) -> int:
+        """n: how many shards the stage runs as under `cfg`, a RunConfig or its dict (1: whole, no shard folders)."""
+        if self.shards is None:
+            return 1
+        value = cfg
+        for part in self.shards.count.split("."):
+            value = value[part] if isinstance(value, dict) else getattr(value, part)
+        return value
 
     def producers(self) -> list[str]:
         return list(dict.fromkeys(r.stage for r in self.reads))
@@ -178,6 +200,7 @@ GENERATE = StageSpec(
     impl="score.stages.generate:run",
     stats=GenerateStats,
     writes=(REPORTS,),
+    shards=Shards("score.stages.generate:shard", (REPORTS,), "generate.shards"),
     config=("seed", "model", "search", "data", "generate"),
     uses=("queries", "corpus", "policy"),
 )
@@ -210,6 +233,11 @@ EVALUATE = StageSpec(
         "harness.rules.confidence",
     ),  # read by the statistics
     uses=("corpus", "policy", "harness"),
+    shards=Shards(
+        "score.stages.evaluate:shard",
+        (RUBRICS, EVIDENCE, CITATIONS, PROBES, SCORES, JUDGEMENT_SPANS),
+        "evaluate.shards",
+    ),
 )
 
 EVOLVE = StageSpec(

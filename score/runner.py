@@ -15,17 +15,17 @@ import hashlib
 import importlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
 from score.artifacts import Artifact, ArtifactError
 from score.checkpoints import Policy, policy_for_round
 from score.config import ConfigView
-from score.layout import CHECKPOINT, stage_dir
+from score.layout import CHECKPOINT, shard_dir, stage_dir
 from score.lease import holding
 from score.manifest import FolderWriter, Manifest, Outcome, behind_manifest
 from score.pipeline import REWARDS_SEAM, StageSpec, stage
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from score.workspace import Workspace
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def derive_seed(base: int, round_idx: int, name: str) -> int:
@@ -60,6 +61,8 @@ class StageContext:
     writer: FolderWriter
     producers: dict[str, StageSpec]  # artifact file -> the stage whose folder it is read from this round
     resources: dict[str, Any] = field(default_factory=dict)
+    shard: tuple[int, int] = (0, 1)  # (index, count): this shard's share of the round; (0, 1): all of it
+    shards: int = 1  # how many shards the stage runs as (the closing step reads them all)
 
     @property
     def cfg(self) -> Any:
@@ -67,7 +70,27 @@ class StageContext:
 
     @cached_property
     def seed(self) -> int:
+        index, count = self.shard
+        if count > 1:  # each shard its own stream
+            return derive_seed(self.cfg.seed, self.round, f"{self.spec.name}/{index}-of-{count}")
         return derive_seed(self.cfg.seed, self.round, self.spec.name)
+
+    def mine(self, items: list[T]) -> list[T]:
+        """This shard's share of `items` (every n-th, from its index); all of them when the stage runs whole."""
+        index, count = self.shard
+        return items[index::count]
+
+    def read_shards(self, artifact: Artifact) -> pa.Table:
+        """The closing step's read: `artifact` from every shard of this stage, concatenated in shard order."""
+        return pa.concat_tables([self.ws.store.read_table(f, artifact.file) for f in self._shard_folders()])
+
+    def shard_manifests(self) -> list[Manifest]:
+        return [self.ws.store.finished(f, "run the stage's shards first") for f in self._shard_folders()]
+
+    def _shard_folders(self) -> list[str]:
+        if self.shards == 1:
+            raise ArtifactError(f"stage {self.spec.name} read its shards, but it runs whole")
+        return [shard_dir(self.cfg.run, self.round, self.spec.folder, i, self.shards) for i in range(self.shards)]
 
     def read(self, artifact: Artifact, columns: list[str] | None = None) -> pa.Table:
         if artifact.file not in self.producers:
@@ -157,16 +180,19 @@ def stage_fingerprint(spec: StageSpec, config: str, inputs: dict[str, str]) -> s
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def run_stage(
-    ws: Workspace,
-    name: str | StageSpec,
-    round_idx: int,
-    force: bool = False,
-    sources: dict[str, StageSpec] | None = None,
-) -> Outcome:
-    """Run one stage of one round behind its manifest. `sources` maps a seam (`pipeline.REWARDS_SEAM`) to a
-    stage that stands in for the declared producer of its reads (the learning check's known reward)."""
-    spec = name if isinstance(name, StageSpec) else stage(name)
+@dataclass
+class _Prepared:
+    """A stage of a round, ready to run: its manifest's head (fingerprint and inputs), its config view, the
+    folders it reads from and its resources."""
+
+    spec: StageSpec
+    meta: Manifest
+    view: Workspace
+    producers: dict[str, StageSpec]
+    resources: dict[str, Any]
+
+
+def _prepare(ws: Workspace, spec: StageSpec, round_idx: int, sources: dict[str, StageSpec] | None) -> _Prepared:
     if round_idx < 0:
         raise ValueError(f"round must be >= 0, got {round_idx}")
     unknown = set(sources or {}) - {REWARDS_SEAM}
@@ -193,19 +219,80 @@ def run_stage(
         inputs=inputs,
     )
     view = ws.restricted(ConfigView(ws.cfg, spec.config, f"stage {spec.name}"))
-    module, function = spec.impl.split(":")
+    return _Prepared(spec, meta, view, producers, resources)
+
+
+def _work(p: _Prepared, round_idx: int, impl: str, writes: tuple[Artifact, ...], shard: tuple[int, int], shards: int):
+    """The work behind a manifest: call `impl` on a StageContext, then check it wrote all of `writes`."""
+    module, function = impl.split(":")
 
     def work(writer: FolderWriter):
-        ctx = StageContext(spec, view, round_idx, writer, producers, resources)
+        ctx = StageContext(p.spec, p.view, round_idx, writer, p.producers, p.resources, shard, shards)
         stats = getattr(importlib.import_module(module), function)(ctx)
-        missing = [a.file for a in spec.writes if a.file not in writer.files]
+        missing = [a.file for a in writes if a.file not in writer.files]
         if writer.enabled and missing:
-            raise ArtifactError(f"stage {spec.name} did not write {missing}, which its contract declares")
+            raise ArtifactError(f"stage {p.spec.name} did not write {missing}, which its contract declares")
         return stats
 
+    return work
+
+
+def _run_shard(ws: Workspace, p: _Prepared, round_idx: int, index: int, force: bool) -> Outcome:
+    spec, n = p.spec, p.spec.shard_count(ws.cfg)
+    if not 0 <= index < n:
+        raise ValueError(f"{spec.name} runs as {n} shard(s) ({spec.shards.count}); there is no shard {index}")
+    meta = replace(
+        p.meta,
+        stage=f"{spec.name} shard {index} of {n}",
+        fingerprint=hashlib.sha256(f"{p.meta.fingerprint}/{index}-of-{n}".encode()).hexdigest()[:16],
+    )
+    folder = shard_dir(ws.cfg.run, round_idx, spec.folder, index, n)
+    work = _work(p, round_idx, spec.shards.impl, spec.shards.writes, (index, n), n)
+    outcome = behind_manifest(ws.store, folder, meta, work, force=force)
+    if not outcome.skipped:
+        log.info("round %d %s shard %d of %d: done in %.0f s", round_idx, spec.name, index, n, outcome.manifest.seconds)
+    return outcome
+
+
+def run_shard(
+    ws: Workspace, name: str | StageSpec, round_idx: int, index: int, force: bool = False, holder: str | None = None
+) -> Outcome:
+    """Run shard `index` of a sharded stage behind its own manifest (a worker's share; `run_stage` closes the
+    stage over its shards). `holder`: the lease holder (`score.lease.holder()`) this worker writes for, e.g. the
+    round flow that dispatched it; without one the worker takes the run's lease itself."""
+    spec = name if isinstance(name, StageSpec) else stage(name)
+    if spec.shards is None:
+        raise ValueError(f"stage {spec.name} does not shard; the sharded stages: generate-reports, self-evaluate")
+    p = _prepare(ws, spec, round_idx, None)
+    with holding(ws.store, ws.cfg.run, on_behalf_of=holder):
+        return _run_shard(ws, p, round_idx, index, force)
+
+
+def run_stage(
+    ws: Workspace,
+    name: str | StageSpec,
+    round_idx: int,
+    force: bool = False,
+    sources: dict[str, StageSpec] | None = None,
+    redo_shards: bool | None = None,
+) -> Outcome:
+    """Run one stage of one round behind its manifest. `sources` maps a seam (`pipeline.REWARDS_SEAM`) to a
+    stage that stands in for the declared producer of its reads (the learning check's known reward).
+
+    A sharded stage (`StageSpec.shards`, n > 1) runs its unfinished shards here, one after another, then closes
+    over them; workers that ran shards before (`run_shard`) leave only the close. `redo_shards` (default: `force`)
+    redoes finished shards too."""
+    spec = name if isinstance(name, StageSpec) else stage(name)
+    p = _prepare(ws, spec, round_idx, sources)
+    n = spec.shard_count(ws.cfg)
     folder = stage_dir(ws.cfg.run, round_idx, spec.folder)
     with holding(ws.store, ws.cfg.run):  # one writer per run
-        outcome = behind_manifest(ws.store, folder, meta, work, force=force)
+        if n > 1:
+            redo = force if redo_shards is None else redo_shards
+            for index in range(n):
+                _run_shard(ws, p, round_idx, index, redo)
+        work = _work(p, round_idx, spec.impl, spec.writes, (0, 1), n)
+        outcome = behind_manifest(ws.store, folder, p.meta, work, force=force)
     if not outcome.skipped:  # a skip is logged once, by behind_manifest
         log.info("round %d %s: done · %s", round_idx, spec.name, key_values(outcome.manifest.stats))
     return outcome

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from score.agent import AgentTrajectory, Budget, run_agents
 from score.artifacts import REPORTS, span_row
@@ -34,10 +34,45 @@ from score.workspace import Workspace
 
 
 def run(ctx: StageContext) -> GenerateStats:
-    queries = round_queries(ctx.queries, ctx.cfg.data.queries_per_round, ctx.round, ctx.cfg.seed)
+    """The stage whole, or the closing step over its shards (`generate.shards` > 1)."""
+    if ctx.shards > 1:
+        return close(ctx)
+    return shard(ctx)
+
+
+def shard(ctx: StageContext) -> GenerateStats:
+    """The trajectories of this shard's share of the round's queries (all of them when the stage runs whole)."""
+    queries = ctx.mine(round_queries(ctx.queries, ctx.cfg.data.queries_per_round, ctx.round, ctx.cfg.seed))
     rows, stats = research(ctx.ws, queries, ctx.policy, ctx.seed, ctx.round)
     ctx.write(REPORTS, rows)
     return stats
+
+
+def close(ctx: StageContext) -> GenerateStats:
+    """The shards' reports as one table in the round's query order, and the stage's statistics: the shares
+    recomputed from the rows, the token counts and rates from the shards' own."""
+    order = {
+        q.id: i
+        for i, q in enumerate(round_queries(ctx.queries, ctx.cfg.data.queries_per_round, ctx.round, ctx.cfg.seed))
+    }
+    table = ctx.read_shards(REPORTS)
+    keys = sorted(
+        range(table.num_rows), key=lambda i: (order[table["query_id"][i].as_py()], table["sample_idx"][i].as_py())
+    )
+    rows = table.take(keys).to_pylist()
+    ctx.write(REPORTS, rows)
+    parts = [m.stats_as(GenerateStats) for m in ctx.shard_manifests()]
+    written = sum(p.completion_tokens for p in parts)
+    seconds = sum(p.completion_tokens / p.tokens_per_second for p in parts if p.tokens_per_second)
+    answered = [p.reports * p.answer_rate for p in parts]
+    return replace(
+        _row_stats(rows),
+        completion_tokens=written,
+        tokens_per_second=round(written / seconds, 2) if seconds else 0.0,
+        mean_report_tokens=round(
+            sum(a * p.mean_report_tokens for a, p in zip(answered, parts)) / max(sum(answered), 1), 1
+        ),
+    )
 
 
 @dataclass
@@ -90,7 +125,7 @@ def _react(
         for k, t in enumerate(group)
     ]
     flat = [t for group in groups for t in group]
-    return rows, _react_stats(queries, rows, flat, backend, tokens0, seconds)
+    return rows, _react_stats(rows, flat, backend, tokens0, seconds)
 
 
 def _react_row(
@@ -124,26 +159,37 @@ def _react_row(
 
 
 def _react_stats(
-    queries: list[Query], rows: list[dict], flat: list[AgentTrajectory], backend: Backend, tokens0: int, seconds: float
+    rows: list[dict], flat: list[AgentTrajectory], backend: Backend, tokens0: int, seconds: float
 ) -> GenerateStats:
     written = backend.usage.completion_tokens - tokens0
-    n = max(len(flat), 1)
     answer_tokens = [len(backend.tokenize(t.report)) for t in flat if t.answered]
-    return GenerateStats(
-        queries=len(queries),
-        reports=len(rows),
+    return replace(
+        _row_stats(rows),
         completion_tokens=written,
         tokens_per_second=round(written / seconds, 2) if seconds else 0.0,
         mean_report_tokens=round(sum(answer_tokens) / max(len(answer_tokens), 1), 1),
-        truncated_share=round(sum(t.finish == "length" for t in flat) / n, 3),
-        citing_share=round(sum(bool(r["cited"]) for r in rows) / max(len(rows), 1), 3),
-        plan_fallback_share=0.0,
-        mean_tool_calls=round(sum(t.tool_calls for t in flat) / n, 3),
-        multi_call_share=round(sum(t.tool_calls >= 2 for t in flat) / n, 3),
-        answer_rate=round(sum(t.answered for t in flat) / n, 3),
-        cut_rate=round(sum(t.finish == "cut" for t in flat) / n, 3),
-        tool_errors=sum(bool(turn.error) and turn.error != "over_budget" for t in flat for turn in t.turns),
-        mean_turns=round(sum(len(t.turns) for t in flat) / n, 3),
+    )
+
+
+def _row_stats(rows: list[dict]) -> GenerateStats:
+    """What the rows of reports.parquet say by themselves (all but the token counts and rates)."""
+    n = max(len(rows), 1)
+
+    def mean(value) -> float:
+        return round(sum(map(value, rows)) / n, 3)
+
+    return GenerateStats(
+        queries=len({r["query_id"] for r in rows}),
+        reports=len(rows),
+        truncated_share=mean(lambda r: r["finish_reason"] == "length"),
+        citing_share=mean(lambda r: bool(r["cited"])),
+        plan_fallback_share=mean(lambda r: r["plan_fallback"]),
+        mean_tool_calls=mean(lambda r: r["tool_calls"]),
+        multi_call_share=mean(lambda r: r["tool_calls"] >= 2),
+        answer_rate=mean(lambda r: r["answered"]),
+        cut_rate=mean(lambda r: r["finish_reason"] == "cut"),
+        tool_errors=sum(bool(t["error"]) and t["error"] != "over_budget" for r in rows for t in r["turns"] or []),
+        mean_turns=mean(lambda r: len(r["turns"] or [])),
     )
 
 
@@ -196,7 +242,7 @@ def _plan(
         )
         for t, (query_head, own), [report] in zip(trajectories, report_prompts, reports)
     ]
-    return rows, _stats(queries, rows, [r[0] for r in reports], backend, tokens0, seconds)
+    return rows, _stats(rows, [r[0] for r in reports], backend, tokens0, seconds)
 
 
 def _search(ws: Workspace, q: Query, qi: int, k: int, plan: str) -> Trajectory:
@@ -264,23 +310,13 @@ def _research_columns(
     }
 
 
-def _stats(
-    queries: list[Query], rows: list[dict], reports: list[Sample], backend: Backend, tokens0: int, seconds: float
-) -> GenerateStats:
+def _stats(rows: list[dict], reports: list[Sample], backend: Backend, tokens0: int, seconds: float) -> GenerateStats:
     written = backend.usage.completion_tokens - tokens0
-    n = max(len(reports), 1)
-    return GenerateStats(
-        queries=len(queries),
-        reports=len(rows),
+    return replace(
+        _row_stats(rows),
         completion_tokens=written,
         tokens_per_second=round(written / seconds, 2) if seconds else 0.0,
-        mean_report_tokens=round(sum(len(r.token_ids) for r in reports) / n, 1),
-        truncated_share=round(sum(r.finish_reason == "length" for r in reports) / n, 3),
-        citing_share=round(sum(bool(r["cited"]) for r in rows) / max(len(rows), 1), 3),
-        plan_fallback_share=round(sum(r["plan_fallback"] for r in rows) / max(len(rows), 1), 3),
-        mean_tool_calls=round(sum(r["tool_calls"] for r in rows) / max(len(rows), 1), 3),
-        multi_call_share=round(sum(r["tool_calls"] >= 2 for r in rows) / max(len(rows), 1), 3),
-        answer_rate=1.0,
+        mean_report_tokens=round(sum(len(r.token_ids) for r in reports) / max(len(reports), 1), 1),
     )
 
 

@@ -42,6 +42,7 @@ from score.artifacts import (
     SCORES,
     SOLVER_REWARDS,
     SUMMARY,
+    Artifact,
 )
 from score.harness import Harness
 from score.models import Backend
@@ -51,17 +52,23 @@ from score.runner import StageContext
 from score.stages.evaluate.evidence import check_citations, check_evidence
 from score.stages.evaluate.judgements import judge_items
 from score.stages.evaluate.probes import corrupt
-from score.stages.evaluate.rubrics import write_rubrics
+from score.stages.evaluate.rubrics import rubric_of_row, write_rubrics
 from score.stages.evaluate.statistics import groups_from_rows, reward_judgements, round_statistics
 from score.workspace import Workspace
 
 
 def run(ctx: StageContext) -> EvaluateStats:
+    """The stage whole, or the closing step over its shards (`evaluate.shards` > 1: each judged its queries)."""
     reports = ctx.read(REPORTS).to_pylist()
     t0 = time.perf_counter()
-    judged = judge(ctx.ws, ctx.ws.backend(ctx.policy), reports, ctx.harness, ctx.seed, ctx.round)
+    if ctx.shards > 1:
+        judged = _from_shards(ctx, reports)
+        t0 -= sum(m.seconds for m in ctx.shard_manifests())
+    else:
+        judged = judge(ctx.ws, ctx.ws.backend(ctx.policy), reports, ctx.harness, ctx.seed, ctx.round)
     # 5. rewards and statistics, one query at a time (the same pass reads a written scores.parquet: stream_scores);
-    # fed the judged rows, not the file, so rewards come from the float64 scores, not their float32 copies
+    # fed the judged rows, not the file, so rewards come from the float64 scores, not their float32 copies (a
+    # sharded stage's come from the shards' files: float32)
     stats = round_statistics(
         ctx.cfg,
         ctx.round,
@@ -75,12 +82,7 @@ def run(ctx: StageContext) -> EvaluateStats:
     )
     seconds = time.perf_counter() - t0
     for artifact, rows in [
-        (RUBRICS, judged.rubric_rows),
-        (EVIDENCE, judged.evidence_rows),
-        (CITATIONS, judged.citation_rows),
-        (PROBES, judged.probe_rows),
-        (SCORES, judged.score_rows),
-        (JUDGEMENT_SPANS, judged.judgement_rows),
+        *judged.tables(),
         (SOLVER_REWARDS, stats.solver_rows),
         (EVALUATOR_REWARDS, stats.evaluator_rows),
         (DIMENSION_STATS, stats.dimension_rows),
@@ -90,6 +92,51 @@ def run(ctx: StageContext) -> EvaluateStats:
     numbers = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.summary.items() if k != "round"}
     out = EvaluateStats(**numbers, seconds_per_report=round(seconds / max(len(reports), 1), 2))
     return out
+
+
+def shard(ctx: StageContext) -> dict:
+    """Phases 1-4 for this shard's share of the round's queries (every n-th, in the reports' order)."""
+    reports = ctx.read(REPORTS).to_pylist()
+    mine = set(ctx.mine(list(dict.fromkeys(r["query_id"] for r in reports))))
+    reports = [r for r in reports if r["query_id"] in mine]
+    judged = judge(ctx.ws, ctx.ws.backend(ctx.policy), reports, ctx.harness, ctx.seed, ctx.round)
+    for artifact, rows in judged.tables():
+        ctx.write(artifact, rows)
+    return {"queries": len(mine), "reports": len(reports), "judgements": len(judged.judgement_rows)}
+
+
+def _from_shards(ctx: StageContext, reports: list[dict]) -> Judged:
+    """What the shards judged, as one Judged in the reports' query order (the order the statistics read)."""
+    by_query = _by_query(reports)
+    order = {q: i for i, q in enumerate(by_query)}
+
+    def rows(artifact) -> list[dict]:  # stable: each query's rows keep their order
+        return sorted(ctx.read_shards(artifact).to_pylist(), key=lambda r: order[r["query_id"]])
+
+    rubric_rows = rows(RUBRICS)
+    rubrics: dict[str, list[Rubric]] = {q: [] for q in by_query}
+    for r in sorted(rubric_rows, key=lambda r: (order[r["query_id"]], r["rubric_idx"])):
+        rubrics[r["query_id"]].append(rubric_of_row(r))
+    return Judged(
+        by_query,
+        rubrics,
+        rubric_rows,
+        rows(EVIDENCE),
+        rows(PROBES),
+        rows(SCORES),
+        rows(JUDGEMENT_SPANS),
+        rows(CITATIONS),
+    )
+
+
+def _by_query(reports: list[dict]) -> dict[str, list[dict]]:
+    """Reports grouped by query, queries in first-seen order, each group by sample_idx."""
+    by_query: dict[str, list[dict]] = defaultdict(list)
+    for r in reports:
+        by_query[r["query_id"]].append(r)
+    for group in by_query.values():
+        group.sort(key=lambda r: r["sample_idx"])
+    return by_query
 
 
 @dataclass
@@ -104,6 +151,17 @@ class Judged:
     score_rows: list[dict]
     judgement_rows: list[dict]  # rewarded (reward_judgements)
     citation_rows: list[dict]  # each report's cited claims against the passages they cite
+
+    def tables(self) -> list[tuple[Artifact, list[dict]]]:
+        """The artifacts judging writes (a shard's), with their rows."""
+        return [
+            (RUBRICS, self.rubric_rows),
+            (EVIDENCE, self.evidence_rows),
+            (CITATIONS, self.citation_rows),
+            (PROBES, self.probe_rows),
+            (SCORES, self.score_rows),
+            (JUDGEMENT_SPANS, self.judgement_rows),
+        ]
 
     def judgements_by_query(self) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = defaultdict(list)
@@ -129,11 +187,7 @@ def judge(
     config's; `score judge` sets them to 0 and `siblings` off to score outside reports as they are (a row's
     score must not depend on the other rows of its file), and `citations` off (outside reports carry no sources)."""
     ev = ws.cfg.evaluate
-    by_query: dict[str, list[dict]] = defaultdict(list)
-    for r in reports:
-        by_query[r["query_id"]].append(r)
-    for group in by_query.values():
-        group.sort(key=lambda r: r["sample_idx"])
+    by_query = _by_query(reports)
     rubrics, rubric_rows = write_rubrics(ws, backend, by_query, harness, seed, round_idx)  # 1. J rubrics per query
     rng = random.Random(seed)  # 2. and 3. draw from one stream, in this order
     share = ev.probe_share if probe_share is None else probe_share

@@ -59,3 +59,21 @@ def write_rubrics(
                 }
             )
     return rubrics, rows
+
+
+def rubric_of_row(row: dict) -> Rubric:
+    """A rubric back from its row of rubrics.parquet (a sharded stage's closing step; weights as stored, float32).
+
+    >>> rub = rubric_of_row({"weights": [{"dimension": "insight", "weight": 1.0}], "status": "ok", "repairs": [],
+    ...     "criteria": [{"dimension": "insight", "text": "Says why.", "shadow": False}],
+    ...     "proposal_name": None, "proposal_description": None})
+    >>> rub.weights, rub.criteria, rub.proposal
+    ({'insight': 1.0}, {'insight': ['Says why.']}, None)
+    """
+    criteria: dict[str, list[str]] = {}
+    for c in row["criteria"]:
+        criteria.setdefault(c["dimension"], []).append(c["text"])
+    proposal = (row["proposal_name"], row["proposal_description"]) if row["proposal_name"] is not None else None
+    return Rubric(
+        {w["dimension"]: w["weight"] for w in row["weights"]}, criteria, proposal, row["status"], list(row["repairs"])
+    )
