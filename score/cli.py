@@ -28,6 +28,18 @@ SetOpt = typer.Option(
 )
 
 
+WorkersOpt = typer.Option(
+    1,
+    help="processes running a sharded stage's shards at once (generate.shards, evaluate.shards > 1), each loading "
+    "the model once; 1: the shards in turn, in this process",
+)
+
+
+def _check_workers(workers: int) -> None:
+    if workers < 1:
+        _fail(f"--workers must be >= 1, got {workers}")
+
+
 def _config(config: Path | None, overrides: list[str]):
     """The run config: --config, else configs/default.yaml when run from the checkout, else the built-in defaults."""
     from score.config import load_config
@@ -97,6 +109,7 @@ def run(
     config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
     rounds: int | None = typer.Option(None, help="rounds to run (default: campaign.rounds)"),
+    workers: int = WorkersOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
     """Run a co-evolution campaign: every round's stages in order; finished stages are skipped."""
@@ -104,6 +117,7 @@ def run(
     try:
         if rounds is not None and rounds < 1:
             _fail(f"--rounds must be >= 1, got {rounds} (leave it out for campaign.rounds)")
+        _check_workers(workers)
         cfg, ws = _load(config, set_)
         from flows.env import reap_orphaned_servers
         from flows.round import campaign_flow
@@ -113,7 +127,7 @@ def run(
         t0 = time.perf_counter()
         with holding(ws.store, cfg.run):  # a second writer fails here, before Prefect starts
             with _config_tag(config):
-                campaign_flow(cfg.model_dump(mode="json"), rounds)
+                campaign_flow(cfg.model_dump(mode="json"), rounds, workers=workers)
         err.print(
             f"campaign {cfg.run}: {rounds or cfg.campaign.rounds} round(s) done in "
             f"{time.perf_counter() - t0:.0f} s; artifacts in {ws.store.display(cfg.run)}"
@@ -132,6 +146,7 @@ def stage(
         "--no-flow",
         help="run in this process without Prefect (what `accelerate launch` needs: one flow, not one per GPU)",
     ),
+    workers: int = WorkersOpt,
     config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
     verbose: bool = VerboseOpt,
@@ -144,6 +159,9 @@ def stage(
         stage_spec(name)  # an unknown stage fails here, naming the stages
         if round_idx < 0:
             _fail(f"--round must be >= 0, got {round_idx}")
+        _check_workers(workers)
+        if no_flow and workers > 1:
+            _fail("--workers needs the flow (its process pool): leave out --no-flow, or --workers 1")
         cfg, ws = _load(config, set_)
         if no_flow:
             from score.runner import run_stage
@@ -158,7 +176,7 @@ def stage(
         reap_orphaned_servers()
         with holding(ws.store, cfg.run):  # a second writer fails here, before Prefect starts
             with _config_tag(config):
-                folder = stage_flow(cfg.model_dump(mode="json"), name, round_idx, force=force)
+                folder = stage_flow(cfg.model_dump(mode="json"), name, round_idx, force=force, workers=workers)
         err.print(f"{name} round {round_idx}: {folder}")
     except _user_errors() as e:
         _fail(e)

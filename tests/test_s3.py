@@ -270,3 +270,32 @@ def test_inspect_and_report_read_a_round_on_s3_like_a_local_one(s3: Bucket, toy_
     )
     paths = write_report(ws.store, "toy", tmp_path / "report")
     assert len(paths) == 7 and (tmp_path / "report" / "index.html").exists()
+
+
+@pytest.mark.slow
+def test_two_process_workers_write_what_one_writes_on_s3_through_a_prefect_server(s3: Bucket, prefect_env):
+    """Sharded generate-reports and self-evaluate (2 shards each) run by 2 process workers of the round's flow,
+    on a real Prefect server and the S3 store, write the same artifacts as the same shards run in turn."""
+    env = {**os.environ, **s3.server.env(), **prefect_env}
+    shards = ["--set", "generate.shards=2", "--set", "evaluate.shards=2"]
+    logs = {}
+    for run, workers in (("two", "2"), ("one", "1")):
+        for stage in ("generate-reports", "self-evaluate"):
+            args = ["stage", stage, "--round", "0", "--workers", workers, *cli_args(s3), *shards, "--set", f"run={run}"]
+            done = score(*args, env=env)
+            assert done.returncode == 0, done.stderr[-3000:]
+            logs[run, stage] = done.stderr
+    store = s3.store()
+    for folder in ("generate", "evaluate"):
+        two, one = (store.read_manifest(f"{run}/round-0000/{folder}") for run in ("two", "one"))
+        assert two.files and two.content_fingerprint() == one.content_fingerprint(), folder
+        for run in ("two", "one"):
+            assert all(store.read_manifest(f"{run}/round-0000/shards/{folder}/{i:02d}-of-02") for i in (0, 1))
+    for stage in ("generate-reports", "self-evaluate"):  # the two workers' task runs, reported to the server
+        assert all(f"'{stage}-r0000-shard-{i}' - Finished in state Completed()" in logs["two", stage] for i in (0, 1))
+    listing = subprocess.run(
+        [sys.executable, "-c", "from prefect.client.orchestration import get_client\n"
+         "with get_client(sync_client=True) as c:\n    print([t.name for t in c.read_task_runs()])"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert listing.stdout.count("generate-reports-r0000-shard-") == 4, listing.stdout + listing.stderr

@@ -91,3 +91,12 @@ def test_a_shard_that_does_not_exist_names_the_count(toy_workspace):
         run_shard(ws, GENERATE, 0, 2)
     with pytest.raises(ValueError, match="does not shard"):
         run_shard(ws, TRAIN, 0, 0)
+
+
+def test_a_worker_writing_for_a_holder_that_lost_the_run_writes_nothing(toy_workspace):
+    from score.lease import RunLocked
+
+    ws = sharded(toy_workspace, 2)
+    with pytest.raises(RunLocked, match="writes run 'toy' for elsewhere:1:gone, which no longer holds its lease"):
+        run_shard(ws, GENERATE, 0, 0, holder="elsewhere:1:gone")
+    assert ws.store.read_manifest(shard_dir("toy", 0, "generate", 0, 2)) is None
