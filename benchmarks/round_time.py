@@ -2,7 +2,9 @@
 
 Runs generate-reports, self-evaluate, harness-evolve and train of round 0 on a temporary store, the model and the
 search index loaded and warm first (as in a campaign after its first stage), and prints each stage's seconds, the
-round's, and the content fingerprint of each stage's files (equal fingerprints: identical artifacts). With
+round's, the content fingerprint of each stage's files (equal fingerprints: identical artifacts) and how much work
+it did (reports, tokens written, judgements, samples and tokens trained: seeded samples that differ make
+different work). With
 `--workers N` (N > 1) the sharded stages run as N shards (generate.shards, evaluate.shards), N at once, each in
 its own process, as the round flow's process workers run them (without Prefect: a process pool calling
 `run_shard`), the stage closed after; give each worker its share of the cores (--set model.threads=...).
@@ -26,6 +28,15 @@ from score.models import Message, SamplingParams
 from score.pipeline import STAGES
 from score.runner import run_stage
 from score.workspace import Workspace
+
+SIZE = (
+    "reports",
+    "completion_tokens",
+    "tokens_per_second",
+    "judgements",
+    "samples",
+    "trainable_tokens",
+)  # the work done
 
 
 def shard(overrides: list[str], config: str, stage: str, index: int, holder: str) -> float:
@@ -62,7 +73,11 @@ def main() -> None:
             outcome = run_stage(ws, spec, 0)
             seconds = time.perf_counter() - t0
             total += seconds
-            print(f"{spec.name:17s} {seconds:7.1f} s   files {outcome.manifest.content_fingerprint()}", flush=True)
+            work = {k: v for k, v in outcome.manifest.stats.items() if k in SIZE}
+            print(
+                f"{spec.name:17s} {seconds:7.1f} s   files {outcome.manifest.content_fingerprint()}   {work}",
+                flush=True,
+            )
         print(f"round 0, every stage: {total:7.1f} s", flush=True)
 
 

@@ -7,6 +7,10 @@ whose manifest holds that fingerprint is skipped; otherwise its folder is cleare
 
 A stage computes from a `StageContext`: its declared config only (a `ConfigView`), its declared inputs only,
 and writes only its declared outputs; the runner checks all of it and writes the manifest last.
+
+A sharded stage (`StageSpec.shards`, e.g. generate.shards: 2) runs as shards behind their own manifests
+(`run_shard`: a worker's share, fingerprint = the stage's + the shard's index and count), then a closing step over
+them behind the stage's manifest; the stage's readers see nothing until it closes.
 """
 
 from __future__ import annotations
@@ -268,6 +272,13 @@ def run_shard(
         return _run_shard(ws, p, round_idx, index, force)
 
 
+def _done(ws: Workspace, folder: str, fingerprint: str) -> bool:
+    """Whether `folder` is finished with this fingerprint and its files as listed (a closed sharded stage needs
+    no shard again, even where its shard folders are gone)."""
+    old = ws.store.read_manifest(folder)
+    return old is not None and old.fingerprint == fingerprint and not ws.store.verify(folder, old)
+
+
 def run_stage(
     ws: Workspace,
     name: str | StageSpec,
@@ -287,7 +298,7 @@ def run_stage(
     n = spec.shard_count(ws.cfg)
     folder = stage_dir(ws.cfg.run, round_idx, spec.folder)
     with holding(ws.store, ws.cfg.run):  # one writer per run
-        if n > 1:
+        if n > 1 and (force or not _done(ws, folder, p.meta.fingerprint)):
             redo = force if redo_shards is None else redo_shards
             for index in range(n):
                 _run_shard(ws, p, round_idx, index, redo)

@@ -61,7 +61,11 @@ def test_a_stage_stopped_after_one_shard_redoes_only_the_other(toy_workspace):
     after = started(ws, GENERATE, 0, 2)
     assert after[0] == first and after[1] > first  # shard 0 kept, shard 1 done now
     run_stage(ws, GENERATE, 0, force=True)  # force redoes every shard
-    assert all(s > after[1] for s in started(ws, GENERATE, 0, 2))
+    forced = started(ws, GENERATE, 0, 2)
+    assert all(s > after[1] for s in forced)
+    ws.store.clear(shard_dir("toy", 0, "generate", 1, 2))
+    assert run_stage(ws, GENERATE, 0).skipped  # a closed stage needs no shard again
+    assert ws.store.read_manifest(shard_dir("toy", 0, "generate", 1, 2)) is None
 
 
 def test_one_worker_and_shards_run_apart_write_the_same_artifacts(toy_workspace, tmp_path):
