@@ -55,11 +55,7 @@ def close(ctx: StageContext) -> GenerateStats:
         q.id: i
         for i, q in enumerate(round_queries(ctx.queries, ctx.cfg.data.queries_per_round, ctx.round, ctx.cfg.seed))
     }
-    table = ctx.read_shards(REPORTS)
-    keys = sorted(
-        range(table.num_rows), key=lambda i: (order[table["query_id"][i].as_py()], table["sample_idx"][i].as_py())
-    )
-    rows = table.take(keys).to_pylist()
+    rows = sorted(ctx.read_shards(REPORTS).to_pylist(), key=lambda r: (order[r["query_id"]], r["sample_idx"]))
     ctx.write(REPORTS, rows)
     parts = [m.stats_as(GenerateStats) for m in ctx.shard_manifests()]
     written = sum(p.completion_tokens for p in parts)

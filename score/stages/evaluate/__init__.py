@@ -60,10 +60,10 @@ from score.workspace import Workspace
 def run(ctx: StageContext) -> EvaluateStats:
     """The stage whole, or the closing step over its shards (`evaluate.shards` > 1: each judged its queries)."""
     reports = ctx.read(REPORTS).to_pylist()
-    t0 = time.perf_counter()
+    t0, shard_seconds = time.perf_counter(), 0.0
     if ctx.shards > 1:
         judged = _from_shards(ctx, reports)
-        t0 -= sum(m.seconds for m in ctx.shard_manifests())
+        shard_seconds = sum(m.seconds for m in ctx.shard_manifests())  # the work's, whatever ran at once
     else:
         judged = judge(ctx.ws, ctx.ws.backend(ctx.policy), reports, ctx.harness, ctx.seed, ctx.round)
     # 5. rewards and statistics, one query at a time (the same pass reads a written scores.parquet: stream_scores);
@@ -80,7 +80,7 @@ def run(ctx: StageContext) -> EvaluateStats:
         judged.judgements_by_query(),
         judged.citation_rows,
     )
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0 + shard_seconds
     for artifact, rows in [
         *judged.tables(),
         (SOLVER_REWARDS, stats.solver_rows),
