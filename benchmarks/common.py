@@ -13,19 +13,33 @@ from score.models import Message, SamplingParams
 from score.workspace import Workspace
 
 
-@contextmanager
-def bench_workspace(description: str, default_config: str = "configs/default.yaml") -> Iterator[Workspace]:
-    """Parse the benchmark's arguments and yield a Workspace whose model and search index are loaded and warm,
-    so the timed parts measure stages, not start-up."""
-    parser = argparse.ArgumentParser(description=description)
+def bench_args(
+    description: str, default_config: str = "configs/default.yaml", parser: argparse.ArgumentParser | None = None
+) -> argparse.Namespace:
+    """The benchmark's arguments: `--config` and `--set` added to `parser` (its own arguments, if any)."""
+    parser = parser or argparse.ArgumentParser(description=description)
     parser.add_argument("--config", default=default_config)
     parser.add_argument("--set", action="append", default=[], dest="overrides")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+@contextmanager
+def warm_workspace(config: str, overrides: list[str]) -> Iterator[Workspace]:
+    """A Workspace over a temporary store whose model and search index are loaded and warm, so the timed parts
+    measure stages, not start-up."""
     with tempfile.TemporaryDirectory() as tmp:
-        ws = Workspace(load_config(args.config, [*args.overrides, f"store.root={tmp}", "run=bench"]))
+        ws = Workspace(load_config(config, [*overrides, f"store.root={tmp}", "run=bench"]))
         backend = ws.backend()
         _ = ws.search  # index built or loaded outside the timed part, as in a campaign after its first stage
         backend.sample([backend.render([Message("user", "Hi")])], SamplingParams(max_tokens=4))  # warm-up
+        yield ws
+
+
+@contextmanager
+def bench_workspace(description: str, default_config: str = "configs/default.yaml") -> Iterator[Workspace]:
+    """Parse the benchmark's arguments and yield a warm Workspace (`warm_workspace`) of its config."""
+    args = bench_args(description, default_config)
+    with warm_workspace(args.config, args.overrides) as ws:
         yield ws
 
 

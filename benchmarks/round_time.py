@@ -19,66 +19,51 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from score.config import load_config
-from score.models import Message, SamplingParams
+from common import bench_args, warm_workspace
+
 from score.pipeline import STAGES
 from score.runner import run_stage
 from score.workspace import Workspace
 
-SIZE = (
-    "reports",
-    "completion_tokens",
-    "tokens_per_second",
-    "judgements",
-    "samples",
-    "trainable_tokens",
-)  # the work done
+SIZE = ("reports", "completion_tokens", "tokens_per_second", "judgements", "samples", "trainable_tokens")  # work done
 
 
-def shard(overrides: list[str], config: str, stage: str, index: int, holder: str) -> float:
+def shard(cfg, stage: str, index: int, holder: str) -> float:
     """One shard in a worker process (its own Workspace and model), for the lease holder; its seconds."""
-    from score.runner import run_shard
+    from score.runner import run_shard  # not at the top: older checkouts have none (and never come here)
 
-    return run_shard(Workspace(load_config(config, overrides)), stage, 0, index, holder=holder).manifest.seconds
+    return run_shard(Workspace(cfg), stage, 0, index, holder=holder).manifest.seconds
+
+
+def run_round(ws: Workspace, workers: int) -> None:
+    """Round 0's stages in order, timed; with `workers` > 1 a sharded stage's shards first, that many at once."""
+    total = 0.0
+    for spec in STAGES:
+        t0 = time.perf_counter()
+        if workers > 1 and spec.shards:
+            from score.lease import holder, holding  # not at the top: older checkouts have no holder()
+
+            with holding(ws.store, ws.cfg.run), ProcessPoolExecutor(workers) as pool:  # workers write for this one
+                list(pool.map(shard, [ws.cfg] * workers, [spec.name] * workers, range(workers), [holder()] * workers))
+        outcome = run_stage(ws, spec, 0)
+        seconds = time.perf_counter() - t0
+        total += seconds
+        work = {k: v for k, v in outcome.manifest.stats.items() if k in SIZE}
+        print(f"{spec.name:17s} {seconds:7.1f} s   files {outcome.manifest.content_fingerprint()}   {work}", flush=True)
+    print(f"round 0, every stage: {total:7.1f} s", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument("--workers", type=int, default=1, help="N > 1: the sharded stages as N shards, N at once")
-    parser.add_argument("--set", action="append", default=[], dest="overrides")
-    args = parser.parse_args()
+    args = bench_args("", parser=parser)
     shards = [f"generate.shards={args.workers}", f"evaluate.shards={args.workers}"] if args.workers > 1 else []
-    with tempfile.TemporaryDirectory() as tmp:
-        overrides = [*args.overrides, *shards, f"store.root={tmp}", "run=bench"]
-        ws = Workspace(load_config(args.config, overrides))
-        backend = ws.backend()
-        _ = ws.search  # index built or loaded outside the timed part
-        backend.sample([backend.render([Message("user", "Hi")])], SamplingParams(max_tokens=4))  # warm-up
+    with warm_workspace(args.config, [*args.overrides, *shards]) as ws:
         print(f"commit code from {os.path.dirname(os.path.dirname(__import__('score').__file__))}", flush=True)
-        total = 0.0
-        pool = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
-        for spec in STAGES:
-            t0 = time.perf_counter()
-            if pool and spec.shards:
-                from score.lease import holder, holding  # not at the top: older checkouts have no holder()
-
-                with holding(ws.store, ws.cfg.run):  # the workers write on this process's behalf
-                    calls = [(overrides, args.config, spec.name, i, holder()) for i in range(args.workers)]
-                    list(pool.map(shard, *zip(*calls)))
-            outcome = run_stage(ws, spec, 0)
-            seconds = time.perf_counter() - t0
-            total += seconds
-            work = {k: v for k, v in outcome.manifest.stats.items() if k in SIZE}
-            print(
-                f"{spec.name:17s} {seconds:7.1f} s   files {outcome.manifest.content_fingerprint()}   {work}",
-                flush=True,
-            )
-        print(f"round 0, every stage: {total:7.1f} s", flush=True)
+        run_round(ws, args.workers)
 
 
 if __name__ == "__main__":

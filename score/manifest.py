@@ -127,6 +127,13 @@ class FolderWriter:
             self.files[name] = self.store.write_file(self.folder, name, local)
 
 
+def is_done(store: Store, folder: str, fingerprint: str) -> bool:
+    """Whether `folder` is finished with `fingerprint` and its files are still those its manifest lists (what
+    `behind_manifest` skips on, asked without running anything)."""
+    old = store.read_manifest(folder)
+    return old is not None and old.fingerprint == fingerprint and not store.verify(folder, old)
+
+
 @dataclass
 class Outcome:
     folder: str  # the user-facing address of the folder

@@ -31,7 +31,7 @@ from score.checkpoints import Policy, policy_for_round
 from score.config import ConfigView
 from score.layout import CHECKPOINT, shard_dir, stage_dir
 from score.lease import holding
-from score.manifest import FolderWriter, Manifest, Outcome, behind_manifest
+from score.manifest import FolderWriter, Manifest, Outcome, behind_manifest, is_done
 from score.pipeline import REWARDS_SEAM, StageSpec, stage
 from score.progress import key_values
 
@@ -272,13 +272,6 @@ def run_shard(
         return _run_shard(ws, p, round_idx, index, force)
 
 
-def _done(ws: Workspace, folder: str, fingerprint: str) -> bool:
-    """Whether `folder` is finished with this fingerprint and its files as listed (a closed sharded stage needs
-    no shard again, even where its shard folders are gone)."""
-    old = ws.store.read_manifest(folder)
-    return old is not None and old.fingerprint == fingerprint and not ws.store.verify(folder, old)
-
-
 def run_stage(
     ws: Workspace,
     name: str | StageSpec,
@@ -298,7 +291,7 @@ def run_stage(
     n = spec.shard_count(ws.cfg)
     folder = stage_dir(ws.cfg.run, round_idx, spec.folder)
     with holding(ws.store, ws.cfg.run):  # one writer per run
-        if n > 1 and (force or not _done(ws, folder, p.meta.fingerprint)):
+        if n > 1 and (force or not is_done(ws.store, folder, p.meta.fingerprint)):  # closed: no shard needed
             redo = force if redo_shards is None else redo_shards
             for index in range(n):
                 _run_shard(ws, p, round_idx, index, redo)

@@ -42,7 +42,7 @@ def run(ctx: StageContext) -> GenerateStats:
 
 def shard(ctx: StageContext) -> GenerateStats:
     """The trajectories of this shard's share of the round's queries (all of them when the stage runs whole)."""
-    queries = ctx.mine(round_queries(ctx.queries, ctx.cfg.data.queries_per_round, ctx.round, ctx.cfg.seed))
+    queries = ctx.mine(_round_queries(ctx))
     rows, stats = research(ctx.ws, queries, ctx.policy, ctx.seed, ctx.round)
     ctx.write(REPORTS, rows)
     return stats
@@ -51,10 +51,7 @@ def shard(ctx: StageContext) -> GenerateStats:
 def close(ctx: StageContext) -> GenerateStats:
     """The shards' reports as one table in the round's query order, and the stage's statistics: the shares
     recomputed from the rows, the token counts and rates from the shards' own."""
-    order = {
-        q.id: i
-        for i, q in enumerate(round_queries(ctx.queries, ctx.cfg.data.queries_per_round, ctx.round, ctx.cfg.seed))
-    }
+    order = {q.id: i for i, q in enumerate(_round_queries(ctx))}
     rows = sorted(ctx.read_shards(REPORTS).to_pylist(), key=lambda r: (order[r["query_id"]], r["sample_idx"]))
     ctx.write(REPORTS, rows)
     parts = [m.stats_as(GenerateStats) for m in ctx.shard_manifests()]
@@ -69,6 +66,10 @@ def close(ctx: StageContext) -> GenerateStats:
             sum(a * p.mean_report_tokens for a, p in zip(answered, parts)) / max(sum(answered), 1), 1
         ),
     )
+
+
+def _round_queries(ctx: StageContext) -> list[Query]:
+    return round_queries(ctx.queries, ctx.cfg.data.queries_per_round, ctx.round, ctx.cfg.seed)
 
 
 @dataclass
