@@ -3,9 +3,10 @@ on held-out queries. Prints the numbers before and after.
 
 The reward is computed in Python with no judge, so what moves is the trainer's doing alone: for the react agent
 (`generate.agent: react`, the default) `score.rewards.research_reward` (0 when cut before an answer, half for
-answering within the turn's budget, half for citation precision judged lexically: a cited sentence counts when
-half its content words are in a passage it cites); for the plan template `score.rewards.structure_reward` (half
-for citing distinct sources, half for section headings). Each round: the real generate-reports stage (sampling
+answering within the turn's budget, half for citation precision judged lexically with partial credit: a cited
+sentence is supported when half its content words are in a passage it cites, and one below that bar earns its
+share of it); for the plan template `score.rewards.structure_reward` (half for citing distinct sources, half for
+section headings). Each round: the real generate-reports stage (sampling
 with the previous round's checkpoint), then a `known-reward` stage (declared below, run by the same runner behind
 its own manifest) that writes the known reward as the round's solver rewards, then the real train stage reading
 its rewards from that stage through the rewards seam (`run_stage(..., sources={REWARDS_SEAM: KNOWN_REWARD})`;
@@ -29,7 +30,7 @@ from score.config import load_config
 from score.intervals import mean_interval
 from score.pipeline import GENERATE, REWARDS_ARTIFACTS, REWARDS_SEAM, TRAIN, Read, StageSpec, TrainStats
 from score.queries import round_queries
-from score.rewards import lexical_precision, research_reward, structure_reward
+from score.rewards import graded_precision, lexical_precision, research_reward, structure_reward
 from score.runner import StageContext, run_stage
 from score.stages import generate
 from score.workspace import Workspace
@@ -98,15 +99,16 @@ class Heldout:
     cites: float  # share of reports citing a source
     headed: float  # share with a markdown heading
     precision: float  # lexical citation precision, mean over reports that cite
+    graded: float  # the reward's graded precision, mean over all reports (0 for those citing nothing)
     answered: float  # share of trajectories that answered
     tool_calls: float  # mean tool calls (plan: searches)
     multi: float  # share with at least 2 tool calls
 
     def line(self) -> str:
         return (
-            f"reward {self.reward:.3f}  (citation precision {self.precision:.0%}, answered {self.answered:.0%}, "
-            f"tool calls {self.tool_calls:.2f} mean, {self.multi:.0%} with 2+; citing {self.cites:.0%}, "
-            f"with headings {self.headed:.0%})"
+            f"reward {self.reward:.3f}  (citation precision {self.precision:.0%}, graded {self.graded:.3f}, "
+            f"answered {self.answered:.0%}, tool calls {self.tool_calls:.2f} mean, {self.multi:.0%} with 2+; "
+            f"citing {self.cites:.0%}, with headings {self.headed:.0%})"
         )
 
 
@@ -119,6 +121,7 @@ def heldout(ws: Workspace, policy: Policy, queries, seed: int) -> Heldout:
         cites=sum(bool(r["cited"]) for r in rows) / n,
         headed=sum(any(line.lstrip().startswith("#") for line in r["report"].splitlines()) for r in rows) / n,
         precision=statistics.mean(precisions) if precisions else 0.0,
+        graded=statistics.mean(graded_precision(r["report"], r["sources"]) for r in rows),
         answered=sum(r["answered"] for r in rows) / n,
         tool_calls=sum(r["tool_calls"] for r in rows) / n,
         multi=sum(r["tool_calls"] >= 2 for r in rows) / n,
@@ -177,7 +180,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = [one_seed(args, int(s)) for s in args.seeds.split(",")]
     print(f"change over {len(runs)} seed(s), after - base (mean, 95% t interval over seeds):")
-    for name in ("reward", "precision", "answered", "cites", "tool_calls", "multi"):
+    for name in ("reward", "precision", "graded", "answered", "cites", "tool_calls", "multi"):
         mean, low, high = mean_interval([getattr(a, name) - getattr(b, name) for b, a, _, _ in runs])
         per_seed = ", ".join(f"{getattr(b, name):.3f} -> {getattr(a, name):.3f}" for b, a, _, _ in runs)
         print(f"  {name:<10} {mean:+.3f} [{low:+.3f}, {high:+.3f}]   per seed: {per_seed}")

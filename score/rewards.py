@@ -248,30 +248,59 @@ def structure_reward(report: str, n_cited: int, n_sources: int) -> float:
 _WORD = re.compile(r"[A-Za-z][A-Za-z-]{3,}")
 
 
-def lexical_precision(report: str, sources: Sequence[dict]) -> float | None:
-    """A judge-free citation precision for sanity checks: the share of the report's cited sentences with at least
-    half of their content words (4+ letters) in a passage they cite (`sources`: rows with n and text). None when no
-    sentence cites.
+def cited_overlaps(report: str, sources: Sequence[dict]) -> list[float]:
+    """For each of the report's sentences that cites, the share of its content words (4+ letters) found in the
+    passages it cites (`sources`: rows with n and text); a cited number with no source contributes no text.
 
     >>> src = [{"n": 1, "text": "Wind turbines turn wind energy into electricity."}]
-    >>> lexical_precision("Turbines turn wind into electricity [1]. Opera is music and theatre [1].", src)
-    0.5
+    >>> cited_overlaps("Turbines turn wind into electricity [1]. Opera is music and theatre [1]. Plain.", src)
+    [1.0, 0.0]
     """
     text = {s["n"]: s["text"].lower() for s in sources}
-    verdicts = []
+    overlaps = []
     for sentence in re.split(r"(?<=[.!?])\s+|\n+", report):
         cited = [int(n) for n in re.findall(r"\[(\d{1,3})\]", sentence)]
         words = {w.lower() for w in _WORD.findall(sentence)}
         if cited and words:
             passages = " ".join(text.get(n, "") for n in cited)
-            verdicts.append(sum(w in passages for w in words) >= len(words) / 2)
-    return sum(verdicts) / len(verdicts) if verdicts else None
+            overlaps.append(sum(w in passages for w in words) / len(words))
+    return overlaps
+
+
+SUPPORTED_OVERLAP = 0.5  # a cited sentence counts as supported when half its content words are in what it cites
+
+
+def lexical_precision(report: str, sources: Sequence[dict]) -> float | None:
+    """A judge-free citation precision for sanity checks: the share of the report's cited sentences with at least
+    half of their content words in a passage they cite (`cited_overlaps`). None when no sentence cites.
+
+    >>> src = [{"n": 1, "text": "Wind turbines turn wind energy into electricity."}]
+    >>> lexical_precision("Turbines turn wind into electricity [1]. Opera is music and theatre [1].", src)
+    0.5
+    """
+    overlaps = cited_overlaps(report, sources)
+    return sum(o >= SUPPORTED_OVERLAP for o in overlaps) / len(overlaps) if overlaps else None
+
+
+def graded_precision(report: str, sources: Sequence[dict]) -> float:
+    """`lexical_precision` with partial credit below the bar: each cited sentence earns its overlap over the bar,
+    capped at 1 (a supported sentence earns 1, one with a quarter of its words in its passage 0.5); 0 when no
+    sentence cites. The bar's own credit is unchanged, so a policy that maximises this maximises the precision.
+
+    >>> src = [{"n": 1, "text": "Wind turbines turn wind energy into electricity."}]
+    >>> graded_precision("Turbines turn wind into electricity [1]. Opera is music, theatre and wind [1].", src)
+    0.75
+    """
+    overlaps = cited_overlaps(report, sources)
+    return sum(min(1.0, o / SUPPORTED_OVERLAP) for o in overlaps) / len(overlaps) if overlaps else 0.0
 
 
 def research_reward(report: str, finish_reason: str, sources: Sequence[dict]) -> float:
     """A simple, known reward for the react agent (benchmarks/learning_check.py), no judge involved: 0 for a
     trajectory cut before it answered; otherwise half for answering within the turn's budget (a truncated answer
-    earns half of that) and half for `lexical_precision` (0 when nothing is cited).
+    earns half of that) and half for `graded_precision` (0 when nothing is cited), which the base model reaches:
+    with the bar-or-nothing `lexical_precision` instead, the base model's held-out trajectories cited in 12-15% of
+    cases at a precision of 7%, too rare a signal for three small rounds to learn from.
 
     >>> src = [{"n": 1, "text": "Wind turbines turn wind energy into electricity."}]
     >>> research_reward("Turbines turn wind into electricity [1].", "stop", src), research_reward("", "cut", src)
@@ -280,4 +309,4 @@ def research_reward(report: str, finish_reason: str, sources: Sequence[dict]) ->
     if finish_reason == "cut":
         return 0.0
     answered = 0.5 if finish_reason == "stop" else 0.25
-    return answered + 0.5 * (lexical_precision(report, sources) or 0.0)
+    return answered + 0.5 * graded_precision(report, sources)
