@@ -2,10 +2,10 @@
 on held-out queries. Prints the numbers before and after.
 
 The reward is computed in Python with no judge, so what moves is the trainer's doing alone: for the react agent
-(`generate.agent: react`, the default) `score.rewards.research_reward` (0 when cut before an answer, half for
-answering within the turn's budget, half for citation precision judged lexically with partial credit: a cited
-sentence is supported when half its content words are in a passage it cites, and one below that bar earns its
-share of it); for the plan template `score.rewards.structure_reward` (half for citing distinct sources, half for
+(`generate.agent: react`, the default) `score.rewards.research_reward` (0 when cut before an answer, a quarter for
+answering within the turn's budget, three quarters for citation precision judged lexically with partial credit: a
+cited sentence is supported when half its content words are in a passage it cites, and one below that bar earns
+its share of it); for the plan template `score.rewards.structure_reward` (half for citing distinct sources, half for
 section headings). Each round: the real generate-reports stage (sampling
 with the previous round's checkpoint), then a `known-reward` stage (declared below, run by the same runner behind
 its own manifest) that writes the known reward as the round's solver rewards, then the real train stage reading
