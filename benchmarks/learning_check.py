@@ -2,13 +2,13 @@
 on held-out queries. Prints the numbers before and after.
 
 The reward is computed in Python with no judge, so what moves is the trainer's doing alone: for the react agent
-(`generate.agent: react`, the default) `score.rewards.research_reward` (0 when cut before an answer, a quarter for
-answering within the turn's budget, three quarters for citation precision judged lexically with partial credit: a
-cited sentence is supported when half its content words are in a passage it cites, and one below that bar earns
-its share of it); for the plan template `score.rewards.structure_reward` (half for citing distinct sources, half for
-section headings). Each round: the real generate-reports stage (sampling
-with the previous round's checkpoint), then a `known-reward` stage (declared below, run by the same runner behind
-its own manifest) that writes the known reward as the round's solver rewards, then the real train stage reading
+(`generate.agent: react`, the default) `score.rewards.research_reward`: the answer's citation precision judged
+lexically with partial credit (a cited sentence is supported when half its content words are in a passage it
+cites; one below that bar earns its share of it), whole for an answer within the turn's budget, half for one the
+budget truncated, 0 when cut before an answer; for the plan template `score.rewards.structure_reward` (half for
+citing distinct sources, half for section headings). Each round: the real generate-reports stage (sampling with
+the previous round's checkpoint), then a `known-reward` stage (declared below, run by the same runner behind its
+own manifest) that writes the known reward as the round's solver rewards, then the real train stage reading
 its rewards from that stage through the rewards seam (`run_stage(..., sources={REWARDS_SEAM: KNOWN_REWARD})`;
 evaluator samples off). Held-out: queries no round trained on, `generate.samples_per_query` reports each, with the
 base model and with the last checkpoint, on the same seeds.
@@ -35,8 +35,8 @@ from score.runner import StageContext, run_stage
 from score.stages import generate
 from score.workspace import Workspace
 
-DEFAULTS = [  # about 16 minutes a seed on 2 CPU cores here; every one can be overridden with --set
-    "data.queries_per_round=2",
+DEFAULTS = [  # about 27 minutes a seed on 2 CPU cores here; every one can be overridden with --set
+    "data.queries_per_round=4",  # 32 trajectories a round: about 2.6 groups in 4 hold one that cites (12% do)
     "generate.samples_per_query=8",  # K=8: more groups holding a trajectory that cites
     "generate.report_tokens=160",
     "train.role_weight.evaluator=0",
