@@ -23,6 +23,9 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
 
 from score.artifacts import REPORTS, SOLVER_REWARDS
 from score.checkpoints import Policy, base_policy, policy_for_round
@@ -35,8 +38,9 @@ from score.runner import StageContext, run_stage
 from score.stages import generate
 from score.workspace import Workspace
 
-DEFAULTS = [  # about 27 minutes a seed on 2 CPU cores here; every one can be overridden with --set
-    "data.queries_per_round=4",  # 32 trajectories a round: about 2.6 groups in 4 hold one that cites (12% do)
+CORPUS_QUERIES = 60  # with --queries corpus: 2 a round x 3 rounds trained, the held-out ones from the rest
+DEFAULTS = [  # about 16 minutes a seed on 2 CPU cores here; every one can be overridden with --set
+    "data.queries_per_round=2",
     "generate.samples_per_query=8",  # K=8: more groups holding a trajectory that cites
     "generate.report_tokens=160",
     "train.role_weight.evaluator=0",
@@ -128,20 +132,34 @@ def heldout(ws: Workspace, policy: Policy, queries, seed: int) -> Heldout:
     )
 
 
+CORPUS_QUERY = "What is {title}, and what is it known for? Write a short report that cites its sources."
+
+
+def write_corpus_queries(ws: Workspace, path: Path, n: int) -> None:
+    """`n` queries the search corpus can answer, one per title of a fixed sample of its passages (the same sample
+    for every seed): the base model then finds passages that can support what it writes, so citation precision is
+    a reward it can reach. On the shipped DeepConsult queries the wiki corpus mostly returns unrelated passages."""
+    titles = pd.read_parquet(ws.corpus_path, columns=["title"])["title"].drop_duplicates()
+    queries = [CORPUS_QUERY.format(title=t) for t in titles.sample(n, random_state=0)]
+    pd.DataFrame({"id": [f"c{i:03d}" for i in range(n)], "query": queries}).to_csv(path, index=False)
+
+
 def one_seed(args, seed: int) -> tuple[Heldout, Heldout, float, str]:
     """Base and trained held-out figures for one seed (its own round queries and held-out set), minutes, agent."""
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(
-            args.config,
-            [
-                *DEFAULTS,
-                *args.overrides,
-                f"store.root={tmp}",
-                f"run=learning-check-seed{seed}",
-                f"seed={seed}",
-                f"campaign.rounds={args.rounds}",
-            ],
-        )
+        overrides = [
+            *DEFAULTS,
+            *args.overrides,
+            f"store.root={tmp}",
+            f"run=learning-check-seed{seed}",
+            f"seed={seed}",
+            f"campaign.rounds={args.rounds}",
+        ]
+        if args.queries == "corpus":
+            queries = Path(tmp) / "corpus_queries.csv"
+            write_corpus_queries(Workspace(load_config(args.config, overrides)), queries, CORPUS_QUERIES)
+            overrides += [f"data.queries={queries}", "data.id_column=id"]
+        cfg = load_config(args.config, overrides)
         ws = Workspace(cfg)
         trained = {
             q.id for r in range(args.rounds) for q in round_queries(ws.queries, cfg.data.queries_per_round, r, seed)
@@ -176,6 +194,12 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], dest="overrides")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--heldout", type=int, default=6, help="held-out queries")
+    parser.add_argument(
+        "--queries",
+        choices=("corpus", "config"),
+        default="corpus",
+        help="corpus: queries about the search corpus's own titles (answerable from it); config: data.queries",
+    )
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2: one whole check each")
     args = parser.parse_args()
     runs = [one_seed(args, int(s)) for s in args.seeds.split(",")]

@@ -41,17 +41,22 @@ class Workspace:
     def queries_fingerprint(self) -> str:
         return file_sha256(queries_path(self.cfg.data))[:16]
 
+    @property
+    def corpus_path(self) -> Path:
+        """The Parquet corpus bm25 searches: search.corpus, or the shipped 'wiki' one (built once into the cache)."""
+        from score.search.corpus import ensure_wiki_corpus
+
+        return ensure_wiki_corpus(self.cache) if self.cfg.search.corpus == "wiki" else Path(self.cfg.search.corpus)
+
     @cached_property
     def search(self) -> SearchBackend:
         from score.search.bm25 import BM25Search
-        from score.search.corpus import ensure_wiki_corpus
 
         if self.cfg.search.backend == "searxng":
             from score.search.searxng import SearxngSearch
 
             return SearxngSearch(str(self.cfg.search.url), self.cfg.search.timeout_s)
-        corpus = ensure_wiki_corpus(self.cache) if self.cfg.search.corpus == "wiki" else Path(self.cfg.search.corpus)
-        return BM25Search(corpus, self.cache)
+        return BM25Search(self.corpus_path, self.cache)
 
     def backend(self, policy: Policy | None = None) -> Backend:
         """The policy model: the base weights, or the base with a trained checkpoint (an adapter, or full weights)."""
