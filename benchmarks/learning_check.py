@@ -2,18 +2,20 @@
 on held-out queries. Prints the numbers before and after.
 
 The reward is computed in Python with no judge, so what moves is the trainer's doing alone: for the react agent
-(`generate.agent: react`, the default) `score.rewards.research_reward`: the answer's citation precision judged
-lexically with partial credit (a cited sentence is supported when half its content words are in a passage it
-cites; one below that bar earns its share of it), whole for an answer within the turn's budget, half for one the
-budget truncated, 0 when cut before an answer; for the plan template `score.rewards.structure_reward` (half for
-citing distinct sources, half for section headings). Each round: the real generate-reports stage (sampling with
-the previous round's checkpoint), then a `known-reward` stage (declared below, run by the same runner behind its
-own manifest) that writes the known reward as the round's solver rewards, then the real train stage reading
+(`generate.agent: react`, the default) `score.rewards.research_reward`: 0 when cut before an answer, else a
+quarter for answering within the turn's budget (half that when the budget truncated the answer) and three
+quarters for citation precision judged lexically with partial credit (a cited sentence is supported when half its
+content words are in a passage it cites; one below that bar earns its share of it); for the plan template
+`score.rewards.structure_reward` (half for citing distinct sources, half for section headings). Each round: the
+real generate-reports stage (sampling with the previous round's checkpoint), then a `known-reward` stage
+(declared below, run by the same runner behind its own manifest) that writes the known reward as the round's
+solver rewards, then the real train stage reading
 its rewards from that stage through the rewards seam (`run_stage(..., sources={REWARDS_SEAM: KNOWN_REWARD})`;
 evaluator samples off). Held-out: queries no round trained on, `generate.samples_per_query` reports each, with the
 base model and with the last checkpoint, on the same seeds.
-Run: `python benchmarks/learning_check.py [--seeds 0,1] [--rounds 3] [--heldout 6] [--set key=value ...]`; with
-several seeds it prints each seed's figures and the mean change with a 95% t interval over the seeds.
+Run: `python benchmarks/learning_check.py [--seeds 0,1] [--rounds 3] [--heldout 6] [--queries corpus|config]
+[--reports DIR] [--set key=value ...]`; with several seeds it prints each seed's figures and the mean change with
+a 95% t interval over the seeds.
 """
 
 from __future__ import annotations
@@ -33,14 +35,14 @@ from score.config import load_config
 from score.intervals import mean_interval
 from score.pipeline import GENERATE, REWARDS_ARTIFACTS, REWARDS_SEAM, TRAIN, Read, StageSpec, TrainStats
 from score.queries import round_queries
-from score.rewards import graded_precision, lexical_precision, research_reward, structure_reward
+from score.rewards import cited_overlaps, graded_precision, lexical_precision, research_reward, structure_reward
 from score.runner import StageContext, run_stage
 from score.stages import generate
 from score.workspace import Workspace
 
-CORPUS_QUERIES = 60  # with --queries corpus: 2 a round x 3 rounds trained, the held-out ones from the rest
-DEFAULTS = [  # about 16 minutes a seed on 2 CPU cores here; every one can be overridden with --set
-    "data.queries_per_round=2",
+CORPUS_QUERIES = 60  # with --queries corpus: 4 a round x 3 rounds trained, the held-out ones from the rest
+DEFAULTS = [  # about 27 minutes a seed on 2 CPU cores here; every one can be overridden with --set
+    "data.queries_per_round=4",  # 32 trajectories a round: with 2 x 8, one seed's rounds held none that cited
     "generate.samples_per_query=8",  # K=8: more groups holding a trajectory that cites
     "generate.report_tokens=160",
     "train.role_weight.evaluator=0",
@@ -104,6 +106,7 @@ class Heldout:
     headed: float  # share with a markdown heading
     precision: float  # lexical citation precision, mean over reports that cite
     graded: float  # the reward's graded precision, mean over all reports (0 for those citing nothing)
+    copied: float  # share of cited sentences with 90%+ of their content words in what they cite (copied, or near)
     answered: float  # share of trajectories that answered
     tool_calls: float  # mean tool calls (plan: searches)
     multi: float  # share with at least 2 tool calls
@@ -111,14 +114,20 @@ class Heldout:
     def line(self) -> str:
         return (
             f"reward {self.reward:.3f}  (citation precision {self.precision:.0%}, graded {self.graded:.3f}, "
+            f"cited sentences near-copied {self.copied:.0%}, "
             f"answered {self.answered:.0%}, tool calls {self.tool_calls:.2f} mean, {self.multi:.0%} with 2+; "
             f"citing {self.cites:.0%}, with headings {self.headed:.0%})"
         )
 
 
-def heldout(ws: Workspace, policy: Policy, queries, seed: int) -> Heldout:
+def heldout(ws: Workspace, policy: Policy, queries, seed: int, keep: Path | None = None) -> Heldout:
     rows, _ = generate.research(ws, queries, policy, seed)
+    if keep:  # the held-out reports, to read what the numbers count
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        columns = ("query_id", "query", "sample_idx", "report", "finish_reason", "tool_calls", "sources")
+        pd.DataFrame([{c: r[c] for c in columns} for r in rows]).to_parquet(keep)
     n = len(rows)
+    overlaps = [o for r in rows for o in cited_overlaps(r["report"], r["sources"])]
     precisions = [p for r in rows if (p := lexical_precision(r["report"], r["sources"])) is not None]
     return Heldout(
         reward=statistics.mean(reward_of(r) for r in rows),
@@ -126,6 +135,7 @@ def heldout(ws: Workspace, policy: Policy, queries, seed: int) -> Heldout:
         headed=sum(any(line.lstrip().startswith("#") for line in r["report"].splitlines()) for r in rows) / n,
         precision=statistics.mean(precisions) if precisions else 0.0,
         graded=statistics.mean(graded_precision(r["report"], r["sources"]) for r in rows),
+        copied=sum(o >= 0.9 for o in overlaps) / len(overlaps) if overlaps else 0.0,
         answered=sum(r["answered"] for r in rows) / n,
         tool_calls=sum(r["tool_calls"] for r in rows) / n,
         multi=sum(r["tool_calls"] >= 2 for r in rows) / n,
@@ -166,7 +176,10 @@ def one_seed(args, seed: int) -> tuple[Heldout, Heldout, float, str]:
         }
         held = [q for q in ws.queries if q.id not in trained][: args.heldout]
         t0 = time.perf_counter()
-        before = heldout(ws, base_policy(cfg.model), held, seed=12345)
+        keep = {
+            k: Path(args.reports) / f"seed{seed}-{k}.parquet" if args.reports else None for k in ("base", "trained")
+        }
+        before = heldout(ws, base_policy(cfg.model), held, seed=12345, keep=keep["base"])
         for r in range(args.rounds):
             run_stage(ws, GENERATE, r)
             known = run_stage(ws, KNOWN_REWARD, r).manifest.stats_as(KnownRewardStats)
@@ -177,7 +190,7 @@ def one_seed(args, seed: int) -> tuple[Heldout, Heldout, float, str]:
                 f"loss {s.loss_first} -> {s.loss_last}, kl {s.kl_mean}, {s.train_seconds} s",
                 flush=True,
             )
-        after = heldout(ws, policy_for_round(ws, args.rounds), held, seed=12345)
+        after = heldout(ws, policy_for_round(ws, args.rounds), held, seed=12345, keep=keep["trained"])
         minutes = (time.perf_counter() - t0) / 60
     print(
         f"seed {seed}, held-out ({cfg.generate.agent}): {len(held)} queries x {cfg.generate.samples_per_query} "
@@ -200,11 +213,12 @@ def main() -> None:
         default="corpus",
         help="corpus: queries about the search corpus's own titles (answerable from it); config: data.queries",
     )
+    parser.add_argument("--reports", help="a folder to keep the held-out reports in (seedN-base/trained.parquet)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2: one whole check each")
     args = parser.parse_args()
     runs = [one_seed(args, int(s)) for s in args.seeds.split(",")]
     print(f"change over {len(runs)} seed(s), after - base (mean, 95% t interval over seeds):")
-    for name in ("reward", "precision", "graded", "answered", "cites", "tool_calls", "multi"):
+    for name in ("reward", "precision", "graded", "copied", "answered", "cites", "tool_calls", "multi"):
         mean, low, high = mean_interval([getattr(a, name) - getattr(b, name) for b, a, _, _ in runs])
         per_seed = ", ".join(f"{getattr(b, name):.3f} -> {getattr(a, name):.3f}" for b, a, _, _ in runs)
         print(f"  {name:<10} {mean:+.3f} [{low:+.3f}, {high:+.3f}]   per seed: {per_seed}")

@@ -295,19 +295,21 @@ def graded_precision(report: str, sources: Sequence[dict]) -> float:
     return sum(min(1.0, o / SUPPORTED_OVERLAP) for o in overlaps) / len(overlaps) if overlaps else 0.0
 
 
-def research_reward(report: str, finish_reason: str, sources: Sequence[dict]) -> float:
-    """A simple, known reward for the react agent (benchmarks/learning_check.py), no judge involved: the answer's
-    `graded_precision` (0 when nothing is cited), times 1 for an answer that ended within the turn's budget, 0.5 for
-    one the budget truncated, 0 for a trajectory cut before it answered. Measured on the learning check (2 queries x
-    8 trajectories a round, 3 rounds), additive rewards taught answering, not citing: half for answering within the
-    budget and half for the bar-or-nothing `lexical_precision` (2 seeds), or for the graded precision (1 seed), or
-    a quarter and three quarters (1 seed): each time the policy answered more often, with fewer tool calls, and its
-    held-out precision fell. Here an answer earns only through what it cites.
+def research_reward(report: str, finish_reason: str, sources: Sequence[dict], precision_weight: float = 0.75) -> float:
+    """A simple, known reward for the react agent (benchmarks/learning_check.py), no judge involved: 0 for a
+    trajectory cut before it answered; otherwise `1 - precision_weight` for answering within the turn's budget (a
+    truncated answer earns half of that) plus `precision_weight` times `graded_precision` (0 when nothing is
+    cited). What the learning check measured with each form is in docs/measurements.md: on queries the corpus
+    cannot answer no form taught citing; precision alone (no credit for answering) left groups flat for want of a
+    trajectory that cites.
 
     >>> src = [{"n": 1, "text": "Wind turbines turn wind energy into electricity."}]
     >>> research_reward("Turbines turn wind into electricity [1].", "stop", src), research_reward("", "cut", src)
     (1.0, 0.0)
-    >>> research_reward("Turbines turn wind into electricity [1].", "length", src)
-    0.5
+    >>> research_reward("Turbines turn wind into electricity.", "stop", src)
+    0.25
     """
-    return {"stop": 1.0, "length": 0.5}.get(finish_reason, 0.0) * graded_precision(report, sources)
+    if finish_reason == "cut":
+        return 0.0
+    answered = 1.0 if finish_reason == "stop" else 0.5
+    return (1 - precision_weight) * answered + precision_weight * graded_precision(report, sources)
