@@ -9,10 +9,10 @@ content words are in a passage it cites; one below that bar earns its share of i
 `score.rewards.structure_reward` (half for citing distinct sources, half for section headings). Each round: the
 real generate-reports stage (sampling with the previous round's checkpoint), then a `known-reward` stage
 (declared below, run by the same runner behind its own manifest) that writes the known reward as the round's
-solver rewards, then the real train stage reading
-its rewards from that stage through the rewards seam (`run_stage(..., sources={REWARDS_SEAM: KNOWN_REWARD})`;
-evaluator samples off). Held-out: queries no round trained on, `generate.samples_per_query` reports each, with the
-base model and with the last checkpoint, on the same seeds.
+solver rewards, then the real train stage reading its rewards from that stage through the rewards seam
+(`run_stage(..., sources={REWARDS_SEAM: KNOWN_REWARD})`; evaluator samples off). Held-out: queries no round
+trained on, `generate.samples_per_query` reports each, with the base model and with the last checkpoint, on the
+same seeds.
 Run: `python benchmarks/learning_check.py [--seeds 0,1] [--rounds 3] [--heldout 6] [--queries corpus|config]
 [--reports DIR] [--set key=value ...]`; with several seeds it prints each seed's figures and the mean change with
 a 95% t interval over the seeds.
@@ -41,7 +41,7 @@ from score.stages import generate
 from score.workspace import Workspace
 
 CORPUS_QUERIES = 60  # with --queries corpus: 4 a round x 3 rounds trained, the held-out ones from the rest
-DEFAULTS = [  # about 27 minutes a seed on 2 CPU cores here; every one can be overridden with --set
+DEFAULTS = [  # 16-21 minutes a seed on 2 CPU cores here; every one can be overridden with --set
     "data.queries_per_round=4",  # 32 trajectories a round: with 2 x 8, one seed's rounds held none that cited
     "generate.samples_per_query=8",  # K=8: more groups holding a trajectory that cites
     "generate.report_tokens=160",
@@ -150,8 +150,8 @@ def write_corpus_queries(ws: Workspace, path: Path, n: int) -> None:
     for every seed): the base model then finds passages that can support what it writes, so citation precision is
     a reward it can reach. On the shipped DeepConsult queries the wiki corpus mostly returns unrelated passages."""
     titles = pd.read_parquet(ws.corpus_path, columns=["title"])["title"].drop_duplicates()
-    queries = [CORPUS_QUERY.format(title=t) for t in titles.sample(n, random_state=0)]
-    pd.DataFrame({"id": [f"c{i:03d}" for i in range(n)], "query": queries}).to_csv(path, index=False)
+    queries = [CORPUS_QUERY.format(title=t) for t in titles.sample(min(n, len(titles)), random_state=0)]
+    pd.DataFrame({"id": [f"c{i:03d}" for i in range(len(queries))], "query": queries}).to_csv(path, index=False)
 
 
 def one_seed(args, seed: int) -> tuple[Heldout, Heldout, float, str]:
