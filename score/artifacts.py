@@ -44,6 +44,7 @@ SPAN = pa.struct(
         ("temperature", pa.float32()),  # that distribution: softmax(logits / temperature), top-p 1
         ("finish_reason", pa.string()),  # stop | length (| cut: a react trajectory that ended without an answer)
         ("mask", pa.list_(pa.int8())),  # per token_ids: 1 written by the model, 0 a tool's output (null: all written)
+        ("choices", pa.list_(pa.list_(pa.int32()))),  # per token_ids: the answer set it was drawn from (null: vocab)
     ]
 )
 
@@ -63,6 +64,7 @@ def span_row(
         "temperature": temperature,
         "finish_reason": sample.finish_reason,
         "mask": mask,
+        "choices": getattr(sample, "choices", None),
     }
 
 
@@ -167,7 +169,8 @@ JUDGEMENT_SPANS_SCHEMA = pa.schema(
         pa.field("rationale_span", SPAN),  # the reasoning written before it (evaluate.rationale_tokens; null: none)
         pa.field("written", pa.float32()),  # the parsed score (null: unparsable)
         pa.field("expected", pa.float32()),  # the read-off beside it (diagnostic)
-        pa.field("reward_kind", pa.string()),  # consistency | probe | "" (not rewarded: not trained)
+        pa.field("distribution", pa.list_(pa.float32())),  # the 11-way restricted distribution it was drawn from
+        pa.field("reward_kind", pa.string()),  # pair | consistency | "" (not rewarded: not trained)
         pa.field("reward", pa.float32()),  # the evaluator's reward for this judgement (null: not rewarded)
     ]
 )
@@ -258,9 +261,9 @@ EVALUATOR_REWARDS_SCHEMA = pa.schema(
         pa.field("rubric_idx", pa.int32(), nullable=False),
         pa.field("status", pa.string()),  # ok | repaired | failed: a failed rubric earns reward.failed_rubric
         pa.field("agreement", pa.float32()),  # mean consistency reward of the judgements on its criteria
-        pa.field("detection", pa.float32()),  # mean probe credit of the judgements of corrupted copies on them
-        pa.field("probe_pairs", pa.int32()),  # those probe judgements
-        pa.field("reward", pa.float32()),  # agreement + reward.probe_weight * detection (failed: failed_rubric)
+        pa.field("detection", pa.float32()),  # its weighted score: share of (probed report, pass) above the copy
+        pa.field("probe_pairs", pa.int32()),  # the copies' pair-credited judgements on its criteria
+        pa.field("reward", pa.float32()),  # score.rewards.rubric_reward (failed: reward.failed_rubric)
     ]
 )
 
@@ -378,6 +381,7 @@ TRAIN_SAMPLES_SCHEMA = pa.schema(
         pa.field("token_ids", pa.list_(pa.int32())),  # what the model wrote (and a trajectory's tool outputs)
         pa.field("logprobs", pa.list_(pa.float32())),  # at sampling time: the importance ratios' denominators
         pa.field("mask", pa.list_(pa.int8())),  # 1: written, with loss; 0: a tool's output (null: all written)
+        pa.field("choices", pa.list_(pa.list_(pa.int32()))),  # per token: its answer set (null: the vocabulary)
         pa.field("temperature", pa.float32()),  # they are of softmax(logits / temperature): the trainer's too
         pa.field("reward", pa.float32()),
         pa.field("advantage", pa.float32()),  # normalised within its group (see score.stages.train)
@@ -400,6 +404,8 @@ TRAIN_STEPS_SCHEMA = pa.schema(
         pa.field("grad_norm", pa.float32()),
         pa.field("lr", pa.float32()),
         pa.field("seconds", pa.float32()),
+        pa.field("evaluator_share", pa.float32()),  # the evaluator's share of the step's update, by weight
+        pa.field("evaluator_token_share", pa.float32()),  # and of its trainable tokens, by count
     ]
 )
 

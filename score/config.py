@@ -307,7 +307,13 @@ class RewardConfig(Section):
         "least one source is enough",
     )
     min_report_chars: int = Field(80, ge=1, description="a shorter report counts as empty")
-    probe_weight: float = Field(0.5, ge=0, description="weight of corruption detection in the evaluator reward")
+    consistency_null: float = Field(
+        0.21,
+        ge=0,
+        lt=1,
+        description="the consistency a judge reaches by chance (independent passes; Monte Carlo of "
+        "score.rewards.consistency for the base 135M judge's spread): subtracted before a judgement earns it",
+    )
     flat_spread: float = Field(
         0.02,
         ge=0,
@@ -322,13 +328,13 @@ class RewardConfig(Section):
         "scores have a std below this earns no consistency reward: constant or near-constant judging earns 0",
     )
     failed_rubric: float = Field(
-        -1.0, lt=0, description="reward of a rubric that failed to parse: below any parsed rubric's (those are >= 0)"
+        -2.0, lt=-1, description="reward of a rubric that failed to parse: below any parsed rubric's (those are >= -1)"
     )
     unparsable_judgement: float = Field(
-        -1.0,
-        lt=0,
-        description="reward of a judgement that wrote no score in 0-10: below any written score's (those are >= 0), "
-        "so even an evaluator whose scores are all flat learns to write one",
+        -2.0,
+        lt=-1,
+        description="reward of a judgement or verdict that wrote no answer: below any written one's (those are >= -1); "
+        "answers are drawn from their answer set, so only artifacts written before that can hold one",
     )
 
 
@@ -487,9 +493,16 @@ Aggregation = Literal["grpo", "dapo"]
 
 
 class RoleWeights(Section):
-    solver: float = Field(1.0, ge=0, description="loss weight of solver samples (plan and report spans)")
+    """Each role's share of an optimizer step's update: on a batch holding both roles, a role's samples carry
+    weight / (sum of the weights of the roles present), aggregated among themselves (train.aggregation), so a
+    one-token judgement is not outweighed by the tokens of a long trajectory; a batch of one role gives it all.
+    The train stage reports the evaluator's share by weight every round (evaluator_update_share)."""
+
+    solver: float = Field(1.0, ge=0, description="weight of solver samples (plan and report spans); 0: not trained")
     evaluator: float = Field(
-        0.5, ge=0, description="loss weight of evaluator samples (rubric spans); 0 trains the solver only"
+        1.0,
+        ge=0,
+        description="weight of evaluator samples (rubrics, judgements, verdicts, follow-ups); 0 trains the solver only",
     )
 
 
@@ -538,13 +551,22 @@ class TrainConfig(Section):
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate (peak)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
-    warmup_steps: int = Field(0, ge=0, description="optimizer steps of linear warm-up, counted over the whole campaign")
+    warmup_steps: int = Field(
+        4,
+        ge=0,
+        description="optimizer steps of linear warm-up, counted over the whole campaign (AdamW's first steps move "
+        "every weight by about lr whatever the gradient: without it a KL spike of 470 was measured)",
+    )
     schedule: Literal["constant", "cosine"] = Field(
         "constant",
         description="after warm-up: constant, or cosine decay to min_lr_ratio over campaign.rounds x steps of a round",
     )
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor, as a share of lr")
-    batch_size: int = Field(16, ge=1, description="samples per optimizer step (gradient accumulation fills it)")
+    batch_size: int = Field(
+        32,
+        ge=1,
+        description="samples per optimizer step (gradient accumulation fills it); a round with fewer takes one step",
+    )
     micro_batch_tokens: int = Field(
         4096, ge=64, description="padded tokens per forward pass; lower it when memory runs out"
     )

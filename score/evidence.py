@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from score.rewards import SUPPORT
+from score.scale import ScoreTokens
 from score.search.base import Passage, SearchBackend
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,17 @@ def pick_claims(report: str, depth: int, min_chars: int) -> list[tuple[str, list
     cited = [s for s in sentences if _CITE.search(s)]
     other = sorted((s for s in sentences if not _CITE.search(s)), key=len, reverse=True)
     return [(s, [int(n) for n in _CITE.findall(s)]) for s in (cited + other)[:depth]]
+
+
+def short_cited(report: str, min_chars: int) -> list[tuple[str, list[int]]]:
+    """The report's cited sentences too short to be checked claims (`pick_claims` skips them), each once.
+
+    >>> short_cited("Solar grew [1]. Solar output doubled since 2015 across Spain [2].", 30)
+    [('Solar grew [1].', [1])]
+    """
+    sentences = [s.strip() for s in _SENTENCE.split(report) if s.strip() and not s.strip().startswith("#")]
+    short = dict.fromkeys(s for s in sentences if len(s) < min_chars and _CITE.search(s))
+    return [(s, [int(n) for n in _CITE.findall(s)]) for s in short]
 
 
 def search_claim(
@@ -105,6 +119,35 @@ def shown_passages(
 
 VERDICTS = ("supported", "contradicted", "not_found")
 ANSWERS = (" Yes", " No", " Un")  # the answer tokens' text, in VERDICTS order ("Unclear" starts with " Un")
+
+
+def answer_tokens(tokenize) -> ScoreTokens:
+    """The verdict answer set under `tokenize`: the first token of each of ANSWERS, in VERDICTS order; a verdict is
+    drawn from the distribution restricted to them (`Backend.write_scores`).
+
+    >>> answer_tokens(lambda s: [ord(s[1])])
+    ScoreTokens(candidates=(89, 78, 85), then=None, close=None)
+    """
+    ids = [tokenize(a)[:1] for a in ANSWERS]
+    if any(not i for i in ids) or len({i[0] for i in ids}) != len(ANSWERS):
+        raise ValueError(
+            f"the tokenizer's first tokens of {list(ANSWERS)} are {ids}: a verdict needs a distinct first token per "
+            "answer; use a model whose tokenizer tells them apart, or change score.evidence.ANSWERS"
+        )
+    return ScoreTokens(tuple(i[0] for i in ids), None)
+
+
+def support_distribution(p: Sequence[float]) -> list[float]:
+    """Answer probabilities in VERDICTS order -> probabilities of support levels 0, 1, 2 (contradicted, not found,
+    supported: score.rewards.SUPPORT), what verdict pair credit takes expectations over.
+
+    >>> support_distribution([0.5, 0.2, 0.3])
+    [0.2, 0.3, 0.5]
+    """
+    out = [0.0, 0.0, 0.0]
+    for v, x in zip(VERDICTS, p):
+        out[SUPPORT[v]] = float(x)
+    return out
 
 
 def parse_verdict(text: str) -> str | None:

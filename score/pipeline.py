@@ -188,6 +188,9 @@ class TrainStats:
     loss_last: float | None = None
     kl_mean: float | None = None
     clip_frac_mean: float | None = None
+    evaluator_update_share: float | None = None  # the evaluator's share of the round's update, by weight
+    evaluator_token_share: float | None = None  # its share of the trainable tokens, by count, for contrast
+    trained_nothing: bool = False  # no group had spread: the checkpoint is the previous policy's weights, unchanged
     train_seconds: float = 0.0
     resumed_from: str = "base"
 

@@ -117,21 +117,6 @@ def consistency(column: Sequence[float | None], others: Sequence[Sequence[float 
     return max(0.0, _corr(ranks(a), ranks(b)))
 
 
-def probe_credit(original: float | None, corrupted: float | None) -> float | None:
-    """Credit of a judgement of a corrupted copy against the same judgement (criterion, pass) of its original:
-    1 when it scored the copy lower, 0.5 on a tie, 0 higher or unparsable; None when the original's judgement is
-    unparsable (nothing to compare with: not rewarded).
-
-    >>> probe_credit(7, 4), probe_credit(7, 7), probe_credit(4, 7), probe_credit(7, None), probe_credit(None, 3)
-    (1.0, 0.5, 0.0, 0.0, None)
-    """
-    if original is None:
-        return None
-    if corrupted is None:
-        return 0.0
-    return 1.0 if corrupted < original else 0.5 if corrupted == original else 0.0
-
-
 SUPPORT = {"contradicted": 0, "not_found": 1, "supported": 2}  # how much support a verdict grants a claim
 
 
@@ -153,24 +138,67 @@ def anchor_credit(claim: str | None, anchor: str | None) -> float | None:
     return 1.0 if b < a else 0.5 if b == a else 0.0
 
 
-def rubric_reward(
-    status: str,
-    consistency_rewards: Sequence[float],
-    probe_credits: Sequence[float],
-    probe_weight: float,
-    failed: float,
-) -> float:
-    """A rubric earns what the judgements made under it (on its own criteria) earn: mean consistency plus
-    `probe_weight` times mean probe credit (0.5, chance, with no probe judged); a rubric that failed to parse
-    earns `failed` (below 0, so below any parsed rubric).
+def pair_credit(written: int, other: Sequence[float], above: bool) -> float:
+    """Two-sided, noise-free credit of one side of a pair that should be told apart (an original and its damaged
+    copy on a damaged dimension; a claim and its anchor): `written` is the outcome this side's judgement wrote (a
+    0-10 score, a support level), `other[k]` the probability that the other side's judgement writes outcome k
+    (its restricted distribution, already read off). The side that should come out higher (`above`) earns
+    P(other below) - P(other above), its partner the mirror: an expectation over the partner's distribution, so
+    no draw of the partner's adds noise, and both sides are trained. In [-1, 1]; ties earn 0, so a judge that
+    scores a pair alike earns nothing on it, exactly when the partner is certain and in expectation otherwise.
 
-    >>> rubric_reward("ok", [1.0, 0.5], [1.0], 0.5, -1.0), rubric_reward("failed", [1.0], [1.0], 0.5, -1.0)
-    (1.25, -1.0)
+    >>> pair_credit(7, [0.0] * 4 + [1.0] + [0.0] * 6, above=True)  # the original's 7 against a copy sure of a 4
+    1.0
+    >>> pair_credit(4, [0.0] * 7 + [0.5, 0.5] + [0.0] * 2, above=False)  # the copy's 4 against an original of 7-8
+    1.0
+    >>> pair_credit(5, [0.0] * 5 + [1.0] + [0.0] * 5, above=True)  # alike: nothing
+    0.0
+    >>> pair_credit(2, [0.25, 0.25, 0.5], above=True)  # a claim "supported" (2) against an anchor's support levels
+    0.5
+    """
+    below = sum(other[:written])
+    over = sum(other[written + 1 :])
+    return below - over if above else over - below
+
+
+def consistency_gated(agreement: float, null: float, detection: float | None) -> float:
+    """A judgement column's consistency reward as trained: its agreement with the other passes
+    (`consistency`) less `null` (what independent passes of this judge reach by chance: reward.consistency_null),
+    clipped at 0, times the column's mean pair credit on the query's probed pairs clipped at 0 (`detection`):
+    a stable surface feature (length, citation count) pays nothing unless the same column also ranks originals
+    above their damaged copies. No probed pair in the column (None): nothing.
+
+    >>> consistency_gated(0.8, 0.2, 0.5), consistency_gated(0.8, 0.2, 0.0), consistency_gated(0.1, 0.2, 1.0)
+    (0.3, 0.0, 0.0)
+    >>> consistency_gated(0.8, 0.2, None)
+    0.0
+    """
+    if detection is None:
+        return 0.0
+    return round(max(0.0, agreement - null) * max(0.0, detection), 12)
+
+
+def rubric_reward(
+    status: str, pairs: Sequence[tuple[float, float]], consistency_rewards: Sequence[float], failed: float
+) -> float:
+    """A rubric earns by what its weights do: over the query's probed reports and passes, `pairs` hold its
+    weighted score of the original and of the damaged copy; the reward is the mean of +1 (original above), 0 (tie),
+    -1 (copy above). With no probed report, the mean consistency reward of the judgements on its criteria. A
+    rubric that failed to parse earns `failed` (below -1, so below any parsed rubric). J identical rubrics earn
+    alike: a flat group, counted in the round's `identical_rubric_queries`.
+
+    >>> rubric_reward("ok", [(0.8, 0.5), (0.6, 0.6), (0.4, 0.7)], [], -2.0)
+    0.0
+    >>> rubric_reward("ok", [(0.8, 0.5)], [0.2], -2.0), rubric_reward("ok", [], [0.2, 0.4], -2.0)
+    (1.0, 0.30000000000000004)
+    >>> rubric_reward("failed", [(0.8, 0.5)], [], -2.0)
+    -2.0
     """
     if status == "failed":
         return failed
-    mean = sum(consistency_rewards) / len(consistency_rewards) if consistency_rewards else 0.0
-    return mean + probe_weight * detection_share(sum(probe_credits), len(probe_credits))
+    if pairs:
+        return sum((o > c) - (o < c) for o, c in pairs) / len(pairs)
+    return sum(consistency_rewards) / len(consistency_rewards) if consistency_rewards else 0.0
 
 
 def detection_rate(pairs: Sequence[tuple[float, float]]) -> float:

@@ -69,6 +69,30 @@ def token_weights(lengths: Sequence[int], aggregation: Literal["grpo", "dapo"]) 
     return [1.0 / total if total else 0.0 for _ in lengths]
 
 
+def role_token_weights(
+    lengths: Sequence[int], roles: Sequence[str], aggregation: Literal["grpo", "dapo"], shares: dict[str, float]
+) -> list[float]:
+    """Per-token weight of each sequence in one optimizer batch, normalised per role: each role's sequences are
+    aggregated among themselves (`token_weights`), then scaled by the role's share, `shares[role]` over the sum of
+    the shares of the roles present. A role's share of the update is then its configured one, whatever its token
+    count (with one pooled `dapo` mean, a one-token judgement weighs as one token of a 400-token trajectory).
+
+    >>> w = role_token_weights([400, 1, 1], ["solver", "evaluator", "evaluator"], "dapo", {"solver": 1, "evaluator": 1})
+    >>> [round(x, 5) for x in w]  # each role holds half of the weight
+    [0.00125, 0.25, 0.25]
+    >>> role_token_weights([4, 4], ["evaluator", "evaluator"], "dapo", {"solver": 1.0, "evaluator": 0.5})
+    [0.125, 0.125]
+    """
+    present = {r: shares[r] for r in dict.fromkeys(roles)}
+    total = sum(present.values())
+    out = [0.0] * len(lengths)
+    for role, share in present.items():
+        idx = [i for i, r in enumerate(roles) if r == role]
+        for i, w in zip(idx, token_weights([lengths[i] for i in idx], aggregation)):
+            out[i] = w * share / total if total else 0.0
+    return out
+
+
 def k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """The k3 estimate of KL(policy || reference) per token (Schulman, 2020): >= 0, and exactly 0 where
     the two log-probs agree.

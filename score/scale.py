@@ -8,6 +8,7 @@ local benchmark judge (the read-off only)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,16 +24,21 @@ class ScoreTokens:
 
     candidates: tuple[int, ...]
     then: int | None
+    close: int | None = None  # with `then`: the newline token that ends a written "1", so "1" and "10" are both actions
+
+    def second(self) -> tuple[int, int] | None:
+        """The answer set of the token after `then`: "0" (the score is 10) or `close` (the score is 1)."""
+        return (self.candidates[0], self.close) if self.then is not None and self.close is not None else None
 
 
 def score_tokens(tokenize) -> ScoreTokens:
     """The score tokens under `tokenize` (a backend's).
 
     >>> score_tokens(lambda s: [ord(c) for c in s])  # a digit per token: "10" is "1" then "0"
-    ScoreTokens(candidates=(48, 49, 50, 51, 52, 53, 54, 55, 56, 57), then=49)
+    ScoreTokens(candidates=(48, 49, 50, 51, 52, 53, 54, 55, 56, 57), then=49, close=10)
     >>> vocab = {str(s): 100 + s for s in range(11)}
     >>> score_tokens(lambda s: [vocab[s]])  # "10" is one token
-    ScoreTokens(candidates=(100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110), then=None)
+    ScoreTokens(candidates=(100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110), then=None, close=None)
     """
     digits = []
     for s in range(10):
@@ -43,7 +49,57 @@ def score_tokens(tokenize) -> ScoreTokens:
     ten = tokenize("10")
     if len(ten) == 1:
         return ScoreTokens(tuple(digits + ten), None)
-    return ScoreTokens(tuple(digits), digits[1])
+    close = tokenize("\n")
+    if len(close) != 1:
+        raise ValueError(f"the tokenizer writes a newline as {len(close)} tokens; a written score ends with one")
+    return ScoreTokens(tuple(digits), digits[1], close[0])
+
+
+def restricted_draw(logprobs: Sequence[float], temperature: float, u: float) -> tuple[int, float]:
+    """One answer drawn from the distribution restricted to an answer set: `logprobs` are the answers' log-probs
+    (any normalisation: only differences count), the draw is from softmax(logprobs / temperature) over them by the
+    uniform `u` in [0, 1), and the drawn answer's log-prob under that restricted distribution is returned with its
+    index (what the trainer recomputes: `log_softmax(logits[answers] / temperature)`).
+
+    >>> import math
+    >>> i, lp = restricted_draw([math.log(0.2), math.log(0.6), math.log(0.2)], 1.0, 0.5)
+    >>> i, round(math.exp(lp), 3)
+    (1, 0.6)
+    >>> i, lp = restricted_draw([-30.0, -30.0], 1.0, 0.75)  # unlikely in the vocabulary, certain in the set
+    >>> i, round(math.exp(lp), 3)
+    (1, 0.5)
+    """
+    lp = np.asarray(logprobs, dtype=np.float64) / temperature
+    lp = lp - np.logaddexp.reduce(lp)  # (n,) restricted log-softmax
+    cdf = np.cumsum(np.exp(lp))
+    i = int(min(np.searchsorted(cdf, u * cdf[-1], side="right"), len(lp) - 1))
+    return i, float(lp[i])
+
+
+def restricted_distribution(
+    tokens: ScoreTokens, first: Sequence[float], second: Sequence[float] | None, temperature: float
+) -> np.ndarray:
+    """The 11-way distribution a written score is drawn from (`Backend.write_scores`): the first token restricted
+    to the candidates, and after `then` the second restricted to ("0", close), both at `temperature`; `second`
+    holds those two tokens' log-probs after `then` (unused when "10" is one token). What pair credit takes its
+    expectations over (`score.rewards.pair_credit`).
+
+    >>> import math
+    >>> t = ScoreTokens(tuple(range(10)), 1, 99)
+    >>> d = restricted_distribution(t, [math.log(0.5 if s in (1, 7) else 1e-12) for s in range(10)], [0.0, 0.0], 1.0)
+    >>> [round(float(d[s]), 3) for s in (1, 7, 10)]
+    [0.25, 0.5, 0.25]
+    """
+    p = np.asarray(first, dtype=np.float64) / temperature
+    p = np.exp(p - np.logaddexp.reduce(p))
+    if tokens.then is None:
+        return p
+    q = np.asarray(second if second is not None else [0.0, 0.0], dtype=np.float64) / temperature
+    q = np.exp(q - np.logaddexp.reduce(q))  # (2,) P("0" | "1"), P(close | "1")
+    dist = np.zeros(11)
+    dist[:10] = p
+    dist[1], dist[10] = p[1] * q[1], p[1] * q[0]
+    return dist
 
 
 def digit_ids(tokenize) -> list[int]:

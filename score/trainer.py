@@ -46,7 +46,7 @@ from score.checkpoints import OPTIMIZER_FILE, STATE_FILE
 from score.config import ModelConfig, TrainConfig
 from score.models.transformers_backend import left_pad
 from score.progress import progress_bar
-from score.rl import policy_loss, token_weights
+from score.rl import policy_loss, role_token_weights
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class TrainSample:
     temperature: float = 1.0  # what the tokens were sampled at; the trainer divides its logits by it too
     prefix_ids: list[int] = field(default_factory=list)  # shared by siblings (equal prefix_ids): encoded once a row
     mask: list[int] | None = None  # per token_ids: 1 written (loss), 0 a tool's output (no loss); None: all written
+    choices: list[list[int]] | None = None  # per token_ids: the answer set it was drawn from (None: the vocabulary)
 
     @property
     def written(self) -> int:
@@ -91,6 +92,8 @@ class StepLog:
     grad_norm: float
     lr: float
     seconds: float
+    evaluator_share: float = 0.0  # the evaluator's share of this step's update, by weight
+    evaluator_token_share: float = 0.0  # and of its trainable tokens, by count (what a pooled mean would give it)
 
 
 def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:
@@ -258,17 +261,26 @@ def packed_logprobs(
     ).logits  # (B, K, V): only positions some row predicts a written token from
     picked = logits[pack["row"], torch.searchsorted(keep, pack["at"])].float()  # (N, V) the written tokens' own
     picked = picked / pack["temperature"][:, None]  # (N, V)
-    logp = picked.gather(-1, pack["target"][:, None]).squeeze(-1) - torch.logsumexp(picked, dim=-1)  # (N,)
+    lse = torch.logsumexp(picked, dim=-1)  # (N,)
+    if pack["restricted"]:  # answers drawn from an answer set: normalised over that set, as they were sampled
+        at, sets = zip(*pack["restricted"])
+        allowed = torch.zeros(len(at), picked.shape[1], dtype=torch.bool, device=device)  # (R, V)
+        for r, ids in enumerate(sets):
+            allowed[r, list(ids)] = True
+        sub = picked[list(at)].masked_fill(~allowed, float("-inf"))  # (R, V)
+        lse = lse.index_put((torch.tensor(at, device=device),), torch.logsumexp(sub, dim=-1))
+    logp = picked.gather(-1, pack["target"][:, None]).squeeze(-1) - lse  # (N,)
     return _right_align(logp, pack["lengths"])
 
 
-def _pack(rows: Sequence[Sequence[TrainSample]], pad_id: int, device) -> dict[str, torch.Tensor]:
+def _pack(rows: Sequence[Sequence[TrainSample]], pad_id: int, device) -> dict:
     """The packed layout of `rows`: ids, positions and segment ids (B, W, right-padded), and for each of the N
     written tokens in row order its row, the position predicting it, its id and temperature (N,), with each
-    sample's written length (S,)."""
+    sample's written length (S,); and the written tokens drawn from an answer set, with their sets."""
     width = max(_row_width(r) for r in rows)
     ids, positions, segment = [], [], []
     row_of, at, target, temperature, lengths = [], [], [], [], []
+    restricted: list[tuple[int, list[int]]] = []  # (index among the N written tokens, its answer set)
     for b, row in enumerate(rows):
         prefix = row[0].prefix_ids
         ids.append(list(prefix))
@@ -282,6 +294,7 @@ def _pack(rows: Sequence[Sequence[TrainSample]], pad_id: int, device) -> dict[st
             positions[-1] += range(len(prefix), len(prefix) + len(s.prompt_ids) + len(s.token_ids))
             segment[-1] += [k] * (len(s.prompt_ids) + len(s.token_ids))
             n = len(s.token_ids)
+            restricted += [(len(target) + j, ids) for j, ids in enumerate(s.choices or [])]
             row_of += [b] * n
             # the token before each written one predicts it; with no prompt of its own, the prefix's last token
             at += [start - 1 + j if j or s.prompt_ids else len(prefix) - 1 for j in range(n)]
@@ -305,6 +318,7 @@ def _pack(rows: Sequence[Sequence[TrainSample]], pad_id: int, device) -> dict[st
         target=tensor(target),
         temperature=tensor(temperature, torch.float32),
         lengths=tensor(lengths),
+        restricted=restricted,
     )
 
 
@@ -330,8 +344,9 @@ def sample_logprobs(
     `written_logprobs` as they always have; once any row is packed, every row is laid out packed (a plain sample is
     a row with an empty prefix and one segment). Always one forward: under DDP every forward broadcasts the
     model's buffers, a collective, so every process must make as many as the others (two forwards for a mixed
-    micro-batch on one process against one on another hang)."""
-    if not any(r[0].prefix_ids for r in rows):
+    micro-batch on one process against one on another hang). A written token with an answer set (`choices`) gets
+    its log-prob under the distribution restricted to that set, as it was drawn (`score.scale.restricted_draw`)."""
+    if not any(r[0].prefix_ids or s.choices for r in rows for s in r):  # answer sets take the packed path
         alone = [r[0] for r in rows]
         pairs = [(s.prompt_ids, s.token_ids) for s in alone]
         return written_logprobs(model, pairs, pad_id, device, [s.temperature for s in alone])
@@ -450,7 +465,7 @@ class Trainer:
         lr = lr_at(self.step, cfg, total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        agg = token_weights([s.written for s in batch], cfg.aggregation)  # per-token weight of each sample
+        agg = role_token_weights([s.written for s in batch], [s.role for s in batch], cfg.aggregation, role_weight)
         chunks = micro_batches(batch, cfg.micro_batch_tokens)  # each: rows of sample indices
         per_rank = math.ceil(len(chunks) / acc.num_processes)
         mine = [(c, True) for c in chunks[acc.process_index * per_rank : (acc.process_index + 1) * per_rank]]
@@ -460,7 +475,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for rows, real in mine:
             part = [[batch[i] for i in row] for row in rows]
-            self._micro_batch(part, [agg[i] for row in rows for i in row], real, role_weight, totals)
+            self._micro_batch(part, [agg[i] for row in rows for i in row], real, totals)
             progress(sum(map(len, rows)) * acc.num_processes if real else 0)
         if acc.num_processes > 1:  # every process saw its share of the batch: sum the logged totals
             keys = list(totals)
@@ -469,6 +484,7 @@ class Trainer:
             totals["tokens"], totals["padded"] = int(totals["tokens"]), int(totals["padded"])
         grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self._check_finite(f"loss {totals['loss']}, gradient norm {float(grad_norm)}", totals["loss"], float(grad_norm))
+        weight = [a * s.written for a, s in zip(agg, batch)]  # each sample's share of the step's update
         self.optimizer.step()
         self.step += 1
         n = max(totals["tokens"], 1)
@@ -486,6 +502,9 @@ class Trainer:
             grad_norm=float(grad_norm),
             lr=lr,
             seconds=time.perf_counter() - t0,
+            evaluator_share=sum(x for x, s in zip(weight, batch) if s.role == "evaluator") / (sum(weight) or 1.0),
+            evaluator_token_share=sum(s.written for s in batch if s.role == "evaluator")
+            / max(sum(s.written for s in batch), 1),
         )
 
     def _check_finite(self, what: str, *values: float) -> None:
@@ -497,9 +516,7 @@ class Trainer:
                 "or check the samples' advantages and log-probs)"
             )
 
-    def _micro_batch(
-        self, rows: list[list[TrainSample]], agg: list[float], real: bool, role_weight: dict[str, float], totals: dict
-    ) -> None:
+    def _micro_batch(self, rows: list[list[TrainSample]], agg: list[float], real: bool, totals: dict) -> None:
         """Forward and backward of one micro-batch of rows (plain samples or packed siblings; a zero-weight
         stand-in when not `real`); adds to `totals`. `agg` is per sample, in row order: packing changes the
         cost, never the per-sample objective."""
@@ -512,7 +529,7 @@ class Trainer:
         for b, s in enumerate(part):
             n = len(s.token_ids)
             old[b, L - n :] = torch.tensor(s.old_logprobs, dtype=old.dtype)
-            w[b, L - n :] = agg[b] * role_weight[s.role] if real else 0.0
+            w[b, L - n :] = agg[b] if real else 0.0  # the role's share is in agg (role_token_weights)
             if s.mask is not None:  # a trajectory: tool outputs are in the sequence and carry no loss
                 w[b, L - n :] *= torch.tensor(s.mask, dtype=w.dtype)
         adv = torch.tensor([s.advantage for s in part], dtype=logp.dtype, device=logp.device)  # (B,)

@@ -32,11 +32,14 @@ class ToyBackend:
     def render(self, messages, continue_final=False) -> str:
         return "\n".join(f"<{m.role}>{m.content}" for m in messages) + "\n<assistant>"
 
+    WORDS = {" Yes": 1001, " No": 1002, " Un": 1003}  # a verdict's answers: one token each, as a real tokenizer's
+
     def tokenize(self, text: str) -> list[int]:
-        return [ord(c) % 997 for c in text]
+        return [self.WORDS[text]] if text in self.WORDS else [ord(c) % 997 for c in text]
 
     def decode(self, ids) -> str:
-        return "".join(chr(i) for i in ids)
+        words = {v: k for k, v in self.WORDS.items()}
+        return "".join(words.get(i) or chr(i) for i in ids)
 
     def sample(self, prompts, params: SamplingParams, desc="", prefix=""):
         out = []
@@ -77,7 +80,7 @@ class ToyBackend:
         rows = [row for _ in suffixes]
         return (rows, [[math.log(0.1)] * len(candidates) for _ in suffixes]) if then is not None else rows
 
-    def write_scores(self, prefix, suffixes, candidates, then, params):
+    def write_scores(self, prefix, suffixes, answers, params):
         """Writes the read-off's most likely score, so written and read-off scores agree; a verdict is Yes when
         every number of the claim is in the passages, else No (so an anchor with a changed number is caught)."""
         import math
@@ -85,17 +88,30 @@ class ToyBackend:
 
         from score.models.base import WrittenScore
 
+        candidates = answers.candidates
         if "Claim:" in suffixes[0]:
             claims = [s.split("Claim:", 1)[1].split("\n\n", 1)[0] for s in suffixes]
             yes = [all(n in prefix for n in re.findall(r"\d+", re.sub(r"\[\d+\]", "", c))) for c in claims]
             rows = [[math.log(x) for x in ((0.6, 0.3, 0.1) if y else (0.3, 0.6, 0.1))] for y in yes]
-            written = [self.tokenize(" Yes" if y else " No") for y in yes]  # a word (this tokenizer spells)
-            return [WrittenScore(w, [math.log(0.6)] * len(w), r, None) for w, r in zip(written, rows)]
-        first, after = self.next_token_logprobs(prefix, suffixes, candidates, then=then or candidates[1])
+            written = [[candidates[0] if y else candidates[1]] for y in yes]
+            return [
+                WrittenScore(w, [math.log(0.6)], r, None, choices=[list(candidates)]) for w, r in zip(written, rows)
+            ]
+        first, after = self.next_token_logprobs(prefix, suffixes, candidates, then=answers.then or candidates[1])
         out = []
         for row, row_after in zip(first, after):
             peak = max(range(len(row)), key=row.__getitem__)
-            out.append(WrittenScore([candidates[peak]], [math.log(0.91)], row, row_after if then else None))
+            second = [math.log(0.1), math.log(0.9)] if answers.then else None
+            out.append(
+                WrittenScore(
+                    [candidates[peak]],
+                    [math.log(0.91)],
+                    row,
+                    row_after if answers.then else None,
+                    second,
+                    [list(candidates)],
+                )  # fmt: skip
+            )
         return out
 
     def choice_logprobs(self, prompts, candidates):

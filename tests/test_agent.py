@@ -182,7 +182,7 @@ def test_first_step_on_real_multi_turn_trajectories_has_ratio_one_and_no_loss_on
         totals = dict(loss=0.0, pg=0.0, kl=0.0, clip=0.0, ratio=0.0, tokens=0, padded=0)
         batch = samples(tool_logprob)
         rows = [batch]  # the K trajectories share their prompt: one packed row, one forward
-        trainer._micro_batch(rows, [1.0 / sum(s.written for s in batch)] * len(batch), True, {"solver": 1.0}, totals)
+        trainer._micro_batch(rows, [1.0 / sum(s.written for s in batch)] * len(batch), True, totals)
         assert totals["tokens"] == sum(sum(t.mask) for t in real_trajectories)  # only written tokens count
         grads.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]))
     torch.testing.assert_close(grads[0], grads[1], atol=0, rtol=0)

@@ -85,7 +85,7 @@ def assert_first_step_on_policy(store):
         samples = [
             TrainSample("evaluator", ids(s["prompt"]), s["token_ids"], s["logprobs"], 1.0,
                         temperature=s["temperature"], prefix_ids=ids(s["prefix"]) if s["prefix"] else [],
-                        mask=s["mask"])
+                        mask=s["mask"], choices=s["choices"])
             for s in spans if s["name"] == kind and s["token_ids"]
         ]  # fmt: skip
         assert samples, kind

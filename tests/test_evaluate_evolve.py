@@ -53,7 +53,10 @@ def test_evaluate_writes_every_artifact_with_consistent_rows(toy_workspace):
 
 def test_verdicts_are_written_on_claims_and_their_anchors_against_the_cited_passages(toy_workspace):
     """The evaluator is shown the passage a claim cites and writes a verdict (a trainable span) on the claim and on
-    its anchor (a number swapped); the toy judge checks numbers, so every anchor gets less support: credit 1."""
+    its anchor (a number swapped); the toy judge checks numbers, so every anchor gets less support. Each verdict's
+    pair credit is its expectation over the partner's distribution: the toy's claim distribution is (Yes 0.6,
+    No 0.3, Unclear 0.1) at temperature 1, so "supported" against the anchor's (0.3, 0.6, 0.1) earns
+    P(anchor below) - P(anchor above) = 0.6 + 0.1 - 0 = 0.7, and "contradicted" against the claim's 0.6 + 0.1."""
     ws = toy_workspace
     ws.cfg.evaluate.probe_share = 0.0  # the reports' own claims only (a swap_entity copy's claim is already wrong)
     run_stage(ws, "generate-reports", 0)
@@ -65,12 +68,8 @@ def test_verdicts_are_written_on_claims_and_their_anchors_against_the_cited_pass
     for e in anchored:
         assert e["span"]["name"] == e["anchor_span"]["name"] == "verdict"
         assert e["span"]["prefix"] == e["anchor_span"]["prefix"] and "Passage [2] (Wind turbine)" in e["span"]["prefix"]
-        assert (e["written"], e["anchor_written"], e["reward"], e["anchor_reward"]) == (
-            "supported",
-            "contradicted",
-            1,
-            1,
-        )
+        assert (e["written"], e["anchor_written"]) == ("supported", "contradicted")
+        assert e["reward"] == pytest.approx(0.7) and e["anchor_reward"] == pytest.approx(0.7)
     assert all(e["anchor_span"] is None and e["reward"] is None for e in evidence if not e["anchor_claim"])
     stats = out.manifest.stats
     assert stats["anchor_detection"] == 1.0 and stats["anchors"] == len(anchored)

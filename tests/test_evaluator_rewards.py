@@ -7,61 +7,107 @@ import math
 
 import pytest
 
+from score.config import RewardConfig
 from score.corrupt import swap_entity
-from score.rewards import consistency, rubric_reward
+from score.rewards import consistency, pair_credit, rubric_reward
 from score.scale import parse_score, read_off, score_tokens
 from score.stages.evaluate.statistics import reward_judgements
 
+RW = RewardConfig(consistency_null=0.2)
 
-def row(tid, p, dim, written, kind="", crit=None):
+
+def point(score: float | None) -> list[float]:
+    """A judge certain of its score: the 11-way distribution it was drawn from."""
+    return [1.0 if score is not None and s == round(score) else 0.0 for s in range(11)]
+
+
+def row(tid, p, dim, written, kind="", crit=None, dist=None):
     return {"query_id": "q", "trajectory_id": tid, "probe_kind": kind, "pass_idx": p, "dimension": dim,
             "criterion": crit or f"{dim} c", "written": written, "report_cut": False, "reward_kind": "",
-            "reward": None}  # fmt: skip
+            "reward": None, "distribution": dist or point(written)}  # fmt: skip
 
 
-def judged(scores_by_pass: list[list[float | None]], dim="insight") -> list[dict]:
+def judged(scores_by_pass: list[list[float | None]], dim="citation_support") -> list[dict]:
     return [row(f"t{k}", p, dim, s) for p, scores in enumerate(scores_by_pass) for k, s in enumerate(scores)]
+
+
+def copies(scores_by_pass: list[float], dim="citation_support", tid="t0") -> list[dict]:
+    """Judgements of a corrupted copy of `tid` (citations stripped: damages citation_support), one per pass."""
+    return [row(tid, p, dim, s, kind="strip_citations") for p, s in enumerate(scores_by_pass)]
 
 
 DAMAGED = {"strip_citations": ["citation_support"], "drop_section": ["comprehensiveness"]}
 
 
-def test_a_constant_or_near_constant_evaluator_earns_no_consistency_reward():
+def test_pair_credit_is_the_expectation_over_the_other_sides_distribution_on_both_sides():
+    original = [0.0] * 11
+    original[7], original[3] = 0.6, 0.4
+    copy = [0.0] * 11
+    copy[4], copy[7], copy[9] = 0.5, 0.3, 0.2
+    assert pair_credit(7, copy, above=True) == pytest.approx(0.5 - 0.2)  # by hand: P(copy < 7) - P(copy > 7)
+    assert pair_credit(4, original, above=False) == pytest.approx(0.6 - 0.4)  # P(original > 4) - P(original < 4)
+    rows = [
+        row("t0", 0, "citation_support", 7, dist=original),
+        row("t0", 0, "citation_support", 4, "strip_citations", dist=copy),
+    ]
+    reward_judgements(rows, passes=1, rw=RW, damaged=DAMAGED)
+    assert [(r["reward_kind"], round(r["reward"], 6)) for r in rows] == [("pair", 0.3), ("pair", 0.2)]
+
+
+def test_a_judge_that_scores_original_and_copy_alike_earns_no_pair_credit_and_no_consistency():
+    rows = judged([[7, 3, 5, 9], [7, 3, 5, 9]]) + copies([7, 7])  # stable across passes, blind to the damage
+    reward_judgements(rows, passes=2, rw=RW, damaged=DAMAGED)
+    assert {r["reward"] for r in rows if r["reward_kind"] == "pair"} == {0.0}
+    assert {r["reward"] for r in rows if r["reward_kind"] == "consistency"} == {0.0}  # gated by that blindness
+    same = [0.1] * 10 + [0.0]
+    assert pair_credit(5, same, above=True) + pair_credit(5, same, above=False) == 0.0
+
+
+def test_consistency_pays_agreement_above_the_null_only_where_the_column_detects_damage():
+    rows = judged([[2, 4, 6, 8], [1, 5, 6, 9]]) + copies([0, 0])  # same ranking; t0's copy scored below t0 (2, 1)
+    reward_judgements(rows, passes=2, rw=RW, damaged=DAMAGED)
+    consistent = [r["reward"] for r in rows if r["reward_kind"] == "consistency"]
+    assert consistent == pytest.approx([(1.0 - 0.2) * 1.0] * 6)  # agreement 1, less the null, times detection 1
     for scores in ([7, 7, 7, 7], [7, 7, 7, 8], [6.0, 6.1, 6.2, 6.3]):  # stable tiny differences agree perfectly
-        rows = judged([scores, scores])
-        reward_judgements(rows, passes=2, tau=1.0, damaged=DAMAGED, unparsable=-1.0)
-        assert {r["reward"] for r in rows} == {0.0}, scores
-    rows = judged([[2, 4, 6, 8], [1, 5, 6, 9]])  # real spread, the same ranking
-    reward_judgements(rows, passes=2, tau=1.0, damaged=DAMAGED, unparsable=-1.0)
-    assert all(r["reward"] == pytest.approx(1.0) for r in rows) and {r["reward_kind"] for r in rows} == {"consistency"}
+        rows = judged([scores, scores]) + copies([0, 0])
+        reward_judgements(rows, passes=2, rw=RW, damaged=DAMAGED)
+        assert {r["reward"] for r in rows if r["reward_kind"] == "consistency"} == {0.0}, scores
+    rows = judged([[2, 4, 6, 8], [1, 5, 6, 9]])  # no probed report in the query: nothing to gate with
+    reward_judgements(rows, passes=2, rw=RW, damaged=DAMAGED)
+    assert {r["reward"] for r in rows} == {0.0}
 
 
 def test_consistency_is_against_the_leave_one_out_consensus_of_the_other_passes():
-    rows = judged([[2, 4, 6, 8], [2, 4, 6, 8], [3, 4, 7, 9], [8, 6, 4, 2]])  # pass 3 disagrees with the others
-    reward_judgements(rows, passes=4, tau=1.0, damaged=DAMAGED, unparsable=-1.0)
-    by_pass = {p: [r["reward"] for r in rows if r["pass_idx"] == p] for p in range(4)}
-    assert by_pass[3] == [0.0] * 4 and by_pass[0] == pytest.approx([1.0] * 4)
+    rows = judged([[2, 4, 6, 8], [2, 4, 6, 8], [3, 4, 7, 9], [8, 6, 4, 2]]) + copies([0, 0, 0, 10])
+    reward_judgements(rows, passes=4, rw=RW, damaged=DAMAGED)
+    by_pass = {
+        p: [r["reward"] for r in rows if r["pass_idx"] == p and r["reward_kind"] == "consistency"] for p in range(4)
+    }
+    assert by_pass[3] == [0.0] * 3 and by_pass[0] == pytest.approx([0.8] * 3)
 
 
 def test_an_unparsable_judgement_earns_the_lowest_reward_and_never_nan():
-    rows = judged([[2, None, 6, 8], [1, 5, 6, 9]])
-    reward_judgements(rows, passes=2, tau=1.0, damaged=DAMAGED, unparsable=-1.0)
+    rows = judged([[2, None, 6, 8], [1, 5, 6, 9]]) + copies([0, 0])
+    reward_judgements(rows, passes=2, rw=RW, damaged=DAMAGED)
     unparsable = [r for r in rows if r["written"] is None]
-    assert [r["reward"] for r in unparsable] == [-1.0]  # below any written score's reward (>= 0)
-    assert all(not math.isnan(r["reward"]) and r["reward"] >= 0 for r in rows if r["written"] is not None)
+    assert [r["reward"] for r in unparsable] == [RW.unparsable_judgement]  # below any written one's (>= -1)
+    assert all(not math.isnan(r["reward"]) and r["reward"] >= -1 for r in rows if r["written"] is not None)
     assert consistency([None, None], [[1], [2]], tau=1.0) == 0.0
 
 
-def test_probe_credit_only_on_the_dimensions_the_corruption_damages():
+def test_pair_credit_only_on_the_dimensions_the_corruption_damages():
     rows = [row("t0", 0, d, 8) for d in ("citation_support", "readability", "comprehensiveness")]
     rows += [row("t0", 0, d, 3, kind="strip_citations") for d in ("citation_support", "readability")]
     rows += [row("t0", 0, "comprehensiveness", 9, kind="drop_section")]
-    reward_judgements(rows, passes=1, tau=1.0, damaged=DAMAGED, unparsable=-1.0)
-    copies = {(r["probe_kind"], r["dimension"]): (r["reward_kind"], r["reward"]) for r in rows if r["probe_kind"]}
-    assert copies == {
-        ("strip_citations", "citation_support"): ("probe", 1.0),  # scored the copy lower where it is damaged
+    reward_judgements(rows, passes=1, rw=RW, damaged=DAMAGED)
+    got = {(r["probe_kind"], r["dimension"]): (r["reward_kind"], r["reward"]) for r in rows}
+    assert got == {
+        ("", "citation_support"): ("pair", 1.0),  # the original's side of a pair is trained too
+        ("", "readability"): ("consistency", 0.0),  # no pair on this column: no consistency pay
+        ("", "comprehensiveness"): ("pair", -1.0),  # scored below its damaged copy
+        ("strip_citations", "citation_support"): ("pair", 1.0),  # scored the copy lower where it is damaged
         ("strip_citations", "readability"): ("", None),  # readability is not judged on stripped citations
-        ("drop_section", "comprehensiveness"): ("probe", 0.0),  # scored the damaged copy higher
+        ("drop_section", "comprehensiveness"): ("pair", -1.0),  # scored the damaged copy higher
     }
 
 
@@ -72,17 +118,19 @@ def test_score_spread_and_detection_count_reports_not_copies():
     rows = judged([[7, 7, 7, 7], [7, 7, 7, 7]], dim="citation_support")
     rows += [row("t0", p, "citation_support", 2, kind="strip_citations") for p in range(2)]
     cfg = RunConfig()
-    reward_judgements(rows, 2, 1.0, cfg.evaluate.probe_dimensions, -1.0)
+    reward_judgements(rows, 2, cfg.reward, cfg.evaluate.probe_dimensions)
     t = _Tallies([], [], [], [], _Pairs(), [0, 0, 0], {}, {}, set())
     _tally_judgements(rows, 2, 1.0, t)
     assert [sd for _, sd in t.columns] == [0.0, 0.0]  # the copy's low score is no spread among the reports
     assert (t.detected.n, t.detected.rate) == (1, 1.0)  # one probed report, however many judgements of it
 
 
-def test_a_rubric_that_failed_to_parse_earns_less_than_any_parsed_one():
-    worst_parsed = rubric_reward("repaired", [0.0, 0.0], [0.0], probe_weight=0.5, failed=-1.0)
-    best_failed = rubric_reward("failed", [1.0, 1.0], [1.0], probe_weight=0.5, failed=-1.0)
-    assert best_failed < worst_parsed == 0.0
+def test_a_rubric_earns_by_what_its_weights_do_and_a_failed_one_earns_less_than_any():
+    separates = rubric_reward("ok", [(0.8, 0.5), (0.7, 0.6)], [0.0], failed=-2.0)
+    blind = rubric_reward("ok", [(0.6, 0.6), (0.7, 0.7)], [0.9], failed=-2.0)  # consistent, but no separation
+    worst_parsed = rubric_reward("repaired", [(0.1, 0.9)], [], failed=-2.0)
+    assert separates == 1.0 and blind == 0.0 and worst_parsed == -1.0
+    assert rubric_reward("failed", [(0.9, 0.1)], [1.0], failed=-2.0) < worst_parsed
 
 
 def test_swap_entity_never_touches_citation_markers():
@@ -121,10 +169,11 @@ def test_the_toy_round_writes_rewarded_judgement_spans(toy_workspace):
     originals = [s for s in spans if not s["probe_kind"]]
     assert len(originals) == K * Q * m * 6  # 5 active + 1 shadow dimension, one criterion each
     assert all(s["span"]["name"] == "judgement" and s["span"]["token_ids"] and s["span"]["prefix"] for s in spans)
-    assert {s["reward_kind"] for s in originals} == {"consistency"}
+    assert {s["reward_kind"] for s in originals} == {"consistency", "pair"}
     assert all(s["sibling_id"] and s["sibling_id"] != s["trajectory_id"] for s in originals)  # K = 2: the other one
-    probe = [s for s in spans if s["reward_kind"] == "probe"]
+    probe = [s for s in spans if s["reward_kind"] == "pair" and s["probe_kind"]]
     assert probe and all(s["dimension"] in ws.cfg.evaluate.probe_dimensions[s["probe_kind"]] for s in probe)
+    assert all(len(s["distribution"]) == 11 and abs(sum(s["distribution"]) - 1) < 1e-5 for s in spans)
     stats = out.manifest.stats
     assert stats["judgements"] == len(spans) and stats["unparsable_rate"] == 0.0 and stats["reports_cut"] == 0
     assert stats["probed_reports"] > 0

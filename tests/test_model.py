@@ -39,13 +39,19 @@ def test_stop_strings_and_length_limit(tiny_model):
     assert s.finish_reason == "length" and len(s.token_ids) == 3
 
 
-def _rescore(backend, prompt_ids, token_ids, temperature):
-    """Log-probs of `token_ids` after `prompt_ids` under softmax(logits / temperature), by one plain forward."""
+def _rescore(backend, prompt_ids, token_ids, temperature, choices=None):
+    """Log-probs of `token_ids` after `prompt_ids` under softmax(logits / temperature), by one plain forward;
+    with `choices` (per token, its answer set), under the softmax restricted to that set."""
     import torch
 
     with torch.no_grad():
         logits = backend.model(input_ids=torch.tensor([prompt_ids + token_ids])).logits[0].float()
     logits = logits[len(prompt_ids) - 1 : -1] / temperature
+    if choices is not None:
+        keep = torch.full_like(logits, float("-inf"))
+        for j, ids in enumerate(choices):
+            keep[j, ids] = 0.0
+        logits = logits + keep
     return torch.log_softmax(logits, -1).gather(1, torch.tensor(token_ids)[:, None]).squeeze(1).tolist()
 
 
@@ -89,17 +95,46 @@ def test_written_scores_are_sampled_actions_with_the_read_off_beside_them(tiny_m
     prefix = tiny_model.render([Message("user", "Rate this report from 0 to 10.\n\nReport: solar power grows [1].")])
     suffixes = ["Comprehensiveness: ", "Readability score: ", "Overall: "]
     params = SamplingParams(temperature=0.9, seed=2)
-    written = tiny_model.write_scores(prefix, suffixes, tokens.candidates, tokens.then, params)
+    written = tiny_model.write_scores(prefix, suffixes, tokens, params)
     first, after = tiny_model.next_token_logprobs(prefix, suffixes, list(tokens.candidates), then=tokens.then)
     assert [w.first for w in written] == first and [w.after_then for w in written] == after
     for w, suffix in zip(written, suffixes):
         assert len(w.token_ids) == (2 if w.token_ids[0] == tokens.then else 1)
         prompt_ids = tiny_model.tokenize(prefix) + tiny_model.tokenize(suffix)
-        expected = _rescore(tiny_model, prompt_ids, w.token_ids, 0.9)
+        expected = _rescore(tiny_model, prompt_ids, w.token_ids, 0.9, w.choices)
         assert max(abs(a - b) for a, b in zip(w.logprobs, expected)) < 1e-4
-        parse_score(tiny_model.decode(w.token_ids))  # a number in 0-10 or None, never an error
-    again = tiny_model.write_scores(prefix, suffixes, tokens.candidates, tokens.then, params)
+        assert parse_score(tiny_model.decode(w.token_ids)) is not None  # an answer, by construction
+    again = tiny_model.write_scores(prefix, suffixes, tokens, params)
     assert [w.token_ids for w in again] == [w.token_ids for w in written]  # seeded
+
+
+def test_restricted_answers_are_only_answer_tokens_and_the_trainer_recomputes_their_logprobs(tiny_model):
+    """Scores and verdicts drawn from their answer sets: 48 draws each write only answer tokens (never an
+    unparsable one), and a first train step on them (shared-prefix packing, restricted log-softmax) has ratio 1."""
+    from score.config import ModelConfig, TrainConfig
+    from score.evidence import answer_tokens, parse_verdict
+    from score.models import resolve_model_path
+    from score.scale import parse_score, score_tokens
+    from score.trainer import Trainer, TrainSample
+
+    scores, verdicts = score_tokens(tiny_model.tokenize), answer_tokens(tiny_model.tokenize)
+    prefix = tiny_model.render([Message("user", "Passage: The Rhine is 1,230 km long.\n\nRate and check.")])
+    asks = [f"Claim {k}: the Rhine is {k}00 km long. Answer: " for k in range(12)]
+    samples = []
+    for answers, parse in ((scores, parse_score), (verdicts, parse_verdict)):
+        for seed in range(4):
+            for ask, w in zip(
+                asks, tiny_model.write_scores(prefix, asks, answers, SamplingParams(temperature=1.5, seed=seed))
+            ):
+                assert all(t in c for t, c in zip(w.token_ids, w.choices)) and w.choices[0] == list(answers.candidates)
+                assert parse(tiny_model.decode(w.token_ids)) is not None
+                samples.append(
+                    TrainSample("evaluator", tiny_model.tokenize(ask), w.token_ids, w.logprobs, 1.0, temperature=1.5,
+                                prefix_ids=tiny_model.tokenize(prefix), choices=w.choices)
+                )  # fmt: skip
+    path = resolve_model_path(ModelConfig())
+    [first] = Trainer(ModelConfig(), TrainConfig(batch_size=128), path, None, 0).train(samples, {"evaluator": 1.0}, 1)
+    assert first.ratio_mean == pytest.approx(1.0, abs=1e-3) and first.clip_frac == 0.0
 
 
 def test_draw_samples_each_index_in_proportion_to_its_weight():

@@ -129,7 +129,7 @@ def oracle_rewards(ws, round_idx, by_query, rubrics, score_rows, evidence_rows, 
                     "agreement": agreements[-1],
                     "detection": detection_rate(pairs),
                     "probe_pairs": len(pairs),
-                    "reward": evaluator_reward(a, b, pairs, rw.probe_weight),
+                    "reward": evaluator_reward(a, b, pairs),
                 }
             )
     dim_rows = oracle_dimension_stats(round_idx, by_query, rubrics, dim_score, harness)

@@ -200,7 +200,7 @@ def test_a_zero_weight_stand_in_with_packed_rows_gives_a_finite_loss(trainer):
     rows = [samples[:4], samples[4:5]]
     totals = dict(loss=0.0, pg=0.0, kl=0.0, clip=0.0, ratio=0.0, tokens=0, padded=0)
     trainer.optimizer.zero_grad(set_to_none=True)
-    trainer._micro_batch(rows, [1.0] * 5, False, ROLES, totals)  # not real: every weight 0
+    trainer._micro_batch(rows, [1.0] * 5, False, totals)  # not real: every weight 0
     assert totals["loss"] == 0.0 and totals["tokens"] == 0 and totals["padded"] == 0
     grads = [p.grad for p in trainer.unwrapped.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() and not g.any() for g in grads)

@@ -13,9 +13,12 @@ sampled with top_p 1 (a nucleus would truncate the distribution its log-probs de
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+
+from score.scale import ScoreTokens, restricted_draw
 
 Prompt = str | Sequence[int]  # a rendered prompt, or token ids to continue as they are
 
@@ -37,16 +40,47 @@ class Sample:
     logprobs: list[float]  # one per token in token_ids
     finish_reason: Literal["stop", "length"]
     prompt_tokens: int = 0
+    choices: list[list[int]] | None = None  # per token: the answer set it was drawn from (None: the vocabulary)
 
 
 @dataclass
 class WrittenScore:
-    """One judgement's score as the evaluator wrote it after `prefix + suffix`, and the read-off beside it."""
+    """One answer (a score, a verdict) as the evaluator wrote it after `prefix + suffix`, and the read-off beside
+    it. Every token is drawn from the distribution restricted to its answer set (`choices`), so an answer is
+    always one of the set: nothing unparsable can be written."""
 
-    token_ids: list[int]  # what was written: the score's first token, and one more after the `then` token
-    logprobs: list[float]  # of each written token, at the sampling temperature
+    token_ids: list[int]  # what was written: the answer's first token, and one more after the `then` token
+    logprobs: list[float]  # of each written token, under the restricted distribution at the sampling temperature
     first: list[float]  # the candidates' temperature-1 log-probs at the first token (the read-off)
     after_then: list[float] | None  # and after `then` was written, when `then` is given
+    second: list[float] | None = None  # after `then`: the temperature-1 log-probs of ("0", close)
+    choices: list[list[int]] | None = None  # per written token, the answer set it was drawn from
+
+
+def written_score(
+    answers: ScoreTokens,
+    first: list[float],
+    after_then: list[float] | None,
+    second: list[float] | None,
+    temperature: float,
+    rng: random.Random,
+) -> WrittenScore:
+    """The answer drawn from the read-off's log-probs (every backend's `write_scores`): the first token from the
+    candidates, and after `then` one of ("0", close), each from the restricted distribution at `temperature`.
+
+    >>> import math
+    >>> t = ScoreTokens((10, 11, 12), None)
+    >>> w = written_score(t, [math.log(0.1), math.log(0.1), math.log(0.8)], None, None, 1.0, random.Random(0))
+    >>> w.token_ids, round(math.exp(w.logprobs[0]), 3), w.choices
+    ([12], 0.8, [[10, 11, 12]])
+    """
+    i, lp = restricted_draw(first, temperature, rng.random())
+    ids, lps, choices = [answers.candidates[i]], [lp], [list(answers.candidates)]
+    pair = answers.second()
+    if pair is not None and ids[0] == answers.then and second is not None:
+        k, lp2 = restricted_draw(second, temperature, rng.random())
+        ids, lps, choices = ids + [pair[k]], lps + [lp2], choices + [list(pair)]
+    return WrittenScore(ids, lps, first, after_then, second, choices)
 
 
 @dataclass
@@ -98,11 +132,11 @@ class Backend(Protocol):
         with `then`, also one token later, after `then` (how "10" is told from "1")."""
 
     def write_scores(
-        self, prefix: str, suffixes: Sequence[str], candidates: Sequence[int], then: int | None, params: SamplingParams
+        self, prefix: str, suffixes: Sequence[str], answers: ScoreTokens, params: SamplingParams
     ) -> list[WrittenScore]:
-        """Per suffix, a score written after `prefix + suffix` (the prefix encoded once): the first token sampled at
-        `params.temperature` from the whole vocabulary (a non-score token is written as it comes, and the parse
-        calls it unparsable), one more token when the first is `then`; and the candidates' read-off log-probs."""
+        """Per suffix, an answer written after `prefix + suffix` (the prefix encoded once): the first token drawn at
+        `params.temperature` from the distribution restricted to `answers.candidates`, one more from ("0", close)
+        when the first is `then` (`written_score`); and the candidates' read-off log-probs."""
 
     def choice_logprobs(self, prompts: Sequence[str], candidates: Sequence[int]) -> list[list[float]]:
         """Log-probs of `candidates` as the next token after each prompt."""

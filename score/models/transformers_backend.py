@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import copy
 import logging
+import random
 import time
 from collections.abc import Sequence
 
 import torch
 from transformers import DynamicCache
 
-from score.models.base import Prompt, Sample, SamplingParams, Usage, WrittenScore
+from score.models.base import Prompt, Sample, SamplingParams, Usage, WrittenScore, written_score
 from score.models.chat import ChatTokenizer
 from score.progress import progress_bar
+from score.scale import ScoreTokens
 
 log = logging.getLogger(__name__)
 
@@ -269,29 +271,24 @@ class TransformersBackend(ChatTokenizer):
 
     @torch.inference_mode()
     def write_scores(
-        self, prefix: str, suffixes: Sequence[str], candidates: Sequence[int], then: int | None, params: SamplingParams
+        self, prefix: str, suffixes: Sequence[str], answers: ScoreTokens, params: SamplingParams
     ) -> list[WrittenScore]:
-        """Per suffix, a score written after `prefix + suffix` (see `Backend.write_scores`): the first token drawn
-        from softmax(logits / T) over the whole vocabulary, a second one after `then` from the forward that fed
-        `then` (the read-off's, so a written "1" costs no extra forward)."""
+        """Per suffix, an answer written after `prefix + suffix` (see `Backend.write_scores`): the first token drawn
+        from the distribution restricted to the answer set, a second after `then` from ("0", close), from the forward
+        that fed `then` (the read-off's, so a written "1" costs no extra forward)."""
         if params.temperature <= 0:
             raise ValueError("write_scores samples a trained action: temperature must be > 0")
-        cand = torch.tensor(list(candidates), device=self.device)
-        generator = torch.Generator(device="cpu").manual_seed(params.seed)
+        cand = list(answers.candidates)
+        second = list(answers.second() or [])
+        rng = random.Random(params.seed)
         out: list[WrittenScore] = []
-        for last, nxt in self._suffix_logits(prefix, suffixes, then):
-            lp1 = torch.log_softmax(last / params.temperature, -1)  # (n, V) the distribution sampled from
-            t1 = draw(lp1.exp(), generator)  # (n,)
-            lp2 = torch.log_softmax(nxt / params.temperature, -1) if nxt is not None else None  # (n, V)
-            t2 = draw(lp2.exp(), generator) if lp2 is not None else None
-            raw1 = torch.log_softmax(last, -1)[:, cand].tolist()
-            raw2 = torch.log_softmax(nxt, -1)[:, cand].tolist() if nxt is not None else None
+        for last, nxt in self._suffix_logits(prefix, suffixes, answers.then):
+            raw1 = torch.log_softmax(last, -1)[:, cand].tolist()  # (n, C) temperature 1: the read-off's
+            raw2 = torch.log_softmax(nxt, -1) if nxt is not None else None  # (n, V)
             for b in range(last.shape[0]):
-                ids, lps = [int(t1[b])], [float(lp1[b, t1[b]])]
-                if lp2 is not None and ids[0] == then:
-                    ids.append(int(t2[b]))
-                    lps.append(float(lp2[b, t2[b]]))
-                out.append(WrittenScore(ids, lps, raw1[b], raw2[b] if raw2 is not None else None))
+                after = raw2[b, cand].tolist() if raw2 is not None else None
+                close = raw2[b, second].tolist() if raw2 is not None and second else None
+                out.append(written_score(answers, raw1[b], after, close, params.temperature, rng))
         self.usage.completion_tokens += sum(len(w.token_ids) for w in out)
         return out
 

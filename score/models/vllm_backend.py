@@ -30,8 +30,9 @@ from pathlib import Path
 
 from score.checkpoints import OPTIMIZER_FILE
 from score.config import VLLMConfig
-from score.models.base import Prompt, Sample, SamplingParams, Usage, WrittenScore
+from score.models.base import Prompt, Sample, SamplingParams, Usage, WrittenScore, written_score
 from score.models.chat import ChatTokenizer
+from score.scale import ScoreTokens
 
 try:
     import vllm
@@ -192,35 +193,23 @@ class VLLMBackend(ChatTokenizer):
         return both[: len(rows)], both[len(rows) :]
 
     def write_scores(
-        self, prefix: str, suffixes: Sequence[str], candidates: Sequence[int], then: int | None, params: SamplingParams
+        self, prefix: str, suffixes: Sequence[str], answers: ScoreTokens, params: SamplingParams
     ) -> list[WrittenScore]:
-        """Per suffix, a score written after `prefix + suffix` (see `Backend.write_scores`): two tokens sampled where
-        "10" takes two (the second kept only after `then`), one otherwise; the read-off from `next_token_logprobs`.
-        The prefix cache shares the prefix between suffixes."""
+        """Per suffix, an answer written after `prefix + suffix` (see `Backend.write_scores`): drawn from the
+        restricted distribution over the read-off's log-probs (`written_score`), so the draw is the same function
+        of the log-probs as the transformers backend's. The prefix cache shares the prefix between suffixes."""
         if params.temperature <= 0:
             raise ValueError("write_scores samples a trained action: temperature must be > 0")
-        pre = self.tokenize(prefix)
-        rows = [pre + self.tokenize(s) for s in suffixes]
-        request = [
-            vllm.SamplingParams(
-                n=1,
-                temperature=params.temperature,
-                max_tokens=2 if then is not None else 1,
-                seed=request_seed(params.seed, i),
-                logprobs=0,
-                detokenize=False,
-            )
-            for i in range(len(rows))
-        ]
-        written = [o.outputs[0] for o in self._generate(rows, request)]
-        read = self.next_token_logprobs(prefix, suffixes, candidates, then=then)
-        first, after = read if then is not None else (read, [None] * len(rows))
-        out = []
-        for c, f, a in zip(written, first, after):
-            keep = 2 if then is not None and len(c.token_ids) > 1 and c.token_ids[0] == then else 1
-            ids = list(c.token_ids[:keep])
-            out.append(WrittenScore(ids, [step[t].logprob for step, t in zip(c.logprobs, ids)], f, a))
-        return out
+        read = self.next_token_logprobs(prefix, suffixes, answers.candidates, then=answers.then)
+        first, after = read if answers.then is not None else (read, [None] * len(suffixes))
+        pair = answers.second()
+        if answers.then is not None and pair is not None:
+            pre = self.tokenize(prefix)
+            second = self._candidate_logprobs([pre + self.tokenize(s) + [answers.then] for s in suffixes], pair)
+        else:
+            second = [None] * len(suffixes)
+        rng = random.Random(params.seed)
+        return [written_score(answers, f, a, c, params.temperature, rng) for f, a, c in zip(first, after, second)]
 
     def choice_logprobs(self, prompts: Sequence[str], candidates: Sequence[int]) -> list[list[float]]:
         """Log-probs of `candidates` as the next token after each prompt."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import math
 import random
 import tempfile
@@ -53,6 +54,8 @@ from score.artifacts import (
 from score.config import TrainConfig
 from score.pipeline import TrainStats
 from score.runner import StageContext
+
+log = logging.getLogger(__name__)
 
 JUDGEMENT_COLUMNS = [
     "query_id",
@@ -219,6 +222,7 @@ def _row(round_idx: int, role: str, query_id: str, source_id: str, span: dict, r
         "token_ids": span["token_ids"],
         "logprobs": span["logprobs"],
         "mask": span.get("mask"),
+        "choices": span.get("choices"),
         "temperature": span["temperature"],
         "reward": reward,
         "advantage": advantage,
@@ -258,9 +262,16 @@ def run(ctx: StageContext) -> TrainStats:
             temperature=r["temperature"],
             prefix_ids=prefix_ids(r["prefix"]) if r["prefix"] else [],
             mask=r["mask"],
+            choices=r["choices"],
         )
         for r in rows
     ]
+    if not samples:
+        log.warning(
+            "round %d trains nothing: every group of both roles was flat (no reward spread); the checkpoint written is "
+            "the previous policy's weights, unchanged (train stats: trained_nothing)",
+            ctx.round,
+        )
     steps_per_round = math.ceil(len(samples) / tc.batch_size) * tc.epochs
     logs = trainer.train(
         samples,
@@ -300,6 +311,9 @@ def _stats(
         loss_last=round(logs[-1].loss, 5) if logs else None,
         kl_mean=round(sum(s.kl for s in logs) / len(logs), 6) if logs else None,
         clip_frac_mean=round(sum(s.clip_frac for s in logs) / len(logs), 4) if logs else None,
+        evaluator_update_share=round(sum(s.evaluator_share for s in logs) / len(logs), 4) if logs else None,
+        evaluator_token_share=round(sum(s.evaluator_token_share for s in logs) / len(logs), 4) if logs else None,
+        trained_nothing=not logs,
         train_seconds=round(train_seconds, 1),
         resumed_from=resumed_from,
     )

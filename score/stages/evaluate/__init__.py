@@ -6,8 +6,9 @@ on `search_depth` claims per report and per copy (the evaluator writes a verdict
 anchor, the claim with an entity swapped: sampled, trained); then judgements: for every item (report or copy), every
 distinct criterion and each of `evaluate.passes` passes, the evaluator writes a score (sampled, stored as a
 trainable span; passes differ by the sibling report shown and the evidence order). Then the rewards: the
-evaluator's per judgement (consistency, probe credit) and per rubric, the solver's per report (from the score
-`evaluate.score_source` names), and the round's statistics, in one streaming pass (`round_statistics`).
+evaluator's per judgement (two-sided pair credit on original/copy pairs, gated consistency) and per rubric,
+the solver's per report (from the score `evaluate.score_source` names), and the round's statistics, in one
+streaming pass (`round_statistics`).
 
 One module per phase: `rubrics.py` (1. J rubrics per query), `probes.py` (2. corrupted copies), `evidence.py`
 (3. claims checked against passages), `judgements.py` (4. every item on every criterion, per pass),
@@ -204,7 +205,6 @@ def judge(
         ws, backend, by_query, rubrics, probes_of, evidence_text, harness, seed, round_idx, siblings
     )
     for _, rows in groupby(judgement_rows, key=lambda j: j["query_id"]):  # 5a. the evaluator's reward per judgement
-        rw = ws.cfg.reward
-        reward_judgements(list(rows), ev.passes, rw.discrimination_tau, ev.probe_dimensions, rw.unparsable_judgement)
+        reward_judgements(list(rows), ev.passes, ws.cfg.reward, ev.probe_dimensions)
     citation_rows = check_citations(ws, backend, reports, round_idx, seed) if citations else []  # 6.
     return Judged(by_query, rubrics, rubric_rows, evidence_rows, probe_rows, score_rows, judgement_rows, citation_rows)

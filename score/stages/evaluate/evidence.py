@@ -2,8 +2,10 @@
 passages they cite and the passages found. A verdict is an action: the evaluator writes Yes / No / Unclear
 (sampled at `evaluate.judge_temperature`, stored as a span the train stage trains on), and beside every claim
 it judges an anchor: the same claim with an entity swapped (`score.corrupt.swap_entity`, never a `[n]`
-marker), against the same passages. The pair earns `score.rewards.anchor_credit` (the anchor should get less
-support than the claim): a self-supervised reward that needs no gold label. Anchors are judged on the reports'
+marker), against the same passages. Each verdict of the pair earns `score.rewards.pair_credit` against the other's
+restricted distribution (the anchor should get less support than the claim): a self-supervised reward that needs
+no gold label, without partner-draw noise. A verdict is drawn from the distribution restricted to the three
+answers (`score.evidence.answer_tokens`), so every verdict parses. Anchors are judged on the reports'
 own checks (a corrupted copy's claim may already be wrong); a claim with nothing to swap, or a check without an
 anchor, has its verdict recorded, not trained.
 
@@ -33,12 +35,23 @@ from dataclasses import dataclass
 
 from score.artifacts import span_row
 from score.corrupt import swap_entity
-from score.evidence import ANSWERS, VERDICTS, ClaimSearch, parse_verdict, pick_claims, search_claim, shown_passages
+from score.evidence import (
+    VERDICTS,
+    ClaimSearch,
+    answer_tokens,
+    parse_verdict,
+    pick_claims,
+    search_claim,
+    short_cited,
+    shown_passages,
+    support_distribution,
+)
 from score.harness import Harness
 from score.models import Backend, Sample, SamplingParams
 from score.prompts import followup_messages, verdict_parts
-from score.rewards import anchor_credit
+from score.rewards import SUPPORT, pair_credit
 from score.runner import derive_seed
+from score.scale import ScoreTokens
 from score.workspace import Workspace
 
 PASSAGES_PER_HOP = 2  # passages each search call returns (a re-check with more search takes one more)
@@ -117,11 +130,11 @@ def check_evidence(
             extra=(query,),
         )
         checks.append(Check(c.report, True, c.claim_idx, search, query, span))
-    answer_ids = [backend.tokenize(a)[0] for a in ANSWERS]  # each answer's first token, in VERDICTS order
-    prior = _prior(backend, answer_ids)
+    answers = answer_tokens(backend.tokenize)  # each answer's first token, in VERDICTS order
+    prior = _prior(backend, list(answers.candidates))
     rows, text = [], defaultdict(list)
     for c in checks:
-        verdict_columns, shown = _verdicts(ws, backend, c, answer_ids, prior, seed)
+        verdict_columns, shown = _verdicts(ws, backend, c, answers, prior, seed)
         row = {
             "round": round_idx,
             "query_id": c.report["query_id"],
@@ -147,20 +160,24 @@ def check_evidence(
 def check_citations(ws: Workspace, backend: Backend, reports: list[dict], round_idx: int, seed: int) -> list[dict]:
     """Each report's first `evaluate.citation_claims` cited sentences, each judged Yes / No / Unclear against the
     passages it cites and nothing else (a citation to a source the report does not have shows nothing: not found),
-    with its anchor beside it as every verdict has: the rows of citations.parquet."""
+    with its anchor beside it as every verdict has; and every cited sentence shorter than
+    `evaluate.claim_min_chars`, unverified (not found, no verdict written): too short to check is not supported,
+    so a report cannot keep its precision by citing only in short sentences. The rows of citations.parquet."""
     ev = ws.cfg.evaluate
     if not ev.citation_claims:
         return []
-    answer_ids = [backend.tokenize(a)[0] for a in ANSWERS]
-    prior = _prior(backend, answer_ids)
+    answers = answer_tokens(backend.tokenize)
+    prior = _prior(backend, list(answers.candidates))
     rows = []
     for r in reports:
         claims = [(c, cited) for c, cited in pick_claims(r["report"], ev.citation_claims, ev.claim_min_chars) if cited]
+        ids = {"round": round_idx, "query_id": r["query_id"], "trajectory_id": r["trajectory_id"]}
         for i, (claim, cited) in enumerate(claims):
             check = Check(r, False, i, ClaimSearch(claim, cited, [], []))  # no search: the cited passages alone
-            columns, _ = _verdicts(ws, backend, check, answer_ids, prior, seed, "citation")
-            ids = {"round": round_idx, "query_id": r["query_id"], "trajectory_id": r["trajectory_id"]}
+            columns, _ = _verdicts(ws, backend, check, answers, prior, seed, "citation")
             rows.append(ids | {"claim_idx": i, "claim": claim, "cited": cited} | columns)
+        for i, (claim, cited) in enumerate(short_cited(r["report"], ev.claim_min_chars), start=len(claims)):
+            rows.append(ids | {"claim_idx": i, "claim": claim, "cited": cited} | _unverified([]))
     return rows
 
 
@@ -182,7 +199,7 @@ def _verdicts(
     ws: Workspace,
     backend: Backend,
     c: Check,
-    answer_ids: list[int],
+    answers: ScoreTokens,
     prior: tuple[float, ...],
     seed: int,
     kind: str = "evidence",
@@ -192,11 +209,9 @@ def _verdicts(
     shown as (id, label, text)."""
     ev = ws.cfg.evaluate
     shown = shown_passages(c.search, c.report["sources"], ev.passage_chars, ev.cited_passages)
-    out = {"passage_ids": [pid for pid, _, _ in shown], "anchor_claim": None, "anchor_span": None}
-    out |= {"anchor_written": None, "span": None, "written": None, "reward": None, "anchor_reward": None}
-    out |= {"separation": None}
     if not shown:
-        return out | {"p_yes": 0.0, "p_no": 0.0, "p_unclear": 1.0, "verdict": "not_found"}, shown
+        return _unverified([]), shown
+    out = _unverified([pid for pid, _, _ in shown])
     anchored = not c.report.get("probe_kind")  # a copy's claim may already be wrong
     anchor = swap_entity(c.search.claim, derive_seed(seed, c.claim_idx, c.search.claim)) if anchored else ""
     claims = [c.search.claim] + ([anchor] if anchor and anchor != c.search.claim else [])
@@ -204,10 +219,10 @@ def _verdicts(
     where = f"{c.report['trajectory_id']}/{c.report.get('probe_kind', '')}/{c.deeper}/{c.claim_idx}"
     where += "" if kind == "evidence" else f"/{kind}"  # evidence keeps the seeds it always had
     params = SamplingParams(temperature=ev.judge_temperature, seed=derive_seed(seed, 0, where))
-    written = backend.write_scores(prefix, suffixes, answer_ids, None, params)
+    written = backend.write_scores(prefix, suffixes, answers, params)
     spans, parsed = [], []
     for suffix, w in zip(suffixes, written):
-        sample = Sample(backend.decode(w.token_ids), w.token_ids, w.logprobs, "stop")
+        sample = Sample(backend.decode(w.token_ids), w.token_ids, w.logprobs, "stop", choices=w.choices)
         spans.append(span_row("verdict", suffix, sample, ev.judge_temperature, prefix=prefix))
         parsed.append(parse_verdict(sample.text))
     p = _calibrate(_softmax(written[0].first), prior)
@@ -215,12 +230,22 @@ def _verdicts(
     used = parsed[0] if ev.verdict_source == "written" and parsed[0] else calibrated
     out |= {"span": spans[0], "written": parsed[0], "p_yes": p[0], "p_no": p[1], "p_unclear": p[2], "verdict": used}
     if len(claims) == 2:
-        credit = anchor_credit(parsed[0], parsed[1])
         low = ws.cfg.reward.unparsable_judgement
         out |= {"anchor_claim": anchor, "anchor_span": spans[1], "anchor_written": parsed[1]}
         out |= {"separation": p[0] - _calibrate(_softmax(written[1].first), prior)[0]}
-        out |= {"reward": low if parsed[0] is None else credit, "anchor_reward": low if parsed[1] is None else credit}
+        out |= {"reward": low, "anchor_reward": low}
+        if parsed[0] is not None and parsed[1] is not None:  # each side against the other's drawn-from distribution
+            dists = [support_distribution(_softmax([x / ev.judge_temperature for x in w.first])) for w in written]
+            out["reward"] = pair_credit(SUPPORT[parsed[0]], dists[1], above=True)
+            out["anchor_reward"] = pair_credit(SUPPORT[parsed[1]], dists[0], above=False)
     return out, shown
+
+
+def _unverified(passage_ids: list[str]) -> dict:
+    """A check's verdict columns before (or without) a verdict: not found, nothing written, nothing rewarded."""
+    out = {"passage_ids": passage_ids, "anchor_claim": None, "anchor_span": None, "anchor_written": None}
+    out |= {"span": None, "written": None, "reward": None, "anchor_reward": None, "separation": None}
+    return out | {"p_yes": 0.0, "p_no": 0.0, "p_unclear": 1.0, "verdict": "not_found"}
 
 
 def _prior(backend: Backend, answer_ids: list[int]) -> tuple[float, ...]:

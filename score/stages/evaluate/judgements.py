@@ -14,8 +14,12 @@ Each pass's prefix (query, report, sibling, evidence) is encoded once for all it
 With `evaluate.rationale_tokens` > 0 the evaluator first writes a short reasoning per criterion (sampled at the
 same temperature, stored as `rationale_span`, trained with its score's reward), and writes its score after it.
 
-Faults: a judgement that writes no score in 0-10 is unparsable: counted (`unparsable_rate`), its `written` is
-null, it earns the evaluator's lowest reward, and with `score_source: written` its cell uses its read-off.
+A score is drawn from the distribution restricted to the eleven outcomes (`Backend.write_scores`; the first
+token from the candidates, after a written "1" one of "0" and the newline), so every judgement writes a score;
+the restricted 11-way distribution is stored beside it (`distribution`): pair credit takes expectations over it.
+Faults: a judgement that wrote no score in 0-10 (an artifact from before restricted answers) is unparsable:
+counted (`unparsable_rate`), its `written` is null, it earns the evaluator's lowest reward, and with
+`score_source: written` its cell uses its read-off.
 A report longer than `evaluate.report_chars` (when set) is cut and `report_cut` says so.
 """
 
@@ -30,7 +34,7 @@ from score.progress import progress_bar
 from score.prompts import SCORE_AFTER_RATIONALE, judging_parts
 from score.rubrics import Rubric
 from score.runner import derive_seed
-from score.scale import ScoreTokens, parse_score, read_off, score_tokens
+from score.scale import ScoreTokens, parse_score, read_off, restricted_distribution, score_tokens
 from score.workspace import Workspace
 
 
@@ -121,11 +125,11 @@ def _judge_pass(
     params = SamplingParams(temperature=ev.judge_temperature, seed=seed)
     rationales = _rationales(backend, prefix, suffixes, ev.rationale_tokens, params)
     asks = [s + r.text + SCORE_AFTER_RATIONALE if r else s for s, r in zip(suffixes, rationales)]
-    written = backend.write_scores(prefix, asks, tokens.candidates, tokens.then, params)
+    written = backend.write_scores(prefix, asks, tokens, params)
     rows = []
     for (dim, crit), suffix, ask, rationale, w in zip(criteria, suffixes, asks, rationales, written):
         text = backend.decode(w.token_ids)
-        sample = Sample(text, w.token_ids, w.logprobs, "stop")
+        sample = Sample(text, w.token_ids, w.logprobs, "stop", choices=w.choices)
         rows.append(
             {
                 "query_id": item.query_id,
@@ -142,6 +146,7 @@ def _judge_pass(
                 ),
                 "written": parse_score(text),
                 "expected": read_off(tokens, w.first, w.after_then)[0],
+                "distribution": restricted_distribution(tokens, w.first, w.second, ev.judge_temperature).tolist(),
                 "reward_kind": "",
                 "reward": None,
             }

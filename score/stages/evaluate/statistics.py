@@ -25,12 +25,14 @@ from score.artifacts import SCORES, STREAM_BATCH_ROWS, ArtifactError, Store
 from score.harness import Harness
 from score.intervals import mean_interval, wilson
 from score.rewards import (
+    anchor_credit,
     consistency,
+    consistency_gated,
     correlation,
     detection_points,
     detection_share,
     group_std,
-    probe_credit,
+    pair_credit,
     rubric_reward,
     rubric_score,
     solver_rewards,
@@ -126,6 +128,7 @@ class _Tallies:
     per_report: dict[str, dict[str, float]]  # dimension -> trajectory -> mean over rubrics, passes
     probe_pairs: dict[str, _Pairs]  # dimension -> its (original, corrupted) pairs, one per probed report, counted
     dims: set[str]
+    identical_rubrics: int = 0  # queries whose J rubrics are all the same: their rubric group is flat
 
 
 def round_statistics(
@@ -161,7 +164,7 @@ def round_statistics(
         if ahead is not None and ahead.query_id == q:
             cells, ahead = cell_means(ahead), next(groups, None)
         _solver_rewards(cfg.reward, ev.passes, round_idx, q, group, rubrics[q], cells, t, precision)
-        _evaluator_rewards(cfg, round_idx, q, rubrics[q], judgements.get(q, []), t)
+        _evaluator_rewards(cfg, round_idx, q, rubrics[q], judgements.get(q, []), cells, t)
         _dimension_cells(q, cells, ev.probe_dimensions, t.per_report, t.probe_pairs, t.dims)
     if ahead is not None:
         raise ArtifactError(
@@ -230,17 +233,27 @@ def _solver_rewards(
         )
 
 
-def _evaluator_rewards(cfg, round_idx: int, q: str, rubs: list[Rubric], rows: list[dict], t: _Tallies) -> None:
-    """One query's evaluator rewards per rubric (what the judgements on its criteria earned), into the tallies."""
+def _evaluator_rewards(
+    cfg, round_idx: int, q: str, rubs: list[Rubric], rows: list[dict], cells: dict[tuple, float], t: _Tallies
+) -> None:
+    """One query's evaluator rewards per rubric, into the tallies: a rubric earns by what its weights do, the
+    mean sign of (original - copy) of its weighted score over the query's probed reports and passes
+    (`rubric_separation`); with no probed report, its judgements' mean consistency reward."""
     rw = cfg.reward
     _tally_judgements(rows, cfg.evaluate.passes, rw.discrimination_tau, t)
+    copies = sorted({(tid, kind) for (_, _, tid, kind, _) in cells if kind})
     for j, rub in enumerate(rubs):
         mine = [
             r for r in rows if r["dimension"] in rub.weights and r["criterion"] in rub.criteria.get(r["dimension"], [])
         ]
         # an unparsable judgement counts 0 here (its own penalty is its own): a parsed rubric earns >= 0
         agree = [max(r["reward"], 0.0) for r in mine if r["reward_kind"] == "consistency"]
-        credits = [max(r["reward"], 0.0) for r in mine if r["reward_kind"] == "probe"]
+        credits = [r["reward"] for r in mine if r["reward_kind"] == "pair" and r["probe_kind"]]
+        pairs = [
+            (_rubric_value(rub, cells, j, p, tid, ""), _rubric_value(rub, cells, j, p, tid, kind))
+            for tid, kind in copies
+            for p in range(cfg.evaluate.passes)
+        ]
         t.evaluator_rows.append(
             {
                 "round": round_idx,
@@ -248,23 +261,29 @@ def _evaluator_rewards(cfg, round_idx: int, q: str, rubs: list[Rubric], rows: li
                 "rubric_idx": j,
                 "status": rub.status,
                 "agreement": sum(agree) / len(agree) if agree else 0.0,
-                "detection": detection_share(sum(credits), len(credits)),
+                "detection": detection_share(detection_points(pairs), len(pairs)),
                 "probe_pairs": len(credits),
-                "reward": rubric_reward(rub.status, agree, credits, rw.probe_weight, rw.failed_rubric),
+                "reward": rubric_reward(rub.status, pairs, agree, rw.failed_rubric),
             }
         )
+    t.identical_rubrics += len(rubs) > 1 and all(_same_rubric(r, rubs[0]) for r in rubs[1:])
+
+
+def _same_rubric(a: Rubric, b: Rubric) -> bool:
+    return a.weights == b.weights and a.criteria == b.criteria
 
 
 def _tally_judgements(rows: list[dict], passes: int, tau: float, t: _Tallies) -> None:
-    """One query's judgement columns (consistency, spread), probed reports (one comparison each: the copy's mean
-    written score on its damaged dimensions against its original's on the same judgements) and counts."""
+    """One query's judgement columns (agreement between passes before the null and the gate, spread), probed
+    reports (one comparison each: the copy's mean written score on its damaged dimensions against its original's
+    on the same judgements) and counts."""
     for key, reward in column_consistency(rows, passes, tau).items():
         scores = [r["written"] for r in rows if _column(r) == key and r["written"] is not None and not r["probe_kind"]]
         t.columns.append((reward, group_std(scores)))
     originals = _written_by_report(rows)
     copies: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)  # (trajectory, kind) -> pairs
     for r in rows:
-        if r["reward_kind"] == "probe" and r["written"] is not None:
+        if r["reward_kind"] == "pair" and r["probe_kind"] and r["written"] is not None:
             original = originals[(r["trajectory_id"],) + _column(r)]
             copies[(r["trajectory_id"], r["probe_kind"])].append((original, r["written"]))
     for pairs in copies.values():
@@ -300,27 +319,37 @@ def column_consistency(rows: list[dict], passes: int, tau: float) -> dict[tuple[
     return out
 
 
-def reward_judgements(
-    rows: list[dict], passes: int, tau: float, damaged: dict[str, list[str]], unparsable: float
-) -> None:
-    """Fill `reward_kind` and `reward` of one query's judgement rows: a judgement of a report earns its column's
-    consistency; a judgement of a corrupted copy on a dimension its corruption damages (`damaged`,
-    evaluate.probe_dimensions) earns probe credit against the same criterion and pass of its original; one that
-    wrote no score earns `unparsable` (reward.unparsable_judgement, below any other). The others (copies on other
-    dimensions, or whose original's judgement is unparsable) earn nothing and are not trained. Judgements on a
-    candidate dimension are rewarded like any other: the candidate never enters the solver's reward, but judging
-    it consistently is still the evaluator's job."""
-    columns = column_consistency(rows, passes, tau)
-    original = _written_by_report(rows)
+def reward_judgements(rows: list[dict], passes: int, rw, damaged: dict[str, list[str]]) -> None:
+    """Fill `reward_kind` and `reward` of one query's judgement rows (`rw`: the reward config section).
+
+    - pair: a report's judgement and its corrupted copy's, on a dimension the corruption damages (`damaged`,
+      evaluate.probe_dimensions), same criterion and pass: each earns `pair_credit` against the other's restricted
+      distribution (the original should score higher), so both sides are trained and no partner draw adds noise;
+    - consistency: any other judgement of a report earns its column's agreement with the other passes less the
+      null level (reward.consistency_null), gated by the same column's mean pair credit (`consistency_gated`): a
+      judge that scores originals and their copies alike earns nothing for being stable;
+    - a judgement that wrote no score (only possible in artifacts written before answers were restricted) earns
+      reward.unparsable_judgement. Copies' judgements on other dimensions earn nothing and are not trained."""
+    columns = column_consistency(rows, passes, rw.discrimination_tau)
+    of_report = {(r["trajectory_id"],) + _column(r): r for r in rows if not r["probe_kind"]}
+    credits: dict[tuple[str, str, int], list[float]] = defaultdict(list)  # column -> originals' pair credits
     for r in rows:
-        if not r["probe_kind"]:
-            r["reward_kind"], r["reward"] = "consistency", columns[_column(r)]
-        elif r["dimension"] in damaged.get(r["probe_kind"], []):
-            credit = probe_credit(original.get((r["trajectory_id"],) + _column(r)), r["written"])
-            if credit is not None:
-                r["reward_kind"], r["reward"] = "probe", credit
+        if r["probe_kind"] and r["dimension"] in damaged.get(r["probe_kind"], []):
+            original = of_report.get((r["trajectory_id"],) + _column(r))
+            if original is None or r["written"] is None or original["written"] is None:
+                continue
+            r["reward_kind"], original["reward_kind"] = "pair", "pair"
+            r["reward"] = pair_credit(round(r["written"]), original["distribution"], above=False)
+            original["reward"] = pair_credit(round(original["written"]), r["distribution"], above=True)
+            credits[_column(r)].append(original["reward"])
+    for r in rows:
+        if not r["probe_kind"] and not r["reward_kind"]:
+            gate = credits.get(_column(r))
+            detection = sum(gate) / len(gate) if gate else None
+            r["reward_kind"] = "consistency"
+            r["reward"] = consistency_gated(columns[_column(r)], rw.consistency_null, detection)
         if r["reward_kind"] and r["written"] is None:
-            r["reward"] = unparsable
+            r["reward"] = rw.unparsable_judgement
 
 
 def _summary(
@@ -436,7 +465,11 @@ def _verdict_figures(evidence_rows: list[dict]) -> dict:
         for span, parsed in ((e.get("span"), e.get("written")), (e.get("anchor_span"), e.get("anchor_written")))
         if span
     ]
-    credits = [e["reward"] for e in evidence_rows if e.get("anchor_span") and e["written"] and e["anchor_written"]]
+    credits = [
+        anchor_credit(e["written"], e["anchor_written"])
+        for e in evidence_rows
+        if e.get("anchor_span") and e["written"] and e["anchor_written"]
+    ]
     return {
         "verdicts": len(written),
         "verdict_unparsable_rate": sum(v is None for v in written) / len(written) if written else 0.0,
