@@ -1,12 +1,19 @@
-"""What every benchmark shares: `--config/--set` arguments and a warmed-up workspace over a temporary store."""
+"""What every benchmark shares: `--config/--set` arguments, a warmed-up workspace over a temporary store, and the
+record each run writes (`write_record`: one JSON file per run under benchmarks/records/, the numbers the docs cite)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from score.config import load_config
 from score.models import Message, SamplingParams
@@ -20,7 +27,50 @@ def bench_args(
     parser = parser or argparse.ArgumentParser(description=description)
     parser.add_argument("--config", default=default_config)
     parser.add_argument("--set", action="append", default=[], dest="overrides")
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.load_at_start = os.getloadavg()  # what else was running when it started: part of every record
+    return args
+
+
+RECORDS = Path(__file__).resolve().parent / "records"
+
+
+def _git(*argv: str) -> str:
+    out = subprocess.run(["git", *argv], capture_output=True, text=True, cwd=RECORDS.parent, check=False)
+    return out.stdout.strip()
+
+
+def write_record(benchmark: str, args: argparse.Namespace, cfg, figures: dict, folder: Path = RECORDS) -> Path:
+    """One JSON record of a benchmark run: what ran (benchmark, command, config, commit and whether the tree was
+    dirty), where (cores, torch threads, GPU, load average at start) and when, and its figures. Named
+    `<benchmark>-<UTC time>-<commit>.json`; `benchmarks/render_measurements.py` renders them into the docs."""
+    import torch
+
+    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
+    record = {
+        "benchmark": benchmark,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit,
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "machine": {
+            "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "platform": platform.platform(),
+            "load_at_start": [round(x, 2) for x in getattr(args, "load_at_start", os.getloadavg())],
+        },
+        "command": " ".join(["python", *sys.argv]),
+        "config": {
+            "file": getattr(args, "config", None),
+            "overrides": getattr(args, "overrides", []),
+            "resolved": cfg.model_dump(mode="json"),
+        },  # fmt: skip
+        "figures": figures,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{benchmark}-{record['date'].replace(':', '')}-{commit}.json"
+    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    return path
 
 
 @contextmanager

@@ -1,162 +1,322 @@
-"""Evaluator learning: the evaluator trained over R rounds on training queries with the solver's loss off
-(`train.role_weight.solver=0`: only rubrics, judgements and verdicts are trained), measured every round on held-out
-queries' reports and their corrupted copies; several seeds; the base model's figures beside.
+"""Evaluator learning, against ground truth: does training the evaluator role on SCORE's own verdict reward (no
+gold label in it) make the 135M model a better judge of claims, compared with a shuffled-reward control at equal
+compute, a gold-label upper bound and the base model, on the same held-out items?
 
-Held-out set: `--heldout` queries no round trains on, `generate.samples_per_query` reports each, written once
-by the base model and kept fixed (the weights are shared, so a report the trained model wrote would move with
-the judge; fixed reports measure the judge alone), every report also judged as a corrupted copy (kinds in turn:
-distinct (report, corruption) pairs). Each checkpoint (the base model once, then the checkpoint after each
-round 0..R-1 of each seed) judges them with
-the real self-evaluate phases (`score.stages.evaluate.judge`, the seed harness, its own sampling seed) and the
-same statistics as a round (`round_statistics`):
-- detection: distinct probed reports whose copy got a lower mean written score than the original on the
-  dimensions its corruption damages (ties half), with a 95% Wilson interval over those pairs;
-- consistency: mean consistency reward of the judgement columns (leave-one-out agreement, discrimination floor);
-- spread: mean within-column std of the written scores; unparsable: share of judgements with no score;
-- anchor detection: mean anchor credit of the evidence verdicts (a claim against the passages it cites vs the
-  same claim with an entity swapped: 1 when the anchor got less support, ties half).
-Training rounds run the real stages (generate-reports, self-evaluate, harness-evolve with `harness.mode=static`,
-train) through the runner, each seed in its own store.
+Items (`benchmarks/evaluator_items.py`, built once from the shipped corpus, split by title before anything here
+was tuned): per passage a supported claim (one of its sentences), its anchor (a number or name swapped: not
+supported), a neighbour (the claim against another title's passage: not found) and the mirrored passage (the swap
+made in the passage, so there the anchor is the supported sentence: spotting the edited-looking sentence cannot
+pass). Report-level pairs are left out: no corruption kind was measured visible to this judge yet.
 
-Run: `python benchmarks/evaluator_learning.py [--rounds 3] [--seeds 0,1,2] [--heldout 6] [--set key=value ...]`.
+Arms, each `--rounds` rounds of `--items` train items (the same items per round and seed in every arm), a claim and
+its anchor each judged once per item (a verdict drawn from the three answers, as self-evaluate draws them), groups
+of `--group` items (as a query's checked claims), the library's Trainer (LoRA, warm-up, KL, clip):
+- score: SCORE's reward, `score.rewards.pair_credit` of each verdict against its partner's distribution (what
+  self-evaluate rewards verdicts with; the anchor is self-made, no label read);
+- control: the same reward, permuted within each group (same samples, same compute, no information);
+- gold: 1 for the right verdict (claim supported; anchor not supported), else 0: is the task learnable here?
+- base: no training.
+
+Metrics, exact from the restricted answer distributions (temperature `evaluate.judge_temperature`), on every held-out
+item for every checkpoint: detection P(claim gets more support than anchor) + half the ties; mirrored detection
+(anchor above claim against the mirrored passage); AUC of P(Yes) for the claim against its passage vs against the
+neighbour. Per round: the round's train-item detection before the update, reward, answer entropy, KL, clip
+fraction, effective (non-flat) samples, the evaluator's share of the update by weight.
+
+Statistics: per seed a paired bootstrap 95% interval over items of (arm - base); over seeds a 95% t interval of the
+per-seed means; power printed before training from the base's per-item spread.
+
+Success criteria, written before the first run (each marked met or not at the end):
+1. score - control held-out detection: mean over seeds > 0 and its 95% t interval above 0;
+2. score above base on held-out detection in every seed;
+3. no loss on mirrored pairs: mean over seeds of score's mirrored detection minus base's >= -0.02.
+
+Run: `python benchmarks/evaluator_learning.py [--seeds 0,1,2] [--rounds 8] [--items 32] [--heldout 200]`; writes
+a record (`benchmarks/records/`) and the curves' plot beside it.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import tempfile
+import random
 import time
+from dataclasses import dataclass
 
-from score.checkpoints import Policy, base_policy, policy_for_round
+import numpy as np
+from common import bench_args, write_record
+from evaluator_items import load_or_build
+
 from score.config import load_config
-from score.harness import seed_harness
-from score.pipeline import EVALUATE, EVOLVE, GENERATE, TRAIN, TrainStats
-from score.queries import round_queries
-from score.runner import run_stage
-from score.stages import generate
-from score.stages.evaluate import judge
-from score.stages.evaluate.statistics import groups_from_rows, round_statistics
+from score.evidence import answer_tokens, parse_verdict, support_distribution
+from score.intervals import mean_interval, t_quantile
+from score.models import SamplingParams, resolve_model_path
+from score.models.transformers_backend import TransformersBackend
+from score.prompts import verdict_parts
+from score.rewards import SUPPORT, pair_credit
+from score.rl import group_advantages
+from score.runner import derive_seed
+from score.trainer import Trainer, TrainSample
 from score.workspace import Workspace
 
-DEFAULTS = [  # every one can be overridden with --set
-    "data.queries_per_round=3",
-    "generate.report_tokens=160",
-    "harness.mode=static",
-    "train.role_weight.solver=0",
-    "evaluate.probe_share=0.5",
-]
+ARMS = ("score", "control", "gold")
+DEFAULTS = ["train.lr=5.0e-4", "train.warmup_steps=4", "train.batch_size=32"]  # the learning check's lr, a priori
 
 
-def wilson(share: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion observed over n trials.
+@dataclass
+class Judge:
+    """The policy being trained, read through the library's backend (answers drawn from their set, passages
+    encoded once per item): the backend's model is the trainer's, so what is sampled is what is trained."""
 
-    >>> [round(x, 3) for x in wilson(0.75, 24)]
-    [0.551, 0.88]
+    trainer: Trainer
+    backend: TransformersBackend
+    temperature: float
+
+    def dists(self, passage: tuple[str, str], claims: list[str]) -> list[list[float]]:
+        """Support-level distributions (contradicted, not found, supported) of each claim against one passage."""
+        prefix, suffixes = verdict_parts(self.backend.render, [passage], claims)
+        answers = answer_tokens(self.backend.tokenize)
+        rows = self.backend.next_token_logprobs(prefix, suffixes, list(answers.candidates))
+        return [support_distribution(_softmax(row, self.temperature)) for row in rows]
+
+
+def _softmax(logprobs: list[float], temperature: float) -> list[float]:
+    x = np.asarray(logprobs, dtype=np.float64) / temperature
+    e = np.exp(x - x.max())
+    return (e / e.sum()).tolist()
+
+
+def above(a: list[float], b: list[float]) -> float:
+    """P(A > B) + half P(A = B) for independent draws from two support-level distributions.
+
+    >>> above([0.0, 0.0, 1.0], [1.0, 0.0, 0.0]), above([0.5, 0.0, 0.5], [0.5, 0.0, 0.5])
+    (1.0, 0.5)
     """
-    if n == 0:
-        return 0.0, 1.0
-    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+    return sum(pa * pb * (1.0 if i > j else 0.5 if i == j else 0.0) for i, pa in enumerate(a) for j, pb in enumerate(b))
 
 
-def measure(ws: Workspace, policy: Policy, reports: list[dict], seed: int) -> dict:
-    """The judge `policy` on the fixed held-out reports, every one also as a corrupted copy."""
-    harness = seed_harness(ws.cfg.harness)
-    judged = judge(ws, ws.backend(policy), reports, harness, seed, probe_share=1.0, depth_probe_share=0.0)
-    stats = round_statistics(
-        ws.cfg,
-        0,
-        judged.by_query,
-        judged.rubrics,
-        groups_from_rows(judged.score_rows),
-        judged.evidence_rows,
-        harness,
-        judged.judgements_by_query(),
-    )
-    s = stats.summary
-    low, high = wilson(s["detection"], s["probed_reports"])
-    keys = (
-        "detection",
-        "probed_reports",
-        "agreement",
-        "score_spread",
-        "unparsable_rate",
-        "anchor_detection",
-        "anchors",
-    )
-    return {**{k: s[k] for k in keys}, "low": low, "high": high}
+def auc(pos: list[float], neg: list[float]) -> float:
+    """Mann-Whitney AUC, ties half: P(a positive's score > a negative's).
+
+    >>> auc([0.9, 0.5], [0.5, 0.1])
+    0.875
+    """
+    return sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg) / (len(pos) * len(neg))
 
 
-def line(label: str, m: dict) -> str:
-    return (
-        f"  {label:<16} detection {m['detection']:.3f} [{m['low']:.3f}, {m['high']:.3f}] over {m['probed_reports']} "
-        f"pairs | consistency {m['agreement']:.3f} | spread {m['score_spread']:.2f} | unparsable "
-        f"{m['unparsable_rate']:.3f} | anchor detection {m['anchor_detection']:.3f} over {m['anchors']} pairs"
-    )
+def measure(judge: Judge, items: list[dict]) -> dict:
+    """Held-out figures of one checkpoint: per-item detection and mirrored detection, and the AUC."""
+    det, mirrored, pos, neg = [], [], [], []
+    for it in items:
+        label = f"[1] ({it['title']})"
+        claim, anchor = judge.dists((label, it["passage"]), [it["claim"], it["anchor"]])
+        m_claim, m_anchor = judge.dists((label, it["mirrored_passage"]), [it["claim"], it["anchor"]])
+        (neighbour,) = judge.dists(("[1] (another source)", it["neighbour_passage"]), [it["claim"]])
+        det.append(above(claim, anchor))
+        mirrored.append(above(m_anchor, m_claim))
+        pos.append(claim[SUPPORT["supported"]])
+        neg.append(neighbour[SUPPORT["supported"]])
+    return {"detection": det, "mirrored": mirrored, "auc": auc(pos, neg), "p_yes_claim": float(np.mean(pos))}
 
 
-def run_seed(args, seed: int, heldout_reports: list[dict], tmp: str) -> list[dict]:
-    """R training rounds of one seed; the held-out measure of every round's checkpoint."""
-    cfg = load_config(
-        args.config,
-        [*DEFAULTS, *args.overrides, f"store.root={tmp}/seed-{seed}", f"seed={seed}", "run=evaluator-learning",
-         f"campaign.rounds={args.rounds}"],
-    )  # fmt: skip
-    ws = Workspace(cfg)
-    measures = []
-    for r in range(args.rounds):
-        t0 = time.perf_counter()
-        for spec in (GENERATE, EVALUATE, EVOLVE):
-            run_stage(ws, spec, r)
-        s = run_stage(ws, TRAIN, r).manifest.stats_as(TrainStats)
-        measures.append(measure(ws, policy_for_round(ws, r + 1), heldout_reports, seed=1000 + seed))
-        print(
-            line(f"seed {seed} round {r}", measures[-1])
-            + f" | trained {s.judgement_samples} judgements, {s.verdict_samples} verdicts, "
-            f"{s.evaluator_samples - s.judgement_samples - s.verdict_samples} rubrics, "
-            f"{s.evaluator_flat_groups}/{s.evaluator_groups} flat groups, {time.perf_counter() - t0:.0f} s",
-            flush=True,
+def rewards(arm: str, verdicts: list[str], dists: list[list[float]], rng: random.Random, group: int) -> list[float]:
+    """One round's rewards, verdicts in (claim, anchor) pairs: SCORE's pair credit, permuted within each group of
+    `group` pairs (control), or gold correctness."""
+    if arm == "gold":
+        return [float((v == "supported") == (k % 2 == 0)) for k, v in enumerate(verdicts)]
+    out = []
+    for k in range(0, len(verdicts), 2):
+        c, a = SUPPORT[verdicts[k]], SUPPORT[verdicts[k + 1]]
+        out += [pair_credit(c, dists[k + 1], above=True), pair_credit(a, dists[k], above=False)]
+    if arm == "control":
+        for g in range(0, len(out), 2 * group):
+            chunk = out[g : g + 2 * group]
+            rng.shuffle(chunk)
+            out[g : g + 2 * group] = chunk
+    return out
+
+
+def train_round(judge: Judge, arm: str, items: list[dict], seed: int, r: int, args, total_steps: int) -> dict:
+    """One round of one arm: a verdict on each item's claim and anchor, rewards, advantages, one update."""
+    be, answers = judge.backend, answer_tokens(judge.backend.tokenize)
+    samples, verdicts, dists, groups = [], [], [], []
+    for it in items:
+        prefix, suffixes = verdict_parts(
+            be.render, [(f"[1] ({it['title']})", it["passage"])], [it["claim"], it["anchor"]]
         )
-    return measures
+        params = SamplingParams(temperature=judge.temperature, seed=derive_seed(seed, r, it["item_id"]))
+        for suffix, w in zip(suffixes, be.write_scores(prefix, suffixes, answers, params)):
+            verdicts.append(parse_verdict(be.decode(w.token_ids)))
+            dists.append(support_distribution(_softmax(w.first, judge.temperature)))
+            samples.append(
+                TrainSample("evaluator", be.tokenize(suffix), w.token_ids, w.logprobs, 0.0, judge.temperature,
+                            prefix_ids=be.tokenize(prefix), choices=w.choices)
+            )  # fmt: skip
+    reward = rewards(arm, verdicts, dists, random.Random(derive_seed(seed, r, "shuffle")), args.group)
+    trained = []
+    for g in range(0, len(samples), 2 * args.group):
+        adv = group_advantages(reward[g : g + 2 * args.group])
+        groups.append(adv.flat)
+        for s, a in zip(samples[g : g + 2 * args.group], adv.advantages):
+            if not adv.flat:
+                s.advantage = a
+                trained.append(s)
+    logs = judge.trainer.train(trained, {"evaluator": 1.0}, total_steps) if trained else []
+    entropy = [-sum(p * math.log(p) for p in d if p > 0) for d in dists]
+    return {
+        "round": r,
+        "train_detection": float(np.mean([above(dists[k], dists[k + 1]) for k in range(0, len(dists), 2)])),
+        "reward": float(np.mean(reward)),
+        "entropy": float(np.mean(entropy)),
+        "kl": float(np.mean([s.kl for s in logs])) if logs else 0.0,
+        "clip_frac": float(np.mean([s.clip_frac for s in logs])) if logs else 0.0,
+        "effective_samples": len(trained),
+        "flat_groups": sum(groups),
+        "evaluator_share": float(np.mean([s.evaluator_share for s in logs])) if logs else 0.0,
+        "supported_share": sum(v == "supported" for v in verdicts) / len(verdicts),
+    }
+
+
+def make_judge(cfg, seed: int) -> Judge:
+    path = resolve_model_path(cfg.model)
+    trainer = Trainer(cfg.model, cfg.train, path, None, seed)
+    backend = TransformersBackend(path, batch_size=cfg.model.batch_size, threads=cfg.model.threads)
+    backend.model = trainer.unwrapped  # one model: sampled from and trained (LoRA dropout 0: eval = train mode)
+    return Judge(trainer, backend, cfg.evaluate.judge_temperature)
+
+
+def run_arm(cfg, arm: str, seed: int, train: list[dict], heldout: list[dict], args) -> dict:
+    judge = make_judge(cfg, seed)
+    rounds = []
+    for r in range(args.rounds):
+        items = random.Random(derive_seed(seed, r, "items")).sample(train, args.items)  # equal across arms
+        t0 = time.perf_counter()
+        rounds.append(
+            train_round(
+                judge, arm, items, seed, r, args, args.rounds * math.ceil(2 * args.items / cfg.train.batch_size)
+            )
+        )
+        rounds[-1]["seconds"] = round(time.perf_counter() - t0, 1)
+        shown = " ".join(f"{k} {v:.3g}" for k, v in rounds[-1].items())
+        print(f"  {arm} seed {seed} round {r}: {shown}", flush=True)
+    return {"arm": arm, "seed": seed, "rounds": rounds, "heldout": measure(judge, heldout)}
+
+
+def bootstrap(diff: list[float], seed: int, n: int = 2000) -> tuple[float, float]:
+    """95% percentile interval of the mean of `diff` over items, resampled `n` times.
+
+    >>> bootstrap([1.0] * 5, 0)
+    (1.0, 1.0)
+    """
+    rng = np.random.default_rng(seed)
+    x = np.asarray(diff)
+    means = x[rng.integers(0, len(x), size=(n, len(x)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def power(base: dict, seeds: int) -> str:
+    """What effect the design can see: per seed, the paired difference's standard error over items taken as the
+    base's per-item sd over sqrt(n) (a difference of two such items has at most twice that variance: both bounds
+    printed); over seeds, with between-seed sd unknown, the t quantile that multiplies it."""
+    sd, n = float(np.std(base["detection"])), len(base["detection"])
+    lo, hi = 2.8 * sd / math.sqrt(n), 2.8 * sd * math.sqrt(2) / math.sqrt(n)
+    return (
+        f"power: per-item sd of base detection {sd:.3f} over {n} items -> per seed, a paired effect of "
+        f"{lo:.3f}-{hi:.3f} is seen with 80% power at 5%; over {seeds} seeds the t interval's half-width is "
+        f"{t_quantile(seeds - 1):.2f} x between-seed sd / sqrt({seeds})"
+    )
+
+
+def summarise(base: dict, runs: list[dict], seeds: list[int]) -> tuple[list[dict], dict]:
+    """Table rows (arm x seed: held-out figures, paired difference with bootstrap interval) and the criteria."""
+    rows, by = [], {}
+    for run in runs:
+        h = run["heldout"]
+        diff = [a - b for a, b in zip(h["detection"], base["detection"])]
+        mdiff = [a - b for a, b in zip(h["mirrored"], base["mirrored"])]
+        by[(run["arm"], run["seed"])] = (float(np.mean(diff)), float(np.mean(mdiff)), h)
+        rows.append(
+            {"arm": run["arm"], "seed": run["seed"], "detection": float(np.mean(h["detection"])),
+             "mirrored": float(np.mean(h["mirrored"])), "auc": h["auc"], "vs_base": float(np.mean(diff)),
+             "vs_base_ci": bootstrap(diff, run["seed"]), "mirrored_vs_base": float(np.mean(mdiff))}
+        )  # fmt: skip
+    score_minus_control = [
+        float(np.mean([a - b for a, b in zip(by[("score", s)][2]["detection"], by[("control", s)][2]["detection"])]))
+        for s in seeds
+    ]
+    m, lo, hi = mean_interval(score_minus_control)
+    criteria = {
+        "1 score - control > 0, interval above 0": {"value": [m, lo, hi], "met": lo > 0},
+        "2 score above base in every seed": {"value": [by[("score", s)][0] for s in seeds],
+                                             "met": all(by[("score", s)][0] > 0 for s in seeds)},
+        "3 mirrored: score - base >= -0.02": {"value": float(np.mean([by[("score", s)][1] for s in seeds])),
+                                              "met": float(np.mean([by[("score", s)][1] for s in seeds])) >= -0.02},
+    }  # fmt: skip
+    return rows, criteria
+
+
+def plot(runs: list[dict], path) -> None:
+    """Per arm, the mean over seeds of each curve per round."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["train_detection", "reward", "entropy", "kl", "effective_samples", "supported_share"]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    for ax, key in zip(axes.flat, keys):
+        for arm in ARMS:
+            curves = np.array([[r[key] for r in run["rounds"]] for run in runs if run["arm"] == arm])
+            ax.plot(curves.mean(axis=0), label=arm, marker="o")
+        ax.set_title(key)
+        ax.set_xlabel("round")
+    axes.flat[0].legend()
+    fig.suptitle("evaluator learning: mean over seeds per round (train items, before each update)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/default.yaml")
-    parser.add_argument("--set", action="append", default=[], dest="overrides")
-    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--heldout", type=int, default=6, help="held-out queries")
-    args = parser.parse_args()
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--items", type=int, default=32, help="train items per round (2 verdicts each)")
+    parser.add_argument("--group", type=int, default=4, help="items per reward group (as a query's claims)")
+    parser.add_argument("--heldout", type=int, default=200, help="held-out items measured (of the built 200)")
+    args = bench_args(__doc__, parser=parser)
+    cfg = load_config(args.config, [*DEFAULTS, *args.overrides])
     seeds = [int(s) for s in args.seeds.split(",")]
+    items = load_or_build(Workspace(cfg))
+    train = [it for it in items if it["split"] == "train"]
+    heldout = [it for it in items if it["split"] == "heldout"][: args.heldout]
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(args.config, [*DEFAULTS, *args.overrides, f"store.root={tmp}/heldout"])
-        ws = Workspace(cfg)
-        trained = {
-            q.id
-            for s in seeds
-            for r in range(args.rounds)
-            for q in round_queries(ws.queries, cfg.data.queries_per_round, r, s)
-        }
-        heldout = [q for q in ws.queries if q.id not in trained][: args.heldout]
-        reports, _ = generate.research(ws, heldout, base_policy(cfg.model), seed=12345)
-        print(
-            f"held-out: {len(heldout)} queries x {cfg.generate.samples_per_query} reports by the base model", flush=True
-        )
-        base = measure(ws, base_policy(cfg.model), reports, seed=999)  # the same weights for every seed
-        print(line("base", base), flush=True)
-        results = {s: run_seed(args, s, reports, tmp) for s in seeds}
-    print(f"\n{len(seeds)} seeds x {args.rounds} rounds, {(time.perf_counter() - t0) / 60:.1f} min")
-    print(line("base", base))
-    for s, measures in results.items():
-        for r, m in enumerate(measures):
-            print(line(f"seed {s} round {r}", m))
-    last = [m[-1] for m in results.values()]
-    hit = all(m["detection"] >= 0.75 and m["low"] > 0.5 for m in last)
-    print(f"goal (last-round detection >= 0.75 with the interval's lower bound above 0.5 in every seed): {hit}")
+    base = measure(make_judge(cfg, 0), heldout)
+    print(f"base: detection {np.mean(base['detection']):.3f} mirrored {np.mean(base['mirrored']):.3f} "
+          f"auc {base['auc']:.3f} ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+    print(power(base, len(seeds)), flush=True)
+    runs = [run_arm(cfg, arm, seed, train, heldout, args) for seed in seeds for arm in ARMS]
+    rows, criteria = summarise(base, runs, seeds)
+    print(f"\n{'arm':8} {'seed':>4} {'detect':>7} {'mirror':>7} {'auc':>6} {'vs base [95% bootstrap]':>28}")
+    print(f"{'base':8} {'':>4} {np.mean(base['detection']):7.3f} {np.mean(base['mirrored']):7.3f} {base['auc']:6.3f}")
+    for r in rows:
+        lo, hi = r["vs_base_ci"]
+        print(f"{r['arm']:8} {r['seed']:>4} {r['detection']:7.3f} {r['mirrored']:7.3f} {r['auc']:6.3f} "
+              f"{r['vs_base']:+8.3f} [{lo:+.3f}, {hi:+.3f}]")  # fmt: skip
+    for arm in ARMS:
+        m, lo, hi = mean_interval([r["vs_base"] for r in rows if r["arm"] == arm])
+        print(f"{arm:8} over seeds: detection vs base {m:+.3f} [{lo:+.3f}, {hi:+.3f}] (95% t)")
+    for name, c in criteria.items():
+        print(f"criterion {name}: {'MET' if c['met'] else 'NOT MET'} ({c['value']})")
+    figures = {
+        "base": {k: (float(np.mean(v)) if isinstance(v, list) else v) for k, v in base.items()},
+        "rows": rows,
+        "criteria": criteria,
+        "curves": [{k: r[k] for k in ("arm", "seed", "rounds")} for r in runs],
+        "seconds": round(time.perf_counter() - t0),
+    }
+    record = write_record("evaluator_learning", args, cfg, figures)
+    plot(runs, record.with_suffix(".png"))
+    print(f"record: {record} (plot beside it)")
 
 
 if __name__ == "__main__":

@@ -223,10 +223,11 @@ def _statistic(n: dict) -> str:
 def _train_tables(console: Console, store: Store, folder: str) -> None:
     steps = store.read_table(folder, TRAIN_STEPS.file).to_pylist()
     if not steps:
-        console.print("[bold]train:[/] no optimizer step: every group was flat (see the saturation above)")
+        console.print("[bold]train: trained nothing[/]: every group was flat (see the saturation above)")
         return
     t = Table(title="train: optimizer steps")
-    for col in ("step", "samples", "tokens", "loss", "pg", "kl", "clip", "ratio", "grad norm", "lr", "s"):
+    cols = ("step", "samples", "tokens", "evaluator share (weight)", "loss", "pg", "kl", "clip", "ratio", "grad norm")
+    for col in (*cols, "lr", "s"):
         t.add_column(col)
     for s in steps:
         t.add_row(
@@ -236,6 +237,7 @@ def _train_tables(console: Console, store: Store, folder: str) -> None:
                     "step",
                     "samples",
                     "tokens",
+                    "evaluator_share",
                     "loss",
                     "pg",
                     "kl",

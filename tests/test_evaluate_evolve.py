@@ -217,3 +217,19 @@ def test_controls_the_harness_raises_reach_the_next_rounds_prompts_and_search(to
             per_report[e["trajectory_id"]] = per_report.get(e["trajectory_id"], 0) + 1
     assert max(per_report.values()) == 2  # claims checked per report: search_depth 2 (1 in round 0)
     assert all(len(e["queries"]) == ws.cfg.harness.search_hops for e in evidence if not e["deeper"])
+
+
+def test_a_cited_sentence_too_short_to_check_counts_as_unverified(toy_workspace):
+    """A report citing only in short sentences cannot keep its citation precision: each short cited sentence is a
+    citation row with no verdict written (not found), so precision counts it as unsupported."""
+    from score.stages.evaluate.evidence import check_citations
+    from score.stages.evaluate.statistics import citation_precision
+
+    ws = toy_workspace
+    source = {"n": 1, "passage_id": "p1", "title": "Wind", "url": "", "text": "Wind power output doubled in 2021."}
+    report = {"query_id": "q", "query": "wind?", "trajectory_id": "t", "sources": [source],
+              "report": "Wind power output doubled in 2021 across many regions [1]. Wind grew [1]."}  # fmt: skip
+    rows = check_citations(ws, ws.backend(), [report], 0, 0)
+    short = [r for r in rows if r["claim"] == "Wind grew [1]."]
+    assert len(rows) == 2 and len(short) == 1 and short[0]["verdict"] == "not_found" and short[0]["span"] is None
+    assert citation_precision(rows) == {"t": 0.5}  # the long claim is supported by the toy, the short one is not

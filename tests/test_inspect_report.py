@@ -37,7 +37,8 @@ def test_inspect_shows_what_the_round_did(finished_round):
         "solver reward per query",
         "harness-evolve: decisions",
         "proposal",
-        "no optimizer step: every group was flat",
+        "train: optimizer steps",  # the pairs of originals and copies give the toy's judgements spread
+        "evaluator share (weight)",
         "rubric 0",
         "evidence:",
         "scores (rubric 0)",

@@ -305,3 +305,15 @@ def test_full_fine_tuning_moves_every_layer_and_saves_a_model_folder_the_backend
     assert backend.checkpoint == "round-0000/train/checkpoint"
     name, p = next((n, p) for n, p in trainer.unwrapped.named_parameters() if "layers.0.self_attn.q_proj" in n)
     assert torch.equal(dict(backend.model.named_parameters())[name], p.detach())  # sampling uses the trained weights
+
+
+def test_a_round_with_no_group_to_learn_from_says_so(toy_workspace, caplog):
+    """Flat solver groups and the evaluator switched off: nothing trains, and the stage says it in its statistics
+    and its log instead of writing a checkpoint that looks like any other round's."""
+    ws = toy_workspace
+    ws.cfg.train.role_weight.evaluator = 0.0
+    for stage in ("generate-reports", "self-evaluate", "harness-evolve", "train"):
+        run_stage(ws, stage, 0)
+    stats = ws.store.read_manifest(stage_folder(ws, "train", 0)).stats
+    assert stats["samples"] == 0 and stats["steps"] == 0 and stats["trained_nothing"] is True
+    assert stats["evaluator_update_share"] is None and "round 0 trains nothing" in caplog.text

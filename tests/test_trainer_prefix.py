@@ -205,3 +205,13 @@ def test_a_zero_weight_stand_in_with_packed_rows_gives_a_finite_loss(trainer):
     grads = [p.grad for p in trainer.unwrapped.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() and not g.any() for g in grads)
     trainer.optimizer.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("shares", [{"solver": 1.0, "evaluator": 1.0}, {"solver": 1.0, "evaluator": 0.5}])
+def test_each_role_holds_its_configured_share_of_a_mixed_batch_by_weight(trainer, shares):
+    """Per-role normalisation: four evaluator samples of 1-3 tokens beside two solver samples of 3-6 tokens hold
+    evaluator / (solver + evaluator) of the step's update by weight, whatever their share of the tokens."""
+    samples = _real_batch(trainer)
+    log = trainer._step(samples, shares, epoch=0, total_steps=10)
+    assert log.evaluator_share == pytest.approx(shares["evaluator"] / sum(shares.values()), abs=1e-6)
+    assert log.evaluator_token_share == pytest.approx(8 / 17)  # by count: 1 + 2 + 2 + 3 of 17 tokens
