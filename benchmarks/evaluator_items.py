@@ -36,7 +36,7 @@ FIELDS = {  # every column a string; `value` is in `passage` and `claim`, `ancho
     "split": "train | heldout",
     "passage_id": "corpus id of the passage",
     "title": "corpus title of the passage",
-    "passage": "the passage text, cut at sentence boundaries to at most 600 characters around the claim",
+    "passage": "the passage text, cut at sentence boundaries to at most MAX_PASSAGE characters around the claim",
     "claim": "one sentence of the passage (40-220 characters) holding `value`",
     "value": "the value in the claim that the anchor swaps",
     "kind": "number | name",
@@ -47,7 +47,7 @@ FIELDS = {  # every column a string; `value` is in `passage` and `claim`, `ancho
     "neighbour_passage": "that passage (cut like `passage`): supports neither claim nor anchor",
 }
 ITEM_SCHEMA = pa.schema([pa.field(name, pa.string(), nullable=False) for name in FIELDS])
-MAX_PASSAGE = 600
+MAX_PASSAGE = 320  # near what self-evaluate shows of a passage (evaluate.passage_chars: 240); half 600's tokens
 BUILD = "python benchmarks/evaluator_items.py"
 # a break after a lowercase word, digit or bracket and before a capital: "U.S. Army" and "c. 1500" stay whole
 _SENTENCE_BREAK = re.compile(r"(?<=[a-z0-9)\]\"'][.!?])\s+(?=[A-Z\"(])|\n+")
@@ -70,7 +70,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 def window(spans: list[tuple[int, int]], i: int, limit: int = MAX_PASSAGE) -> tuple[int, int]:
     """The widest run of whole sentences holding sentence `i` within `limit` characters, earlier context first.
 
-    >>> window([(0, 300), (301, 500), (501, 700), (701, 800)], 2)
+    >>> window([(0, 300), (301, 500), (501, 700), (701, 800)], 2, limit=600)
     (301, 800)
     """
     a = next(k for k in range(i + 1) if spans[i][1] - spans[k][0] <= limit)

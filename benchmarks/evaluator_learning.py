@@ -31,7 +31,7 @@ Success criteria, written before the first run (each marked met or not at the en
 2. score above base on held-out detection in every seed;
 3. no loss on mirrored pairs: mean over seeds of score's mirrored detection minus base's >= -0.02.
 
-Run: `python benchmarks/evaluator_learning.py [--seeds 0,1,2] [--rounds 8] [--items 32] [--heldout 200]`; writes
+Run: `python benchmarks/evaluator_learning.py [--seeds 0,1,2] [--rounds 6] [--items 24] [--heldout 120]`; writes
 a record (`benchmarks/records/`) and the curves' plot beside it.
 """
 
@@ -214,16 +214,19 @@ def bootstrap(diff: list[float], seed: int, n: int = 2000) -> tuple[float, float
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def power(base: dict, seeds: int) -> str:
-    """What effect the design can see: per seed, the paired difference's standard error over items taken as the
-    base's per-item sd over sqrt(n) (a difference of two such items has at most twice that variance: both bounds
-    printed); over seeds, with between-seed sd unknown, the t quantile that multiplies it."""
-    sd, n = float(np.std(base["detection"])), len(base["detection"])
-    lo, hi = 2.8 * sd / math.sqrt(n), 2.8 * sd * math.sqrt(2) / math.sqrt(n)
+def power(n: int, seeds: int) -> str:
+    """What effect the design can see, before the run: per seed, the paired difference over n items is seen with
+    80% power at 5% (two-sided) when it exceeds 2.8 x sd / sqrt(n), sd the per-item sd of (arm - base), unknown
+    before training (the base's own per-item spread says little: it answers claim and anchor alike), so a range;
+    over seeds, the t interval's half-width is t(seeds - 1) x the between-seed sd / sqrt(seeds).
+
+    >>> power(100, 3).split(";")[0]
+    'power: per seed over 100 items, detectable paired effect 0.014 / 0.028 / 0.056 at per-item sd 0.05 / 0.1 / 0.2'
+    """
+    mde = " / ".join(f"{2.8 * sd / math.sqrt(n):.3f}" for sd in (0.05, 0.1, 0.2))
     return (
-        f"power: per-item sd of base detection {sd:.3f} over {n} items -> per seed, a paired effect of "
-        f"{lo:.3f}-{hi:.3f} is seen with 80% power at 5%; over {seeds} seeds the t interval's half-width is "
-        f"{t_quantile(seeds - 1):.2f} x between-seed sd / sqrt({seeds})"
+        f"power: per seed over {n} items, detectable paired effect {mde} at per-item sd 0.05 / 0.1 / 0.2; over "
+        f"{seeds} seeds the 95% t interval is +- {t_quantile(seeds - 1) / math.sqrt(seeds):.2f} x between-seed sd"
     )
 
 
@@ -238,7 +241,8 @@ def summarise(base: dict, runs: list[dict], seeds: list[int]) -> tuple[list[dict
         rows.append(
             {"arm": run["arm"], "seed": run["seed"], "detection": float(np.mean(h["detection"])),
              "mirrored": float(np.mean(h["mirrored"])), "auc": h["auc"], "vs_base": float(np.mean(diff)),
-             "vs_base_ci": bootstrap(diff, run["seed"]), "mirrored_vs_base": float(np.mean(mdiff))}
+             "vs_base_ci": bootstrap(diff, run["seed"]), "mirrored_vs_base": float(np.mean(mdiff)),
+             "item_sd": float(np.std(diff))}
         )  # fmt: skip
     score_minus_control = [
         float(np.mean([a - b for a, b in zip(by[("score", s)][2]["detection"], by[("control", s)][2]["detection"])]))
@@ -279,10 +283,10 @@ def plot(runs: list[dict], path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--items", type=int, default=32, help="train items per round (2 verdicts each)")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--items", type=int, default=24, help="train items per round (2 verdicts each)")
     parser.add_argument("--group", type=int, default=4, help="items per reward group (as a query's claims)")
-    parser.add_argument("--heldout", type=int, default=200, help="held-out items measured (of the built 200)")
+    parser.add_argument("--heldout", type=int, default=120, help="held-out items measured (the first of the 200)")
     args = bench_args(__doc__, parser=parser)
     cfg = load_config(args.config, [*DEFAULTS, *args.overrides])
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -293,7 +297,7 @@ def main() -> None:
     base = measure(make_judge(cfg, 0), heldout)
     print(f"base: detection {np.mean(base['detection']):.3f} mirrored {np.mean(base['mirrored']):.3f} "
           f"auc {base['auc']:.3f} ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
-    print(power(base, len(seeds)), flush=True)
+    print(power(len(heldout), len(seeds)), flush=True)
     runs = [run_arm(cfg, arm, seed, train, heldout, args) for seed in seeds for arm in ARMS]
     rows, criteria = summarise(base, runs, seeds)
     print(f"\n{'arm':8} {'seed':>4} {'detect':>7} {'mirror':>7} {'auc':>6} {'vs base [95% bootstrap]':>28}")
@@ -304,7 +308,8 @@ def main() -> None:
               f"{r['vs_base']:+8.3f} [{lo:+.3f}, {hi:+.3f}]")  # fmt: skip
     for arm in ARMS:
         m, lo, hi = mean_interval([r["vs_base"] for r in rows if r["arm"] == arm])
-        print(f"{arm:8} over seeds: detection vs base {m:+.3f} [{lo:+.3f}, {hi:+.3f}] (95% t)")
+        sd = np.mean([r["item_sd"] for r in rows if r["arm"] == arm])
+        print(f"{arm:8} over seeds: detection vs base {m:+.3f} [{lo:+.3f}, {hi:+.3f}] (95% t); per-item sd {sd:.3f}")
     for name, c in criteria.items():
         print(f"criterion {name}: {'MET' if c['met'] else 'NOT MET'} ({c['value']})")
     figures = {
