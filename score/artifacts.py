@@ -312,6 +312,7 @@ SUMMARY_SCHEMA = pa.schema(
         pa.field("reports_cut", pa.int32()),  # reports and copies the evaluator saw only part of (report_chars)
         pa.field("parse_failure_rate", pa.float32()),  # rubrics with nothing usable
         pa.field("parse_repair_rate", pa.float32()),  # rubrics needing any repair or fallback
+        pa.field("identical_rubric_queries", pa.int32()),  # queries whose J rubrics are all alike: a flat group
         pa.field("search_depth", pa.int32()),
         pa.field("search_hops", pa.int32()),
         pa.field("claims_checked", pa.int32()),

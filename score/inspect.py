@@ -136,6 +136,7 @@ def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
         ("probed_reports", "probed reports compared"),
         ("unparsable_rate", "share of judgements with no score"),
         ("parse_repair_rate", "share of rubrics needing repair"),
+        ("identical_rubric_queries", "queries whose rubrics are all alike (flat rubric group)"),
         ("supported_share", "share of claims supported by evidence"),
         ("citation_precision", "citation precision (cited claims supported by their cited passages)"),
         ("citation_claims", "cited claims checked"),

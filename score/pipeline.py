@@ -130,6 +130,7 @@ class EvaluateStats:
     reports_cut: int = 0
     parse_failure_rate: float = 0.0
     parse_repair_rate: float = 0.0
+    identical_rubric_queries: int = 0
     search_depth: int = 0
     search_hops: int = 0
     claims_checked: int = 0

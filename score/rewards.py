@@ -327,7 +327,7 @@ def research_reward(report: str, finish_reason: str, sources: Sequence[dict], pr
     """A simple, known reward for the react agent (benchmarks/learning_check.py), no judge involved: 0 for a
     trajectory cut before it answered; otherwise `1 - precision_weight` for answering within the turn's budget (a
     truncated answer earns half of that) plus `precision_weight` times `graded_precision` (0 when nothing is
-    cited). What the learning check measured with each form is in docs/measurements.md: on queries the corpus
+    cited). What the learning check measured with each form is in docs/measurements-archive.md: on queries the corpus
     cannot answer no form taught citing; precision alone (no credit for answering) left groups flat for want of a
     trajectory that cites.
 

@@ -177,3 +177,10 @@ def test_the_toy_round_writes_rewarded_judgement_spans(toy_workspace):
     stats = out.manifest.stats
     assert stats["judgements"] == len(spans) and stats["unparsable_rate"] == 0.0 and stats["reports_cut"] == 0
     assert stats["probed_reports"] > 0
+
+
+def test_a_tokenizer_without_a_distinct_first_token_per_answer_is_refused_with_the_fix():
+    from score.evidence import answer_tokens
+
+    with pytest.raises(ValueError, match="a verdict needs a distinct first token per answer"):
+        answer_tokens(lambda text: [7] + [ord(c) for c in text])  # every answer starts with the same token

@@ -68,33 +68,36 @@ def test_sampled_logprobs_are_those_of_the_distribution_sampled_from(engine, tin
 
 
 def test_written_scores_match_transformers_read_off(engine, tiny_model):
-    """A written score is one or two sampled tokens with their temperature log-probs; the read-off beside it is
-    the transformers backend's."""
+    """A written score is one or two tokens drawn from the restricted distribution over the read-off's log-probs,
+    with their restricted temperature log-probs; the read-off beside it is the transformers backend's."""
     from score.scale import score_tokens
 
     tokens = score_tokens(engine.tokenize)
     prefix = engine.render([Message("user", "Rate this report from 0 to 10.\n\nReport: solar power grows [1].")])
     suffixes = ["Comprehensiveness: ", "Readability score: "]
-    written = engine.write_scores(
-        prefix, suffixes, tokens.candidates, tokens.then, SamplingParams(temperature=0.9, seed=3)
-    )
-    reference = tiny_model.write_scores(
-        prefix, suffixes, tokens.candidates, tokens.then, SamplingParams(temperature=0.9)
-    )
+    written = engine.write_scores(prefix, suffixes, tokens, SamplingParams(temperature=0.9, seed=3))
+    reference = tiny_model.write_scores(prefix, suffixes, tokens, SamplingParams(temperature=0.9, seed=3))
     for w, ref, suffix in zip(written, reference, suffixes):
         assert close(w.first, ref.first) and close(w.after_then, ref.after_then)
         assert len(w.token_ids) == (2 if w.token_ids[0] == tokens.then else 1)
+        assert all(t in c for t, c in zip(w.token_ids, w.choices))
         rows = engine.tokenize(prefix) + engine.tokenize(suffix)
-        assert close(w.logprobs, rescore(tiny_model, rows, w.token_ids, 0.9))
+        assert close(w.logprobs, rescore(tiny_model, rows, w.token_ids, 0.9, w.choices))
 
 
-def rescore(backend, prompt_ids: list[int], token_ids: list[int], temperature: float) -> list[float]:
-    """Log-probs of `token_ids` after `prompt_ids` under softmax(logits / temperature), by a plain forward."""
+def rescore(backend, prompt_ids: list[int], token_ids: list[int], temperature: float, choices=None) -> list[float]:
+    """Log-probs of `token_ids` after `prompt_ids` under softmax(logits / temperature), by a plain forward; with
+    `choices` (per token, its answer set), under the softmax restricted to that set."""
     import torch
 
     ids = torch.tensor([prompt_ids + token_ids])
     with torch.no_grad():
         logits = backend.model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float() / temperature
+    if choices is not None:
+        keep = torch.full_like(logits, float("-inf"))
+        for j, allowed in enumerate(choices):
+            keep[j, allowed] = 0.0
+        logits = logits + keep
     return torch.log_softmax(logits, -1).gather(1, torch.tensor(token_ids)[:, None]).squeeze(1).tolist()
 
 

@@ -10,7 +10,7 @@ plan (the comparison): a plan span (the model lists sub-questions) -> one search
 span written over the numbered passages found, citing them as [n]. Both spans are stored with their exact prompt,
 token ids and log-probs at the sampling temperature. Every prompt is stored as the query's head (system and query,
 the `prefix`, the same for all 2K spans of the query) and the span's own part: the trainer encodes the head once for
-all of them (on the default this cut the solver's train-stage time by about 40%, docs/measurements.md).
+all of them (on the default this cut the solver's train-stage time by about 40%, docs/measurements-archive.md).
 
 Run alone: `score stage generate-reports --round 0 [--force]`.
 """

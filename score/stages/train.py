@@ -2,17 +2,21 @@
 
 Samples (`samples.parquet`, a `role` column), each with its reward normalised within its group:
 - solver: every span the solver wrote (plan, report) of every trajectory; group: the query's K reports;
-- evaluator, rubrics: every rubric the evaluator wrote, rewarded by what the judgements under it earned (a
-  rubric that failed to parse earns `reward.failed_rubric`); group: the query's J rubrics;
+- evaluator, rubrics: every rubric the evaluator wrote, rewarded by what its weights do (how its weighted score
+  separates originals from their copies; a rubric that failed to parse earns `reward.failed_rubric`); group: the
+  query's J rubrics;
 - evaluator, judgements: every score the evaluator wrote that earned a reward (and the rationale before it, if
-  `evaluate.rationale_tokens`); groups: a query's judgements of
-  its reports (consistency reward: K reports x criteria x passes members, so advantages are not sign-only) and
-  a query's judgements of corrupted copies on the dimensions their corruption damages (probe credit);
+  `evaluate.rationale_tokens`); groups: a query's pair-credited judgements (a report's and its corrupted copy's on
+  the dimensions the corruption damages, both sides) and its consistency-rewarded ones (K reports x criteria x
+  passes members, so advantages are not sign-only);
 - evaluator, verdicts: every evidence verdict the evaluator wrote on a claim with an anchor, and the one on the
-  anchor, both rewarded by the pair's anchor credit; group: a query's verdicts (2 per checked claim);
+  anchor, each with its two-sided pair credit; group: a query's verdicts (2 per checked claim);
 - evaluator, follow-up queries: every search query the evaluator wrote to re-check a claim, rewarded by the
   change it made to the claim's separation from its anchor; group: a query's follow-ups.
-Only written tokens carry loss; prompts, search results, reports and quoted evidence are masked. A judgement's
+Only written tokens carry loss; prompts, search results, reports and quoted evidence are masked. Scores and
+verdicts carry their answer sets (`choices`): the trainer's log-softmax of those tokens is over the set they
+were drawn from. Each role holds its `train.role_weight` share of a mixed batch's update, reported by weight
+(`evaluator_update_share`); a round with no sample says so (`trained_nothing`, and a warning). A judgement's
 prompt is stored as a prefix shared with its pass's other judgements (query, report, sibling, evidence) and its
 own suffix: the trainer encodes the prefix once for all of them (likewise a claim and its anchor share the
 passages they were checked against). A group whose rewards have a std at or below

@@ -1,7 +1,7 @@
 """self-evaluate, phase 5: rewards and the round's statistics. The evaluator's reward per judgement
-(`reward_judgements`: consistency for judgements of reports, probe credit for judgements of corrupted copies on
-the dimensions their corruption damages), then, in one streaming pass over the score rows: rewards per report
-(solver) and per rubric (evaluator: what its judgements earned), per-dimension statistics (what the
+(`reward_judgements`: two-sided pair credit for a report's and its corrupted copy's judgements on the dimensions the
+corruption damages, gated consistency for the others), then, in one streaming pass over the score rows: rewards
+per report (solver) and per rubric (evaluator: what its weights do), per-dimension statistics (what the
 meta-harness reads) and the round's summary. The score-to-reward arithmetic has its one home here
 (`cell_means`, `item_values`, `reward_judgements`); `score judge` uses it too.
 
@@ -237,8 +237,8 @@ def _evaluator_rewards(
     cfg, round_idx: int, q: str, rubs: list[Rubric], rows: list[dict], cells: dict[tuple, float], t: _Tallies
 ) -> None:
     """One query's evaluator rewards per rubric, into the tallies: a rubric earns by what its weights do, the
-    mean sign of (original - copy) of its weighted score over the query's probed reports and passes
-    (`rubric_separation`); with no probed report, its judgements' mean consistency reward."""
+    mean sign of (original - copy) of its weighted score over the query's probed reports (one copy each) and
+    passes (`score.rewards.rubric_reward`); with no probed report, its judgements' mean consistency reward."""
     rw = cfg.reward
     _tally_judgements(rows, cfg.evaluate.passes, rw.discrimination_tau, t)
     copies = sorted({(tid, kind) for (_, _, tid, kind, _) in cells if kind})
@@ -246,7 +246,7 @@ def _evaluator_rewards(
         mine = [
             r for r in rows if r["dimension"] in rub.weights and r["criterion"] in rub.criteria.get(r["dimension"], [])
         ]
-        # an unparsable judgement counts 0 here (its own penalty is its own): a parsed rubric earns >= 0
+        # an unparsable judgement counts 0 here (its own penalty is its own): a parsed rubric earns >= -1
         agree = [max(r["reward"], 0.0) for r in mine if r["reward_kind"] == "consistency"]
         credits = [r["reward"] for r in mine if r["reward_kind"] == "pair" and r["probe_kind"]]
         pairs = [
@@ -381,6 +381,7 @@ def _summary(
         "reports_cut": t.judgements[2],
         "parse_failure_rate": rubric_status.count("failed") / len(rubric_status),
         "parse_repair_rate": (len(rubric_status) - rubric_status.count("ok")) / len(rubric_status),
+        "identical_rubric_queries": t.identical_rubrics,
         "search_depth": harness.controls.search_depth,
         "search_hops": harness.controls.search_hops,
         "claims_checked": len(base),
