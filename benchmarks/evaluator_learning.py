@@ -154,8 +154,8 @@ def train_round(judge: Judge, arm: str, items: list[dict], seed: int, r: int, ar
             )  # fmt: skip
     reward = rewards(arm, verdicts, dists, random.Random(derive_seed(seed, r, "shuffle")), args.group)
     trained = []
-    for g in range(0, len(samples), 2 * args.group):
-        adv = group_advantages(reward[g : g + 2 * args.group])
+    for g in range(0, len(samples), 2 * args.group):  # the campaign's flat bar and normalisation (score.stages.train)
+        adv = group_advantages(reward[g : g + 2 * args.group], args.normalize_std, args.flat_spread)
         groups.append(adv.flat)
         for s, a in zip(samples[g : g + 2 * args.group], adv.advantages):
             if not adv.flat:
@@ -289,6 +289,7 @@ def main() -> None:
     parser.add_argument("--heldout", type=int, default=120, help="held-out items measured (the first of the 200)")
     args = bench_args(__doc__, parser=parser)
     cfg = load_config(args.config, [*DEFAULTS, *args.overrides])
+    args.flat_spread, args.normalize_std = cfg.reward.flat_spread, cfg.train.normalize_std
     seeds = [int(s) for s in args.seeds.split(",")]
     items = load_or_build(Workspace(cfg))
     train = [it for it in items if it["split"] == "train"]
