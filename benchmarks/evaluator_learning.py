@@ -77,13 +77,7 @@ class Judge:
         prefix, suffixes = verdict_parts(self.backend.render, [passage], claims)
         answers = answer_tokens(self.backend.tokenize)
         rows = self.backend.next_token_logprobs(prefix, suffixes, list(answers.candidates))
-        return [support_distribution(_softmax(row, self.temperature)) for row in rows]
-
-
-def _softmax(logprobs: list[float], temperature: float) -> list[float]:
-    x = np.asarray(logprobs, dtype=np.float64) / temperature
-    e = np.exp(x - x.max())
-    return (e / e.sum()).tolist()
+        return [support_distribution(row, self.temperature) for row in rows]
 
 
 def above(a: list[float], b: list[float]) -> float:
@@ -147,7 +141,7 @@ def train_round(judge: Judge, arm: str, items: list[dict], seed: int, r: int, ar
         params = SamplingParams(temperature=judge.temperature, seed=derive_seed(seed, r, it["item_id"]))
         for suffix, w in zip(suffixes, be.write_scores(prefix, suffixes, answers, params)):
             verdicts.append(parse_verdict(be.decode(w.token_ids)))
-            dists.append(support_distribution(_softmax(w.first, judge.temperature)))
+            dists.append(support_distribution(w.first, judge.temperature))
             samples.append(
                 TrainSample("evaluator", be.tokenize(suffix), w.token_ids, w.logprobs, 0.0, judge.temperature,
                             prefix_ids=be.tokenize(prefix), choices=w.choices)

@@ -14,8 +14,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from score.rewards import SUPPORT
-from score.scale import ScoreTokens
+from score.scale import ScoreTokens, restricted_softmax
 from score.search.base import Passage, SearchBackend
 
 log = logging.getLogger(__name__)
@@ -38,11 +40,15 @@ def pick_claims(report: str, depth: int, min_chars: int) -> list[tuple[str, list
     >>> pick_claims("# Title\\nSolar output doubled since 2015 [2]. It is sunny today and the sky is clear.", 2, 20)
     [('Solar output doubled since 2015 [2].', [2]), ('It is sunny today and the sky is clear.', [])]
     """
-    sentences = [s.strip() for s in _SENTENCE.split(report) if s.strip() and not s.strip().startswith("#")]
-    sentences = list(dict.fromkeys(s for s in sentences if len(s) >= min_chars))
+    sentences = list(dict.fromkeys(s for s in _sentences(report) if len(s) >= min_chars))
     cited = [s for s in sentences if _CITE.search(s)]
     other = sorted((s for s in sentences if not _CITE.search(s)), key=len, reverse=True)
     return [(s, [int(n) for n in _CITE.findall(s)]) for s in (cited + other)[:depth]]
+
+
+def _sentences(report: str) -> list[str]:
+    """The report's sentences, markdown headings left out."""
+    return [s.strip() for s in _SENTENCE.split(report) if s.strip() and not s.strip().startswith("#")]
 
 
 def short_cited(report: str, min_chars: int) -> list[tuple[str, list[int]]]:
@@ -51,8 +57,7 @@ def short_cited(report: str, min_chars: int) -> list[tuple[str, list[int]]]:
     >>> short_cited("Solar grew [1]. Solar output doubled since 2015 across Spain [2].", 30)
     [('Solar grew [1].', [1])]
     """
-    sentences = [s.strip() for s in _SENTENCE.split(report) if s.strip() and not s.strip().startswith("#")]
-    short = dict.fromkeys(s for s in sentences if len(s) < min_chars and _CITE.search(s))
+    short = dict.fromkeys(s for s in _sentences(report) if len(s) < min_chars and _CITE.search(s))
     return [(s, [int(n) for n in _CITE.findall(s)]) for s in short]
 
 
@@ -137,15 +142,17 @@ def answer_tokens(tokenize) -> ScoreTokens:
     return ScoreTokens(tuple(i[0] for i in ids), None)
 
 
-def support_distribution(p: Sequence[float]) -> list[float]:
-    """Answer probabilities in VERDICTS order -> probabilities of support levels 0, 1, 2 (contradicted, not found,
-    supported: score.rewards.SUPPORT), what verdict pair credit takes expectations over.
+def support_distribution(logprobs: Sequence[float], temperature: float) -> list[float]:
+    """The distribution a verdict is drawn from, by support level: the answers' log-probs in VERDICTS order,
+    restricted to the answers at `temperature` (`score.scale.restricted_softmax`), as probabilities of levels 0, 1,
+    2 (contradicted, not found, supported: score.rewards.SUPPORT), what verdict pair credit takes expectations over.
 
-    >>> support_distribution([0.5, 0.2, 0.3])
+    >>> import math
+    >>> [round(x, 3) for x in support_distribution([math.log(0.5), math.log(0.2), math.log(0.3)], 1.0)]
     [0.2, 0.3, 0.5]
     """
     out = [0.0, 0.0, 0.0]
-    for v, x in zip(VERDICTS, p):
+    for v, x in zip(VERDICTS, np.exp(restricted_softmax(logprobs, temperature))):
         out[SUPPORT[v]] = float(x)
     return out
 

@@ -168,14 +168,14 @@ def consistency_gated(agreement: float, null: float, detection: float | None) ->
     a stable surface feature (length, citation count) pays nothing unless the same column also ranks originals
     above their damaged copies. No probed pair in the column (None): nothing.
 
-    >>> consistency_gated(0.8, 0.2, 0.5), consistency_gated(0.8, 0.2, 0.0), consistency_gated(0.1, 0.2, 1.0)
+    >>> round(consistency_gated(0.8, 0.2, 0.5), 6), consistency_gated(0.8, 0.2, 0.0), consistency_gated(0.1, 0.2, 1.0)
     (0.3, 0.0, 0.0)
     >>> consistency_gated(0.8, 0.2, None)
     0.0
     """
     if detection is None:
         return 0.0
-    return round(max(0.0, agreement - null) * max(0.0, detection), 12)
+    return max(0.0, agreement - null) * max(0.0, detection)
 
 
 def rubric_reward(

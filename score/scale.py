@@ -55,6 +55,17 @@ def score_tokens(tokenize) -> ScoreTokens:
     return ScoreTokens(tuple(digits), digits[1], close[0])
 
 
+def restricted_softmax(logprobs: Sequence[float], temperature: float) -> np.ndarray:
+    """log_softmax(logprobs / temperature) over an answer set: the restricted distribution's log-probs (any
+    normalisation of `logprobs` works: only differences count).
+
+    >>> [round(float(x), 3) for x in np.exp(restricted_softmax([-9.0, -9.0], 1.0))]
+    [0.5, 0.5]
+    """
+    lp = np.asarray(logprobs, dtype=np.float64) / temperature
+    return lp - np.logaddexp.reduce(lp)
+
+
 def restricted_draw(logprobs: Sequence[float], temperature: float, u: float) -> tuple[int, float]:
     """One answer drawn from the distribution restricted to an answer set: `logprobs` are the answers' log-probs
     (any normalisation: only differences count), the draw is from softmax(logprobs / temperature) over them by the
@@ -69,8 +80,7 @@ def restricted_draw(logprobs: Sequence[float], temperature: float, u: float) -> 
     >>> i, round(math.exp(lp), 3)
     (1, 0.5)
     """
-    lp = np.asarray(logprobs, dtype=np.float64) / temperature
-    lp = lp - np.logaddexp.reduce(lp)  # (n,) restricted log-softmax
+    lp = restricted_softmax(logprobs, temperature)  # (n,)
     cdf = np.cumsum(np.exp(lp))
     i = int(min(np.searchsorted(cdf, u * cdf[-1], side="right"), len(lp) - 1))
     return i, float(lp[i])
@@ -90,12 +100,10 @@ def restricted_distribution(
     >>> [round(float(d[s]), 3) for s in (1, 7, 10)]
     [0.25, 0.5, 0.25]
     """
-    p = np.asarray(first, dtype=np.float64) / temperature
-    p = np.exp(p - np.logaddexp.reduce(p))
+    p = np.exp(restricted_softmax(first, temperature))
     if tokens.then is None:
         return p
-    q = np.asarray(second if second is not None else [0.0, 0.0], dtype=np.float64) / temperature
-    q = np.exp(q - np.logaddexp.reduce(q))  # (2,) P("0" | "1"), P(close | "1")
+    q = np.exp(restricted_softmax(second if second is not None else [0.0, 0.0], temperature))  # (2,) "0", close
     dist = np.zeros(11)
     dist[:10] = p
     dist[1], dist[10] = p[1] * q[1], p[1] * q[0]

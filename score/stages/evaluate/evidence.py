@@ -235,7 +235,7 @@ def _verdicts(
         out |= {"separation": p[0] - _calibrate(_softmax(written[1].first), prior)[0]}
         out |= {"reward": low, "anchor_reward": low}
         if parsed[0] is not None and parsed[1] is not None:  # each side against the other's drawn-from distribution
-            dists = [support_distribution(_softmax([x / ev.judge_temperature for x in w.first])) for w in written]
+            dists = [support_distribution(w.first, ev.judge_temperature) for w in written]
             out["reward"] = pair_credit(SUPPORT[parsed[0]], dists[1], above=True)
             out["anchor_reward"] = pair_credit(SUPPORT[parsed[1]], dists[0], above=False)
     return out, shown
