@@ -10,12 +10,13 @@ from score.artifacts import TRAIN_STEPS
 from score.layout import stage_dir
 from score.pipeline import STAGES, TRAIN
 from score.runner import run_stage
-from score.tracking import Tracking, numbers
+from score.tracking import Tracking, _mlflow_key, numbers
 
 
-def _log_round(ws, tracking: Tracking) -> dict[str, float]:
-    """Run round 0 and log every stage as the flows do; returns what the manifests hold, keyed as trackers see it."""
-    expected = {}
+def _log_round(ws, tracking: Tracking) -> tuple[dict[str, float], dict[str, tuple[int, float]]]:
+    """Run round 0 and log every stage as the flows do; returns what the manifests hold (at step = round 0) and the
+    train stage's optimizer steps as trackers see them (the last step's value of each column, with its step)."""
+    expected, step_series = {}, {}
     for spec in STAGES:
         outcome = run_stage(ws, spec, 0)
         stats = vars(outcome.manifest.stats_as(spec.stats))
@@ -26,7 +27,10 @@ def _log_round(ws, tracking: Tracking) -> dict[str, float]:
         )
         tracking.stage(spec.name, 0, stats, steps)
         expected.update(numbers(stats, spec.name))
-    return expected
+        for row in steps or []:
+            values = numbers({k: v for k, v in row.items() if k != "step"}, "train/step")
+            step_series.update({k: (row["step"], v) for k, v in values.items()})
+    return expected, step_series
 
 
 def test_tensorboard_and_mlflow_hold_the_manifests_numbers(toy_workspace, tmp_path, mlflow_url):
@@ -36,18 +40,21 @@ def test_tensorboard_and_mlflow_hold_the_manifests_numbers(toy_workspace, tmp_pa
     ws.cfg.tracking.mlflow_uri = mlflow_url
     ws.cfg.tracking.mlflow_experiment = "tracking-unit"
     tracking = Tracking(ws.cfg, None)
-    expected = _log_round(ws, tracking)
+    expected, step_series = _log_round(ws, tracking)
     tracking.close()
     assert expected["generate-reports/reports"] == 4 and len(expected) > 40
+    assert expected["train/steps"] >= 1 and "train/step/loss" in step_series  # the toy round trains
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(tmp_path / "tb" / "toy"))
     events.Reload()
     seen = {tag: events.Scalars(tag)[-1] for tag in events.Tags()["scalars"]}
-    assert set(seen) == set(expected)
+    assert set(seen) == set(expected) | set(step_series)
     for tag, value in expected.items():
         assert seen[tag].step == 0 and seen[tag].value == pytest.approx(value, rel=1e-6), tag
+    for tag, (step, value) in step_series.items():
+        assert seen[tag].step == step and seen[tag].value == pytest.approx(value, rel=1e-6), tag
 
     from mlflow.tracking import MlflowClient
 
@@ -55,7 +62,7 @@ def test_tensorboard_and_mlflow_hold_the_manifests_numbers(toy_workspace, tmp_pa
     [run] = client.search_runs([client.get_experiment_by_name("tracking-unit").experiment_id])
     assert run.info.run_name == "toy" and run.data.params["generate.samples_per_query"] == "2"
     assert run.info.status == "FINISHED"  # between stages, not "running" forever
-    assert run.data.metrics == pytest.approx(expected)
+    assert run.data.metrics == pytest.approx(expected | {_mlflow_key(k): v for k, (_, v) in step_series.items()})
     again = Tracking(ws.cfg, None)  # a resumed process finds the same MLflow run
     assert again.trackers[1].run_id == run.info.run_id
 
