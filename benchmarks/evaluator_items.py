@@ -26,9 +26,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from score.artifacts import ArtifactError, check_schema
 from score.config import RunConfig, load_config
 from score.search.corpus import read_corpus
+from score.store.schemas import ArtifactError, check_schema
 from score.workspace import Workspace
 
 FIELDS = {  # every column a string; `value` is in `passage` and `claim`, `anchor_value` is in neither

@@ -52,10 +52,10 @@ from score.evidence import answer_tokens, parse_verdict, support_distribution
 from score.intervals import mean_interval, t_quantile
 from score.models import SamplingParams, resolve_model_path
 from score.models.transformers_backend import TransformersBackend
+from score.pipeline import derive_seed
 from score.prompts import verdict_parts
 from score.rewards import SUPPORT, pair_credit
 from score.rl import group_advantages
-from score.runner import derive_seed
 from score.trainer import Trainer, TrainSample
 from score.workspace import Workspace
 

@@ -15,11 +15,11 @@ import time
 from common import bench_workspace
 
 from score.agent import STOPS
-from score.artifacts import REPORTS
-from score.layout import stage_dir
 from score.models import SamplingParams
 from score.pipeline import GENERATE, GenerateStats
 from score.runner import run_stage
+from score.store.layout import stage_dir
+from score.store.schemas import REPORTS
 
 
 def main() -> None:

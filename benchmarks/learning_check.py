@@ -29,15 +29,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from score.artifacts import REPORTS, SOLVER_REWARDS
-from score.checkpoints import Policy, base_policy, policy_for_round
+from score.checkpoints import Policy, base_policy
 from score.config import load_config
+from score.history import policy_for_round
 from score.intervals import mean_interval
 from score.pipeline import GENERATE, REWARDS_ARTIFACTS, REWARDS_SEAM, TRAIN, Read, StageSpec, TrainStats
 from score.queries import round_queries
 from score.rewards import cited_overlaps, graded_precision, lexical_precision, research_reward, structure_reward
 from score.runner import StageContext, run_stage
 from score.stages import generate
+from score.store.schemas import REPORTS, SOLVER_REWARDS
 from score.workspace import Workspace
 
 CORPUS_QUERIES = 60  # with --queries corpus: 4 a round x 3 rounds trained, the held-out ones from the rest

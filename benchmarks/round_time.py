@@ -44,7 +44,7 @@ def run_round(ws: Workspace, workers: int) -> None:
     for spec in STAGES:
         t0 = time.perf_counter()
         if workers > 1 and spec.shards:
-            from score.lease import holder, holding  # not at the top: older checkouts have no holder()
+            from score.store.lease import holder, holding  # not at the top: older checkouts have no holder()
 
             with holding(ws.store, ws.cfg.run), ProcessPoolExecutor(workers) as pool:  # workers write for this one
                 list(pool.map(shard, [ws.cfg] * workers, [spec.name] * workers, range(workers), [holder()] * workers))

@@ -62,8 +62,9 @@ def write_scores(root: str, n_rows: int) -> dict:
     """scores.parquet for `n_rows`, built as Arrow batches of 100 queries and written by the product's writer."""
     import pyarrow as pa
 
-    from score.artifacts import SCORES_SCHEMA, Store
     from score.config import StoreConfig
+    from score.store.schemas import SCORES_SCHEMA
+    from score.store.store import Store
 
     _, _, by_query, rubrics = synthetic_round(n_rows)
     rng, batches, cols = random.Random(0), [], {name: [] for name in SCORES_SCHEMA.names}
@@ -96,11 +97,11 @@ def write_scores(root: str, n_rows: int) -> dict:
 
 def measure(root: str, n_rows: int, reader: str) -> dict:
     """Statistics and harness rules from the written file, by `reader` (stream | load); seconds and peak RSS."""
-    from score.artifacts import Store
     from score.config import StoreConfig
     from score.harness import evolve
     from score.stages.evaluate.statistics import groups_from_rows, round_statistics, stream_scores
     from score.stages.evolve import dimension_stats, round_stats
+    from score.store.store import Store
 
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     cfg, harness, by_query, rubrics = synthetic_round(n_rows)  # the stage holds its reports whatever the reader

@@ -90,8 +90,8 @@ def _ablate(base: dict, total: int, seeds: list[int]) -> str:
 def share_round_zero(source: dict, target: dict) -> None:
     """Copy round 0's generate-reports, self-evaluate and train folders, and the benchmark of its checkpoint (with
     the reports it judged), from one arm to the other."""
-    from score.layout import benchmark_dir, benchmark_reports_dir, round_label, stage_dir
     from score.pipeline import EVALUATE, GENERATE, TRAIN
+    from score.store.layout import benchmark_dir, benchmark_reports_dir, round_label, stage_dir
 
     ws = workspace(source)
     folders = [stage_dir("{run}", 0, s.folder) for s in (GENERATE, EVALUATE, TRAIN)]

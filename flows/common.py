@@ -19,9 +19,9 @@ from prefect.runtime import flow_run
 
 from flows import env  # noqa: F401  (sets Prefect's environment before prefect is imported)
 from score.config import RunConfig, load_config
-from score.layout import plots_dir
-from score.lease import holding
 from score.report import write_report
+from score.store.layout import plots_dir
+from score.store.lease import holding
 from score.tracking import Tracking
 from score.workspace import Workspace
 
@@ -66,7 +66,7 @@ def tagged(config: dict, source: dict | str, round_idx: int | None = None) -> It
 
 @contextmanager
 def writing(config: dict) -> Iterator[None]:
-    """Hold the run's writer lease (`score.lease`) for a flow's duration; a top-level flow that gets it marks the
+    """Hold the run's writer lease (`score.store.lease`) for a flow's duration; a top-level flow that gets it marks the
     run's flow runs a killed process left RUNNING as Crashed (holding the lease, no other process writes the run)."""
     with holding(workspace(config).store, config["run"]):
         if flow_run.get_parent_flow_run_id() is None:

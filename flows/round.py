@@ -30,13 +30,13 @@ from flows.common import (
     writing,
 )
 from score import pipeline
-from score.artifacts import TRAIN_STEPS
 from score.inspect import stage_markdown
-from score.layout import benchmark_dir, finished_rounds, round_label, stage_dir
-from score.lease import holder
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, TRAIN, StageName, StageSpec
 from score.progress import key_values
 from score.runner import run_shard, run_stage
+from score.store.layout import benchmark_dir, finished_rounds, round_label, stage_dir
+from score.store.lease import holder
+from score.store.schemas import TRAIN_STEPS
 
 
 def skipped(what: str, folder: str) -> State:
@@ -138,8 +138,8 @@ def train(
 # retries 0: a failed evaluation is rerun by rerunning the flow (a finished one skips)
 @task(cache_policy=NO_CACHE, retries=0, task_run_name="benchmark-{checkpoint}")
 def benchmark_task(config: dict, checkpoint: str, force: bool = False) -> str | State:
-    from score.artifacts import BENCHMARK
-    from score.benchmark import BenchmarkStats, evaluate  # loaded by the flows that score checkpoints only
+    from score.benchmark import evaluate  # loaded by the flows that score checkpoints only
+    from score.store.schemas import BENCHMARK, BenchmarkStats
 
     ws = workspace(config)
     outcome = evaluate(ws, checkpoint, force=force)

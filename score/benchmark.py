@@ -29,26 +29,27 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from score.artifacts import BENCHMARK, JUDGEMENTS, REPORTS, TASK_SCORES, TASK_SPREAD, file_sha256
-from score.checkpoints import Policy, base_policy, resolve
+from score.checkpoints import Policy, base_policy
 from score.config import BenchmarkConfig
-from score.layout import benchmark_dir, benchmark_reports_dir
-from score.manifest import FolderWriter, Manifest, Outcome, behind_manifest, fingerprint
+from score.history import resolve
 from score.models.base import Backend
 from score.models.openai_client import ChatClient
-from score.pipeline import GENERATE
+from score.pipeline import GENERATE, derive_seed
 from score.progress import key_values, progress_bar
 from score.prompts import parse_race_scores, race_messages, race_parts
 from score.queries import Query, QueryFileError, read_rows
 from score.rewards import group_std
-from score.runner import derive_seed
 from score.scale import digit_ids, expected_score
 from score.stages.generate import research
+from score.store.layout import benchmark_dir, benchmark_reports_dir
+from score.store.manifest import FolderWriter, Manifest, Outcome, behind_manifest, fingerprint
+from score.store.schemas import BENCHMARK, JUDGEMENTS, REPORTS, TASK_SCORES, TASK_SPREAD, BenchmarkStats
+from score.store.store import file_sha256
 from score.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -367,22 +368,6 @@ def read_reference(path: str, tasks: list[Task], name: str = "deepresearch-bench
 REPORT_CONFIG = tuple(
     p for p in GENERATE.config if p != "data"
 )  # what a benchmark report depends on: tasks replace queries
-
-
-@dataclass
-class BenchmarkStats:
-    benchmark: str = ""
-    checkpoint: str = ""
-    judge: str = ""
-    reference: str = ""
-    tasks: int = 0
-    judge_runs: int = 0
-    score: float = 0.5
-    score_std: float = 0.0
-    dimensions: dict[str, float] = field(default_factory=dict)  # dimension -> mean score over runs
-    unparsed_scores: int = 0
-    seconds_reports: float = 0.0
-    seconds_judge: float = 0.0
 
 
 def _reports(ws: Workspace, tasks: list[Task], policy: Policy, label: str) -> dict[str, str]:

@@ -76,14 +76,15 @@ def _fail(e: BaseException | str) -> NoReturn:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from score.artifacts import ArtifactError, StoreError
     from score.benchmark import BenchmarkError
     from score.checkpoints import CheckpointError
     from score.config import ConfigError
-    from score.lease import RunLocked
     from score.models.openai_client import EndpointError
     from score.pipeline import UnknownStage
     from score.queries import QueryFileError
+    from score.store.lease import RunLocked
+    from score.store.schemas import ArtifactError
+    from score.store.store import StoreError
 
     return (
         ConfigError,
@@ -121,7 +122,7 @@ def run(
         cfg, ws = _load(config, set_)
         from flows.env import reap_orphaned_servers
         from flows.round import campaign_flow
-        from score.lease import holding
+        from score.store.lease import holding
 
         reap_orphaned_servers()
         t0 = time.perf_counter()
@@ -171,7 +172,7 @@ def stage(
             return
         from flows.env import reap_orphaned_servers
         from flows.round import stage_flow
-        from score.lease import holding
+        from score.store.lease import holding
 
         reap_orphaned_servers()
         with holding(ws.store, cfg.run):  # a second writer fails here, before Prefect starts
@@ -294,7 +295,7 @@ def eval_(
             reap_orphaned_servers()
             with _config_tag(config):
                 eval_flow(cfg.model_dump(mode="json"), checkpoint, force)
-        from score.layout import benchmark_dir
+        from score.store.layout import benchmark_dir
 
         _print_benchmark(ws.store, benchmark_dir(cfg.run, label))
     except _user_errors() as e:
@@ -304,8 +305,7 @@ def eval_(
 def _print_benchmark(store, folder: str) -> None:
     from rich.table import Table
 
-    from score.artifacts import BENCHMARK
-    from score.benchmark import BenchmarkStats
+    from score.store.schemas import BENCHMARK, BenchmarkStats
 
     manifest = store.read_manifest(folder)
     stats = manifest.stats_as(BenchmarkStats)
@@ -404,7 +404,7 @@ def _seeds(text: str) -> list[int]:
 
 def _store(config: Path | None, set_: list[str]):
     """The store of the config (default configs/default.yaml), checked before anything is read."""
-    from score.artifacts import Store
+    from score.store.store import Store
 
     store = Store(_config(config, set_).store)
     store.check(write=False)  # these commands only read: a wrong path or bucket must not be created
@@ -477,8 +477,8 @@ def report(
     """Write PNG plots of a run per round (reward and spread, saturation, evaluator agreement and detection,
     dimension lifecycle, search depth, train) and an index.html embedding them."""
     try:
-        from score.layout import plots_dir, run_rounds
         from score.report import write_report
+        from score.store.layout import plots_dir, run_rounds
 
         _run_name(run_name)
         if baseline is not None:

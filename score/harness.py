@@ -31,13 +31,10 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field, replace
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from score.config import HarnessConfig, RulesConfig
 from score.intervals import correlation_interval, wilson
-
-if TYPE_CHECKING:
-    from score.workspace import Workspace
 
 Status = Literal["candidate", "active", "retired"]
 LEVERS = ("search_depth", "search_hops", "criteria_per_dimension", "strictness")  # every control, each a lever
@@ -522,58 +519,3 @@ def from_rows(dim_rows: list[dict], controls_row: dict) -> Harness:
     dims = tuple(Dimension(**{k: v for k, v in r.items() if k != "version"}) for r in dim_rows)
     controls = Controls(**{k: v for k, v in controls_row.items() if k != "version"})
     return Harness(int(controls_row["version"]), dims, controls)
-
-
-SEED_FIELDS = tuple(f"harness.{f}" for f in ("dimensions", *LEVERS))  # what the seed harness is made of (not mode)
-
-
-def harness_for_round(ws: Workspace, round_idx: int) -> tuple[Harness, str]:
-    """The harness round `round_idx` evaluates under, and its fingerprint: the seed harness of the config in
-    round 0, else the one round r-1's harness-evolve wrote (which must be finished)."""
-    from score.artifacts import CONTROLS, HARNESS
-    from score.layout import stage_dir
-    from score.pipeline import EVOLVE
-
-    if round_idx == 0:
-        return seed_harness(ws.cfg.harness), "seed:" + ws.cfg.section_fingerprint(*SEED_FIELDS)
-    folder = stage_dir(ws.cfg.run, round_idx - 1, EVOLVE.folder)
-    manifest = ws.store.finished(folder, f"run round {round_idx - 1}'s stages first")
-    dims = ws.store.read_table(folder, HARNESS.file).to_pylist()
-    controls = ws.store.read_table(folder, CONTROLS.file).to_pylist()[0]
-    return from_rows(dims, controls), manifest.content_fingerprint()
-
-
-def alarm_for_round(ws: Workspace, round_idx: int) -> tuple[Alarm | None, str]:
-    """What the judge-hacking alarm of round `round_idx` reads, and its fingerprint: with benchmark.each_round on,
-    the change of the in-loop solver reward from round r-1 to round r (self-evaluate's summaries) beside the change
-    of the held-out benchmark score of the policies that wrote them (checkpoints r-2 and r-1; the base model's is
-    0.5 by construction when the reference is its own reports). None while either is missing."""
-    from score.artifacts import SUMMARY
-    from score.benchmark import BenchmarkStats
-    from score.layout import benchmark_dir, round_label, stage_dir
-    from score.pipeline import EVALUATE
-
-    if not ws.cfg.benchmark.each_round or round_idx < 1:
-        return None, "off"
-    heldout, prints = [], []
-    for r in (round_idx - 2, round_idx - 1):
-        label = "base" if r < 0 else round_label(r)
-        folder = benchmark_dir(ws.cfg.run, label)
-        manifest = ws.store.read_manifest(folder)
-        if manifest is not None:
-            stats = ws.store.finished(folder, "rerun the benchmark").stats_as(BenchmarkStats)
-            heldout.append((stats.score, stats.score_std))
-            prints.append(manifest.content_fingerprint())
-        elif label == "base" and ws.cfg.benchmark.reference == "base":
-            heldout.append((0.5, 0.0))
-            prints.append("base-is-the-reference")
-        else:
-            return None, f"missing:{label}"
-    rewards = []
-    for r in (round_idx - 1, round_idx):
-        folder = stage_dir(ws.cfg.run, r, EVALUATE.folder)
-        prints.append(ws.store.finished(folder, f"run round {r}'s stages first").content_fingerprint())
-        rewards.append(ws.store.read_table(folder, SUMMARY.file).to_pylist()[0]["reward_mean"])
-    (before, sd0), (after, sd1) = heldout
-    alarm = Alarm(rewards[1] - rewards[0], after - before, (sd0**2 + sd1**2) ** 0.5, (round_idx - 1, round_idx))
-    return alarm, "|".join(prints)

@@ -14,7 +14,9 @@ import pyarrow.compute as pc
 from rich.console import Console
 from rich.table import Table
 
-from score.artifacts import (
+from score.pipeline import EVALUATE, EVOLVE, GENERATE, STAGES, TRAIN, StageSpec
+from score.store.layout import run_rounds, stage_dir
+from score.store.schemas import (
     DECISIONS,
     DIMENSION_STATS,
     EVIDENCE,
@@ -26,10 +28,8 @@ from score.artifacts import (
     TRAIN_SAMPLES,
     TRAIN_STEPS,
     ArtifactError,
-    Store,
 )
-from score.layout import run_rounds, stage_dir
-from score.pipeline import EVALUATE, EVOLVE, GENERATE, STAGES, TRAIN, StageSpec
+from score.store.store import Store
 
 KEY_STATS = {  # the few statistics of a stage worth a glance; the rest is in the stage's own table
     GENERATE.name: ("reports", "mean_tool_calls", "answer_rate", "cut_rate", "citing_share", "tokens_per_second"),

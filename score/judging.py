@@ -23,14 +23,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from score.benchmark import BenchmarkError
-from score.checkpoints import latest_or_base, resolve
-from score.harness import Harness, harness_for_round
-from score.layout import finished_rounds
-from score.pipeline import EVOLVE
+from score.harness import Harness
+from score.history import harness_for_round, latest_or_base, resolve
+from score.pipeline import EVOLVE, derive_seed
 from score.queries import QueryFileError, read_rows
-from score.runner import derive_seed
 from score.stages.evaluate import judge
 from score.stages.evaluate.statistics import cell_means, groups_from_rows, item_values
+from score.store.layout import finished_rounds
 from score.workspace import Workspace
 
 

@@ -16,10 +16,11 @@ This module imports nothing heavy: `score inspect` and `score report` read contr
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Literal
 
-from score.artifacts import (
+from score.store.schemas import (
     CITATIONS,
     CONTROLS,
     DECISIONS,
@@ -43,6 +44,16 @@ Resource = Literal["queries", "corpus", "policy", "harness", "heldout"]
 REWARDS_SEAM = "rewards"  # the reads a reward source other than self-evaluate may supply (benchmarks/learning_check.py)
 
 
+def derive_seed(base: int, round_idx: int, name: str) -> int:
+    """A stable per-(round, stage) seed, so reruns of one stage reproduce it without rerunning the others.
+
+    >>> a, b = derive_seed(0, 1, "generate-reports"), derive_seed(0, 2, "generate-reports")
+    >>> a == derive_seed(0, 1, "generate-reports") != b
+    True
+    """
+    return int.from_bytes(hashlib.sha256(f"{base}/{round_idx}/{name}".encode()).digest()[:4], "little")
+
+
 @dataclass(frozen=True)
 class Read:
     stage: str  # the name of the stage that writes it, in the same round
@@ -54,7 +65,7 @@ class Read:
 class Shards:
     """How a stage splits across workers: shard i of n is every n-th of the round's queries, from i, computed by
     `impl` (a StageContext whose `mine()` keeps its share) and written behind its own manifest in its own folder
-    (score.layout.shard_dir); the stage's `impl` then closes over them (`StageContext.read_shards`), and its
+    (score.store.layout.shard_dir); the stage's `impl` then closes over them (`StageContext.read_shards`), and its
     manifest, written last, is what readers wait for. n is the config field `count`; at 1 the stage runs whole."""
 
     impl: str  # "module:function" computing one shard: StageContext in, a statistics dict out
@@ -65,12 +76,12 @@ class Shards:
 @dataclass(frozen=True)
 class StageSpec:
     name: str  # what users type: `score stage NAME`
-    folder: str  # its folder inside a round (score.layout)
+    folder: str  # its folder inside a round (score.store.layout)
     impl: str  # "module:function" computing it: StageContext in, statistics out
     stats: type  # the statistics dataclass its manifest holds
     reads: tuple[Read, ...] = ()
     writes: tuple[Artifact, ...] = ()
-    checkpoint: bool = False  # also writes a checkpoint folder (score.layout.CHECKPOINT)
+    checkpoint: bool = False  # also writes a checkpoint folder (score.store.layout.CHECKPOINT)
     config: tuple[str, ...] = ()  # config paths its outputs depend on; nothing else is visible to it
     uses: tuple[Resource, ...] = ()
     shards: Shards | None = None  # splits across workers by query (generate-reports, self-evaluate)

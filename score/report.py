@@ -31,11 +31,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from score.artifacts import DIMENSION_STATS, HARNESS, SUMMARY, ArtifactError, Store
-from score.benchmark import BenchmarkStats
 from score.intervals import mean_interval
-from score.layout import benchmark_dir, round_label, run_rounds, stage_dir
 from score.pipeline import EVALUATE, EVOLVE, TRAIN, EvolveStats, TrainStats
+from score.store.layout import benchmark_dir, round_label, run_rounds, stage_dir
+from score.store.schemas import DIMENSION_STATS, HARNESS, SUMMARY, ArtifactError, BenchmarkStats
+from score.store.store import Store
 
 
 @dataclass

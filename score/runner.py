@@ -26,14 +26,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
-from score.artifacts import Artifact, ArtifactError
-from score.checkpoints import Policy, policy_for_round
+from score.checkpoints import Policy
 from score.config import ConfigView
-from score.layout import CHECKPOINT, shard_dir, stage_dir
-from score.lease import holding
-from score.manifest import FolderWriter, Manifest, Outcome, behind_manifest, is_done
-from score.pipeline import REWARDS_SEAM, StageSpec, stage
+from score.history import alarm_for_round, harness_for_round, policy_for_round
+from score.pipeline import REWARDS_SEAM, StageSpec, derive_seed, stage
 from score.progress import key_values
+from score.store.layout import CHECKPOINT, shard_dir, stage_dir
+from score.store.lease import holding
+from score.store.manifest import FolderWriter, Manifest, Outcome, behind_manifest, is_done
+from score.store.schemas import Artifact, ArtifactError
 
 if TYPE_CHECKING:
     from score.harness import Alarm, Harness
@@ -43,16 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def derive_seed(base: int, round_idx: int, name: str) -> int:
-    """A stable per-(round, stage) seed, so reruns of one stage reproduce it without rerunning the others.
-
-    >>> a, b = derive_seed(0, 1, "generate-reports"), derive_seed(0, 2, "generate-reports")
-    >>> a == derive_seed(0, 1, "generate-reports") != b
-    True
-    """
-    return int.from_bytes(hashlib.sha256(f"{base}/{round_idx}/{name}".encode()).digest()[:4], "little")
 
 
 @dataclass
@@ -131,7 +122,7 @@ class StageContext:
 
     @property
     def alarm(self) -> Alarm | None:
-        """What the judge-hacking alarm reads (score.harness.alarm_for_round); None when off or not yet possible."""
+        """What the judge-hacking alarm reads (score.history.alarm_for_round); None when off or not yet possible."""
         return self._resource("heldout")
 
     @property
@@ -155,12 +146,8 @@ def _resources(ws: Workspace, spec: StageSpec, round_idx: int) -> tuple[dict[str
             values[name] = policy_for_round(ws, round_idx)
             fingerprints[name] = values[name].fingerprint
         elif name == "harness":
-            from score.harness import harness_for_round
-
             values[name], fingerprints[name] = harness_for_round(ws, round_idx)
         elif name == "heldout":
-            from score.harness import alarm_for_round
-
             values[name], fingerprints[name] = alarm_for_round(ws, round_idx)
     return values, fingerprints
 
@@ -262,7 +249,7 @@ def run_shard(
     ws: Workspace, name: str | StageSpec, round_idx: int, index: int, force: bool = False, holder: str | None = None
 ) -> Outcome:
     """Run shard `index` of a sharded stage behind its own manifest (a worker's share; `run_stage` closes the
-    stage over its shards). `holder`: the lease holder (`score.lease.holder()`) this worker writes for, e.g. the
+    stage over its shards). `holder`: the lease holder (`score.store.lease.holder()`) this worker writes for, e.g. the
     round flow that dispatched it; without one the worker takes the run's lease itself."""
     spec = name if isinstance(name, StageSpec) else stage(name)
     if spec.shards is None:

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
-from score.artifacts import Store, file_sha256
 from score.checkpoints import Policy, base_policy
 from score.config import RunConfig
 from score.models import Backend, load_backend
 from score.models.embedded import cache_root
 from score.queries import Query, load_queries, queries_path
 from score.search.base import SearchBackend
+from score.store.store import Store, file_sha256
 
 
 class Workspace:

@@ -4,10 +4,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from score.artifacts import REPORTS_SCHEMA, ArtifactError, Store, StoreError
 from score.config import StoreConfig
-from score.layout import MANIFEST
-from score.manifest import Manifest
+from score.store.layout import MANIFEST
+from score.store.manifest import Manifest
+from score.store.schemas import REPORTS_SCHEMA, ArtifactError
+from score.store.store import Store, StoreError
 from tests.conftest import list_as_written
 
 

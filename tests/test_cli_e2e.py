@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from score.artifacts import REPORTS_SCHEMA
+from score.store.schemas import REPORTS_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def score(*args: str, timeout: int = 900, env: dict[str, str] | None = None) -> 
 
 
 def train0_version(store: Path) -> str:
-    from score.manifest import Manifest
+    from score.store.manifest import Manifest
 
     return Manifest.from_json(
         (store / "ci" / "round-0000" / "train" / "_manifest.json").read_text()

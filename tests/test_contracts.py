@@ -11,10 +11,10 @@ from typing import get_args
 
 import pytest
 
-from score.artifacts import SCHEMAS
 from score.config import RunConfig, UndeclaredConfig, load_config
 from score.pipeline import EVOLVE, STAGE_NAMES, STAGES, TRAIN, StageName, stage
 from score.runner import run_stage
+from score.store.schemas import SCHEMAS
 from score.workspace import Workspace
 from tests.conftest import ToyBackend
 
@@ -113,8 +113,8 @@ class _Counted:
 
 def _constant_rewards(ctx) -> _Counted:
     """A reward source for the test below: every report's reward is its sample index (spread in every group)."""
-    from score.artifacts import REPORTS, SOLVER_REWARDS
     from score.pipeline import REWARDS_ARTIFACTS
+    from score.store.schemas import REPORTS, SOLVER_REWARDS
 
     rows = [
         {"round": ctx.round, "query_id": r["query_id"], "trajectory_id": r["trajectory_id"], "validity": 1.0,
@@ -129,8 +129,8 @@ def _constant_rewards(ctx) -> _Counted:
 
 
 def test_train_reads_its_rewards_from_a_declared_stand_in(toy_workspace):
-    from score.artifacts import REPORTS
     from score.pipeline import REWARDS_ARTIFACTS, REWARDS_SEAM, Read, StageSpec
+    from score.store.schemas import REPORTS
 
     source = StageSpec(
         name="constant-reward", folder="constant-reward", impl=f"{__name__}:_constant_rewards", stats=_Counted,

@@ -2,8 +2,8 @@
 
 import pytest
 
-from score.artifacts import ArtifactError
 from score.runner import run_stage, stage_folder
+from score.store.schemas import ArtifactError
 
 
 def run_round(ws, r):

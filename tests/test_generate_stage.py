@@ -3,8 +3,8 @@
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from score.artifacts import REPORTS_SCHEMA
 from score.runner import run_stage, stage_folder
+from score.store.schemas import REPORTS_SCHEMA
 
 
 def test_generate_writes_k_trajectories_per_query_behind_a_manifest(toy_workspace):

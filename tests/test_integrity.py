@@ -7,9 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from score.artifacts import SCHEMAS, ArtifactError
 from score.config import ConfigError, load_config
 from score.runner import run_stage, stage_folder
+from score.store.schemas import SCHEMAS, ArtifactError
 
 
 def _path(ws, stage, name):
@@ -62,9 +62,9 @@ def test_a_truncated_or_missing_file_is_redone(toy_workspace, caplog):
 
 def test_a_damaged_checkpoint_is_not_sampled_from(toy_workspace, tmp_path):
     """Round 1 samples from round 0's checkpoint only if its files are those the train manifest lists."""
-    from score.checkpoints import policy_for_round
-    from score.layout import stage_dir
-    from score.manifest import FolderWriter, Manifest
+    from score.history import policy_for_round
+    from score.store.layout import stage_dir
+    from score.store.manifest import FolderWriter, Manifest
 
     ws = toy_workspace
     folder = stage_dir(ws.cfg.run, 0, "train")
@@ -150,7 +150,8 @@ def _hold_in_subprocess(root: str, run: str, lease_seconds: float = 60):
 
     code = (
         "import sys, time\n"
-        "from score.artifacts import Store\nfrom score.config import StoreConfig\nfrom score.lease import holding\n"
+        "from score.store.store import Store\nfrom score.config import StoreConfig\n"
+        "from score.store.lease import holding\n"
         f"with holding(Store(StoreConfig(root={root!r}, lease_seconds={lease_seconds})), {run!r}):\n"
         "    print('held', flush=True)\n    time.sleep(600)\n"
     )
@@ -162,7 +163,7 @@ def _hold_in_subprocess(root: str, run: str, lease_seconds: float = 60):
 def test_one_writer_per_run_and_a_killed_holder_frees_it(toy_workspace):
     import time
 
-    from score.lease import LEASE, RunLocked
+    from score.store.lease import LEASE, RunLocked
 
     ws = toy_workspace
     holder = _hold_in_subprocess(ws.cfg.store.root, ws.cfg.run, lease_seconds=1)
@@ -182,7 +183,7 @@ def test_a_lease_of_another_host_binds_until_it_expires(toy_workspace):
     import json
     import time
 
-    from score.lease import LEASE, RunLocked
+    from score.store.lease import LEASE, RunLocked
 
     ws = toy_workspace
     path = ws.store.path(ws.cfg.run, LEASE)
@@ -198,7 +199,8 @@ def test_a_lease_of_another_host_binds_until_it_expires(toy_workspace):
 def test_a_checkpoint_folder_is_named_by_every_file_that_defines_it(toy_workspace, tmp_path):
     """A user's checkpoint folder: its label (and the fingerprint of what is evaluated with it) moves when any
     file moves, not only the safetensors (an adapter config changes the model as much as its weights)."""
-    from score.checkpoints import CheckpointError, resolve
+    from score.checkpoints import CheckpointError
+    from score.history import resolve
 
     folder = tmp_path / "adapter"
     folder.mkdir()

@@ -25,9 +25,11 @@ import pytest
 import s3fs
 from s3server import S3Server, seaweedfs, weed_binary
 
-from score.artifacts import HARNESS_SCHEMA, MANIFEST, REPORTS_SCHEMA, ArtifactError, Store, StoreError
 from score.config import StoreConfig
-from score.manifest import Manifest
+from score.store.layout import MANIFEST
+from score.store.manifest import Manifest
+from score.store.schemas import HARNESS_SCHEMA, REPORTS_SCHEMA, ArtifactError
+from score.store.store import Store, StoreError
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_FILES = {  # what each stage of a round leaves on the store, besides its manifest

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from score.artifacts import REPORTS, RUBRICS, SCORES, SOLVER_REWARDS, SUMMARY, ArtifactError
-from score.layout import shard_dir, stage_dir
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, TRAIN, GenerateStats
 from score.queries import round_queries
 from score.runner import run_shard, run_stage
+from score.store.layout import shard_dir, stage_dir
+from score.store.schemas import REPORTS, RUBRICS, SCORES, SOLVER_REWARDS, SUMMARY, ArtifactError
 
 
 def sharded(toy_workspace, n: int = 2):
@@ -98,7 +98,7 @@ def test_a_shard_that_does_not_exist_names_the_count(toy_workspace):
 
 
 def test_a_worker_writing_for_a_holder_that_lost_the_run_writes_nothing(toy_workspace):
-    from score.lease import RunLocked
+    from score.store.lease import RunLocked
 
     ws = sharded(toy_workspace, 2)
     with pytest.raises(RunLocked, match="writes run 'toy' for elsewhere:1:gone, which no longer holds its lease"):

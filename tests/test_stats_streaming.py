@@ -18,18 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from score.artifacts import (
-    DIMENSION_STATS_SCHEMA,
-    MANIFEST,
-    SCORES_SCHEMA,
-    SOLVER_REWARDS_SCHEMA,
-    SUMMARY_SCHEMA,
-    ArtifactError,
-    Store,
-)
 from score.config import RunConfig, StoreConfig
-from score.harness import harness_for_round, seed_harness
-from score.manifest import Manifest
+from score.harness import seed_harness
+from score.history import harness_for_round
 from score.rewards import _corr, _std, correlation, detection_rate, group_std, ranks, solver_rewards, validity
 from score.rubrics import Rubric
 from score.runner import run_stage, stage_folder
@@ -41,6 +32,16 @@ from score.stages.evaluate.statistics import (
     round_statistics,
     stream_scores,
 )
+from score.store.layout import MANIFEST
+from score.store.manifest import Manifest
+from score.store.schemas import (
+    DIMENSION_STATS_SCHEMA,
+    SCORES_SCHEMA,
+    SOLVER_REWARDS_SCHEMA,
+    SUMMARY_SCHEMA,
+    ArtifactError,
+)
+from score.store.store import Store
 from tests.conftest import list_as_written
 
 # ---- the oracle: score/stages/evaluate.py's _rewards, _dimension_stats and _depth_change before streaming --------

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from score.artifacts import TRAIN_STEPS
-from score.layout import stage_dir
 from score.pipeline import STAGES, TRAIN
 from score.runner import run_stage
+from score.store.layout import stage_dir
+from score.store.schemas import TRAIN_STEPS
 from score.tracking import Tracking, _mlflow_key, numbers
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import bm25s
 
-from score.artifacts import file_sha256
 from score.search.base import Passage
 from score.search.corpus import read_corpus
+from score.store.store import file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ import json
 import logging
 from dataclasses import asdict
 
-from score.artifacts import CONTROLS, DECISIONS, DIMENSION_STATS, HARNESS, RUBRICS, SUMMARY
 from score.controller import propose
 from score.harness import Decision, DimensionStats, Harness, Proposal, RoundStats, evolve, to_rows
 from score.models.openai_client import ChatClient
 from score.pipeline import EvolveStats
 from score.runner import StageContext
+from score.store.schemas import CONTROLS, DECISIONS, DIMENSION_STATS, HARNESS, RUBRICS, SUMMARY
 
 log = logging.getLogger(__name__)
 

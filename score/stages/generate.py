@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass, replace
 
 from score.agent import AgentTrajectory, Budget, run_agents
-from score.artifacts import REPORTS, span_row
 from score.checkpoints import Policy
 from score.models import Backend, Sample, SamplingParams
 from score.pipeline import GenerateStats
@@ -30,6 +29,7 @@ from score.prompts import cited_sources, parse_plan, plan_parts, report_parts
 from score.queries import Query, round_queries
 from score.runner import StageContext
 from score.search.base import Passage
+from score.store.schemas import REPORTS, span_row
 from score.workspace import Workspace
 
 

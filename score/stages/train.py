@@ -44,7 +44,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from score.artifacts import (
+from score.config import TrainConfig
+from score.pipeline import TrainStats
+from score.runner import StageContext
+from score.store.schemas import (
     CITATIONS,
     EVALUATOR_REWARDS,
     EVIDENCE,
@@ -55,9 +58,6 @@ from score.artifacts import (
     TRAIN_SAMPLES,
     TRAIN_STEPS,
 )
-from score.config import TrainConfig
-from score.pipeline import TrainStats
-from score.runner import StageContext
 
 log = logging.getLogger(__name__)
 

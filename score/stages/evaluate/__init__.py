@@ -31,7 +31,17 @@ from collections import defaultdict
 from dataclasses import dataclass
 from itertools import groupby
 
-from score.artifacts import (
+from score.harness import Harness
+from score.models import Backend
+from score.pipeline import EvaluateStats
+from score.rubrics import Rubric
+from score.runner import StageContext
+from score.stages.evaluate.evidence import check_citations, check_evidence
+from score.stages.evaluate.judgements import judge_items
+from score.stages.evaluate.probes import corrupt
+from score.stages.evaluate.rubrics import rubric_of_row, write_rubrics
+from score.stages.evaluate.statistics import groups_from_rows, reward_judgements, round_statistics
+from score.store.schemas import (
     CITATIONS,
     DIMENSION_STATS,
     EVALUATOR_REWARDS,
@@ -45,16 +55,6 @@ from score.artifacts import (
     SUMMARY,
     Artifact,
 )
-from score.harness import Harness
-from score.models import Backend
-from score.pipeline import EvaluateStats
-from score.rubrics import Rubric
-from score.runner import StageContext
-from score.stages.evaluate.evidence import check_citations, check_evidence
-from score.stages.evaluate.judgements import judge_items
-from score.stages.evaluate.probes import corrupt
-from score.stages.evaluate.rubrics import rubric_of_row, write_rubrics
-from score.stages.evaluate.statistics import groups_from_rows, reward_judgements, round_statistics
 from score.workspace import Workspace
 
 

@@ -33,7 +33,6 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 
-from score.artifacts import span_row
 from score.corrupt import swap_entity
 from score.evidence import (
     VERDICTS,
@@ -48,10 +47,11 @@ from score.evidence import (
 )
 from score.harness import Harness
 from score.models import Backend, Sample, SamplingParams
+from score.pipeline import derive_seed
 from score.prompts import followup_messages, verdict_parts
 from score.rewards import SUPPORT, pair_credit
-from score.runner import derive_seed
 from score.scale import ScoreTokens
+from score.store.schemas import span_row
 from score.workspace import Workspace
 
 PASSAGES_PER_HOP = 2  # passages each search call returns (a re-check with more search takes one more)

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from score.artifacts import span_row
 from score.harness import Harness
 from score.models import Backend, Sample, SamplingParams
+from score.pipeline import derive_seed
 from score.progress import progress_bar
 from score.prompts import SCORE_AFTER_RATIONALE, judging_parts
 from score.rubrics import Rubric
-from score.runner import derive_seed
 from score.scale import ScoreTokens, parse_score, read_off, restricted_distribution, score_tokens
+from score.store.schemas import span_row
 from score.workspace import Workspace
 
 

@@ -3,11 +3,11 @@ default criterion and are scored in the shadow) and parsed robustly (score.rubri
 
 from __future__ import annotations
 
-from score.artifacts import span_row
 from score.harness import Harness
 from score.models import Backend, SamplingParams
 from score.prompts import RUBRIC_PREFILL, rubric_messages
 from score.rubrics import Rubric, parse_rubric
+from score.store.schemas import span_row
 from score.workspace import Workspace
 
 

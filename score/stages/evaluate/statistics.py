@@ -21,7 +21,6 @@ from statistics import NormalDist
 
 import pyarrow as pa
 
-from score.artifacts import SCORES, STREAM_BATCH_ROWS, ArtifactError, Store
 from score.harness import Harness
 from score.intervals import mean_interval, wilson
 from score.rewards import (
@@ -39,6 +38,8 @@ from score.rewards import (
     validity,
 )
 from score.rubrics import Rubric
+from score.store.schemas import SCORES, ArtifactError
+from score.store.store import STREAM_BATCH_ROWS, Store
 
 STATS_COLUMNS = ["query_id", "rubric_idx", "pass_idx", "trajectory_id", "probe_kind", "dimension", "score"]
 

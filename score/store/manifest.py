@@ -20,12 +20,14 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import pyarrow as pa
+
+from score.store.schemas import SCHEMAS
+
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import pyarrow as pa
-
-    from score.artifacts import Store
+    from score.store.store import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -115,10 +117,6 @@ class FolderWriter:
 
     def rows(self, name: str, rows: list[dict]) -> None:
         """Write `rows` as the artifact `name`, typed by its schema constant."""
-        import pyarrow as pa
-
-        from score.artifacts import SCHEMAS
-
         self.table(name, pa.Table.from_pylist(rows, schema=SCHEMAS[name]))
 
     def file(self, name: str, local: Path) -> None:

@@ -8,13 +8,15 @@
     RUN/benchmark/reports/base/reports.parquet      the reports a benchmark evaluation judged
     reports/RUN/                                     `score report` plots (a local folder, beside the checkout)
 
-File names inside a folder are the artifacts' own (`score.artifacts`); everything else is here.
+File names inside a folder are the artifacts' own (`score.store.schemas`); everything else is here.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+
+from score.store.schemas import ArtifactError
 
 MANIFEST = "_manifest.json"
 CHECKPOINT = "checkpoint"  # the train stage's subfolder holding the weights
@@ -84,8 +86,6 @@ def plots_dir(run: str, baseline: str | None = None) -> Path:
 
 def run_rounds(store, run: str) -> list[int]:
     """Round numbers that have a folder in `run`; raises, naming the runs there are, when the run does not exist."""
-    from score.artifacts import ArtifactError
-
     if not store.fs.exists(store.path(run)):
         known = store.list_runs()
         raise ArtifactError(f"run {run!r} not found in {store.url}; runs there: {', '.join(known) or '(none)'}")
