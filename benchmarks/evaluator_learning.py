@@ -48,7 +48,7 @@ from common import bench_args, write_record
 from evaluator_items import load_or_build
 
 from score.config import load_config
-from score.evidence import answer_tokens, parse_verdict, support_distribution
+from score.evaluator.claims import answer_tokens, parse_verdict, support_distribution
 from score.intervals import mean_interval, t_quantile
 from score.models import SamplingParams, resolve_model_path
 from score.models.transformers_backend import TransformersBackend

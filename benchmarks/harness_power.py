@@ -2,7 +2,7 @@
 
 For every rule: statistics simulated round after round at the config's sizes (queries per round, K reports per
 query, the probed and depth-probed shares, the corruption kinds in turn and the dimensions each damages, claims per
-report), reduced by the stage's own code (`score.stages.evaluate.statistics._dimension_stats`) and read by the real
+report), reduced by the stage's own code (`score.evaluator.statistics._dimension_stats`) and read by the real
 rules (`score.harness.evolve`, the harness state carried from round to round as in a campaign). Two worlds per rule:
 nothing changed (the null: a healthy dimension, a plain search, a judge that is not gamed) and a planted effect of
 stated size. Reported: the false-fire rate per rule per round under the null (goal <= 5%), and the power, the share
@@ -26,9 +26,9 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 
 from score.config import load_config
+from score.evaluator.statistics import _dimension_stats, _Pairs
 from score.harness import Alarm, Harness, RoundStats, evolve, seed_harness
 from score.intervals import mean_interval
-from score.stages.evaluate.statistics import _dimension_stats, _Pairs
 from score.stages.evolve import dimension_stats
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from score import solver
 from score.checkpoints import Policy, base_policy
 from score.config import load_config
 from score.history import policy_for_round
@@ -37,7 +38,6 @@ from score.pipeline import GENERATE, REWARDS_ARTIFACTS, REWARDS_SEAM, TRAIN, Rea
 from score.queries import round_queries
 from score.rewards import cited_overlaps, graded_precision, lexical_precision, research_reward, structure_reward
 from score.runner import StageContext, run_stage
-from score.stages import generate
 from score.store.schemas import REPORTS, SOLVER_REWARDS
 from score.workspace import Workspace
 
@@ -122,7 +122,7 @@ class Heldout:
 
 
 def heldout(ws: Workspace, policy: Policy, queries, seed: int, keep: Path | None = None) -> Heldout:
-    rows, _ = generate.research(ws, queries, policy, seed)
+    rows, _ = solver.research(ws, queries, policy, seed)
     if keep:  # the held-out reports, to read what the numbers count
         keep.parent.mkdir(parents=True, exist_ok=True)
         columns = ("query_id", "query", "sample_idx", "report", "finish_reason", "tool_calls", "sources")

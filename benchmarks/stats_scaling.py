@@ -98,8 +98,8 @@ def write_scores(root: str, n_rows: int) -> dict:
 def measure(root: str, n_rows: int, reader: str) -> dict:
     """Statistics and harness rules from the written file, by `reader` (stream | load); seconds and peak RSS."""
     from score.config import StoreConfig
+    from score.evaluator.statistics import groups_from_rows, round_statistics, stream_scores
     from score.harness import evolve
-    from score.stages.evaluate.statistics import groups_from_rows, round_statistics, stream_scores
     from score.stages.evolve import dimension_stats, round_stats
     from score.store.store import Store
 

@@ -45,7 +45,7 @@ from score.prompts import parse_race_scores, race_messages, race_parts
 from score.queries import Query, QueryFileError, read_rows
 from score.rewards import group_std
 from score.scale import digit_ids, expected_score
-from score.stages.generate import research
+from score.solver import research
 from score.store.layout import benchmark_dir, benchmark_reports_dir
 from score.store.manifest import FolderWriter, Manifest, Outcome, behind_manifest, fingerprint
 from score.store.schemas import BENCHMARK, JUDGEMENTS, REPORTS, TASK_SCORES, TASK_SPREAD, BenchmarkStats

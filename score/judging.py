@@ -23,12 +23,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from score.benchmark import BenchmarkError
+from score.evaluator import evaluate_reports
+from score.evaluator.statistics import cell_means, groups_from_rows, item_values
 from score.harness import Harness
 from score.history import harness_for_round, latest_or_base, resolve
 from score.pipeline import EVOLVE, derive_seed
 from score.queries import QueryFileError, read_rows
-from score.stages.evaluate import judge
-from score.stages.evaluate.statistics import cell_means, groups_from_rows, item_values
 from score.store.layout import finished_rounds
 from score.workspace import Workspace
 
@@ -52,7 +52,7 @@ def judge_reports(
     harness, _ = latest_harness(ws)
     rows = _report_rows(frame[query_column], frame[report_column])
     seed = derive_seed(ws.cfg.seed, 0, "judge")
-    judged = judge(
+    judged = evaluate_reports(
         ws,
         ws.backend(policy),
         rows,
@@ -96,7 +96,8 @@ def _check(frame: pd.DataFrame, query_column: str, report_column: str) -> None:
 
 
 def _report_rows(queries, reports) -> list[dict]:
-    """The rows as judge() takes them (shaped like reports.parquet); rows with the same query share its rubrics."""
+    """The rows as evaluate_reports() takes them (shaped like reports.parquet); rows of one query share its
+    rubrics."""
     rows, per_query = [], defaultdict(int)
     for i, (q, text) in enumerate(zip(queries, reports)):
         qid = hashlib.sha256(q.strip().encode()).hexdigest()[:12]

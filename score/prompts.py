@@ -157,7 +157,7 @@ FOLLOWUP_PREFILL = "Search query:"  # the evaluator's follow-up search query sta
 
 def followup_messages(claim: str, found: list[str]) -> list[Message]:
     """Asking the evaluator for one more search query for a claim, having seen the titles its search found: the
-    query it writes is a trained action (score.stages.evaluate.evidence)."""
+    query it writes is a trained action (score.evaluator.evidence)."""
     titles = "; ".join(found) or "nothing"
     return [
         Message("system", "You search an encyclopedia for evidence to check claims."),

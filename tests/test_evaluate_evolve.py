@@ -222,8 +222,8 @@ def test_controls_the_harness_raises_reach_the_next_rounds_prompts_and_search(to
 def test_a_cited_sentence_too_short_to_check_counts_as_unverified(toy_workspace):
     """A report citing only in short sentences cannot keep its citation precision: each short cited sentence is a
     citation row with no verdict written (not found), so precision counts it as unsupported."""
-    from score.stages.evaluate.evidence import check_citations
-    from score.stages.evaluate.statistics import citation_precision
+    from score.evaluator.evidence import check_citations
+    from score.evaluator.statistics import citation_precision
 
     ws = toy_workspace
     source = {"n": 1, "passage_id": "p1", "title": "Wind", "url": "", "text": "Wind power output doubled in 2021."}

@@ -9,9 +9,9 @@ import pytest
 
 from score.config import RewardConfig
 from score.corrupt import swap_entity
+from score.evaluator.statistics import reward_judgements
 from score.rewards import consistency, pair_credit, rubric_reward
 from score.scale import parse_score, read_off, score_tokens
-from score.stages.evaluate.statistics import reward_judgements
 
 RW = RewardConfig(consistency_null=0.2)
 
@@ -113,7 +113,7 @@ def test_pair_credit_only_on_the_dimensions_the_corruption_damages():
 
 def test_score_spread_and_detection_count_reports_not_copies():
     from score.config import RunConfig
-    from score.stages.evaluate.statistics import _Pairs, _Tallies, _tally_judgements
+    from score.evaluator.statistics import _Pairs, _Tallies, _tally_judgements
 
     rows = judged([[7, 7, 7, 7], [7, 7, 7, 7]], dim="citation_support")
     rows += [row("t0", p, "citation_support", 2, kind="strip_citations") for p in range(2)]
@@ -180,7 +180,7 @@ def test_the_toy_round_writes_rewarded_judgement_spans(toy_workspace):
 
 
 def test_a_tokenizer_without_a_distinct_first_token_per_answer_is_refused_with_the_fix():
-    from score.evidence import answer_tokens
+    from score.evaluator.claims import answer_tokens
 
     with pytest.raises(ValueError, match="a verdict needs a distinct first token per answer"):
         answer_tokens(lambda text: [7] + [ord(c) for c in text])  # every answer starts with the same token

@@ -112,7 +112,7 @@ def test_restricted_answers_are_only_answer_tokens_and_the_trainer_recomputes_th
     """Scores and verdicts drawn from their answer sets: 48 draws each write only answer tokens (never an
     unparsable one), and a first train step on them (shared-prefix packing, restricted log-softmax) has ratio 1."""
     from score.config import ModelConfig, TrainConfig
-    from score.evidence import answer_tokens, parse_verdict
+    from score.evaluator.claims import answer_tokens, parse_verdict
     from score.models import resolve_model_path
     from score.scale import parse_score, score_tokens
     from score.trainer import Trainer, TrainSample

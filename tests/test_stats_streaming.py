@@ -19,19 +19,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from score.config import RunConfig, StoreConfig
-from score.harness import seed_harness
-from score.history import harness_for_round
-from score.rewards import _corr, _std, correlation, detection_rate, group_std, ranks, solver_rewards, validity
-from score.rubrics import Rubric
-from score.runner import run_stage, stage_folder
-from score.stages import evaluate
-from score.stages.evaluate.statistics import (
+from score.evaluator.statistics import (
     STATS_COLUMNS,
     groups_from_batches,
     groups_from_rows,
     round_statistics,
     stream_scores,
 )
+from score.harness import seed_harness
+from score.history import harness_for_round
+from score.rewards import _corr, _std, correlation, detection_rate, group_std, ranks, solver_rewards, validity
+from score.rubrics import Rubric
+from score.runner import run_stage, stage_folder
+from score.stages import evaluate
 from score.store.layout import MANIFEST
 from score.store.manifest import Manifest
 from score.store.schemas import (
@@ -407,8 +407,8 @@ def test_the_stage_writes_what_the_oracle_computes_from_its_judged_rows(toy_work
     ws = toy_workspace
     ws.cfg.evaluate.probe_share = 0.5
     judged = []
-    real_judge = evaluate.judge
-    monkeypatch.setattr(evaluate, "judge", lambda *a, **k: judged.append(real_judge(*a, **k)) or judged[-1])
+    real_judge = evaluate.evaluate_reports
+    monkeypatch.setattr(evaluate, "evaluate_reports", lambda *a, **k: judged.append(real_judge(*a, **k)) or judged[-1])
     run_stage(ws, "generate-reports", 0)
     run_stage(ws, "self-evaluate", 0)
     (j,) = judged

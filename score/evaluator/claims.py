@@ -137,7 +137,7 @@ def answer_tokens(tokenize) -> ScoreTokens:
     if any(not i for i in ids) or len({i[0] for i in ids}) != len(ANSWERS):
         raise ValueError(
             f"the tokenizer's first tokens of {list(ANSWERS)} are {ids}: a verdict needs a distinct first token per "
-            "answer; use a model whose tokenizer tells them apart, or change score.evidence.ANSWERS"
+            "answer; use a model whose tokenizer tells them apart, or change score.evaluator.claims.ANSWERS"
         )
     return ScoreTokens(tuple(i[0] for i in ids), None)
 

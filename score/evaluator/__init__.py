@@ -1,4 +1,5 @@
-"""self-evaluate: the evaluator role (the same weights as the solver) judges the round's reports.
+"""The evaluator: the same weights as the solver, judging reports (the self-evaluate stage and `score judge`
+both evaluate through `evaluate_reports`).
 
 Per query: J rubrics sampled from the model over the harness's active dimensions (candidates get a default
 criterion and are judged in the shadow); corrupted copies of a `probe_share` of the reports; evidence checks
@@ -10,127 +11,38 @@ evaluator's per judgement (two-sided pair credit on original/copy pairs, gated c
 the solver's per report (from the score `evaluate.score_source` names), and the round's statistics, in one
 streaming pass (`round_statistics`).
 
-One module per phase: `rubrics.py` (1. J rubrics per query), `probes.py` (2. corrupted copies), `evidence.py`
-(3. claims checked against passages), `judgements.py` (4. every item on every criterion, per pass),
-`statistics.py` (5. rewards and the round's statistics, streaming); this module runs them in order.
-Its contract (what it reads, writes and may configure) is `score.pipeline.EVALUATE`.
+One module per phase: `rubrics.py` (1. J rubrics per query; the rubric format itself is `score.rubrics`),
+`probes.py` (2. corrupted copies), `evidence.py` (3. claims checked against passages; which claims and what is
+searched for them: `claims.py`), `judgements.py` (4. every item on every criterion, per pass), `statistics.py`
+(5. rewards and the round's statistics, streaming). `evaluate_reports` runs phases 1-4 in order; the
+self-evaluate stage (`score/stages/evaluate.py`, its contract `score.pipeline.EVALUATE`) runs phase 5.
 With `evaluate.rationale_tokens` > 0 a short reasoning is written (and trained) before every score; the CPU
 default writes the score alone (a rationale is a sampled span per judgement).
 
-Deliberately left out: which claims are checked (`score.evidence.pick_claims`: cited sentences first) and what
-is searched for them (`search_claim`) are still chosen by code, not written by the evaluator.
-
-Run alone: `score stage self-evaluate --round 0 [--force]` (needs the round's generate-reports).
+Deliberately left out: which claims are checked (`claims.pick_claims`: cited sentences first) and what is
+searched for them (`claims.search_claim`) are still chosen by code, not written by the evaluator.
 """
 
 from __future__ import annotations
 
 import random
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from itertools import groupby
 
+from score.evaluator.evidence import check_citations, check_evidence
+from score.evaluator.judgements import judge_items
+from score.evaluator.probes import corrupt
+from score.evaluator.rubrics import write_rubrics
+from score.evaluator.statistics import reward_judgements
 from score.harness import Harness
 from score.models import Backend
-from score.pipeline import EvaluateStats
 from score.rubrics import Rubric
-from score.runner import StageContext
-from score.stages.evaluate.evidence import check_citations, check_evidence
-from score.stages.evaluate.judgements import judge_items
-from score.stages.evaluate.probes import corrupt
-from score.stages.evaluate.rubrics import rubric_of_row, write_rubrics
-from score.stages.evaluate.statistics import groups_from_rows, reward_judgements, round_statistics
-from score.store.schemas import (
-    CITATIONS,
-    DIMENSION_STATS,
-    EVALUATOR_REWARDS,
-    EVIDENCE,
-    JUDGEMENT_SPANS,
-    PROBES,
-    REPORTS,
-    RUBRICS,
-    SCORES,
-    SOLVER_REWARDS,
-    SUMMARY,
-    Artifact,
-)
+from score.store.schemas import CITATIONS, EVIDENCE, JUDGEMENT_SPANS, PROBES, RUBRICS, SCORES, Artifact
 from score.workspace import Workspace
 
 
-def run(ctx: StageContext) -> EvaluateStats:
-    """The stage whole, or the closing step over its shards (`evaluate.shards` > 1: each judged its queries)."""
-    reports = ctx.read(REPORTS).to_pylist()
-    t0, shard_seconds = time.perf_counter(), 0.0
-    if ctx.shards > 1:
-        judged = _from_shards(ctx, reports)
-        shard_seconds = sum(m.seconds for m in ctx.shard_manifests())  # the work's, whatever ran at once
-    else:
-        judged = judge(ctx.ws, ctx.ws.backend(ctx.policy), reports, ctx.harness, ctx.seed, ctx.round)
-    # 5. rewards and statistics, one query at a time (the same pass reads a written scores.parquet: stream_scores);
-    # fed the judged rows, not the file, so rewards come from the float64 scores, not their float32 copies (a
-    # sharded stage's come from the shards' files: float32)
-    stats = round_statistics(
-        ctx.cfg,
-        ctx.round,
-        judged.by_query,
-        judged.rubrics,
-        groups_from_rows(judged.score_rows),
-        judged.evidence_rows,
-        ctx.harness,
-        judged.judgements_by_query(),
-        judged.citation_rows,
-    )
-    seconds = time.perf_counter() - t0 + shard_seconds
-    for artifact, rows in [
-        *judged.tables(),
-        (SOLVER_REWARDS, stats.solver_rows),
-        (EVALUATOR_REWARDS, stats.evaluator_rows),
-        (DIMENSION_STATS, stats.dimension_rows),
-        (SUMMARY, [stats.summary]),
-    ]:
-        ctx.write(artifact, rows)
-    numbers = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.summary.items() if k != "round"}
-    out = EvaluateStats(**numbers, seconds_per_report=round(seconds / max(len(reports), 1), 2))
-    return out
-
-
-def shard(ctx: StageContext) -> dict:
-    """Phases 1-4 for this shard's share of the round's queries (every n-th, in the reports' order)."""
-    reports = ctx.read(REPORTS).to_pylist()
-    mine = set(ctx.mine(list(dict.fromkeys(r["query_id"] for r in reports))))
-    reports = [r for r in reports if r["query_id"] in mine]
-    judged = judge(ctx.ws, ctx.ws.backend(ctx.policy), reports, ctx.harness, ctx.seed, ctx.round)
-    for artifact, rows in judged.tables():
-        ctx.write(artifact, rows)
-    return {"queries": len(mine), "reports": len(reports), "judgements": len(judged.judgement_rows)}
-
-
-def _from_shards(ctx: StageContext, reports: list[dict]) -> Judged:
-    """What the shards judged, as one Judged in the reports' query order (the order the statistics read)."""
-    by_query = _by_query(reports)
-    order = {q: i for i, q in enumerate(by_query)}
-
-    def rows(artifact) -> list[dict]:  # stable: each query's rows keep their order
-        return sorted(ctx.read_shards(artifact).to_pylist(), key=lambda r: order[r["query_id"]])
-
-    rubric_rows = rows(RUBRICS)
-    rubrics: dict[str, list[Rubric]] = {q: [] for q in by_query}
-    for r in sorted(rubric_rows, key=lambda r: (order[r["query_id"]], r["rubric_idx"])):
-        rubrics[r["query_id"]].append(rubric_of_row(r))
-    return Judged(
-        by_query,
-        rubrics,
-        rubric_rows,
-        rows(EVIDENCE),
-        rows(PROBES),
-        rows(SCORES),
-        rows(JUDGEMENT_SPANS),
-        rows(CITATIONS),
-    )
-
-
-def _by_query(reports: list[dict]) -> dict[str, list[dict]]:
+def group_by_query(reports: list[dict]) -> dict[str, list[dict]]:
     """Reports grouped by query, queries in first-seen order, each group by sample_idx."""
     by_query: dict[str, list[dict]] = defaultdict(list)
     for r in reports:
@@ -171,7 +83,7 @@ class Judged:
         return out
 
 
-def judge(
+def evaluate_reports(
     ws: Workspace,
     backend: Backend,
     reports: list[dict],
@@ -188,7 +100,7 @@ def judge(
     config's; `score judge` sets them to 0 and `siblings` off to score outside reports as they are (a row's
     score must not depend on the other rows of its file), and `citations` off (outside reports carry no sources)."""
     ev = ws.cfg.evaluate
-    by_query = _by_query(reports)
+    by_query = group_by_query(reports)
     rubrics, rubric_rows = write_rubrics(ws, backend, by_query, harness, seed, round_idx)  # 1. J rubrics per query
     rng = random.Random(seed)  # 2. and 3. draw from one stream, in this order
     share = ev.probe_share if probe_share is None else probe_share

@@ -1,11 +1,11 @@
-"""self-evaluate, phase 3: `search_depth` claims per report searched (score.evidence) and judged against the
+"""self-evaluate, phase 3: `search_depth` claims per report searched (score.evaluator.claims) and judged against the
 passages they cite and the passages found. A verdict is an action: the evaluator writes Yes / No / Unclear
 (sampled at `evaluate.judge_temperature`, stored as a span the train stage trains on), and beside every claim
 it judges an anchor: the same claim with an entity swapped (`score.corrupt.swap_entity`, never a `[n]`
 marker), against the same passages. Each verdict of the pair earns `score.rewards.pair_credit` against the other's
 restricted distribution (the anchor should get less support than the claim): a self-supervised reward that needs
 no gold label, without partner-draw noise. A verdict is drawn from the distribution restricted to the three
-answers (`score.evidence.answer_tokens`), so every verdict parses. Anchors are judged on the reports'
+answers (`score.evaluator.claims.answer_tokens`), so every verdict parses. Anchors are judged on the reports'
 own checks (a corrupted copy's claim may already be wrong); a claim with nothing to swap, or a check without an
 anchor, has its verdict recorded, not trained.
 
@@ -34,7 +34,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from score.corrupt import swap_entity
-from score.evidence import (
+from score.evaluator.claims import (
     VERDICTS,
     ClaimSearch,
     answer_tokens,
