@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 from score.config import load_config
 from score.evaluator.statistics import _dimension_stats, _Pairs
-from score.harness import Alarm, Harness, RoundStats, evolve, seed_harness
+from score.harness import Alarm, Harness, RoundSignals, evolve, seed_harness
 from score.intervals import mean_interval
 from score.stages.evolve import dimension_stats
 
@@ -95,7 +95,7 @@ def simulate_round(rng: random.Random, sizes: Sizes, harness: Harness, w: dict[s
     top = sum(rng.random() < rs.top_share for _ in range(valid))
     mean, low, high = mean_interval(changes) if len(changes) > 1 else (0.0, 0.0, 0.0)
     alarm = Alarm(rng.gauss(rs.in_loop, 0.03), rng.gauss(rs.heldout, rs.heldout_sd), rs.heldout_sd, (0, 1))
-    return stats, RoundStats(valid, top, len(changes), mean, max(low, -9), min(high, 9), (), alarm)
+    return stats, RoundSignals(valid, top, len(changes), mean, max(low, -9), min(high, 9), (), alarm)
 
 
 @dataclass

@@ -30,7 +30,7 @@ from flows.common import (
     writing,
 )
 from score import pipeline
-from score.inspect import stage_markdown
+from score.inspection import stage_markdown
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, TRAIN, StageName, StageSpec
 from score.progress import key_values
 from score.runner import run_shard, run_stage

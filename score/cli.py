@@ -424,7 +424,7 @@ def _run_name(run: str) -> str:
 def runs(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
     """List the runs in the config's store (a local folder or s3://...), with their rounds and progress."""
     try:
-        from score.inspect import list_runs_table
+        from score.inspection import list_runs_table
 
         store = _store(config, set_)
         elsewhere = "or point at another store with --set store.root=PATH (or -c CONFIG)"
@@ -452,7 +452,7 @@ def inspect(
     """Print what a round did: stages and their state, rewards per query, saturation, evaluator agreement and
     detection, harness decisions with reasons, train steps, and one sample report with its rubric and scores."""
     try:
-        from score.inspect import check_round, show_round
+        from score.inspection import check_round, show_round
         from score.pipeline import stage as stage_spec
 
         _run_name(run_name)

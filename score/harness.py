@@ -115,7 +115,7 @@ class Alarm:
 
 
 @dataclass(frozen=True)
-class RoundStats:
+class RoundSignals:
     """What the rules read about the round beyond per-dimension numbers."""
 
     valid_reports: int = 0  # fully valid solver reports (validity 1) ...
@@ -149,7 +149,7 @@ def seed_harness(cfg: HarnessConfig) -> Harness:
 def evolve(
     harness: Harness,
     stats: dict[str, DimensionStats],
-    round_stats: RoundStats,
+    round_stats: RoundSignals,
     rules: RulesConfig,
     round_idx: int,
     mode: Literal["rules", "static"] = "rules",
@@ -388,7 +388,7 @@ def _alarm(pool: _Pool, alarm: Alarm | None) -> None:
         pool.set_status(last.id, "candidate", "alarm", nums, f"{why}: back on probation, it was retired last")
 
 
-def _search_hops(pool: _Pool, rs: RoundStats) -> None:
+def _search_hops(pool: _Pool, rs: RoundSignals) -> None:
     """6. more search per claim when re-checking the same claims with more search surely moved their verdicts."""
     rules = pool.rules
     moved = rs.depth_low > rules.depth_change or rs.depth_high < -rules.depth_change
@@ -409,7 +409,7 @@ def _search_hops(pool: _Pool, rs: RoundStats) -> None:
         )
 
 
-def _strictness(pool: _Pool, rs: RoundStats) -> None:
+def _strictness(pool: _Pool, rs: RoundSignals) -> None:
     """7. stricter instructions when fully valid reports surely crowd the top of the reward."""
     rules = pool.rules
     low, high = wilson(rs.top_reports, rs.valid_reports, pool.z)
@@ -424,7 +424,7 @@ def _strictness(pool: _Pool, rs: RoundStats) -> None:
         )
 
 
-def _proposals(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundStats) -> None:
+def _proposals(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundSignals) -> None:
     """8. proposals, in order, at most rules.max_proposals of each kind per source, each through its gate: a new
     dimension becomes a candidate; a retirement or a control change passes only where the statistic its rule reads
     points that way (the point estimate: the rule itself needs the interval)."""
@@ -438,7 +438,7 @@ def _proposals(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundStats) ->
             taken[key] = taken.get(key, 0) + 1
 
 
-def _new_dimension(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundStats, p: Proposal) -> bool:
+def _new_dimension(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundSignals, p: Proposal) -> bool:
     dim_id = normalise_id(p.target)
     if not dim_id or dim_id in pool.dims or len(p.description) < 10:
         return False
@@ -451,7 +451,7 @@ def _new_dimension(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundStats
     return True
 
 
-def _retirement(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundStats, p: Proposal) -> bool:
+def _retirement(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundSignals, p: Proposal) -> bool:
     rules, d, s = pool.rules, pool.dims.get(normalise_id(p.target)), stats.get(normalise_id(p.target))
     if d is None or s is None or d.status != "active" or pool.n_active() <= rules.min_active:
         return False
@@ -476,7 +476,7 @@ def _retirement(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundStats, p
     return True
 
 
-def _control_change(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundStats, p: Proposal) -> bool:
+def _control_change(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundSignals, p: Proposal) -> bool:
     rules = pool.rules
     signs = {
         "strictness": rs.valid_reports > 0 and rs.top_reports / rs.valid_reports >= rules.crowded_share,

@@ -6,11 +6,11 @@ from dataclasses import replace
 import pytest
 
 from score.config import HarnessConfig, RulesConfig
-from score.harness import Alarm, DimensionStats, Proposal, RoundStats, evolve, from_rows, seed_harness, to_rows
+from score.harness import Alarm, DimensionStats, Proposal, RoundSignals, evolve, from_rows, seed_harness, to_rows
 from score.intervals import correlation_interval, wilson
 
 RULES = RulesConfig()
-QUIET = RoundStats()
+QUIET = RoundSignals()
 Z = 1.6448536269514722
 
 
@@ -208,7 +208,7 @@ def test_a_candidate_no_corruption_damages_is_admitted_on_spread_and_a_stuck_one
 
 def test_search_hops_rise_when_more_search_surely_moves_the_same_claims_verdicts():
     h = seed_harness(HarnessConfig())
-    moved = RoundStats(
+    moved = RoundSignals(
         depth_claims=RULES.min_depth_claims, depth_change=0.3, depth_low=RULES.depth_change + 0.01, depth_high=0.5
     )
     new, decisions = evolve(h, stats_for(h), moved, RULES, 0)
@@ -226,13 +226,13 @@ def test_strictness_rises_when_fully_valid_reports_surely_crowd_the_top_and_stop
     h = seed_harness(HarnessConfig())
     n = 10
     k = next(k for k in range(n + 1) if wilson(k, n, Z)[0] >= RULES.crowded_share)
-    new, decisions = evolve(h, stats_for(h), RoundStats(valid_reports=n, top_reports=k), RULES, 0)
+    new, decisions = evolve(h, stats_for(h), RoundSignals(valid_reports=n, top_reports=k), RULES, 0)
     assert new.controls.strictness == 1 and decisions[0].numbers["low"] >= RULES.crowded_share
-    assert evolve(h, stats_for(h), RoundStats(valid_reports=n, top_reports=k - 1), RULES, 0)[1] == []
-    few = RoundStats(valid_reports=RULES.min_reports - 1, top_reports=RULES.min_reports - 1)
+    assert evolve(h, stats_for(h), RoundSignals(valid_reports=n, top_reports=k - 1), RULES, 0)[1] == []
+    few = RoundSignals(valid_reports=RULES.min_reports - 1, top_reports=RULES.min_reports - 1)
     assert evolve(h, stats_for(h), few, RULES, 0)[1] == []
     capped = replace(h, controls=replace(h.controls, strictness=RULES.max_strictness))
-    assert evolve(capped, stats_for(capped), RoundStats(valid_reports=n, top_reports=n), RULES, 0)[1] == []
+    assert evolve(capped, stats_for(capped), RoundSignals(valid_reports=n, top_reports=n), RULES, 0)[1] == []
 
 
 # ---- the judge-hacking alarm -----------------------------------------------------------------------------------
@@ -241,7 +241,7 @@ def test_strictness_rises_when_fully_valid_reports_surely_crowd_the_top_and_stop
 def test_the_alarm_fires_when_the_in_loop_reward_rises_and_the_held_out_score_falls_beyond_its_spread():
     h = seed_harness(HarnessConfig())
     gone = evolve(h, stats_for(h, insight=healthy("insight", detected=0.0, probes=8)), QUIET, RULES, 0)[0]
-    hacked = RoundStats(alarm=Alarm(0.05, -0.05, 0.02, (0, 1)))
+    hacked = RoundSignals(alarm=Alarm(0.05, -0.05, 0.02, (0, 1)))
     new, decisions = evolve(gone, stats_for(gone), hacked, RULES, 1)
     assert [(d.rule, d.target) for d in decisions] == [
         ("alarm", "judge_hacking"),
@@ -250,7 +250,7 @@ def test_the_alarm_fires_when_the_in_loop_reward_rises_and_the_held_out_score_fa
     ]
     assert new.controls.strictness == 1 and statuses(new)["insight"] == "candidate"
     for calm in (Alarm(-0.01, -0.05, 0.02, (0, 1)), Alarm(0.05, -0.03, 0.02, (0, 1))):  # reward fell; within spread
-        assert evolve(gone, stats_for(gone), RoundStats(alarm=calm), RULES, 1)[1] == []
+        assert evolve(gone, stats_for(gone), RoundSignals(alarm=calm), RULES, 1)[1] == []
 
 
 # ---- proposals: a peer of the rules, capped per source ----------------------------------------------------------
@@ -264,7 +264,7 @@ def test_proposals_are_capped_per_source_so_neither_starves_the_other():
         Proposal("dimension", "Source Diversity", "uses several independent sources", "evaluator"),
         Proposal("dimension", "insight", "duplicate of a seed", "evaluator"),
     )
-    new, decisions = evolve(h, stats_for(h), RoundStats(proposals=proposals), RULES, 0)
+    new, decisions = evolve(h, stats_for(h), RoundSignals(proposals=proposals), RULES, 0)
     assert statuses(new)["timeliness"] == statuses(new)["source_diversity"] == "candidate"
     assert "depth_of_data" not in statuses(new) and [d.rule for d in decisions] == ["proposal", "proposal"]
 
@@ -272,20 +272,22 @@ def test_proposals_are_capped_per_source_so_neither_starves_the_other():
 def test_a_proposed_retirement_or_control_change_passes_only_where_its_statistic_points_that_way():
     h = seed_harness(HarnessConfig())
     retire = Proposal("retire", "insight", "it never separates reports", "llm controller")
-    assert evolve(h, stats_for(h), RoundStats(proposals=(retire,)), RULES, 0)[1] == []  # healthy: refused
+    assert evolve(h, stats_for(h), RoundSignals(proposals=(retire,)), RULES, 0)[1] == []  # healthy: refused
     near_top = stats_for(h, insight=healthy("insight", mean=9.0, spread=0.1))
-    new, decisions = evolve(h, near_top, RoundStats(proposals=(retire,)), RULES, 0)
+    new, decisions = evolve(h, near_top, RoundSignals(proposals=(retire,)), RULES, 0)
     assert statuses(new)["insight"] == "retired" and "saturated" in decisions[0].reason
     stricter = Proposal("control", "strictness", "scores bunch at the top", "llm controller")
-    assert evolve(h, stats_for(h), RoundStats(proposals=(stricter,)), RULES, 0)[1] == []
-    crowded = RoundStats(valid_reports=3, top_reports=2, proposals=(stricter,))  # too few for the rule, the gate agrees
+    assert evolve(h, stats_for(h), RoundSignals(proposals=(stricter,)), RULES, 0)[1] == []
+    crowded = RoundSignals(
+        valid_reports=3, top_reports=2, proposals=(stricter,)
+    )  # too few for the rule, the gate agrees
     assert evolve(h, stats_for(h), crowded, RULES, 0)[0].controls.strictness == 1
 
 
 def test_static_mode_changes_nothing_whatever_the_statistics():
     h = seed_harness(HarnessConfig())
     wild = {d.id: saturated(d.id, detected=0.0, probes=50, partners=(("insight", 1.0, 50),)) for d in h.dimensions}
-    storm = RoundStats(10, 10, 50, 0.9, 0.8, 1.0, (Proposal("dimension", "x_dim", "a brand new one", "evaluator"),))
+    storm = RoundSignals(10, 10, 50, 0.9, 0.8, 1.0, (Proposal("dimension", "x_dim", "a brand new one", "evaluator"),))
     new, decisions = evolve(h, wild, storm, RULES, 3, mode="static")
     assert new.dimensions == h.dimensions and new.controls == h.controls and new.version == 3
     assert [d.rule for d in decisions] == ["static"]

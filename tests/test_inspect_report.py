@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from score.inspect import check_round, list_runs_table, sample_report, show_round, stage_markdown
+from score.inspection import check_round, list_runs_table, sample_report, show_round, stage_markdown
 from score.pipeline import EVALUATE, STAGE_NAMES, STAGES
 from score.report import PLOTS, figure, load_series, write_report
 from score.runner import run_stage

@@ -250,7 +250,7 @@ def test_inspect_and_report_read_a_round_on_s3_like_a_local_one(s3: Bucket, toy_
     from conftest import ToyBackend
     from rich.console import Console
 
-    from score.inspect import check_round, list_runs_table, show_round
+    from score.inspection import check_round, list_runs_table, show_round
     from score.report import write_report
     from score.runner import run_stage
     from score.workspace import Workspace

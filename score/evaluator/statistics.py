@@ -91,7 +91,7 @@ def stream_scores(store: Store, folder: str, batch_rows: int = STREAM_BATCH_ROWS
 
 
 @dataclass
-class RoundStatistics:
+class RoundTables:
     """What self-evaluate computes from its scores: rewards per report and per rubric, dimension statistics, summary."""
 
     solver_rows: list[dict]
@@ -142,7 +142,7 @@ def round_statistics(
     harness: Harness,
     judgements: dict[str, list[dict]],
     citation_rows: list[dict] | None = None,
-) -> RoundStatistics:
+) -> RoundTables:
     """Rewards and statistics in one pass over per-query score groups (`groups_from_rows`, `stream_scores`).
 
     Queries are taken in `by_query` order, and each group is reduced and dropped before the next is read: across
@@ -186,7 +186,7 @@ def round_statistics(
         "citation_precision": sum(precision.values()) / len(precision) if precision else 0.0,
         "citation_claims": len(citation_rows or []),
     }
-    return RoundStatistics(t.solver_rows, t.evaluator_rows, dim_rows, summary)
+    return RoundTables(t.solver_rows, t.evaluator_rows, dim_rows, summary)
 
 
 def _solver_rewards(

@@ -22,7 +22,7 @@ import logging
 from dataclasses import asdict
 
 from score.controller import propose
-from score.harness import Decision, DimensionStats, Harness, Proposal, RoundStats, evolve, to_rows
+from score.harness import Decision, DimensionStats, Harness, Proposal, RoundSignals, evolve, to_rows
 from score.models.openai_client import ChatClient
 from score.pipeline import EvolveStats
 from score.runner import StageContext
@@ -68,10 +68,10 @@ def dimension_stats(row: dict) -> DimensionStats:
     return DimensionStats(row["dimension"], *(row[f] for f in fields), partners)
 
 
-def round_stats(summary: dict, proposals: tuple[Proposal, ...], alarm) -> RoundStats:
+def round_stats(summary: dict, proposals: tuple[Proposal, ...], alarm) -> RoundSignals:
     """A summary.parquet row, the round's proposals and the alarm's inputs as the rules read them."""
     valid = summary["valid_reports"]
-    return RoundStats(
+    return RoundSignals(
         valid_reports=valid,
         top_reports=round(summary["top_share"] * valid),
         depth_claims=summary["depth_claims"],
