@@ -26,7 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 
 from score.config import load_config
-from score.evaluator.statistics import _dimension_stats, _Pairs
+from score.evaluator.statistics import _dimension_stats, _Pairs, _PerDimension
 from score.harness import Alarm, Harness, RoundSignals, evolve, seed_harness
 from score.intervals import mean_interval
 from score.stages.evolve import dimension_stats
@@ -85,9 +85,8 @@ def simulate_round(rng: random.Random, sizes: Sizes, harness: Harness, w: dict[s
             if d in dims:
                 hit = rng.random() < w.get(d, World()).detect
                 probe_pairs[d].add([(1.0, 0.0) if hit else (0.0, 1.0)])
-    rows = _dimension_stats(
-        0, by_query, per_report, probe_pairs, sorted(dims), harness, sizes.damaged, sizes.confidence
-    )
+    measured = _PerDimension(per_report, probe_pairs, set(dims))
+    rows = _dimension_stats(0, by_query, measured, harness, sizes.damaged, sizes.confidence)
     stats = {r["dimension"]: dimension_stats(r) for r in rows}
     deep = [t for t in reports if rng.random() < sizes.depth_probe_share]
     changes = [rng.gauss(rs.depth_shift, rs.claim_sd) for _ in deep for _ in range(sizes.claims)]

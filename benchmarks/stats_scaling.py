@@ -98,6 +98,7 @@ def write_scores(root: str, n_rows: int) -> dict:
 def measure(root: str, n_rows: int, reader: str) -> dict:
     """Statistics and harness rules from the written file, by `reader` (stream | load); seconds and peak RSS."""
     from score.config import StoreConfig
+    from score.evaluator import Judged
     from score.evaluator.statistics import groups_from_rows, round_statistics, stream_scores
     from score.harness import evolve
     from score.stages.evolve import dimension_stats, round_stats
@@ -113,7 +114,7 @@ def measure(root: str, n_rows: int, reader: str) -> dict:
     else:
         groups = groups_from_rows(store.read_table(FOLDER, "scores.parquet").to_pylist())
     t_read = time.perf_counter() - t0
-    stats = round_statistics(cfg, 0, by_query, rubrics, groups, [], harness, {})
+    stats = round_statistics(cfg, 0, Judged(by_query, rubrics, [], [], [], [], [], []), groups, harness)
     t_stats = time.perf_counter() - t0 - t_read
     t0 = time.perf_counter()
     dims = {r["dimension"]: dimension_stats(r) for r in stats.dimension_rows}

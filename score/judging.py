@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from score.benchmark import BenchmarkError
-from score.evaluator import evaluate_reports
+from score.evaluator import Evaluation, evaluate_reports
 from score.evaluator.statistics import cell_means, groups_from_rows, item_values
 from score.harness import Harness
 from score.history import harness_for_round, latest_or_base, resolve
@@ -52,17 +52,7 @@ def judge_reports(
     harness, _ = latest_harness(ws)
     rows = _report_rows(frame[query_column], frame[report_column])
     seed = derive_seed(ws.cfg.seed, 0, "judge")
-    judged = evaluate_reports(
-        ws,
-        ws.backend(policy),
-        rows,
-        harness,
-        seed,
-        probe_share=0.0,
-        depth_probe_share=0.0,
-        siblings=False,
-        citations=False,
-    )
+    judged = evaluate_reports(Evaluation(ws, ws.backend(policy), harness, seed, outside=True), rows)
     overall, per_dim, criteria = _per_row(judged, rows, ws.cfg.evaluate.passes)
     out = frame.copy()
     ids = [r["trajectory_id"] for r in rows]

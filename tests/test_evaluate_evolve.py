@@ -222,14 +222,16 @@ def test_controls_the_harness_raises_reach_the_next_rounds_prompts_and_search(to
 def test_a_cited_sentence_too_short_to_check_counts_as_unverified(toy_workspace):
     """A report citing only in short sentences cannot keep its citation precision: each short cited sentence is a
     citation row with no verdict written (not found), so precision counts it as unsupported."""
+    from score.evaluator import Evaluation
     from score.evaluator.evidence import check_citations
     from score.evaluator.statistics import citation_precision
+    from score.harness import seed_harness
 
     ws = toy_workspace
     source = {"n": 1, "passage_id": "p1", "title": "Wind", "url": "", "text": "Wind power output doubled in 2021."}
     report = {"query_id": "q", "query": "wind?", "trajectory_id": "t", "sources": [source],
               "report": "Wind power output doubled in 2021 across many regions [1]. Wind grew [1]."}  # fmt: skip
-    rows = check_citations(ws, ws.backend(), [report], 0, 0)
+    rows = check_citations(Evaluation(ws, ws.backend(), seed_harness(ws.cfg.harness), 0), [report])
     short = [r for r in rows if r["claim"] == "Wind grew [1]."]
     assert len(rows) == 2 and len(short) == 1 and short[0]["verdict"] == "not_found" and short[0]["span"] is None
     assert citation_precision(rows) == {"t": 0.5}  # the long claim is supported by the toy, the short one is not

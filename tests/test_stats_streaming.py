@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from score.config import RunConfig, StoreConfig
+from score.evaluator import Judged
 from score.evaluator.statistics import (
     STATS_COLUMNS,
     groups_from_batches,
@@ -340,13 +341,18 @@ def finished_scores(tmp_path, rows) -> Store:
     return store
 
 
+def _judged(by_query, rubrics, evidence) -> Judged:
+    """What round_statistics reads of a judged round, without judgements or citations."""
+    return Judged(by_query, rubrics, [], evidence, [], [], [], [])
+
+
 # ---- tests -------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_streaming_statistics_equal_the_load_everything_oracle(seed):
     cfg, harness, by_query, rubrics, rows, evidence = synthetic_round(seed=seed)
-    stats = round_statistics(cfg, 0, by_query, rubrics, groups_from_rows(rows), evidence, harness, {})
+    stats = round_statistics(cfg, 0, _judged(by_query, rubrics, evidence), groups_from_rows(rows), harness)
     assert_same(stats, oracle_rewards(_WS(cfg), 0, by_query, rubrics, rows, evidence, harness))
     probed = {d["dimension"] for d in stats.dimension_rows if d["probes"]}  # probes paired, on mapped dimensions only
     assert probed and probed <= {"comprehensiveness", "insight", "citation_support"}
@@ -358,11 +364,11 @@ def test_statistics_streamed_from_the_file_equal_the_oracle_on_the_files_rows(tm
     cfg, harness, by_query, rubrics, rows, evidence = synthetic_round()
     store = finished_scores(tmp_path, rows)
     stats = round_statistics(
-        cfg, 0, by_query, rubrics, stream_scores(store, "r/evaluate", batch_rows=batch_rows), evidence, harness, {}
+        cfg, 0, _judged(by_query, rubrics, evidence), stream_scores(store, "r/evaluate", batch_rows=batch_rows), harness
     )
     file_rows = store.read_table("r/evaluate", "scores.parquet").to_pylist()  # float32 scores, as the file holds them
     assert_same(stats, oracle_rewards(_WS(cfg), 0, by_query, rubrics, file_rows, evidence, harness))
-    in_memory = round_statistics(cfg, 0, by_query, rubrics, groups_from_rows(file_rows), evidence, harness, {})
+    in_memory = round_statistics(cfg, 0, _judged(by_query, rubrics, evidence), groups_from_rows(file_rows), harness)
     assert (stats.solver_rows, stats.evaluator_rows, stats.dimension_rows, stats.summary) == (
         in_memory.solver_rows,
         in_memory.evaluator_rows,
@@ -400,7 +406,7 @@ def test_rows_out_of_query_order_are_refused():
     first = rows[0]["query_id"]
     shuffled = [r for r in rows if r["query_id"] != first] + [r for r in rows if r["query_id"] == first]
     with pytest.raises(ArtifactError, match=f"query '{first}' come out of order"):
-        round_statistics(cfg, 0, by_query, rubrics, groups_from_rows(shuffled), evidence, harness, {})
+        round_statistics(cfg, 0, _judged(by_query, rubrics, evidence), groups_from_rows(shuffled), harness)
 
 
 def test_the_stage_writes_what_the_oracle_computes_from_its_judged_rows(toy_workspace, monkeypatch):
@@ -495,7 +501,7 @@ def test_iter_batches_streams_from_s3(tmp_path, monkeypatch):
             "r/evaluate", Manifest(stage="self-evaluate", fingerprint="f", files={"scores.parquet": info})
         )
         stats = round_statistics(
-            cfg, 0, by_query, rubrics, stream_scores(store, "r/evaluate", batch_rows=50), evidence, harness, {}
+            cfg, 0, _judged(by_query, rubrics, evidence), stream_scores(store, "r/evaluate", batch_rows=50), harness
         )
         file_rows = store.read_table("r/evaluate", "scores.parquet").to_pylist()
         s3fs.S3FileSystem.clear_instance_cache()

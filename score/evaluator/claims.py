@@ -61,22 +61,25 @@ def short_cited(report: str, min_chars: int) -> list[tuple[str, list[int]]]:
     return [(s, [int(n) for n in _CITE.findall(s)]) for s in short]
 
 
+@dataclass(frozen=True)
+class Hops:
+    """How a claim is searched: `calls` search calls (`hop_queries`), then the `extra` queries (a follow-up query
+    the evaluator wrote), `passages` passages each."""
+
+    calls: int
+    passages: int = 2
+    extra: tuple[str, ...] = ()
+
+
 def search_claim(
-    search: SearchBackend,
-    claim: str,
-    cited: list[int],
-    source_titles: dict[int, str],
-    query: str,
-    hops: int,
-    k: int = 2,
-    extra: tuple[str, ...] = (),
+    search: SearchBackend, claim: str, cited: list[int], source_titles: dict[int, str], query: str, hops: Hops
 ) -> ClaimSearch:
-    """`hops` search calls for one claim (`hop_queries`), then the `extra` ones (a follow-up query the evaluator
-    wrote), `k` passages each, kept in order, each passage once."""
-    queries = list(dict.fromkeys(hop_queries(claim, cited, source_titles, query)[:hops] + [q for q in extra if q]))
+    """The claim's search calls, as `hops` says; passages kept in order, each once."""
+    planned = hop_queries(claim, cited, source_titles, query)[: hops.calls]
+    queries = list(dict.fromkeys(planned + [q for q in hops.extra if q]))
     passages: dict[str, Passage] = {}
     for q in queries:
-        for p in _found(search, q, k):
+        for p in _found(search, q, hops.passages):
             passages.setdefault(p.id, p)
     return ClaimSearch(claim, cited, queries, list(passages.values()))
 

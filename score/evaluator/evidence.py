@@ -1,4 +1,4 @@
-"""self-evaluate, phase 3: `search_depth` claims per report searched (score.evaluator.claims) and judged against the
+"""The evaluator, phase 3: `search_depth` claims per report searched (score.evaluator.claims) and judged against the
 passages they cite and the passages found. A verdict is an action: the evaluator writes Yes / No / Unclear
 (sampled at `evaluate.judge_temperature`, stored as a span the train stage trains on), and beside every claim
 it judges an anchor: the same claim with an entity swapped (`score.corrupt.swap_entity`, never a `[n]`
@@ -34,10 +34,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from score.corrupt import swap_entity
+from score.evaluator.base import Evaluation
 from score.evaluator.claims import (
     VERDICTS,
     ClaimSearch,
-    answer_tokens,
+    Hops,
     parse_verdict,
     pick_claims,
     search_claim,
@@ -45,14 +46,11 @@ from score.evaluator.claims import (
     shown_passages,
     support_distribution,
 )
-from score.harness import Harness
 from score.models import Backend, Sample, SamplingParams
 from score.pipeline import derive_seed
 from score.prompts import followup_messages, verdict_parts
 from score.rewards import SUPPORT, pair_credit
-from score.scale import ScoreTokens
 from score.store.schemas import span_row
-from score.workspace import Workspace
 
 PASSAGES_PER_HOP = 2  # passages each search call returns (a re-check with more search takes one more)
 FOLLOWUP_TOKENS = 16  # the longest follow-up search query the evaluator writes
@@ -94,49 +92,25 @@ def _followups(backend: Backend, checks: list[Check], temperature: float, seed: 
 
 
 def check_evidence(
-    ws: Workspace,
-    backend: Backend,
-    reports: list[dict],
-    harness: Harness,
-    rng: random.Random,
-    depth_probe_share: float,
-    round_idx: int,
-    seed: int = 0,
+    e: Evaluation, reports: list[dict], rng: random.Random, depth_probe_share: float
 ) -> tuple[list[dict], dict[tuple[str, str], list[str]]]:
     """3. `search_depth` claims per report searched (`search_hops` calls each) and judged Yes / No / Unclear; on a
     share of the reports the same claims are re-checked with more search (a passage more per hop, and a follow-up
     query the evaluator writes), for the search_hops rule: the evidence rows, and per (trajectory, probe kind) the
     lines shown to the evaluator when it scores. `reports` may hold corrupted copies (rows with a non-empty
     `probe_kind`, `report` the copy's text)."""
-    ev, ctl = ws.cfg.evaluate, harness.controls
     originals = [r for r in reports if not r.get("probe_kind")]
     deeper_ids = {r["trajectory_id"] for r in originals if rng.random() < depth_probe_share}
-    checks = []
-    for r in reports:
-        for i, (claim, cited) in enumerate(pick_claims(r["report"], ctl.search_depth, ev.claim_min_chars)):
-            search = search_claim(ws.search, claim, cited, _titles(r), r["query"], ctl.search_hops, PASSAGES_PER_HOP)
-            checks.append(Check(r, False, i, search))
-    probed = [c for c in checks if c.report["trajectory_id"] in deeper_ids and not c.report.get("probe_kind")]
-    for c, (query, span) in zip(probed, _followups(backend, probed, ev.judge_temperature, seed)):
-        cs = c.search  # the same claim, searched more: a passage more per hop, and the evaluator's own query
-        search = search_claim(
-            ws.search,
-            cs.claim,
-            cs.cited,
-            _titles(c.report),
-            c.report["query"],
-            ctl.search_hops,
-            PASSAGES_PER_HOP + 1,
-            extra=(query,),
-        )
-        checks.append(Check(c.report, True, c.claim_idx, search, query, span))
-    answers = answer_tokens(backend.tokenize)  # each answer's first token, in VERDICTS order
-    prior = _prior(backend, list(answers.candidates))
+    checks = _first_checks(e, reports)  # a copy shares its original's trajectory id: only originals go deeper
+    checks += _deeper_checks(
+        e, [c for c in checks if c.report["trajectory_id"] in deeper_ids and not c.report.get("probe_kind")]
+    )
+    prior = _prior(e.backend, list(e.answer_tokens.candidates))
     rows, text = [], defaultdict(list)
     for c in checks:
-        verdict_columns, shown = _verdicts(ws, backend, c, answers, prior, seed)
+        verdict_columns, shown = _verdicts(e, c, prior)
         row = {
-            "round": round_idx,
+            "round": e.round_idx,
             "query_id": c.report["query_id"],
             "trajectory_id": c.report["trajectory_id"],
             "probe_kind": c.report.get("probe_kind", ""),
@@ -157,24 +131,46 @@ def check_evidence(
     return rows, text
 
 
-def check_citations(ws: Workspace, backend: Backend, reports: list[dict], round_idx: int, seed: int) -> list[dict]:
+def _first_checks(e: Evaluation, reports: list[dict]) -> list[Check]:
+    """Each report's `search_depth` claims, each searched with `search_hops` calls."""
+    ev, ctl = e.ws.cfg.evaluate, e.harness.controls
+    checks = []
+    for r in reports:
+        for i, (claim, cited) in enumerate(pick_claims(r["report"], ctl.search_depth, ev.claim_min_chars)):
+            hops = Hops(ctl.search_hops, PASSAGES_PER_HOP)
+            checks.append(Check(r, False, i, search_claim(e.ws.search, claim, cited, _titles(r), r["query"], hops)))
+    return checks
+
+
+def _deeper_checks(e: Evaluation, chosen: list[Check]) -> list[Check]:
+    """The same claims of the chosen reports (not their copies) searched more: a passage more per hop, and a
+    follow-up query the evaluator writes."""
+    probed = [c for c in chosen if not c.report.get("probe_kind")]
+    out = []
+    for c, (query, span) in zip(probed, _followups(e.backend, probed, e.ws.cfg.evaluate.judge_temperature, e.seed)):
+        cs, hops = c.search, Hops(e.harness.controls.search_hops, PASSAGES_PER_HOP + 1, (query,))
+        search = search_claim(e.ws.search, cs.claim, cs.cited, _titles(c.report), c.report["query"], hops)
+        out.append(Check(c.report, True, c.claim_idx, search, query, span))
+    return out
+
+
+def check_citations(e: Evaluation, reports: list[dict]) -> list[dict]:
     """Each report's first `evaluate.citation_claims` cited sentences, each judged Yes / No / Unclear against the
     passages it cites and nothing else (a citation to a source the report does not have shows nothing: not found),
     with its anchor beside it as every verdict has; and every cited sentence shorter than
     `evaluate.claim_min_chars`, unverified (not found, no verdict written): too short to check is not supported,
     so a report cannot keep its precision by citing only in short sentences. The rows of citations.parquet."""
-    ev = ws.cfg.evaluate
+    ev = e.ws.cfg.evaluate
     if not ev.citation_claims:
         return []
-    answers = answer_tokens(backend.tokenize)
-    prior = _prior(backend, list(answers.candidates))
+    prior = _prior(e.backend, list(e.answer_tokens.candidates))
     rows = []
     for r in reports:
         claims = [(c, cited) for c, cited in pick_claims(r["report"], ev.citation_claims, ev.claim_min_chars) if cited]
-        ids = {"round": round_idx, "query_id": r["query_id"], "trajectory_id": r["trajectory_id"]}
+        ids = {"round": e.round_idx, "query_id": r["query_id"], "trajectory_id": r["trajectory_id"]}
         for i, (claim, cited) in enumerate(claims):
             check = Check(r, False, i, ClaimSearch(claim, cited, [], []))  # no search: the cited passages alone
-            columns, _ = _verdicts(ws, backend, check, answers, prior, seed, "citation")
+            columns, _ = _verdicts(e, check, prior, "citation")
             rows.append(ids | {"claim_idx": i, "claim": claim, "cited": cited} | columns)
         for i, (claim, cited) in enumerate(short_cited(r["report"], ev.claim_min_chars), start=len(claims)):
             rows.append(ids | {"claim_idx": i, "claim": claim, "cited": cited} | _unverified([]))
@@ -196,18 +192,12 @@ def _followup_rewards(rows: list[dict]) -> None:
 
 
 def _verdicts(
-    ws: Workspace,
-    backend: Backend,
-    c: Check,
-    answers: ScoreTokens,
-    prior: tuple[float, ...],
-    seed: int,
-    kind: str = "evidence",
+    e: Evaluation, c: Check, prior: tuple[float, ...], kind: str = "evidence"
 ) -> tuple[dict, list[tuple[str, str, str]]]:
     """The evidence row's verdict columns for one check (what was shown, what the evaluator wrote on the claim and
     on its anchor, the calibrated read-off, the verdict the round uses, the pair's rewards), and the passages
     shown as (id, label, text)."""
-    ev = ws.cfg.evaluate
+    ev, backend, seed = e.ws.cfg.evaluate, e.backend, e.seed
     shown = shown_passages(c.search, c.report["sources"], ev.passage_chars, ev.cited_passages)
     if not shown:
         return _unverified([]), shown
@@ -219,7 +209,7 @@ def _verdicts(
     where = f"{c.report['trajectory_id']}/{c.report.get('probe_kind', '')}/{c.deeper}/{c.claim_idx}"
     where += "" if kind == "evidence" else f"/{kind}"  # evidence keeps the seeds it always had
     params = SamplingParams(temperature=ev.judge_temperature, seed=derive_seed(seed, 0, where))
-    written = backend.write_scores(prefix, suffixes, answers, params)
+    written = backend.write_scores(prefix, suffixes, e.answer_tokens, params)
     spans, parsed = [], []
     for suffix, w in zip(suffixes, written):
         sample = Sample(backend.decode(w.token_ids), w.token_ids, w.logprobs, "stop", choices=w.choices)
@@ -230,7 +220,7 @@ def _verdicts(
     used = parsed[0] if ev.verdict_source == "written" and parsed[0] else calibrated
     out |= {"span": spans[0], "written": parsed[0], "p_yes": p[0], "p_no": p[1], "p_unclear": p[2], "verdict": used}
     if len(claims) == 2:
-        low = ws.cfg.reward.unparsable_judgement
+        low = e.ws.cfg.reward.unparsable_judgement
         out |= {"anchor_claim": anchor, "anchor_span": spans[1], "anchor_written": parsed[1]}
         out |= {"separation": p[0] - _calibrate(_softmax(written[1].first), prior)[0]}
         out |= {"reward": low, "anchor_reward": low}

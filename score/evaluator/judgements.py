@@ -1,4 +1,4 @@
-"""self-evaluate, phase 4: the evaluator writes a score for every item (report or corrupted copy) on every
+"""The evaluator, phase 4: the evaluator writes a score for every item (report or corrupted copy) on every
 distinct criterion of its query's rubrics, in `evaluate.passes` passes. A judgement is an action: its score
 tokens are sampled from the model at `evaluate.judge_temperature` and stored as a span (the exact prefix and
 prompt, the token ids, their log-probs under the distribution they came from), so the train stage can train
@@ -27,13 +27,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from score.harness import Harness
+from score.evaluator.base import Evaluation
 from score.models import Backend, Sample, SamplingParams
 from score.pipeline import derive_seed
 from score.progress import progress_bar
 from score.prompts import SCORE_AFTER_RATIONALE, judging_parts
 from score.rubrics import Rubric
-from score.scale import ScoreTokens, parse_score, read_off, restricted_distribution, score_tokens
+from score.scale import parse_score, read_off, restricted_distribution
 from score.store.schemas import span_row
 from score.workspace import Workspace
 
@@ -50,79 +50,64 @@ class Item:
 
 
 def judge_items(
-    ws: Workspace,
-    backend: Backend,
+    e: Evaluation,
     by_query: dict[str, list[dict]],
     rubrics: dict[str, list[Rubric]],
     probes_of: dict[str, list[tuple[str, str, str]]],
     evidence_text: dict[tuple[str, str], list[str]],
-    harness: Harness,
-    seed: int,
-    round_idx: int,
-    siblings: bool = True,
 ) -> tuple[list[dict], list[dict]]:
     """4. every item x every distinct criterion x m passes: the judgement rows (one per written score) and the
-    score rows (one per rubric holding the criterion). Without `siblings` no sibling report is shown."""
-    tokens = score_tokens(backend.tokenize)
+    score rows (one per rubric holding the criterion). Outside a round no sibling report is shown."""
     judgements: list[dict] = []
     scores: list[dict] = []
     n_items = sum(len(g) + len(probes_of[q]) for q, g in by_query.items())
-    with progress_bar(total=n_items, desc=f"round {round_idx} judging", unit="report", leave=False) as bar:
+    with progress_bar(total=n_items, desc=f"round {e.round_idx} judging", unit="report", leave=False) as bar:
         for q, group in by_query.items():
             items = [Item(q, r["query"], r["trajectory_id"], "", r["report"]) for r in group]
             items += [Item(q, group[0]["query"], tid, kind, text) for tid, kind, text in probes_of[q]]
             criteria = list(dict.fromkeys((d, c) for rub in rubrics[q] for d, cs in rub.criteria.items() for c in cs))
             for item in items:
-                for p in range(ws.cfg.evaluate.passes):
-                    rows = _judge_pass(
-                        ws,
-                        backend,
-                        tokens,
-                        item,
-                        p,
-                        group if siblings else [],
-                        criteria,
-                        evidence_text,
-                        harness,
-                        _seed(seed, p, item),
+                for p in range(e.ws.cfg.evaluate.passes):
+                    shown = _Shown(
+                        _sibling([] if e.outside else group, item.trajectory_id, p),
+                        _rotated(evidence_text.get((item.trajectory_id, item.kind), []), p),
                     )
+                    rows = _judge_pass(e, item, p, criteria, shown)
                     for row in rows:
-                        row["round"] = round_idx
-                        scores += _score_rows(ws, row, rubrics[q])
+                        scores += _score_rows(e.ws, row, rubrics[q])
                     judgements += rows
                 bar.update(1)
     return judgements, scores
 
 
-def _judge_pass(
-    ws: Workspace,
-    backend: Backend,
-    tokens: ScoreTokens,
-    item: Item,
-    p: int,
-    group: list[dict],
-    criteria: list[tuple[str, str]],
-    evidence_text: dict[tuple[str, str], list[str]],
-    harness: Harness,
-    seed: int,
-) -> list[dict]:
+@dataclass(frozen=True)
+class _Shown:
+    """What a pass shows beside the judged item: a sibling report (or none) and the evidence lines, in its order."""
+
+    sibling: dict | None
+    evidence: list[str]
+
+
+def _rotated(lines: list[str], p: int) -> list[str]:
+    """The evidence lines pass p shows: rotated by p, so the passes differ in order."""
+    return lines[p % len(lines) :] + lines[: p % len(lines)] if lines else []
+
+
+def _judge_pass(e: Evaluation, item: Item, p: int, criteria: list[tuple[str, str]], shown: _Shown) -> list[dict]:
     """One item in pass p on every criterion: one judgement row per criterion."""
-    ev = ws.cfg.evaluate
-    sibling = _sibling(group, item.trajectory_id, p)
-    lines = evidence_text.get((item.trajectory_id, item.kind), [])
-    lines = lines[p % len(lines) :] + lines[: p % len(lines)] if lines else []
+    ev, backend, tokens, sibling = e.ws.cfg.evaluate, e.backend, e.score_tokens, shown.sibling
     report = item.text if ev.report_chars is None else item.text[: ev.report_chars]
     prefix, suffixes = judging_parts(
         backend.render,
         item.query,
         report,
         sibling["report"][: ev.sibling_chars] if sibling and ev.sibling_chars else "",
-        "\n".join(lines) or "(no claim checked)",
+        "\n".join(shown.evidence) or "(no claim checked)",
         criteria,
-        harness.controls.strictness,
+        e.harness.controls.strictness,
         rationale=ev.rationale_tokens > 0,
     )
-    params = SamplingParams(temperature=ev.judge_temperature, seed=seed)
+    params = SamplingParams(temperature=ev.judge_temperature, seed=_seed(e.seed, p, item))
     rationales = _rationales(backend, prefix, suffixes, ev.rationale_tokens, params)
     asks = [s + r.text + SCORE_AFTER_RATIONALE if r else s for s, r in zip(suffixes, rationales)]
     written = backend.write_scores(prefix, asks, tokens, params)
@@ -132,6 +117,7 @@ def _judge_pass(
         sample = Sample(text, w.token_ids, w.logprobs, "stop", choices=w.choices)
         rows.append(
             {
+                "round": e.round_idx,
                 "query_id": item.query_id,
                 "trajectory_id": item.trajectory_id,
                 "probe_kind": item.kind,

@@ -1,4 +1,4 @@
-"""self-evaluate, phase 3: corrupted copies of a share of the reports (score.corrupt), kinds in turn."""
+"""The evaluator, phase 2: corrupted copies of a share of the reports (score.corrupt), kinds in turn."""
 
 from __future__ import annotations
 

@@ -1,21 +1,19 @@
-"""self-evaluate, phase 1: J rubrics per query, sampled over the harness's active dimensions (candidates get a
+"""The evaluator, phase 1: J rubrics per query, sampled over the harness's active dimensions (candidates get a
 default criterion and are scored in the shadow) and parsed robustly (score.rubrics)."""
 
 from __future__ import annotations
 
-from score.harness import Harness
-from score.models import Backend, SamplingParams
+from score.evaluator.base import Evaluation
+from score.models import SamplingParams
 from score.prompts import RUBRIC_PREFILL, rubric_messages
 from score.rubrics import Rubric, parse_rubric
 from score.store.schemas import span_row
-from score.workspace import Workspace
 
 
-def write_rubrics(
-    ws: Workspace, backend: Backend, by_query: dict[str, list[dict]], harness: Harness, seed: int, round_idx: int
-) -> tuple[dict[str, list[Rubric]], list[dict]]:
+def write_rubrics(e: Evaluation, by_query: dict[str, list[dict]]) -> tuple[dict[str, list[Rubric]], list[dict]]:
     """1. J rubrics per query, sampled over the active dimensions and parsed robustly."""
-    ev, ctl = ws.cfg.evaluate, harness.controls
+    backend, harness, round_idx = e.backend, e.harness, e.round_idx
+    ev, ctl = e.ws.cfg.evaluate, harness.controls
     active = [(d.id, d.description) for d in harness.active]
     shadow = [(d.id, d.description) for d in harness.candidates]
     queries = list(by_query)
@@ -27,7 +25,7 @@ def write_rubrics(
     ]
     samples = backend.sample(
         prompts,
-        SamplingParams(n=ev.rubrics_per_query, temperature=ev.temperature, max_tokens=ev.rubric_tokens, seed=seed),
+        SamplingParams(n=ev.rubrics_per_query, temperature=ev.temperature, max_tokens=ev.rubric_tokens, seed=e.seed),
         desc=f"round {round_idx} rubrics",
     )
     rubrics: dict[str, list[Rubric]] = {}

@@ -1,4 +1,4 @@
-"""self-evaluate, phase 5: rewards and the round's statistics. The evaluator's reward per judgement
+"""The evaluator, phase 5: rewards and the round's statistics. The evaluator's reward per judgement
 (`reward_judgements`: two-sided pair credit for a report's and its corrupted copy's judgements on the dimensions the
 corruption damages, gated consistency for the others), then, in one streaming pass over the score rows: rewards
 per report (solver) and per rubric (evaluator: what its weights do), per-dimension statistics (what the
@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import groupby
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -40,6 +41,9 @@ from score.rewards import (
 from score.rubrics import Rubric
 from score.store.schemas import SCORES, ArtifactError
 from score.store.store import STREAM_BATCH_ROWS, Store
+
+if TYPE_CHECKING:
+    from score.evaluator.base import Judged
 
 STATS_COLUMNS = ["query_id", "rubric_idx", "pass_idx", "trajectory_id", "probe_kind", "dimension", "score"]
 
@@ -117,91 +121,76 @@ class _Pairs:
 
 
 @dataclass
+class _PerDimension:
+    """Per dimension, kept across queries: each report's mean score, and the (original, copy) pairs of the probed
+    reports whose corruption damages it, counted."""
+
+    per_report: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))  # dim -> trajectory
+    probe_pairs: dict[str, _Pairs] = field(default_factory=lambda: defaultdict(_Pairs))
+    dims: set[str] = field(default_factory=set)
+
+
+@dataclass
 class _Tallies:
     """What round_statistics keeps across queries: per-report numbers and counts, never score rows."""
 
-    solver_rows: list[dict]
-    evaluator_rows: list[dict]
-    stds: list[float]
-    columns: list[tuple[float, float]]  # per judgement column: (consistency reward, std of its written scores)
-    detected: _Pairs  # distinct probed reports: mean written score of the original vs the copy, mapped dimensions
-    judgements: list[int]  # [judgements, unparsable, items (reports or copies) cut]
-    per_report: dict[str, dict[str, float]]  # dimension -> trajectory -> mean over rubrics, passes
-    probe_pairs: dict[str, _Pairs]  # dimension -> its (original, corrupted) pairs, one per probed report, counted
-    dims: set[str]
+    round_idx: int
+    precision: dict[str, float]  # trajectory -> its citation precision (citations.parquet)
+    solver_rows: list[dict] = field(default_factory=list)
+    evaluator_rows: list[dict] = field(default_factory=list)
+    stds: list[float] = field(default_factory=list)
+    columns: list[tuple[float, float]] = field(default_factory=list)  # per judgement column: (consistency, std)
+    detected: _Pairs = field(default_factory=_Pairs)  # distinct probed reports: original vs copy, mapped dimensions
+    judgements: list[int] = field(default_factory=lambda: [0, 0, 0])  # [judgements, unparsable, items cut]
+    dimensions: _PerDimension = field(default_factory=_PerDimension)
     identical_rubrics: int = 0  # queries whose J rubrics are all the same: their rubric group is flat
 
 
 def round_statistics(
-    cfg,
-    round_idx: int,
-    by_query: dict[str, list[dict]],
-    rubrics: dict[str, list[Rubric]],
-    groups: Iterable[ScoreGroup],
-    evidence_rows: list[dict],
-    harness: Harness,
-    judgements: dict[str, list[dict]],
-    citation_rows: list[dict] | None = None,
+    cfg, round_idx: int, judged: Judged, groups: Iterable[ScoreGroup], harness: Harness
 ) -> RoundTables:
     """Rewards and statistics in one pass over per-query score groups (`groups_from_rows`, `stream_scores`).
 
-    Queries are taken in `by_query` order, and each group is reduced and dropped before the next is read: across
-    queries only per-report numbers are kept (rewards, per-dimension means for the correlations) and tallies, so
-    memory grows with reports, not with score rows. A query's rows must come together, queries in `by_query`
-    order (the order `judge` writes them); a query with no rows scores 0, as a rubric dimension with none does.
-    `judgements` are each query's judgement rows, rewarded (`reward_judgements`): the evaluator's rewards per
-    rubric and the summary's consistency, spread and detection come from them. `citation_rows` are the round's
-    citation checks (citations.parquet): each report's citation precision, which scales its validity under
-    `reward.citation_gate: precision`.
+    Queries are taken in `judged.by_query` order, and each group is reduced and dropped before the next is read:
+    across queries only per-report numbers are kept (rewards, per-dimension means for the correlations) and
+    tallies, so memory grows with reports, not with score rows. A query's rows must come together, queries in
+    `by_query` order (the order `evaluate_reports` writes them); a query with no rows scores 0, as a rubric
+    dimension with none does. What is read of `judged`: its reports by query, rubrics, evidence rows, judgement
+    rows (rewarded: `reward_judgements`; the evaluator's rewards per rubric and the summary's consistency, spread
+    and detection come from them) and citation rows (each report's citation precision, which scales its validity
+    under `reward.citation_gate: precision`); its score rows are not read (`groups` are).
     `cfg` is the run config (or a stage's view of it): evaluate, reward, and harness.rules.crowded_reward, are read.
     """
     groups = iter(groups)
     ahead = next(groups, None)
-    t = _Tallies([], [], [], [], _Pairs(), [0, 0, 0], defaultdict(dict), defaultdict(_Pairs), set())
-    ev = cfg.evaluate
-    precision = citation_precision(citation_rows or [])
-    for q, group in by_query.items():
+    t = _Tallies(round_idx, citation_precision(judged.citation_rows))
+    judgements = judged.judgements_by_query()
+    for q, group in judged.by_query.items():
         cells = {}
         if ahead is not None and ahead.query_id == q:
             cells, ahead = cell_means(ahead), next(groups, None)
-        _solver_rewards(cfg.reward, ev.passes, round_idx, q, group, rubrics[q], cells, t, precision)
-        _evaluator_rewards(cfg, round_idx, q, rubrics[q], judgements.get(q, []), cells, t)
-        _dimension_cells(q, cells, ev.probe_dimensions, t.per_report, t.probe_pairs, t.dims)
+        _solver_rewards(cfg, q, group, judged.rubrics[q], cells, t)
+        _evaluator_rewards(cfg, q, judged.rubrics[q], judgements.get(q, []), cells, t)
+        _dimension_cells(q, cells, cfg.evaluate.probe_dimensions, t.dimensions)
     if ahead is not None:
         raise ArtifactError(
             f"score rows of query {ahead.query_id!r} come out of order or belong to no report: rows must come grouped "
             f"by query, queries in the reports' order (as self-evaluate writes scores.parquet)"
         )
     dim_rows = _dimension_stats(
-        round_idx,
-        by_query,
-        t.per_report,
-        t.probe_pairs,
-        sorted(t.dims),
-        harness,
-        ev.probe_dimensions,
-        cfg.harness.rules.confidence,
+        round_idx, judged.by_query, t.dimensions, harness, cfg.evaluate.probe_dimensions, cfg.harness.rules.confidence
     )
-    summary = _summary(cfg, round_idx, t, rubrics, evidence_rows, harness) | {
-        "citation_precision": sum(precision.values()) / len(precision) if precision else 0.0,
-        "citation_claims": len(citation_rows or []),
+    summary = _summary(cfg, t, judged.rubrics, judged.evidence_rows, harness) | {
+        "citation_precision": sum(t.precision.values()) / len(t.precision) if t.precision else 0.0,
+        "citation_claims": len(judged.citation_rows),
     }
     return RoundTables(t.solver_rows, t.evaluator_rows, dim_rows, summary)
 
 
-def _solver_rewards(
-    rw,
-    passes: int,
-    round_idx: int,
-    q: str,
-    group: list[dict],
-    rubs: list[Rubric],
-    cells: dict[tuple, float],
-    t,
-    precision: dict[str, float],
-) -> None:
+def _solver_rewards(cfg, q: str, group: list[dict], rubs: list[Rubric], cells: dict[tuple, float], t: _Tallies) -> None:
     """One query's solver rewards (per report), into the tallies."""
-    values = [item_values(rubs, cells, r["trajectory_id"], passes=passes) for r in group]
+    rw = cfg.reward
+    values = [item_values(rubs, cells, r["trajectory_id"], passes=cfg.evaluate.passes) for r in group]
     valid = [
         validity(
             r["report"],
@@ -211,7 +200,7 @@ def _solver_rewards(
             empty=rw.empty_validity,
             truncated=rw.truncated_validity,
             uncited=rw.uncited_validity,
-            precision=precision.get(r["trajectory_id"]) if rw.citation_gate == "precision" else None,
+            precision=t.precision.get(r["trajectory_id"]) if rw.citation_gate == "precision" else None,
         )
         for r in group
     ]
@@ -221,11 +210,11 @@ def _solver_rewards(
     for r, v, val, rew in zip(group, valid, values, rewards):
         t.solver_rows.append(
             {
-                "round": round_idx,
+                "round": t.round_idx,
                 "query_id": q,
                 "trajectory_id": r["trajectory_id"],
                 "validity": v,
-                "citation_precision": precision.get(r["trajectory_id"]),
+                "citation_precision": t.precision.get(r["trajectory_id"]),
                 "score": sum(val) / len(val),
                 "reward": rew,
                 "group_mean": mean,
@@ -235,7 +224,7 @@ def _solver_rewards(
 
 
 def _evaluator_rewards(
-    cfg, round_idx: int, q: str, rubs: list[Rubric], rows: list[dict], cells: dict[tuple, float], t: _Tallies
+    cfg, q: str, rubs: list[Rubric], rows: list[dict], cells: dict[tuple, float], t: _Tallies
 ) -> None:
     """One query's evaluator rewards per rubric, into the tallies: a rubric earns by what its weights do, the
     mean sign of (original - copy) of its weighted score over the query's probed reports (one copy each) and
@@ -257,7 +246,7 @@ def _evaluator_rewards(
         ]
         t.evaluator_rows.append(
             {
-                "round": round_idx,
+                "round": t.round_idx,
                 "query_id": q,
                 "rubric_idx": j,
                 "status": rub.status,
@@ -353,9 +342,7 @@ def reward_judgements(rows: list[dict], passes: int, rw, damaged: dict[str, list
             r["reward"] = rw.unparsable_judgement
 
 
-def _summary(
-    cfg, round_idx: int, t: _Tallies, rubrics: dict[str, list[Rubric]], evidence_rows: list[dict], harness: Harness
-) -> dict:
+def _summary(cfg, t: _Tallies, rubrics: dict[str, list[Rubric]], evidence_rows: list[dict], harness: Harness) -> dict:
     """The round's summary row (summary.parquet)."""
     all_rewards = [r["reward"] for r in t.solver_rows]
     valid = [r["reward"] for r in t.solver_rows if r["validity"] > 0]
@@ -364,7 +351,7 @@ def _summary(
     base = [e for e in evidence_rows if not e["deeper"] and not e.get("probe_kind")]  # the reports' own checks
     rubric_status = [rub.status for rs in rubrics.values() for rub in rs]
     return {
-        "round": round_idx,
+        "round": t.round_idx,
         "harness_version": harness.version,
         "reports": len(t.solver_rows),
         "saturation_rate": sum(s <= cfg.reward.flat_spread for s in t.stds) / len(t.stds),  # flat, as train counts
@@ -428,16 +415,10 @@ def _rubric_value(rub: Rubric, cells: dict[tuple, float], j: int, p: int, tid: s
     return rubric_score(list(rub.weights.values()), [cells.get((j, p, tid, kind, d), 0.0) for d in rub.weights])
 
 
-def _dimension_cells(
-    q: str,
-    cells: dict[tuple, float],
-    damaged: dict[str, list[str]],
-    per_report: dict[str, dict[str, float]],
-    probe_pairs: dict[str, _Pairs],
-    dims: set[str],
-) -> None:
+def _dimension_cells(q: str, cells: dict[tuple, float], damaged: dict[str, list[str]], pd: _PerDimension) -> None:
     """Fold one query's cells into the per-dimension numbers kept across queries: each report's mean score per
     dimension, and per dimension one (original, copy) pair per probed report whose corruption damages it."""
+    per_report, probe_pairs, dims = pd.per_report, pd.probe_pairs, pd.dims
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))  # dim -> trajectory -> cells
     copies: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)  # (dim, trajectory, kind)
     for (j, p, tid, kind, d), v in cells.items():
@@ -499,15 +480,14 @@ def _depth_change(evidence_rows: list[dict]) -> dict:
 def _dimension_stats(
     round_idx: int,
     by_query: dict[str, list[dict]],
-    per_report: dict[str, dict[str, float]],
-    probe_pairs: dict[str, _Pairs],
-    dims: list[str],
+    pd: _PerDimension,
     harness: Harness,
     damaged: dict[str, list[str]],
     confidence: float,
 ) -> list[dict]:
     """Per dimension: mean (with its lower bound), within-query spread, corruption detection (with its interval),
     each over counts of distinct reports and queries, and its within-query correlation with every other dimension."""
+    per_report, probe_pairs, dims = pd.per_report, pd.probe_pairs, sorted(pd.dims)
     status = {d.id: d.status for d in harness.dimensions}
     probed = {d for ds in damaged.values() for d in ds}
     z = NormalDist().inv_cdf(confidence)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from score.evaluator import Judged, evaluate_reports, group_by_query
+from score.evaluator import Evaluation, Judged, evaluate_reports, group_by_query
 from score.evaluator.rubrics import rubric_of_row
 from score.evaluator.statistics import groups_from_rows, round_statistics
 from score.pipeline import EvaluateStats
@@ -38,21 +38,11 @@ def run(ctx: StageContext) -> EvaluateStats:
         judged = _from_shards(ctx, reports)
         shard_seconds = sum(m.seconds for m in ctx.shard_manifests())  # the work's, whatever ran at once
     else:
-        judged = evaluate_reports(ctx.ws, ctx.ws.backend(ctx.policy), reports, ctx.harness, ctx.seed, ctx.round)
+        judged = evaluate_reports(_evaluation(ctx), reports)
     # 5. rewards and statistics, one query at a time (the same pass reads a written scores.parquet: stream_scores);
     # fed the judged rows, not the file, so rewards come from the float64 scores, not their float32 copies (a
     # sharded stage's come from the shards' files: float32)
-    stats = round_statistics(
-        ctx.cfg,
-        ctx.round,
-        judged.by_query,
-        judged.rubrics,
-        groups_from_rows(judged.score_rows),
-        judged.evidence_rows,
-        ctx.harness,
-        judged.judgements_by_query(),
-        judged.citation_rows,
-    )
+    stats = round_statistics(ctx.cfg, ctx.round, judged, groups_from_rows(judged.score_rows), ctx.harness)
     seconds = time.perf_counter() - t0 + shard_seconds
     for artifact, rows in [
         *judged.tables(),
@@ -72,7 +62,7 @@ def shard(ctx: StageContext) -> dict:
     reports = ctx.read(REPORTS).to_pylist()
     mine = set(ctx.mine(list(dict.fromkeys(r["query_id"] for r in reports))))
     reports = [r for r in reports if r["query_id"] in mine]
-    judged = evaluate_reports(ctx.ws, ctx.ws.backend(ctx.policy), reports, ctx.harness, ctx.seed, ctx.round)
+    judged = evaluate_reports(_evaluation(ctx), reports)
     for artifact, rows in judged.tables():
         ctx.write(artifact, rows)
     return {"queries": len(mine), "reports": len(reports), "judgements": len(judged.judgement_rows)}
@@ -100,3 +90,7 @@ def _from_shards(ctx: StageContext, reports: list[dict]) -> Judged:
         rows(JUDGEMENT_SPANS),
         rows(CITATIONS),
     )
+
+
+def _evaluation(ctx: StageContext) -> Evaluation:
+    return Evaluation(ctx.ws, ctx.ws.backend(ctx.policy), ctx.harness, ctx.seed, ctx.round)
