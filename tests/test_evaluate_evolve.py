@@ -130,7 +130,7 @@ def test_rechecks_search_the_same_claims_more_with_a_query_the_evaluator_wrote(t
 
 def test_a_rationale_is_written_before_each_score_and_trained_with_its_reward(toy_workspace):
     from score.config import TrainConfig
-    from score.stages.train import build_samples
+    from score.stages.train import TrainInputs, build_samples
 
     ws = toy_workspace
     ws.cfg.evaluate.rationale_tokens = 8
@@ -142,7 +142,8 @@ def test_a_rationale_is_written_before_each_score_and_trained_with_its_reward(to
         assert why["name"] == "rationale" and 0 < len(why["token_ids"]) <= 8 and why["prompt"].endswith("Reasoning:")
         assert score["prompt"] == why["prompt"] + why["text"] + "\nScore: " and score["prefix"] == why["prefix"]
     j = next(j for j in judged if j["reward"] is not None)
-    rows, _ = build_samples(0, [], [], [], [], [{**j, "reward": 1.0}, {**j, "reward": 0.0}], [], TrainConfig(), 0.02)
+    inputs = TrainInputs(judgements=[{**j, "reward": 1.0}, {**j, "reward": 0.0}])
+    rows, _ = build_samples(0, inputs, TrainConfig(), 0.02)
     assert [r["span"] for r in rows] == ["judgement", "rationale", "judgement", "rationale"]
     assert rows[0]["advantage"] == rows[1]["advantage"] == -rows[2]["advantage"] != 0
 

@@ -8,7 +8,7 @@ import torch
 from score.config import ModelConfig, TrainConfig
 from score.rl import policy_loss
 from score.runner import run_stage, stage_folder
-from score.stages.train import build_samples
+from score.stages.train import TrainInputs, build_samples
 
 
 def _span(name, n, prefix=""):
@@ -38,7 +38,7 @@ def test_samples_carry_group_normalised_advantages_and_flat_groups_are_counted()
     ]  # b is flat
     rubrics = [{"query_id": "a", "rubric_idx": j, "span": _span("rubric", 4)} for j in range(2)]
     ev = [{"query_id": "a", "rubric_idx": 0, "reward": 1.0}, {"query_id": "a", "rubric_idx": 1, "reward": 0.5}]
-    rows, counts = build_samples(0, reports, rewards, rubrics, ev, [], [], TrainConfig(), flat=0.02)
+    rows, counts = build_samples(0, TrainInputs(reports, rewards, rubrics, ev), TrainConfig(), flat=0.02)
     assert counts == {
         "solver_groups": 2,
         "solver_flat_groups": 1,
@@ -55,10 +55,10 @@ def test_samples_carry_group_normalised_advantages_and_flat_groups_are_counted()
         r["prompt"].startswith("<") and r["token_ids"] for r in rows
     )  # prompt kept apart from the written tokens
     no_plan, _ = build_samples(
-        0, reports, rewards, rubrics, ev, [], [], TrainConfig(train_plan=False, role_weight={"evaluator": 0}), flat=0.02
+        0, TrainInputs(reports, rewards, rubrics, ev), TrainConfig(train_plan=False, role_weight={"evaluator": 0}), 0.02
     )
     assert [r["span"] for r in no_plan] == ["report", "report"]
-    dr_grpo, _ = build_samples(0, reports, rewards, [], [], [], [], TrainConfig(normalize_std=False), flat=0.02)
+    dr_grpo, _ = build_samples(0, TrainInputs(reports, rewards), TrainConfig(normalize_std=False), flat=0.02)
     assert [round(r["advantage"], 6) for r in dr_grpo] == [0.3, 0.3, -0.3, -0.3]
 
 
@@ -89,14 +89,14 @@ def test_judgements_train_in_groups_per_query_and_reward_kind_with_their_shared_
     judged += [judgement("a", "a0", "strip_citations", p, "citation_support", "probe", float(p)) for p in range(2)]
     judged += [judgement("a", "a0", "strip_citations", 0, "readability", "", None)]  # not a damaged dimension
     judged += [judgement("b", f"b{k}", "", 0, "insight", "consistency", 0.5) for k in range(2)]  # flat
-    rows, counts = build_samples(0, [], [], [], [], judged, [], TrainConfig(), flat=0.02)
+    rows, counts = build_samples(0, TrainInputs(judgements=judged), TrainConfig(), flat=0.02)
     assert counts["evaluator_groups"] == 3 and counts["evaluator_flat_groups"] == 1
     assert len(rows) == 8 + 2 and {r["span"] for r in rows} == {"judgement"}
     consistency = [r["advantage"] for r in rows if "strip" not in r["source_id"]]
     assert len(set(round(a, 6) for a in consistency)) == 4  # not sign-only: 8 members, 4 distinct rewards
     assert abs(sum(consistency)) < 1e-9 and all(r["prefix"].startswith("<report") for r in rows)
     assert all(r["temperature"] == 0.8 for r in rows)
-    capped, counts = build_samples(0, [], [], [], [], judged, [], TrainConfig(judgement_prefixes=1), flat=0.02)
+    capped, counts = build_samples(0, TrainInputs(judgements=judged), TrainConfig(judgement_prefixes=1), flat=0.02)
     assert len({r["prefix"] for r in capped if "strip" not in r["source_id"]}) == 1  # one report prefix kept
     assert counts["judgement_samples_left_out"] == len(rows) - len(capped) > 0
 
@@ -124,7 +124,7 @@ def test_verdicts_train_in_pairs_with_their_anchor_grouped_per_query():
     evidence = [check("a", "a0", 0, 1.0, 1.0), check("a", "a0", 1, 0.5, 0.5), check("a", "a1", 0, None, -1.0)]
     evidence += [check("a", "a1", 1, None, None, anchor=False)]  # no anchor: not trained
     evidence += [check("b", "b0", 0, 0.5, 0.5), check("b", "b1", 0, 0.5, 0.5)]  # b: a judge that answers alike
-    rows, counts = build_samples(0, [], [], [], [], [], evidence, TrainConfig(), flat=0.02)
+    rows, counts = build_samples(0, TrainInputs(evidence=evidence), TrainConfig(), flat=0.02)
     assert counts["evaluator_groups"] == 2 and counts["evaluator_flat_groups"] == 1
     assert [r["source_id"] for r in rows] == [
         "a0/report/claim-0",
@@ -136,7 +136,7 @@ def test_verdicts_train_in_pairs_with_their_anchor_grouped_per_query():
     # an unparsable anchor earns the lowest reward though its claim has nothing to be compared with
     assert {r["span"] for r in rows} == {"verdict"} and abs(sum(r["advantage"] for r in rows)) < 1e-9
     assert rows[0]["prefix"] == rows[1]["prefix"] != rows[2]["prefix"]
-    capped, counts = build_samples(0, [], [], [], [], [], evidence, TrainConfig(verdict_prefixes=1), flat=0.02)
+    capped, counts = build_samples(0, TrainInputs(evidence=evidence), TrainConfig(verdict_prefixes=1), flat=0.02)
     assert len({r["prefix"] for r in capped}) == 1 and counts["verdict_samples_left_out"] == len(rows) - len(capped)
 
 
@@ -160,7 +160,7 @@ def test_follow_up_queries_train_grouped_per_query_on_the_separation_they_added(
         }
 
     evidence = [recheck("a", "a0", 0, 0.2), recheck("a", "a0", 1, -0.1), recheck("a", "a1", 0, None)]
-    rows, counts = build_samples(0, [], [], [], [], [], evidence, TrainConfig(), flat=0.02)
+    rows, counts = build_samples(0, TrainInputs(evidence=evidence), TrainConfig(), flat=0.02)
     assert [(r["source_id"], r["span"]) for r in rows] == [("a0/followup-0", "followup"), ("a0/followup-1", "followup")]
     assert rows[0]["advantage"] > 0 > rows[1]["advantage"] and counts["evaluator_groups"] == 1
 

@@ -42,6 +42,7 @@ import random
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from score.config import TrainConfig
@@ -89,64 +90,91 @@ EVIDENCE_COLUMNS = [
 CITATION_COLUMNS = ["query_id", "trajectory_id", "claim_idx", "span", "reward", "anchor_span", "anchor_reward"]
 
 
+@dataclass
+class TrainInputs:
+    """What the train stage reads of a round, one table each (rows as dicts): the solver's reports and rewards, the
+    rubrics and their rewards, the rewarded judgements, the evidence and citation verdicts."""
+
+    reports: list[dict] = field(default_factory=list)
+    solver_rewards: list[dict] = field(default_factory=list)
+    rubrics: list[dict] = field(default_factory=list)
+    evaluator_rewards: list[dict] = field(default_factory=list)
+    judgements: list[dict] = field(default_factory=list)
+    evidence: list[dict] = field(default_factory=list)
+    citations: list[dict] = field(default_factory=list)
+
+
 def build_samples(
-    round_idx: int,
-    reports: list[dict],
-    solver_rewards: list[dict],
-    rubrics: list[dict],
-    evaluator_rewards: list[dict],
-    judgements: list[dict],
-    evidence: list[dict],
-    cfg: TrainConfig,
-    flat: float,
-    seed: int = 0,
-    citations: list[dict] | None = None,
+    round_idx: int, inputs: TrainInputs, cfg: TrainConfig, flat: float, seed: int = 0
 ) -> tuple[list[dict], dict[str, int]]:
     """Rows of samples.parquet, and the group counts (how many groups, how many flat: std at or below `flat`) and
     the judgement and verdict samples `train.judgement_prefixes` and `train.verdict_prefixes` left out (drawn with
-    `seed`). The verdicts of `citations` (citations.parquet) join the evidence verdicts' pool; a react trajectory is
-    one solver sample whose `mask` keeps its tool outputs out of the loss."""
+    `seed`). The verdicts of the citations (citations.parquet) join the evidence verdicts' pool; a react trajectory
+    is one solver sample whose `mask` keeps its tool outputs out of the loss."""
+    counts = _counts()
+    rows = _solver_rows(inputs, cfg, flat, counts) + _rubric_rows(inputs, cfg, flat, counts)
+    judgement_rows = _judgement_rows(inputs.judgements, cfg, flat, counts)
+    kept = _some_prefixes(judgement_rows, cfg.judgement_prefixes, seed)
+    counts["judgement_samples_left_out"] = len(judgement_rows) - len(kept)
+    citations = [{**c, "citation": True, "probe_kind": "", "deeper": False} for c in inputs.citations]
+    verdicts = _verdict_rows(inputs.evidence + citations, cfg, flat, counts)  # evidence and citation verdicts, one pool
+    kept_verdicts = _some_prefixes(verdicts, cfg.verdict_prefixes, seed)
+    counts["verdict_samples_left_out"] = len(verdicts) - len(kept_verdicts)
+    out = rows + kept + kept_verdicts + _followup_rows(inputs.evidence, cfg, flat, counts)
+    return [{"round": round_idx, **r} for r in out], counts
+
+
+def _counts() -> dict[str, int]:
+    return dict(solver_groups=0, solver_flat_groups=0, evaluator_groups=0, evaluator_flat_groups=0)
+
+
+def _solver_rows(inputs: TrainInputs, cfg: TrainConfig, flat: float, counts: dict[str, int]) -> list[dict]:
+    """Every span of every report of a group with spread (a plan span only with `train.train_plan`)."""
     rows: list[dict] = []
-    counts = dict(solver_groups=0, solver_flat_groups=0, evaluator_groups=0, evaluator_flat_groups=0)
-    reward_of = {r["trajectory_id"]: r["reward"] for r in solver_rewards}
+    reward_of = {r["trajectory_id"]: r["reward"] for r in inputs.solver_rewards}
     reports_of: dict[str, list[tuple[dict, float]]] = defaultdict(list)
-    for r in sorted(reports, key=lambda r: r["sample_idx"]):
+    for r in sorted(inputs.reports, key=lambda r: r["sample_idx"]):
         reports_of[r["query_id"]].append((r, reward_of[r["trajectory_id"]]))
     for q, r, reward, adv in _advantaged(reports_of, cfg, flat, "solver", counts):
         for span in r["spans"]:
             if span["token_ids"] and (span["name"] != "plan" or cfg.train_plan):
-                rows.append(_row(round_idx, "solver", q, r["trajectory_id"], span, reward, adv))
-    evaluator_reward = {(e["query_id"], e["rubric_idx"]): e["reward"] for e in evaluator_rewards}
+                rows.append(_row("solver", q, r["trajectory_id"], span, reward, adv))
+    return rows
+
+
+def _rubric_rows(inputs: TrainInputs, cfg: TrainConfig, flat: float, counts: dict[str, int]) -> list[dict]:
+    """Every rubric of a query whose rubric rewards have spread."""
+    evaluator_reward = {(e["query_id"], e["rubric_idx"]): e["reward"] for e in inputs.evaluator_rewards}
     rubrics_of: dict[str, list[tuple[dict, float]]] = defaultdict(list)
-    for rub in sorted(rubrics, key=lambda r: r["rubric_idx"]):
+    for rub in sorted(inputs.rubrics, key=lambda r: r["rubric_idx"]):
         rubrics_of[rub["query_id"]].append((rub, evaluator_reward[(rub["query_id"], rub["rubric_idx"])]))
-    for q, rub, reward, adv in _advantaged(rubrics_of, cfg, flat, "evaluator", counts):
-        if rub["span"]["token_ids"]:
-            rows.append(_row(round_idx, "evaluator", q, f"rubric-{rub['rubric_idx']}", rub["span"], reward, adv))
+    return [
+        _row("evaluator", q, f"rubric-{rub['rubric_idx']}", rub["span"], reward, adv)
+        for q, rub, reward, adv in _advantaged(rubrics_of, cfg, flat, "evaluator", counts)
+        if rub["span"]["token_ids"]
+    ]
+
+
+def _judgement_rows(judgements: list[dict], cfg: TrainConfig, flat: float, counts: dict[str, int]) -> list[dict]:
+    """The rewarded judgements (and the rationales written before them), advantaged within (query, reward kind)."""
     judged_of: dict[tuple[str, str], list[tuple[dict, float]]] = defaultdict(list)  # (query, reward kind)
     for j in judgements:
         if j["reward_kind"] and j["reward"] is not None:
             judged_of[(j["query_id"], j["reward_kind"])].append((j, j["reward"]))
-    judged = []
+    rows = []
     for (q, _), j, reward, adv in _advantaged(judged_of, cfg, flat, "evaluator", counts):
         if j["span"]["token_ids"]:
             criterion = hashlib.sha256(j["criterion"].encode()).hexdigest()[:8]  # J rubrics may judge a dimension twice
             source = (
                 f"{j['trajectory_id']}/{j['probe_kind'] or 'report'}/pass-{j['pass_idx']}/{j['dimension']}/{criterion}"
             )
-            judged.append(_row(round_idx, "evaluator", q, source, j["span"], reward, adv))
+            rows.append(_row("evaluator", q, source, j["span"], reward, adv))
             if j["rationale_span"]:  # the reasoning written before the score: the same action, the same reward
-                judged.append(_row(round_idx, "evaluator", q, f"{source}/rationale", j["rationale_span"], reward, adv))
-    kept = _some_prefixes(judged, cfg.judgement_prefixes, seed)
-    counts["judgement_samples_left_out"] = len(judged) - len(kept)
-    checks = evidence + [{**c, "citation": True, "probe_kind": "", "deeper": False} for c in citations or []]
-    verdicts = _verdict_rows(round_idx, checks, cfg, flat, counts)  # evidence and citation verdicts, one pool
-    kept_verdicts = _some_prefixes(verdicts, cfg.verdict_prefixes, seed)
-    counts["verdict_samples_left_out"] = len(verdicts) - len(kept_verdicts)
-    return rows + kept + kept_verdicts + _followup_rows(round_idx, evidence, cfg, flat, counts), counts
+                rows.append(_row("evaluator", q, f"{source}/rationale", j["rationale_span"], reward, adv))
+    return rows
 
 
-def _followup_rows(round_idx: int, evidence: list[dict], cfg: TrainConfig, flat: float, counts: dict) -> list[dict]:
+def _followup_rows(evidence: list[dict], cfg: TrainConfig, flat: float, counts: dict) -> list[dict]:
     """The follow-up search queries the evaluator wrote for re-checks, each rewarded by the change it made to its
     claim's separation from its anchor, advantaged within their query."""
     of_query: dict[str, list[tuple[tuple[dict, str], float]]] = defaultdict(list)
@@ -155,13 +183,13 @@ def _followup_rows(round_idx: int, evidence: list[dict], cfg: TrainConfig, flat:
             source = f"{e['trajectory_id']}/followup-{e['claim_idx']}"
             of_query[e["query_id"]].append(((e["followup_span"], source), e["followup_reward"]))
     return [
-        _row(round_idx, "evaluator", q, source, span, reward, adv)
+        _row("evaluator", q, source, span, reward, adv)
         for q, (span, source), reward, adv in _advantaged(of_query, cfg, flat, "evaluator", counts)
         if span["token_ids"]
     ]
 
 
-def _verdict_rows(round_idx: int, evidence: list[dict], cfg: TrainConfig, flat: float, counts: dict) -> list[dict]:
+def _verdict_rows(evidence: list[dict], cfg: TrainConfig, flat: float, counts: dict) -> list[dict]:
     """The verdicts written on claims with an anchor and on their anchors, each that earned a reward (an unparsable
     one earns the lowest even when its twin has nothing to be compared with), advantaged within their query."""
     of_query: dict[str, list[tuple[tuple[dict, str], float]]] = defaultdict(list)  # query -> ((span, source), reward)
@@ -174,7 +202,7 @@ def _verdict_rows(round_idx: int, evidence: list[dict], cfg: TrainConfig, flat: 
             if reward is not None:
                 of_query[e["query_id"]].append(((span, source + suffix), reward))
     return [
-        _row(round_idx, "evaluator", q, source, span, reward, adv)
+        _row("evaluator", q, source, span, reward, adv)
         for q, (span, source), reward, adv in _advantaged(of_query, cfg, flat, "evaluator", counts)
         if span["token_ids"]
     ]
@@ -214,9 +242,9 @@ def _advantaged(groups: dict, cfg: TrainConfig, flat: float, role: str, counts: 
             yield key, member, reward, adv
 
 
-def _row(round_idx: int, role: str, query_id: str, source_id: str, span: dict, reward: float, advantage: float) -> dict:
+def _row(role: str, query_id: str, source_id: str, span: dict, reward: float, advantage: float) -> dict:
+    """A row of samples.parquet, but its round."""
     return {
-        "round": round_idx,
         "role": role,
         "query_id": query_id,
         "source_id": source_id,
@@ -238,19 +266,7 @@ def run(ctx: StageContext) -> TrainStats:
     from score.trainer import Trainer, TrainSample
 
     cfg, tc = ctx.cfg, ctx.cfg.train
-    rows, counts = build_samples(
-        ctx.round,
-        ctx.read(REPORTS, columns=["query_id", "sample_idx", "trajectory_id", "spans"]).to_pylist(),
-        ctx.read(SOLVER_REWARDS).to_pylist(),
-        ctx.read(RUBRICS, columns=["query_id", "rubric_idx", "span"]).to_pylist(),
-        ctx.read(EVALUATOR_REWARDS).to_pylist(),
-        ctx.read(JUDGEMENT_SPANS, columns=JUDGEMENT_COLUMNS).to_pylist(),
-        ctx.read(EVIDENCE, columns=EVIDENCE_COLUMNS).to_pylist(),
-        tc,
-        cfg.reward.flat_spread,
-        ctx.seed,
-        ctx.read(CITATIONS, columns=CITATION_COLUMNS).to_pylist(),
-    )
+    rows, counts = build_samples(ctx.round, _read(ctx), tc, cfg.reward.flat_spread, ctx.seed)
     ctx.ws.release()  # the sampling model's memory goes to the trainer's copy
     t0 = time.perf_counter()
     trainer = Trainer(cfg.model, tc, resolve_model_path(cfg.model), ctx.policy.path, ctx.seed)
@@ -288,17 +304,27 @@ def run(ctx: StageContext) -> TrainStats:
         trainer.save(Path(tmp))  # the main process writes the files; the others take part in gathering them
         ctx.write_checkpoint(Path(tmp))
     ctx.write(TRAIN_STEPS, [{"round": ctx.round, **vars(s)} for s in logs])
-    stats = _stats(tc.method, rows, counts, logs, trainer, train_seconds, ctx.policy.name)
-    return stats
+    stats = _stats(rows, counts, logs, trainer)
+    return replace(stats, method=tc.method, train_seconds=round(train_seconds, 1), resumed_from=ctx.policy.name)
 
 
-def _stats(
-    method: str, rows: list[dict], counts: dict[str, int], logs: list, trainer, train_seconds: float, resumed_from: str
-) -> TrainStats:
+def _read(ctx: StageContext) -> TrainInputs:
+    return TrainInputs(
+        ctx.read(REPORTS, columns=["query_id", "sample_idx", "trajectory_id", "spans"]).to_pylist(),
+        ctx.read(SOLVER_REWARDS).to_pylist(),
+        ctx.read(RUBRICS, columns=["query_id", "rubric_idx", "span"]).to_pylist(),
+        ctx.read(EVALUATOR_REWARDS).to_pylist(),
+        ctx.read(JUDGEMENT_SPANS, columns=JUDGEMENT_COLUMNS).to_pylist(),
+        ctx.read(EVIDENCE, columns=EVIDENCE_COLUMNS).to_pylist(),
+        ctx.read(CITATIONS, columns=CITATION_COLUMNS).to_pylist(),
+    )
+
+
+def _stats(rows: list[dict], counts: dict[str, int], logs: list, trainer) -> TrainStats:
+    """The statistics of what was trained (the method, timing and resumed checkpoint are the caller's)."""
     padded = sum(s.padded_tokens for s in logs)
     step_seconds = sum(s.seconds for s in logs)
     return TrainStats(
-        method=method,
         samples=len(rows),
         solver_samples=sum(r["role"] == "solver" for r in rows),
         evaluator_samples=sum(r["role"] == "evaluator" for r in rows),
@@ -318,6 +344,4 @@ def _stats(
         evaluator_update_share=round(sum(s.evaluator_share for s in logs) / len(logs), 4) if logs else None,
         evaluator_token_share=round(sum(s.evaluator_token_share for s in logs) / len(logs), 4) if logs else None,
         trained_nothing=not logs,
-        train_seconds=round(train_seconds, 1),
-        resumed_from=resumed_from,
     )
