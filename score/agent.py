@@ -130,17 +130,12 @@ class Budget:
 
 
 def run_agents(
-    backend: Backend,
-    search: SearchBackend,
-    queries: list[str],
-    samples: int,
-    budget: Budget,
-    temperature: float,
-    seed: int,
-    desc: str = "",
+    backend: Backend, search: SearchBackend, queries: list[str], budget: Budget, params: SamplingParams, desc: str = ""
 ) -> list[list[AgentTrajectory]]:
-    """`samples` trajectories for each query, all advanced together turn by turn (one batched sampling call per
-    turn over the trajectories still going)."""
+    """`params.n` trajectories for each query, sampled at `params.temperature` from `params.seed` (the budget says
+    how long each turn may be), all advanced together turn by turn (one batched sampling call per turn over the
+    trajectories still going)."""
+    samples = params.n
     trajectories = []
     for q in queries:
         prompt = backend.render(agent_messages(q, budget.max_tool_calls))
@@ -160,14 +155,14 @@ def run_agents(
                 _cut(t, "context")
         if not fits:
             break
-        params = SamplingParams(
-            temperature=temperature,
+        turn_params = SamplingParams(
+            temperature=params.temperature,
             max_tokens=budget.call_tokens if turn == 0 else budget.turn_tokens,
             stop=STOPS,
-            seed=seed + 1000 * turn,
+            seed=params.seed + 1000 * turn,
         )
         outs = backend.sample(
-            [t.prompt_ids + t.ids for t in fits], params, desc=f"{desc} turn {turn + 1}" if desc else ""
+            [t.prompt_ids + t.ids for t in fits], turn_params, desc=f"{desc} turn {turn + 1}" if desc else ""
         )
         going = []
         for t, [s] in zip(fits, outs):
@@ -194,11 +189,11 @@ def _act(t: AgentTrajectory, text: str, finish: str, backend: Backend, search: S
         return False
     if unknown:
         message = f"unknown tool <{unknown.group(1)}>: the tools are <search>, <read> and <answer>"
-        return _tool(t, text, "error", unknown.group(2), _error(message), budget, backend, error="unknown_tool")
+        return _tool(t, Turn(text, "error", unknown.group(2), _error(message), error="unknown_tool"), budget, backend)
     tool, argument, closed = call
     if not closed:  # the turn ended inside the call
         message = f"<{tool}> was not closed with </{tool}>"
-        return _tool(t, text, "error", argument, _error(message), budget, backend, error="malformed")
+        return _tool(t, Turn(text, "error", argument, _error(message), error="malformed"), budget, backend)
     if tool == "search":
         return _search(t, text, argument.strip(), backend, search, budget)
     return _read(t, text, argument.strip(), backend, budget)
@@ -224,26 +219,18 @@ def _search(t: AgentTrajectory, text: str, query: str, backend: Backend, search:
     if not query:
         return _tool(
             t,
-            text,
-            "error",
-            query,
-            _error("empty search: write <search>your query</search>"),
+            Turn(text, "error", query, _error("empty search: write <search>your query</search>"), error="malformed"),
             b,
             backend,
-            error="malformed",
         )
     try:
         hits = search.search(query, b.passages_per_search)
     except SearchError as e:
         return _tool(
             t,
-            text,
-            "search",
-            query,
-            f"\n<results>\nsearch failed: {e}\n</results>\n",
+            Turn(text, "search", query, f"\n<results>\nsearch failed: {e}\n</results>\n", error="search_failed"),
             b,
             backend,
-            error="search_failed",
         )
     t.searches.append((query, hits))
     shown = []
@@ -256,24 +243,16 @@ def _search(t: AgentTrajectory, text: str, query: str, backend: Backend, search:
         why = "no results" if not hits else f"no new sources: {b.max_sources} is the most a report may cite"
         return _tool(
             t,
-            text,
-            "search",
-            query,
-            f"\n<results>\n{why}\n</results>\n",
+            Turn(text, "search", query, f"\n<results>\n{why}\n</results>\n", error="no_results" if not hits else ""),
             b,
             backend,
-            error="no_results" if not hits else "",
         )
     listing = "\n".join(f"[{n}] {p.title}: {p.text[: b.passage_chars]}" for n, p in shown)
     return _tool(
         t,
-        text,
-        "search",
-        query,
-        f"\n<results>\n{listing}\n</results>\n",
+        Turn(text, "search", query, f"\n<results>\n{listing}\n</results>\n", passage_ids=[p.id for _, p in shown]),
         b,
         backend,
-        passage_ids=[p.id for _, p in shown],
     )
 
 
@@ -285,41 +264,31 @@ def _read(t: AgentTrajectory, text: str, argument: str, backend: Backend, b: Bud
         have = f"1-{len(by_number)}" if by_number else "none yet: search first"
         return _tool(
             t,
-            text,
-            "read",
-            argument,
-            _error(f"there is no source [{argument}]; sources: {have}"),
+            Turn(
+                text, "read", argument, _error(f"there is no source [{argument}]; sources: {have}"), error="no_source"
+            ),
             b,
             backend,
-            error="no_source",
         )
     p = by_number[number]
     output = f'\n<passage n="{number}">\n{p.title}\n{p.text[: b.read_chars]}\n</passage>\n'
-    return _tool(t, text, "read", argument, output, b, backend, passage_ids=[p.id])
+    return _tool(t, Turn(text, "read", argument, output, passage_ids=[p.id]), b, backend)
 
 
 def _error(message: str) -> str:
     return f"\n<error>{message}</error>\n"
 
 
-def _tool(
-    t: AgentTrajectory,
-    text: str,
-    tool: str,
-    argument: str,
-    output: str,
-    b: Budget,
-    backend: Backend,
-    error: str = "",
-    passage_ids: list[str] | None = None,
-) -> bool:
-    """Append a tool's output (no loss on it) and a reminder of what may come next, and go on."""
-    t.turns.append(Turn(text, tool, argument, output, passage_ids or [], error))
+def _tool(t: AgentTrajectory, turn: Turn, b: Budget, backend: Backend) -> bool:
+    """Append a tool's turn, its output followed by a reminder of what may come next (no loss on it), and go on."""
+    t.turns.append(turn)
     left = b.max_tool_calls - t.tool_calls
-    output += (
-        f"{left} tool call{'s' * (left != 1)} left. " if left else "No tool calls left: write the report now. "
-    ) + "Cite a source by its number after the sentence it supports, like [1], in <answer></answer>.\n"
-    t.turns[-1].output = output
+    output = (
+        turn.output
+        + (f"{left} tool call{'s' * (left != 1)} left. " if left else "No tool calls left: write the report now. ")
+        + "Cite a source by its number after the sentence it supports, like [1], in <answer></answer>.\n"
+    )
+    turn.output = output
     t.extend(backend.tokenize(output), written=False)
     return True
 

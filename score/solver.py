@@ -43,23 +43,31 @@ class Trajectory:
     sources: list[tuple[int, Passage]]
 
 
+@dataclass(frozen=True)
+class _Research:
+    """One research call: the workspace (config, search), the weights that write and their engine, seed, round."""
+
+    ws: Workspace
+    policy: Policy
+    backend: Backend
+    seed: int
+    round_idx: int
+
+
 def research(
     ws: Workspace, queries: list[Query], policy: Policy, seed: int, round_idx: int = 0, samples: int | None = None
 ) -> tuple[list[dict], GenerateStats]:
     """The solver's trajectories for each query with the given weights (`samples` each, default K =
     generate.samples_per_query), by `generate.agent`: rows of reports.parquet, and stats."""
     K = samples or ws.cfg.generate.samples_per_query
-    if ws.cfg.generate.agent == "react":
-        return _react(ws, queries, policy, seed, round_idx, K)
-    return _plan(ws, queries, policy, seed, round_idx, K)
+    r = _Research(ws, policy, ws.backend(policy), seed, round_idx)
+    return _react(r, queries, K) if ws.cfg.generate.agent == "react" else _plan(r, queries, K)
 
 
-def _react(
-    ws: Workspace, queries: list[Query], policy: Policy, seed: int, round_idx: int, K: int
-) -> tuple[list[dict], GenerateStats]:
+def _react(r: _Research, queries: list[Query], K: int) -> tuple[list[dict], GenerateStats]:
     """The tool loop (score.agent): one row per trajectory, its one span the whole sequence with its mask."""
+    ws, backend, seed, round_idx = r.ws, r.backend, r.seed, r.round_idx
     gen = ws.cfg.generate
-    backend = ws.backend(policy)
     t0, tokens0 = time.perf_counter(), backend.usage.completion_tokens
     budget = Budget(
         gen.max_tool_calls,
@@ -71,23 +79,16 @@ def _react(
         gen.passage_chars,
         gen.read_chars,
     )
-    groups = run_agents(
-        backend, ws.search, [q.text for q in queries], K, budget, gen.temperature, seed, f"round {round_idx}"
-    )
+    params = SamplingParams(n=K, temperature=gen.temperature, seed=seed)
+    groups = run_agents(backend, ws.search, [q.text for q in queries], budget, params, f"round {round_idx}")
     seconds = time.perf_counter() - t0
-    rows = [
-        _react_row(ws, round_idx, q, k, t, backend, policy, seed)
-        for q, group in zip(queries, groups)
-        for k, t in enumerate(group)
-    ]
+    rows = [_react_row(r, q, k, t) for q, group in zip(queries, groups) for k, t in enumerate(group)]
     flat = [t for group in groups for t in group]
     return rows, _react_stats(rows, flat, backend, tokens0, seconds)
 
 
-def _react_row(
-    ws: Workspace, round_idx: int, q: Query, k: int, t: AgentTrajectory, backend: Backend, policy: Policy, seed: int
-) -> dict:
-    gen = ws.cfg.generate
+def _react_row(r: _Research, q: Query, k: int, t: AgentTrajectory) -> dict:
+    ws, round_idx, backend, gen = r.ws, r.round_idx, r.backend, r.ws.cfg.generate
     sample = Sample(backend.decode(t.ids), t.ids, t.logprobs, t.finish)  # type: ignore[arg-type]
     sources = t.numbered()
     return {
@@ -105,8 +106,8 @@ def _react_row(
         "spans": [span_row("trajectory", "", sample, gen.temperature, prefix=t.prompt, mask=t.mask)],
         "prompt_tokens": len(t.prompt_ids),
         "completion_tokens": sum(t.mask),
-        "checkpoint": policy.name,
-        "seed": seed,
+        "checkpoint": r.policy.name,
+        "seed": r.seed,
         "agent": "react",
         "turns": [vars(turn) for turn in t.turns],
         "tool_calls": t.tool_calls,
@@ -149,12 +150,10 @@ def row_stats(rows: list[dict]) -> GenerateStats:
     )
 
 
-def _plan(
-    ws: Workspace, queries: list[Query], policy: Policy, seed: int, round_idx: int, K: int
-) -> tuple[list[dict], GenerateStats]:
+def _plan(r: _Research, queries: list[Query], K: int) -> tuple[list[dict], GenerateStats]:
     """The plan-and-execute template: a plan span, one search per sub-question, a report span."""
+    ws, backend, seed, round_idx = r.ws, r.backend, r.seed, r.round_idx
     gen = ws.cfg.generate
-    backend = ws.backend(policy)
     t0 = time.perf_counter()
     tokens0 = backend.usage.completion_tokens
     # every prompt is (query head, own part), sampled tokenized apart and stored so: the trainer packs a query's
@@ -183,8 +182,7 @@ def _plan(
     seconds = time.perf_counter() - t0
     rows = [
         _row(
-            ws,
-            round_idx,
+            r,
             queries[t.query],
             t,
             [
@@ -193,8 +191,6 @@ def _plan(
             ],
             plans[t.query][t.k],
             report,
-            policy,
-            seed,
         )
         for t, (query_head, own), [report] in zip(trajectories, report_prompts, reports)
     ]
@@ -215,18 +211,8 @@ def _search(ws: Workspace, q: Query, qi: int, k: int, plan: str) -> Trajectory:
     return Trajectory(qi, k, subqs, fallback, list(zip(subqs or [q.text], hits)), sources)
 
 
-def _row(
-    ws: Workspace,
-    round_idx: int,
-    q: Query,
-    t: Trajectory,
-    spans: list[dict],
-    plan: Sample,
-    report: Sample,
-    policy: Policy,
-    seed: int,
-) -> dict:
-    gen = ws.cfg.generate
+def _row(r: _Research, q: Query, t: Trajectory, spans: list[dict], plan: Sample, report: Sample) -> dict:
+    ws, round_idx, gen = r.ws, r.round_idx, r.ws.cfg.generate
     return {
         "round": round_idx,
         "query_id": q.id,
@@ -242,8 +228,8 @@ def _row(
         "spans": spans,
         "prompt_tokens": plan.prompt_tokens + report.prompt_tokens,
         "completion_tokens": len(plan.token_ids) + len(report.token_ids),
-        "checkpoint": policy.name,
-        "seed": seed,
+        "checkpoint": r.policy.name,
+        "seed": r.seed,
         "agent": "plan",
         "turns": None,
         "tool_calls": len(t.searches),

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from score.agent import Budget, agent_messages, run_agents
-from score.models.base import Sample
+from score.models.base import Sample, SamplingParams
 from score.search.base import Passage
 from score.search.searxng import SearchError
 from tests.conftest import ToyBackend
@@ -61,7 +61,7 @@ class Library:
 
 def run(turns, library=None, budget=BUDGET):
     backend = Scripted(turns)
-    [[t]] = run_agents(backend, library or Library(), ["a query"], 1, budget, 1.0, seed=0)
+    [[t]] = run_agents(backend, library or Library(), ["a query"], budget, SamplingParams(n=1, temperature=1.0, seed=0))
     return t, backend
 
 
@@ -143,7 +143,8 @@ def real_trajectories(tiny_model, tmp_path_factory):
 
     search = BM25Search(ensure_wiki_corpus(cache_root()), cache_root())
     budget = Budget(2, 24, 24, 1024, 2, 4, 120, 240)
-    groups = run_agents(tiny_model, search, ["How do wind turbines make electricity?"], 4, budget, 0.8, seed=3)
+    params = SamplingParams(n=4, temperature=0.8, seed=3)
+    groups = run_agents(tiny_model, search, ["How do wind turbines make electricity?"], budget, params)
     multi = [t for t in groups[0] if 0 in t.mask[t.mask.index(1) :]]  # a tool output after a written turn
     assert multi, [[turn.tool for turn in t.turns] for t in groups[0]]
     return groups[0]
