@@ -235,19 +235,9 @@ class LocalJudge:
             for t in tasks:
                 for c, (d1, d2) in zip(t.criteria, dists[(t.id, order)]):
                     tgt, ref = (d1, d2) if order == 0 else (d2, d1)
-                    rows.append(
-                        _judgement(
-                            t,
-                            run_idx,
-                            seed,
-                            order == 0,
-                            c,
-                            float(rng.choice(11, p=tgt)),
-                            float(rng.choice(11, p=ref)),
-                            float(tgt @ np.arange(11)),
-                            float(ref @ np.arange(11)),
-                        )
-                    )
+                    drawn = float(rng.choice(11, p=tgt)), float(rng.choice(11, p=ref))
+                    expected = float(tgt @ np.arange(11)), float(ref @ np.arange(11))
+                    rows.append(_judgement(t, c, (run_idx, seed, order == 0), drawn, expected))
         return rows
 
 
@@ -284,9 +274,7 @@ class EndpointJudge:
                         if i in scores:
                             a1, a2 = scores[i]
                             tgt, ref = (a1, a2) if target_first else (a2, a1)
-                            rows.append(
-                                _judgement(t, run_idx, seed, target_first, c, float(tgt), float(ref), None, None)
-                            )
+                            rows.append(_judgement(t, c, (run_idx, seed, target_first), (float(tgt), float(ref))))
                     bar.update(1)
         if unparsed:
             log.warning(
@@ -297,7 +285,16 @@ class EndpointJudge:
         return rows
 
 
-def _judgement(t: Task, run_idx: int, seed: int, target_first: bool, c: Criterion, tgt, ref, tgt_exp, ref_exp) -> dict:
+def _judgement(
+    t: Task,
+    c: Criterion,
+    run: tuple[int, int, bool],
+    scores: tuple[float, float],
+    expected: tuple[float | None, float | None] = (None, None),
+) -> dict:
+    """A row of judgements.parquet: one criterion of one task in one run (index, seed, target shown first), the
+    target's and the reference's scores, and their expectations where the judge gives probabilities."""
+    (run_idx, seed, target_first), (tgt, ref), (tgt_exp, ref_exp) = run, scores, expected
     return {
         "task_id": t.id,
         "run_idx": run_idx,

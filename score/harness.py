@@ -224,7 +224,9 @@ class _Pool:
 
 
 def numbers(statistic: str, value: float, low: float, high: float, n: int, threshold: float, **extra) -> dict:
-    """A decision's numbers: the statistic, its interval, the count it rests on and the threshold it crossed."""
+    """A decision's numbers: the statistic, its interval, the count it rests on and the threshold it crossed.
+
+    Parameters: one per field of the record it builds, so every rule states all of them where it decides."""
     nums = {"statistic": statistic, "value": value, "low": low, "high": high, "n": n, "threshold": threshold}
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in {**nums, **extra}.items()}
 

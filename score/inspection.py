@@ -120,39 +120,51 @@ def show_round(console: Console, store: Store, run: str, round_idx: int, stage: 
             console.print(f"[dim]{s.spec.name}: {s.state}[/]")
 
 
+SUMMARY_LABELS = [  # summary.parquet's statistics as `score inspect` shows them, in this order
+    ("saturation_rate", "saturation (share of queries with flat rewards)"),
+    ("reward_mean", "solver reward, mean"),
+    ("reward_spread", "solver reward, mean within-query std"),
+    ("valid_share", "share of reports valid"),
+    ("agreement", "judgement consistency (leave-one-out, 0 when flat)"),
+    ("score_spread", "written scores, mean within-column std"),
+    ("detection", "corruption detection, distinct probed reports (chance 50%)"),
+    ("probed_reports", "probed reports compared"),
+    ("unparsable_rate", "share of judgements with no score"),
+    ("parse_repair_rate", "share of rubrics needing repair"),
+    ("identical_rubric_queries", "queries whose rubrics are all alike (flat rubric group)"),
+    ("supported_share", "share of claims supported by evidence"),
+    ("citation_precision", "citation precision (cited claims supported by their cited passages)"),
+    ("citation_claims", "cited claims checked"),
+    ("search_depth", "search depth (claims checked per report)"),
+    ("search_hops", "search hops (calls per claim)"),
+    ("search_calls", "search calls made"),
+    ("depth_change", "support change when re-checked with more search"),
+    ("depth_claims", "claims re-checked"),
+    ("valid_reports", "fully valid reports"),
+    ("top_share", "share of those at the top"),
+    ("strictness", "strictness"),
+    ("active_dimensions", "active dimensions"),
+]
+
+
 def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
+    _summary_table(console, store, folder)
+    _query_rewards_table(console, store, folder)
+    _dimensions_table(console, store, folder)
+
+
+def _summary_table(console: Console, store: Store, folder: str) -> None:
     summary = store.read_table(folder, SUMMARY.file).to_pylist()[0]
     t = Table(title="self-evaluate: the round")
     t.add_column("statistic")
     t.add_column("value", overflow="fold")
-    for key, label in [
-        ("saturation_rate", "saturation (share of queries with flat rewards)"),
-        ("reward_mean", "solver reward, mean"),
-        ("reward_spread", "solver reward, mean within-query std"),
-        ("valid_share", "share of reports valid"),
-        ("agreement", "judgement consistency (leave-one-out, 0 when flat)"),
-        ("score_spread", "written scores, mean within-column std"),
-        ("detection", "corruption detection, distinct probed reports (chance 50%)"),
-        ("probed_reports", "probed reports compared"),
-        ("unparsable_rate", "share of judgements with no score"),
-        ("parse_repair_rate", "share of rubrics needing repair"),
-        ("identical_rubric_queries", "queries whose rubrics are all alike (flat rubric group)"),
-        ("supported_share", "share of claims supported by evidence"),
-        ("citation_precision", "citation precision (cited claims supported by their cited passages)"),
-        ("citation_claims", "cited claims checked"),
-        ("search_depth", "search depth (claims checked per report)"),
-        ("search_hops", "search hops (calls per claim)"),
-        ("search_calls", "search calls made"),
-        ("depth_change", "support change when re-checked with more search"),
-        ("depth_claims", "claims re-checked"),
-        ("valid_reports", "fully valid reports"),
-        ("top_share", "share of those at the top"),
-        ("strictness", "strictness"),
-        ("active_dimensions", "active dimensions"),
-    ]:
+    for key, label in SUMMARY_LABELS:
         value = summary[key]
         t.add_row(label, ", ".join(value) if isinstance(value, list) else _shown(key, value))
     console.print(t)
+
+
+def _query_rewards_table(console: Console, store: Store, folder: str) -> None:
     rewards = store.read_table(folder, SOLVER_REWARDS.file).to_pylist()
     per_query: dict[str, list[float]] = {}
     for r in rewards:
@@ -176,6 +188,9 @@ def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
             "yes" if stds[q] <= flat else "",
         )
     console.print(t)
+
+
+def _dimensions_table(console: Console, store: Store, folder: str) -> None:
     dims = store.read_table(folder, DIMENSION_STATS.file).to_pylist()
     t = Table(title="dimensions")
     for col in (

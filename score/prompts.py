@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from score.models.base import Message
 from score.search.base import Passage
@@ -119,25 +120,29 @@ def split_prompt(render, system: str, head: str, ask: str, tail: str) -> tuple[s
     return full[:cut], full[cut + 1 :]
 
 
+@dataclass(frozen=True)
+class JudgingView:
+    """What one judging pass shows: the query, the judged report, a sibling report for comparison ("" for none),
+    and the evidence-check lines."""
+
+    query: str
+    report: str
+    sibling: str
+    evidence: str
+
+
 def judging_parts(
-    render,
-    query: str,
-    report: str,
-    sibling: str,
-    evidence: str,
-    criteria: list[tuple[str, str]],
-    strictness: int,
-    rationale: bool = False,
+    render, view: JudgingView, criteria: list[tuple[str, str]], strictness: int, rationale: bool = False
 ) -> tuple[str, list[str]]:
     """One pass's shared prefix (query, report, a sibling report for comparison, evidence checks) and one suffix
     per (dimension, criterion), each ending where the score comes (with `rationale`, where a short reasoning
     comes, the score after it: `SCORE_AFTER_RATIONALE`). The prefix is the same for every criterion of the pass,
     so the backend (and the trainer) encode the report once per pass; passes differ by the sibling shown and the
     order of the evidence lines."""
-    head = f"Research query: {query}\n\nReport:\n{report}\n\n"
-    if sibling:
-        head += f"For comparison only, another report on the same query (not the one you judge):\n{sibling}\n\n"
-    head += f"Evidence checks on the judged report:\n{evidence}\n\n"
+    head = f"Research query: {view.query}\n\nReport:\n{view.report}\n\n"
+    if view.sibling:
+        head += f"For comparison only, another report on the same query (not the one you judge):\n{view.sibling}\n\n"
+    head += f"Evidence checks on the judged report:\n{view.evidence}\n\n"
     strict = STRICTNESS[min(strictness, len(STRICTNESS) - 1)]
     prefix, suffixes = "", []
     for dim, criterion in criteria:

@@ -25,6 +25,8 @@ def validity(
     With `precision` (the share of its checked cited claims supported by the passages they cite), a citing report's
     multiplier is scaled by it: citing is not enough, the citations must hold.
 
+    Parameters: the report's facts, then the `reward.*` factors as keywords, so the function stays pure of the config.
+
     >>> validity("x" * 100, "stop", 2)
     1.0
     >>> validity("x" * 100, "length", 2), validity("x" * 100, "stop", 0), validity("short", "stop", 1)

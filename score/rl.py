@@ -126,6 +126,8 @@ def policy_loss(
 ) -> LossParts:
     """The clipped surrogate plus the k3 penalty, summed with the given token weights.
 
+    Parameters: the micro-batch's tensors, then the three `train.*` knobs (clip_low, clip_high, kl_coef).
+
     On policy (logp == old_logp) the clip does nothing and the gradient is -A * grad logp:
 
     >>> lp = torch.tensor([[-1.0, -2.0]], requires_grad=True)

@@ -31,7 +31,7 @@ from score.evaluator.base import Evaluation
 from score.models import Backend, Sample, SamplingParams
 from score.pipeline import derive_seed
 from score.progress import progress_bar
-from score.prompts import SCORE_AFTER_RATIONALE, judging_parts
+from score.prompts import SCORE_AFTER_RATIONALE, JudgingView, judging_parts
 from score.rubrics import Rubric
 from score.scale import parse_score, read_off, restricted_distribution
 from score.store.schemas import span_row
@@ -97,15 +97,14 @@ def _judge_pass(e: Evaluation, item: Item, p: int, criteria: list[tuple[str, str
     """One item in pass p on every criterion: one judgement row per criterion."""
     ev, backend, tokens, sibling = e.ws.cfg.evaluate, e.backend, e.score_tokens, shown.sibling
     report = item.text if ev.report_chars is None else item.text[: ev.report_chars]
-    prefix, suffixes = judging_parts(
-        backend.render,
+    view = JudgingView(
         item.query,
         report,
         sibling["report"][: ev.sibling_chars] if sibling and ev.sibling_chars else "",
         "\n".join(shown.evidence) or "(no claim checked)",
-        criteria,
-        e.harness.controls.strictness,
-        rationale=ev.rationale_tokens > 0,
+    )
+    prefix, suffixes = judging_parts(
+        backend.render, view, criteria, e.harness.controls.strictness, rationale=ev.rationale_tokens > 0
     )
     params = SamplingParams(temperature=ev.judge_temperature, seed=_seed(e.seed, p, item))
     rationales = _rationales(backend, prefix, suffixes, ev.rationale_tokens, params)

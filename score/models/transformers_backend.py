@@ -12,7 +12,8 @@ import copy
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
@@ -55,6 +56,18 @@ def draw(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.searchsorted(cdf, u, right=True).clamp(max=weights.shape[-1] - 1).squeeze(1)  # (B,)
 
 
+@dataclass
+class _Written:
+    """What each row of a sampling batch has written so far (tokens, their log-probs, why it stopped), how many
+    tokens back a stop string is looked for, and the progress callback (slots of max_tokens used or given up)."""
+
+    tokens: list[list[int]]
+    logps: list[list[float]]
+    reasons: list[str]
+    stop_window: int
+    progress: Callable[[int], object]
+
+
 class TransformersBackend(ChatTokenizer):
     name = "transformers"
 
@@ -69,6 +82,8 @@ class TransformersBackend(ChatTokenizer):
         threads: int | None = None,
         score_batch_size: int = 8,
     ):
+        """Parameters: the model.* config fields this engine reads, as keywords, so tests and benchmarks build one
+        without a config (`score.models.load_backend` passes them from one)."""
         from transformers import AutoModelForCausalLM
 
         if threads:
@@ -148,10 +163,8 @@ class TransformersBackend(ChatTokenizer):
         step_pos = mask.sum(-1, keepdim=True) - 1  # (B, 1) position of the last prompt token
         alive = list(range(len(rows)))  # batch row -> original row, shrinks as rows finish
         step_ids: torch.Tensor | None = None  # (B, 1) the token sampled at the previous step
-        tokens: list[list[int]] = [[] for _ in rows]
-        logps: list[list[float]] = [[] for _ in rows]
-        reasons: list[str] = ["length"] * len(rows)
         stop_window = max((len(self.tokenize(s)) for s in params.stop), default=0) + 2
+        w = _Written([[] for _ in rows], [[] for _ in rows], ["length"] * len(rows), stop_window, progress)
         for step in range(params.max_tokens):
             if step > 0:
                 logits = self.model(
@@ -167,7 +180,7 @@ class TransformersBackend(ChatTokenizer):
             logprobs = torch.log_softmax(scaled, dim=-1)  # (B, V) the distribution sampled from: what the trainer sees
             nxt = self._pick(logits, params, generator)  # (B,)
             picked = logprobs.gather(1, nxt[:, None]).squeeze(1)  # (B,)
-            keep = self._record(alive, nxt, picked, tokens, logps, reasons, params, stop_window, progress)
+            keep = self._record(w, alive, nxt, picked, params)
             progress(len(alive))
             if not keep:
                 break
@@ -179,11 +192,12 @@ class TransformersBackend(ChatTokenizer):
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)  # (B, T+1)
             step_ids = nxt[:, None]  # (B, 1)
             step_pos = step_pos + 1  # (B, 1)
-        return [self._finish(rows[r], tokens[r], logps[r], reasons[r], params.stop) for r in range(len(rows))]
+        return [self._finish(rows[r], w.tokens[r], w.logps[r], w.reasons[r], params.stop) for r in range(len(rows))]
 
-    def _record(self, alive, nxt, picked, tokens, logps, reasons, params: SamplingParams, stop_window: int, progress):
-        """Append each live row's sampled token and log-prob; mark the rows that stopped. Returns the batch rows
-        that go on."""
+    def _record(self, w: _Written, alive: list[int], nxt, picked, params: SamplingParams) -> list[int]:
+        """Append each live row's sampled token (`nxt`) and its log-prob (`picked`); mark the rows that stopped.
+        Returns the batch rows that go on."""
+        tokens, logps, reasons, stop_window, progress = w.tokens, w.logps, w.reasons, w.stop_window, w.progress
         keep = []
         for b, row in enumerate(alive):
             tok = int(nxt[b])
