@@ -63,7 +63,7 @@ def write_record(benchmark: str, args: argparse.Namespace, cfg, figures: dict, f
         "config": {
             "file": getattr(args, "config", None),
             "overrides": getattr(args, "overrides", []),
-            "resolved": cfg.model_dump(mode="json"),
+            "resolved": cfg.model_dump(mode="json") if cfg is not None else None,
         },  # fmt: skip
         "figures": figures,
     }

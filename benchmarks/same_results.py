@@ -7,7 +7,8 @@ checkpoint that sampled them (compared with the root replaced by `<store>`), and
 in JSON files (peft writes an adapter's `target_modules` from a set, in an order that changes from process to
 process).
 
-Run: `python benchmarks/same_results.py STORE_A STORE_B [--run ci]`; exits 1 when anything differs.
+Run: `python benchmarks/same_results.py STORE_A STORE_B [--run ci] [--record --note "A: <commit>, B: <commit>"]`;
+exits 1 when anything differs; `--record` writes the comparison as a benchmark record (benchmarks/records/).
 Used to check that a restructuring changed no result: two rounds of configs/ci.yaml before and after.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from common import write_record
 
 TIMING_COLUMNS = {"seconds"}  # steps.parquet: wall-clock seconds of each optimizer step
 
@@ -79,6 +81,8 @@ def main() -> int:
     parser.add_argument("a", type=Path)
     parser.add_argument("b", type=Path)
     parser.add_argument("--run", default="ci")
+    parser.add_argument("--record", action="store_true", help="write the comparison as a record")
+    parser.add_argument("--note", default="", help="what A and B are (commits, configs), kept in the record")
     args = parser.parse_args()
     fa, fb = files_of(args.a / args.run), files_of(args.b / args.run)
     problems = [f"only in {args.a}: {n}" for n in sorted(set(fa) - set(fb))] + [
@@ -90,6 +94,9 @@ def main() -> int:
     print(f"compared {len(set(fa) & set(fb))} files of run {args.run!r}: {len(problems)} difference(s)")
     for p in problems:
         print("  " + p)
+    if args.record:
+        figures = {"run": args.run, "files": len(set(fa) & set(fb)), "differences": problems, "note": args.note}
+        print(write_record("same_results", args, None, figures))
     return 1 if problems else 0
 
 

@@ -430,14 +430,12 @@ def evaluate(ws: Workspace, checkpoint: str = "latest", force: bool = False) -> 
             }
         ),
     )
-    # clear_first=False: the folder is cleared at the first write, so a failure before it keeps the last evaluation
-    outcome = behind_manifest(
+    outcome = behind_manifest(  # cleared at the first write: a failure before it keeps the last evaluation
         ws.store,
         benchmark_dir(ws.cfg.run, label),
         meta,
         lambda w: _judge_and_write(ws, w, tasks, policy, label, reference_file),
         force=force,
-        clear_first=False,
     )
     log.info("benchmark %s of %s: %s", cfg.name, label, key_values(outcome.manifest.stats))
     return outcome

@@ -45,6 +45,21 @@ def test_tampered_rewards_are_redone_not_read(toy_workspace):
     assert run_stage(ws, "self-evaluate", 0).skipped  # intact again: skipped as before
 
 
+def test_a_rerun_refused_late_keeps_the_finished_stage(toy_workspace):
+    """A forced rerun of a finished train stage whose config the optimizer refuses (AdamW: beta 1.5) fails before
+    it writes anything, so the round's checkpoint, its other files and its manifest are all still there, intact."""
+    ws = toy_workspace
+    for stage in ("generate-reports", "self-evaluate", "harness-evolve", "train"):
+        run_stage(ws, stage, 0)
+    folder = stage_folder(ws, "train", 0)
+    finished = ws.store.read_manifest(folder)
+    ws.cfg.train.betas = (1.5, 0.999)
+    with pytest.raises(ValueError, match="beta"):
+        run_stage(ws, "train", 0, force=True)
+    assert ws.store.read_manifest(folder) == finished and not ws.store.verify(folder, finished)
+    assert any(name.startswith("checkpoint/") for name in finished.files)
+
+
 def test_a_truncated_or_missing_file_is_redone(toy_workspace, caplog):
     ws = toy_workspace
     run_stage(ws, "generate-reports", 0)
@@ -72,7 +87,7 @@ def test_a_damaged_checkpoint_is_not_sampled_from(toy_workspace, tmp_path):
     local.mkdir()
     (local / "adapter_config.json").write_text("{}")
     (local / "adapter_model.safetensors").write_bytes(b"weights")
-    writer = FolderWriter(ws.store, folder, clear_first=True)
+    writer = FolderWriter(ws.store, folder)
     for p in local.iterdir():
         writer.file(f"checkpoint/{p.name}", p)
     ws.store.write_manifest(folder, Manifest(stage="train", fingerprint="x", files=writer.files))

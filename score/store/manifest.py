@@ -97,15 +97,15 @@ class FolderWriter:
     """Writes the files of one folder and remembers their FileInfo for the manifest. Only the main process of
     a distributed launch writes (the others compute and return the same FileInfo-less work)."""
 
-    def __init__(self, store: Store, folder: str, clear_first: bool):
+    def __init__(self, store: Store, folder: str):
         self.store, self.folder = store, folder
         self.enabled = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch` only the main process writes
         self.files: dict[str, FileInfo] = {}
         self._cleared = False
-        if clear_first:
-            self._clear()
 
     def _clear(self) -> None:
+        """At the first write, never before: a run refused before it writes anything (a config the optimizer or an
+        endpoint rejects) leaves the folder's finished work as it was."""
         if self.enabled and not self._cleared:
             self.store.clear(self.folder)  # whatever an earlier or killed attempt left behind
         self._cleared = True
@@ -145,14 +145,13 @@ def behind_manifest(
     meta: Manifest,
     work: Callable[[FolderWriter], Any],
     force: bool = False,
-    clear_first: bool = True,
 ) -> Outcome:
     """Run `work` unless `folder`'s manifest has `meta.fingerprint` and its files are still those it lists
     (`Store.verify`; not with `force`); then write the manifest last: `meta` with the files written, the work's
     statistics (a dataclass or a dict) and its timing. A damaged folder is redone, with a warning naming the files.
 
-    `clear_first`: clear the folder before the work (a stage: stale outputs must not outlive a changed config),
-    or only at its first write (an evaluation: a failed redo leaves the previous results as they were)."""
+    The folder is cleared at the work's first write (stale outputs never outlive a changed config, and a failure
+    before any write, such as a config refused late, keeps the finished work and its manifest)."""
     old = store.read_manifest(folder)
     if old is not None and old.fingerprint == meta.fingerprint and not force:
         damaged = store.verify(folder, old)
@@ -162,7 +161,7 @@ def behind_manifest(
         log.warning("%s: %s; redoing", store.display(folder), "; ".join(damaged))
     elif old is not None:
         log.info("%s: %s, redoing", store.display(folder), "forced" if force else "config or inputs changed")
-    writer = FolderWriter(store, folder, clear_first)
+    writer = FolderWriter(store, folder)
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     stats = work(writer)
     meta.files = writer.files
