@@ -16,6 +16,7 @@ from rich.table import Table
 
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, STAGES, TRAIN, StageSpec
 from score.store.layout import run_rounds, stage_dir
+from score.store.rows import labels
 from score.store.schemas import (
     DECISIONS,
     DIMENSION_STATS,
@@ -28,6 +29,7 @@ from score.store.schemas import (
     TRAIN_SAMPLES,
     TRAIN_STEPS,
     ArtifactError,
+    SummaryRow,
 )
 from score.store.store import Store
 
@@ -120,33 +122,6 @@ def show_round(console: Console, store: Store, run: str, round_idx: int, stage: 
             console.print(f"[dim]{s.spec.name}: {s.state}[/]")
 
 
-SUMMARY_LABELS = [  # summary.parquet's statistics as `score inspect` shows them, in this order
-    ("saturation_rate", "saturation (share of queries with flat rewards)"),
-    ("reward_mean", "solver reward, mean"),
-    ("reward_spread", "solver reward, mean within-query std"),
-    ("valid_share", "share of reports valid"),
-    ("agreement", "judgement consistency (leave-one-out, 0 when flat)"),
-    ("score_spread", "written scores, mean within-column std"),
-    ("detection", "corruption detection, distinct probed reports (chance 50%)"),
-    ("probed_reports", "probed reports compared"),
-    ("unparsable_rate", "share of judgements with no score"),
-    ("parse_repair_rate", "share of rubrics needing repair"),
-    ("identical_rubric_queries", "queries whose rubrics are all alike (flat rubric group)"),
-    ("supported_share", "share of claims supported by evidence"),
-    ("citation_precision", "citation precision (cited claims supported by their cited passages)"),
-    ("citation_claims", "cited claims checked"),
-    ("search_depth", "search depth (claims checked per report)"),
-    ("search_hops", "search hops (calls per claim)"),
-    ("search_calls", "search calls made"),
-    ("depth_change", "support change when re-checked with more search"),
-    ("depth_claims", "claims re-checked"),
-    ("valid_reports", "fully valid reports"),
-    ("top_share", "share of those at the top"),
-    ("strictness", "strictness"),
-    ("active_dimensions", "active dimensions"),
-]
-
-
 def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
     _summary_table(console, store, folder)
     _query_rewards_table(console, store, folder)
@@ -158,7 +133,7 @@ def _summary_table(console: Console, store: Store, folder: str) -> None:
     t = Table(title="self-evaluate: the round")
     t.add_column("statistic")
     t.add_column("value", overflow="fold")
-    for key, label in SUMMARY_LABELS:
+    for key, label in labels(SummaryRow):
         value = summary[key]
         t.add_row(label, ", ".join(value) if isinstance(value, list) else _shown(key, value))
     console.print(t)

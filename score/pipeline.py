@@ -38,6 +38,7 @@ from score.store.schemas import (
     TRAIN_SAMPLES,
     TRAIN_STEPS,
     Artifact,
+    SummaryRow,
 )
 
 Resource = Literal["queries", "corpus", "policy", "harness", "heldout"]
@@ -120,45 +121,10 @@ class GenerateStats:
     mean_turns: float = 0.0  # react: model turns per trajectory
 
 
-@dataclass
-class EvaluateStats:
-    """The round's summary (summary.parquet, rounded to 4 places) and the stage's cost."""
+@dataclass(frozen=True)
+class EvaluateStats(SummaryRow):
+    """The round's summary (summary.parquet, rounded to 4 places: `SummaryRow`) and the stage's cost."""
 
-    harness_version: int = -1
-    reports: int = 0
-    saturation_rate: float = 0.0
-    reward_mean: float = 0.0
-    reward_spread: float = 0.0
-    valid_share: float = 0.0
-    valid_reports: int = 0
-    top_share: float = 0.0
-    agreement: float = 0.0
-    score_spread: float = 0.0
-    detection: float = 0.0
-    probed_reports: int = 0
-    judgements: int = 0
-    unparsable_rate: float = 0.0
-    reports_cut: int = 0
-    parse_failure_rate: float = 0.0
-    parse_repair_rate: float = 0.0
-    identical_rubric_queries: int = 0
-    search_depth: int = 0
-    search_hops: int = 0
-    claims_checked: int = 0
-    search_calls: int = 0
-    supported_share: float = 0.0
-    citation_precision: float = 0.0  # mean over reports with checked cited claims
-    citation_claims: int = 0  # cited claims checked against their cited passages
-    depth_claims: int = 0
-    depth_change: float = 0.0
-    depth_low: float = 0.0
-    depth_high: float = 0.0
-    verdicts: int = 0
-    verdict_unparsable_rate: float = 0.0
-    anchors: int = 0
-    anchor_detection: float = 0.0
-    active_dimensions: list[str] = field(default_factory=list)
-    strictness: int = 0
     seconds_per_report: float = 0.0
 
 

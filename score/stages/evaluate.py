@@ -52,7 +52,7 @@ def run(ctx: StageContext) -> EvaluateStats:
         (SUMMARY, [stats.summary]),
     ]:
         ctx.write(artifact, rows)
-    numbers = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.summary.items() if k != "round"}
+    numbers = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.summary.items()}
     out = EvaluateStats(**numbers, seconds_per_report=round(seconds / max(len(reports), 1), 2))
     return out
 

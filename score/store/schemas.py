@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from score.store.rows import arrow_schema, column
+
 # ---- schemas: one constant per artifact, shared by writer, reader and tests --------------------------------
 
 SPAN = pa.struct(
@@ -268,46 +270,101 @@ DIMENSION_STATS_SCHEMA = pa.schema(
     ]
 )
 
-SUMMARY_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("harness_version", pa.int32()),
-        pa.field("reports", pa.int32()),
-        pa.field("saturation_rate", pa.float32()),  # share of queries whose solver rewards have near-zero spread
-        pa.field("reward_mean", pa.float32()),
-        pa.field("reward_spread", pa.float32()),  # mean within-query std of solver rewards
-        pa.field("valid_share", pa.float32()),
-        pa.field("valid_reports", pa.int32()),  # fully valid reports (validity 1)
-        pa.field("top_share", pa.float32()),  # share of them rewarded at or above rules.crowded_reward
-        pa.field("agreement", pa.float32()),  # mean consistency of the written judgement columns (criterion x pass)
-        pa.field("score_spread", pa.float32()),  # mean within-column std of written scores over the K reports
-        pa.field("detection", pa.float32()),  # distinct probed reports scored below their original (mapped dims)
-        pa.field("probed_reports", pa.int32()),  # distinct (report, corruption) pairs with a comparison
-        pa.field("judgements", pa.int32()),
-        pa.field("unparsable_rate", pa.float32()),  # judgements that wrote no score in 0-10
-        pa.field("reports_cut", pa.int32()),  # reports and copies the evaluator saw only part of (report_chars)
-        pa.field("parse_failure_rate", pa.float32()),  # rubrics with nothing usable
-        pa.field("parse_repair_rate", pa.float32()),  # rubrics needing any repair or fallback
-        pa.field("identical_rubric_queries", pa.int32()),  # queries whose J rubrics are all alike: a flat group
-        pa.field("search_depth", pa.int32()),
-        pa.field("search_hops", pa.int32()),
-        pa.field("claims_checked", pa.int32()),
-        pa.field("search_calls", pa.int32()),  # search calls made for them (search_hops each)
-        pa.field("supported_share", pa.float32()),
-        pa.field("citation_precision", pa.float32()),  # mean over reports with checked cited claims
-        pa.field("citation_claims", pa.int32()),
-        pa.field("depth_claims", pa.int32()),  # claims re-checked with more search (depth-probed reports) ...
-        pa.field("depth_change", pa.float32()),  # ... mean signed change of their support, P(yes) - P(no)
-        pa.field("depth_low", pa.float32()),  # its two-sided 95% interval
-        pa.field("depth_high", pa.float32()),
-        pa.field("verdicts", pa.int32()),  # evidence verdicts the evaluator wrote (claims and their anchors)
-        pa.field("verdict_unparsable_rate", pa.float32()),  # written verdicts that are none of Yes / No / Unclear
-        pa.field("anchors", pa.int32()),  # (claim, anchor) pairs with both verdicts parsed
-        pa.field("anchor_detection", pa.float32()),  # their mean anchor credit: anchors given less support (ties half)
-        pa.field("active_dimensions", pa.list_(pa.string())),
-        pa.field("strictness", pa.int32()),
-    ]
-)
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """summary.parquet: the round's statistics, one row (self-evaluate; the stage's statistics extend it)."""
+
+    round: int = column(pa.int32(), "the round", default=0, nullable=False)
+    harness_version: int = column(pa.int32(), "the harness the round was judged under", default=-1)
+    reports: int = column(pa.int32(), "solver reports judged", default=0)
+    saturation_rate: float = column(
+        pa.float32(), "share of queries whose solver rewards are flat (std <= reward.flat_spread)", default=0.0,
+        label="saturation (share of queries with flat rewards)",
+    )  # fmt: skip
+    reward_mean: float = column(pa.float32(), "mean solver reward", default=0.0, label="solver reward, mean")
+    reward_spread: float = column(
+        pa.float32(), "mean within-query std of solver rewards", default=0.0,
+        label="solver reward, mean within-query std",
+    )  # fmt: skip
+    valid_share: float = column(
+        pa.float32(), "share of reports with validity > 0", default=0.0, label="share of reports valid"
+    )
+    valid_reports: int = column(pa.int32(), "fully valid reports (validity 1)", default=0, label="fully valid reports")
+    top_share: float = column(
+        pa.float32(), "share of them rewarded at or above rules.crowded_reward", default=0.0,
+        label="share of those at the top",
+    )  # fmt: skip
+    agreement: float = column(
+        pa.float32(), "mean consistency of the written judgement columns (criterion x pass)", default=0.0,
+        label="judgement consistency (leave-one-out, 0 when flat)",
+    )  # fmt: skip
+    score_spread: float = column(
+        pa.float32(), "mean within-column std of written scores over the K reports", default=0.0,
+        label="written scores, mean within-column std",
+    )  # fmt: skip
+    detection: float = column(
+        pa.float32(), "distinct probed reports scored below their original (mapped dimensions)", default=0.0,
+        label="corruption detection, distinct probed reports (chance 50%)",
+    )  # fmt: skip
+    probed_reports: int = column(
+        pa.int32(), "distinct (report, corruption) pairs with a comparison", default=0, label="probed reports compared"
+    )
+    judgements: int = column(pa.int32(), "scores the evaluator wrote", default=0)
+    unparsable_rate: float = column(
+        pa.float32(), "judgements that wrote no score in 0-10", default=0.0, label="share of judgements with no score"
+    )
+    reports_cut: int = column(pa.int32(), "reports and copies the evaluator saw only part of (report_chars)", default=0)
+    parse_failure_rate: float = column(pa.float32(), "rubrics with nothing usable", default=0.0)
+    parse_repair_rate: float = column(
+        pa.float32(), "rubrics needing any repair or fallback", default=0.0, label="share of rubrics needing repair"
+    )
+    identical_rubric_queries: int = column(
+        pa.int32(), "queries whose J rubrics are all alike: a flat rubric group", default=0,
+        label="queries whose rubrics are all alike (flat rubric group)",
+    )  # fmt: skip
+    search_depth: int = column(
+        pa.int32(), "claims checked per report", default=0, label="search depth (claims checked per report)"
+    )
+    search_hops: int = column(pa.int32(), "search calls per claim", default=0, label="search hops (calls per claim)")
+    claims_checked: int = column(pa.int32(), "claims of the reports checked against evidence", default=0)
+    search_calls: int = column(
+        pa.int32(), "search calls made for them (search_hops each)", default=0, label="search calls made"
+    )
+    supported_share: float = column(
+        pa.float32(), "share of them judged supported", default=0.0, label="share of claims supported by evidence"
+    )
+    citation_precision: float = column(
+        pa.float32(), "mean over reports with checked cited claims of the share supported by their cited passages",
+        default=0.0, label="citation precision (cited claims supported by their cited passages)",
+    )  # fmt: skip
+    citation_claims: int = column(
+        pa.int32(), "cited claims checked against their cited passages", default=0, label="cited claims checked"
+    )
+    depth_claims: int = column(
+        pa.int32(), "claims re-checked with more search (depth-probed reports)", default=0, label="claims re-checked"
+    )
+    depth_change: float = column(
+        pa.float32(), "their mean signed change of support, P(yes) - P(no)", default=0.0,
+        label="support change when re-checked with more search",
+    )  # fmt: skip
+    depth_low: float = column(pa.float32(), "its two-sided 95% interval, low", default=0.0)
+    depth_high: float = column(pa.float32(), "its two-sided 95% interval, high", default=0.0)
+    verdicts: int = column(pa.int32(), "evidence verdicts the evaluator wrote (claims and their anchors)", default=0)
+    verdict_unparsable_rate: float = column(
+        pa.float32(), "written verdicts that are none of Yes / No / Unclear", default=0.0
+    )
+    anchors: int = column(pa.int32(), "(claim, anchor) pairs with both verdicts parsed", default=0)
+    anchor_detection: float = column(
+        pa.float32(), "their mean anchor credit: anchors given less support (ties half)", default=0.0
+    )
+    active_dimensions: list[str] = column(
+        pa.list_(pa.string()), "the harness's active dimensions", factory=list, label="active dimensions"
+    )
+    strictness: int = column(pa.int32(), "the harness's strictness", default=0, label="strictness")
+
+
+SUMMARY_SCHEMA = arrow_schema(SummaryRow)
 
 HARNESS_SCHEMA = pa.schema(
     [
@@ -511,12 +568,12 @@ class ArtifactError(RuntimeError):
 
 
 def check_schema(actual: pa.Schema, expected: pa.Schema, where: str) -> None:
-    for column in expected:
-        if column.name not in actual.names:
-            raise ArtifactError(f"{where}: column {column.name!r} is missing (expected {column.type})")
-        got = actual.field(column.name).type
-        if got != column.type:
-            raise ArtifactError(f"{where}: column {column.name!r} has type {got}, expected {column.type}")
+    for want in expected:
+        if want.name not in actual.names:
+            raise ArtifactError(f"{where}: column {want.name!r} is missing (expected {want.type})")
+        got = actual.field(want.name).type
+        if got != want.type:
+            raise ArtifactError(f"{where}: column {want.name!r} has type {got}, expected {want.type}")
     extra = [n for n in actual.names if n not in expected.names]
     if extra:
         raise ArtifactError(f"{where}: unexpected column(s) {extra}; the file was written by another schema version")
