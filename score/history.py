@@ -106,7 +106,7 @@ def alarm_for_round(ws: Workspace, round_idx: int) -> tuple[Alarm | None, str]:
     for r in (round_idx - 1, round_idx):
         folder = stage_dir(ws.cfg.run, r, EVALUATE.folder)
         prints.append(ws.store.finished(folder, f"run round {r}'s stages first").content_fingerprint())
-        rewards.append(ws.store.read_table(folder, SUMMARY.file).to_pylist()[0]["reward_mean"])
+        rewards.append(ws.store.read_rows(folder, SUMMARY)[0].reward_mean)
     (before, sd0), (after, sd1) = heldout
     alarm = Alarm(rewards[1] - rewards[0], after - before, (sd0**2 + sd1**2) ** 0.5, (round_idx - 1, round_idx))
     return alarm, "|".join(prints)

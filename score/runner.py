@@ -95,7 +95,8 @@ class StageContext:
         )
         return table.select(columns) if columns else table
 
-    def write(self, artifact: Artifact, rows: list[dict]) -> None:
+    def write(self, artifact: Artifact, rows: list) -> None:
+        """Write the artifact's rows (dicts, or its typed rows); the contract must declare it."""
         if artifact not in self.spec.writes:
             raise ArtifactError(f"stage {self.spec.name} wrote {artifact.file}, which its contract does not declare")
         self.writer.rows(artifact.file, rows)

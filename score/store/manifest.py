@@ -115,9 +115,10 @@ class FolderWriter:
             self._clear()
             self.files[name] = self.store.write_table(self.folder, name, table)
 
-    def rows(self, name: str, rows: list[dict]) -> None:
-        """Write `rows` as the artifact `name`, typed by its schema constant."""
-        self.table(name, pa.Table.from_pylist(rows, schema=SCHEMAS[name]))
+    def rows(self, name: str, rows: list) -> None:
+        """Write `rows` (dicts, or the artifact's typed rows) as the artifact `name`, typed by its schema."""
+        dicts = [asdict(r) if is_dataclass(r) else r for r in rows]
+        self.table(name, pa.Table.from_pylist(dicts, schema=SCHEMAS[name]))
 
     def file(self, name: str, local: Path) -> None:
         if self.enabled:

@@ -1,14 +1,14 @@
-"""Rows as types: an artifact's row declared once, as a frozen dataclass whose fields carry their Arrow type, help
-text and (where `score inspect` shows it) a label; the Parquet schema is derived from it (`arrow_schema`), and so
-are the stage statistics that repeat it and inspect's labels. Adding a column touches one place.
-
-Declared so far: summary.parquet (`score.store.schemas.SummaryRow`, which the self-evaluate statistics extend).
-The other artifacts keep their `pa.schema` constants in `score.store.schemas`; their readers and writers pass dicts.
+"""Rows as types: each artifact's row declared once (`score.store.schemas`), as a frozen dataclass whose fields
+carry their Arrow type, help text and (where `score inspect` shows it) a label; the Parquet schema derives from it
+(`arrow_schema`), and so do the statistics that repeat a row (self-evaluate's extend `SummaryRow`) and inspect's
+labels. Adding a column touches one place. `Store.read_rows` reads a file as its rows; writers take rows or dicts
+(most stages still build and read dicts: the next step of this move).
 """
 
 from __future__ import annotations
 
 from dataclasses import MISSING, Field, field, fields
+from functools import cache
 from typing import Any
 
 import pyarrow as pa
@@ -27,6 +27,7 @@ def columns(row: type) -> list[Field]:
     return [f for f in fields(row) if "arrow" in f.metadata]
 
 
+@cache
 def arrow_schema(row: type) -> pa.Schema:
     """The Parquet schema of a row type.
 

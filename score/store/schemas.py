@@ -70,205 +70,255 @@ TURN = pa.struct(
     ]
 )
 
-REPORTS_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("query_id", pa.string(), nullable=False),
-        pa.field("query", pa.string(), nullable=False),
-        pa.field("sample_idx", pa.int32(), nullable=False),  # 0..K-1 within the query's group
-        pa.field("trajectory_id", pa.string(), nullable=False),
-        pa.field("plan", pa.list_(pa.string())),  # sub-questions parsed from the plan span
-        pa.field("plan_fallback", pa.bool_()),  # true when no sub-question parsed and the query itself was searched
-        pa.field("searches", pa.list_(SEARCH_CALL)),
-        pa.field("sources", pa.list_(SOURCE)),  # what the writer saw, numbered as it may cite them
-        pa.field("report", pa.string()),
-        pa.field("cited", pa.list_(pa.int32())),  # distinct valid [n] the report cites, in order of first use
-        pa.field("finish_reason", pa.string()),  # of the report span
-        pa.field("spans", pa.list_(SPAN)),
-        pa.field("prompt_tokens", pa.int32()),
-        pa.field("completion_tokens", pa.int32()),
-        pa.field("checkpoint", pa.string()),  # weights that sampled: "base" or the store address of a checkpoint
-        pa.field("seed", pa.int64()),
-        pa.field("agent", pa.string()),  # react | plan (generate.agent)
-        pa.field("turns", pa.list_(TURN)),  # react: each model turn and the tool output answering it
-        pa.field("tool_calls", pa.int32()),  # react: calls made (errors included); plan: the searches
-        pa.field("answered", pa.bool_()),  # false: a react trajectory cut by its budget before any answer
-    ]
-)
 
-RUBRICS_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("query_id", pa.string(), nullable=False),
-        pa.field("rubric_idx", pa.int32(), nullable=False),  # 0..J-1
-        pa.field("harness_version", pa.int32()),  # the harness it was written under (-1: the seed)
-        pa.field("span", SPAN),  # what the evaluator wrote (trainable), after the prefilled '{"weights": {'
-        pa.field("status", pa.string()),  # ok | repaired | failed (see score.rubrics)
-        pa.field("repairs", pa.list_(pa.string())),
-        pa.field("weights", pa.list_(pa.struct([("dimension", pa.string()), ("weight", pa.float32())]))),
-        pa.field(
-            "criteria", pa.list_(pa.struct([("dimension", pa.string()), ("text", pa.string()), ("shadow", pa.bool_())]))
-        ),
-        pa.field("proposal_name", pa.string()),  # a new dimension the evaluator proposed (null: none)
-        pa.field("proposal_description", pa.string()),
-    ]
-)
+@dataclass(frozen=True)
+class ReportRow:
+    """reports.parquet: one solver trajectory and its report (generate-reports)."""
 
-SCORES_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("query_id", pa.string(), nullable=False),
-        pa.field("rubric_idx", pa.int32(), nullable=False),
-        pa.field("pass_idx", pa.int32(), nullable=False),  # 0..m-1: passes with another sibling and evidence order
-        pa.field("trajectory_id", pa.string(), nullable=False),
-        pa.field("probe_kind", pa.string()),  # "" for the report itself, else the corruption of the copy scored
-        pa.field("dimension", pa.string()),
-        pa.field("criterion", pa.string()),
-        pa.field("shadow", pa.bool_()),  # a candidate dimension on probation: scored, never rewarded
-        pa.field("expected", pa.float32()),  # the read-off: expectation over the 0-10 score-token probabilities
-        pa.field("written", pa.float32()),  # the score the evaluator wrote (null: unparsable)
-        pa.field("score", pa.float32()),  # the score used (evaluate.score_source)
-        pa.field("score_source", pa.string()),  # expected | written | expected (unparsable): what became `score`
-    ]
-)
+    round: int = column(pa.int32(), nullable=False)
+    query_id: str = column(pa.string(), nullable=False)
+    query: str = column(pa.string(), nullable=False)
+    sample_idx: int = column(pa.int32(), "0..K-1 within the query's group", nullable=False)
+    trajectory_id: str = column(pa.string(), nullable=False)
+    plan: list | None = column(pa.list_(pa.string()), "sub-questions parsed from the plan span")
+    plan_fallback: bool | None = column(
+        pa.bool_(), "true when no sub-question parsed and the query itself was searched"
+    )
+    searches: list | None = column(pa.list_(SEARCH_CALL))
+    sources: list | None = column(pa.list_(SOURCE), "what the writer saw, numbered as it may cite them")
+    report: str | None = column(pa.string())
+    cited: list | None = column(pa.list_(pa.int32()), "distinct valid [n] the report cites, in order of first use")
+    finish_reason: str | None = column(pa.string(), "of the report span")
+    spans: list | None = column(pa.list_(SPAN))
+    prompt_tokens: int | None = column(pa.int32())
+    completion_tokens: int | None = column(pa.int32())
+    checkpoint: str | None = column(pa.string(), 'weights that sampled: "base" or the store address of a checkpoint')
+    seed: int | None = column(pa.int64())
+    agent: str | None = column(pa.string(), "react | plan (generate.agent)")
+    turns: list | None = column(pa.list_(TURN), "react: each model turn and the tool output answering it")
+    tool_calls: int | None = column(pa.int32(), "react: calls made (errors included); plan: the searches")
+    answered: bool | None = column(pa.bool_(), "false: a react trajectory cut by its budget before any answer")
 
-JUDGEMENT_SPANS_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("query_id", pa.string(), nullable=False),
-        pa.field("trajectory_id", pa.string(), nullable=False),
-        pa.field("probe_kind", pa.string()),  # "" for the report itself, else the corruption of the copy judged
-        pa.field("pass_idx", pa.int32(), nullable=False),
-        pa.field("dimension", pa.string()),
-        pa.field("criterion", pa.string()),
-        pa.field("sibling_id", pa.string()),  # the sibling report shown beside it in this pass ("" for none)
-        pa.field("report_cut", pa.bool_()),  # the evaluator saw only evaluate.report_chars of the report
-        pa.field("span", SPAN),  # what the evaluator wrote (trainable): prefix = the report and its context
-        pa.field("rationale_span", SPAN),  # the reasoning written before it (evaluate.rationale_tokens; null: none)
-        pa.field("written", pa.float32()),  # the parsed score (null: unparsable)
-        pa.field("expected", pa.float32()),  # the read-off beside it (diagnostic)
-        pa.field("distribution", pa.list_(pa.float32())),  # the 11-way restricted distribution it was drawn from
-        pa.field("reward_kind", pa.string()),  # pair | consistency | "" (not rewarded: not trained)
-        pa.field("reward", pa.float32()),  # the evaluator's reward for this judgement (null: not rewarded)
-    ]
-)
 
-EVIDENCE_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("query_id", pa.string(), nullable=False),
-        pa.field("trajectory_id", pa.string(), nullable=False),
-        pa.field("probe_kind", pa.string()),  # "" for the report, else the corrupted copy whose claims were checked
-        pa.field("deeper", pa.bool_()),  # a re-check of the same claim with more search, not used for scores
-        pa.field("claim_idx", pa.int32()),
-        pa.field("claim", pa.string()),
-        pa.field("cited", pa.list_(pa.int32())),
-        pa.field("queries", pa.list_(pa.string())),  # the search calls made, one per hop
-        pa.field("passage_ids", pa.list_(pa.string())),  # shown to the evaluator: the cited passages, then found
-        pa.field("span", SPAN),  # the verdict the evaluator wrote on the claim (trainable; null: nothing to show)
-        pa.field("written", pa.string()),  # its parse: supported | contradicted | not_found (null: unparsable)
-        pa.field("anchor_claim", pa.string()),  # the claim with an entity swapped (null: nothing to swap)
-        pa.field("anchor_span", SPAN),  # the verdict written on the anchor, against the same passages
-        pa.field("anchor_written", pa.string()),
-        pa.field("reward", pa.float32()),  # the pair's anchor credit (unparsable: reward.unparsable_judgement)
-        pa.field("anchor_reward", pa.float32()),
-        pa.field("p_yes", pa.float32()),  # the read-off: answer probabilities after contextual calibration
-        pa.field("p_no", pa.float32()),
-        pa.field("p_unclear", pa.float32()),
-        pa.field("verdict", pa.string()),  # the one the round uses (evaluate.verdict_source)
-        pa.field("separation", pa.float32()),  # calibrated P(yes) of the claim less that of its anchor (null: none)
-        pa.field("followup_query", pa.string()),  # a re-check's own search query, which the evaluator wrote ...
-        pa.field("followup_span", SPAN),  # ... as a trainable span
-        pa.field("followup_reward", pa.float32()),  # the change of the claim's separation over its first check
-    ]
-)
+REPORTS_SCHEMA = arrow_schema(ReportRow)
 
-CITATIONS_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("query_id", pa.string(), nullable=False),
-        pa.field("trajectory_id", pa.string(), nullable=False),
-        pa.field("claim_idx", pa.int32()),
-        pa.field("claim", pa.string()),  # a sentence of the report that cites
-        pa.field("cited", pa.list_(pa.int32())),
-        pa.field("passage_ids", pa.list_(pa.string())),  # the passages it cites, all it is checked against
-        pa.field("span", SPAN),  # the verdict the evaluator wrote (trainable with its anchor, as evidence verdicts)
-        pa.field("written", pa.string()),
-        pa.field("anchor_claim", pa.string()),
-        pa.field("anchor_span", SPAN),
-        pa.field("anchor_written", pa.string()),
-        pa.field("reward", pa.float32()),
-        pa.field("anchor_reward", pa.float32()),
-        pa.field("p_yes", pa.float32()),
-        pa.field("p_no", pa.float32()),
-        pa.field("p_unclear", pa.float32()),
-        pa.field("verdict", pa.string()),  # supported counts toward the report's citation precision
-        pa.field("separation", pa.float32()),
-    ]
-)
 
-PROBES_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("query_id", pa.string(), nullable=False),
-        pa.field("trajectory_id", pa.string(), nullable=False),
-        pa.field("kind", pa.string()),
-        pa.field("changed", pa.bool_()),  # false when the report had nothing to damage (not scored)
-        pa.field("text", pa.string()),
-    ]
-)
+@dataclass(frozen=True)
+class RubricRow:
+    """rubrics.parquet: one rubric the evaluator wrote for a query (self-evaluate)."""
 
-SOLVER_REWARDS_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("query_id", pa.string(), nullable=False),
-        pa.field("trajectory_id", pa.string(), nullable=False),
-        pa.field("validity", pa.float32()),
-        pa.field("citation_precision", pa.float32()),  # cited claims supported by their cited passages (null: none)
-        pa.field("score", pa.float32()),  # mean rubric score over rubrics and passes, in [0, 1]
-        pa.field("reward", pa.float32()),  # validity * score
-        pa.field("group_mean", pa.float32()),
-        pa.field("group_std", pa.float32()),
-    ]
-)
+    round: int = column(pa.int32(), nullable=False)
+    query_id: str = column(pa.string(), nullable=False)
+    rubric_idx: int = column(pa.int32(), "0..J-1", nullable=False)
+    harness_version: int | None = column(pa.int32(), "the harness it was written under (-1: the seed)")
+    span: dict | None = column(SPAN, "what the evaluator wrote (trainable), after the prefilled '{\"weights\": {'")
+    status: str | None = column(pa.string(), "ok | repaired | failed (see score.rubrics)")
+    repairs: list | None = column(pa.list_(pa.string()))
+    weights: list | None = column(pa.list_(pa.struct([("dimension", pa.string()), ("weight", pa.float32())])))
+    criteria: list | None = column(
+        pa.list_(pa.struct([("dimension", pa.string()), ("text", pa.string()), ("shadow", pa.bool_())]))
+    )
+    proposal_name: str | None = column(pa.string(), "a new dimension the evaluator proposed (null: none)")
+    proposal_description: str | None = column(pa.string())
 
-EVALUATOR_REWARDS_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("query_id", pa.string(), nullable=False),
-        pa.field("rubric_idx", pa.int32(), nullable=False),
-        pa.field("status", pa.string()),  # ok | repaired | failed: a failed rubric earns reward.failed_rubric
-        pa.field("agreement", pa.float32()),  # mean consistency reward of the judgements on its criteria
-        pa.field("detection", pa.float32()),  # its weighted score: share of (probed report, pass) above the copy
-        pa.field("probe_pairs", pa.int32()),  # the copies' pair-credited judgements on its criteria
-        pa.field("reward", pa.float32()),  # score.rewards.rubric_reward (failed: reward.failed_rubric)
-    ]
-)
 
-DIMENSION_STATS_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("dimension", pa.string(), nullable=False),
-        pa.field("status", pa.string()),  # active | candidate, in the harness the round ran under
-        pa.field("mean", pa.float32()),  # over the reports' own scores (not corrupted copies)
-        pa.field("mean_low", pa.float32()),  # its one-sided lower bound (harness.rules.confidence)
-        pa.field("reports", pa.int32()),  # distinct reports scored on it
-        pa.field("spread", pa.float32()),  # mean over queries of the within-query std over the K reports
-        pa.field("queries", pa.int32()),  # distinct queries with two or more reports scored on it
-        pa.field("probed", pa.bool_()),  # some corruption damages it (evaluate.probe_dimensions)
-        pa.field("detected", pa.float32()),  # probed reports whose original outscored the copy (ties half) ...
-        pa.field("probes", pa.int32()),  # ... of this many distinct probed reports
-        pa.field("detection", pa.float32()),  # detected / probes (0.5 with none)
-        pa.field("detection_low", pa.float32()),  # its Wilson interval (harness.rules.confidence, one-sided)
-        pa.field("detection_high", pa.float32()),
-        pa.field("max_corr", pa.float32()),  # the highest within-query correlation with another dimension ...
-        pa.field("max_corr_with", pa.string()),  # ... with this one
-        pa.field(
-            "partners",  # the within-query correlation with every other dimension scored, over pairs - queries
-            pa.list_(pa.struct([("dimension", pa.string()), ("corr", pa.float32()), ("n", pa.int32())])),
-        ),
-    ]
-)
+RUBRICS_SCHEMA = arrow_schema(RubricRow)
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """scores.parquet: one written score as a rubric reads it (self-evaluate)."""
+
+    round: int = column(pa.int32(), nullable=False)
+    query_id: str = column(pa.string(), nullable=False)
+    rubric_idx: int = column(pa.int32(), nullable=False)
+    pass_idx: int = column(pa.int32(), "0..m-1: passes with another sibling and evidence order", nullable=False)
+    trajectory_id: str = column(pa.string(), nullable=False)
+    probe_kind: str | None = column(pa.string(), '"" for the report itself, else the corruption of the copy scored')
+    dimension: str | None = column(pa.string())
+    criterion: str | None = column(pa.string())
+    shadow: bool | None = column(pa.bool_(), "a candidate dimension on probation: scored, never rewarded")
+    expected: float | None = column(pa.float32(), "the read-off: expectation over the 0-10 score-token probabilities")
+    written: float | None = column(pa.float32(), "the score the evaluator wrote (null: unparsable)")
+    score: float | None = column(pa.float32(), "the score used (evaluate.score_source)")
+    score_source: str | None = column(pa.string(), "expected | written | expected (unparsable): what became `score`")
+
+
+SCORES_SCHEMA = arrow_schema(ScoreRow)
+
+
+@dataclass(frozen=True)
+class JudgementRow:
+    """judgement_spans.parquet: one score the evaluator wrote, as a trainable span (self-evaluate)."""
+
+    round: int = column(pa.int32(), nullable=False)
+    query_id: str = column(pa.string(), nullable=False)
+    trajectory_id: str = column(pa.string(), nullable=False)
+    probe_kind: str | None = column(pa.string(), '"" for the report itself, else the corruption of the copy judged')
+    pass_idx: int = column(pa.int32(), nullable=False)
+    dimension: str | None = column(pa.string())
+    criterion: str | None = column(pa.string())
+    sibling_id: str | None = column(pa.string(), 'the sibling report shown beside it in this pass ("" for none)')
+    report_cut: bool | None = column(pa.bool_(), "the evaluator saw only evaluate.report_chars of the report")
+    span: dict | None = column(SPAN, "what the evaluator wrote (trainable): prefix = the report and its context")
+    rationale_span: dict | None = column(
+        SPAN, "the reasoning written before it (evaluate.rationale_tokens; null: none)"
+    )
+    written: float | None = column(pa.float32(), "the parsed score (null: unparsable)")
+    expected: float | None = column(pa.float32(), "the read-off beside it (diagnostic)")
+    distribution: list | None = column(pa.list_(pa.float32()), "the 11-way restricted distribution it was drawn from")
+    reward_kind: str | None = column(pa.string(), 'pair | consistency | "" (not rewarded: not trained)')
+    reward: float | None = column(pa.float32(), "the evaluator's reward for this judgement (null: not rewarded)")
+
+
+JUDGEMENT_SPANS_SCHEMA = arrow_schema(JudgementRow)
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    """evidence.parquet: one claim checked against searched passages (self-evaluate)."""
+
+    round: int = column(pa.int32(), nullable=False)
+    query_id: str = column(pa.string(), nullable=False)
+    trajectory_id: str = column(pa.string(), nullable=False)
+    probe_kind: str | None = column(pa.string(), '"" for the report, else the corrupted copy whose claims were checked')
+    deeper: bool | None = column(pa.bool_(), "a re-check of the same claim with more search, not used for scores")
+    claim_idx: int | None = column(pa.int32())
+    claim: str | None = column(pa.string())
+    cited: list | None = column(pa.list_(pa.int32()))
+    queries: list | None = column(pa.list_(pa.string()), "the search calls made, one per hop")
+    passage_ids: list | None = column(pa.list_(pa.string()), "shown to the evaluator: the cited passages, then found")
+    span: dict | None = column(SPAN, "the verdict the evaluator wrote on the claim (trainable; null: nothing to show)")
+    written: str | None = column(pa.string(), "its parse: supported | contradicted | not_found (null: unparsable)")
+    anchor_claim: str | None = column(pa.string(), "the claim with an entity swapped (null: nothing to swap)")
+    anchor_span: dict | None = column(SPAN, "the verdict written on the anchor, against the same passages")
+    anchor_written: str | None = column(pa.string())
+    reward: float | None = column(pa.float32(), "the pair's anchor credit (unparsable: reward.unparsable_judgement)")
+    anchor_reward: float | None = column(pa.float32())
+    p_yes: float | None = column(pa.float32(), "the read-off: answer probabilities after contextual calibration")
+    p_no: float | None = column(pa.float32())
+    p_unclear: float | None = column(pa.float32())
+    verdict: str | None = column(pa.string(), "the one the round uses (evaluate.verdict_source)")
+    separation: float | None = column(
+        pa.float32(), "calibrated P(yes) of the claim less that of its anchor (null: none)"
+    )
+    followup_query: str | None = column(pa.string(), "a re-check's own search query, which the evaluator wrote ...")
+    followup_span: dict | None = column(SPAN, "... as a trainable span")
+    followup_reward: float | None = column(pa.float32(), "the change of the claim's separation over its first check")
+
+
+EVIDENCE_SCHEMA = arrow_schema(EvidenceRow)
+
+
+@dataclass(frozen=True)
+class CitationRow:
+    """citations.parquet: one cited claim checked against the passages it cites (self-evaluate)."""
+
+    round: int = column(pa.int32(), nullable=False)
+    query_id: str = column(pa.string(), nullable=False)
+    trajectory_id: str = column(pa.string(), nullable=False)
+    claim_idx: int | None = column(pa.int32())
+    claim: str | None = column(pa.string(), "a sentence of the report that cites")
+    cited: list | None = column(pa.list_(pa.int32()))
+    passage_ids: list | None = column(pa.list_(pa.string()), "the passages it cites, all it is checked against")
+    span: dict | None = column(
+        SPAN, "the verdict the evaluator wrote (trainable with its anchor, as evidence verdicts)"
+    )
+    written: str | None = column(pa.string())
+    anchor_claim: str | None = column(pa.string())
+    anchor_span: dict | None = column(SPAN)
+    anchor_written: str | None = column(pa.string())
+    reward: float | None = column(pa.float32())
+    anchor_reward: float | None = column(pa.float32())
+    p_yes: float | None = column(pa.float32())
+    p_no: float | None = column(pa.float32())
+    p_unclear: float | None = column(pa.float32())
+    verdict: str | None = column(pa.string(), "supported counts toward the report's citation precision")
+    separation: float | None = column(pa.float32())
+
+
+CITATIONS_SCHEMA = arrow_schema(CitationRow)
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    """probes.parquet: one corrupted copy of a report (self-evaluate)."""
+
+    round: int = column(pa.int32(), nullable=False)
+    query_id: str = column(pa.string(), nullable=False)
+    trajectory_id: str = column(pa.string(), nullable=False)
+    kind: str | None = column(pa.string())
+    changed: bool | None = column(pa.bool_(), "false when the report had nothing to damage (not scored)")
+    text: str | None = column(pa.string())
+
+
+PROBES_SCHEMA = arrow_schema(ProbeRow)
+
+
+@dataclass(frozen=True)
+class SolverRewardRow:
+    """solver_rewards.parquet: one report's reward (self-evaluate)."""
+
+    round: int = column(pa.int32(), nullable=False)
+    query_id: str = column(pa.string(), nullable=False)
+    trajectory_id: str = column(pa.string(), nullable=False)
+    validity: float | None = column(pa.float32())
+    citation_precision: float | None = column(
+        pa.float32(), "cited claims supported by their cited passages (null: none)"
+    )
+    score: float | None = column(pa.float32(), "mean rubric score over rubrics and passes, in [0, 1]")
+    reward: float | None = column(pa.float32(), "validity * score")
+    group_mean: float | None = column(pa.float32())
+    group_std: float | None = column(pa.float32())
+
+
+SOLVER_REWARDS_SCHEMA = arrow_schema(SolverRewardRow)
+
+
+@dataclass(frozen=True)
+class EvaluatorRewardRow:
+    """evaluator_rewards.parquet: one rubric's reward (self-evaluate)."""
+
+    round: int = column(pa.int32(), nullable=False)
+    query_id: str = column(pa.string(), nullable=False)
+    rubric_idx: int = column(pa.int32(), nullable=False)
+    status: str | None = column(pa.string(), "ok | repaired | failed: a failed rubric earns reward.failed_rubric")
+    agreement: float | None = column(pa.float32(), "mean consistency reward of the judgements on its criteria")
+    detection: float | None = column(pa.float32(), "its weighted score: share of (probed report, pass) above the copy")
+    probe_pairs: int | None = column(pa.int32(), "the copies' pair-credited judgements on its criteria")
+    reward: float | None = column(pa.float32(), "score.rewards.rubric_reward (failed: reward.failed_rubric)")
+
+
+EVALUATOR_REWARDS_SCHEMA = arrow_schema(EvaluatorRewardRow)
+
+
+@dataclass(frozen=True)
+class DimensionStatsRow:
+    """dimension_stats.parquet: one dimension's statistics in the round (self-evaluate)."""
+
+    round: int = column(pa.int32(), nullable=False)
+    dimension: str = column(pa.string(), nullable=False)
+    status: str | None = column(pa.string(), "active | candidate, in the harness the round ran under")
+    mean: float | None = column(pa.float32(), "over the reports' own scores (not corrupted copies)")
+    mean_low: float | None = column(pa.float32(), "its one-sided lower bound (harness.rules.confidence)")
+    reports: int | None = column(pa.int32(), "distinct reports scored on it")
+    spread: float | None = column(pa.float32(), "mean over queries of the within-query std over the K reports")
+    queries: int | None = column(pa.int32(), "distinct queries with two or more reports scored on it")
+    probed: bool | None = column(pa.bool_(), "some corruption damages it (evaluate.probe_dimensions)")
+    detected: float | None = column(pa.float32(), "probed reports whose original outscored the copy (ties half) ...")
+    probes: int | None = column(pa.int32(), "... of this many distinct probed reports")
+    detection: float | None = column(pa.float32(), "detected / probes (0.5 with none)")
+    detection_low: float | None = column(pa.float32(), "its Wilson interval (harness.rules.confidence, one-sided)")
+    detection_high: float | None = column(pa.float32())
+    max_corr: float | None = column(pa.float32(), "the highest within-query correlation with another dimension ...")
+    max_corr_with: str | None = column(pa.string(), "... with this one")
+    partners: list | None = column(
+        pa.list_(pa.struct([("dimension", pa.string()), ("corr", pa.float32()), ("n", pa.int32())])),
+        "the within-query correlation with every other dimension scored, over pairs - queries",
+    )
+
+
+DIMENSION_STATS_SCHEMA = arrow_schema(DimensionStatsRow)
 
 
 @dataclass(frozen=True)
@@ -366,126 +416,174 @@ class SummaryRow:
 
 SUMMARY_SCHEMA = arrow_schema(SummaryRow)
 
-HARNESS_SCHEMA = pa.schema(
-    [
-        pa.field("version", pa.int32(), nullable=False),
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("description", pa.string()),
-        pa.field("origin", pa.string()),  # seed | proposed
-        pa.field("status", pa.string()),  # candidate | active | retired
-        pa.field("uses_evidence", pa.bool_()),
-        pa.field("changed_round", pa.int32()),
-        pa.field("saturated_rounds", pa.int32()),
-        pa.field("probation_rounds", pa.int32()),
-        pa.field("probe_n", pa.int32()),  # probed reports gathered since the status last changed ...
-        pa.field("probe_points", pa.float32()),  # ... of which detected (ties half)
-    ]
-)
 
-CONTROLS_SCHEMA = pa.schema(
-    [
-        pa.field("version", pa.int32(), nullable=False),
-        pa.field("search_depth", pa.int32()),
-        pa.field("search_hops", pa.int32()),
-        pa.field("criteria_per_dimension", pa.int32()),
-        pa.field("strictness", pa.int32()),
-    ]
-)
+@dataclass(frozen=True)
+class HarnessRow:
+    """harness.parquet: one dimension of the evolved harness (harness-evolve)."""
 
-DECISIONS_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("rule", pa.string()),
-        pa.field("target", pa.string()),
-        pa.field("action", pa.string()),
-        pa.field("numbers", pa.string()),  # JSON of the statistics the rule read
-        pa.field("reason", pa.string()),
-    ]
-)
+    version: int = column(pa.int32(), nullable=False)
+    id: str = column(pa.string(), nullable=False)
+    description: str | None = column(pa.string())
+    origin: str | None = column(pa.string(), "seed | proposed")
+    status: str | None = column(pa.string(), "candidate | active | retired")
+    uses_evidence: bool | None = column(pa.bool_())
+    changed_round: int | None = column(pa.int32())
+    saturated_rounds: int | None = column(pa.int32())
+    probation_rounds: int | None = column(pa.int32())
+    probe_n: int | None = column(pa.int32(), "probed reports gathered since the status last changed ...")
+    probe_points: float | None = column(pa.float32(), "... of which detected (ties half)")
 
-TRAIN_SAMPLES_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("role", pa.string(), nullable=False),  # solver | evaluator
-        pa.field("query_id", pa.string(), nullable=False),
-        pa.field("source_id", pa.string()),  # trajectory_id (solver), "rubric-<j>", or trajectory/copy/pass/dimension
-        pa.field("span", pa.string()),  # plan | report | rubric | judgement
-        pa.field("prefix", pa.string()),  # masked, shared by sibling spans and encoded once by the trainer
-        pa.field("prompt", pa.string()),  # masked: prompts, search results and quoted evidence carry no loss
-        pa.field("token_ids", pa.list_(pa.int32())),  # what the model wrote (and a trajectory's tool outputs)
-        pa.field("logprobs", pa.list_(pa.float32())),  # at sampling time: the importance ratios' denominators
-        pa.field("mask", pa.list_(pa.int8())),  # 1: written, with loss; 0: a tool's output (null: all written)
-        pa.field("choices", pa.list_(pa.list_(pa.int32()))),  # per token: its answer set (null: the vocabulary)
-        pa.field("temperature", pa.float32()),  # they are of softmax(logits / temperature): the trainer's too
-        pa.field("reward", pa.float32()),
-        pa.field("advantage", pa.float32()),  # normalised within its group (see score.stages.train)
-    ]
-)
 
-TRAIN_STEPS_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("step", pa.int32(), nullable=False),  # global optimizer step over the campaign
-        pa.field("epoch", pa.int32()),
-        pa.field("samples", pa.int32()),
-        pa.field("tokens", pa.int32()),  # trainable (written) tokens
-        pa.field("padded_tokens", pa.int32()),  # tokens the forwards processed, prompts and padding included
-        pa.field("loss", pa.float32()),
-        pa.field("pg", pa.float32()),
-        pa.field("kl", pa.float32()),  # mean k3 per trainable token
-        pa.field("clip_frac", pa.float32()),
-        pa.field("ratio_mean", pa.float32()),
-        pa.field("grad_norm", pa.float32()),
-        pa.field("lr", pa.float32()),
-        pa.field("seconds", pa.float32()),
-        pa.field("evaluator_share", pa.float32()),  # the evaluator's share of the step's update, by weight
-        pa.field("evaluator_token_share", pa.float32()),  # and of its trainable tokens, by count
-    ]
-)
+HARNESS_SCHEMA = arrow_schema(HarnessRow)
+
+
+@dataclass(frozen=True)
+class ControlsRow:
+    """controls.parquet: the evolved harness's controls, one row (harness-evolve)."""
+
+    version: int = column(pa.int32(), nullable=False)
+    search_depth: int | None = column(pa.int32())
+    search_hops: int | None = column(pa.int32())
+    criteria_per_dimension: int | None = column(pa.int32())
+    strictness: int | None = column(pa.int32())
+
+
+CONTROLS_SCHEMA = arrow_schema(ControlsRow)
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """decisions.parquet: one decision a rule took (harness-evolve)."""
+
+    round: int = column(pa.int32(), nullable=False)
+    rule: str | None = column(pa.string())
+    target: str | None = column(pa.string())
+    action: str | None = column(pa.string())
+    numbers: str | None = column(pa.string(), "JSON of the statistics the rule read")
+    reason: str | None = column(pa.string())
+
+
+DECISIONS_SCHEMA = arrow_schema(DecisionRow)
+
+
+@dataclass(frozen=True)
+class TrainSampleRow:
+    """samples.parquet: one span trained on, with its reward and advantage (train)."""
+
+    round: int = column(pa.int32(), nullable=False)
+    role: str = column(pa.string(), "solver | evaluator", nullable=False)
+    query_id: str = column(pa.string(), nullable=False)
+    source_id: str | None = column(
+        pa.string(), 'trajectory_id (solver), "rubric-<j>", or trajectory/copy/pass/dimension'
+    )
+    span: str | None = column(pa.string(), "plan | report | rubric | judgement")
+    prefix: str | None = column(pa.string(), "masked, shared by sibling spans and encoded once by the trainer")
+    prompt: str | None = column(pa.string(), "masked: prompts, search results and quoted evidence carry no loss")
+    token_ids: list | None = column(pa.list_(pa.int32()), "what the model wrote (and a trajectory's tool outputs)")
+    logprobs: list | None = column(pa.list_(pa.float32()), "at sampling time: the importance ratios' denominators")
+    mask: list | None = column(pa.list_(pa.int8()), "1: written, with loss; 0: a tool's output (null: all written)")
+    choices: list | None = column(pa.list_(pa.list_(pa.int32())), "per token: its answer set (null: the vocabulary)")
+    temperature: float | None = column(pa.float32(), "they are of softmax(logits / temperature): the trainer's too")
+    reward: float | None = column(pa.float32())
+    advantage: float | None = column(pa.float32(), "normalised within its group (see score.stages.train)")
+
+
+TRAIN_SAMPLES_SCHEMA = arrow_schema(TrainSampleRow)
+
+
+@dataclass(frozen=True)
+class TrainStepRow:
+    """steps.parquet: one optimizer step (train)."""
+
+    round: int = column(pa.int32(), nullable=False)
+    step: int = column(pa.int32(), "global optimizer step over the campaign", nullable=False)
+    epoch: int | None = column(pa.int32())
+    samples: int | None = column(pa.int32())
+    tokens: int | None = column(pa.int32(), "trainable (written) tokens")
+    padded_tokens: int | None = column(pa.int32(), "tokens the forwards processed, prompts and padding included")
+    loss: float | None = column(pa.float32())
+    pg: float | None = column(pa.float32())
+    kl: float | None = column(pa.float32(), "mean k3 per trainable token")
+    clip_frac: float | None = column(pa.float32())
+    ratio_mean: float | None = column(pa.float32())
+    grad_norm: float | None = column(pa.float32())
+    lr: float | None = column(pa.float32())
+    seconds: float | None = column(pa.float32())
+    evaluator_share: float | None = column(pa.float32(), "the evaluator's share of the step's update, by weight")
+    evaluator_token_share: float | None = column(pa.float32(), "and of its trainable tokens, by count")
+
+
+TRAIN_STEPS_SCHEMA = arrow_schema(TrainStepRow)
+
 
 # ---- benchmark evaluation (score eval): {run}/benchmark/{checkpoint}/ -----------------------------------
-JUDGEMENTS_SCHEMA = pa.schema(
-    [
-        pa.field("task_id", pa.string(), nullable=False),
-        pa.field("run_idx", pa.int32(), nullable=False),  # judge run; run i puts the target first when i is even
-        pa.field("seed", pa.int64()),
-        pa.field("target_first", pa.bool_()),
-        pa.field("dimension", pa.string()),
-        pa.field("criterion", pa.string()),
-        pa.field("weight", pa.float64()),
-        pa.field("target", pa.float64()),  # the run's 0-10 score of the checkpoint's report
-        pa.field("reference", pa.float64()),  # and of the reference report
-        pa.field(
-            "target_expected", pa.float64()
-        ),  # local judges: the mean of the score distribution (null for endpoints)
-        pa.field("reference_expected", pa.float64()),
-    ]
-)
+@dataclass(frozen=True)
+class BenchmarkJudgementRow:
+    """judgements.parquet: one criterion of one task in one judge run (score eval)."""
 
-TASK_SCORES_SCHEMA = pa.schema(
-    [
-        pa.field("task_id", pa.string(), nullable=False),
-        pa.field("run_idx", pa.int32(), nullable=False),
-        pa.field("dimension", pa.string()),  # one of the task's dimensions, or "overall"
-        pa.field("target", pa.float64()),  # S_tgt (0-10)
-        pa.field("reference", pa.float64()),  # S_ref
-        pa.field("score", pa.float64()),  # S_tgt / (S_tgt + S_ref); 0.5: as good as the reference
-    ]
-)
+    task_id: str = column(pa.string(), nullable=False)
+    run_idx: int = column(pa.int32(), "judge run; run i puts the target first when i is even", nullable=False)
+    seed: int | None = column(pa.int64())
+    target_first: bool | None = column(pa.bool_())
+    dimension: str | None = column(pa.string())
+    criterion: str | None = column(pa.string())
+    weight: float | None = column(pa.float64())
+    target: float | None = column(pa.float64(), "the run's 0-10 score of the checkpoint's report")
+    reference: float | None = column(pa.float64(), "and of the reference report")
+    target_expected: float | None = column(
+        pa.float64(), "local judges: the mean of the score distribution (null for endpoints)"
+    )
+    reference_expected: float | None = column(pa.float64())
 
-_SPREAD_FIELDS = [
-    pa.field("mean", pa.float64()),  # over judge runs
-    pa.field("std", pa.float64()),  # population standard deviation over judge runs
-    pa.field("min", pa.float64()),
-    pa.field("max", pa.float64()),
-    pa.field("runs", pa.int32()),
-]
-TASK_SPREAD_SCHEMA = pa.schema(
-    [pa.field("task_id", pa.string(), nullable=False), pa.field("dimension", pa.string()), *_SPREAD_FIELDS]
-)
-BENCHMARK_SCHEMA = pa.schema(
-    [pa.field("dimension", pa.string(), nullable=False), *_SPREAD_FIELDS, pa.field("tasks", pa.int32())]
-)
+
+JUDGEMENTS_SCHEMA = arrow_schema(BenchmarkJudgementRow)
+
+
+@dataclass(frozen=True)
+class TaskScoreRow:
+    """task_scores.parquet: one task's score in one judge run (score eval)."""
+
+    task_id: str = column(pa.string(), nullable=False)
+    run_idx: int = column(pa.int32(), nullable=False)
+    dimension: str | None = column(pa.string(), 'one of the task\'s dimensions, or "overall"')
+    target: float | None = column(pa.float64(), "S_tgt (0-10)")
+    reference: float | None = column(pa.float64(), "S_ref")
+    score: float | None = column(pa.float64(), "S_tgt / (S_tgt + S_ref); 0.5: as good as the reference")
+
+
+TASK_SCORES_SCHEMA = arrow_schema(TaskScoreRow)
+
+
+@dataclass(frozen=True)
+class TaskSpreadRow:
+    """task_spread.parquet: one task's score over the judge runs (score eval)."""
+
+    task_id: str = column(pa.string(), nullable=False)
+    dimension: str | None = column(pa.string())
+    mean: float | None = column(pa.float64(), "over judge runs")
+    std: float | None = column(pa.float64(), "population standard deviation over judge runs")
+    min: float | None = column(pa.float64(), "the lowest over judge runs")
+    max: float | None = column(pa.float64(), "the highest over judge runs")
+    runs: int | None = column(pa.int32(), "judge runs")
+
+
+TASK_SPREAD_SCHEMA = arrow_schema(TaskSpreadRow)
+
+
+@dataclass(frozen=True)
+class BenchmarkRow:
+    """benchmark.parquet: one dimension's score over tasks and runs (score eval)."""
+
+    dimension: str = column(pa.string(), nullable=False)
+    mean: float | None = column(pa.float64(), "over judge runs")
+    std: float | None = column(pa.float64(), "population standard deviation over judge runs")
+    min: float | None = column(pa.float64(), "the lowest over judge runs")
+    max: float | None = column(pa.float64(), "the highest over judge runs")
+    runs: int | None = column(pa.int32(), "judge runs")
+    tasks: int | None = column(pa.int32(), "tasks averaged")
+
+
+BENCHMARK_SCHEMA = arrow_schema(BenchmarkRow)
 
 
 @dataclass
@@ -508,33 +606,37 @@ class BenchmarkStats:
 
 @dataclass(frozen=True)
 class Artifact:
-    """One artifact: its file name inside a folder and its schema. Stage contracts name their inputs and outputs
-    by these constants."""
+    """One artifact: its file name inside a folder and its row type (a frozen dataclass, `score.store.rows`), from
+    which its schema derives. Stage contracts name their inputs and outputs by these constants."""
 
     file: str
-    schema: pa.Schema
+    row: type
+
+    @property
+    def schema(self) -> pa.Schema:
+        return arrow_schema(self.row)
 
 
-REPORTS = Artifact("reports.parquet", REPORTS_SCHEMA)
-RUBRICS = Artifact("rubrics.parquet", RUBRICS_SCHEMA)
-SCORES = Artifact("scores.parquet", SCORES_SCHEMA)
-JUDGEMENT_SPANS = Artifact("judgement_spans.parquet", JUDGEMENT_SPANS_SCHEMA)
-EVIDENCE = Artifact("evidence.parquet", EVIDENCE_SCHEMA)
-PROBES = Artifact("probes.parquet", PROBES_SCHEMA)
-CITATIONS = Artifact("citations.parquet", CITATIONS_SCHEMA)
-SOLVER_REWARDS = Artifact("solver_rewards.parquet", SOLVER_REWARDS_SCHEMA)
-EVALUATOR_REWARDS = Artifact("evaluator_rewards.parquet", EVALUATOR_REWARDS_SCHEMA)
-DIMENSION_STATS = Artifact("dimension_stats.parquet", DIMENSION_STATS_SCHEMA)
-SUMMARY = Artifact("summary.parquet", SUMMARY_SCHEMA)
-HARNESS = Artifact("harness.parquet", HARNESS_SCHEMA)
-CONTROLS = Artifact("controls.parquet", CONTROLS_SCHEMA)
-DECISIONS = Artifact("decisions.parquet", DECISIONS_SCHEMA)
-TRAIN_SAMPLES = Artifact("samples.parquet", TRAIN_SAMPLES_SCHEMA)
-TRAIN_STEPS = Artifact("steps.parquet", TRAIN_STEPS_SCHEMA)
-JUDGEMENTS = Artifact("judgements.parquet", JUDGEMENTS_SCHEMA)
-TASK_SCORES = Artifact("task_scores.parquet", TASK_SCORES_SCHEMA)
-TASK_SPREAD = Artifact("task_spread.parquet", TASK_SPREAD_SCHEMA)
-BENCHMARK = Artifact("benchmark.parquet", BENCHMARK_SCHEMA)
+REPORTS = Artifact("reports.parquet", ReportRow)
+RUBRICS = Artifact("rubrics.parquet", RubricRow)
+SCORES = Artifact("scores.parquet", ScoreRow)
+JUDGEMENT_SPANS = Artifact("judgement_spans.parquet", JudgementRow)
+EVIDENCE = Artifact("evidence.parquet", EvidenceRow)
+PROBES = Artifact("probes.parquet", ProbeRow)
+CITATIONS = Artifact("citations.parquet", CitationRow)
+SOLVER_REWARDS = Artifact("solver_rewards.parquet", SolverRewardRow)
+EVALUATOR_REWARDS = Artifact("evaluator_rewards.parquet", EvaluatorRewardRow)
+DIMENSION_STATS = Artifact("dimension_stats.parquet", DimensionStatsRow)
+SUMMARY = Artifact("summary.parquet", SummaryRow)
+HARNESS = Artifact("harness.parquet", HarnessRow)
+CONTROLS = Artifact("controls.parquet", ControlsRow)
+DECISIONS = Artifact("decisions.parquet", DecisionRow)
+TRAIN_SAMPLES = Artifact("samples.parquet", TrainSampleRow)
+TRAIN_STEPS = Artifact("steps.parquet", TrainStepRow)
+JUDGEMENTS = Artifact("judgements.parquet", BenchmarkJudgementRow)
+TASK_SCORES = Artifact("task_scores.parquet", TaskScoreRow)
+TASK_SPREAD = Artifact("task_spread.parquet", TaskSpreadRow)
+BENCHMARK = Artifact("benchmark.parquet", BenchmarkRow)
 
 SCHEMAS: dict[str, pa.Schema] = {
     a.file: a.schema

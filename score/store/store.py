@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from score.config import StoreConfig
 from score.store.layout import MANIFEST
 from score.store.manifest import FileInfo, Manifest
-from score.store.schemas import SCHEMAS, ArtifactError, check_schema
+from score.store.schemas import SCHEMAS, Artifact, ArtifactError, check_schema
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,10 @@ class Store:
         table = pq.read_table(io.BytesIO(data))
         check_schema(table.schema, SCHEMAS[name], where)
         return table
+
+    def read_rows(self, folder: str, artifact: Artifact) -> list:
+        """A finished artifact as its typed rows (`artifact.row`), with the checks of `read_table`."""
+        return [artifact.row(**r) for r in self.read_table(folder, artifact.file).to_pylist()]
 
     def iter_batches(
         self, folder: str, name: str, columns: list[str] | None = None, batch_rows: int = STREAM_BATCH_ROWS
