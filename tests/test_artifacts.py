@@ -92,3 +92,23 @@ def test_unreachable_s3_endpoint_is_one_clear_error(monkeypatch):
     store = Store(StoreConfig(root="s3://bucket/prefix", storage_options={"endpoint_url": "http://127.0.0.1:9"}))
     with pytest.raises(StoreError, match="cannot use store s3://bucket/prefix.*endpoint_url"):
         store.check()
+
+
+def test_typed_rows_round_trip_through_the_store(tmp_path):
+    """A stage may write an artifact's typed rows (its frozen dataclass) and read them back as such; the file is the
+    one its schema describes, and a dict row writes the same bytes."""
+    from dataclasses import replace
+
+    from score.store.manifest import FolderWriter
+    from score.store.schemas import SUMMARY, SummaryRow
+
+    store = Store(StoreConfig(root=str(tmp_path)))
+    row = replace(SummaryRow(), round=3, reward_mean=0.25, active_dimensions=["insight"])
+    typed, plain = FolderWriter(store, "r/typed"), FolderWriter(store, "r/plain")
+    typed.rows(SUMMARY.file, [row])
+    plain.rows(SUMMARY.file, [vars(row)])
+    for folder, writer in (("r/typed", typed), ("r/plain", plain)):
+        store.write_manifest(folder, Manifest(stage="self-evaluate", fingerprint="f", files=writer.files))
+    assert typed.files[SUMMARY.file].sha256 == plain.files[SUMMARY.file].sha256
+    [back] = store.read_rows("r/typed", SUMMARY)
+    assert back == row and isinstance(back, SummaryRow)
