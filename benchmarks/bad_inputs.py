@@ -31,6 +31,7 @@ def _files(tmp: Path) -> dict[str, str]:
     (tmp / "binary.yaml").write_bytes(bytes(range(256)))
     (tmp / "binary.csv").write_bytes(b"query\n\xff\xfe\x00bad\n")
     (tmp / "empty.yaml").write_text("# nothing\n")
+    (tmp / "twice.yaml").write_text("run: ci\ntrain:\n  lr: 0.1\ntrain:\n  epochs: 2\n")
     (tmp / "bad.jsonl").write_text('{"query": "fine"}\n{"query": "two",}\n')
     (tmp / "afile").write_text("a file, not a folder\n")
     (tmp / "ckpt").mkdir()
@@ -54,6 +55,14 @@ def cases(f: dict[str, str]) -> list[tuple[str, list[str]]]:
         ("learning rate inf", [*run, "--set", "train.lr=.inf"]),
         ("learning rate nan", [*run, "--set", "train.lr=.nan"]),
         ("kl_coef inf", [*run, "--set", "train.kl_coef=.inf"]),
+        ("learning rate finite but absurd", [*run, "--set", "train.lr=1.0e30"]),
+        ("temperature 0 in float32", [*run, "--set", "generate.temperature=1.0e-300"]),
+        ("seed negative", [*run, "--set", "seed=-1"]),
+        ("seed past 2^32", [*run, "--set", "seed=99999999999999999999999"]),
+        ("query column empty", [*run, "--set", "data.query_column="]),
+        ("store URL missing a slash", [*run, "--set", "store.root=s3:/bucket/runs"]),
+        ("a section written twice", ["run", "-c", f["twice.yaml"]]),
+        ("markup in a path", [*run, "--set", "data.queries=/no/q[/b][old].csv"]),
         ("config file missing", ["run", "-c", "/nonexistent/c.yaml"]),
         ("config path a folder", ["run", "-c", tmp]),
         ("config file binary", ["run", "-c", f["binary.yaml"]]),

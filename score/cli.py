@@ -71,7 +71,10 @@ def _load(config: Path | None, overrides: list[str]):
 
 
 def _fail(e: BaseException | str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    from rich.text import Text
+
+    # the message as plain text: a path or value holding "[b]" is shown, never read as markup
+    err.print(Text.assemble(("error:", "bold red"), " ", str(e)), highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

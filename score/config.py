@@ -26,6 +26,9 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # floats are finite
 
 
+MIN_TEMPERATURE = 0.01  # a sampling temperature below it divides float32 logits into inf and NaN log-probs
+
+
 class StoreConfig(Section):
     root: str = Field("runs", description="artifact store: a local folder, or s3://bucket/prefix (through s3fs)")
     storage_options: dict[str, Any] = Field(
@@ -40,6 +43,10 @@ class StoreConfig(Section):
     @field_validator("root")
     @classmethod
     def _scheme(cls, v: str) -> str:
+        if "://" not in v and re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", v):  # s3:/bucket: a scheme missing a slash
+            raise ValueError(
+                f"store.root {v!r} looks like a URL missing a '/'; write s3://bucket/prefix or file://path"
+            )
         scheme = v.split("://", 1)[0] if "://" in v else "file"
         if scheme not in ("file", "s3"):  # memory:// too would lose every artifact when the process ends
             raise ValueError(f"unknown store scheme {scheme!r}; use a local folder, file://path or s3://bucket/prefix")
@@ -115,7 +122,7 @@ class DataConfig(Section):
     id_column: str | None = Field(
         None, description="column holding a unique query id; null numbers the rows (q0000, q0001, ...) in file order"
     )
-    query_column: str = Field("query", description="column holding the query text")
+    query_column: str = Field("query", min_length=1, description="column holding the query text")
     queries_per_round: int = Field(
         4, ge=1, description="queries each round trains on, taken in turn from a seeded shuffle"
     )
@@ -163,7 +170,7 @@ class GenerateConfig(Section):
     )
     temperature: float = Field(
         0.8,
-        gt=0,
+        ge=MIN_TEMPERATURE,
         le=2,
         description="sampling temperature of the plan and report (top-p 1: the trainer recomputes the log-probs of "
         "softmax(logits / temperature), the distribution the tokens came from)",
@@ -211,7 +218,7 @@ class EvaluateConfig(Section):
     )
     judge_temperature: float = Field(
         1.0,
-        gt=0,
+        ge=MIN_TEMPERATURE,
         le=2,
         description="sampling temperature of what the evaluator writes as a judgement: its scores and its evidence "
         "verdicts",
@@ -242,7 +249,7 @@ class EvaluateConfig(Section):
         300, ge=0, description="characters of the sibling report shown beside the judged one (0: none)"
     )
     rubric_tokens: int = Field(160, ge=16, description="token budget of each rubric the evaluator writes")
-    temperature: float = Field(0.8, gt=0, le=2, description="sampling temperature of rubrics (top-p 1)")
+    temperature: float = Field(0.8, ge=MIN_TEMPERATURE, le=2, description="sampling temperature of rubrics (top-p 1)")
     report_chars: int | None = Field(
         None,
         ge=100,
@@ -549,7 +556,7 @@ class TrainConfig(Section):
         "claim and its anchor were checked against; claims checked against the same passages share one), drawn "
         "with the stage's seed after advantages are computed over the whole group; null: all",
     )
-    lr: float = Field(2e-4, gt=0, description="AdamW learning rate (peak)")
+    lr: float = Field(2e-4, gt=0, le=1.0, description="AdamW learning rate (peak); above 1 no LLM fine-tune is sane")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
     warmup_steps: int = Field(
@@ -674,7 +681,9 @@ class CampaignConfig(Section):
 
 class RunConfig(Section):
     run: str = Field("default", description="run name: a folder under store.root, letters, digits, '-', '_' and '.'")
-    seed: int = Field(0, description="base seed; each round and stage derives its own from it")
+    seed: int = Field(
+        0, ge=0, lt=2**32, description="base seed (0 to 2^32-1); each round and stage derives its own from it"
+    )
     store: StoreConfig = Field(default_factory=StoreConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
@@ -814,6 +823,21 @@ def _explain(err: ValidationError, origin: str) -> ConfigError:
     return ConfigError("; ".join(lines))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (YAML keeps the last one without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is written twice in one section; keep one", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_config(
     path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), tree: dict[str, Any] | None = None
 ) -> RunConfig:
@@ -831,7 +855,7 @@ def load_config(
         if not path.is_file():
             raise ConfigError(f"config path {path} is not a file; pass a YAML file such as configs/default.yaml")
         try:
-            tree = yaml.safe_load(path.read_bytes().decode("utf-8"))
+            tree = yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeyLoader)
         except UnicodeDecodeError as e:
             raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start}); pass a YAML file") from None
         except yaml.YAMLError as e:

@@ -293,6 +293,7 @@ def prefect_states(killed_after: str) -> list[tuple[str, str, str | None]]:
             "corpus /nonexistent/corpus.parquet does not exist",
         ),
         (["run", "--set", "data.queries=/nonexistent/q.csv"], "queries file /nonexistent/q.csv does not exist"),
+        (["run", "--set", "data.queries=/no/q[/b][old].csv"], "queries file /no/q[/b][old].csv does not exist"),
         (
             [
                 "run",

@@ -42,6 +42,13 @@ def test_overrides_are_parsed_as_yaml():
         (["store.root="], ["names no folder"]),
         (["store.root=s3://"], ["names no folder"]),
         (["train.lr=.inf"], ["'train.lr'"]),
+        (["train.lr=1.0e30"], ["'train.lr'", "less than or equal to 1"]),  # finite, but weights would not be
+        (["generate.temperature=1.0e-300"], ["'generate.temperature'", "0.01"]),  # 0 in float32: NaN log-probs
+        (["evaluate.judge_temperature=1.0e-9"], ["'evaluate.judge_temperature'"]),
+        (["seed=-1"], ["'seed'"]),
+        (["seed=99999999999999999999999"], ["'seed'", "less than 4294967296"]),
+        (["data.query_column="], ["'data.query_column'"]),
+        (["store.root=s3:/bucket/runs"], ["missing a '/'", "s3://bucket/prefix"]),  # else a local folder "s3:"
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(override, words):
@@ -89,6 +96,9 @@ def test_bad_yaml_files(tmp_path):
         load_config(tmp_path / "broken.yaml")
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+    (tmp_path / "twice.yaml").write_text("train:\n  lr: 0.1\ntrain:\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match="key 'train' is written twice in one section"):
+        load_config(tmp_path / "twice.yaml")  # YAML itself would keep the second section without a word
 
 
 def test_section_fingerprint_tracks_only_named_sections():
