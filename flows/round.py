@@ -30,6 +30,7 @@ from flows.common import (
     writing,
 )
 from score import pipeline
+from score.history import CampaignStopped, stop_reason
 from score.inspection import stage_markdown
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, TRAIN, StageName, StageSpec
 from score.progress import key_values
@@ -77,6 +78,9 @@ def _run(spec: StageSpec, config: dict, round_idx: int, force: bool) -> str | St
         description=f"{spec.name}, round {round_idx}: a sample, and the stage's files",
     )
     publish_folder(f"{key}-folder", outcome.folder, f"{spec.name}, round {round_idx}: its Parquet files and manifest")
+    if stats.get("note"):  # a round that learned nothing says so, in the task's state too
+        get_run_logger().warning("%s round %d: %s", spec.name, round_idx, stats["note"])
+        return Completed(message=stats["note"], data=outcome.folder)
     return outcome.folder
 
 
@@ -209,7 +213,7 @@ def round_flow(
         done["checkpoint"] = train(config, round_idx, done["reports"], done["evaluations"], force=force)
         if config["benchmark"]["each_round"]:  # the held-out score round r+1's judge-hacking alarm reads
             done["benchmark"] = benchmark_task(config, round_label(round_idx))
-        changed = not all(isinstance(x, State) for x in done.values())
+        changed = not all(isinstance(x, State) and x.name == "Skipped" for x in done.values())
         done["plots"] = report_task(config, round_idx, changed)
     return {k: folder_of(v) for k, v in done.items()}
 
@@ -238,7 +242,7 @@ def stage_flow(
     with writing(config), tagged(config, source, round_idx):
         parts = shards(spec, config, round_idx, workers, force)
         folder = STAGE_TASKS[spec.name](config, round_idx, force=force, **({"parts": parts} if parts else {}))
-        report_task(config, round_idx, not isinstance(folder, State))
+        report_task(config, round_idx, not (isinstance(folder, State) and folder.name == "Skipped"))
     return folder_of(folder)
 
 
@@ -257,4 +261,9 @@ def campaign_flow(
     source, config = config, resolve_config(config, overrides)
     total = rounds if rounds is not None else config["campaign"]["rounds"]
     with writing(config), tagged(config, source):  # one writer, and none between two rounds
-        return [round_flow(config, r, workers=workers) for r in range(total)]
+        done = []
+        for r in range(total):
+            done.append(round_flow(config, r, workers=workers))
+            if r + 1 < total and (why := stop_reason(workspace(config), r)):
+                raise CampaignStopped(why)
+        return done

@@ -82,6 +82,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from score.benchmark import BenchmarkError
     from score.checkpoints import CheckpointError
     from score.config import ConfigError
+    from score.history import CampaignStopped
     from score.models.openai_client import EndpointError
     from score.pipeline import UnknownStage
     from score.queries import QueryFileError
@@ -100,6 +101,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         BenchmarkError,
         CheckpointError,
         RunLocked,
+        CampaignStopped,
     )
 
 

@@ -677,6 +677,12 @@ class TrackingConfig(Section):
 
 class CampaignConfig(Section):
     rounds: int = Field(2, ge=1, description="co-evolution rounds a campaign runs")
+    max_untrained_rounds: int = Field(
+        2,
+        ge=0,
+        description="stop the campaign, naming why, when the solver has trained on nothing this many rounds "
+        "running (more rounds would sample from the same weights); 0: never stop",
+    )
 
 
 class RunConfig(Section):

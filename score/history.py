@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from score.checkpoints import CheckpointError, Policy, base_policy, checkpoint_kind
 from score.harness import LEVERS, Alarm, Harness, from_rows, seed_harness
-from score.pipeline import EVALUATE, EVOLVE, TRAIN
+from score.pipeline import EVALUATE, EVOLVE, TRAIN, TrainStats
 from score.store.layout import CHECKPOINT, benchmark_dir, finished_rounds, round_label, stage_dir
 from score.store.schemas import CONTROLS, HARNESS, SUMMARY, BenchmarkStats
 from score.store.store import file_sha256
@@ -110,3 +110,27 @@ def alarm_for_round(ws: Workspace, round_idx: int) -> tuple[Alarm | None, str]:
     (before, sd0), (after, sd1) = heldout
     alarm = Alarm(rewards[1] - rewards[0], after - before, (sd0**2 + sd1**2) ** 0.5, (round_idx - 1, round_idx))
     return alarm, "|".join(prints)
+
+
+class CampaignStopped(RuntimeError):
+    """A campaign stopped on purpose before its last round; the message says why and how to go on."""
+
+
+def stop_reason(ws: Workspace, round_idx: int) -> str:
+    """Why the campaign should stop after round `round_idx` ("" to go on): the solver trained on nothing in the
+    last `campaign.max_untrained_rounds` rounds running (0: never)."""
+    limit = ws.cfg.campaign.max_untrained_rounds
+    if not limit or round_idx + 1 < limit:
+        return ""
+    stats = []
+    for r in range(round_idx - limit + 1, round_idx + 1):
+        manifest = ws.store.read_manifest(stage_dir(ws.cfg.run, r, TRAIN.folder))
+        stats.append(manifest.stats_as(TrainStats) if manifest is not None else None)
+    if not all(s is not None and "solver" in s.untrained_roles for s in stats):
+        return ""
+    first = round_idx - limit + 1
+    return (
+        f"campaign {ws.cfg.run} stopped after round {round_idx}: the solver trained on nothing in rounds {first}-"
+        f"{round_idx} (round {round_idx}: {stats[-1].note}); more rounds would sample from the same weights. Change "
+        "the reward or the config, or set campaign.max_untrained_rounds=0 to go on regardless"
+    )

@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow.compute as pc
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, STAGES, TRAIN, StageSpec
 from score.store.layout import run_rounds, stage_dir
@@ -104,6 +105,9 @@ def check_round(store: Store, run: str, round_idx: int | None) -> int:
 def show_round(console: Console, store: Store, run: str, round_idx: int, stage: str | None = None) -> None:
     """Print what round `round_idx` of `run` did: stages, then per stage its key tables."""
     states = stage_states(store, run, round_idx)
+    for s in states:  # a round that learned nothing says so first
+        if s.stats is not None and getattr(s.stats, "note", ""):
+            console.print(Text(f"round {round_idx} {s.spec.name}: {s.stats.note}", style="bold yellow"))
     table = Table(title=f"{run} round {round_idx}")
     for col in ("stage", "state", "seconds", "started", "key numbers"):
         table.add_column(col, overflow="fold")

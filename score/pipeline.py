@@ -169,6 +169,8 @@ class TrainStats:
     evaluator_update_share: float | None = None  # the evaluator's share of the round's update, by weight
     evaluator_token_share: float | None = None  # its share of the trainable tokens, by count, for contrast
     trained_nothing: bool = False  # no group had spread: the checkpoint is the previous policy's weights, unchanged
+    untrained_roles: list[str] = field(default_factory=list)  # weighted roles that trained on no sample this round
+    note: str = ""  # what went untrained, and why, in words ("" when both roles trained)
     train_seconds: float = 0.0
     resumed_from: str = "base"
 

@@ -316,4 +316,30 @@ def test_a_round_with_no_group_to_learn_from_says_so(toy_workspace, caplog):
         run_stage(ws, stage, 0)
     stats = ws.store.read_manifest(stage_folder(ws, "train", 0)).stats
     assert stats["samples"] == 0 and stats["steps"] == 0 and stats["trained_nothing"] is True
-    assert stats["evaluator_update_share"] is None and "round 0 trains nothing" in caplog.text
+    assert stats["untrained_roles"] == ["solver"] and stats["evaluator_update_share"] is None
+    assert stats["note"].startswith("the solver trained on nothing (all ") and "unchanged" in stats["note"]
+    assert "round 0: the solver trained on nothing" in caplog.text
+
+
+def test_inspect_leads_with_an_untrained_round_and_the_campaign_stops_after_enough_of_them(toy_workspace):
+    """`score inspect` says first that the solver learned nothing; with campaign.max_untrained_rounds 1 the
+    campaign stops after such a round, naming why and how to go on (2: it needs two rounds running; 0: never)."""
+    from rich.console import Console
+
+    from score.history import stop_reason
+    from score.inspection import show_round
+
+    ws = toy_workspace
+    ws.cfg.train.role_weight.evaluator = 0.0
+    for stage in ("generate-reports", "self-evaluate", "harness-evolve", "train"):
+        run_stage(ws, stage, 0)
+    console = Console(record=True, width=200)
+    show_round(console, ws.store, ws.cfg.run, 0)
+    assert console.export_text().splitlines()[0].startswith("round 0 train: the solver trained on nothing")
+    assert stop_reason(ws, 0) == ""  # the default needs two rounds running
+    ws.cfg.campaign.max_untrained_rounds = 0
+    assert stop_reason(ws, 0) == ""
+    ws.cfg.campaign.max_untrained_rounds = 1
+    why = stop_reason(ws, 0)
+    assert why.startswith(f"campaign {ws.cfg.run} stopped after round 0: the solver trained on nothing in rounds 0-0")
+    assert "campaign.max_untrained_rounds=0" in why

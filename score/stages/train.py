@@ -286,12 +286,9 @@ def run(ctx: StageContext) -> TrainStats:
         )
         for r in rows
     ]
-    if not samples:
-        log.warning(
-            "round %d trains nothing: every group of both roles was flat (no reward spread); the checkpoint written is "
-            "the previous policy's weights, unchanged (train stats: trained_nothing)",
-            ctx.round,
-        )
+    note = untrained_note(rows, counts, tc)
+    if note:
+        log.warning("round %d: %s", ctx.round, note)
     steps_per_round = math.ceil(len(samples) / tc.batch_size) * tc.epochs
     logs = trainer.train(
         samples,
@@ -305,7 +302,46 @@ def run(ctx: StageContext) -> TrainStats:
         ctx.write_checkpoint(Path(tmp))
     ctx.write(TRAIN_STEPS, [{"round": ctx.round, **vars(s)} for s in logs])
     stats = _stats(rows, counts, logs, trainer)
-    return replace(stats, method=tc.method, train_seconds=round(train_seconds, 1), resumed_from=ctx.policy.name)
+    untrained = [role for role in ROLES if getattr(tc.role_weight, role) > 0 and not _trained(rows, role)]
+    return replace(
+        stats,
+        method=tc.method,
+        train_seconds=round(train_seconds, 1),
+        resumed_from=ctx.policy.name,
+        untrained_roles=untrained,
+        note=note,
+    )
+
+
+ROLES = ("solver", "evaluator")
+
+
+def _trained(rows: list[dict], role: str) -> bool:
+    return any(r["role"] == role for r in rows)
+
+
+def untrained_note(rows: list[dict], counts: dict[str, int], tc: TrainConfig) -> str:
+    """In words, each weighted role that trains on no sample this round and why ("" when both train).
+
+    >>> untrained_note([], {"solver_groups": 2, "solver_flat_groups": 2, "evaluator_groups": 0,
+    ...                     "evaluator_flat_groups": 0}, TrainConfig())  # doctest: +NORMALIZE_WHITESPACE
+    'the solver trained on nothing (all 2 of its groups flat: no reward spread); the evaluator trained on nothing
+    (no group); the checkpoint is the previous policy, unchanged'
+    """
+    parts = []
+    for role in ROLES:
+        if getattr(tc.role_weight, role) == 0 or _trained(rows, role):
+            continue
+        groups, flat = counts[f"{role}_groups"], counts[f"{role}_flat_groups"]
+        why = (
+            "no group" if not groups
+            else f"all {groups} of its groups flat: no reward spread" if flat == groups
+            else f"{groups - flat} of {groups} groups with spread, none of their samples kept"
+        )  # fmt: skip
+        parts.append(f"the {role} trained on nothing ({why})")
+    if parts and not rows:
+        parts.append("the checkpoint is the previous policy, unchanged")
+    return "; ".join(parts)
 
 
 def _read(ctx: StageContext) -> TrainInputs:
