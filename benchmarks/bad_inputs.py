@@ -63,6 +63,8 @@ def cases(f: dict[str, str]) -> list[tuple[str, list[str]]]:
         ("store URL missing a slash", [*run, "--set", "store.root=s3:/bucket/runs"]),
         ("a section written twice", ["run", "-c", f["twice.yaml"]]),
         ("markup in a path", [*run, "--set", "data.queries=/no/q[/b][old].csv"]),
+        ("model path missing", [*run, "--set", "model.path=/nonexistent/model"]),
+        ("a CUDA device on a machine without one", [*run, "--set", "model.device=cuda:0"]),
         ("config file missing", ["run", "-c", "/nonexistent/c.yaml"]),
         ("config path a folder", ["run", "-c", tmp]),
         ("config file binary", ["run", "-c", f["binary.yaml"]]),

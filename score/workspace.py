@@ -14,7 +14,7 @@ from pathlib import Path
 from score.checkpoints import Policy, base_policy
 from score.config import RunConfig
 from score.models import Backend, load_backend
-from score.models.embedded import cache_root
+from score.models.embedded import EMBEDDED_NAME, cache_root
 from score.queries import Query, load_queries, queries_path
 from score.search.base import SearchBackend
 from score.store.store import Store, file_sha256
@@ -88,14 +88,36 @@ class Workspace:
         self._backends.clear()
 
     def preflight(self) -> None:
-        """Check queries, corpus, trackers and store before any work starts; each failure names the fix."""
+        """Check queries, model, corpus, trackers and store before any work starts; each failure names the fix."""
         _ = self.queries
+        check_model(self.cfg.model)
         if self.cfg.search.backend == "bm25":
             self.preflight_corpus()
         from score.tracking import check_tracking
 
         check_tracking(self.cfg)
         self.store.check()  # last: the only check that touches the store
+
+
+def check_model(model) -> None:
+    """The model is the embedded one, a local model folder (config.json inside), or a hub id (`org/name`, never a
+    path that does not exist); a CUDA device is there when one is named. Raises ConfigError naming the fix."""
+    from score.config import ConfigError
+
+    if model.path != EMBEDDED_NAME:
+        p = Path(model.path).expanduser()
+        looks_like_hub_id = model.path.count("/") == 1 and not model.path.startswith(("/", ".", "~")) and not p.exists()
+        if not looks_like_hub_id and not (p / "config.json").is_file():
+            what = "has no config.json" if p.is_dir() else "is not a folder" if p.exists() else "does not exist"
+            raise ConfigError(
+                f"model.path {model.path} {what}; set it to a local model folder (config.json and weights) or to "
+                f"'{EMBEDDED_NAME}'"
+            )
+    if model.backend == "transformers" and model.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"model.device {model.device}: this machine has no CUDA device; set model.device=cpu")
 
 
 def check_corpus(path: Path) -> None:

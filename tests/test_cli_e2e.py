@@ -294,6 +294,8 @@ def prefect_states(killed_after: str) -> list[tuple[str, str, str | None]]:
         ),
         (["run", "--set", "data.queries=/nonexistent/q.csv"], "queries file /nonexistent/q.csv does not exist"),
         (["run", "--set", "data.queries=/no/q[/b][old].csv"], "queries file /no/q[/b][old].csv does not exist"),
+        (["run", "--set", "model.path=/nonexistent/model"], "model.path /nonexistent/model does not exist"),
+        (["run", "--set", "model.device=cuda:0"], "model.device cuda:0: this machine has no CUDA device"),
         (
             [
                 "run",
