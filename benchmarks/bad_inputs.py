@@ -3,7 +3,8 @@ what came back. clear: exit 2 and one line starting "error:" that names the prob
 without a traceback; traceback: a Python traceback; accepted: exit 0, or still working after `--timeout` seconds
 (killed). Goal: every case clear. Every case points at a temporary store (never the checkout's).
 
-Run: `python benchmarks/bad_inputs.py [--timeout 60]`; prints the table (markdown) and the counts.
+Run: `python benchmarks/bad_inputs.py [--timeout 60]`; prints the table (markdown) and the counts, and writes them
+as a record (benchmarks/records/, rendered into docs/measurements.md).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from common import write_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,7 +125,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--timeout", type=float, default=60)
     args = parser.parse_args()
+    args.load_at_start = os.getloadavg()
     counts: dict[str, int] = {}
+    rows = []
     with tempfile.TemporaryDirectory(prefix="score-bad-") as tmp:
         files = _files(Path(tmp))
         store = ["--set", f"store.root={tmp}/store"]  # first: a case's own store.root comes later and wins
@@ -144,12 +148,16 @@ def main() -> None:
             kind, seen = classify(done)
             counts[kind] = counts.get(kind, 0) + 1
             shown = " ".join(full).replace(tmp, "$TMP")
-            print(f"| {name} | `score {shown}` | {kind} | {seen.replace(tmp, '$TMP').replace('|', '/')[:240]} |")
+            seen = seen.replace(tmp, "$TMP")
+            print(f"| {name} | `score {shown}` | {kind} | {seen.replace('|', '/')[:240]} |")
+            rows.append({"input": name, "command": f"score {shown}", "class": kind, "seen": seen[:240]})
     total = sum(counts.values())
     print(
         f"\n{total} bad inputs: "
         + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("clear", "unclear", "traceback", "accepted"))
     )
+    figures = {"cases": total, **{k: counts.get(k, 0) for k in ("clear", "unclear", "traceback", "accepted")}}
+    print(write_record("bad_inputs", args, None, figures | {"rows": rows}))
 
 
 if __name__ == "__main__":
