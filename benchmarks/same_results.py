@@ -31,11 +31,16 @@ TIMING_COLUMNS = {"seconds"}  # steps.parquet: wall-clock seconds of each optimi
 TRACKER_FOLDERS = {"tensorboard", "wandb"}  # score.tracking's views of the run: timestamps, not results
 
 
+def _a_view(parts: tuple[str, ...]) -> bool:
+    """A tracker's folder or the run's plots (RUN/plots, RUN/plots-vs-X): drawn from the results, not results."""
+    return bool(TRACKER_FOLDERS & set(parts)) or parts[0].startswith("plots")
+
+
 def files_of(root: Path) -> dict[str, Path]:
     return {
         p.relative_to(root).as_posix(): p
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "_manifest.json" and not TRACKER_FOLDERS & set(p.relative_to(root).parts)
+        if p.is_file() and p.name != "_manifest.json" and not _a_view(p.relative_to(root).parts)
     }
 
 

@@ -19,8 +19,7 @@ from prefect.runtime import flow_run
 
 from flows import env  # noqa: F401  (sets Prefect's environment before prefect is imported)
 from score.config import RunConfig, load_config
-from score.report import write_report
-from score.store.layout import plots_dir
+from score.report import plots_into_store
 from score.store.lease import holding
 from score.tracking import Tracking
 from score.workspace import Workspace
@@ -145,17 +144,17 @@ def publish_folder(key: str, address: str, description: str) -> None:
 
 def publish_plots(
     ws: Workspace, suffix: str, title: str, description: str, baseline: str | None = None
-) -> tuple[Path, list[Path]]:
-    """Plot the run (score.report, beside `baseline` when given) and publish the PNGs as one markdown artifact,
-    inline as data URIs (the UI needs no access to the files). Returns the plots' folder and files."""
-    folder = plots_dir(ws.cfg.run, baseline)
-    paths = write_report(ws.store, ws.cfg.run, folder, baseline)
+) -> tuple[str, list[Path]]:
+    """Plot the run into the store (score.report, beside `baseline` when given) and publish the PNGs as one
+    markdown artifact, inline as data URIs (the UI needs no access to the files). Returns the plots' store address
+    and the PNGs as local files."""
+    folder, paths = plots_into_store(ws.store, ws.cfg.run, baseline)
     images = "\n\n".join(
         f"![{p.stem}](data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()})" for p in paths
     )
     create_markdown_artifact(
         key=artifact_key(ws.cfg.run, suffix),
-        markdown=f"# {title}\n\n{images}\n\nFiles: `{folder.resolve()}`",
+        markdown=f"# {title}\n\n{images}\n\nFiles: `{folder}`",
         description=description,
     )
     return folder, paths

@@ -475,29 +475,33 @@ def report(
     baseline: str | None = typer.Option(
         None, help="a second run drawn on the same axes, dashed (e.g. the static-harness baseline)"
     ),
-    out: Path | None = typer.Option(None, help="output folder (default: reports/RUN, or reports/RUN-vs-BASELINE)"),
+    out: Path | None = typer.Option(
+        None, help="a local output folder (default: with the run in the store, RUN/plots or RUN/plots-vs-BASELINE)"
+    ),
     config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
 ) -> None:
     """Write PNG plots of a run per round (reward and spread, saturation, evaluator agreement and detection,
     dimension lifecycle, search depth, train) and an index.html embedding them."""
     try:
-        from score.report import write_report
-        from score.store.layout import plots_dir, run_rounds
+        from score.report import ablation_table, plots_into_store, write_report
+        from score.store.layout import run_rounds
 
         _run_name(run_name)
         if baseline is not None:
             _run_name(baseline)
-        folder = out or plots_dir(run_name, baseline)
-        if folder.exists() and not folder.is_dir():
-            _fail(f"--out {folder} is a file; pass a folder (it is made if missing)")
+        if out is not None and out.exists() and not out.is_dir():
+            _fail(f"--out {out} is a file; pass a folder (it is made if missing)")
         store = _store(config, set_)
         for name in filter(None, (run_name, baseline)):
             run_rounds(store, name)  # raises, naming the runs there are, before anything is written
-        paths = write_report(store, run_name, folder, baseline)
-        if (folder / "ablation.md").exists() and baseline is not None:
-            print((folder / "ablation.md").read_text(), end="")
-        err.print(f"wrote {len(paths)} plots and {folder / 'index.html'}")
+        if out is None:
+            folder, paths = plots_into_store(store, run_name, baseline)
+        else:
+            folder, paths = str(out), write_report(store, run_name, out, baseline)
+        if baseline is not None and (table := ablation_table(store, run_name, baseline)):
+            print(table, end="")
+        err.print(f"wrote {len(paths)} plots and {folder}/index.html", soft_wrap=True)
     except _user_errors() as e:
         _fail(e)
 

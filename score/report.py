@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from score.intervals import mean_interval
+from score.models.embedded import cache_root
 from score.pipeline import EVALUATE, EVOLVE, TRAIN, EvolveStats, TrainStats
-from score.store.layout import benchmark_dir, round_label, run_rounds, stage_dir
+from score.store.layout import benchmark_dir, plots_dir, round_label, run_rounds, stage_dir
+from score.store.manifest import fingerprint
 from score.store.schemas import DIMENSION_STATS, HARNESS, SUMMARY, ArtifactError, BenchmarkStats
 from score.store.store import Store
 
@@ -78,6 +80,21 @@ def load_series(store: Store, run: str) -> RunSeries:
         if bench is not None:
             s.benchmark[r] = bench.stats_as(BenchmarkStats)
     return s
+
+
+def plots_into_store(store: Store, run: str, baseline: str | None = None) -> tuple[str, list[Path]]:
+    """Plot the run into the store, with its rounds (`plots_dir`: RUN/plots, or RUN/plots-vs-BASELINE), so two
+    stores never share plots and a run on S3 keeps them there. Drawn in place on a local store, else in a local
+    staging folder then copied up. Returns the folder's address and the PNGs as local files."""
+    folder = plots_dir(run, baseline)
+    protocols = store.fs.protocol if isinstance(store.fs.protocol, tuple) else (store.fs.protocol,)
+    local = "file" in protocols
+    out = Path(store.path(folder)) if local else cache_root() / "plots" / fingerprint(store.url) / folder
+    paths = write_report(store, run, out, baseline)
+    if not local:
+        for p in sorted(out.iterdir()):
+            store.write_file(folder, p.name, p)
+    return store.display(folder), paths
 
 
 def write_report(store: Store, run: str, out: Path, baseline: str | None = None) -> list[Path]:

@@ -6,7 +6,8 @@
     RUN/round-0003/train/checkpoint/                the checkpoint round 4 samples with
     RUN/benchmark/round-0003/benchmark.parquet      `score eval` of round 3's checkpoint
     RUN/benchmark/reports/base/reports.parquet      the reports a benchmark evaluation judged
-    reports/RUN/                                     `score report` plots (a local folder, beside the checkout)
+    RUN/plots/                                       the run's plots and index.html (score report, every round's flow)
+    RUN/plots-vs-BASELINE/                           the same beside a second run (score report --baseline, ablate)
 
 File names inside a folder are the artifacts' own (`score.store.schemas`); everything else is here.
 """
@@ -14,7 +15,6 @@ File names inside a folder are the artifacts' own (`score.store.schemas`); every
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from score.store.schemas import ArtifactError
 
@@ -79,9 +79,13 @@ def round_label(round_idx: int) -> str:
     return f"round-{round_idx:04d}"
 
 
-def plots_dir(run: str, baseline: str | None = None) -> Path:
-    """Where `score report` writes by default: reports/RUN, or reports/RUN-vs-BASELINE."""
-    return Path("reports") / (run if baseline is None else f"{run}-vs-{baseline}")
+def plots_dir(run: str, baseline: str | None = None) -> str:
+    """Where a run's plots live in the store, with the run: RUN/plots, or RUN/plots-vs-BASELINE.
+
+    >>> plots_dir("ci"), plots_dir("ci", "ci-static")
+    ('ci/plots', 'ci/plots-vs-ci-static')
+    """
+    return f"{run}/plots" if baseline is None else f"{run}/plots-vs-{baseline}"
 
 
 def run_rounds(store, run: str) -> list[int]:
