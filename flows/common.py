@@ -66,11 +66,21 @@ def tagged(config: dict, source: dict | str, round_idx: int | None = None) -> It
 @contextmanager
 def writing(config: dict) -> Iterator[None]:
     """Hold the run's writer lease (`score.store.lease`) for a flow's duration; a top-level flow that gets it marks the
-    run's flow runs a killed process left RUNNING as Crashed (holding the lease, no other process writes the run)."""
+    run's flow runs a killed process left RUNNING as Crashed (holding the lease, no other process writes the run),
+    and shows the run's tracker state: running, then finished or failed."""
     with holding(workspace(config).store, config["run"]):
-        if flow_run.get_parent_flow_run_id() is None:
+        top = flow_run.get_parent_flow_run_id() is None
+        if top:
             crash_stale_flow_runs(config["run"])
-        yield
+            tracking(config).begin()  # the MLflow run shows RUNNING while the flow runs ...
+        try:
+            yield
+        except BaseException:
+            if top:
+                tracking(config).end("FAILED")  # ... FAILED when it fails ...
+            raise
+        if top:
+            tracking(config).end("FINISHED")  # ... FINISHED when it ends
 
 
 def crash_stale_flow_runs(run: str) -> int:

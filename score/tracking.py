@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from score.config import ConfigError, RunConfig
 log = logging.getLogger(__name__)
 
 RUN_TAG = "score.run"  # MLflow: the tag that finds a SCORE run's tracker run again
+KIND_TAG = "mlflow.experimentKind"  # MLflow 3: which view of the experiment its UI opens
 
 
 def flat_config(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -107,6 +109,12 @@ class TensorBoard:
         self.writer.add_image(tag, matplotlib.image.imread(str(path))[..., :3], step, dataformats="HWC")
         self.writer.flush()
 
+    def begin(self) -> None:
+        pass
+
+    def end(self, status: str) -> None:
+        self.writer.flush()
+
     def flush(self) -> None:
         self.writer.flush()
 
@@ -124,6 +132,8 @@ class MLflow:
         self.client = MlflowClient(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        if not found or KIND_TAG not in found.tags:  # the UI's classic runs view, not its GenAI evaluation view
+            self.client.set_experiment_tag(experiment_id, KIND_TAG, "custom_model_development")
         runs = self.client.search_runs([experiment_id], filter_string=f"tags.`{RUN_TAG}` = '{run}'", max_results=1)
         self.fresh = not runs
         self.run_id = (
@@ -154,11 +164,23 @@ class MLflow:
     def image(self, tag: str, path: Path, step: int) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path=f"{tag.rsplit('/', 1)[0]}/round-{step:04d}")
 
-    def flush(self) -> None:  # FINISHED between stages (logging to it later reopens nothing): not "running" forever
-        self.client.set_terminated(self.run_id)
+    def begin(self) -> None:
+        """RUNNING while a campaign or stage flow runs; a run a killed process left RUNNING is tagged so first."""
+        run = self.client.get_run(self.run_id)
+        if run.info.status == "RUNNING":
+            stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self.client.set_tag(self.run_id, "score.interrupted", f"a process writing it stopped without ending it "
+                                f"(found at {stamp}); its flow runs are marked Crashed")  # fmt: skip
+        self.client.update_run(self.run_id, status="RUNNING")
+
+    def end(self, status: str) -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+    def flush(self) -> None:
+        pass  # each batch is sent as it is logged
 
     def close(self) -> None:
-        self.flush()
+        self.end("FINISHED")
 
 
 def _mlflow_key(key: str) -> str:
@@ -205,6 +227,12 @@ class WandB:
 
         self.run.log({tag: wandb.Image(str(path)), "round": step})
 
+    def begin(self) -> None:
+        pass
+
+    def end(self, status: str) -> None:
+        pass  # finished when the process closes it (W&B marks a run that stops reporting itself)
+
     def flush(self) -> None:
         pass  # W&B's own service writes as it goes
 
@@ -243,6 +271,14 @@ class Tracking:
         for path in paths:
             self._each("image", f"plots/{path.stem}", path, round_idx)
         self._each("flush")
+
+    def begin(self) -> None:
+        """A flow that writes the run starts: trackers that show run state show it running."""
+        self._each("begin")
+
+    def end(self, status: str = "FINISHED") -> None:
+        """The flow ended (FINISHED) or failed (FAILED): trackers that show run state show it."""
+        self._each("end", status)
 
     def close(self) -> None:
         self._each("close")

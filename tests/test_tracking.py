@@ -65,6 +65,36 @@ def test_tensorboard_and_mlflow_hold_the_manifests_numbers(toy_workspace, tmp_pa
     assert run.data.metrics == pytest.approx(expected | {_mlflow_key(k): v for k, (_, v) in step_series.items()})
     again = Tracking(ws.cfg, None)  # a resumed process finds the same MLflow run
     assert again.trackers[1].run_id == run.info.run_id
+    experiment = client.get_experiment_by_name("tracking-unit")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's classic runs view
+
+
+def test_the_mlflow_run_shows_running_then_finished_or_failed(toy_workspace, mlflow_url):
+    """While a flow writes the run its MLflow run is RUNNING; it ends FINISHED or FAILED; a run a killed process
+    left RUNNING is tagged so when the next flow begins."""
+    from mlflow.tracking import MlflowClient
+
+    ws = toy_workspace
+    ws.cfg.tracking.tensorboard = False
+    ws.cfg.tracking.mlflow, ws.cfg.tracking.mlflow_uri = True, mlflow_url
+    ws.cfg.tracking.mlflow_experiment = "tracking-state"
+    client = MlflowClient(tracking_uri=mlflow_url)
+
+    def status():
+        return client.get_run(Tracking(ws.cfg, None).trackers[0].run_id).info
+
+    killed = Tracking(ws.cfg, None)
+    killed.begin()  # ... and the process dies: no end
+    assert status().status == "RUNNING"
+    resumed = Tracking(ws.cfg, None)
+    resumed.begin()
+    assert status().status == "RUNNING"
+    assert "stopped without ending it" in client.get_run(resumed.trackers[0].run_id).data.tags["score.interrupted"]
+    resumed.end("FAILED")
+    assert status().status == "FAILED"
+    resumed.begin()
+    resumed.end("FINISHED")
+    assert status().status == "FINISHED"
 
 
 def test_wandb_offline_writes_its_run_folder(toy_workspace, tmp_path, monkeypatch):
