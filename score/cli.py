@@ -8,6 +8,7 @@ in a second with one line instead of after a server start.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -506,8 +507,27 @@ def report(
         _fail(e)
 
 
+_stopped_by: list[int] = []  # the signal that stopped this process, if one did
+
+
+def _on_signal(signum, frame) -> None:
+    """SIGTERM (a scheduler's or a pod's stop) unwinds like Ctrl-C: the lease is released, the flow runs are ended,
+    the temporary Prefect server stops after its client; nothing half-written is visible (files are renamed into
+    place, a stage's manifest comes last)."""
+    _stopped_by.append(signum)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:  # console script entry point
-    app()
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        app()
+    except SystemExit:
+        if _stopped_by:
+            name = signal.Signals(_stopped_by[0]).name
+            err.print(f"stopped by {name}: finished stages are kept; rerun the same command to resume", highlight=False)
+            raise SystemExit(128 + _stopped_by[0]) from None
+        raise
 
 
 if __name__ == "__main__":

@@ -268,6 +268,41 @@ def test_sigkill_during_training_then_rerun_resumes_without_redoing_finished_sta
     assert any(state == "CRASHED" and "stopped without ending it" in (why or "") for _, state, why in states), states
 
 
+@pytest.mark.slow
+def test_sigterm_stops_a_campaign_within_seconds_and_leaves_nothing_running(tmp_path):
+    """What a scheduler or a preempted pod sends: the campaign unwinds as on Ctrl-C, its lease released, its flow
+    runs ended, its temporary Prefect server stopped; exit 143 with one line saying how to resume."""
+    store, log = tmp_path / "store", tmp_path / "stderr.txt"
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() - 1))
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "score.cli", "run", "-c", "configs/ci.yaml", "--set", f"store.root={store}"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+        deadline = time.time() + 600
+        while "round 0 turn" not in log.read_text() and time.time() < deadline:  # generate-reports is sampling
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.2)
+        t0 = time.time()
+        os.kill(proc.pid, signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    try:
+        assert code == 143 and time.time() - t0 < 60, log.read_text()[-3000:]
+        assert "stopped by SIGTERM: finished stages are kept" in log.read_text()
+        assert not (store / "ci" / "_lease.json").exists()  # released: a rerun starts at once
+        assert orphaned_servers() == []
+        assert not [p for p in store.rglob(".tmp-*")] and not list(store.rglob("_manifest.json"))
+        states = prefect_states(killed_after=started)
+        assert states and all(state != "RUNNING" for _, state, _ in states), states
+    finally:
+        from flows.env import reap_orphaned_servers
+
+        reap_orphaned_servers()
+
+
 def prefect_states(killed_after: str) -> list[tuple[str, str, str | None]]:
     """(name, state, message) of the ci flow runs created after `killed_after`, from Prefect's database (the
     tests' PREFECT_HOME; `score run` starts its temporary server on it)."""
