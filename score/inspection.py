@@ -56,6 +56,7 @@ class StageState:
     seconds: float | None
     started_at: str | None
     stats: Any  # the stage's statistics dataclass (None unless done)
+    peak_rss_mib: float | None = None  # the process's peak resident memory during the stage
 
     def key_numbers(self) -> str:
         if self.stats is None:
@@ -69,7 +70,8 @@ def stage_states(store: Store, run: str, round_idx: int) -> list[StageState]:
         path = stage_dir(run, round_idx, spec.folder)
         manifest = store.read_manifest(path)
         if manifest is not None:
-            out.append(StageState(spec, "done", manifest.seconds, manifest.started_at, manifest.stats_as(spec.stats)))
+            stats = manifest.stats_as(spec.stats)
+            out.append(StageState(spec, "done", manifest.seconds, manifest.started_at, stats, manifest.peak_rss_mib))
         else:
             state = "unfinished" if store.fs.exists(store.path(path)) else "not started"
             out.append(StageState(spec, state, None, None, None))
@@ -109,10 +111,11 @@ def show_round(console: Console, store: Store, run: str, round_idx: int, stage: 
         if s.stats is not None and getattr(s.stats, "note", ""):
             console.print(Text(f"round {round_idx} {s.spec.name}: {s.stats.note}", style="bold yellow"))
     table = Table(title=f"{run} round {round_idx}")
-    for col in ("stage", "state", "seconds", "started", "key numbers"):
+    for col in ("stage", "state", "seconds", "peak MiB", "started", "key numbers"):
         table.add_column(col, overflow="fold")
     for s in states:
-        table.add_row(s.spec.name, s.state, _fmt(s.seconds), (s.started_at or "")[:19], s.key_numbers())
+        peak = "" if s.peak_rss_mib is None else f"{s.peak_rss_mib:.0f}"
+        table.add_row(s.spec.name, s.state, _fmt(s.seconds), peak, (s.started_at or "")[:19], s.key_numbers())
     console.print(table)
     done = {s.spec.name for s in states if s.state == "done"}
     shown = [s for s in STAGES if stage in (None, s.name) and s.name in done]

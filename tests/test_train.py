@@ -260,6 +260,7 @@ def test_the_train_stage_closes_the_loop_on_a_toy_round(toy_workspace):
         "checkpoint/adapter_model.safetensors",
         "checkpoint/optimizer.safetensors",
     } <= set(manifest.files)
+    assert manifest.peak_rss_mib > 100  # the trainer's copy of the model, at least: every stage records its peak
     stats = manifest.stats
     assert stats["solver_flat_groups"] == stats["solver_groups"] == 2  # the toy writes identical reports
     assert stats["solver_samples"] == 0  # nothing to learn from flat groups, and that is reported

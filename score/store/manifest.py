@@ -57,6 +57,7 @@ class Manifest:
     inputs: dict[str, str] = field(default_factory=dict)  # input name -> its fingerprint
     started_at: str = ""
     seconds: float = 0.0
+    peak_rss_mib: float | None = None  # the process's peak resident memory during the work (None: not measured)
     versions: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -164,7 +165,9 @@ def behind_manifest(
         log.info("%s: %s, redoing", store.display(folder), "forced" if force else "config or inputs changed")
     writer = FolderWriter(store, folder)
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    reset_peak_rss()
     stats = work(writer)
+    meta.peak_rss_mib = peak_rss_mib()
     meta.files = writer.files
     meta.stats = asdict(stats) if is_dataclass(stats) else dict(stats or {})
     meta.started_at, meta.seconds = started.isoformat(), round(time.perf_counter() - t0, 2)
@@ -172,6 +175,28 @@ def behind_manifest(
     if writer.enabled:
         store.write_manifest(folder, meta)  # last: from now on the folder exists for readers
     return Outcome(store.display(folder), False, meta)
+
+
+def reset_peak_rss() -> None:
+    """Start measuring this process's peak resident memory afresh (Linux: clear_refs 5 resets VmHWM); elsewhere the
+    peak stays the process's since it started."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mib() -> float:
+    """The process's peak resident memory in MiB since `reset_peak_rss` (Linux), else since it started."""
+    try:
+        with open("/proc/self/status") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        import resource
+
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS: a fallback
+    return round(kib / 1024, 1)
 
 
 def versions() -> dict[str, str]:
