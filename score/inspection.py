@@ -324,8 +324,14 @@ def _percent(v: Any) -> str:
 
 
 def _shown(key: str, v: Any) -> str:
-    """A statistic as printed: shares (and rates) as percentages, the rest as numbers."""
+    """A statistic as printed: shares (and rates) as percentages, the rest as numbers; one computed over zero items
+    says so (detection with no probed report)."""
+    if v is None and key in OVER_NOTHING:
+        return OVER_NOTHING[key]
     return _percent(v) if key in SHARES or key.endswith(("_share", "_rate")) else _fmt(v)
+
+
+OVER_NOTHING = {"detection": "none probed"}  # statistics that are null when there was nothing to compute them on
 
 
 def _sample_rubric(store: Store, folder: str, r: dict) -> dict:

@@ -236,11 +236,11 @@ def _plot_evaluator(ax, runs: list[RunSeries]) -> None:
 
     for i, s in enumerate(runs):
         ax.plot(s.rounds, [x["agreement"] for x in s.summary], label=f"{s.run}: judgement consistency", **_style(i))
-        n = [x["probed_reports"] for x in s.summary]
-        detection = [x["detection"] for x in s.summary]
-        bounds = [wilson(d * k, k) for d, k in zip(detection, n)]
+        probed = [(r, x["detection"], x["probed_reports"]) for r, x in zip(s.rounds, s.summary) if x["probed_reports"]]
+        rounds, detection, n = [r for r, _, _ in probed], [d for _, d, _ in probed], [k for _, _, k in probed]
+        bounds = [wilson(d * k, k) for d, k in zip(detection, n)]  # a round with no probed report has no point
         ax.errorbar(
-            s.rounds,
+            rounds,
             detection,
             yerr=[[d - lo for d, (lo, _) in zip(detection, bounds)], [hi - d for d, (_, hi) in zip(detection, bounds)]],
             capsize=3,
@@ -365,7 +365,7 @@ def _write_html(path: Path, runs: list[RunSeries], pngs: list[Path], table: str 
     rows = "".join(
         f"<tr><td>{html.escape(s.run)}</td><td>{r}</td>"
         + "".join(
-            f"<td>{x[k]:.3f}</td>"
+            f"<td>{x[k]:.3f}</td>" if x[k] is not None else "<td>none probed</td>"
             for k in ("reward_mean", "reward_spread", "saturation_rate", "agreement", "detection")
         )
         + (f"<td>{b.score:.3f} &plusmn; {b.score_std:.3f}</td>" if (b := s.benchmark.get(r)) else "<td>-</td>")

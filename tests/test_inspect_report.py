@@ -57,6 +57,26 @@ def test_inspect_shows_what_the_round_did(finished_round):
     assert "| valid reports | 1 |" not in text and "share of reports valid" in text and "%" in text  # shares
 
 
+def test_a_round_with_no_probed_report_shows_no_detection_number(toy_workspace):
+    """Detection over zero probed reports is no number (not chance's 0.5): null in the summary, said in words by
+    inspect, left out of the trackers' numbers."""
+    from score.store.schemas import SUMMARY
+    from score.tracking import numbers
+
+    ws = toy_workspace
+    ws.cfg.evaluate.probe_share = 0.0
+    for stage in ("generate-reports", "self-evaluate"):
+        run_stage(ws, stage, 0)
+    [summary] = ws.store.read_rows(f"{ws.cfg.run}/round-0000/evaluate", SUMMARY)
+    assert summary.probed_reports == 0 and summary.detection is None
+    console = Console(record=True, width=200)
+    show_round(console, ws.store, "toy", 0)
+    line = next(x for x in console.export_text().splitlines() if "corruption detection" in x)
+    assert "none probed" in line
+    stats = ws.store.read_manifest(f"{ws.cfg.run}/round-0000/evaluate").stats
+    assert "self-evaluate/detection" not in numbers(stats, "self-evaluate")
+
+
 def test_every_stage_page_follows_the_same_sample_report(finished_round):
     ws = finished_round
     r = sample_report(ws.store, "toy", 0)

@@ -362,7 +362,7 @@ def _summary(cfg, t: _Tallies, rubrics: dict[str, list[Rubric]], evidence_rows: 
         "top_share": sum(x >= crowded for x in fully_valid) / len(fully_valid) if fully_valid else 0.0,
         "agreement": sum(c for c, _ in t.columns) / len(t.columns) if t.columns else 0.0,
         "score_spread": sum(sd for _, sd in t.columns) / len(t.columns) if t.columns else 0.0,
-        "detection": t.detected.rate,
+        "detection": t.detected.rate if t.detected.n else None,  # none probed: no number, not chance
         "probed_reports": t.detected.n,
         "judgements": t.judgements[0],
         "unparsable_rate": t.judgements[1] / t.judgements[0] if t.judgements[0] else 0.0,

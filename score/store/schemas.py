@@ -353,9 +353,9 @@ class SummaryRow:
         pa.float32(), "mean within-column std of written scores over the K reports", default=0.0,
         label="written scores, mean within-column std",
     )  # fmt: skip
-    detection: float = column(
-        pa.float32(), "distinct probed reports scored below their original (mapped dimensions)", default=0.0,
-        label="corruption detection, distinct probed reports (chance 50%)",
+    detection: float | None = column(
+        pa.float32(), "distinct probed reports scored below their original (mapped dimensions); null: none probed",
+        default=None, label="corruption detection, distinct probed reports (chance 50%)",
     )  # fmt: skip
     probed_reports: int = column(
         pa.int32(), "distinct (report, corruption) pairs with a comparison", default=0, label="probed reports compared"
