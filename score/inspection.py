@@ -376,9 +376,10 @@ def stage_markdown(store: Store, run: str, round_idx: int, spec: StageSpec) -> s
 
 
 def sample_report(store: Store, run: str, round_idx: int) -> dict:
-    """The round's sample report, which `inspect` and every stage's markdown follow: the first query's first."""
+    """The round's sample report, which `inspect` and every stage's markdown follow: the first non-empty report in
+    (query, sample) order (the first one when every report is empty)."""
     reports = store.read_table(stage_dir(run, round_idx, GENERATE.folder), REPORTS.file).to_pylist()
-    return min(reports, key=lambda x: (x["query_id"], x["sample_idx"]))
+    return min(reports, key=lambda x: (not x["report"].strip(), x["query_id"], x["sample_idx"]))
 
 
 def _md_reports(store: Store, folder: str, r: dict) -> list[str]:

@@ -90,6 +90,28 @@ def test_every_stage_page_follows_the_same_sample_report(finished_round):
     assert "| validity | citation precision |" in pages["self-evaluate"]
 
 
+def test_the_sample_report_is_a_non_empty_one(tmp_path):
+    """The report every stage page follows is the first that says something, not the first query's first."""
+    import pyarrow as pa
+
+    from score.config import StoreConfig
+    from score.store.manifest import Manifest
+    from score.store.schemas import REPORTS_SCHEMA
+    from score.store.store import Store
+    from tests.test_artifacts import toy_reports
+
+    store = Store(StoreConfig(root=str(tmp_path)))
+    rows = [r | {"sample_idx": i, "trajectory_id": f"t{i}"} for i, r in enumerate(toy_reports(3).to_pylist())]
+    rows[0]["report"] = "  "
+    info = store.write_table(
+        "toy/round-0000/generate", "reports.parquet", pa.Table.from_pylist(rows, schema=REPORTS_SCHEMA)
+    )
+    store.write_manifest(
+        "toy/round-0000/generate", Manifest(stage="generate-reports", fingerprint="f", files={"reports.parquet": info})
+    )
+    assert sample_report(store, "toy", 0)["sample_idx"] == 1
+
+
 def _legend_misses(fig) -> list[str]:
     """What a figure draws with data but its legend does not name (lines, bands, error bars, bar colours)."""
     legend = fig.axes[0].get_legend()
