@@ -7,6 +7,7 @@ artifacts (manifests first), so they work the same on a local folder and on S3, 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,6 +263,16 @@ def _sample(console: Console, store: Store, run: str, round_idx: int, evaluated:
         _sample_judgement(console, store, stage_dir(run, round_idx, EVALUATE.folder), r)
 
 
+def _step(line: str) -> str:
+    """A numbered research line as markdown keeps its number: "2. read" inside a bullet renders as a list that
+    restarts at 1 in the Prefect UI, "step 2: read" does not.
+
+    >>> _step("2. read '1'"), _step("research: 2 tool calls")
+    ("step 2: read '1'", 'research: 2 tool calls')
+    """
+    return re.sub(r"^(\d+)\. ", r"step \1: ", line)
+
+
 def research_lines(r: dict) -> list[str]:
     """How the report's research went: the react agent's turns (call, what came back), or the plan's searches."""
     if r.get("agent") != "react":
@@ -390,7 +401,7 @@ def _md_reports(store: Store, folder: str, r: dict) -> list[str]:
         "",
         "**Research.**",
         "",
-        *[f"- {_md(line.strip())}" for line in research_lines(r)],
+        *[f"- {_md(_step(line.strip()))}" for line in research_lines(r)],
         "",
         "**Report.**",
         "",

@@ -87,6 +87,7 @@ def test_every_stage_page_follows_the_same_sample_report(finished_round):
     assert f"**{r['trajectory_id'][:8]}**" in pages["self-evaluate"]  # its reward row, in its own query's group
     assert "## The sample report's trained spans" in pages["train"]
     assert "- research: 2 tool calls, answered" in pages["generate-reports"]
+    assert "- step 1: search" in pages["generate-reports"] and "- step 2: read" in pages["generate-reports"]
     assert "| validity | citation precision |" in pages["self-evaluate"]
 
 
