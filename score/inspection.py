@@ -381,9 +381,19 @@ def stage_markdown(store: Store, run: str, round_idx: int, spec: StageSpec) -> s
     lines += sample[spec.name](store, folder, r) + [""]
     files = manifest.files.items() if manifest else []
     lines += ["## Files", ""] + [
-        f"- `{store.display(folder, name)}` ({info.rows} rows, {info.bytes:,} bytes)" for name, info in files
+        f"- `{store.display(folder, name)}` ({_file_kind(name, info)})" for name, info in files
     ]
     return "\n".join(lines)
+
+
+def _file_kind(name: str, info) -> str:
+    """What a listed file is: a table's rows, or a checkpoint file's bytes alone (it has no rows).
+
+    >>> from score.store.manifest import FileInfo
+    >>> _file_kind("scores.parquet", FileInfo(12, 2048, "")), _file_kind("checkpoint/a.json", FileInfo(0, 90, ""))
+    ('12 rows, 2,048 bytes', '90 bytes')
+    """
+    return f"{info.rows} rows, {info.bytes:,} bytes" if name.endswith(".parquet") else f"{info.bytes:,} bytes"
 
 
 def sample_report(store: Store, run: str, round_idx: int) -> dict:
@@ -444,14 +454,16 @@ def _md_rubric(store: Store, folder: str, r: dict) -> list[str]:
 
 
 def _md_decisions(store: Store, folder: str, r: dict) -> list[str]:
+    rows = [
+        f"| {d['rule']} | {d['target']} | {d['action']} | {_md(d['reason'])} |"
+        for d in store.read_table(folder, DECISIONS.file).to_pylist()
+    ]
     return [
         "## Decisions (on the dimensions the sample report was judged by)",
         "",
         "| rule | target | action | reason |",
         "|---|---|---|---|",
-    ] + [  # fmt: skip
-        f"| {d['rule']} | {d['target']} | {d['action']} | {_md(d['reason'])} |"
-        for d in store.read_table(folder, DECISIONS.file).to_pylist()
+        *(rows or ["| (none: no rule fired this round) | | | |"]),
     ]
 
 
