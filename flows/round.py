@@ -174,7 +174,7 @@ STAGE_TASKS = {
 }
 
 
-@task(cache_policy=NO_CACHE, retries=0, task_run_name="report-r{round_idx:04d}")
+@task(cache_policy=NO_CACHE, retries=0, task_run_name="plots-r{round_idx:04d}", name="plots")
 def report_task(config: dict, round_idx: int, changed: bool = True) -> str | State:
     """Plot the run so far (score.report), publish the PNGs as one markdown artifact and log them to the trackers;
     skipped when nothing of the round was redone (`changed` false)."""

@@ -158,7 +158,7 @@ def stage(
     set_: list[str] = SetOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
-    """Run one stage of one round (a `score-round` flow run with only that task); its inputs must be done."""
+    """Run one stage of one round (a `score-stage` flow run: that task, then the plots); its inputs must be done."""
     _logging(verbose)
     try:
         from score.pipeline import stage as stage_spec
