@@ -8,6 +8,7 @@ in a second with one line instead of after a server start.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -71,11 +72,16 @@ def _load(config: Path | None, overrides: list[str]):
     return cfg, ws
 
 
-def _fail(e: BaseException | str) -> NoReturn:
+def _print_error(message: str) -> None:
+    """One line, `error:` and the message as plain text: a path or value holding "[b]" is shown, never read as
+    markup."""
     from rich.text import Text
 
-    # the message as plain text: a path or value holding "[b]" is shown, never read as markup
-    err.print(Text.assemble(("error:", "bold red"), " ", str(e)), highlight=False, soft_wrap=True)
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+
+
+def _fail(e: BaseException | str) -> NoReturn:
+    _print_error(str(e))
     raise typer.Exit(2)
 
 
@@ -208,7 +214,7 @@ def serve(
     config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
     host: str = typer.Option("127.0.0.1", help="address to bind (loopback by default)"),
-    port: int = typer.Option(8000, help="port"),
+    port: int = typer.Option(8000, min=1, max=65535, help="port"),
 ) -> None:
     """Serve the config's model (base weights) as an OpenAI-compatible chat endpoint, e.g. for the LLM controller."""
     _logging(False)
@@ -230,7 +236,7 @@ def search_serve(
     config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
     host: str = typer.Option("127.0.0.1", help="address to bind (loopback by default)"),
-    port: int = typer.Option(8888, help="port"),
+    port: int = typer.Option(8888, min=1, max=65535, help="port"),
     results: int = typer.Option(10, min=1, max=100, help="results per search (SearXNG's page size is 10)"),
 ) -> None:
     """Serve the config's corpus (search.corpus, BM25) over the SearXNG JSON API (GET /search?q=...&format=json),
@@ -518,8 +524,25 @@ def _on_signal(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def environment_problem() -> str:
+    """What is wrong with the environment variables SCORE reads ("" when nothing): distributed ranks that are not
+    whole numbers, a cache or Prefect home that is a file."""
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        value = os.environ.get(name)
+        if value is not None and not value.strip().isdigit():
+            return f"{name}={value!r} is not a whole number; unset it (accelerate launch sets it for each process)"
+    for name in ("PREFECT_HOME", "SCORE_CACHE"):
+        value = os.environ.get(name)
+        if value and Path(value).expanduser().exists() and not Path(value).expanduser().is_dir():
+            return f"{name}={value} is a file; point it at a folder (it is made if missing), or unset it"
+    return ""
+
+
 def main() -> None:  # console script entry point
     signal.signal(signal.SIGTERM, _on_signal)
+    if problem := environment_problem():  # before typer runs: the same one line, exit 2
+        _print_error(problem)
+        raise SystemExit(2)
     try:
         app()
     except SystemExit:

@@ -26,6 +26,7 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # floats are finite
 
 
+MAX_GROUP = 64  # the largest GRPO group (generate.samples_per_query) a config may ask for
 MIN_TEMPERATURE = 0.01  # a sampling temperature below it divides float32 logits into inf and NaN log-probs
 
 
@@ -37,7 +38,11 @@ class StoreConfig(Section):
         "standard AWS_* environment variables, never here: they would end up in a YAML file",
     )
     lease_seconds: float = Field(
-        60, ge=1, description="a run's writer lease (one writer per run) expires this long after its holder stopped"
+        60,
+        ge=1,
+        le=86400,
+        description="a run's writer lease (one writer per run) expires this long after its holder stopped (at most a "
+        "day: its renewing thread sleeps a third of it)",
     )
 
     @field_validator("root")
@@ -183,6 +188,11 @@ class GenerateConfig(Section):
             raise ValueError(
                 "samples_per_query must be >= 2: rewards are normalised within a query's group; set "
                 "generate.samples_per_query: 4"
+            )
+        if v > MAX_GROUP:
+            raise ValueError(
+                f"samples_per_query must be <= {MAX_GROUP} (a group of {v} trajectories per query is a typo, not a "
+                "budget); set generate.samples_per_query: 4"
             )
         return v
 
@@ -723,6 +733,17 @@ class RunConfig(Section):
         return self
 
     @model_validator(mode="after")
+    def _shards_have_queries(self) -> RunConfig:
+        n = self.data.queries_per_round
+        for section in ("generate", "evaluate"):
+            if getattr(self, section).shards > n:
+                raise ValueError(
+                    f"{section}.shards {getattr(self, section).shards} is more than data.queries_per_round {n}: a "
+                    f"shard is a share of the round's queries; set {section}.shards to at most {n}"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _probed_dimensions_exist(self) -> RunConfig:
         known = {d.id for d in self.harness.dimensions}
         unknown = sorted({d for ds in self.evaluate.probe_dimensions.values() for d in ds} - known)
@@ -825,7 +846,10 @@ def _explain(err: ValidationError, origin: str) -> ConfigError:
             lines.append(f"unknown config key {key!r} in {origin}; {hint}known keys here: {', '.join(known)}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"bad value for {key!r} in {origin} (got {e.get('input')!r}): {msg}")
+            if isinstance(e.get("input"), dict):  # a check across fields: its message names them and their values
+                lines.append(f"{msg} (in {origin})")
+            else:
+                lines.append(f"bad value for {key!r} in {origin} (got {e.get('input')!r}): {msg}")
     return ConfigError("; ".join(lines))
 
 

@@ -49,6 +49,12 @@ def test_overrides_are_parsed_as_yaml():
         (["seed=99999999999999999999999"], ["'seed'", "less than 4294967296"]),
         (["data.query_column="], ["'data.query_column'"]),
         (["store.root=s3:/bucket/runs"], ["missing a '/'", "s3://bucket/prefix"]),  # else a local folder "s3:"
+        (["store.lease_seconds=1e300"], ["'store.lease_seconds'"]),  # the lease's renewing thread died on it
+        (["generate.samples_per_query=10000"], ["samples_per_query must be <= 64"]),
+        (
+            ["data.queries_per_round=2", "generate.shards=64"],
+            ["generate.shards 64 is more than data.queries_per_round 2"],
+        ),
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(override, words):
@@ -105,3 +111,21 @@ def test_section_fingerprint_tracks_only_named_sections():
     a, b = load_config(None), load_config(None, ["campaign.rounds=9"])
     assert a.section_fingerprint("generate") == b.section_fingerprint("generate")
     assert a.section_fingerprint("campaign") != b.section_fingerprint("campaign")
+
+
+@pytest.mark.parametrize(
+    "name, value, words",
+    [
+        ("RANK", "abc", "RANK='abc' is not a whole number"),
+        ("WORLD_SIZE", "-1", "WORLD_SIZE='-1' is not a whole number"),
+        ("SCORE_CACHE", "FILE", "is a file; point it at a folder"),
+        ("PREFECT_HOME", "FILE", "is a file; point it at a folder"),
+    ],
+)
+def test_environment_variables_are_checked_before_any_command(monkeypatch, tmp_path, name, value, words):
+    from score.cli import environment_problem
+
+    (tmp_path / "f").write_text("a file")
+    assert environment_problem() == ""
+    monkeypatch.setenv(name, str(tmp_path / "f") if value == "FILE" else value)
+    assert words in environment_problem()
