@@ -123,9 +123,10 @@ def test_the_trainer_stops_at_a_non_finite_loss_and_writes_nothing():
 
 
 @pytest.mark.parametrize("status", [401, 200])
-def test_an_endpoint_that_echoes_the_key_leaks_nothing(monkeypatch, caplog, status):
-    """A proxy that echoes the request headers, in an error (401) or in an answer without choices (200): the key
-    reaches neither the error nor the logs."""
+@pytest.mark.parametrize("variable", ["SCORE_TEST_API_KEY", "LLM_CREDENTIAL"])
+def test_an_endpoint_that_echoes_the_key_leaks_nothing(monkeypatch, caplog, status, variable):
+    """A proxy that echoes the request headers and the bare key, in an error (401) or in an answer without choices
+    (200): the key reaches neither the error nor the logs, whatever the variable holding it is called."""
     import http.server
     import json
     import threading
@@ -136,7 +137,8 @@ def test_an_endpoint_that_echoes_the_key_leaks_nothing(monkeypatch, caplog, stat
     class Echo(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
             self.rfile.read(int(self.headers["Content-Length"]))
-            body = json.dumps({"error": "bad key", "headers": dict(self.headers)}).encode()
+            bare = self.headers["Authorization"].removeprefix("Bearer ")
+            body = json.dumps({"error": "bad key", "headers": dict(self.headers), "key": bare}).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -148,8 +150,8 @@ def test_an_endpoint_that_echoes_the_key_leaks_nothing(monkeypatch, caplog, stat
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     key = "sk-live-0123456789abcdef"
-    monkeypatch.setenv("SCORE_TEST_API_KEY", key)
-    client = ChatClient(f"http://127.0.0.1:{server.server_port}/v1", "m", api_key_env="SCORE_TEST_API_KEY")
+    monkeypatch.setenv(variable, key)
+    client = ChatClient(f"http://127.0.0.1:{server.server_port}/v1", "m", api_key_env=variable)
     try:
         with caplog.at_level("DEBUG"), pytest.raises(EndpointError) as e:
             client.chat([Message("user", "hello")])

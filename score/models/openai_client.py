@@ -24,16 +24,19 @@ _BEARER = re.compile(r"(Bearer|Basic)\s+[^\s\"',;}]+", re.IGNORECASE)
 _AUTH_LINE = re.compile(r"((?:Proxy-)?Authorization[\"']?\s*[:=]\s*[\"']?)[^\"'\n,}]+", re.IGNORECASE)
 
 
-def redact(text: str, env: dict[str, str] | None = None) -> str:
+def redact(text: str, env: dict[str, str] | None = None, secrets: Sequence[str] = ()) -> str:
     """`text` (an endpoint's answer, quoted in an error) without credentials: authorization headers, bearer and
-    basic tokens, and the value of every environment variable whose name says key, token, secret or password.
+    basic tokens, the value of every environment variable whose name says key, token, secret or password, and the
+    value of every variable named in `secrets` (the one an endpoint's `api_key_env` names, whatever its name).
 
     >>> redact('401: {"headers": {"Authorization": "Bearer sk-abc123"}} sk-abc123', {"OPENAI_API_KEY": "sk-abc123"})
     '401: {"headers": {"Authorization": "[redacted]"}} [redacted]'
+    >>> redact("echo: hunter22", {"LLM_CREDENTIAL": "hunter22"}, secrets=["LLM_CREDENTIAL"])
+    'echo: [redacted]'
     """
     env = os.environ if env is None else env
     for name, value in env.items():
-        if _SECRET_NAME.search(name) and len(value) >= 6:
+        if (_SECRET_NAME.search(name) or name in secrets) and len(value) >= 4:
             text = text.replace(value, "[redacted]")
     text = _AUTH_LINE.sub(lambda m: m.group(1) + "[redacted]", text)
     return _BEARER.sub("[redacted]", text)
@@ -71,7 +74,7 @@ class ChatClient:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 payload = json.loads(response.read())
         except urllib.error.HTTPError as e:
-            body = redact(e.read()[:2000].decode(errors="replace"))[:300]  # redacted whole, then cut
+            body = redact(e.read()[:2000].decode(errors="replace"), secrets=[self.api_key_env])[:300]  # whole, then cut
             raise EndpointError(f"{url} answered HTTP {e.code}: {body}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
             raise EndpointError(
@@ -83,5 +86,6 @@ class ChatClient:
             return [c["message"]["content"] for c in payload["choices"]]
         except (KeyError, TypeError):
             raise EndpointError(
-                f"{url} answered without choices[].message.content: {redact(str(payload))[:200]}"
+                f"{url} answered without choices[].message.content: "
+                f"{redact(str(payload), secrets=[self.api_key_env])[:200]}"
             ) from None
