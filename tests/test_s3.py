@@ -118,6 +118,17 @@ def test_check_with_a_wrong_secret_names_the_store_and_the_fix(s3: Bucket, monke
     assert objects(s3) == []
 
 
+def test_a_bucket_name_with_a_typo_is_refused_not_made(s3: Bucket):
+
+    typo = f"{s3.name}-typo"
+    store = Store(StoreConfig(root=f"s3://{typo}/runs", storage_options=s3.server.storage_options()))
+    with pytest.raises(StoreError, match=f"bucket '{typo}' does not exist; create it first"):
+        store.check()
+    s3.fs.invalidate_cache()
+    assert not s3.fs.exists(typo)
+    s3.store().check()  # the real one is fine
+
+
 def test_local_folder_fetches_a_checkpoint_once_per_version(s3: Bucket, tmp_path: Path):
     store = s3.store()
     folder = "toy/round-0000/train/checkpoint"

@@ -74,6 +74,8 @@ class Store:
                 if self.fs.exists(self.root):
                     self.fs.ls(self.root)  # a listing proves the credentials
                 return
+            if self.remote:
+                self._bucket_exists()  # a typo in its name must not make a new bucket
             self.fs.makedirs(self.root, exist_ok=True)
             probe = self.path(f".probe-{uuid.uuid4().hex[:8]}")
             self.fs.pipe_file(probe, b"ok")
@@ -101,6 +103,16 @@ class Store:
             raise StoreError(
                 f"cannot use store {self.url}: {type(e).__name__}: {str(e)[:200]}; "
                 f"check store.root, store.storage_options.endpoint_url and that the server is up"
+            ) from None
+
+    def _bucket_exists(self) -> None:
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self.fs.info(bucket)  # unlike exists(), lets a dead endpoint raise (the caller names it)
+        except FileNotFoundError:
+            raise StoreError(
+                f"store {self.url}: bucket {bucket!r} does not exist; create it first (e.g. `aws s3 mb "
+                f"s3://{bucket}`), or fix the bucket's name in store.root"
             ) from None
 
     def path(self, *parts: str) -> str:
