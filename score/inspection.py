@@ -18,6 +18,7 @@ from rich.text import Text
 
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, STAGES, TRAIN, StageSpec
 from score.store.layout import run_rounds, stage_dir
+from score.store.lease import lease_state
 from score.store.rows import labels
 from score.store.schemas import (
     DECISIONS,
@@ -81,7 +82,7 @@ def stage_states(store: Store, run: str, round_idx: int) -> list[StageState]:
 
 def list_runs_table(store: Store) -> Table:
     table = Table(title=f"runs in {store.url}")
-    for col in ("run", "rounds", "last round", "stages done there"):
+    for col in ("run", "state", "rounds", "last round", "stages done there"):
         table.add_column(col)
     for run in store.list_runs():
         rounds = run_rounds(store, run)
@@ -89,7 +90,7 @@ def list_runs_table(store: Store) -> Table:
             continue
         last = stage_states(store, run, rounds[-1])
         done = [s.spec.name for s in last if s.state == "done"]
-        table.add_row(run, str(len(rounds)), str(rounds[-1]), ", ".join(done) or "(none)")
+        table.add_row(run, lease_state(store, run), str(len(rounds)), str(rounds[-1]), ", ".join(done) or "(none)")
     return table
 
 

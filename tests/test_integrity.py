@@ -180,20 +180,24 @@ def _hold_in_subprocess(root: str, run: str, lease_seconds: float = 60):
 def test_one_writer_per_run_and_a_killed_holder_frees_it(toy_workspace):
     import time
 
-    from score.store.lease import LEASE, RunLocked
+    from score.store.lease import LEASE, RunLocked, lease_state
 
     ws = toy_workspace
+    assert lease_state(ws.store, ws.cfg.run) == "idle"
     holder = _hold_in_subprocess(ws.cfg.store.root, ws.cfg.run, lease_seconds=1)
     try:
         time.sleep(2.5)  # well past one lease period: the holder renews it
+        assert lease_state(ws.store, ws.cfg.run).startswith("writing (")  # what `score runs` shows
         with pytest.raises(RunLocked, match=rf"run 'toy' in .* is being written by [^:]+:{holder.pid}:"):
             run_stage(ws, "generate-reports", 0)
         assert not ws.store.fs.exists(ws.store.path(stage_folder(ws, "generate-reports", 0)))  # nothing written
     finally:
         holder.kill()
         holder.wait()
+    assert lease_state(ws.store, ws.cfg.run) == "stopped without ending"
     assert not run_stage(ws, "generate-reports", 0).skipped  # a dead local holder binds no more
     assert not ws.store.fs.exists(ws.store.path(ws.cfg.run, LEASE))  # released after the stage
+    assert lease_state(ws.store, ws.cfg.run) == "idle"
 
 
 def test_a_lease_of_another_host_binds_until_it_expires(toy_workspace):

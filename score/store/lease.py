@@ -86,6 +86,18 @@ def holding(store: Store, run: str, on_behalf_of: str | None = None) -> Iterator
                 _release(store, path)
 
 
+def lease_state(store: Store, run: str) -> str:
+    """What `score runs` says of a run's writer: "writing (holder, since ...)" while a live lease binds,
+    "stopped without ending" when a lease is left that no live holder renews (a killed or crashed writer), else
+    "idle" (the last writer ended and released it)."""
+    lease = _read(store, store.path(run, LEASE))
+    if lease is None:
+        return "idle"
+    if _live(lease):
+        return f"writing ({lease['holder']}, since {lease.get('since', '?')})"
+    return "stopped without ending"
+
+
 def _record(store: Store, since: str) -> bytes:
     return json.dumps({"holder": _HOLDER, "since": since, "expires": time.time() + store.lease_seconds}).encode()
 
