@@ -113,13 +113,13 @@ def test_pair_credit_only_on_the_dimensions_the_corruption_damages():
 
 def test_score_spread_and_detection_count_reports_not_copies():
     from score.config import RunConfig
-    from score.evaluator.statistics import _Pairs, _Tallies, _tally_judgements
+    from score.evaluator.statistics import _Tallies, _tally_judgements
 
     rows = judged([[7, 7, 7, 7], [7, 7, 7, 7]], dim="citation_support")
     rows += [row("t0", p, "citation_support", 2, kind="strip_citations") for p in range(2)]
     cfg = RunConfig()
     reward_judgements(rows, 2, cfg.reward, cfg.evaluate.probe_dimensions)
-    t = _Tallies([], [], [], [], _Pairs(), [0, 0, 0], {}, {}, set())
+    t = _Tallies(round_idx=0, precision={})
     _tally_judgements(rows, 2, 1.0, t)
     assert [sd for _, sd in t.columns] == [0.0, 0.0]  # the copy's low score is no spread among the reports
     assert (t.detected.n, t.detected.rate) == (1, 1.0)  # one probed report, however many judgements of it
