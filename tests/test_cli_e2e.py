@@ -138,7 +138,7 @@ def assert_rerun_labelled_skipped_and_tagged(env: dict[str, str], published: int
     """The rerun's stage (and plot) task runs are Completed, named Skipped; it published no artifact; every flow run
     carries its run, round and config tags."""
     tasks = sorted(prefect_read(env, "read_task_runs"), key=lambda t: t.created)
-    for name in ("generate-reports", "self-evaluate", "harness-evolve", "train", "report"):
+    for name in ("generate-reports", "self-evaluate", "harness-evolve", "train", "plots"):
         for r in (0, 1):
             runs = [t for t in tasks if t.name == f"{name}-r{r:04d}"]
             assert [t.state.name for t in runs] == ["Completed", "Skipped"], (name, r)

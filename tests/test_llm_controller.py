@@ -99,11 +99,12 @@ def test_a_dead_endpoint_is_one_clear_error():
 @pytest.mark.slow
 def test_bundled_model_as_endpoint_judge_fails_clearly(server, toy_workspace):
     """The benchmark's endpoint judge against the served 135M model: it does not write scores in the asked
-    form (measured: 0 of 2 tasks x 3 runs), so the evaluation stops with the fix named and writes no scores."""
+    form (measured: 0 of 2 tasks x 3 runs; the test asks 1 task), so the evaluation stops with the fix named and
+    writes no scores."""
     from score.benchmark import BenchmarkError, evaluate
 
     ws = toy_workspace
-    ws.cfg.benchmark.limit, ws.cfg.benchmark.report_chars, ws.cfg.benchmark.explanation_chars = 2, 300, 0
+    ws.cfg.benchmark.limit, ws.cfg.benchmark.report_chars, ws.cfg.benchmark.explanation_chars = 1, 300, 0
     j = ws.cfg.benchmark.judge
     j.kind, j.endpoint.base_url = "endpoint", server
     with pytest.raises(BenchmarkError, match="answered no score in the form"):

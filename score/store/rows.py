@@ -36,9 +36,8 @@ def arrow_schema(row: type) -> pa.Schema:
     ... class R:
     ...     n: int = column(pa.int32(), "a count", default=0, nullable=False)
     ...     names: list[str] = column(pa.list_(pa.string()), factory=list)
-    >>> arrow_schema(R)
-    n: int32 not null
-    names: list<item: string>
+    >>> arrow_schema(R).field("n"), arrow_schema(R).field("names").type
+    (pyarrow.Field<n: int32 not null>, ListType(list<item: string>))
     """
     return pa.schema([pa.field(f.name, f.metadata["arrow"], nullable=f.metadata["nullable"]) for f in columns(row)])
 
