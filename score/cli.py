@@ -85,6 +85,11 @@ def _fail(e: BaseException | str) -> NoReturn:
     raise typer.Exit(2)
 
 
+def _check_port(port: int) -> None:
+    if not 1 <= port <= 65535:
+        _fail(f"--port must be 1-65535, got {port}")
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     from score.benchmark import BenchmarkError
     from score.checkpoints import CheckpointError
@@ -214,13 +219,14 @@ def serve(
     config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
     host: str = typer.Option("127.0.0.1", help="address to bind (loopback by default)"),
-    port: int = typer.Option(8000, min=1, max=65535, help="port"),
+    port: int = typer.Option(8000, help="port (1-65535)"),
 ) -> None:
     """Serve the config's model (base weights) as an OpenAI-compatible chat endpoint, e.g. for the LLM controller."""
     _logging(False)
     try:
         from score.models import load_backend
 
+        _check_port(port)
         cfg = _config(config, set_)
         import uvicorn
 
@@ -236,7 +242,7 @@ def search_serve(
     config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
     host: str = typer.Option("127.0.0.1", help="address to bind (loopback by default)"),
-    port: int = typer.Option(8888, min=1, max=65535, help="port"),
+    port: int = typer.Option(8888, help="port (1-65535)"),
     results: int = typer.Option(10, min=1, max=100, help="results per search (SearXNG's page size is 10)"),
 ) -> None:
     """Serve the config's corpus (search.corpus, BM25) over the SearXNG JSON API (GET /search?q=...&format=json),
@@ -245,6 +251,7 @@ def search_serve(
     try:
         from score.config import ConfigError
 
+        _check_port(port)
         cfg = _config(config, set_)
         if cfg.search.backend != "bm25":
             raise ConfigError("score search-serve serves a corpus with BM25: leave search.backend at bm25 here")
