@@ -18,14 +18,19 @@ MAX_ROWS = 30  # a longer list of rows stays in the record, named
 def cell(value) -> str:
     """A figure as a table cell: floats to 4 significant digits, lists of numbers joined.
 
-    >>> cell(0.123456), cell([0.5, 1]), cell(True), cell("a|b")
-    ('0.1235', '0.5, 1', 'True', 'a/b')
+    >>> cell(0.123456), cell([0.5, 1]), cell(True), cell("a|b"), cell("x" * 200)[-22:]
+    ('0.1235', '0.5, 1', 'True', 'a/b', 'xxx... (in the record)')
     """
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, list | tuple) and all(isinstance(v, int | float) for v in value):
         return ", ".join(cell(v) for v in value)
-    return str(value).replace("|", "/").replace("\n", " ")
+    return short(str(value).replace("|", "/").replace("\n", " "))
+
+
+def short(text: str, limit: int = 150) -> str:
+    """Text cut to fit a line of the page; the whole stays in the record."""
+    return text if len(text) <= limit else text[: limit - 20] + "... (in the record)"
 
 
 def tables(figures: dict) -> list[str]:
@@ -83,7 +88,7 @@ def section(record: dict, name: str) -> list[str]:
     return [
         f"## {record['benchmark']}, {record['date']}, commit {record['commit']}{dirty}",
         "",
-        f"`{record['command']}` on {where};",
+        f"`{short(record['command'], 120)}` on {where};",
         f"record `benchmarks/records/{name}`.",
         "",
         *tables(record["figures"]),
