@@ -87,11 +87,9 @@ def plots_into_store(store: Store, run: str, baseline: str | None = None) -> tup
     stores never share plots and a run on S3 keeps them there. Drawn in place on a local store, else in a local
     staging folder then copied up. Returns the folder's address and the PNGs as local files."""
     folder = plots_dir(run, baseline)
-    protocols = store.fs.protocol if isinstance(store.fs.protocol, tuple) else (store.fs.protocol,)
-    local = "file" in protocols
-    out = Path(store.path(folder)) if local else cache_root() / "plots" / fingerprint(store.url) / folder
+    out = cache_root() / "plots" / fingerprint(store.url) / folder if store.remote else Path(store.path(folder))
     paths = write_report(store, run, out, baseline)
-    if not local:
+    if store.remote:
         for p in sorted(out.iterdir()):
             store.write_file(folder, p.name, p)
     return store.display(folder), paths
