@@ -302,13 +302,12 @@ def run(ctx: StageContext) -> TrainStats:
         ctx.write_checkpoint(Path(tmp))
     ctx.write(TRAIN_STEPS, [{"round": ctx.round, **vars(s)} for s in logs])
     stats = _stats(rows, counts, logs, trainer)
-    untrained = [role for role in ROLES if getattr(tc.role_weight, role) > 0 and not _trained(rows, role)]
     return replace(
         stats,
         method=tc.method,
         train_seconds=round(train_seconds, 1),
         resumed_from=ctx.policy.name,
-        untrained_roles=untrained,
+        untrained_roles=untrained_roles(rows, tc),
         note=note,
     )
 
@@ -316,8 +315,9 @@ def run(ctx: StageContext) -> TrainStats:
 ROLES = ("solver", "evaluator")
 
 
-def _trained(rows: list[dict], role: str) -> bool:
-    return any(r["role"] == role for r in rows)
+def untrained_roles(rows: list[dict], tc: TrainConfig) -> list[str]:
+    """The weighted roles with no sample in `rows`."""
+    return [role for role in ROLES if getattr(tc.role_weight, role) > 0 and not any(r["role"] == role for r in rows)]
 
 
 def untrained_note(rows: list[dict], counts: dict[str, int], tc: TrainConfig) -> str:
@@ -329,9 +329,7 @@ def untrained_note(rows: list[dict], counts: dict[str, int], tc: TrainConfig) ->
     (no group); the checkpoint is the previous policy, unchanged'
     """
     parts = []
-    for role in ROLES:
-        if getattr(tc.role_weight, role) == 0 or _trained(rows, role):
-            continue
+    for role in untrained_roles(rows, tc):
         groups, flat = counts[f"{role}_groups"], counts[f"{role}_flat_groups"]
         why = (
             "no group" if not groups
