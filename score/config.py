@@ -586,7 +586,10 @@ class TrainConfig(Section):
         description="samples per optimizer step (gradient accumulation fills it); a round with fewer takes one step",
     )
     micro_batch_tokens: int = Field(
-        4096, ge=64, description="padded tokens per forward pass; lower it when memory runs out"
+        1024,
+        ge=64,
+        description="padded tokens per forward pass (backward keeps ~1.6 MB of fp32 activations per token on the "
+        "135M model: 1024 is as fast as 4096 on a CPU, at 2.8 GB instead of 11 GB); a wider row goes alone",
     )
     epochs: int = Field(
         1, ge=1, description="passes over a round's samples (more than one goes off-policy: the ratio clip matters)"
