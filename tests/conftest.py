@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -210,3 +212,50 @@ def prefect_env(tmp_path) -> dict[str, str]:
 
     with prefect_server(tmp_path / "prefect-server") as env:
         yield env
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """The CI config's campaign, run once for the test session (`ci_campaign`)."""
+
+    store: Path  # its store root: run `ci`, rounds 0 and 1
+    env: dict[str, str]  # the environment of the Prefect server it ran on, still up
+    tracked: tuple[str, ...]  # the --set arguments that turned MLflow on (experiment `e2e`)
+    seconds: float
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def ci_campaign(tmp_path_factory, mlflow_url) -> Iterator[Campaign]:
+    """`score run -c configs/ci.yaml` (two rounds, the real model) on a real Prefect server, with MLflow (a real
+    server) and TensorBoard on, once for the session: the end-to-end tests check it and start from copies of its
+    finished stages (`copy_stages`) instead of each sampling and judging round 0 again. Never written after."""
+    import subprocess
+    import sys
+    import time
+
+    from servers import prefect_server
+
+    folder = tmp_path_factory.mktemp("ci-campaign")
+    tracked = ("--set", "tracking.mlflow=true", "--set", f"tracking.mlflow_uri={mlflow_url}")
+    tracked += ("--set", "tracking.mlflow_experiment=e2e")
+    with prefect_server(folder / "prefect-server") as env:
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "score.cli", "run", "-c", "configs/ci.yaml",
+             "--set", f"store.root={folder / 'store'}", *tracked],
+            cwd=ROOT, capture_output=True, text=True, timeout=1800, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        yield Campaign(folder / "store", env, tracked, time.perf_counter() - t0, done.stderr)
+
+
+def copy_stages(campaign: Campaign, store: Path, rounds: dict[int, tuple[str, ...]]) -> Path:
+    """Copy the finished stage folders of run `ci` (round -> folders, e.g. {0: ("generate", "evaluate")}) from the
+    session's campaign into `store`: a run that resumes after them, as if it had written them itself."""
+    import shutil
+
+    for r, folders in rounds.items():
+        for folder in folders:
+            shutil.copytree(campaign.store / "ci" / f"round-{r:04d}" / folder, store / "ci" / f"round-{r:04d}" / folder)
+    return store

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import copy_stages
 
 from score.config import load_config
 
@@ -40,13 +40,11 @@ def cli(*args: str, store: Path, launcher: list[str] | None = None) -> subproces
 
 
 @pytest.mark.slow
-def test_two_processes_train_the_same_adapter_as_one(tmp_path):
+def test_two_processes_train_the_same_adapter_as_one(tmp_path, ci_campaign):
+    """Round 0's reports and rewards (the session's campaign's) trained by one process and by two."""
     from safetensors.torch import load_file
 
-    one, two = tmp_path / "one", tmp_path / "two"
-    for stage in ("generate-reports", "self-evaluate"):
-        cli("stage", stage, "--round", "0", "--no-flow", store=one)
-    shutil.copytree(one, two)
+    one, two = (copy_stages(ci_campaign, tmp_path / s, {0: ("generate", "evaluate")}) for s in ("one", "two"))
     cli("stage", "train", "--round", "0", "--no-flow", store=one)
     accelerate = [
         str(Path(sys.executable).parent / "accelerate"),
