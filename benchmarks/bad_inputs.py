@@ -1,7 +1,11 @@
 """Bad input, probed as a careless user would: each case runs the `score` CLI in a fresh process and is classed by
 what came back. clear: exit 2 and one line starting "error:" that names the problem; unclear: any other failure
 without a traceback; traceback: a Python traceback; accepted: exit 0, or still working after `--timeout` seconds
-(killed). Goal: every case clear. Every case points at a temporary store (never the checkout's).
+(killed); damaged: the finished round in the store changed (checked after every case, whatever its class). Goal:
+every case clear, none damaged.
+
+Every case points at a temporary store (never the checkout's) that holds round 0 of configs/ci.yaml, finished
+first (about 2 minutes): a case that reruns a stage with a config refused late must leave it as it was.
 
 Run: `python benchmarks/bad_inputs.py [--timeout 60]`; prints the table (markdown) and the counts, and writes them
 as a record (benchmarks/records/, rendered into docs/measurements.md).
@@ -10,7 +14,9 @@ as a record (benchmarks/records/, rendered into docs/measurements.md).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,10 +47,35 @@ def _files(tmp: Path) -> dict[str, str]:
     (tmp / "ckpt_empty").mkdir()
     (tmp / "ckpt_empty" / "adapter_config.json").write_text("{}")
     (tmp / "dir.csv").mkdir()
+    checkpoint = tmp / "store" / "ci" / "round-0000" / "train" / "checkpoint"  # the finished round's
+    for name in ("ckpt_torn", "ckpt_other"):
+        shutil.copytree(checkpoint, tmp / name, ignore=shutil.ignore_patterns("optimizer*", "*.json.state"))
+    weights = tmp / "ckpt_torn" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:64])  # a copy cut short
+    _narrow_adapter(tmp / "ckpt_other" / "adapter_model.safetensors")
     return {p.name: str(p) for p in tmp.iterdir()} | {"tmp": str(tmp)}
 
 
-def cases(f: dict[str, str]) -> list[tuple[str, list[str]]]:
+def _narrow_adapter(path: Path) -> None:
+    """Rewrite an adapter as if trained on a narrower model: every lora_A takes 100 inputs."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(path)
+    save_file({k: torch.zeros(v.shape[0], 100) if "lora_A" in k else v for k, v in tensors.items()}, path)
+
+
+def snapshot(store: Path) -> dict[str, str]:
+    """Every file under the store (but the lease, which a refused writer may take and give back) and its sha256."""
+    return {
+        str(p.relative_to(store)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and p.name != "_lease.json"
+    }
+
+
+def cases(f: dict[str, str]) -> list[tuple]:
+    """(name, argv) or (name, argv, environment) of each case."""
     tmp = f["tmp"]
     run = ["run", "-c", "configs/ci.yaml"]
     return [
@@ -103,12 +134,47 @@ def cases(f: dict[str, str]) -> list[tuple[str, list[str]]]:
         ("--rounds -1", [*run, "--rounds", "-1"]),
         ("stage unknown", ["stage", "no-such-stage", "--round", "0", "-c", "configs/ci.yaml"]),
         ("stage --round -1", ["stage", "train", "--round", "-1", "-c", "configs/ci.yaml"]),
-        ("stage whose inputs are missing", ["stage", "train", "--round", "0", "-c", "configs/ci.yaml", "--no-flow"]),
+        ("stage whose inputs are missing", ["stage", "train", "--round", "1", "-c", "configs/ci.yaml", "--no-flow"]),
         ("inspect an unknown run", ["inspect", "no-such-run", "-c", "configs/ci.yaml"]),
         ("report --out naming a file", ["report", "ci", "--out", f["afile"], "-c", "configs/ci.yaml"]),
         ("eval a folder that is no checkpoint", ["eval", "--checkpoint", tmp, "-c", "configs/ci.yaml"]),
         ("eval an adapter config not JSON", ["eval", "--checkpoint", f["ckpt"], "-c", "configs/ci.yaml"]),
         ("eval an adapter without weights", ["eval", "--checkpoint", f["ckpt_empty"], "-c", "configs/ci.yaml"]),
+        (
+            "eval an adapter whose weights are cut short",
+            ["eval", "--checkpoint", f["ckpt_torn"], "-c", "configs/ci.yaml"],
+        ),
+        ("eval an adapter of another model", ["eval", "--checkpoint", f["ckpt_other"], "-c", "configs/ci.yaml"]),
+        *late_refusals(),
+        ("context past the model's window", [*run, "--set", "generate.max_context_tokens=1000000000"]),
+        ("more queries a round than the file", [*run, "--set", "data.queries_per_round=1000000"]),
+        ("--workers 64 with nothing sharded", [*run, "--workers", "64"]),
+        ("eval --limit 0", ["eval", "--limit", "0", "-c", "configs/ci.yaml"]),
+        ("report --out empty", ["report", "ci", "--out", "", "-c", "configs/ci.yaml"]),
+        (
+            "search service on a dead port",
+            [*run, "--set", "search.backend=searxng", "--set", "search.url=http://127.0.0.1:9"],
+        ),
+        ("TensorBoard folder under a file", [*run, "--set", f"tracking.tensorboard_dir={f['afile']}/tb"]),
+        ("storage options on a local store", [*run, "--set", "store.storage_options={endpoint_url: 'http://x'}"]),
+        (
+            "a secret in the storage options",
+            [*run, "--set", "store.root=s3://b/p", "--set", "store.storage_options={secret: abc}"],
+        ),
+        ("batch size yes", [*run, "--set", "model.batch_size=yes"]),
+        ("RANK not a number", run, {"RANK": "abc"}),
+        ("PREFECT_HOME a file", run, {"PREFECT_HOME": f["afile"]}),
+        ("SCORE_CACHE a file", run, {"SCORE_CACHE": f["afile"]}),
+    ]
+
+
+def late_refusals() -> list[tuple[str, list[str]]]:
+    """Reruns of the finished round's train stage with a config that only the optimizer or PEFT refuses: the stage
+    must check it before clearing anything."""
+    rerun = ["stage", "train", "--round", "0", "--no-flow", "--force", "-c", "configs/ci.yaml"]
+    return [
+        ("rerun refused by AdamW (beta 1.5)", [*rerun, "--set", "train.betas=[1.5,0.999]"]),
+        ("rerun refused by PEFT (no such module)", [*rerun, "--set", "train.target_modules=[no_such_proj]"]),
     ]
 
 
@@ -125,6 +191,31 @@ def classify(done: subprocess.CompletedProcess | None) -> tuple[str, str]:
     return "unclear", f"exit {done.returncode}: " + " / ".join(lines[-3:])
 
 
+CLASSES = ("clear", "unclear", "traceback", "accepted", "damaged")
+
+
+def finished_round(tmp: str) -> None:
+    """Round 0 of configs/ci.yaml in the cases' store: the finished work no case may touch."""
+    argv = [sys.executable, "-m", "score.cli", "run", "-c", "configs/ci.yaml", "--rounds", "1"]
+    done = subprocess.run([*argv, "--set", f"store.root={tmp}/store"], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"round 0 of configs/ci.yaml failed:\n{done.stderr[-3000:]}")
+
+
+def probe(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "score.cli", *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "COLUMNS": "400", **env},
+        )
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--timeout", type=float, default=60)
@@ -133,34 +224,25 @@ def main() -> None:
     counts: dict[str, int] = {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="score-bad-") as tmp:
-        files = _files(Path(tmp))
+        finished_round(tmp)
+        files, before = _files(Path(tmp)), snapshot(Path(tmp) / "store")
         store = ["--set", f"store.root={tmp}/store"]  # first: a case's own store.root comes later and wins
+        print(f"round 0 finished in $TMP/store ({len(before)} files)\n")
         print("| input | command | class | what the user sees |\n|---|---|---|---|")
-        for name, argv in cases(files):
+        for name, argv, *env in cases(files):
             full = [argv[0], *store, *argv[1:]]
-            try:
-                done = subprocess.run(
-                    [sys.executable, "-m", "score.cli", *full],
-                    cwd=ROOT,
-                    capture_output=True,
-                    text=True,
-                    timeout=args.timeout,
-                    env={**os.environ, "COLUMNS": "400"},
-                )
-            except subprocess.TimeoutExpired:
-                done = None
-            kind, seen = classify(done)
+            kind, seen = classify(probe(full, env[0] if env else {}, args.timeout))
+            if (after := snapshot(Path(tmp) / "store")) != before:
+                changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+                kind, seen, before = "damaged", f"{len(changed)} files changed, e.g. {changed[0]} ({seen})", after
             counts[kind] = counts.get(kind, 0) + 1
-            shown = " ".join(full).replace(tmp, "$TMP")
-            seen = seen.replace(tmp, "$TMP")
-            print(f"| {name} | `score {shown}` | {kind} | {seen.replace('|', '/')[:240]} |")
-            rows.append({"input": name, "command": f"score {shown}", "class": kind, "seen": seen[:240]})
+            shown = " ".join([*(f"{k}={v}" for k, v in (env[0] if env else {}).items()), "score", *full])
+            shown, seen = shown.replace(tmp, "$TMP"), seen.replace(tmp, "$TMP")
+            print(f"| {name} | `{shown}` | {kind} | {seen.replace('|', '/')[:240]} |")
+            rows.append({"input": name, "command": shown, "class": kind, "seen": seen[:240]})
     total = sum(counts.values())
-    print(
-        f"\n{total} bad inputs: "
-        + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("clear", "unclear", "traceback", "accepted"))
-    )
-    figures = {"cases": total, **{k: counts.get(k, 0) for k in ("clear", "unclear", "traceback", "accepted")}}
+    print(f"\n{total} bad inputs: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in CLASSES))
+    figures = {"cases": total, **{k: counts.get(k, 0) for k in CLASSES}}
     print(write_record("bad_inputs", args, None, figures | {"rows": rows}))
 
 

@@ -24,13 +24,18 @@ so the trainer's one forward over the sequence sees what the sampler saw.
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from dataclasses import dataclass, field
 
 from score.models.base import Backend, Message, SamplingParams
+from score.progress import turn_line
 from score.prompts import SOLVER_SYSTEM
 from score.search.base import Passage, SearchBackend
 from score.search.searxng import SearchError
+
+log = logging.getLogger(__name__)
 
 TOOLS = ("search", "read", "answer")
 STOPS = tuple(f"</{t}>" for t in TOOLS)
@@ -144,8 +149,7 @@ def run_agents(
             t = AgentTrajectory(prompt, prompt_ids)
             t.extend(backend.tokenize(FIRST_CALL), written=False)
             trajectories.append(t)
-    going = list(trajectories)
-    turn = 0
+    going, turn, t0 = list(trajectories), 0, time.monotonic()
     while going:
         fits = []
         for t in going:
@@ -171,6 +175,9 @@ def run_agents(
             if _act(t, prefilled + s.text, s.finish_reason, backend, search, budget):
                 going.append(t)
         turn += 1
+        if desc:  # the stage's progress: each turn's bar gives only that turn's
+            done, turns = len(trajectories) - len(going), budget.max_tool_calls + 1  # calls, then the answer
+            log.info(turn_line(f"{desc} research", turn, turns, done, len(trajectories), time.monotonic() - t0))
     return [trajectories[i * samples : (i + 1) * samples] for i in range(len(queries))]
 
 

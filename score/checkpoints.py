@@ -39,6 +39,48 @@ def base_policy(model: ModelConfig) -> Policy:
     return Policy("base", fingerprint=f"base:{model.path}")
 
 
+def tensor_shapes(path: Path) -> dict[str, list[int]]:
+    """Every tensor's shape in a safetensors file, read from its header (no weights loaded); raises CheckpointError
+    naming the file when it is not one (truncated, overwritten)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error kinds for a damaged header
+        raise CheckpointError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e})"[:300]) from None
+
+
+def check_folder(folder: Path, kind: Kind, base: Path) -> None:
+    """A user's checkpoint folder (a round's is checked by its manifest's hashes): every safetensors file reads,
+    and an adapter fits the base model in folder `base`; raises CheckpointError naming the file or the layer."""
+    for path in folder.glob("*.safetensors"):
+        tensor_shapes(path)
+    if kind == "lora" and (why := adapter_mismatch(folder, base)):
+        raise CheckpointError(
+            f"checkpoint {folder} does not fit the base model ({base}): {why}; pass a checkpoint trained on it, or set "
+            "model.path to the model it was trained on"
+        )
+
+
+def adapter_mismatch(adapter: Path, base: Path) -> str | None:
+    """Why the LoRA adapter in folder `adapter` does not fit the base model in folder `base` (a matrix whose
+    width is not its layer's), or None; checked on the files' headers. A base without safetensors is not checked."""
+    base_shapes = {k: v for p in base.glob("*.safetensors") for k, v in tensor_shapes(p).items()}
+    if not base_shapes:
+        return None
+    for path in adapter.glob("adapter_model*.safetensors"):
+        for key, shape in tensor_shapes(path).items():
+            module, _, part = key.removeprefix("base_model.model.").rpartition(".lora_")
+            layer = base_shapes.get(f"{module}.weight")
+            if layer is None or len(shape) != 2:
+                continue
+            wanted, got = (layer[1], shape[1]) if part.startswith("A") else (layer[0], shape[0])
+            if wanted != got:
+                return f"{key} is {shape}, but the base model's {module} is {layer}"
+    return None
+
+
 def checkpoint_kind(folder: Path) -> Kind:
     """What a checkpoint folder holds, from its own files; raises, naming the file, when they cannot be loaded
     (a config that is not JSON, no weights), before any work starts."""

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NoReturn
 
@@ -40,6 +41,18 @@ WorkersOpt = typer.Option(
 def _check_workers(workers: int) -> None:
     if workers < 1:
         _fail(f"--workers must be >= 1, got {workers}")
+
+
+def _check_workers_fit(cfg, workers: int, stages: Iterable[str]) -> None:
+    """More workers than the most shards any of `stages` runs as would sit idle, each having loaded the model."""
+    from score.pipeline import stage as stage_spec
+
+    most = max(stage_spec(name).shard_count(cfg) for name in stages)
+    if workers > most:
+        _fail(
+            f"--workers {workers}, but at most {most} shard(s) run at once here (generate.shards "
+            f"{cfg.generate.shards}, evaluate.shards {cfg.evaluate.shards}); set --workers {most} or raise the shards"
+        )
 
 
 def _config(config: Path | None, overrides: list[str]):
@@ -137,6 +150,7 @@ def run(
             _fail(f"--rounds must be >= 1, got {rounds} (leave it out for campaign.rounds)")
         _check_workers(workers)
         cfg, ws = _load(config, set_)
+        _check_workers_fit(cfg, workers, ("generate-reports", "self-evaluate"))
         from flows.env import reap_orphaned_servers
         from flows.round import campaign_flow
         from score.store.lease import holding
@@ -181,6 +195,7 @@ def stage(
         if no_flow and workers > 1:
             _fail("--workers needs the flow (its process pool): leave out --no-flow, or --workers 1")
         cfg, ws = _load(config, set_)
+        _check_workers_fit(cfg, workers, (name,))
         if no_flow:
             from score.runner import run_stage
 
@@ -294,10 +309,12 @@ def eval_(
     runs."""
     _logging(verbose)
     try:
+        if limit is not None and limit < 1:
+            _fail(f"--limit must be >= 1, got {limit} (leave it out for benchmark.limit)")
         extra = (
             [f"benchmark.name={benchmark}"]
             + (["benchmark.languages=all"] if all_languages else [])
-            + ([f"benchmark.limit={limit}"] if limit else [])
+            + ([f"benchmark.limit={limit}"] if limit is not None else [])
         )
         cfg, ws = _load(config, list(set_) + extra)
         from score.benchmark import check_inputs
@@ -489,8 +506,10 @@ def report(
     baseline: str | None = typer.Option(
         None, help="a second run drawn on the same axes, dashed (e.g. the static-harness baseline)"
     ),
-    out: Path | None = typer.Option(
-        None, help="a local output folder (default: with the run in the store, RUN/plots or RUN/plots-vs-BASELINE)"
+    out_: str | None = typer.Option(
+        None,
+        "--out",
+        help="a local output folder (default: with the run in the store, RUN/plots or RUN/plots-vs-BASELINE)",
     ),
     config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
@@ -504,6 +523,9 @@ def report(
         _run_name(run_name)
         if baseline is not None:
             _run_name(baseline)
+        if out_ is not None and not out_.strip():
+            _fail("--out is empty; pass a folder (it is made if missing), or leave it out for the store")
+        out = Path(out_) if out_ is not None else None
         if out is not None and out.exists() and not out.is_dir():
             _fail(f"--out {out} is a file; pass a folder (it is made if missing)")
         store = _store(config, set_)

@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +26,22 @@ class ConfigError(ValueError):
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # floats are finite
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_yes_for_a_number(cls, v: Any, info) -> Any:
+        """YAML reads yes, no, on, off, true and false as booleans, which pydantic would take as 1 and 0."""
+        wanted = typing.get_args(cls.model_fields[info.field_name].annotation) or (
+            cls.model_fields[info.field_name].annotation,
+        )
+        if isinstance(v, bool) and bool not in wanted and {int, float} & set(wanted):
+            raise ValueError("a yes/no value where a number is wanted (YAML reads yes, no, on, off as booleans)")
+        if isinstance(v, str) and _URL_PASSWORD.search(v):  # the config reaches Prefect's database and the trackers
+            raise ValueError("a URL with a password in it; put credentials in the environment, never in a config")
+        return v
 
+
+SECRET_NAME = re.compile(r"key|secret|token|password|credential", re.IGNORECASE)  # a config value must never hold one
+_URL_PASSWORD = re.compile(r"://[^/@\s:]+:[^/@\s]+@")  # scheme://user:password@host
 MAX_GROUP = 64  # the largest GRPO group (generate.samples_per_query) a config may ask for
 MIN_TEMPERATURE = 0.01  # a sampling temperature below it divides float32 logits into inf and NaN log-probs
 
@@ -58,6 +74,21 @@ class StoreConfig(Section):
         if not v.split("://", 1)[-1].strip("/ "):
             raise ValueError(f"store.root {v!r} names no folder; use a local folder, file://path or s3://bucket/prefix")
         return v
+
+    @model_validator(mode="after")
+    def _options(self) -> StoreConfig:
+        secret = [k for k in self.storage_options if SECRET_NAME.search(str(k))]
+        if secret:  # the config goes into the Prefect database, the trackers' params and every manifest's head
+            raise ValueError(
+                f"store.storage_options {secret} would write a secret into the Prefect database and the trackers; "
+                "remove it and set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment"
+            )
+        if self.storage_options and not self.root.startswith("s3://"):
+            raise ValueError(
+                f"store.storage_options is for a store on S3, and store.root {self.root} is a local folder; "
+                "remove store.storage_options (or set store.root=s3://bucket/prefix)"
+            )
+        return self
 
 
 class VLLMConfig(Section):
@@ -852,7 +883,8 @@ def _explain(err: ValidationError, origin: str) -> ConfigError:
             if isinstance(e.get("input"), dict):  # a check across fields: its message names them and their values
                 lines.append(f"{msg} (in {origin})")
             else:
-                lines.append(f"bad value for {key!r} in {origin} (got {e.get('input')!r}): {msg}")
+                shown = _URL_PASSWORD.sub("://***@", repr(e.get("input")))  # never echo a password
+                lines.append(f"bad value for {key!r} in {origin} (got {shown}): {msg}")
     return ConfigError("; ".join(lines))
 
 

@@ -9,8 +9,9 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from score.checkpoints import CheckpointError, Policy, base_policy, checkpoint_kind
+from score.checkpoints import CheckpointError, Policy, base_policy, check_folder, checkpoint_kind
 from score.harness import LEVERS, Alarm, Harness, from_rows, seed_harness
+from score.models import model_folder
 from score.pipeline import EVALUATE, EVOLVE, TRAIN, TrainStats
 from score.store.layout import CHECKPOINT, benchmark_dir, finished_rounds, round_label, stage_dir
 from score.store.schemas import CONTROLS, HARNESS, SUMMARY, BenchmarkStats
@@ -55,6 +56,7 @@ def resolve(ws: Workspace, spec: str) -> tuple[str, Policy]:
             f"checkpoint {spec!r} is neither 'base', 'latest', 'round-N' nor a folder; pass one of those"
         )
     kind = checkpoint_kind(folder)
+    check_folder(folder, kind, model_folder(ws.cfg.model, ws.cache))
     files = sorted(p for p in folder.rglob("*") if p.is_file())  # every file: weights, configs, tokenizer
     blob = "".join(f"{p.relative_to(folder).as_posix()}:{file_sha256(p)}\n" for p in files)
     fp = hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -25,6 +25,7 @@ class progress_bar(tqdm):  # noqa: N801  (used like tqdm: `with progress_bar(tot
     def __init__(self, *args, **kwargs):
         self._quiet = bool(kwargs.get("disable"))
         self._t0 = self._logged = time.monotonic()
+        self._logged_n: float | None = None  # the count the last line gave: the end is logged once
         super().__init__(*args, **kwargs)
 
     def update(self, n: float | None = 1) -> bool | None:
@@ -34,13 +35,13 @@ class progress_bar(tqdm):  # noqa: N801  (used like tqdm: `with progress_bar(tot
         return shown
 
     def close(self) -> None:
-        if not self._quiet and not getattr(self, "_closed_logged", False) and self.n:
-            self._closed_logged = True
+        if not self._quiet and self.n and self.n != self._logged_n:
             self._log()
         super().close()
 
     def _log(self) -> None:
-        self._logged = now = time.monotonic()
+        now = time.monotonic()
+        self._logged, self._logged_n = now, self.n
         log.info(progress_line(self.desc or "progress", self.n, self.total, self.unit, now - self._t0))
 
 
@@ -59,6 +60,22 @@ def progress_line(desc: str, done: float, total: float | None, unit: str, second
     if done >= total:
         return f"{head}, done in {seconds:.0f} s"
     return f"{head}, about {(total - done) / rate:.0f} s left" if rate > 0 else head
+
+
+def turn_line(desc: str, turn: int, turns: int, done: int, total: int, seconds: float) -> str:
+    """One line for a phase of up to `turns` batched turns (the research agent's), `done` of `total` trajectories
+    finished after `turn` of them: the time left is an upper bound, at the pace so far, if every trajectory takes
+    every turn (a stage's, where each turn's bar gives only that turn's).
+
+    >>> turn_line("round 0 research", 2, 4, 1, 4, 18.0)
+    'round 0 research: turn 2 of at most 4, 1/4 trajectories finished, 18 s so far, at most about 18 s left'
+    >>> turn_line("round 0 research", 3, 4, 4, 4, 30.0)
+    'round 0 research: turn 3 of at most 4, 4/4 trajectories finished in 30 s'
+    """
+    head = f"{desc}: turn {turn} of at most {turns}, {done}/{total} trajectories finished"
+    if done >= total:
+        return f"{head} in {seconds:.0f} s"
+    return f"{head}, {seconds:.0f} s so far, at most about {seconds / turn * (turns - turn):.0f} s left"
 
 
 def key_values(stats: Mapping[str, Any]) -> str:

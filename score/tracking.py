@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -82,6 +83,20 @@ def check_tracking(cfg: RunConfig) -> None:
                 f"tracking.mlflow_uri {t.mlflow_uri} does not answer ({getattr(e, 'reason', e)}); start `mlflow "
                 "server` there, set tracking.mlflow_uri to yours, or --set tracking.mlflow=false"
             ) from None
+    for key in ("tensorboard_dir", "wandb_dir"):
+        folder = getattr(t, key) if getattr(t, key.removesuffix("_dir")) else None
+        if folder and (problem := _unwritable(Path(folder))):
+            raise ConfigError(f"tracking.{key} {folder} {problem}; set it to a folder this user can write")
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why `folder` could not be made or written (checked on its nearest existing ancestor, writing nothing)."""
+    at = folder
+    while not at.exists() and at != at.parent:
+        at = at.parent
+    if not at.is_dir():
+        return f"cannot be made: {at} is a file" if at != folder else "is a file"
+    return None if os.access(at, os.W_OK | os.X_OK) else f"is not writable ({at} is not)"
 
 
 class TensorBoard:

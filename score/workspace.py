@@ -13,7 +13,7 @@ from pathlib import Path
 
 from score.checkpoints import Policy, base_policy
 from score.config import RunConfig
-from score.models import Backend, load_backend
+from score.models import Backend, load_backend, model_folder
 from score.models.embedded import EMBEDDED_NAME, cache_root
 from score.queries import Query, load_queries, queries_path
 from score.search.base import SearchBackend
@@ -83,16 +83,39 @@ class Workspace:
         if self.cfg.search.corpus != "wiki":
             check_corpus(Path(self.cfg.search.corpus))
 
+    def preflight_search(self) -> None:
+        """One query to the search service (SearXNG), so a dead address fails before any work, naming the fix."""
+        from score.config import ConfigError
+        from score.search.searxng import SearchError, SearxngSearch
+
+        try:
+            SearxngSearch(self.cfg.search.url, timeout=5).search("preflight", 1)
+        except SearchError as e:
+            raise ConfigError(
+                f"{e}; start it there (`score search-serve --port PORT` serves a corpus), or set search.url to yours "
+                "or search.backend=bm25"
+            ) from None
+
     def release(self) -> None:
         """Drop the sampling backends (the train stage needs the memory for its own copy)."""
         self._backends.clear()
 
     def preflight(self) -> None:
-        """Check queries, model, corpus, trackers and store before any work starts; each failure names the fix."""
-        _ = self.queries
+        """Check queries, model, corpus or search service, trackers and store before any work starts; each failure
+        names the fix."""
+        from score.config import ConfigError
+
+        if self.cfg.data.queries_per_round > len(self.queries):
+            raise ConfigError(
+                f"data.queries_per_round {self.cfg.data.queries_per_round} is more than the {len(self.queries)} "
+                f"queries of {queries_path(self.cfg.data)}; set data.queries_per_round to at most {len(self.queries)}"
+            )
         check_model(self.cfg.model)
+        check_context(self.cfg, self.cache)
         if self.cfg.search.backend == "bm25":
             self.preflight_corpus()
+        else:
+            self.preflight_search()
         from score.tracking import check_tracking
 
         check_tracking(self.cfg)
@@ -118,6 +141,24 @@ def check_model(model) -> None:
 
         if not torch.cuda.is_available():
             raise ConfigError(f"model.device {model.device}: this machine has no CUDA device; set model.device=cpu")
+
+
+def check_context(cfg: RunConfig, cache: Path) -> None:
+    """generate.max_context_tokens fits the model's context window (its config.json's max_position_embeddings;
+    the embedded model's once converted). Raises ConfigError naming the fix."""
+    import json
+
+    from score.config import ConfigError
+
+    folder = model_folder(cfg.model, cache)
+    if not (folder / "config.json").is_file():
+        return  # a hub id, or the embedded model before its conversion: its loader says
+    window = json.loads((folder / "config.json").read_text()).get("max_position_embeddings")
+    if isinstance(window, int) and cfg.generate.max_context_tokens > window:
+        raise ConfigError(
+            f"generate.max_context_tokens {cfg.generate.max_context_tokens} is more than the model's context window "
+            f"({window} tokens, {folder / 'config.json'}); set generate.max_context_tokens to at most {window}"
+        )
 
 
 def check_corpus(path: Path) -> None:

@@ -259,3 +259,36 @@ def test_endpoint_judge_with_a_reference_file_alternates_positions(toy_workspace
         and set(judgements.reference) == {3.0}
         and judgements.target_expected.isna().all()
     )
+
+
+def test_checkpoint_folders_cut_short_or_of_another_model_are_refused_by_name(toy_workspace, tmp_path):
+    """Checked on the safetensors headers, before a model loads: a torn file, and an adapter whose matrices do not
+    fit the base model's layers (its base here: one 8 x 4 layer)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from score.history import resolve
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    save_file({"model.layers.0.self_attn.q_proj.weight": torch.zeros(8, 4)}, base / "model.safetensors")
+    ws = toy_workspace
+    ws.cfg.model.path = str(base)
+
+    def adapter(name: str, width: int) -> str:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text(json.dumps({"r": 2}))
+        key = "base_model.model.model.layers.0.self_attn.q_proj"
+        tensors = {f"{key}.lora_A.weight": torch.zeros(2, width), f"{key}.lora_B.weight": torch.zeros(8, 2)}
+        save_file(tensors, folder / "adapter_model.safetensors")
+        return str(folder)
+
+    assert resolve(ws, adapter("fits", 4))[0].startswith("folder-")
+    with pytest.raises(CheckpointError, match=r"lora_A.weight is \[2, 5\], but the base model's .*q_proj is \[8, 4\]"):
+        resolve(ws, adapter("other", 5))
+    torn = Path(adapter("torn", 4)) / "adapter_model.safetensors"
+    torn.write_bytes(torn.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match="adapter_model.safetensors is not a readable safetensors file"):
+        resolve(ws, str(torn.parent))

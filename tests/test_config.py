@@ -55,6 +55,14 @@ def test_overrides_are_parsed_as_yaml():
             ["data.queries_per_round=2", "generate.shards=64"],
             ["generate.shards 64 is more than data.queries_per_round 2"],
         ),
+        (["model.batch_size=yes"], ["'model.batch_size'", "a yes/no value where a number is wanted"]),  # else 1
+        (["train.lr=off"], ["'train.lr'", "a yes/no value"]),
+        (["store.storage_options={endpoint_url: 'http://x'}"], ["store.storage_options is for a store on S3"]),
+        (
+            ["store.root=s3://b/r", "store.storage_options={key: AKIA1234, secret: hunter22}"],
+            ["store.storage_options ['key', 'secret'] would write a secret", "AWS_SECRET_ACCESS_KEY"],
+        ),
+        (["tracking.mlflow_uri=http://bob:hunter22@x:5000"], ["a URL with a password in it", "'http://***@x:5000'"]),
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(override, words):
@@ -62,6 +70,7 @@ def test_bad_values_name_the_key_and_the_fix(override, words):
         load_config(None, override)
     for w in words:
         assert w in str(e.value)
+    assert "hunter22" not in str(e.value)  # a secret is never echoed
 
 
 def test_an_empty_config_file_is_an_error(tmp_path):

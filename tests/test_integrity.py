@@ -223,10 +223,13 @@ def test_a_checkpoint_folder_is_named_by_every_file_that_defines_it(toy_workspac
     from score.checkpoints import CheckpointError
     from score.history import resolve
 
+    import torch
+    from safetensors.torch import save_file
+
     folder = tmp_path / "adapter"
     folder.mkdir()
     (folder / "adapter_config.json").write_text('{"r": 8}')
-    (folder / "adapter_model.safetensors").write_bytes(b"weights")
+    save_file({"w": torch.zeros(2)}, folder / "adapter_model.safetensors")
     label, policy = resolve(toy_workspace, str(folder))
     (folder / "adapter_config.json").write_text('{"r": 16}')
     label2, policy2 = resolve(toy_workspace, str(folder))
@@ -237,10 +240,10 @@ def test_a_checkpoint_folder_is_named_by_every_file_that_defines_it(toy_workspac
     full = tmp_path / "full"  # a full model folder: config.json and weights of any name
     full.mkdir()
     (full / "config.json").write_text("{}")
-    (full / "optimizer.safetensors").write_bytes(b"state")
+    save_file({"step": torch.zeros(1)}, full / "optimizer.safetensors")
     with pytest.raises(CheckpointError, match=r"has config.json but no weights \(\*.safetensors\)"):
         resolve(toy_workspace, str(full))
-    (full / "model-00001-of-00002.safetensors").write_bytes(b"weights")
+    save_file({"w": torch.zeros(2)}, full / "model-00001-of-00002.safetensors")
     assert resolve(toy_workspace, str(full))[1].kind == "full"
 
 

@@ -344,3 +344,25 @@ def test_inspect_leads_with_an_untrained_round_and_the_campaign_stops_after_enou
     why = stop_reason(ws, 0)
     assert why.startswith(f"campaign {ws.cfg.run} stopped after round 0: the solver trained on nothing in rounds 0-0")
     assert "campaign.max_untrained_rounds=0" in why
+
+
+def test_every_long_phase_of_a_round_logs_its_progress_once_at_its_end(toy_workspace, caplog, monkeypatch):
+    """What the terminal and the Prefect UI get while a round runs (a line every LOG_EVERY_S seconds: here every
+    update): the research turns with the stage's trajectories finished and an upper bound on the time left, the
+    evidence checks and the judging with their counts, the train stage's samples; each phase's last line once."""
+    import score.progress
+
+    monkeypatch.setattr(score.progress, "LOG_EVERY_S", 0.0)
+    ws = toy_workspace
+    with caplog.at_level("INFO"):
+        for stage in ("generate-reports", "self-evaluate", "harness-evolve", "train"):
+            run_stage(ws, stage, 0)
+    lines = [r.getMessage() for r in caplog.records if r.name in ("score.progress", "score.agent")]
+    assert "round 0 research: turn 1 of at most 4, 0/4 trajectories finished" in lines[0]
+    assert "s so far, at most about" in lines[0]
+    assert any(line.startswith("round 0 research: turn ") and "4/4 trajectories finished in" in line for line in lines)
+    for phase, unit in (("evidence", "claim"), ("judging", "report"), ("train", "sample")):
+        done = [line for line in lines if line.startswith(f"round 0 {phase}: ") and "(100%)" in line]
+        assert len(done) == 1 and f" {unit} (100%)" in done[0], (phase, done)
+    progress = [line for line in lines if line.startswith("round 0 train: ")]
+    assert len(progress) == len(set(progress))  # while it runs, then done: never the same line twice

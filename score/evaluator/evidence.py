@@ -48,6 +48,7 @@ from score.evaluator.claims import (
 )
 from score.models import Backend, Sample, SamplingParams
 from score.pipeline import derive_seed
+from score.progress import progress_bar
 from score.prompts import followup_messages, verdict_parts
 from score.rewards import SUPPORT, pair_credit
 from score.store.schemas import span_row
@@ -106,9 +107,12 @@ def check_evidence(
         e, [c for c in checks if c.report["trajectory_id"] in deeper_ids and not c.report.get("probe_kind")]
     )
     prior = _prior(e.backend, list(e.answer_tokens.candidates))
-    rows, text = [], defaultdict(list)
-    for c in checks:
-        verdict_columns, shown = _verdicts(e, c, prior)
+    rows, text, verdicts = [], defaultdict(list), []
+    with progress_bar(total=len(checks), desc=f"round {e.round_idx} evidence", unit="claim", leave=False) as bar:
+        for c in checks:
+            verdicts.append((c, *_verdicts(e, c, prior)))
+            bar.update()
+    for c, verdict_columns, shown in verdicts:
         row = {
             "round": e.round_idx,
             "query_id": c.report["query_id"],

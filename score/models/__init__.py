@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from score.config import ModelConfig
 from score.models.base import Backend, Message, Sample, SamplingParams, WrittenScore
-from score.models.embedded import EMBEDDED_NAME, ensure_embedded_model
+from score.models.embedded import EMBEDDED_NAME, cache_root, ensure_embedded_model
 
 __all__ = ["Backend", "Message", "Sample", "SamplingParams", "WrittenScore", "load_backend", "resolve_model_path"]
 
@@ -12,6 +14,14 @@ __all__ = ["Backend", "Message", "Sample", "SamplingParams", "WrittenScore", "lo
 def resolve_model_path(cfg: ModelConfig) -> str:
     """The local folder holding the base model's weights (the embedded model is converted on first use)."""
     return str(ensure_embedded_model()) if cfg.path == EMBEDDED_NAME else cfg.path
+
+
+def model_folder(cfg: ModelConfig, cache: Path | None = None) -> Path:
+    """Where the base model's files are or will be, converting nothing: for checks that read its config.json or
+    weight headers when they are there (the embedded model's appear at its first use)."""
+    return (
+        (cache or cache_root()) / "models" / EMBEDDED_NAME if cfg.path == EMBEDDED_NAME else Path(cfg.path).expanduser()
+    )
 
 
 def load_backend(cfg: ModelConfig, adapter: str | None = None) -> Backend:
