@@ -169,12 +169,18 @@ def cases(f: dict[str, str]) -> list[tuple]:
 
 
 def late_refusals() -> list[tuple[str, list[str]]]:
-    """Reruns of the finished round's train stage with a config that only the optimizer or PEFT refuses: the stage
-    must check it before clearing anything."""
+    """Reruns of the finished round's stages with a config that only the optimizer, PEFT or an endpoint refuses:
+    the stage must check it before clearing anything."""
     rerun = ["stage", "train", "--round", "0", "--no-flow", "--force", "-c", "configs/ci.yaml"]
     return [
         ("rerun refused by AdamW (beta 1.5)", [*rerun, "--set", "train.betas=[1.5,0.999]"]),
         ("rerun refused by PEFT (no such module)", [*rerun, "--set", "train.target_modules=[no_such_proj]"]),
+        (
+            "rerun with the LLM controller on a dead endpoint",
+            ["stage", "harness-evolve", "--round", "0", "--no-flow", "--force", "-c", "configs/ci.yaml"]
+            + ["--set", "harness.llm_controller.enabled=true"]
+            + ["--set", "harness.llm_controller.base_url=http://127.0.0.1:9/v1"],
+        ),
     ]
 
 

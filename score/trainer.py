@@ -528,10 +528,10 @@ class Trainer:
         L = logp.shape[1]
         for b, s in enumerate(part):
             n = len(s.token_ids)
-            old[b, L - n :] = torch.tensor(s.old_logprobs, dtype=old.dtype)
+            old[b, L - n :] = torch.tensor(s.old_logprobs, dtype=old.dtype, device=old.device)
             w[b, L - n :] = agg[b] if real else 0.0  # the role's share is in agg (role_token_weights)
             if s.mask is not None:  # a trajectory: tool outputs are in the sequence and carry no loss
-                w[b, L - n :] *= torch.tensor(s.mask, dtype=w.dtype)
+                w[b, L - n :] *= torch.tensor(s.mask, dtype=w.dtype, device=w.device)  # on the GPU: a CPU one fails
         adv = torch.tensor([s.advantage for s in part], dtype=logp.dtype, device=logp.device)  # (B,)
         parts = policy_loss(logp, old, ref, adv, w * mask, cfg.clip_low, cfg.clip_high, cfg.kl_coef)
         acc.backward(parts.loss * acc.num_processes)  # the cross-process gradient mean becomes the batch sum

@@ -220,11 +220,11 @@ def test_a_lease_of_another_host_binds_until_it_expires(toy_workspace):
 def test_a_checkpoint_folder_is_named_by_every_file_that_defines_it(toy_workspace, tmp_path):
     """A user's checkpoint folder: its label (and the fingerprint of what is evaluated with it) moves when any
     file moves, not only the safetensors (an adapter config changes the model as much as its weights)."""
-    from score.checkpoints import CheckpointError
-    from score.history import resolve
-
     import torch
     from safetensors.torch import save_file
+
+    from score.checkpoints import CheckpointError
+    from score.history import resolve
 
     folder = tmp_path / "adapter"
     folder.mkdir()
