@@ -21,7 +21,7 @@ from pathlib import Path
 from common import write_record
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ("make -j2 install mlflow-env", "make test", "make test-vllm")  # .ci/run's, in its order
+STEPS = ("make -j2 install mlflow-env", "make test", "wait", "make test-vllm")  # .ci/run's steps, in its order
 
 
 def slowest(log: str) -> list[dict]:
@@ -35,14 +35,15 @@ def slowest(log: str) -> list[dict]:
     return [{"seconds": float(s), "phase": p, "test": t} for s, p, t in found]
 
 
-def step_seconds(log: str, start: float, end: float) -> dict[str, int | None]:
-    """Seconds each step of `.ci/run` took, from bash -x's lines (`+ <epoch seconds> <command>`): until the next
-    step's line, the last until `end`; None for a step never reached.
+def step_seconds(log: str, end: float) -> dict[str, int | None]:
+    """Seconds each step of `.ci/run` took, from the lines it prints as each starts (`== .ci/run: <step> (at <epoch
+    seconds>)`): until the next step's line, the last until `end`; None for a step never reached.
 
-    >>> step_seconds("+ 100 make -j2 install mlflow-env\\n+ 160 make test\\n", 99.0, 400.0)
-    {'make -j2 install mlflow-env': 60, 'make test': 240, 'make test-vllm': None}
+    >>> step_seconds("== .ci/run: make -j2 install mlflow-env (at 100)\\n== .ci/run: make test (at 160)\\n", 400.0)
+    {'make -j2 install mlflow-env': 60, 'make test': 240, 'wait': None, 'make test-vllm': None}
     """
-    at = {cmd: int(t) for t, cmd in re.findall(r"^\+ (\d+) (.+)$", log, re.MULTILINE) if cmd in STEPS}
+    found = re.findall(r"^== \.ci/run: (.+) \(at (\d+)\)$", log, re.MULTILINE)
+    at = {re.sub(r"^wait \d+$", "wait", cmd): int(t) for cmd, t in found}  # `wait <pid>`
     times = [at.get(step) for step in STEPS]
     out = {}
     for i, step in enumerate(STEPS):
@@ -59,22 +60,24 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="score-ci-"))
     (work / "shared").symlink_to(Path(args.shared).resolve())
     subprocess.run(["git", "clone", "-q", str(ROOT), str(work / "repo")], check=True)
-    env = {**os.environ, "SCORE_CACHE": str(work / "score-cache"), "PS4": "+ $EPOCHSECONDS "}  # bash -x: when
+    env = {**os.environ, "SCORE_CACHE": str(work / "score-cache")}
     log_path = work / "ci.log"
     t0, start = time.perf_counter(), time.time()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            ["bash", "-x", ".ci/run"], cwd=work / "repo", env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+            ["bash", ".ci/run"], cwd=work / "repo", env=env, stdout=log, stderr=subprocess.STDOUT, text=True
         )
         code = proc.wait()
     seconds = time.perf_counter() - t0
     text = log_path.read_text()
+    clone = ["git", "-C", str(work / "repo"), "log", "-1", "--format=%h %s"]
     figures = {
+        "measured_commit": subprocess.run(clone, capture_output=True, text=True).stdout.strip()[:120],  # clean
         "exit": code,
         "seconds": round(seconds),
         "minutes": round(seconds / 60, 1),
         "summaries": re.findall(r"^(\d+ (?:passed|failed).* in [\d.]+s.*)$", text, re.MULTILINE),  # test, vllm
-        "steps_seconds": step_seconds(text, start, start + seconds),
+        "steps_seconds": step_seconds(text, start + seconds),
         "slowest": slowest(text),
     }
     for k, v in figures.items():

@@ -32,6 +32,7 @@ from score.store.schemas import (
     TRAIN_SAMPLES,
     TRAIN_STEPS,
     ArtifactError,
+    SolverRewardRow,
     SummaryRow,
 )
 from score.store.store import Store
@@ -138,28 +139,28 @@ def _evaluate_tables(console: Console, store: Store, folder: str) -> None:
 
 
 def _summary_table(console: Console, store: Store, folder: str) -> None:
-    summary = store.read_table(folder, SUMMARY.file).to_pylist()[0]
+    [summary] = store.read_rows(folder, SUMMARY)
     t = Table(title="self-evaluate: the round")
     t.add_column("statistic")
     t.add_column("value", overflow="fold")
     for key, label in labels(SummaryRow):
-        value = summary[key]
+        value = getattr(summary, key)
         t.add_row(label, ", ".join(value) if isinstance(value, list) else _shown(key, value))
     console.print(t)
 
 
 def _query_rewards_table(console: Console, store: Store, folder: str) -> None:
-    rewards = store.read_table(folder, SOLVER_REWARDS.file).to_pylist()
+    rewards = store.read_rows(folder, SOLVER_REWARDS)
     per_query: dict[str, list[float]] = {}
     for r in rewards:
-        per_query.setdefault(r["query_id"], []).append(r["reward"])
+        per_query.setdefault(r.query_id, []).append(r.reward)
     t = Table(title="solver reward per query (a flat group has no GRPO signal)")
     for col in ("query", "reports", "rewards", "citation precision", "mean", "std", "flat"):
         t.add_column(col)
     precision: dict[str, list[str]] = {}
     for r in rewards:
-        precision.setdefault(r["query_id"], []).append(_percent(r.get("citation_precision")) or "-")
-    stds = {r["query_id"]: r["group_std"] for r in rewards}
+        precision.setdefault(r.query_id, []).append(_percent(r.citation_precision) or "-")
+    stds = {r.query_id: r.group_std for r in rewards}
     flat = store.read_manifest(folder).config["reward"]["flat_spread"]  # the threshold the round's saturation used
     for q, rs in per_query.items():
         t.add_row(
@@ -175,7 +176,7 @@ def _query_rewards_table(console: Console, store: Store, folder: str) -> None:
 
 
 def _dimensions_table(console: Console, store: Store, folder: str) -> None:
-    dims = store.read_table(folder, DIMENSION_STATS.file).to_pylist()
+    dims = store.read_rows(folder, DIMENSION_STATS)
     t = Table(title="dimensions")
     for col in (
         "dimension",
@@ -191,15 +192,15 @@ def _dimensions_table(console: Console, store: Store, folder: str) -> None:
         t.add_column(col)
     for d in dims:
         t.add_row(
-            d["dimension"],
-            d["status"],
-            f"{_fmt(d['mean'])} ({_fmt(d['mean_low'])})",
-            str(d["reports"]),
-            _fmt(d["spread"]),
-            str(d["queries"]),
-            f"{_fmt(d['detection'])} [{_fmt(d['detection_low'])}, {_fmt(d['detection_high'])}]",
-            str(d["probes"]),
-            f"{_fmt(d['max_corr'])} {d['max_corr_with']}",
+            d.dimension,
+            d.status,
+            f"{_fmt(d.mean)} ({_fmt(d.mean_low)})",
+            str(d.reports),
+            _fmt(d.spread),
+            str(d.queries),
+            f"{_fmt(d.detection)} [{_fmt(d.detection_low)}, {_fmt(d.detection_high)}]",
+            str(d.probes),
+            f"{_fmt(d.max_corr)} {d.max_corr_with}",
         )
     console.print(t)
 
@@ -208,8 +209,8 @@ def _harness_tables(console: Console, store: Store, folder: str) -> None:
     t = Table(title="harness-evolve: decisions")
     for col in ("rule", "target", "action", "statistic [interval] n vs threshold", "reason"):
         t.add_column(col, overflow="fold")
-    for d in store.read_table(folder, DECISIONS.file).to_pylist():
-        t.add_row(d["rule"], d["target"], d["action"], _statistic(json.loads(d["numbers"])), d["reason"])
+    for d in store.read_rows(folder, DECISIONS):
+        t.add_row(d.rule, d.target, d.action, _statistic(json.loads(d.numbers)), d.reason)
     console.print(t)
 
 
@@ -221,7 +222,7 @@ def _statistic(n: dict) -> str:
 
 
 def _train_tables(console: Console, store: Store, folder: str) -> None:
-    steps = store.read_table(folder, TRAIN_STEPS.file).to_pylist()
+    steps = store.read_rows(folder, TRAIN_STEPS)
     if not steps:
         console.print("[bold]train: trained nothing[/]: every group was flat (see the saturation above)")
         return
@@ -232,7 +233,7 @@ def _train_tables(console: Console, store: Store, folder: str) -> None:
     for s in steps:
         t.add_row(
             *(
-                _fmt(s[k])
+                _fmt(getattr(s, k))
                 for k in (
                     "step",
                     "samples",
@@ -442,23 +443,20 @@ def _md_rubric(store: Store, folder: str, r: dict) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
 
-    def mark(x: dict) -> str:  # the sample report in bold
-        short = x["trajectory_id"][:8]
-        return f"**{short}**" if x["trajectory_id"] == r["trajectory_id"] else short
+    def mark(x: SolverRewardRow) -> str:  # the sample report in bold
+        short = x.trajectory_id[:8]
+        return f"**{short}**" if x.trajectory_id == r["trajectory_id"] else short
 
     return lines + [
-        f"| {mark(x)} | {_fmt(x['validity'])} | {_percent(x.get('citation_precision'))} | {_fmt(x['score'])} | "
-        f"{_fmt(x['reward'])} | {_fmt(x['group_std'])} |"
-        for x in store.read_table(folder, SOLVER_REWARDS.file).to_pylist()
-        if x["query_id"] == r["query_id"]
+        f"| {mark(x)} | {_fmt(x.validity)} | {_percent(x.citation_precision)} | {_fmt(x.score)} | "
+        f"{_fmt(x.reward)} | {_fmt(x.group_std)} |"
+        for x in store.read_rows(folder, SOLVER_REWARDS)
+        if x.query_id == r["query_id"]
     ]
 
 
 def _md_decisions(store: Store, folder: str, r: dict) -> list[str]:
-    rows = [
-        f"| {d['rule']} | {d['target']} | {d['action']} | {_md(d['reason'])} |"
-        for d in store.read_table(folder, DECISIONS.file).to_pylist()
-    ]
+    rows = [f"| {d.rule} | {d.target} | {d.action} | {_md(d.reason)} |" for d in store.read_rows(folder, DECISIONS)]
     return [
         "## Decisions (on the dimensions the sample report was judged by)",
         "",
@@ -480,9 +478,9 @@ def _md_steps(store: Store, folder: str, r: dict) -> list[str]:
     lines += [f"| {s['span']} | {len(s['token_ids'])} | {_fmt(s['reward'])} | {_fmt(s['advantage'])} |" for s in mine]
     lines += ([] if mine else ["| (none: its group was flat, or it was not drawn) | | | |"]) + [""]
     steps = [
-        f"| {s['step']} | {s['samples']} | {_fmt(s['loss'])} | {_fmt(s['kl'])} | {_fmt(s['clip_frac'])} | "
-        f"{_fmt(s['grad_norm'])} | {_fmt(s['lr'])} |"
-        for s in store.read_table(folder, TRAIN_STEPS.file).to_pylist()
+        f"| {s.step} | {s.samples} | {_fmt(s.loss)} | {_fmt(s.kl)} | {_fmt(s.clip_frac)} | "
+        f"{_fmt(s.grad_norm)} | {_fmt(s.lr)} |"
+        for s in store.read_rows(folder, TRAIN_STEPS)
     ]
     header = [
         "## Optimizer steps",

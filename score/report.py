@@ -61,15 +61,15 @@ def load_series(store: Store, run: str) -> RunSeries:
             continue
         s.rounds.append(r)
         s.summary.append(store.read_table(evaluate, SUMMARY.file).to_pylist()[0])
-        for d in store.read_table(evaluate, DIMENSION_STATS.file).to_pylist():
-            s.status.setdefault(d["dimension"], {})[r] = d["status"]
+        for d in store.read_rows(evaluate, DIMENSION_STATS):
+            s.status.setdefault(d.dimension, {})[r] = d.status
         harness = stage_dir(run, r, EVOLVE.folder)
         if (
             store.read_manifest(harness) is not None
         ):  # what harness-evolve decided after this round: retirements show from r+1
-            for d in store.read_table(harness, HARNESS.file).to_pylist():
-                if d["status"] == "retired":
-                    s.status.setdefault(d["id"], {}).setdefault(r + 1, "retired")
+            for d in store.read_rows(harness, HARNESS):
+                if d.status == "retired":
+                    s.status.setdefault(d.id, {}).setdefault(r + 1, "retired")
         evolved = store.read_manifest(harness)
         if evolved is not None:
             s.evolve[r] = evolved.stats_as(EvolveStats)
