@@ -207,6 +207,20 @@ def lora_config(cfg: TrainConfig):
     )
 
 
+def check_target_modules(model, targets: Sequence[str]) -> None:
+    """Every `train.target_modules` name is a linear layer of `model` (else PEFT stops the stage with its own
+    error); raises ConfigError naming the model's linear layers."""
+    from score.config import ConfigError
+
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    missing = [t for t in targets if t not in linear]
+    if missing:
+        raise ConfigError(
+            f"train.target_modules {missing} are not linear layers of the model; its linear layers: {linear}; set "
+            "train.target_modules to some of them"
+        )
+
+
 def written_logprobs(
     model, rows: Sequence[tuple[list[int], list[int]]], pad_id: int, device, temperatures: Sequence[float] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -414,6 +428,7 @@ class Trainer:
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
         if resume:
             return PeftModel.from_pretrained(base, resume, is_trainable=True)
+        check_target_modules(base, cfg.target_modules)
         return get_peft_model(base, lora_config(cfg))
 
     @property

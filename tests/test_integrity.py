@@ -46,15 +46,18 @@ def test_tampered_rewards_are_redone_not_read(toy_workspace):
 
 
 def test_a_rerun_refused_late_keeps_the_finished_stage(toy_workspace):
-    """A forced rerun of a finished train stage whose config the optimizer refuses (AdamW: beta 1.5) fails before
-    it writes anything, so the round's checkpoint, its other files and its manifest are all still there, intact."""
+    """A forced rerun of a finished train stage whose config only the model can refuse (a LoRA target it does not
+    have) fails before it writes anything, so the round's checkpoint, its other files and its manifest are all
+    still there, intact; a config refused at load (AdamW's beta 1.5) never reaches the stage."""
     ws = toy_workspace
     for stage in ("generate-reports", "self-evaluate", "harness-evolve", "train"):
         run_stage(ws, stage, 0)
     folder = stage_folder(ws, "train", 0)
     finished = ws.store.read_manifest(folder)
-    ws.cfg.train.betas = (1.5, 0.999)
-    with pytest.raises(ValueError, match="beta"):
+    with pytest.raises(ValueError, match=r"betas must each be in \[0, 1\)"):
+        ws.cfg.train.betas = (1.5, 0.999)
+    ws.cfg.train.target_modules = ["no_such_proj"]
+    with pytest.raises(ConfigError, match=r"train.target_modules \['no_such_proj'\] are not linear layers"):
         run_stage(ws, "train", 0, force=True)
     assert ws.store.read_manifest(folder) == finished and not ws.store.verify(folder, finished)
     assert any(name.startswith("checkpoint/") for name in finished.files)

@@ -98,8 +98,8 @@ class FolderWriter:
     """Writes the files of one folder and remembers their FileInfo for the manifest. Only the main process of
     a distributed launch writes (the others compute and return the same FileInfo-less work)."""
 
-    def __init__(self, store: Store, folder: str):
-        self.store, self.folder = store, folder
+    def __init__(self, store: Store, folder: str, why: str = ""):
+        self.store, self.folder, self.why = store, folder, why  # why: why finished work here is replaced, if any
         self.enabled = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch` only the main process writes
         self.files: dict[str, FileInfo] = {}
         self._cleared = False
@@ -108,6 +108,8 @@ class FolderWriter:
         """At the first write, never before: a run refused before it writes anything (a config the optimizer or an
         endpoint rejects) leaves the folder's finished work as it was."""
         if self.enabled and not self._cleared:
+            if self.why:  # said when it happens: a refused rerun never says it
+                log.info("%s: %s, its finished work replaced", self.store.display(self.folder), self.why)
             self.store.clear(self.folder)  # whatever an earlier or killed attempt left behind
         self._cleared = True
 
@@ -154,7 +156,7 @@ def behind_manifest(
 
     The folder is cleared at the work's first write (stale outputs never outlive a changed config, and a failure
     before any write, such as a config refused late, keeps the finished work and its manifest)."""
-    old = store.read_manifest(folder)
+    old, why = store.read_manifest(folder), ""
     if old is not None and old.fingerprint == meta.fingerprint and not force:
         damaged = store.verify(folder, old)
         if not damaged:
@@ -162,8 +164,8 @@ def behind_manifest(
             return Outcome(store.display(folder), True, old)
         log.warning("%s: %s; redoing", store.display(folder), "; ".join(damaged))
     elif old is not None:
-        log.info("%s: %s, redoing", store.display(folder), "forced" if force else "config or inputs changed")
-    writer = FolderWriter(store, folder)
+        why = "forced" if force else "config or inputs changed"  # said at the first write (FolderWriter)
+    writer = FolderWriter(store, folder, why)
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     reset_peak_rss()
     stats = work(writer)
