@@ -44,6 +44,7 @@ from safetensors.torch import load_file, save_file
 
 from score.checkpoints import OPTIMIZER_FILE, STATE_FILE
 from score.config import ModelConfig, TrainConfig
+from score.models import check_target_modules
 from score.models.transformers_backend import left_pad
 from score.progress import progress_bar
 from score.rl import policy_loss, role_token_weights
@@ -205,20 +206,6 @@ def lora_config(cfg: TrainConfig):
         target_modules=list(cfg.target_modules),
         task_type="CAUSAL_LM",
     )
-
-
-def check_target_modules(model, targets: Sequence[str]) -> None:
-    """Every `train.target_modules` name is a linear layer of `model` (else PEFT stops the stage with its own
-    error); raises ConfigError naming the model's linear layers."""
-    from score.config import ConfigError
-
-    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-    missing = [t for t in targets if t not in linear]
-    if missing:
-        raise ConfigError(
-            f"train.target_modules {missing} are not linear layers of the model; its linear layers: {linear}; set "
-            "train.target_modules to some of them"
-        )
 
 
 def written_logprobs(
@@ -428,7 +415,8 @@ class Trainer:
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
         if resume:
             return PeftModel.from_pretrained(base, resume, is_trainable=True)
-        check_target_modules(base, cfg.target_modules)
+        linear = {n.rsplit(".", 1)[-1] for n, m in base.named_modules() if isinstance(m, torch.nn.Linear)}
+        check_target_modules(sorted(linear), cfg.target_modules)
         return get_peft_model(base, lora_config(cfg))
 
     @property

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from score.checkpoints import Policy, base_policy
 from score.config import RunConfig
-from score.models import Backend, load_backend, model_folder
+from score.models import Backend, check_target_modules, linear_layers, load_backend, model_folder
 from score.models.embedded import EMBEDDED_NAME, cache_root
 from score.queries import Query, load_queries, queries_path
 from score.search.base import SearchBackend
@@ -112,6 +112,8 @@ class Workspace:
             )
         check_model(self.cfg.model)
         check_context(self.cfg, self.cache)
+        if self.cfg.train.method == "lora" and (linear := linear_layers(model_folder(self.cfg.model, self.cache))):
+            check_target_modules(linear, self.cfg.train.target_modules)
         if self.cfg.search.backend == "bm25":
             self.preflight_corpus()
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from score.config import ModelConfig
@@ -22,6 +23,32 @@ def model_folder(cfg: ModelConfig, cache: Path | None = None) -> Path:
     return (
         (cache or cache_root()) / "models" / EMBEDDED_NAME if cfg.path == EMBEDDED_NAME else Path(cfg.path).expanduser()
     )
+
+
+def linear_layers(folder: Path) -> list[str] | None:
+    """The names of the linear layers of the model whose config.json is in `folder` (`q_proj`, `down_proj`, ...),
+    built on the meta device: no weights read, no memory; None when there is no config there."""
+    if not (folder / "config.json").is_file():
+        return None
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))
+    return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+
+
+def check_target_modules(linear: Sequence[str], targets: Sequence[str]) -> None:
+    """Every `train.target_modules` name is one of the model's `linear` layers (else PEFT stops the stage with its
+    own error); raises ConfigError naming them."""
+    from score.config import ConfigError
+
+    missing = [t for t in targets if t not in linear]
+    if missing:
+        raise ConfigError(
+            f"train.target_modules {missing} are not linear layers of the model; its linear layers: {list(linear)}; "
+            "set train.target_modules to some of them"
+        )
 
 
 def load_backend(cfg: ModelConfig, adapter: str | None = None) -> Backend:
