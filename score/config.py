@@ -30,9 +30,8 @@ class Section(BaseModel):
     @classmethod
     def _no_yes_for_a_number(cls, v: Any, info) -> Any:
         """YAML reads yes, no, on, off, true and false as booleans, which pydantic would take as 1 and 0."""
-        wanted = typing.get_args(cls.model_fields[info.field_name].annotation) or (
-            cls.model_fields[info.field_name].annotation,
-        )
+        annotation = cls.model_fields[info.field_name].annotation
+        wanted = typing.get_args(annotation) or (annotation,)
         if isinstance(v, bool) and bool not in wanted and {int, float} & set(wanted):
             raise ValueError("a yes/no value where a number is wanted (YAML reads yes, no, on, off as booleans)")
         if isinstance(v, str) and _URL_PASSWORD.search(v):  # the config reaches Prefect's database and the trackers

@@ -44,7 +44,7 @@ from safetensors.torch import load_file, save_file
 
 from score.checkpoints import OPTIMIZER_FILE, STATE_FILE
 from score.config import ModelConfig, TrainConfig
-from score.models import check_target_modules
+from score.models import check_target_modules, linear_layer_names
 from score.models.transformers_backend import left_pad
 from score.progress import progress_bar
 from score.rl import policy_loss, role_token_weights
@@ -415,8 +415,7 @@ class Trainer:
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
         if resume:
             return PeftModel.from_pretrained(base, resume, is_trainable=True)
-        linear = {n.rsplit(".", 1)[-1] for n, m in base.named_modules() if isinstance(m, torch.nn.Linear)}
-        check_target_modules(sorted(linear), cfg.target_modules)
+        check_target_modules(linear_layer_names(base), cfg.target_modules)
         return get_peft_model(base, lora_config(cfg))
 
     @property

@@ -107,30 +107,29 @@ def check_evidence(
         e, [c for c in checks if c.report["trajectory_id"] in deeper_ids and not c.report.get("probe_kind")]
     )
     prior = _prior(e.backend, list(e.answer_tokens.candidates))
-    rows, text, verdicts = [], defaultdict(list), []
+    rows, text = [], defaultdict(list)
     with progress_bar(total=len(checks), desc=f"round {e.round_idx} evidence", unit="claim", leave=False) as bar:
         for c in checks:
-            verdicts.append((c, *_verdicts(e, c, prior)))
+            verdict_columns, shown = _verdicts(e, c, prior)
+            row = {
+                "round": e.round_idx,
+                "query_id": c.report["query_id"],
+                "trajectory_id": c.report["trajectory_id"],
+                "probe_kind": c.report.get("probe_kind", ""),
+                "deeper": c.deeper,
+                "claim_idx": c.claim_idx,
+                "claim": c.search.claim,
+                "cited": c.search.cited,
+                "queries": c.search.queries,
+                **verdict_columns,
+            }
+            row |= {"followup_query": c.followup_query, "followup_span": c.followup_span}
+            rows.append(row)
+            if not c.deeper:
+                where = f" {shown[0][1]}" if shown else ""  # the first passage it was checked against
+                line = f'- "{c.search.claim[:160]}": {row["verdict"].replace("_", " ")}{where}'
+                text[(row["trajectory_id"], row["probe_kind"])].append(line)
             bar.update()
-    for c, verdict_columns, shown in verdicts:
-        row = {
-            "round": e.round_idx,
-            "query_id": c.report["query_id"],
-            "trajectory_id": c.report["trajectory_id"],
-            "probe_kind": c.report.get("probe_kind", ""),
-            "deeper": c.deeper,
-            "claim_idx": c.claim_idx,
-            "claim": c.search.claim,
-            "cited": c.search.cited,
-            "queries": c.search.queries,
-            **verdict_columns,
-        }
-        row |= {"followup_query": c.followup_query, "followup_span": c.followup_span}
-        rows.append(row)
-        if not c.deeper:
-            where = f" {shown[0][1]}" if shown else ""  # the first passage it was checked against
-            line = f'- "{c.search.claim[:160]}": {row["verdict"].replace("_", " ")}{where}'
-            text[(row["trajectory_id"], row["probe_kind"])].append(line)
     _followup_rewards(rows)
     return rows, text
 

@@ -34,7 +34,13 @@ def linear_layers(folder: Path) -> list[str] | None:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))
+        return linear_layer_names(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder)))
+
+
+def linear_layer_names(model) -> list[str]:
+    """The names (last part) of a torch model's linear layers, sorted: what `train.target_modules` may name."""
+    import torch
+
     return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
 
 
