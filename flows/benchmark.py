@@ -2,11 +2,11 @@
 
 `score-eval`: one task scoring one checkpoint on the benchmark (score.benchmark), publishing the
 per-dimension scores with their spread over judge runs as a table artifact.
-`score-ablate`: per seed, the same campaign twice on the same queries, with the meta-harness (`rules`, run `RUN`
-or `RUN-seedS`) and with the seed harness frozen (`static`, run `RUN-static` or `RUN-static-seedS`); round 0 computed
-once and shared; every round's checkpoint on the benchmark inside the campaign (benchmark.each_round: the held-out
-score the judge-hacking alarm reads); then one report over the seeds. Finished stages and evaluations are skipped,
-so an ablation over the run `make run` made reuses its round 0.
+`score-ablate`: per seed, the same campaign twice on the same queries, with the meta-harness and the evaluator trained
+alongside (run `RUN` or `RUN-seedS`) and the static baseline (run `RUN-static` or `RUN-static-seedS`: the seed harness
+frozen, the base model judging); round 0 computed once and shared; every round's checkpoint measured on the held-out
+gold queries (score.gold); then one report over the seeds. Finished stages and evaluations are skipped, so an
+ablation is resumed by running it again, and one over the run `make run` made reuses its round 0.
 """
 
 from __future__ import annotations
@@ -38,14 +38,15 @@ def eval_flow(
 
 
 def arm(config: dict, seed: int, static: bool) -> dict:
-    """One arm of an ablation for one seed: run `RUN` (`RUN-seedS` for another seed than the config's), or with the
-    seed harness frozen `RUN-static` (`RUN-static-seedS`); every round's checkpoint scored on the benchmark inside
-    the campaign (what the judge-hacking alarm reads)."""
+    """One arm of an ablation for one seed: run `RUN` (`RUN-seedS` for another seed than the config's), or the static
+    baseline `RUN-static` (`RUN-static-seedS`): the seed harness frozen and the base model judging (harness.judge
+    base), trained alike (equal compute). Both measure every checkpoint on the held-out gold queries (data.heldout);
+    the RACE-style benchmark runs only where the config asks (benchmark.each_round)."""
     twin = json.loads(json.dumps(config))
     twin["run"] = config["run"] + ("-static" if static else "") + ("" if seed == config["seed"] else f"-seed{seed}")
     twin["seed"] = seed
     twin["harness"]["mode"] = "static" if static else "rules"
-    twin["benchmark"]["each_round"] = True
+    twin["harness"]["judge"] = "base" if static else "policy"
     return twin
 
 
@@ -53,10 +54,11 @@ def arm(config: dict, seed: int, static: bool) -> dict:
 def ablate_flow(
     config: dict | str, rounds: int | None = None, seeds: list[int] | None = None, overrides: list[str] | None = None
 ) -> str:
-    """SCORE (the config, harness.mode rules) against the static-harness baseline, per seed on the same queries:
-    round 0 computed once (it is the same in both arms by construction: the base model under the seed harness) and
-    copied into the static arm, whose harness-evolve alone runs; then rounds 1.. of both arms, every round's
-    checkpoint on the benchmark; one report over the seeds. Returns the report folder.
+    """SCORE (the config, harness.mode rules) against the static baseline (seed harness, base model judging), per
+    seed on the same queries: round 0 computed once (it is the same in both arms by construction: the base model
+    judging under the seed harness) and copied into the static arm, whose harness-evolve alone runs; then rounds 1..
+    of both arms, every round's checkpoint on the held-out gold queries; one report over the seeds. Returns the
+    report folder.
 
     Args:
         config: a YAML config's path (e.g. configs/default.yaml), or a config as a dict; its harness.mode is rules
@@ -91,12 +93,13 @@ def share_round_zero(source: dict, target: dict) -> None:
     """Copy round 0's generate-reports, self-evaluate and train folders, and the benchmark of its checkpoint (with
     the reports it judged), from one arm to the other."""
     from score.pipeline import EVALUATE, GENERATE, TRAIN
-    from score.store.layout import benchmark_dir, benchmark_reports_dir, round_label, stage_dir
+    from score.store.layout import benchmark_dir, benchmark_reports_dir, heldout_dir, round_label, stage_dir
 
     ws = workspace(source)
     folders = [stage_dir("{run}", 0, s.folder) for s in (GENERATE, EVALUATE, TRAIN)]
     folders += [benchmark_dir("{run}", round_label(0))]
     folders += [benchmark_reports_dir("{run}", label) for label in ("base", round_label(0))]
+    folders += [heldout_dir("{run}", label) for label in ("base", round_label(0))]
     with writing(target):  # the static arm's one writer, as its rounds are
         for folder in folders:
             src, dst = folder.format(run=source["run"]), folder.format(run=target["run"])

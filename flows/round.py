@@ -166,6 +166,30 @@ def benchmark_task(config: dict, checkpoint: str, force: bool = False) -> str | 
     return outcome.folder
 
 
+# retries 0: a failed measurement is rerun by rerunning the round (a finished one skips)
+@task(cache_policy=NO_CACHE, retries=0, task_run_name="heldout-{checkpoint}")
+def heldout_task(config: dict, checkpoint: str) -> str | State:
+    """The checkpoint's gold measures on the held-out queries (score.gold); Skipped when the query file holds none."""
+    from score.gold import HeldoutStats, evaluate_heldout
+
+    ws = workspace(config)
+    if not ws.heldout_queries:
+        return skipped(f"held-out gold of {checkpoint} (the query file has no held-out rows)", "")
+    outcome = evaluate_heldout(ws, checkpoint)
+    label, stats = outcome.manifest.label, outcome.manifest.stats_as(HeldoutStats)
+    if outcome.skipped:
+        return skipped(f"held-out gold of {label}", outcome.folder)
+    get_run_logger().info("held-out gold of %s: done · %s -> %s", label, key_values(vars(stats)), outcome.folder)
+    if label.startswith("round-"):
+        tracking(config).stage("heldout", int(label.removeprefix("round-")), vars(stats))
+    create_table_artifact(
+        key=artifact_key(ws.cfg.run, f"heldout-{label}"),
+        table=[{"stat": k, "value": str(v)} for k, v in vars(stats).items()],
+        description=f"{label} on {stats.queries} held-out queries, {stats.reports} reports: gold measures",
+    )
+    return outcome.folder
+
+
 STAGE_TASKS = {
     GENERATE.name: generate_reports,
     EVALUATE.name: self_evaluate,
@@ -205,12 +229,16 @@ def round_flow(
     """
     source, config = config, resolve_config(config, overrides)
     with writing(config), tagged(config, source, round_idx):  # one writer, and none between two stages
+        gold = config["data"]["heldout"] > 0
+        done = {"heldout-base": heldout_task(config, "base")} if gold and round_idx == 0 else {}
         parts = shards(GENERATE, config, round_idx, workers, force)
-        done = {"reports": generate_reports(config, round_idx, force=force, parts=parts)}
+        done["reports"] = generate_reports(config, round_idx, force=force, parts=parts)
         parts = shards(EVALUATE, config, round_idx, workers, force)
         done["evaluations"] = self_evaluate(config, round_idx, done["reports"], force=force, parts=parts)
         done["harness"] = harness_evolve(config, round_idx, done["evaluations"], force=force)
         done["checkpoint"] = train(config, round_idx, done["reports"], done["evaluations"], force=force)
+        if gold:  # the checkpoint's gold measures on the held-out queries (score.gold; no stage reads them)
+            done["heldout"] = heldout_task(config, round_label(round_idx))
         if config["benchmark"]["each_round"]:  # the held-out score round r+1's judge-hacking alarm reads
             done["benchmark"] = benchmark_task(config, round_label(round_idx))
         changed = not all(isinstance(x, State) and x.name == "Skipped" for x in done.values())

@@ -397,9 +397,10 @@ def ablate(
     set_: list[str] = SetOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
-    """SCORE vs the static-harness baseline, per seed on the same queries: the config's campaign (run RUN, or
-    RUN-seedS) and its twin with harness.mode static (RUN-static, or RUN-static-seedS); round 0 computed once and
-    shared; every round's checkpoint on the benchmark; one report with intervals over the seeds."""
+    """SCORE vs the static baseline, per seed on the same queries and trajectory ids: the config's campaign (run
+    RUN, or RUN-seedS) and its twin with the seed harness frozen and the base model judging (RUN-static, or
+    RUN-static-seedS); round 0 computed once and shared; every checkpoint measured on the held-out gold queries;
+    one report with intervals over the seeds. Rerun the same command to resume: finished stages are skipped."""
     _logging(verbose)
     try:
         from score.config import ConfigError

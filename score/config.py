@@ -152,14 +152,29 @@ class SearchConfig(Section):
 
 class DataConfig(Section):
     queries: str = Field(
-        "deepconsult", description="'deepconsult' (102 shipped DeepConsult queries, MIT) or a Parquet/JSONL/CSV file"
+        "wiki",
+        description="'wiki' (1,628 questions the shipped Wikipedia corpus answers, each joining two passages, with "
+        "gold passages and for a third a gold year; split train/held-out by title: score/datasets/wiki_queries.py), "
+        "'deepconsult' (102 DeepConsult business queries, MIT, no gold: for web search) or a Parquet/JSONL/CSV "
+        "file (optional columns split, gold_passage_ids, gold_answer: score/queries.py)",
     )
     id_column: str | None = Field(
-        None, description="column holding a unique query id; null numbers the rows (q0000, q0001, ...) in file order"
+        None,
+        description="column holding a unique query id; null: the column `id` if there is one, else the rows are "
+        "numbered (q0000, q0001, ...) in file order",
     )
     query_column: str = Field("query", min_length=1, description="column holding the query text")
     queries_per_round: int = Field(
-        4, ge=1, description="queries each round trains on, taken in turn from a seeded shuffle"
+        4, ge=1, description="queries each round trains on, taken in turn from a seeded shuffle of the train rows"
+    )
+    heldout: int = Field(
+        8,
+        ge=0,
+        description="held-out queries (split heldout, the first N in file order) every checkpoint researches after "
+        "its round, scored against their gold (score.gold: answer accuracy, gold recall; never a reward); 0: none",
+    )
+    heldout_samples: int = Field(
+        2, ge=1, description="trajectories per held-out query and checkpoint (same sampling seeds at every checkpoint)"
     )
 
 
@@ -466,6 +481,12 @@ class RulesConfig(Section):
     )
     max_probation_rounds: int = Field(3, ge=1, description="a candidate not admitted by then is retired")
     min_active: int = Field(3, ge=1, description="never retire below this many active dimensions")
+    known_word_share: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="a proposed dimension's description needs this share of known words (score.harness.words_gate)",
+    )
     depth_change: float = Field(
         0.05,
         ge=0,
@@ -514,6 +535,12 @@ class LLMControllerConfig(EndpointConfig):
 class HarnessConfig(Section):
     mode: Literal["rules", "static"] = Field(
         "rules", description="rules: the meta-harness evolves; static: the seed harness, frozen (the baseline)"
+    )
+    judge: Literal["policy", "base"] = Field(
+        "policy",
+        description="the weights that evaluate: policy (the previous round's checkpoint, shared with the solver: "
+        "SCORE) or base (the base model, frozen: the static arm of `score ablate`; training is unchanged, so the "
+        "arms spend equal compute)",
     )
     dimensions: list[DimensionSeed] = Field(default_factory=_seed_dimensions, description="the seed dimension pool")
     search_depth: int = Field(2, ge=0, description="claims per report the evaluator must check against evidence")

@@ -18,7 +18,8 @@ chance and how often on a planted effect). Every control is a lever some rule mo
     alarm        the in-loop reward rose while the held-out benchmark fell beyond its spread (judge hacking) ->
                  strictness + 1 and the last retired dimension back on probation
     proposals    new dimensions, retirements and control changes from the evaluator and the LLM controller, capped
-                 per source, each through a gate on the same statistic a rule reads
+                 per source, each through a gate on the same statistic a rule reads; a new dimension only when its
+                 name and description are known words related to the task (`words_gate`)
     search_hops  re-checking the same claims with more search moved their verdicts -> search_hops + 1
     strictness   fully valid reports crowd the top -> strictness + 1 (the evaluator's instructions)
 
@@ -115,6 +116,40 @@ class Alarm:
 
 
 @dataclass(frozen=True)
+class Vocabulary:
+    """What a proposed dimension's words are checked against (`words_gate`): `words`, every word of the corpus, the
+    queries and the seed harness (a name of known words is well formed); `task`, the content words of the queries
+    and of the seed dimensions' descriptions (a proposal sharing none is not about this task)."""
+
+    words: frozenset[str]
+    task: frozenset[str]
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words of letters.
+
+    >>> words_of("Source-diversity: 3 sources!")
+    ['source', 'diversity', 'sources']
+    """
+    return re.findall(r"[a-z]+", text.lower())
+
+
+STOPWORDS = frozenset(
+    "about above after again also among and another any are based been before being both but can could does doing "
+    "each either every from further have having into itself many more most much must only other over same should "
+    "some such than that their them then there these they this those through under until very were what when where "
+    "which while whom whose will with would your".split()
+)
+
+
+def vocabulary(corpus_texts, queries, descriptions) -> Vocabulary:
+    """The Vocabulary of a run from its corpus texts, query texts and the seed dimensions' descriptions."""
+    task = {w for t in (*queries, *descriptions) for w in words_of(t) if len(w) >= 4 and w not in STOPWORDS}
+    words = {w for t in (*corpus_texts, *queries, *descriptions) for w in words_of(t)}
+    return Vocabulary(frozenset(words), frozenset(task))
+
+
+@dataclass(frozen=True)
 class RoundSignals:
     """What the rules read about the round beyond per-dimension numbers."""
 
@@ -126,6 +161,7 @@ class RoundSignals:
     depth_high: float = 0.0
     proposals: tuple[Proposal, ...] = ()
     alarm: Alarm | None = None
+    vocabulary: Vocabulary | None = None  # what a proposed dimension's words are checked against (None: unchecked)
 
 
 @dataclass(frozen=True)
@@ -444,13 +480,53 @@ def _new_dimension(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundSigna
     dim_id = normalise_id(p.target)
     if not dim_id or dim_id in pool.dims or len(p.description) < 10:
         return False
+    nums: dict = {"source": p.source}
+    if rs.vocabulary is not None:
+        passed, counts, why = words_gate(dim_id, p.description, rs.vocabulary, pool.rules)
+        nums.update(counts)
+        if not passed:
+            pool.decisions.append(Decision("proposal", dim_id, "refused", nums, f"proposed by the {p.source}: {why}"))
+            return False
     pool.dims[dim_id] = Dimension(dim_id, p.description[:300], "proposed", "candidate", False, pool.round_idx)
     pool.decisions.append(
-        Decision(
-            "proposal", dim_id, "candidate", {"source": p.source}, f"proposed by the {p.source}: {p.description[:120]}"
-        )
+        Decision("proposal", dim_id, "candidate", nums, f"proposed by the {p.source}: {p.description[:120]}")
     )
     return True
+
+
+def words_gate(dim_id: str, description: str, vocab: Vocabulary, rules: RulesConfig) -> tuple[bool, dict, str]:
+    """A proposed dimension is admitted as a candidate only if (1) every word of its name (1 to 4 words of 3+
+    letters) is a known word, (2) at least rules.known_word_share of its description's words (4 or more) are, and
+    (3) a word of its name or description (4+ letters, not a stopword) is one of the task's (the queries', the seed
+    dimensions'). Returns whether it passed, the counts it rested on and the reason.
+
+    >>> v = vocabulary(["The history of the Celsius scale"], ["What connects Kelvin and Celsius?"], ["cites sources"])
+    >>> words_gate("celsius_history", "tells the history of the Celsius scale", v, RulesConfig())[0]
+    True
+    >>> words_gate("tchaumon_test", "Test of Tuque in Costa Brava", v, RulesConfig())[2]
+    "name word(s) not known: ['tchaumon', 'test']"
+    """
+    name = dim_id.split("_")
+    desc = words_of(description)
+    unknown_name = [w for w in name if len(w) < 3 or w not in vocab.words]
+    known = sum(w in vocab.words for w in desc)
+    related = sorted({w for w in name + desc if w in vocab.task})
+    nums = {
+        "name_words": len(name),
+        "name_unknown": len(unknown_name),
+        "description_words": len(desc),
+        "description_known": known,
+        "known_share_threshold": rules.known_word_share,
+        "task_words": len(related),
+    }
+    if not 1 <= len(name) <= 4 or unknown_name:
+        return False, nums, f"name word(s) not known: {unknown_name}" if unknown_name else "name of over 4 words"
+    if len(desc) < 4 or known < rules.known_word_share * len(desc):
+        return False, nums, f"description: {known} of {len(desc)} words known (needs 4+ words, share >= "
+        f"{rules.known_word_share})"
+    if not related:
+        return False, nums, "no word of its name or description is one of the task's (queries, seed dimensions)"
+    return True, {**nums, "related": related[:5]}, ""
 
 
 def _retirement(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundSignals, p: Proposal) -> bool:

@@ -38,7 +38,14 @@ from score.store.schemas import (
 from score.store.store import Store
 
 KEY_STATS = {  # the few statistics of a stage worth a glance; the rest is in the stage's own table
-    GENERATE.name: ("reports", "mean_tool_calls", "answer_rate", "cut_rate", "citing_share", "tokens_per_second"),
+    GENERATE.name: (
+        "reports",
+        "multi_call_share",
+        "gold_recall",
+        "answer_accuracy",
+        "citing_share",
+        "tokens_per_second",
+    ),
     EVALUATE.name: (
         "reward_mean",
         "saturation_rate",
@@ -126,6 +133,7 @@ def show_round(console: Console, store: Store, run: str, round_idx: int, stage: 
         if spec in shown:
             tables(console, store, stage_dir(run, round_idx, spec.folder))
     if GENERATE in shown:
+        _gold_table(console, store, run, round_idx)
         _sample(console, store, run, round_idx, EVALUATE.name in done)
     for s in states:
         if stage in (None, s.spec.name) and s.state != "done":
@@ -250,6 +258,37 @@ def _train_tables(console: Console, store: Store, folder: str) -> None:
                 )
             )
         )
+    console.print(t)
+
+
+GOLD_COLUMNS = (
+    ("reports", "reports"),
+    ("multi_call_share", "2+ calls"),
+    ("found_recall", "gold met"),
+    ("gold_recall", "gold cited"),
+    ("gold_precision", "cited that is gold"),
+    ("answer_correct", "answer accuracy"),
+    ("gold_score", "gold score"),
+    ("reward_mean", "in-loop reward"),
+    ("gap", "hacking gap"),
+    ("reward_all_gold_cited", "reward, all gold cited"),
+    ("reward_others", "reward, others"),
+)
+
+
+def _gold_table(console: Console, store: Store, run: str, round_idx: int) -> None:
+    """The round's gold measures (score.gold: measurement only, never a reward), when its queries have gold."""
+    from score.gold import round_gold
+
+    rows = round_gold(store, run, round_idx)
+    if not rows:
+        return
+    t = Table(title="gold (never a reward): hacking gap = in-loop reward - gold score, same reports")
+    t.add_column("reports of")
+    for _, label in GOLD_COLUMNS:
+        t.add_column(label)
+    for r in rows:
+        t.add_row(r["what"], *(_fmt(r.get(k)) for k, _ in GOLD_COLUMNS))
     console.print(t)
 
 

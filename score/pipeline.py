@@ -27,6 +27,7 @@ from score.store.schemas import (
     DIMENSION_STATS,
     EVALUATOR_REWARDS,
     EVIDENCE,
+    GOLD,
     HARNESS,
     JUDGEMENT_SPANS,
     PROBES,
@@ -41,7 +42,7 @@ from score.store.schemas import (
     SummaryRow,
 )
 
-Resource = Literal["queries", "corpus", "policy", "harness", "heldout"]
+Resource = Literal["queries", "corpus", "policy", "judge", "harness", "heldout"]  # judge: the weights evaluating
 REWARDS_SEAM = "rewards"  # the reads a reward source other than self-evaluate may supply (benchmarks/learning_check.py)
 
 
@@ -119,6 +120,11 @@ class GenerateStats:
     cut_rate: float = 0.0  # react: trajectories its budget ended before an answer
     tool_errors: int = 0  # react: malformed calls, unknown tools, missing sources, failed or empty searches
     mean_turns: float = 0.0  # react: model turns per trajectory
+    # gold measures of the round's reports (score.gold; null: the queries have no such gold), never a reward
+    found_recall: float | None = None  # gold passages among the sources met
+    gold_recall: float | None = None  # gold passages among the sources cited
+    gold_precision: float | None = None  # cited sources that are gold
+    answer_accuracy: float | None = None  # reports stating the gold answer, of queries with one
 
 
 @dataclass(frozen=True)
@@ -182,9 +188,18 @@ GENERATE = StageSpec(
     folder="generate",
     impl="score.stages.generate:run",
     stats=GenerateStats,
-    writes=(REPORTS,),
-    shards=Shards("score.stages.generate:shard", (REPORTS,), "generate.shards"),
-    config=("seed", "model", "search", "data", "generate"),
+    writes=(REPORTS, GOLD),
+    shards=Shards("score.stages.generate:shard", (REPORTS, GOLD), "generate.shards"),
+    config=(
+        "seed",
+        "model",
+        "search",
+        "data.queries",
+        "data.id_column",
+        "data.query_column",
+        "data.queries_per_round",
+        "generate",
+    ),  # not data.heldout*: the held-out measures (score.gold) are no input of the round
     uses=("queries", "corpus", "policy"),
 )
 
@@ -215,7 +230,7 @@ EVALUATE = StageSpec(
         "harness.rules.crowded_reward",
         "harness.rules.confidence",
     ),  # read by the statistics
-    uses=("corpus", "policy", "harness"),
+    uses=("corpus", "judge", "harness"),
     shards=Shards(
         "score.stages.evaluate:shard",
         (RUBRICS, EVIDENCE, CITATIONS, PROBES, SCORES, JUDGEMENT_SPANS),
@@ -231,7 +246,7 @@ EVOLVE = StageSpec(
     reads=(Read("self-evaluate", DIMENSION_STATS), Read("self-evaluate", SUMMARY), Read("self-evaluate", RUBRICS)),
     writes=(HARNESS, CONTROLS, DECISIONS),
     config=("seed", "harness"),
-    uses=("harness", "heldout"),
+    uses=("harness", "heldout", "queries", "corpus"),  # queries and corpus: the words proposals are checked against
 )
 
 TRAIN = StageSpec(

@@ -1,4 +1,9 @@
-"""Query sets: load a Parquet, JSONL or CSV file of (id, query) rows, strictly, and pick each round's share."""
+"""Query sets: load a Parquet, JSONL or CSV file of (id, query) rows, strictly, and pick each round's share.
+
+Optional columns: `split` (train | heldout: held-out rows are never trained on; score.gold measures every
+checkpoint on them), `gold_passage_ids` (the corpus passages a good answer cites: a list, or ids joined by "|")
+and `gold_answer` (a short answer a good report states). Gold feeds measurement only (score.gold), never a reward.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ import pandas as pd
 
 from score.config import DataConfig
 
-BUILTIN = {"deepconsult": Path(__file__).parent / "datasets" / "deepconsult_queries.csv"}
+DATA = Path(__file__).parent / "datasets"
+BUILTIN = {"wiki": DATA / "wiki_queries.jsonl", "deepconsult": DATA / "deepconsult_queries.csv"}
+SPLITS = ("train", "heldout")
 
 
 class QueryFileError(ValueError):
@@ -22,6 +29,20 @@ class QueryFileError(ValueError):
 class Query:
     id: str
     text: str
+    gold_ids: tuple[str, ...] = ()  # passages a good answer cites (empty: no gold)
+    gold_answer: str | None = None  # a short answer a good report states
+
+
+@dataclass(frozen=True)
+class QuerySet:
+    """A query file's rows: those trained on, and those held out (its `split` column; none without it)."""
+
+    train: list[Query]
+    heldout: list[Query]
+
+    @property
+    def has_gold(self) -> bool:
+        return any(q.gold_ids or q.gold_answer for q in self.train + self.heldout)
 
 
 def queries_path(cfg: DataConfig) -> Path:
@@ -29,10 +50,17 @@ def queries_path(cfg: DataConfig) -> Path:
 
 
 def load_queries(cfg: DataConfig) -> list[Query]:
+    """The queries trained on (all rows, or the `train` rows of a file with a `split` column)."""
+    return load_query_set(cfg).train
+
+
+def load_query_set(cfg: DataConfig) -> QuerySet:
+    """Every row of the query file, checked: ids unique, texts present, splits known, no held-out query trained on."""
     path = queries_path(cfg)
     if not path.exists():
         raise QueryFileError(
-            f"queries file {path} does not exist; set data.queries to a Parquet, JSONL or CSV file or to 'deepconsult'"
+            f"queries file {path} does not exist; set data.queries to a Parquet, JSONL or CSV file, 'wiki' or "
+            "'deepconsult'"
         )
     if not path.is_file():
         raise QueryFileError(f"queries file {path} is not a file; set data.queries to a Parquet, JSONL or CSV file")
@@ -52,14 +80,64 @@ def load_queries(cfg: DataConfig) -> list[Query]:
         raise QueryFileError(
             f"queries file {path}: row(s) {blank[:5]} have an empty or missing query; remove or fill them"
         )
-    ids = [str(x) for x in frame[cfg.id_column]] if cfg.id_column else [f"q{i:04d}" for i in range(len(frame))]
+    id_column = cfg.id_column or ("id" if "id" in frame.columns else None)
+    ids = [str(x) for x in frame[id_column]] if id_column else [f"q{i:04d}" for i in range(len(frame))]
     seen: set[str] = set()
     dupes = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
     if dupes:
         raise QueryFileError(
-            f"queries file {path}: duplicate id(s) {dupes[:5]}; every query needs a unique {cfg.id_column!r}"
+            f"queries file {path}: duplicate id(s) {dupes[:5]}; every query needs a unique {id_column!r}"
         )
-    return [Query(i, t.strip()) for i, t in zip(ids, texts)]
+    queries = [Query(i, t.strip(), *_gold(frame, n, path)) for n, (i, t) in enumerate(zip(ids, texts))]
+    return _split(frame, queries, path)
+
+
+def _gold(frame: pd.DataFrame, n: int, path: Path) -> tuple[tuple[str, ...], str | None]:
+    """Row n's gold passage ids and gold answer (empty and None where the file has no such column or cell)."""
+    ids = frame["gold_passage_ids"].iloc[n] if "gold_passage_ids" in frame.columns else None
+    answer = frame["gold_answer"].iloc[n] if "gold_answer" in frame.columns else None
+    if isinstance(ids, str):
+        ids = [x.strip() for x in ids.split("|") if x.strip()]
+    if ids is None or (not isinstance(ids, (list, tuple)) and pd.isna(ids)):
+        ids = []
+    if not isinstance(ids, (list, tuple)) and not hasattr(ids, "tolist"):
+        raise QueryFileError(
+            f"queries file {path}, row {n}: gold_passage_ids is {type(ids).__name__}; give a list of passage ids "
+            'or ids joined by "|"'
+        )
+    answer = None if answer is None or (not isinstance(answer, str) and pd.isna(answer)) else str(answer).strip()
+    return tuple(str(x) for x in list(ids)), answer or None
+
+
+def _split(frame: pd.DataFrame, queries: list[Query], path: Path) -> QuerySet:
+    if "split" not in frame.columns:
+        return QuerySet(queries, [])
+    splits = [str(s) for s in frame["split"]]
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown:
+        raise QueryFileError(f"queries file {path}: split value(s) {unknown[:3]}; use train or heldout")
+    train = [q for q, s in zip(queries, splits) if s == "train"]
+    heldout = [q for q, s in zip(queries, splits) if s == "heldout"]
+    if not train:
+        raise QueryFileError(f"queries file {path} has no row with split train; at least one query must train")
+    leaked = sorted({q.text for q in train} & {q.text for q in heldout})
+    if leaked:
+        raise QueryFileError(
+            f"queries file {path}: held-out quer(ies) also in training: {leaked[0][:80]!r}; a held-out query must "
+            "never be trained on: remove it from one split"
+        )
+    return QuerySet(train, heldout)
+
+
+def check_gold_ids(queries: QuerySet, corpus_ids: set[str], path: Path) -> None:
+    """Every gold passage id is in the corpus searched (else gold recall could never be earned): raises naming it."""
+    for q in queries.train + queries.heldout:
+        missing = [i for i in q.gold_ids if i not in corpus_ids]
+        if missing:
+            raise QueryFileError(
+                f"queries file {path}: query {q.id} has gold passage id {missing[0]!r}, which the corpus does not "
+                "hold; fix the id, or search the corpus the queries were built from (search.corpus)"
+            )
 
 
 def read_rows(path: Path) -> pd.DataFrame:

@@ -14,12 +14,16 @@ and writes PNGs plus an `index.html` that embeds them:
 Every plot has labelled axes and one legend holding every series drawn, twin axes included (`figure`).
     benchmark.png    the benchmark score of each round's checkpoint (`score eval`, held out), with its spread over judge
                      runs, beside the in-loop solver reward (red): the judge-hacking alarm's two sides
+    heldout.png      each checkpoint's held-out gold answer accuracy and gold recall (score.gold; round -1: base)
+    hacking.png      the hacking gap (in-loop reward - gold score, same reports) and the flat groups at zero and top
 
 With a baseline (for example the static-harness run of `score ablate`) its curves share the axes, dashed, and
 `ablation.md` (also in index.html, and printed by `score report`) holds per round and arm, over the seeds of each
-(the run and its siblings `RUN-seedN`, as `score ablate --seeds` names them): saturation rate, solver reward spread,
-the evaluator's probe detection on the round's fresh reports, the benchmark score, and what the harness changed
-(active dimensions, search depth and hops, criteria, strictness, alarms), each as the mean and its 95% t interval.
+(the run and its siblings `RUN-seedN`, as `score ablate --seeds` names them): the held-out gold (answer accuracy, gold
+recall, 2+-call share), the hacking gap, flat groups at the top and at zero, solver samples trained, saturation rate,
+solver reward spread, the evaluator's probe detection on the round's fresh reports, the benchmark score (when
+measured), and what the harness changed (active dimensions, search depth and hops, criteria, strictness, alarms),
+each as the mean and its 95% t interval; the gold plots are drawn over the seeds too.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from score.gold import round_gold
 from score.intervals import mean_interval
 from score.models.embedded import cache_root
 from score.pipeline import EVALUATE, EVOLVE, TRAIN, EvolveStats, TrainStats
@@ -51,6 +56,9 @@ class RunSeries:
     train: dict[int, TrainStats] = field(default_factory=dict)  # round -> train statistics
     benchmark: dict[int, BenchmarkStats] = field(default_factory=dict)  # round -> benchmark score of its checkpoint
     evolve: dict[int, EvolveStats] = field(default_factory=dict)  # round -> the harness its harness-evolve wrote
+    heldout: dict[int, dict] = field(default_factory=dict)  # round -> its checkpoint's held-out gold (-1: base)
+    gold: dict[int, dict] = field(default_factory=dict)  # round -> its training reports' gold, with the hacking gap
+    seeds: list[RunSeries] = field(default_factory=list)  # an ablation arm: the series of each of its seeds
 
 
 def load_series(store: Store, run: str) -> RunSeries:
@@ -79,7 +87,17 @@ def load_series(store: Store, run: str) -> RunSeries:
         bench = store.read_manifest(benchmark_dir(run, round_label(r)))
         if bench is not None:
             s.benchmark[r] = bench.stats_as(BenchmarkStats)
+        _load_gold(store, s, r)
     return s
+
+
+def _load_gold(store: Store, s: RunSeries, r: int) -> None:
+    """Round r's gold (score.gold): its training reports' measures and hacking gap, its checkpoint's held-out ones."""
+    for row in round_gold(store, s.run, r):
+        if row["what"] == "training reports":
+            s.gold[r] = row
+        else:
+            s.heldout[-1 if row["what"].endswith("base") else r] = row
 
 
 def plots_into_store(store: Store, run: str, baseline: str | None = None) -> tuple[str, list[Path]]:
@@ -100,6 +118,9 @@ def write_report(store: Store, run: str, out: Path, baseline: str | None = None)
     plt = _pyplot()
 
     runs = [load_series(store, run)] + ([load_series(store, baseline)] if baseline else [])
+    if baseline:  # an ablation: each arm's seeds, for the plots drawn over them
+        for s in runs:
+            s.seeds = [load_series(store, name) for name in seed_group(store, s.run)]
     if not runs[0].rounds:
         raise ArtifactError(f"run {run!r} has no finished self-evaluate yet; nothing to plot")
     out.mkdir(parents=True, exist_ok=True)
@@ -150,6 +171,13 @@ def seed_group(store: Store, run: str) -> list[str]:
 
 
 ABLATION_METRICS = {  # column -> what it reads from one run's round (None: not there)
+    "held-out answer accuracy": lambda s, r: s.heldout.get(r, {}).get("answer_correct"),
+    "held-out gold recall": lambda s, r: s.heldout.get(r, {}).get("gold_recall"),
+    "held-out 2+ calls": lambda s, r: s.heldout.get(r, {}).get("multi_call_share"),
+    "hacking gap": lambda s, r: s.gold.get(r, {}).get("gap"),
+    "flat at top": lambda s, r: _summary_of(s, r, "flat_at_top"),
+    "flat at zero": lambda s, r: _summary_of(s, r, "flat_at_zero"),
+    "solver samples": lambda s, r: s.train[r].solver_samples if r in s.train else None,
     "saturation": lambda s, r: _summary_of(s, r, "saturation_rate"),
     "reward spread": lambda s, r: _summary_of(s, r, "reward_spread"),
     "probe detection": lambda s, r: _summary_of(s, r, "detection"),
@@ -164,7 +192,7 @@ ABLATION_METRICS = {  # column -> what it reads from one run's round (None: not 
 
 
 def _summary_of(s: RunSeries, r: int, key: str) -> float | None:
-    return s.summary[s.rounds.index(r)][key] if r in s.rounds else None
+    return s.summary[s.rounds.index(r)].get(key) if r in s.rounds else None
 
 
 def ablation_table(store: Store, run: str, baseline: str) -> str:
@@ -172,12 +200,16 @@ def ablation_table(store: Store, run: str, baseline: str) -> str:
     harness columns are what round r's harness-evolve wrote, i.e. what round r+1 runs under)."""
     arms = {name: [load_series(store, r) for r in seed_group(store, name)] for name in (run, baseline)}
     rounds = sorted({r for group in arms.values() for s in group for r in s.rounds})
+    if any(-1 in s.heldout for group in arms.values() for s in group):
+        rounds = [-1, *rounds]  # the base weights on the held-out queries: where both arms start
     head = "| round | arm | seeds | " + " | ".join(ABLATION_METRICS) + " |"
     lines = [head, "|" + "---|" * (3 + len(ABLATION_METRICS))]
     for r in rounds:
         for name, group in arms.items():
             cells = [_cell([v for s in group if (v := read(s, r)) is not None]) for read in ABLATION_METRICS.values()]
-            lines.append(f"| {r} | {name} | {sum(r in s.rounds for s in group)} | " + " | ".join(cells) + " |")
+            seeds = sum(any(read(s, r) is not None for read in ABLATION_METRICS.values()) for s in group)
+            label = "base" if r == -1 else r
+            lines.append(f"| {label} | {name} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -348,6 +380,45 @@ def _plot_benchmark(ax, runs: list[RunSeries]) -> None:
     ax.set_ylabel("score (bars: std over judge runs)")
 
 
+def _over_seeds(s: RunSeries, read) -> tuple[list[int], list[float], list[float]]:
+    """Per round: the mean over the arm's seeds (`s.seeds`, or the run alone) of `read(series, round)`, and the
+    half-width of its 95% t interval (0 with one seed)."""
+    group = s.seeds or [s]
+    rounds = sorted({r for g in group for r in (*g.heldout, *g.gold, *g.rounds)})
+    xs, means, errs = [], [], []
+    for r in rounds:
+        values = [v for g in group if (v := read(g, r)) is not None]
+        if values:
+            mean, low, high = mean_interval([float(v) for v in values])
+            xs, means, errs = xs + [r], means + [mean], errs + [(high - low) / 2 if math.isfinite(low) else 0.0]
+    return xs, means, errs
+
+
+def _plot_over_seeds(ax, runs: list[RunSeries], series: dict[str, object]) -> None:
+    for i, s in enumerate(runs):
+        for j, (name, read) in enumerate(series.items()):
+            xs, means, errs = _over_seeds(s, read)
+            if xs:
+                n = len(s.seeds) or 1
+                ax.errorbar(
+                    xs, means, yerr=errs, capsize=3, color=f"C{j}", label=f"{s.run}: {name} ({n} seed(s))", **_style(i)
+                )
+
+
+def _plot_heldout(ax, runs: list[RunSeries]) -> None:
+    _plot_over_seeds(ax, runs, {m: ABLATION_METRICS[m] for m in ("held-out answer accuracy", "held-out gold recall")})
+    ax.set_xticks(sorted({r for s in runs for g in (s.seeds or [s]) for r in g.heldout}) or [0])
+    ax.set_title("held-out gold, each round's checkpoint (round -1: base); bars: 95% t over seeds", fontsize=9)
+    ax.set_ylabel("share (gold: never a reward)")
+
+
+def _plot_hacking(ax, runs: list[RunSeries]) -> None:
+    _plot_over_seeds(ax, runs, {m: ABLATION_METRICS[m] for m in ("hacking gap", "flat at top", "flat at zero")})
+    ax.axhline(0.0, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_title("in-loop reward - gold score (same reports), and flat groups; bars: 95% t over seeds", fontsize=9)
+    ax.set_ylabel("reward units / share of queries")
+
+
 PLOTS = {  # file stem -> what draws it
     "reward": _plot_reward,
     "saturation": _plot_saturation,
@@ -356,6 +427,8 @@ PLOTS = {  # file stem -> what draws it
     "search": _plot_search,
     "train": _plot_train,
     "benchmark": _plot_benchmark,
+    "heldout": _plot_heldout,
+    "hacking": _plot_hacking,
 }
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
-from score.checkpoints import Policy
+from score.checkpoints import Policy, base_policy
 from score.config import ConfigView
 from score.history import alarm_for_round, harness_for_round, policy_for_round
 from score.pipeline import REWARDS_SEAM, StageSpec, derive_seed, stage
@@ -118,6 +118,11 @@ class StageContext:
         return self._resource("policy")
 
     @property
+    def judge(self) -> Policy:
+        """The weights that evaluate: the policy, or the base model frozen (harness.judge: base)."""
+        return self._resource("judge")
+
+    @property
     def harness(self) -> Harness:
         return self._resource("harness")
 
@@ -143,8 +148,11 @@ def _resources(ws: Workspace, spec: StageSpec, round_idx: int) -> tuple[dict[str
             values[name], fingerprints[name] = ws.queries, ws.queries_fingerprint
         elif name == "corpus":
             values[name], fingerprints[name] = ws.search, ws.search.fingerprint
-        elif name == "policy":
+        elif name == "policy" or (name == "judge" and ws.cfg.harness.judge == "policy"):
             values[name] = policy_for_round(ws, round_idx)
+            fingerprints[name] = values[name].fingerprint
+        elif name == "judge":  # harness.judge base: frozen, whatever the round (the static arm of score ablate)
+            values[name] = base_policy(ws.cfg.model)
             fingerprints[name] = values[name].fingerprint
         elif name == "harness":
             values[name], fingerprints[name] = harness_for_round(ws, round_idx)

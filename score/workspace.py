@@ -7,6 +7,7 @@ process builds each once. Nothing here is global: a Workspace is made from a con
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -15,9 +16,11 @@ from score.checkpoints import Policy, base_policy
 from score.config import RunConfig
 from score.models import Backend, check_target_modules, linear_layers, load_backend, model_folder
 from score.models.embedded import EMBEDDED_NAME, cache_root
-from score.queries import Query, load_queries, queries_path
+from score.queries import Query, QuerySet, check_gold_ids, load_query_set, queries_path
 from score.search.base import SearchBackend
 from score.store.store import Store, file_sha256
+
+log = logging.getLogger(__name__)
 
 
 class Workspace:
@@ -34,8 +37,28 @@ class Workspace:
         self._backends: dict[str | None, Backend] = {}
 
     @cached_property
+    def query_set(self) -> QuerySet:
+        """The query file's train and held-out rows; with the bm25 corpus, every gold passage id checked in it."""
+        queries = load_query_set(self.cfg.data)
+        if self.cfg.search.backend == "bm25" and queries.has_gold:
+            import pyarrow.parquet as pq
+
+            self.preflight_corpus()  # a missing or malformed corpus file is named as such first
+            ids = set(pq.read_table(self.corpus_path, columns=["id"]).column("id").to_pylist())
+            check_gold_ids(queries, ids, queries_path(self.cfg.data))
+        if not queries.has_gold:
+            log.info("%s has no gold columns: gold measures are absent", queries_path(self.cfg.data))
+        return queries
+
+    @property
     def queries(self) -> list[Query]:
-        return load_queries(self.cfg.data)
+        """The queries trained on."""
+        return self.query_set.train
+
+    @property
+    def heldout_queries(self) -> list[Query]:
+        """The held-out queries every checkpoint is measured on (data.heldout of them; score.gold)."""
+        return self.query_set.heldout[: self.cfg.data.heldout]
 
     @cached_property
     def queries_fingerprint(self) -> str:

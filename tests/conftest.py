@@ -54,8 +54,8 @@ class ToyBackend:
             elif "grading rubric" in p:  # continues the prefilled '{"weights": {'
                 text = (
                     '"comprehensiveness": 0.5, "readability": 0.5}, "criteria": {"comprehensiveness": '
-                    '["Covers solar, wind and storage."]}, "new_dimension": {"name": "Source diversity", '
-                    '"description": "draws on several independent sources"}}'
+                    '["Covers solar, wind and storage."]}, "new_dimension": {"name": "Grid storage", '
+                    '"description": "covers battery storage for the grid"}}'
                 )
             else:
                 text = (
@@ -134,6 +134,16 @@ def _toy_turn(context: str) -> str:
     )
 
 
+TOY_QUERIES = [  # questions the toy corpus answers, with gold: four trained on, two held out
+    ("t0", "train", "What connects solar power and battery storage?", ["p1", "p3"], None),
+    ("t1", "train", "How did wind power output change, and in what year?", ["p2"], "2021"),
+    ("t2", "train", "What connects wind turbines and the grid?", ["p2", "p3"], None),
+    ("t3", "train", "Is opera a form of theatre?", ["p4"], None),
+    ("h0", "heldout", "In what year did wind power output double?", ["p2"], "2021"),
+    ("h1", "heldout", "What connects solar panels and electricity?", ["p1"], None),
+]
+
+
 @pytest.fixture
 def toy_corpus(tmp_path: Path) -> Path:
     rows = [
@@ -154,17 +164,33 @@ def toy_corpus(tmp_path: Path) -> Path:
     ]
     table = pa.Table.from_pylist([dict(zip(CORPUS_SCHEMA.names, r)) for r in rows], schema=CORPUS_SCHEMA)
     path = tmp_path / "corpus.parquet"
+    import json
+
     import pyarrow.parquet as pq
 
     pq.write_table(table, path)
+    keys = ("id", "split", "query", "gold_passage_ids", "gold_answer")  # and its queries beside it (toy_queries)
+    (tmp_path / "queries.jsonl").write_text("".join(json.dumps(dict(zip(keys, q))) + "\n" for q in TOY_QUERIES))
     return path
 
 
 @pytest.fixture
-def toy_config(tmp_path: Path, toy_corpus: Path) -> RunConfig:
+def toy_queries(toy_corpus: Path) -> Path:
+    """TOY_QUERIES, written beside the toy corpus (as `queries.jsonl`, which toy_corpus writes)."""
+    return toy_corpus.parent / "queries.jsonl"
+
+
+@pytest.fixture
+def toy_config(tmp_path: Path, toy_corpus: Path, toy_queries: Path) -> RunConfig:
     return load_config(
         ROOT / "configs" / "ci.yaml",
-        [f"store.root={tmp_path / 'store'}", f"search.corpus={toy_corpus}", "run=toy", "generate.report_tokens=400"],
+        [
+            f"store.root={tmp_path / 'store'}",
+            f"search.corpus={toy_corpus}",
+            f"data.queries={toy_queries}",
+            "run=toy",
+            "generate.report_tokens=400",
+        ],
     )
 
 

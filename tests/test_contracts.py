@@ -64,7 +64,14 @@ def test_a_stage_reading_config_it_does_not_declare_fails(toy_workspace, name, r
 
 def _workspace(base: Path, corpus: Path, *overrides: str) -> Workspace:
     cfg = load_config(
-        ROOT / "configs" / "ci.yaml", [f"store.root={base}", f"search.corpus={corpus}", "run=toy", *overrides]
+        ROOT / "configs" / "ci.yaml",
+        [
+            f"store.root={base}",
+            f"search.corpus={corpus}",
+            f"data.queries={corpus.parent / 'queries.jsonl'}",
+            "run=toy",
+            *overrides,
+        ],
     )
     return Workspace(cfg, cache=base.parent / "cache", make_backend=ToyBackend)
 

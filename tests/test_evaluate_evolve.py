@@ -21,7 +21,7 @@ def test_evaluate_writes_every_artifact_with_consistent_rows(toy_workspace):
     rubrics = read("rubrics.parquet")
     assert len(rubrics) == Q * J and {r["status"] for r in rubrics} == {"repaired"}  # readability had no criterion
     assert all(abs(sum(w["weight"] for w in r["weights"]) - 1) < 1e-6 for r in rubrics)
-    assert rubrics[0]["proposal_name"] == "Source diversity"
+    assert rubrics[0]["proposal_name"] == "Grid storage"
     scores = read("scores.parquet")
     originals = [s for s in scores if not s["probe_kind"]]
     # every report x every criterion of every rubric x 2 passes (5 active + 1 shadow dimension, 1 criterion each)
@@ -163,14 +163,14 @@ def test_second_round_evaluates_under_the_first_rounds_harness(toy_workspace):
     ws = toy_workspace
     run_round(ws, 0)
     harness0 = ws.store.read_table(stage_folder(ws, "harness-evolve", 0), "harness.parquet").to_pylist()
-    assert {d["id"]: d["status"] for d in harness0}["source_diversity"] == "candidate"  # the proposal, on probation
+    assert {d["id"]: d["status"] for d in harness0}["grid_storage"] == "candidate"  # the proposal, on probation
     decisions = ws.store.read_table(stage_folder(ws, "harness-evolve", 0), "decisions.parquet").to_pylist()
     assert any(d["rule"] == "proposal" for d in decisions) and all(d["reason"] for d in decisions)
     run_round(ws, 1)
     rubrics = ws.store.read_table(stage_folder(ws, "self-evaluate", 1), "rubrics.parquet").to_pylist()
     assert {r["harness_version"] for r in rubrics} == {0}
     shadow = {c["dimension"] for c in rubrics[0]["criteria"] if c["shadow"]}
-    assert "source_diversity" in shadow
+    assert "grid_storage" in shadow
 
 
 def test_evaluate_refuses_an_unfinished_generate(toy_workspace):

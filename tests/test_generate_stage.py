@@ -82,7 +82,7 @@ def test_a_folder_without_manifest_is_redone_from_scratch(toy_workspace, tmp_pat
     pq.write_table(pa.table({"x": [1]}), local / "reports.parquet")  # a stale file of another shape
     out = run_stage(toy_workspace, "generate-reports", 0)
     assert not out.skipped
-    assert sorted(p.name for p in local.iterdir()) == ["_manifest.json", "reports.parquet"]
+    assert sorted(p.name for p in local.iterdir()) == ["_manifest.json", "gold.parquet", "reports.parquet"]
 
 
 def test_a_forced_rerun_invalidates_downstream_only_when_its_outputs_change(toy_workspace):

@@ -6,7 +6,17 @@ from dataclasses import replace
 import pytest
 
 from score.config import HarnessConfig, RulesConfig
-from score.harness import Alarm, DimensionStats, Proposal, RoundSignals, evolve, from_rows, seed_harness, to_rows
+from score.harness import (
+    Alarm,
+    DimensionStats,
+    Proposal,
+    RoundSignals,
+    evolve,
+    from_rows,
+    seed_harness,
+    to_rows,
+    vocabulary,
+)
 from score.intervals import correlation_interval, wilson
 
 RULES = RulesConfig()
@@ -130,6 +140,20 @@ def test_redundancy_retires_the_dimension_that_spreads_less_when_the_bound_clear
     s["insight"] = healthy("insight", spread=0.4, partners=(("comprehensiveness", r, 6),))
     s["comprehensiveness"] = healthy("comprehensiveness", spread=0.9, partners=(("insight", r, 6),))
     assert evolve(h, s, QUIET, RULES, 0)[1] == []
+
+
+def test_redundancy_never_retires_below_the_floor_of_active_dimensions():
+    h = seed_harness(HarnessConfig())
+    ids = [d.id for d in h.active]
+    assert len(ids) > RULES.min_active  # else there would be nothing to test
+    everyone = {
+        a: healthy(a, spread=0.5 + i / 10, partners=tuple((b, 0.99, 40) for b in ids if b != a))
+        for i, a in enumerate(ids)
+    }  # every pair surely redundant: the halo of a judge
+    new, decisions = evolve(h, stats_for(h, **everyone), QUIET, RULES, 0)
+    assert sum(s == "active" for s in statuses(new).values()) == RULES.min_active
+    assert {d.rule for d in decisions} == {"redundancy"} and len(decisions) == len(ids) - RULES.min_active
+    assert all(d.numbers["n"] == 40 and d.numbers["low"] >= RULES.redundant_corr for d in decisions)
 
 
 def test_redundancy_looks_past_a_candidate_partner_to_an_active_one():
@@ -267,6 +291,32 @@ def test_proposals_are_capped_per_source_so_neither_starves_the_other():
     new, decisions = evolve(h, stats_for(h), RoundSignals(proposals=proposals), RULES, 0)
     assert statuses(new)["timeliness"] == statuses(new)["source_diversity"] == "candidate"
     assert "depth_of_data" not in statuses(new) and [d.rule for d in decisions] == ["proposal", "proposal"]
+
+
+def test_a_gibberish_or_unrelated_proposal_is_refused_with_the_counts_it_rested_on():
+    h = seed_harness(HarnessConfig())
+    vocab = vocabulary(
+        ["Kelvin is the base unit of temperature.", "Costa Brava is a coastal region of Catalonia."],
+        ["What connects Kelvin and Celsius? Research both and explain the link, citing your sources."],
+        [f"{d.id} {d.description}" for d in HarnessConfig().dimensions],
+    )
+    proposals = (
+        Proposal("dimension", "tchaumon_mon_calamita_test", "Test of Tuque in Costa Brava", "evaluator"),
+        Proposal("dimension", "coastal_region", "Costa Brava is a coastal region of Catalonia", "evaluator"),
+        Proposal(
+            "dimension", "unit_sources", "explain the link between Kelvin and the base unit of temperature", "evaluator"
+        ),
+    )
+    new, decisions = evolve(h, stats_for(h), RoundSignals(proposals=proposals, vocabulary=vocab), RULES, 0)
+    assert [(d.target, d.action) for d in decisions] == [
+        ("tchaumon_mon_calamita_test", "refused"),  # words no text of the run holds
+        ("coastal_region", "refused"),  # known words, nothing about the task
+        ("unit_sources", "candidate"),
+    ]
+    gibberish, unrelated, admitted = decisions
+    assert gibberish.numbers["name_unknown"] == 4 and "not known" in gibberish.reason
+    assert unrelated.numbers["task_words"] == 0 and admitted.numbers["task_words"] >= 1
+    assert "tchaumon_mon_calamita_test" not in statuses(new) and statuses(new)["unit_sources"] == "candidate"
 
 
 def test_a_proposed_retirement_or_control_change_passes_only_where_its_statistic_points_that_way():

@@ -36,6 +36,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "score.search",
             "score.prompts",
             "score.queries",
+            "score.datasets",
             "score.tracking",
             "score.trainer",
             "score.serve",
@@ -52,7 +53,10 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "score.runner",
         ),
     ),
-    ("roles: the solver and the evaluator as libraries", ("score.solver", "score.evaluator")),
+    (
+        "roles: the solver and the evaluator as libraries; gold measures",
+        ("score.solver", "score.evaluator", "score.gold"),
+    ),
     ("stages: thin shells over the roles", ("score.stages",)),
     (
         "applications: eval, judge, report, inspect, the CLI",

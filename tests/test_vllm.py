@@ -252,7 +252,13 @@ def test_the_generate_stage_runs_on_vllm(toy_corpus, tmp_path, tiny_model, agent
 
     cfg = load_config(
         ROOT / "configs" / "ci.yaml",
-        [f"store.root={tmp_path / 'store'}", f"search.corpus={toy_corpus}", "run=vllm", "generate.report_tokens=32"]
+        [
+            f"store.root={tmp_path / 'store'}",
+            f"search.corpus={toy_corpus}",
+            f"data.queries={toy_corpus.parent / 'queries.jsonl'}",
+            "run=vllm",
+            "generate.report_tokens=32",
+        ]
         + [f"generate.agent={agent}"],
     )
     # RunConfig refuses model.backend vllm with model.device cpu (written when vLLM meant a GPU), so the

@@ -139,6 +139,7 @@ class _Tallies:
     solver_rows: list[dict] = field(default_factory=list)
     evaluator_rows: list[dict] = field(default_factory=list)
     stds: list[float] = field(default_factory=list)
+    means: list[float] = field(default_factory=list)  # per query, beside stds
     columns: list[tuple[float, float]] = field(default_factory=list)  # per judgement column: (consistency, std)
     detected: _Pairs = field(default_factory=_Pairs)  # distinct probed reports: original vs copy, mapped dimensions
     judgements: list[int] = field(default_factory=lambda: [0, 0, 0])  # [judgements, unparsable, items cut]
@@ -207,6 +208,7 @@ def _solver_rewards(cfg, q: str, group: list[dict], rubs: list[Rubric], cells: d
     rewards = solver_rewards(valid, values)
     mean, std = sum(rewards) / len(rewards), group_std(rewards)
     t.stds.append(std)
+    t.means.append(mean)
     for r, v, val, rew in zip(group, valid, values, rewards):
         t.solver_rows.append(
             {
@@ -342,6 +344,14 @@ def reward_judgements(rows: list[dict], passes: int, rw, damaged: dict[str, list
             r["reward"] = rw.unparsable_judgement
 
 
+FLAT_ZERO = 0.05  # a flat group whose mean reward is at most this earns nothing: nothing met the gate
+
+
+def _flat_share(t: _Tallies, flat: float, where) -> float:
+    """Share of queries whose solver rewards are flat and whose mean satisfies `where` (at zero, at the top)."""
+    return sum(s <= flat and where(m) for s, m in zip(t.stds, t.means)) / len(t.stds)
+
+
 def _summary(cfg, t: _Tallies, rubrics: dict[str, list[Rubric]], evidence_rows: list[dict], harness: Harness) -> dict:
     """The round's summary row (summary.parquet)."""
     all_rewards = [r["reward"] for r in t.solver_rows]
@@ -355,6 +365,8 @@ def _summary(cfg, t: _Tallies, rubrics: dict[str, list[Rubric]], evidence_rows: 
         "harness_version": harness.version,
         "reports": len(t.solver_rows),
         "saturation_rate": sum(s <= cfg.reward.flat_spread for s in t.stds) / len(t.stds),  # flat, as train counts
+        "flat_at_zero": _flat_share(t, cfg.reward.flat_spread, lambda m: m <= FLAT_ZERO),
+        "flat_at_top": _flat_share(t, cfg.reward.flat_spread, lambda m: m >= crowded),
         "reward_mean": sum(all_rewards) / len(all_rewards),
         "reward_spread": sum(t.stds) / len(t.stds),
         "valid_share": len(valid) / len(all_rewards),

@@ -93,4 +93,4 @@ def _from_shards(ctx: StageContext, reports: list[dict]) -> Judged:
 
 
 def _evaluation(ctx: StageContext) -> Evaluation:
-    return Evaluation(ctx.ws, ctx.ws.backend(ctx.policy), ctx.harness, ctx.seed, ctx.round)
+    return Evaluation(ctx.ws, ctx.ws.backend(ctx.judge), ctx.harness, ctx.seed, ctx.round)

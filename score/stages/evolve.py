@@ -19,10 +19,20 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from score.controller import propose
-from score.harness import Decision, DimensionStats, Harness, Proposal, RoundSignals, evolve, to_rows
+from score.harness import (
+    Decision,
+    DimensionStats,
+    Harness,
+    Proposal,
+    RoundSignals,
+    Vocabulary,
+    evolve,
+    to_rows,
+    vocabulary,
+)
 from score.models.openai_client import ChatClient
 from score.pipeline import EvolveStats
 from score.runner import StageContext
@@ -44,9 +54,8 @@ def run(ctx: StageContext) -> EvolveStats:
     )
     if cfg.harness.llm_controller.enabled and cfg.harness.mode == "rules":
         proposals += _llm_proposals(ctx, summary, dim_rows)
-    new, decisions = evolve(
-        harness, stats, round_stats(summary, proposals, ctx.alarm), cfg.harness.rules, ctx.round, cfg.harness.mode
-    )
+    signals = replace(round_stats(summary, proposals, ctx.alarm), vocabulary=_vocabulary(ctx))
+    new, decisions = evolve(harness, stats, signals, cfg.harness.rules, ctx.round, cfg.harness.mode)
     _write(ctx, new, decisions)
     for d in decisions:
         log.info("round %d harness: %s %s -> %s (%s)", ctx.round, d.rule, d.target, d.action, d.reason)
@@ -59,6 +68,14 @@ def run(ctx: StageContext) -> EvolveStats:
         alarms=sum(d.rule == "alarm" and d.action == "flag" for d in decisions),
         **asdict(new.controls),
     )
+
+
+def _vocabulary(ctx: StageContext) -> Vocabulary:
+    """The words a proposed dimension is checked against: the corpus (bm25; none with web search), the training
+    queries and the seed dimensions' descriptions."""
+    corpus = getattr(ctx.search, "texts", [])
+    seeds = [f"{d.id.replace('_', ' ')} {d.description}" for d in ctx.cfg.harness.dimensions]
+    return vocabulary(corpus, [q.text for q in ctx.queries], seeds)
 
 
 def dimension_stats(row: dict) -> DimensionStats:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from score.gold import means, measure_rows
 from score.pipeline import GenerateStats
 from score.queries import Query, round_queries
 from score.runner import StageContext
 from score.solver import research, row_stats
-from score.store.schemas import REPORTS
+from score.store.schemas import GOLD, REPORTS
 
 
 def run(ctx: StageContext) -> GenerateStats:
@@ -26,7 +27,21 @@ def shard(ctx: StageContext) -> GenerateStats:
     queries = ctx.mine(_round_queries(ctx))
     rows, stats = research(ctx.ws, queries, ctx.policy, ctx.seed, ctx.round)
     ctx.write(REPORTS, rows)
-    return stats
+    return _with_gold(ctx, stats, rows, queries)
+
+
+def _with_gold(ctx: StageContext, stats: GenerateStats, rows: list[dict], queries: list[Query]) -> GenerateStats:
+    """Write gold.parquet (score.gold: measurement only, no reward reads it) and put its means in the statistics."""
+    gold_rows = measure_rows(rows, queries)
+    ctx.write(GOLD, gold_rows)
+    m = means(gold_rows)
+    return replace(
+        stats,
+        found_recall=m["found_recall"],
+        gold_recall=m["gold_recall"],
+        gold_precision=m["gold_precision"],
+        answer_accuracy=m["answer_correct"],
+    )
 
 
 def close(ctx: StageContext) -> GenerateStats:
@@ -39,7 +54,7 @@ def close(ctx: StageContext) -> GenerateStats:
     written = sum(p.completion_tokens for p in parts)
     seconds = sum(p.completion_tokens / p.tokens_per_second for p in parts if p.tokens_per_second)
     answered = [p.reports * p.answer_rate for p in parts]
-    return replace(
+    stats = replace(
         row_stats(rows),
         completion_tokens=written,
         tokens_per_second=round(written / seconds, 2) if seconds else 0.0,
@@ -47,6 +62,7 @@ def close(ctx: StageContext) -> GenerateStats:
             sum(a * p.mean_report_tokens for a, p in zip(answered, parts)) / max(sum(answered), 1), 1
         ),
     )
+    return _with_gold(ctx, stats, rows, _round_queries(ctx))
 
 
 def _round_queries(ctx: StageContext) -> list[Query]:

@@ -70,6 +70,11 @@ def benchmark_reports_dir(run: str, label: str) -> str:
     return f"{run}/benchmark/reports/{label}"
 
 
+def heldout_dir(run: str, label: str) -> str:
+    """The held-out gold measures of one checkpoint label (score.gold): its reports, gold.parquet, manifest."""
+    return f"{run}/heldout/{label}"
+
+
 def round_label(round_idx: int) -> str:
     """The label of round `round_idx`'s checkpoint in benchmark folders.
 

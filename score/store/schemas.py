@@ -332,6 +332,14 @@ class SummaryRow:
         pa.float32(), "share of queries whose solver rewards are flat (std <= reward.flat_spread)", default=0.0,
         label="saturation (share of queries with flat rewards)",
     )  # fmt: skip
+    flat_at_zero: float = column(
+        pa.float32(), "share of queries flat at zero (mean reward <= 0.05): nothing passed the gate", default=0.0,
+        label="saturation at zero (flat, mean <= 0.05)",
+    )  # fmt: skip
+    flat_at_top: float = column(
+        pa.float32(), "share of queries flat near the top (mean >= rules.crowded_reward): the judge is saturated",
+        default=0.0, label="saturation at the top (flat, mean >= crowded_reward)",
+    )  # fmt: skip
     reward_mean: float = column(pa.float32(), "mean solver reward", default=0.0, label="solver reward, mean")
     reward_spread: float = column(
         pa.float32(), "mean within-query std of solver rewards", default=0.0,
@@ -586,6 +594,25 @@ class BenchmarkRow:
 BENCHMARK_SCHEMA = arrow_schema(BenchmarkRow)
 
 
+@dataclass(frozen=True)
+class GoldRow:
+    """gold.parquet: one trajectory measured against its query's gold (score.gold; measurement only, never a reward).
+    Null where the query has no such gold."""
+
+    query_id: str = column(pa.string(), nullable=False)
+    trajectory_id: str = column(pa.string(), nullable=False)
+    sample_idx: int | None = column(pa.int32())
+    tool_calls: int | None = column(pa.int32(), "search and read calls made")
+    found_recall: float | None = column(pa.float32(), "share of the gold passages among the sources it met")
+    gold_recall: float | None = column(pa.float32(), "share of the gold passages among the sources its report cites")
+    gold_precision: float | None = column(pa.float32(), "share of the cited sources that are gold (null: none cited)")
+    answer_correct: bool | None = column(pa.bool_(), "the report states the gold answer (null: the query has none)")
+    gold_score: float | None = column(pa.float32(), "mean of gold_recall and answer_correct (those that exist)")
+
+
+GOLD_SCHEMA = arrow_schema(GoldRow)
+
+
 @dataclass
 class BenchmarkStats:
     """What a benchmark folder's manifest holds (written by score.benchmark, read by the alarm and the report)."""
@@ -637,6 +664,7 @@ JUDGEMENTS = Artifact("judgements.parquet", BenchmarkJudgementRow)
 TASK_SCORES = Artifact("task_scores.parquet", TaskScoreRow)
 TASK_SPREAD = Artifact("task_spread.parquet", TaskSpreadRow)
 BENCHMARK = Artifact("benchmark.parquet", BenchmarkRow)
+GOLD = Artifact("gold.parquet", GoldRow)
 
 SCHEMAS: dict[str, pa.Schema] = {
     a.file: a.schema
@@ -661,6 +689,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         TASK_SCORES,
         TASK_SPREAD,
         BENCHMARK,
+        GOLD,
     )
 }
 
