@@ -256,7 +256,7 @@ def evaluate_heldout(ws, checkpoint: str = "latest", force: bool = False):
     def work(writer):
         t0 = time.perf_counter()
         seed = derive_seed(ws.cfg.seed, 0, "heldout")  # the same at every checkpoint: paired samples
-        rows, _ = research(ws, queries, policy, seed, samples=ws.cfg.data.heldout_samples)
+        rows, _ = research(ws, queries, policy, seed, samples=ws.cfg.data.heldout_samples, label=f"held-out {label}")
         gold_rows = measure_rows(rows, queries)
         writer.rows(REPORTS.file, rows)
         writer.rows(GOLD.file, gold_rows)

@@ -277,18 +277,21 @@ GOLD_COLUMNS = (
 
 
 def _gold_table(console: Console, store: Store, run: str, round_idx: int) -> None:
-    """The round's gold measures (score.gold: measurement only, never a reward), when its queries have gold."""
+    """The round's gold measures (score.gold: measurement only, never a reward), when its queries have gold: one
+    column per set of reports (the round's training reports; the held-out queries under the base and the round's
+    checkpoint)."""
     from score.gold import round_gold
 
     rows = round_gold(store, run, round_idx)
     if not rows:
         return
-    t = Table(title="gold (never a reward): hacking gap = in-loop reward - gold score, same reports")
-    t.add_column("reports of")
-    for _, label in GOLD_COLUMNS:
-        t.add_column(label)
+    t = Table(title="gold (never a reward); hacking gap = in-loop reward - gold score, same reports")
+    t.add_column("measure")
     for r in rows:
-        t.add_row(r["what"], *(_fmt(r.get(k)) for k, _ in GOLD_COLUMNS))
+        t.add_column(r["what"])
+    for key, label in GOLD_COLUMNS:
+        if any(key in r for r in rows):
+            t.add_row(label, *(_fmt(r.get(key)) if key in r else "" for r in rows))
     console.print(t)
 
 

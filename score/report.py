@@ -414,7 +414,7 @@ def _plot_heldout(ax, runs: list[RunSeries]) -> None:
 
 def _plot_hacking(ax, runs: list[RunSeries]) -> None:
     _plot_over_seeds(ax, runs, {m: ABLATION_METRICS[m] for m in ("hacking gap", "flat at top", "flat at zero")})
-    ax.axhline(0.0, color="grey", linewidth=0.8, linestyle=":")
+    ax.axhline(0.0, color="grey", linewidth=0.8, linestyle=":", label="no gap")
     ax.set_title("in-loop reward - gold score (same reports), and flat groups; bars: 95% t over seeds", fontsize=9)
     ax.set_ylabel("reward units / share of queries")
 

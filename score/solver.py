@@ -52,21 +52,28 @@ class _Research:
     backend: Backend
     seed: int
     round_idx: int
+    label: str  # what its progress lines call it ("round 3", "held-out round-0002")
 
 
 def research(
-    ws: Workspace, queries: list[Query], policy: Policy, seed: int, round_idx: int = 0, samples: int | None = None
+    ws: Workspace,
+    queries: list[Query],
+    policy: Policy,
+    seed: int,
+    round_idx: int = 0,
+    samples: int | None = None,
+    label: str | None = None,
 ) -> tuple[list[dict], GenerateStats]:
     """The solver's trajectories for each query with the given weights (`samples` each, default K =
     generate.samples_per_query), by `generate.agent`: rows of reports.parquet, and stats."""
     K = samples or ws.cfg.generate.samples_per_query
-    r = _Research(ws, policy, ws.backend(policy), seed, round_idx)
+    r = _Research(ws, policy, ws.backend(policy), seed, round_idx, label or f"round {round_idx}")
     return _react(r, queries, K) if ws.cfg.generate.agent == "react" else _plan(r, queries, K)
 
 
 def _react(r: _Research, queries: list[Query], K: int) -> tuple[list[dict], GenerateStats]:
     """The tool loop (score.agent): one row per trajectory, its one span the whole sequence with its mask."""
-    ws, backend, seed, round_idx = r.ws, r.backend, r.seed, r.round_idx
+    ws, backend, seed = r.ws, r.backend, r.seed
     gen = ws.cfg.generate
     t0, tokens0 = time.perf_counter(), backend.usage.completion_tokens
     budget = Budget(
@@ -80,7 +87,7 @@ def _react(r: _Research, queries: list[Query], K: int) -> tuple[list[dict], Gene
         gen.read_chars,
     )
     params = SamplingParams(n=K, temperature=gen.temperature, seed=seed)
-    groups = run_agents(backend, ws.search, [q.text for q in queries], budget, params, f"round {round_idx}")
+    groups = run_agents(backend, ws.search, [q.text for q in queries], budget, params, r.label)
     seconds = time.perf_counter() - t0
     rows = [_react_row(r, q, k, t) for q, group in zip(queries, groups) for k, t in enumerate(group)]
     flat = [t for group in groups for t in group]
@@ -152,7 +159,7 @@ def row_stats(rows: list[dict]) -> GenerateStats:
 
 def _plan(r: _Research, queries: list[Query], K: int) -> tuple[list[dict], GenerateStats]:
     """The plan-and-execute template: a plan span, one search per sub-question, a report span."""
-    ws, backend, seed, round_idx = r.ws, r.backend, r.seed, r.round_idx
+    ws, backend, seed = r.ws, r.backend, r.seed
     gen = ws.cfg.generate
     t0 = time.perf_counter()
     tokens0 = backend.usage.completion_tokens
@@ -162,7 +169,7 @@ def _plan(r: _Research, queries: list[Query], K: int) -> tuple[list[dict], Gener
     plans = backend.sample(  # (Q, K): the K samples of a query share its prompt's prefill
         [own for _, own in plan_prompts],
         SamplingParams(n=K, temperature=gen.temperature, max_tokens=gen.plan_tokens, seed=seed),
-        desc=f"round {round_idx} plans",
+        desc=f"{r.label} plans",
         prefix=[head for head, _ in plan_prompts],
     )
     trajectories = [
@@ -176,7 +183,7 @@ def _plan(r: _Research, queries: list[Query], K: int) -> tuple[list[dict], Gener
     reports = backend.sample(
         [own for _, own in report_prompts],
         SamplingParams(n=1, temperature=gen.temperature, max_tokens=gen.report_tokens, seed=seed + 1),
-        desc=f"round {round_idx} reports",
+        desc=f"{r.label} reports",
         prefix=[head for head, _ in report_prompts],
     )
     seconds = time.perf_counter() - t0

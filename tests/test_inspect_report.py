@@ -162,10 +162,12 @@ def test_report_writes_pngs_and_an_html_page_with_a_baseline_on_the_same_axes(fi
         "search.png",
         "train.png",
         "benchmark.png",
+        "heldout.png",
+        "hacking.png",
     ]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in paths)
     page = (tmp_path / "out" / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == 7 and "toy vs toy-static" in page
+    assert page.count("data:image/png;base64,") == len(paths) and "toy vs toy-static" in page
     folder, staged = plots_into_store(ws.store, "toy", baseline="toy-static")  # by default, with the run
     assert folder == f"{ws.store.url}/toy/plots-vs-toy-static" and [p.name for p in staged] == [p.name for p in paths]
     assert (Path(ws.store.path("toy/plots-vs-toy-static")) / "index.html").exists()

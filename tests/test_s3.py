@@ -258,7 +258,7 @@ def test_inspect_and_report_read_a_round_on_s3_like_a_local_one(s3: Bucket, toy_
     from rich.console import Console
 
     from score.inspection import check_round, list_runs_table, show_round
-    from score.report import plots_into_store, write_report
+    from score.report import PLOTS, plots_into_store, write_report
     from score.runner import run_stage
     from score.workspace import Workspace
 
@@ -278,9 +278,9 @@ def test_inspect_and_report_read_a_round_on_s3_like_a_local_one(s3: Bucket, toy_
         and "train            │ not started" in text
     )
     paths = write_report(ws.store, "toy", tmp_path / "report")
-    assert len(paths) == 7 and (tmp_path / "report" / "index.html").exists()
+    assert len(paths) == len(PLOTS) and (tmp_path / "report" / "index.html").exists()
     folder, staged = plots_into_store(ws.store, "toy")  # the plots live with the run, in the bucket
-    assert folder == f"s3://{s3.name}/runs/toy/plots" and len(staged) == 7
+    assert folder == f"s3://{s3.name}/runs/toy/plots" and len(staged) == len(PLOTS)
     assert ws.store.fs.exists(ws.store.path("toy/plots/index.html"))
     assert ws.store.fs.cat_file(ws.store.path("toy/plots/reward.png")) == staged[0].read_bytes()
 
