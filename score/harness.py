@@ -478,9 +478,15 @@ def _proposals(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundSignals) 
 
 def _new_dimension(pool: _Pool, stats: dict[str, DimensionStats], rs: RoundSignals, p: Proposal) -> bool:
     dim_id = normalise_id(p.target)
+    nums: dict = {"source": p.source, "description_chars": len(p.description)}
     if not dim_id or dim_id in pool.dims or len(p.description) < 10:
+        why = (
+            "no name" if not dim_id else "already in the pool" if dim_id in pool.dims else "description under 10 chars"
+        )
+        pool.decisions.append(
+            Decision("proposal", dim_id or "-", "refused", nums, f"proposed by the {p.source}: {why}")
+        )
         return False
-    nums: dict = {"source": p.source}
     if rs.vocabulary is not None:
         passed, counts, why = words_gate(dim_id, p.description, rs.vocabulary, pool.rules)
         nums.update(counts)

@@ -290,7 +290,15 @@ def test_proposals_are_capped_per_source_so_neither_starves_the_other():
     )
     new, decisions = evolve(h, stats_for(h), RoundSignals(proposals=proposals), RULES, 0)
     assert statuses(new)["timeliness"] == statuses(new)["source_diversity"] == "candidate"
-    assert "depth_of_data" not in statuses(new) and [d.rule for d in decisions] == ["proposal", "proposal"]
+    assert "depth_of_data" not in statuses(new)  # over each source's cap (1): not looked at
+    assert [(d.target, d.action) for d in decisions] == [("timeliness", "candidate"), ("source_diversity", "candidate")]
+    duplicate = RoundSignals(proposals=(Proposal("dimension", "Insight", "a seed dimension again", "evaluator"),))
+    [refused] = evolve(h, stats_for(h), duplicate, RULES, 0)[1]
+    assert (refused.target, refused.action, refused.reason) == (
+        "insight",
+        "refused",
+        "proposed by the evaluator: already in the pool",
+    )
 
 
 def test_a_gibberish_or_unrelated_proposal_is_refused_with_the_counts_it_rested_on():
