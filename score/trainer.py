@@ -484,8 +484,11 @@ class Trainer:
             summed = acc.reduce(torch.tensor([float(totals[k]) for k in keys], device=acc.device), reduction="sum")
             totals = dict(zip(keys, summed.tolist()))
             totals["tokens"], totals["padded"] = int(totals["tokens"]), int(totals["padded"])
-        grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-        self._check_finite(f"loss {totals['loss']}, gradient norm {float(grad_norm)}", totals["loss"], float(grad_norm))
+        clipped = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        # DeepSpeed's engine clips by itself and accelerate returns None: the norm is then unknown here (NaN, logged)
+        grad_norm = float("nan") if clipped is None else float(clipped)
+        known = [] if clipped is None else [grad_norm]
+        self._check_finite(f"loss {totals['loss']}, gradient norm {grad_norm}", totals["loss"], *known)
         weight = [a * s.written for a, s in zip(agg, batch)]  # each sample's share of the step's update
         self.optimizer.step()
         self.step += 1
@@ -501,7 +504,7 @@ class Trainer:
             kl=totals["kl"] / n,
             clip_frac=totals["clip"] / n,
             ratio_mean=totals["ratio"] / n,
-            grad_norm=float(grad_norm),
+            grad_norm=grad_norm,
             lr=lr,
             seconds=time.perf_counter() - t0,
             evaluator_share=sum(x for x, s in zip(weight, batch) if s.role == "evaluator") / (sum(weight) or 1.0),

@@ -195,6 +195,13 @@ def test_a_first_step_on_fresh_packed_samples_has_ratio_one_and_counts_the_packe
     assert log.padded_tokens == 3 * packed_row  # one packed row, two plain rows padded to its width
 
 
+def test_a_gradient_norm_the_engine_does_not_return_is_logged_as_unknown(trainer, monkeypatch):
+    """Under DeepSpeed accelerate's clip_grad_norm_ returns None (the engine clips): the step goes on, its norm NaN."""
+    monkeypatch.setattr(trainer.accelerator, "clip_grad_norm_", lambda params, max_norm: None)
+    log = trainer._step(_real_batch(trainer), ROLES, epoch=0, total_steps=10)
+    assert math.isnan(log.grad_norm) and math.isfinite(log.loss)
+
+
 def test_a_zero_weight_stand_in_with_packed_rows_gives_a_finite_loss(trainer):
     samples = _real_batch(trainer)
     rows = [samples[:4], samples[4:5]]
