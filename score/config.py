@@ -178,6 +178,9 @@ class DataConfig(Section):
     )
 
 
+PROMPT_ALLOWANCE = 256  # tokens a react prompt (system, tools, query) takes at least, before its first turn
+
+
 class GenerateConfig(Section):
     agent: Literal["react", "plan"] = Field(
         "react",
@@ -796,6 +799,26 @@ class RunConfig(Section):
                 f"train.lora_rank {self.train.lora_rank} is above model.vllm.max_lora_rank "
                 f"{self.model.vllm.max_lora_rank}, "
                 f"so vLLM could not serve the checkpoint; raise model.vllm.max_lora_rank or lower train.lora_rank"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _length_budgets_fit(self) -> RunConfig:
+        """Budgets that cannot fit would train nothing, silently: every react trajectory cut before its first turn."""
+        gen, room = self.generate, self.generate.max_context_tokens - PROMPT_ALLOWANCE
+        if gen.agent == "react" and gen.report_tokens > room:
+            raise ValueError(
+                f"generate.report_tokens {gen.report_tokens} (every react turn's budget) leaves no room in "
+                f"generate.max_context_tokens {gen.max_context_tokens} for the prompt (about {PROMPT_ALLOWANCE} "
+                "tokens): every trajectory would be cut before its first turn and the solver would train on nothing; "
+                f"raise generate.max_context_tokens to at least {gen.report_tokens + PROMPT_ALLOWANCE} or lower "
+                "generate.report_tokens"
+            )
+        if self.model.backend == "vllm" and gen.max_context_tokens > self.model.vllm.max_model_len:
+            raise ValueError(
+                f"generate.max_context_tokens {gen.max_context_tokens} is more than model.vllm.max_model_len "
+                f"{self.model.vllm.max_model_len}: vLLM would refuse the longer trajectories; raise "
+                "model.vllm.max_model_len or lower generate.max_context_tokens"
             )
         return self
 

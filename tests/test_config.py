@@ -19,6 +19,21 @@ def test_there_is_a_default_a_ci_and_a_gpu_config():
     assert any(load_config(p).model.backend == "vllm" for p in CONFIGS)
 
 
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["generate.max_context_tokens=2048"], "report_tokens 3072 .* leaves no room in generate.max_context_tokens "
+         "2048 .* cut before its first turn .* raise generate.max_context_tokens to at least 3328"),
+        (["generate.max_context_tokens=20000"], "more than model.vllm.max_model_len 16384"),
+    ],
+)  # fmt: skip
+def test_length_budgets_that_would_train_nothing_are_refused(overrides, words):
+    """The 7B config as it was (report_tokens 3072, the react default's 2048-token context) cut every trajectory
+    before its first turn: refused now, the fix named."""
+    with pytest.raises(ConfigError, match=words):
+        load_config(CONFIGS[0].parent / "qwen2.5-7b-vllm.yaml", overrides)
+
+
 def test_overrides_are_parsed_as_yaml():
     cfg = load_config(None, ["generate.samples_per_query=6", "generate.temperature=0.5", "model.threads=null"])
     assert cfg.generate.samples_per_query == 6 and cfg.generate.temperature == 0.5 and cfg.model.threads is None
