@@ -21,6 +21,7 @@ from score.search.base import SearchBackend
 from score.store.store import Store, file_sha256
 
 log = logging.getLogger(__name__)
+_SAID_NO_GOLD: set[Path] = set()
 
 
 class Workspace:
@@ -46,8 +47,9 @@ class Workspace:
             self.preflight_corpus()  # a missing or malformed corpus file is named as such first
             ids = set(pq.read_table(self.corpus_path, columns=["id"]).column("id").to_pylist())
             check_gold_ids(queries, ids, queries_path(self.cfg.data))
-        if not queries.has_gold:
-            log.info("%s has no gold columns: gold measures are absent", queries_path(self.cfg.data))
+        if not queries.has_gold and (path := queries_path(self.cfg.data)) not in _SAID_NO_GOLD:
+            _SAID_NO_GOLD.add(path)  # once a process, not once a stage
+            log.info("%s has no gold columns: gold measures are absent", path)
         return queries
 
     @property
