@@ -57,7 +57,7 @@ def power(seeds: int, sd_diff: float) -> float:
     approximation at these degrees of freedom).
 
     >>> round(power(3, 0.1), 3), round(power(5, 0.1), 3)
-    (0.432, 0.177)
+    (0.355, 0.177)
     """
     t = t_quantile(seeds - 1)
     return (t + 0.84 * t / 1.96) * sd_diff / math.sqrt(seeds)
@@ -117,6 +117,23 @@ def table(arms: dict[str, list], rounds: list[int], judged: dict) -> tuple[list[
                 diffs.append({"round": r, "outcome": name, "diff": list(mean_interval(d)), "sd": sd,
                               "detectable": power(len(d), sd)})  # fmt: skip
     return rows, diffs
+
+
+def pooled(arms: dict[str, list], rounds: list[int], judged: dict) -> list[dict]:
+    """Per outcome, the paired difference SCORE - static averaged over the rounds where the arms differ (1 on), one
+    value per seed: more trajectories behind each value than a single round's, the same 3 degrees of freedom."""
+    out = []
+    for name, read in {**OUTCOMES, "evaluator detection": _judged(judged)}.items():
+        per_seed = []
+        for a, b in zip(arms["score"], arms["static"]):
+            d = [x - y for r in rounds if r >= 1 and (x := read(a, r)) is not None and (y := read(b, r)) is not None]
+            if d:
+                per_seed.append(sum(d) / len(d))
+        if len(per_seed) >= 2:
+            sd = float(np.std(per_seed, ddof=1))
+            out.append({"outcome": name, "per_seed": per_seed, "diff": list(mean_interval(per_seed)), "sd": sd,
+                        "detectable": power(len(per_seed), sd)})  # fmt: skip
+    return out
 
 
 def _judged(judged: dict):
@@ -179,14 +196,14 @@ def main() -> None:
     stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())
     png = RECORDS / f"coevolution-{stamp}.png"
     plot(rows, png)
-    for d in diffs:
-        if d["outcome"] in ("held-out gold recall", "held-out answer accuracy", "hacking gap", "evaluator detection"):
-            m, lo, hi = d["diff"]
-            print(f"round {d['round']} {d['outcome']}: SCORE - static {m:+.3f} [{lo:+.3f}, {hi:+.3f}], "
-                  f"detectable {d['detectable']:.3f}")  # fmt: skip
+    over_rounds = pooled(arms, rounds, judged)
+    for d in over_rounds:
+        m, lo, hi = d["diff"]
+        print(f"rounds 1-{args.rounds - 1} {d['outcome']}: SCORE - static {m:+.3f} [{lo:+.3f}, {hi:+.3f}] over "
+              f"{len(d['per_seed'])} seeds, detectable (80% power) {d['detectable']:.3f}")  # fmt: skip
     figures = {"seeds": seeds, "rounds": args.rounds, "ablate_seconds": seconds,
                "measure_seconds": round(time.perf_counter() - t0, 1), "evaluator_items": args.items,
-               "rows": rows, "paired_differences": diffs, "plot": png.name,
+               "rows": rows, "paired_differences": diffs, "pooled_differences": over_rounds, "plot": png.name,
                "load_at_start": os.getloadavg()}  # fmt: skip
     print("record:", write_record("coevolution", args, cfg, figures))
 
