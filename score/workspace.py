@@ -15,6 +15,7 @@ from pathlib import Path
 from score.checkpoints import Policy, base_policy
 from score.config import RunConfig
 from score.models import Backend, check_target_modules, linear_layers, load_backend, model_folder
+from score.models.base import free_memory
 from score.models.embedded import EMBEDDED_NAME, cache_root
 from score.queries import Query, QuerySet, check_gold_ids, load_query_set, queries_path
 from score.search.base import SearchBackend
@@ -122,8 +123,15 @@ class Workspace:
             ) from None
 
     def release(self) -> None:
-        """Drop the sampling backends (the train stage needs the memory for its own copy)."""
+        """Close the sampling backends and hand their memory back (`free_memory`): the train stage needs it for its
+        own copy, and the next round's engine for its start-up. A vLLM engine is shut down, not left to the garbage
+        collector (its start-up check wants model.vllm.gpu_memory_utilization of the device free)."""
+        for backend in self._backends.values():
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
         self._backends.clear()
+        free_memory()
 
     def preflight(self) -> None:
         """Check queries, model, corpus or search service, trackers and store before any work starts; each failure

@@ -266,11 +266,25 @@ def test_the_train_stage_closes_the_loop_on_a_toy_round(toy_workspace):
     assert stats["solver_samples"] == 0  # nothing to learn from flat groups, and that is reported
     # identical reports judged alike: consistency groups are flat, only the probes' judgements teach something
     assert stats["samples"] == stats["judgement_samples"] and stats["evaluator_flat_groups"] >= 2
+    import gc
+
+    from score.trainer import Trainer
+
+    assert not [o for o in gc.get_objects() if isinstance(o, Trainer)]  # its memory handed back to the sampler
     out = run_stage(ws, "generate-reports", 1)
     checkpoint = ws.store.display(folder, "checkpoint")
     assert out.manifest.inputs["policy"].endswith(upstream_of(ws, 0))
     rows = ws.store.read_table(stage_folder(ws, "generate-reports", 1), "reports.parquet").to_pylist()
     assert {r["checkpoint"] for r in rows} == {checkpoint}
+
+
+def test_release_closes_every_sampling_backend(toy_workspace):
+    ws = toy_workspace
+    closed = []
+    backend = ws.backend()
+    backend.close = lambda: closed.append(backend.checkpoint)
+    ws.release()
+    assert closed == ["base"] and ws.backend() is not backend  # a new one is built on demand
 
 
 def upstream_of(ws, r):

@@ -287,3 +287,20 @@ def test_the_generate_stage_runs_on_vllm(toy_corpus, tmp_path, tiny_model, agent
     prompt_ids = tiny_model.tokenize(report["prefix"]) + tiny_model.tokenize(report["prompt"])  # apart, as sampled
     expected = rescore(tiny_model, prompt_ids, report["token_ids"], report["temperature"])
     assert report["temperature"] == pytest.approx(cfg.generate.temperature) and close(report["logprobs"], expected)
+
+
+def test_a_closed_engine_hands_over_to_the_next_in_the_same_process():
+    """Round after round in one process: the sampler of round r is shut down (Workspace.release) before round r+1's
+    starts, as on one GPU, where a second engine beside the first would not pass vLLM's start-up memory check. Last
+    in the file: closing tears down the process's model-parallel state, which an engine still open would share."""
+    first = load_backend(vllm_model())
+    prompt = first.render([Message("user", "Write about solar power.")])
+    greedy = SamplingParams(temperature=0, max_tokens=8)
+    [[before]] = first.sample([prompt], greedy)
+    first.close()
+    assert not hasattr(first, "llm")
+    first.close()  # twice is harmless
+    second = load_backend(vllm_model())
+    [[after]] = second.sample([prompt], greedy)
+    assert after.token_ids == before.token_ids
+    second.close()

@@ -115,6 +115,19 @@ class VLLMBackend(ChatTokenizer):
         self.set_eos(self.llm.model_config.try_get_generation_config().get("eos_token_id", self.tokenizer.eos_token_id))
         self.usage = Usage()
 
+    def close(self) -> None:
+        """Shut the engine down and free what it held (its core process, the model-parallel groups, the KV cache),
+        as vLLM's own tests do between engines in one process; the backend cannot sample afterwards."""
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+        engine = getattr(self, "llm", None)
+        if engine is None:
+            return
+        engine.llm_engine.engine_core.shutdown()
+        del self.llm, engine
+        cleanup_dist_env_and_memory()
+        self._scratch.cleanup()
+
     def _generate(
         self, rows: list[list[int]], params: vllm.SamplingParams | list[vllm.SamplingParams], progress: bool = False
     ):

@@ -263,6 +263,7 @@ def _row(role: str, query_id: str, source_id: str, span: dict, reward: float, ad
 
 def run(ctx: StageContext) -> TrainStats:
     from score.models import resolve_model_path
+    from score.models.base import free_memory
     from score.trainer import Trainer, TrainSample
 
     cfg, tc = ctx.cfg, ctx.cfg.train
@@ -271,11 +272,12 @@ def run(ctx: StageContext) -> TrainStats:
     t0 = time.perf_counter()
     trainer = Trainer(cfg.model, tc, resolve_model_path(cfg.model), ctx.policy.path, ctx.seed)
     ctx.write(TRAIN_SAMPLES, rows)
-    prefix_ids = functools.cache(lambda text: trainer.tokenizer(text, add_special_tokens=False)["input_ids"])
+    tokenizer = trainer.tokenizer
+    prefix_ids = functools.cache(lambda text: tokenizer(text, add_special_tokens=False)["input_ids"])
     samples = [
         TrainSample(
             r["role"],
-            trainer.tokenizer(r["prompt"], add_special_tokens=False)["input_ids"],
+            tokenizer(r["prompt"], add_special_tokens=False)["input_ids"],
             r["token_ids"],
             r["logprobs"],
             r["advantage"],
@@ -302,6 +304,8 @@ def run(ctx: StageContext) -> TrainStats:
         ctx.write_checkpoint(Path(tmp))
     ctx.write(TRAIN_STEPS, [{"round": ctx.round, **vars(s)} for s in logs])
     stats = _stats(rows, counts, logs, trainer)
+    del trainer  # its model, optimizer and gradients: the next round's sampler needs the memory
+    free_memory()
     return replace(
         stats,
         method=tc.method,
