@@ -229,15 +229,15 @@ def round_flow(
     """
     source, config = config, resolve_config(config, overrides)
     with writing(config), tagged(config, source, round_idx):  # one writer, and none between two stages
-        gold = config["data"]["heldout"] > 0
-        done = {"heldout-base": heldout_task(config, "base")} if gold and round_idx == 0 else {}
         parts = shards(GENERATE, config, round_idx, workers, force)
-        done["reports"] = generate_reports(config, round_idx, force=force, parts=parts)
+        done = {"reports": generate_reports(config, round_idx, force=force, parts=parts)}
         parts = shards(EVALUATE, config, round_idx, workers, force)
         done["evaluations"] = self_evaluate(config, round_idx, done["reports"], force=force, parts=parts)
         done["harness"] = harness_evolve(config, round_idx, done["evaluations"], force=force)
         done["checkpoint"] = train(config, round_idx, done["reports"], done["evaluations"], force=force)
-        if gold:  # the checkpoint's gold measures on the held-out queries (score.gold; no stage reads them)
+        if config["data"]["heldout"] > 0:  # gold on the held-out queries (score.gold), read by no stage
+            if round_idx == 0:
+                done["heldout-base"] = heldout_task(config, "base")  # where both arms of an ablation start
             done["heldout"] = heldout_task(config, round_label(round_idx))
         if config["benchmark"]["each_round"]:  # the held-out score round r+1's judge-hacking alarm reads
             done["benchmark"] = benchmark_task(config, round_label(round_idx))

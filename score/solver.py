@@ -65,7 +65,10 @@ def research(
     label: str | None = None,
 ) -> tuple[list[dict], GenerateStats]:
     """The solver's trajectories for each query with the given weights (`samples` each, default K =
-    generate.samples_per_query), by `generate.agent`: rows of reports.parquet, and stats."""
+    generate.samples_per_query), by `generate.agent`: rows of reports.parquet, and stats.
+
+    Parameters: what to research and with which weights, the sampling seed, the round (the rows' round and
+    trajectory ids), trajectories per query, and what the progress lines call the call (default "round N")."""
     K = samples or ws.cfg.generate.samples_per_query
     r = _Research(ws, policy, ws.backend(policy), seed, round_idx, label or f"round {round_idx}")
     return _react(r, queries, K) if ws.cfg.generate.agent == "react" else _plan(r, queries, K)

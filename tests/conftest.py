@@ -188,6 +188,7 @@ def toy_config(tmp_path: Path, toy_corpus: Path, toy_queries: Path) -> RunConfig
             f"store.root={tmp_path / 'store'}",
             f"search.corpus={toy_corpus}",
             f"data.queries={toy_queries}",
+            "data.heldout=2",
             "run=toy",
             "generate.report_tokens=400",
         ],
@@ -265,6 +266,7 @@ def ci_campaign(tmp_path_factory, mlflow_url) -> Iterator[Campaign]:
     folder = tmp_path_factory.mktemp("ci-campaign")
     tracked = ("--set", "tracking.mlflow=true", "--set", f"tracking.mlflow_uri={mlflow_url}")
     tracked += ("--set", "tracking.mlflow_experiment=e2e")
+    tracked += ("--set", "data.heldout=2")  # every checkpoint on 2 held-out questions (configs/ci.yaml has none)
     with prefect_server(folder / "prefect-server") as env:
         t0 = time.perf_counter()
         done = subprocess.run(

@@ -176,7 +176,10 @@ def test_campaign_writes_reports_then_skips_everything_on_rerun(ci_campaign, mlf
         assert manifest(store, r)["files"]["reports.parquet"]["rows"] == 4
         for stage in ("evaluate", "harness", "train"):
             assert manifest(store, r, stage) is not None
-    train0 = manifest(store, 0, "train")
+    for label in ("base", "round-0000", "round-0001"):  # every checkpoint measured on the held-out questions
+        held = json.loads((store / "ci" / "heldout" / label / "_manifest.json").read_text())["stats"]
+        assert held["queries"] == held["reports"] == 2 and held["checkpoint"] == label
+        train0 = manifest(store, 0, "train")
     print("round 0 train:", train0["stats"])
     assert train0["stats"]["samples"] > 0 and train0["stats"]["steps"] > 0
     assert manifest(store, 1)["inputs"]["policy"].endswith(train0_version(store))
