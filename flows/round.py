@@ -139,6 +139,13 @@ def train(
     return _run(TRAIN, config, round_idx, force)
 
 
+def _measured(config: dict, kind: str, label: str, stats, folder: str) -> None:
+    """A checkpoint's measurement (benchmark, heldout) done: logged, and a round's sent to the trackers at its round."""
+    get_run_logger().info("%s of %s: done · %s -> %s", kind, label, key_values(vars(stats)), folder)
+    if label.startswith("round-"):
+        tracking(config).stage(kind, int(label.removeprefix("round-")), vars(stats))
+
+
 # retries 0: a failed evaluation is rerun by rerunning the flow (a finished one skips)
 @task(cache_policy=NO_CACHE, retries=0, task_run_name="benchmark-{checkpoint}")
 def benchmark_task(config: dict, checkpoint: str, force: bool = False) -> str | State:
@@ -150,9 +157,7 @@ def benchmark_task(config: dict, checkpoint: str, force: bool = False) -> str | 
     label, stats = outcome.manifest.label, outcome.manifest.stats_as(BenchmarkStats)
     if outcome.skipped:
         return skipped(f"benchmark of {label}", outcome.folder)
-    get_run_logger().info("benchmark of %s: done · %s -> %s", label, key_values(vars(stats)), outcome.folder)
-    if label.startswith("round-"):
-        tracking(config).stage("benchmark", int(label.removeprefix("round-")), vars(stats))
+    _measured(config, "benchmark", label, stats, outcome.folder)
     key = artifact_key(ws.cfg.run, f"benchmark-{label}")
     rows = ws.store.read_table(benchmark_dir(ws.cfg.run, label), BENCHMARK.file).to_pylist()
     create_table_artifact(
@@ -179,9 +184,7 @@ def heldout_task(config: dict, checkpoint: str) -> str | State:
     label, stats = outcome.manifest.label, outcome.manifest.stats_as(HeldoutStats)
     if outcome.skipped:
         return skipped(f"held-out gold of {label}", outcome.folder)
-    get_run_logger().info("held-out gold of %s: done · %s -> %s", label, key_values(vars(stats)), outcome.folder)
-    if label.startswith("round-"):
-        tracking(config).stage("heldout", int(label.removeprefix("round-")), vars(stats))
+    _measured(config, "heldout", label, stats, outcome.folder)
     create_table_artifact(
         key=artifact_key(ws.cfg.run, f"heldout-{label}"),
         table=[{"stat": k, "value": str(v)} for k, v in vars(stats).items()],

@@ -39,7 +39,7 @@ from score.config import BenchmarkConfig
 from score.history import resolve
 from score.models.base import Backend
 from score.models.openai_client import ChatClient
-from score.pipeline import GENERATE, derive_seed
+from score.pipeline import RESEARCH_CONFIG, derive_seed
 from score.progress import key_values, progress_bar
 from score.prompts import parse_race_scores, race_messages, race_parts
 from score.queries import Query, QueryFileError, read_rows
@@ -362,9 +362,7 @@ def read_reference(path: str, tasks: list[Task], name: str = "deepresearch-bench
     return {t.id: reports[t.id] for t in tasks}
 
 
-REPORT_CONFIG = tuple(
-    p for p in GENERATE.config if not p.startswith("data")
-)  # what a benchmark report depends on: tasks replace queries
+REPORT_CONFIG = RESEARCH_CONFIG  # what a benchmark report depends on: tasks replace queries
 
 
 def _reports(ws: Workspace, tasks: list[Task], policy: Policy, label: str) -> dict[str, str]:

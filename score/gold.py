@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from score.pipeline import GENERATE, derive_seed
+from score.pipeline import GENERATE, RESEARCH_CONFIG, derive_seed
 from score.progress import key_values
 from score.queries import Query
 
@@ -219,7 +219,7 @@ def _row(gold_rows: list[dict], reports: list[dict]) -> dict:
     return {"reports": len(reports), "multi_call_share": round(calls, 4), **m}
 
 
-REPORT_CONFIG = tuple(p for p in GENERATE.config if not p.startswith("data")) + ("data.heldout", "data.heldout_samples")
+REPORT_CONFIG = RESEARCH_CONFIG + ("data.heldout", "data.heldout_samples")
 
 
 def evaluate_heldout(ws, checkpoint: str = "latest", force: bool = False):

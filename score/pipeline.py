@@ -270,6 +270,10 @@ TRAIN = StageSpec(
     uses=("policy",),
 )
 
+# what a checkpoint's research outside a round depends on (benchmark reports, held-out gold): generate's config
+# without the round's queries
+RESEARCH_CONFIG: tuple[str, ...] = tuple(p for p in GENERATE.config if not p.startswith("data"))
+
 # what a reward source standing in for self-evaluate writes: every artifact train reads through the rewards seam
 REWARDS_ARTIFACTS: tuple[Artifact, ...] = tuple(r.artifact for r in TRAIN.reads if r.seam == REWARDS_SEAM)
 
