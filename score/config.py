@@ -654,6 +654,19 @@ class TrainConfig(Section):
     epochs: int = Field(
         1, ge=1, description="passes over a round's samples (more than one goes off-policy: the ratio clip matters)"
     )
+    recompute_old_logprobs: bool | None = Field(
+        None,
+        description="the ratio's denominators: the trainer's own log-probs at the round's starting weights (a no-grad "
+        "forward over the samples past the first step; the first step's own forward gives the rest), the "
+        "sampler's kept for a truncated importance weight (tis_cap); false: the sampler's log-probs; null: true "
+        "when model.backend is vllm (other kernels, other numerics), false on transformers (the trainer's own)",
+    )
+    tis_cap: float | None = Field(
+        2.0,
+        gt=0,
+        description="when recomputing: each token's policy gradient weighted by min(p_trainer / p_sampler, tis_cap) "
+        "at the round's start (truncated importance sampling; corrects for sampling from other numerics); null: none",
+    )
     max_grad_norm: float = Field(1.0, gt=0, description="gradient norm clip")
     gradient_checkpointing: bool = Field(
         False, description="recompute activations in backward: less memory, more compute (17% slower, measured)"

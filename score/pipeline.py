@@ -174,6 +174,9 @@ class TrainStats:
     clip_frac_mean: float | None = None
     evaluator_update_share: float | None = None  # the evaluator's share of the round's update, by weight
     evaluator_token_share: float | None = None  # its share of the trainable tokens, by count, for contrast
+    old_logprobs: str = "sampler"  # the ratio's denominators: the sampler's, or the trainer's own (recomputed)
+    sampler_gap_mean: float | None = None  # mean |trainer - sampler| log-prob per written token at the round's start
+    sampler_gap_max: float | None = None  # (over the tokens where it is known: the first step's, all when recomputed)
     trained_nothing: bool = False  # no group had spread: the checkpoint is the previous policy's weights, unchanged
     untrained_roles: list[str] = field(default_factory=list)  # weighted roles that trained on no sample this round
     note: str = ""  # what went untrained, and why, in words ("" when both roles trained)

@@ -7,7 +7,11 @@ The objective, per trainable token t of sample i (A_i its advantage, r = exp(log
 
     pg_t = -min(r * A_i, clip(r, 1 - clip_low, 1 + clip_high) * A_i)
     kl_t = exp(ref - logp) - (ref - logp) - 1          (the k3 estimator: >= 0, unbiased, 0 when equal)
-    loss = sum_t weight_t * (pg_t + kl_coef * kl_t)
+    loss = sum_t weight_t * (pg_t * is_t + kl_coef * kl_t)
+
+with is_t = 1, or, when the ratio's denominators are the trainer's own log-probs recomputed at the round's start
+(train.recompute_old_logprobs), the truncated importance weight min(p_trainer / p_sampler, train.tis_cap) of a
+token drawn by an engine with other numerics (vLLM).
 
 and `weight_t` carries the aggregation: "grpo" averages tokens within a sequence, then sequences;
 "dapo" averages over every token of the batch (long sequences count by their length).
@@ -123,10 +127,12 @@ def policy_loss(
     clip_low: float,
     clip_high: float,
     kl_coef: float,
+    is_weight: torch.Tensor | None = None,  # (B, L) truncated importance weights on the policy gradient, or None
 ) -> LossParts:
     """The clipped surrogate plus the k3 penalty, summed with the given token weights.
 
-    Parameters: the micro-batch's tensors, then the three `train.*` knobs (clip_low, clip_high, kl_coef).
+    Parameters: the micro-batch's tensors, the three `train.*` knobs (clip_low, clip_high, kl_coef), then the
+    importance weights of tokens drawn by another engine than the trainer's (`train.tis_cap`).
 
     On policy (logp == old_logp) the clip does nothing and the gradient is -A * grad logp:
 
@@ -144,6 +150,8 @@ def policy_loss(
     (-1.28, 1.0)
     >>> parts.loss.backward(); lp.grad.tolist()
     [[0.0]]
+
+    An importance weight scales its token's policy gradient, never its KL (tests/test_train.py measures it).
     """
     mask = weights > 0  # (B, L)
     ratio = torch.exp(logp - old_logp)  # (B, L)
@@ -151,6 +159,8 @@ def policy_loss(
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * adv
     pg = -torch.minimum(unclipped, clipped)  # (B, L)
+    if is_weight is not None:
+        pg = pg * is_weight.detach()
     per_token = pg
     kl = torch.zeros_like(pg)
     if ref_logp is not None and kl_coef > 0:

@@ -63,6 +63,7 @@ class TrainSample:
     prefix_ids: list[int] = field(default_factory=list)  # shared by siblings (equal prefix_ids): encoded once a row
     mask: list[int] | None = None  # per token_ids: 1 written (loss), 0 a tool's output (no loss); None: all written
     choices: list[list[int]] | None = None  # per token_ids: the answer set it was drawn from (None: the vocabulary)
+    start_logprobs: list[float] | None = None  # per token_ids: the trainer's own at the round's start (the trainer's)
 
     @property
     def written(self) -> int:
@@ -95,6 +96,9 @@ class StepLog:
     seconds: float
     evaluator_share: float = 0.0  # the evaluator's share of this step's update, by weight
     evaluator_token_share: float = 0.0  # and of its trainable tokens, by count (what a pooled mean would give it)
+    sampler_gap_mean: float = math.nan  # mean |trainer - sampler| log-prob at the round's start weights, per token
+    sampler_gap_max: float = math.nan  # (NaN: not known this step: a later step without recompute_old_logprobs)
+    sampler_gap_tokens: int = 0  # the written tokens they are over
 
 
 def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:
@@ -362,6 +366,8 @@ class Trainer:
         from transformers import AutoTokenizer
 
         self.cfg = cfg
+        recompute = cfg.recompute_old_logprobs
+        self.recompute = model_cfg.backend == "vllm" if recompute is None else recompute
         self.accelerator = Accelerator(cpu=model_cfg.device == "cpu")
         self.sharded = self.accelerator.distributed_type.name in ("FSDP", "DEEPSPEED")
         if model_cfg.threads and model_cfg.device == "cpu":
@@ -387,7 +393,7 @@ class Trainer:
             betas=tuple(cfg.betas),
             weight_decay=cfg.weight_decay,
         )
-        self.step = 0
+        self.step = self.round_start = 0  # round_start: the step the current train() call began at
         if resume:
             self.step = json.loads((Path(resume) / STATE_FILE).read_text())["step"]
             if (Path(resume) / OPTIMIZER_FILE).exists() and not self.sharded:
@@ -446,8 +452,13 @@ class Trainer:
             leave=False,
             disable=not desc or not acc.is_main_process,
         ) as bar:
-            for epoch in range(cfg.epochs):
-                order = shuffled(samples, self.rng)
+            for s in samples:  # a sample trained again (another call) is recomputed at this call's weights
+                s.start_logprobs = None
+            orders = [shuffled(samples, self.rng) for _ in range(cfg.epochs)]
+            self.round_start = self.step
+            if self.recompute:  # the first step's samples, seen once, get theirs from that step's own forward
+                self._start_logprobs(samples, set(orders[0][: cfg.batch_size]) if cfg.epochs == 1 else set())
+            for epoch, order in enumerate(orders):
                 for start in range(0, len(order), cfg.batch_size):
                     batch = [samples[i] for i in order[start : start + cfg.batch_size]]
                     logs.append(self._step(batch, role_weight, epoch, total_steps, bar.update))
@@ -468,22 +479,20 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         agg = role_token_weights([s.written for s in batch], [s.role for s in batch], cfg.aggregation, role_weight)
-        chunks = micro_batches(batch, cfg.micro_batch_tokens)  # each: rows of sample indices
-        per_rank = math.ceil(len(chunks) / acc.num_processes)
-        mine = [(c, True) for c in chunks[acc.process_index * per_rank : (acc.process_index + 1) * per_rank]]
-        stand_in = ([chunks[0][0][:1]], False)  # one sample, zero weight: collectives need even passes
-        mine += [stand_in] * (per_rank - len(mine))
-        totals = dict(loss=0.0, pg=0.0, kl=0.0, clip=0.0, ratio=0.0, tokens=0, padded=0)
+        totals = dict(loss=0.0, pg=0.0, kl=0.0, clip=0.0, ratio=0.0, tokens=0, padded=0, gap=0.0, gap_tokens=0)
+        totals["gap_max"] = 0.0  # a maximum over processes, not a sum
         self.optimizer.zero_grad(set_to_none=True)
-        for rows, real in mine:
+        for rows, real in self._share(micro_batches(batch, cfg.micro_batch_tokens)):
             part = [[batch[i] for i in row] for row in rows]
             self._micro_batch(part, [agg[i] for row in rows for i in row], real, totals)
             progress(sum(map(len, rows)) * acc.num_processes if real else 0)
         if acc.num_processes > 1:  # every process saw its share of the batch: sum the logged totals
-            keys = list(totals)
+            keys = [k for k in totals if k != "gap_max"]
             summed = acc.reduce(torch.tensor([float(totals[k]) for k in keys], device=acc.device), reduction="sum")
-            totals = dict(zip(keys, summed.tolist()))
-            totals["tokens"], totals["padded"] = int(totals["tokens"]), int(totals["padded"])
+            gap_max = acc.gather(torch.tensor([totals["gap_max"]], device=acc.device)).max()  # (processes,) -> max
+            totals = dict(zip(keys, summed.tolist()), gap_max=float(gap_max))
+            for k in ("tokens", "padded", "gap_tokens"):
+                totals[k] = int(totals[k])
         clipped = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         # DeepSpeed's engine clips by itself and accelerate returns None: the norm is then unknown here (NaN, logged)
         grad_norm = float("nan") if clipped is None else float(clipped)
@@ -510,7 +519,41 @@ class Trainer:
             evaluator_share=sum(x for x, s in zip(weight, batch) if s.role == "evaluator") / (sum(weight) or 1.0),
             evaluator_token_share=sum(s.written for s in batch if s.role == "evaluator")
             / max(sum(s.written for s in batch), 1),
+            sampler_gap_mean=totals["gap"] / totals["gap_tokens"] if totals["gap_tokens"] else math.nan,
+            sampler_gap_max=totals["gap_max"] if totals["gap_tokens"] else math.nan,
+            sampler_gap_tokens=totals["gap_tokens"],
         )
+
+    def _share(self, chunks: list) -> list[tuple[list, bool]]:
+        """This process's micro-batches of `chunks`, (rows, real), padded with zero-weight stand-ins (one sample,
+        `real` False) so that every process makes as many forwards as the others: each may be a collective."""
+        acc = self.accelerator
+        per_rank = math.ceil(len(chunks) / acc.num_processes)
+        mine = [(c, True) for c in chunks[acc.process_index * per_rank : (acc.process_index + 1) * per_rank]]
+        return mine + [([chunks[0][0][:1]], False)] * (per_rank - len(mine))
+
+    def _start_logprobs(self, samples: Sequence[TrainSample], first: set[int]) -> None:
+        """Each sample's `start_logprobs` but those of `first` (the indices the round's first step trains on: its
+        own forward is at the same weights): no-grad forwards, each process its share of the micro-batches,
+        gathered so that every process holds them all."""
+        rest = [i for i in range(len(samples)) if i not in first]
+        if not rest:
+            return
+        subset = [samples[i] for i in rest]
+        found = []
+        with torch.no_grad():
+            for rows, real in self._share(micro_batches(subset, self.cfg.micro_batch_tokens)):
+                part = [[subset[i] for i in row] for row in rows]
+                logp, _ = sample_logprobs(self.model, part, self.pad_id, self.accelerator.device, self.dtype)
+                order = [i for row in rows for i in row]
+                n = [len(subset[i].token_ids) for i in order]
+                found += [(rest[i], logp[b, logp.shape[1] - n[b] :].tolist()) for b, i in enumerate(order) if real]
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            found = gather_object(found)
+        for i, values in found:
+            samples[i].start_logprobs = values
 
     def _check_finite(self, what: str, *values: float) -> None:
         """Stop the stage at the first non-finite loss or gradient norm (the same on every process: the loss is
@@ -530,15 +573,32 @@ class Trainer:
         ref = self._reference_logprobs(rows) if cfg.kl_coef > 0 else None
         logp, mask = sample_logprobs(self.model, rows, self.pad_id, acc.device, self.dtype)
         old, w = torch.zeros_like(logp), torch.zeros_like(logp)  # (B, L)
+        # the trainer's own at the round's start weights: this forward's at the round's first step, else recomputed
+        start = logp.detach().clone() if self.step == self.round_start else torch.full_like(logp, math.nan)
         L = logp.shape[1]
         for b, s in enumerate(part):
             n = len(s.token_ids)
             old[b, L - n :] = torch.tensor(s.old_logprobs, dtype=old.dtype, device=old.device)
+            if s.start_logprobs is not None:
+                start[b, L - n :] = torch.tensor(s.start_logprobs, dtype=old.dtype, device=old.device)
             w[b, L - n :] = agg[b] if real else 0.0  # the role's share is in agg (role_token_weights)
             if s.mask is not None:  # a trajectory: tool outputs are in the sequence and carry no loss
                 w[b, L - n :] *= torch.tensor(s.mask, dtype=w.dtype, device=w.device)  # on the GPU: a CPU one fails
+        w = w * mask
+        known = (w > 0) & ~start.isnan()  # the weighted tokens whose start log-prob is known
+        if self.recompute and not bool(known.eq(w > 0).all()):
+            raise RuntimeError("a trained token has no recomputed old log-prob (train.recompute_old_logprobs): a bug")
+        gap = (start - old).abs().where(known, torch.zeros((), dtype=old.dtype, device=old.device))
+        totals["gap"] += float(gap.sum())
+        totals["gap_max"] = max(totals["gap_max"], float(gap.max()) if gap.numel() else 0.0)
+        totals["gap_tokens"] += int(known.sum())
+        is_weight = None
+        if self.recompute:  # the ratio measures policy change; the importance weight, the sampler's numerics
+            start = start.where(known, old)  # (B, L): no NaN where the weight is 0
+            is_weight = (start - old).exp().clamp(max=cfg.tis_cap) if cfg.tis_cap else None
+            old = start
         adv = torch.tensor([s.advantage for s in part], dtype=logp.dtype, device=logp.device)  # (B,)
-        parts = policy_loss(logp, old, ref, adv, w * mask, cfg.clip_low, cfg.clip_high, cfg.kl_coef)
+        parts = policy_loss(logp, old, ref, adv, w, cfg.clip_low, cfg.clip_high, cfg.kl_coef, is_weight)
         acc.backward(parts.loss * acc.num_processes)  # the cross-process gradient mean becomes the batch sum
         totals["loss"] += float(parts.loss.detach())
         totals["pg"] += parts.pg

@@ -135,6 +135,7 @@ def test_restricted_answers_are_only_answer_tokens_and_the_trainer_recomputes_th
     path = resolve_model_path(ModelConfig())
     [first] = Trainer(ModelConfig(), TrainConfig(batch_size=128), path, None, 0).train(samples, {"evaluator": 1.0}, 1)
     assert first.ratio_mean == pytest.approx(1.0, abs=1e-3) and first.clip_frac == 0.0
+    assert first.sampler_gap_mean < 1e-4 and first.sampler_gap_tokens == first.tokens  # one engine, one numerics
 
 
 def test_draw_samples_each_index_in_proportion_to_its_weight():

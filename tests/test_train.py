@@ -215,6 +215,33 @@ def test_kl_is_zero_before_the_first_update_and_lora_weights_change(trainer_and_
     assert all(p.grad is None for p in base)  # the base model is frozen
 
 
+@pytest.mark.parametrize("recompute, tis_cap", [(True, 2.0), (False, 2.0)])
+def test_recomputed_old_logprobs_make_the_ratio_measure_policy_change_alone(trainer_and_batch, recompute, tis_cap):
+    """Samples from an engine with other numerics (every sampler log-prob 0.1 above the trainer's): recomputed,
+    the first step's ratio is exactly 1, a later step's is the policy's change alone, the 0.1 gap is logged at
+    every step and the importance weight exp(-0.1) scales the gradient; the sampler's own, the ratio is off by it."""
+    from dataclasses import replace
+
+    from score.models import resolve_model_path
+    from score.trainer import Trainer
+
+    _, batch = trainer_and_batch
+    other = [replace(s, old_logprobs=[x + 0.1 for x in s.old_logprobs], advantage=1.0) for s in batch]
+    cfg = TrainConfig(lr=1e-3, batch_size=2, lora_rank=8, recompute_old_logprobs=recompute, tis_cap=tis_cap)
+    trainer = Trainer(ModelConfig(), cfg, resolve_model_path(ModelConfig()), None, seed=0)
+    first, later = trainer.train(other, {"solver": 1.0}, total_steps=2)
+    assert first.sampler_gap_mean == pytest.approx(0.1, abs=1e-4) and first.sampler_gap_max < 0.1 + 1e-3
+    # every token's weight sums to 1 (grpo, one role) and its advantage is 1: pg is minus the mean weighted ratio
+    assert first.pg == pytest.approx(-1.0 if tis_cap is None else -math.exp(-0.1), abs=1e-4)
+    if recompute:
+        assert first.ratio_mean == 1.0 and first.clip_frac == 0.0
+        assert later.sampler_gap_mean == pytest.approx(0.1, abs=1e-4)  # its samples' recomputed before step 0
+        assert later.ratio_mean > 1.0  # policy change alone: step 0 raised written tokens' likelihood (A = +1)
+    else:
+        assert first.ratio_mean == pytest.approx(math.exp(-0.1), abs=1e-4)  # numerics read as policy change
+        assert math.isnan(later.sampler_gap_mean) and later.sampler_gap_tokens == 0
+
+
 def test_training_loss_on_a_fixed_batch_falls(trainer_and_batch):
     trainer, batch = trainer_and_batch
     losses = [trainer.train(batch, {"solver": 1.0, "evaluator": 0.5}, total_steps=10)[0].loss for _ in range(4)]

@@ -382,4 +382,17 @@ def _stats(rows: list[dict], counts: dict[str, int], logs: list, trainer) -> Tra
         evaluator_update_share=round(sum(s.evaluator_share for s in logs) / len(logs), 4) if logs else None,
         evaluator_token_share=round(sum(s.evaluator_token_share for s in logs) / len(logs), 4) if logs else None,
         trained_nothing=not logs,
+        old_logprobs="trainer" if trainer.recompute else "sampler",
+        **_sampler_gap(logs),
     )
+
+
+def _sampler_gap(logs: list) -> dict:
+    """The round's |trainer - sampler| log-prob gap at its start weights: mean over the tokens where it is known
+    (token-weighted across steps) and the maximum; None when no step knew it."""
+    known = [s for s in logs if s.sampler_gap_tokens]
+    if not known:
+        return dict(sampler_gap_mean=None, sampler_gap_max=None)
+    tokens = sum(s.sampler_gap_tokens for s in known)
+    mean = sum(s.sampler_gap_mean * s.sampler_gap_tokens for s in known) / tokens
+    return dict(sampler_gap_mean=round(mean, 6), sampler_gap_max=round(max(s.sampler_gap_max for s in known), 6))

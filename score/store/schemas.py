@@ -519,6 +519,9 @@ class TrainStepRow:
     seconds: float | None = column(pa.float32())
     evaluator_share: float | None = column(pa.float32(), "the evaluator's share of the step's update, by weight")
     evaluator_token_share: float | None = column(pa.float32(), "and of its trainable tokens, by count")
+    sampler_gap_mean: float | None = column(pa.float32(), "mean |trainer - sampler| log-prob per token, at round start")
+    sampler_gap_max: float | None = column(pa.float32(), "its maximum (NaN: unknown in this step)")
+    sampler_gap_tokens: int | None = column(pa.int32(), "the written tokens it is over")
 
 
 TRAIN_STEPS_SCHEMA = arrow_schema(TrainStepRow)
