@@ -7,7 +7,8 @@ policy with gradients, and accumulate `score.rl.policy_loss`; then clip the grad
 
 Log-probs are computed only where loss is: the forward keeps the logits of the last L positions (the
 written tokens, `logits_to_keep`), never the (B, T, V) logits of prompts and search results, and
-log-softmax is taken as `gather - logsumexp` so no second (B, L, V) tensor is made. They are those of the
+log-softmax is taken as `gather - logsumexp` in fp32, a chunk of positions at a time under checkpoint
+(`token_logprobs`), so the fp32 tensors do not grow with the micro-batch. They are those of the
 distribution each sample was drawn from, `log_softmax(logits / temperature)` (`TrainSample.temperature`), in the
 policy and the reference forward alike, so a fresh sample's importance ratio is 1 at any temperature.
 
@@ -223,21 +224,16 @@ def written_logprobs(
     L = max(len(c) for _, c in rows)
     ids, attn = left_pad([p + c for p, c in rows], pad_id)  # (B, T): written tokens end every row
     ids, attn = ids.to(device), attn.to(device)
-    logits = (
-        model(
-            input_ids=ids,
-            attention_mask=attn,
-            position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
-            logits_to_keep=L + 1,
-            use_cache=False,
-        )
-        .logits[:, :-1]
-        .float()
-    )  # (B, L, V): position j predicts token T-L+j; the prompt's logits are never made
-    if temperatures is not None and any(t != 1.0 for t in temperatures):
-        logits.div_(torch.tensor(temperatures, device=device)[:, None, None])  # in place: no second (B, L, V)
+    logits = model(
+        input_ids=ids,
+        attention_mask=attn,
+        position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
+        logits_to_keep=L + 1,
+        use_cache=False,
+    ).logits  # (B, L + 1, V): position j predicts token T-L+j; the prompt's logits are never made
     targets = ids[:, -L:]  # (B, L)
-    logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # (B, L)
+    temps = torch.tensor(temperatures or [1.0] * len(rows), device=device)  # (B,)
+    logp = torch.stack([token_logprobs(logits[b, :-1], targets[b], temps[b].expand(L)) for b in range(len(rows))])
     lengths = torch.tensor([len(c) for _, c in rows], device=device)  # (B,)
     mask = torch.arange(L, device=device)[None] >= (L - lengths)[:, None]  # (B, L)
     return logp, mask
@@ -264,18 +260,41 @@ def packed_logprobs(
     logits = model(
         input_ids=pack["ids"], attention_mask=mask, position_ids=pack["positions"], logits_to_keep=keep, use_cache=False
     ).logits  # (B, K, V): only positions some row predicts a written token from
-    picked = logits[pack["row"], torch.searchsorted(keep, pack["at"])].float()  # (N, V) the written tokens' own
-    picked = picked / pack["temperature"][:, None]  # (N, V)
-    lse = torch.logsumexp(picked, dim=-1)  # (N,)
+    picked = logits[pack["row"], torch.searchsorted(keep, pack["at"])]  # (N, V) the written tokens' own
+    logp = token_logprobs(picked, pack["target"], pack["temperature"])  # (N,)
     if pack["restricted"]:  # answers drawn from an answer set: normalised over that set, as they were sampled
         at, sets = zip(*pack["restricted"])
+        idx = torch.tensor(at, device=device)  # (R,)
         allowed = torch.zeros(len(at), picked.shape[1], dtype=torch.bool, device=device)  # (R, V)
         for r, ids in enumerate(sets):
             allowed[r, list(ids)] = True
-        sub = picked[list(at)].masked_fill(~allowed, float("-inf"))  # (R, V)
-        lse = lse.index_put((torch.tensor(at, device=device),), torch.logsumexp(sub, dim=-1))
-    logp = picked.gather(-1, pack["target"][:, None]).squeeze(-1) - lse  # (N,)
+        sub = (picked[idx].float() / pack["temperature"][idx, None]).masked_fill(~allowed, float("-inf"))  # (R, V)
+        own = sub.gather(-1, pack["target"][idx, None]).squeeze(-1) - torch.logsumexp(sub, dim=-1)  # (R,)
+        logp = logp.index_put((idx,), own)
     return _right_align(logp, pack["lengths"])
+
+
+LOGSOFTMAX_CHUNK = 1024  # written positions whose fp32 log-softmax is made at once (and remade in backward)
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """(N, V) logits in the model's dtype, (N,) targets and temperatures -> (N,) fp32 `log_softmax(logits /
+    temperature)[target]`, LOGSOFTMAX_CHUNK positions at a time: under autograd each chunk is checkpointed, so its
+    (chunk, V) fp32 tensors are remade in backward and their memory does not grow with N (at 152k vocabulary they
+    would be about 2 GB per 1,000 positions)."""
+    from torch.utils.checkpoint import checkpoint
+
+    parts = []
+    for i in range(0, len(targets), LOGSOFTMAX_CHUNK):
+        args = tuple(x[i : i + LOGSOFTMAX_CHUNK] for x in (logits, targets, temperature))
+        parts.append(checkpoint(_logprobs, *args, use_reentrant=False) if logits.requires_grad else _logprobs(*args))
+    return torch.cat(parts) if parts else logits.new_zeros(0, dtype=torch.float32)
+
+
+def _logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """`token_logprobs` of one chunk: gather - logsumexp, so no second (n, V) tensor is made."""
+    x = logits.float() / temperature[:, None]  # (n, V)
+    return x.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(x, dim=-1)
 
 
 def _pack(rows: Sequence[Sequence[TrainSample]], pad_id: int, device) -> dict:
@@ -356,6 +375,11 @@ def sample_logprobs(
         pairs = [(s.prompt_ids, s.token_ids) for s in alone]
         return written_logprobs(model, pairs, pad_id, device, [s.temperature for s in alone])
     return packed_logprobs(model, rows, pad_id, device, dtype)
+
+
+def step_totals() -> dict:
+    """What the micro-batches of one step add up (gap_max: a maximum, over processes too, not a sum)."""
+    return dict(loss=0.0, pg=0.0, kl=0.0, clip=0.0, ratio=0.0, tokens=0, padded=0, gap=0.0, gap_tokens=0, gap_max=0.0)
 
 
 class Trainer:
@@ -479,8 +503,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         agg = role_token_weights([s.written for s in batch], [s.role for s in batch], cfg.aggregation, role_weight)
-        totals = dict(loss=0.0, pg=0.0, kl=0.0, clip=0.0, ratio=0.0, tokens=0, padded=0, gap=0.0, gap_tokens=0)
-        totals["gap_max"] = 0.0  # a maximum over processes, not a sum
+        totals = step_totals()
         self.optimizer.zero_grad(set_to_none=True)
         for rows, real in self._share(micro_batches(batch, cfg.micro_batch_tokens)):
             part = [[batch[i] for i in row] for row in rows]

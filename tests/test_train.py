@@ -174,6 +174,21 @@ def test_masked_and_padded_tokens_get_no_gradient():
     assert (logp.grad[0, 1:] != 0).all() and logp.grad[1, 2] != 0
 
 
+def test_chunked_log_softmax_gives_the_whole_ones_values_and_gradients(monkeypatch):
+    """`token_logprobs` in chunks of 3 positions (checkpointed, remade in backward) against one log_softmax."""
+    import score.trainer as trainer
+
+    monkeypatch.setattr(trainer, "LOGSOFTMAX_CHUNK", 3)
+    logits = torch.randn(10, 7, generator=torch.Generator().manual_seed(0), dtype=torch.bfloat16, requires_grad=True)
+    targets, temps = torch.randint(0, 7, (10,), generator=torch.Generator().manual_seed(1)), torch.full((10,), 0.7)
+    whole = torch.log_softmax(logits.float() / 0.7, -1).gather(-1, targets[:, None]).squeeze(-1)
+    (grad_whole,) = torch.autograd.grad(whole.sum(), logits)
+    chunked = trainer.token_logprobs(logits, targets, temps)
+    (grad_chunked,) = torch.autograd.grad(chunked.sum(), logits)
+    assert chunked.dtype == torch.float32 and torch.allclose(chunked, whole, atol=1e-6)
+    assert torch.allclose(grad_chunked.float(), grad_whole.float(), atol=1e-2)  # bf16 gradients
+
+
 @pytest.fixture(scope="module")
 def trainer_and_batch():
     from score.models import resolve_model_path

@@ -16,6 +16,7 @@ from score.trainer import (
     micro_batches,
     padded_tokens,
     sample_logprobs,
+    step_totals,
     written_logprobs,
 )
 
@@ -205,7 +206,7 @@ def test_a_gradient_norm_the_engine_does_not_return_is_logged_as_unknown(trainer
 def test_a_zero_weight_stand_in_with_packed_rows_gives_a_finite_loss(trainer):
     samples = _real_batch(trainer)
     rows = [samples[:4], samples[4:5]]
-    totals = dict(loss=0.0, pg=0.0, kl=0.0, clip=0.0, ratio=0.0, tokens=0, padded=0)
+    totals = step_totals()
     trainer.optimizer.zero_grad(set_to_none=True)
     trainer._micro_batch(rows, [1.0] * 5, False, totals)  # not real: every weight 0
     assert totals["loss"] == 0.0 and totals["tokens"] == 0 and totals["padded"] == 0
