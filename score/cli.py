@@ -230,6 +230,35 @@ def setup(config: Path | None = ConfigOpt, set_: list[str] = SetOpt) -> None:
 
 
 @app.command()
+def plan(
+    gpu_gib: float = typer.Option(80.0, help="memory of one GPU, in GiB (an H100: 80)"),
+    model_config: Path | None = typer.Option(
+        None, help="the model's config.json (default: the one in model.path; configs/models/ holds Qwen2.5-7B's)"
+    ),
+    config: Path | None = ConfigOpt,
+    set_: list[str] = SetOpt,
+) -> None:
+    """A memory plan for one GPU before GPU hours are spent: the sampler's budget (weights, LoRA slot, KV cache
+    in tokens and trajectories) and one train step's peak, from the config and the model's config.json (no weights
+    read). Exit 2 when either does not fit, with the fix."""
+    try:
+        from score.memory_plan import plan_tables
+        from score.models import resolve_model_path
+
+        cfg = _config(config, set_)
+        source = model_config or Path(resolve_model_path(cfg.model)) / "config.json"
+        if not source.is_file():
+            raise FileNotFoundError(f"no model config.json at {source}: pass --model-config PATH/config.json")
+        tables, problem = plan_tables(cfg, source, gpu_gib)
+        for table in tables:
+            Console().print(table)
+        if problem:
+            _fail(problem)
+    except _user_errors() as e:
+        _fail(e)
+
+
+@app.command()
 def serve(
     config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
