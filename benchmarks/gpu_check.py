@@ -17,6 +17,10 @@ count. Peak: the GPU's dense bf16 TFLOP/s from a table keyed by its name; a larg
 printed beside it.
 Vocabulary: the shapes keep Qwen's 151936 rows (the real embedding and LM-head cost); the embedded tokenizer is
 SmolLM2's (49152), so prompt ids all lie below it and sampled ids above it decode to nothing (no text is read).
+4. the first train step (old log-probs recomputed, every fourth written token masked as a tool output): its ratio
+   (1 by construction), the sampler-trainer log-prob gap, the peak GPU memory beside `score plan`'s arithmetic for
+   the same micro-batch, what the freed trainer leaves allocated, and a second sampler loaded and sampling after it
+   in the same process (round 2's hand-over).
 Leaves out: vLLM, gradient checkpointing, several GPUs. The defaults are sized for both shapes in under 8 minutes
 on one H200.
 Run: `python benchmarks/gpu_check.py [--shape qwen2.5-0.5b|qwen2.5-1.5b|tiny] [--device cuda|cpu]
@@ -82,6 +86,7 @@ class Row:
     generate_tps: float
     train_tps: float
     mfu: float | None  # None without a known peak
+    first: dict  # the first train step: ratio, sampler gap, peak memory beside `score plan`'s, memory handed back
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,10 +144,14 @@ def check_shape(shape: str, args: argparse.Namespace, device: torch.device, dtyp
         generate_tps = time_generate(backend.model, prompts, backend.pad_id, temperature, args)
         del backend
         _free(device)
-        train_tps = time_train(folder, prompts, samples, temperature, args, device, dtype)
+        train_tps, first = time_train(folder, prompts, samples, temperature, args, device, dtype)
+        first["handed_back_gib"] = _allocated(device)  # what the freed trainer left behind for the next sampler
+        second = TransformersBackend(folder, dtype=str(dtype).removeprefix("torch."), device=str(device))
+        second.sample(prompts[:2], SamplingParams(temperature=temperature, max_tokens=8))  # round 2, same process
+        del second
     _free(device)
     mfu = 6 * params * train_tps / (peak * 1e12) if peak else None
-    return Row(shape, params, sampler_tps, generate_tps, train_tps, mfu)
+    return Row(shape, params, sampler_tps, generate_tps, train_tps, mfu, first)
 
 
 def save_random_model(config, dtype, device: torch.device, folder: str) -> int:
@@ -198,21 +207,43 @@ def time_generate(model, prompts: list[list[int]], pad_id: int, temperature: flo
     return best
 
 
-def time_train(folder: str, prompts, samples, temperature: float, args, device: torch.device, dtype) -> float:
-    """The project's train step (default TrainConfig: LoRA, KL on) on the sampler's samples: best padded tokens/s."""
+def time_train(folder: str, prompts, samples, temperature: float, args, device: torch.device, dtype):
+    """The project's train step (default TrainConfig: LoRA, KL on; old log-probs recomputed) on the sampler's samples,
+    every fourth written token masked as a tool's output would be: best padded tokens/s, and the first step's ratio,
+    sampler gap and peak memory beside `score plan`'s arithmetic for the same micro-batch."""
     model_cfg = ModelConfig(path=folder, dtype=str(dtype).removeprefix("torch."), device=str(device), threads=None)
-    trainer = Trainer(model_cfg, TrainConfig(batch_size=len(samples)), folder, None, 0)
+    cfg = TrainConfig(batch_size=len(samples), recompute_old_logprobs=True)
+    trainer = Trainer(model_cfg, cfg, folder, None, 0)
     batch = [
-        TrainSample("solver", p, s.token_ids, s.logprobs, 1.0 if b % 2 else -1.0, temperature=temperature)
+        TrainSample("solver", p, s.token_ids, s.logprobs, 1.0 if b % 2 else -1.0, temperature=temperature,
+                    mask=[int(j % 4 != 3) for j in range(len(s.token_ids))])
         for b, (p, s) in enumerate(zip(prompts, samples))
-    ]
+    ]  # fmt: skip
     role_weight = {"solver": 1.0, "evaluator": 0.5}
-    trainer.train(batch, role_weight, total_steps=100)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    [log] = trainer.train(batch, role_weight, total_steps=100)  # the first step, and the warm-up
+    first = dict(ratio=log.ratio_mean, gap_mean=log.sampler_gap_mean, gap_max=log.sampler_gap_max)
+    first["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    first["plan_gib"] = planned_train_gib(folder, model_cfg, cfg)
     best = 0.0
     for _ in range(args.repeats + 1):  # a step is short: one more run than the sampling parts
         logs, seconds = _timed(lambda: trainer.train(batch, role_weight, total_steps=100), device)
         best = max(best, sum(log.padded_tokens for log in logs) / seconds)
-    return best
+    trainer = None  # freed before the next sampler loads (the lambdas above hold the name, not the object)
+    _free(device)
+    return best, first
+
+
+def planned_train_gib(folder: str, model_cfg: ModelConfig, cfg: TrainConfig) -> float:
+    """`score plan`'s train-step peak for this shape and micro-batch (GiB)."""
+    from score.config import RunConfig
+    from score.memory_plan import architecture, trainer_plan
+    from score.trainer import LOGSOFTMAX_CHUNK
+
+    run = RunConfig(model=model_cfg, train=cfg)
+    arch = architecture(Path(folder) / "config.json", cfg.target_modules)
+    return sum(line.gib for line in trainer_plan(run, arch, LOGSOFTMAX_CHUNK))
 
 
 def peak_tflops(device_name: str) -> float | None:
@@ -260,6 +291,11 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+def _allocated(device: torch.device) -> float:
+    """GiB the process holds on the GPU now (NaN on a CPU)."""
+    return torch.cuda.memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+
+
 def print_table(rows: list[Row], peak: float | None) -> None:
     print("| shape | params | sampler tok/s | generate tok/s | sampler/generate | train tok/s | MFU | peak TFLOP/s |")
     print("|---|---|---|---|---|---|---|---|")
@@ -269,6 +305,14 @@ def print_table(rows: list[Row], peak: float | None) -> None:
         print(
             f"| {r.shape} | {r.params / 1e6:.1f}M | {r.sampler_tps:.0f} | {r.generate_tps:.0f} | "
             f"{r.sampler_tps / r.generate_tps:.2f} | {r.train_tps:.0f} | {mfu} | {shown_peak} |"
+        )
+    print("\n| shape | first-step ratio | sampler gap mean / max | train peak GiB | plan GiB | after train GiB |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        f = r.first
+        print(
+            f"| {r.shape} | {f['ratio']:.4f} | {f['gap_mean']:.2e} / {f['gap_max']:.2e} | {f['peak_gib']:.2f} | "
+            f"{f['plan_gib']:.2f} | {f['handed_back_gib']:.2f} |"
         )
 
 

@@ -22,11 +22,16 @@ def test_gpu_check_tiny_shape_on_cpu():
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    [row] = [line for line in out.stdout.splitlines() if line.startswith("| tiny |")]
+    row, first = [line for line in out.stdout.splitlines() if line.startswith("| tiny |")]
     _, shape, params, sampler, generate, ratio, train, mfu, peak, _ = row.split("|")
     assert float(params.strip().removesuffix("M")) > 0
     assert all(float(cell) > 0 for cell in (sampler, generate, ratio, train)), row
     assert (mfu.strip(), peak.strip()) == ("n/a", "unknown")  # no peak for a CPU, so no MFU
+    # masked samples, old log-probs recomputed: ratio 1 at the first step, the sampler's numerics are the trainer's
+    _, _, step_ratio, gap, train_peak, plan, handed_back, _ = first.split("|")
+    gap_mean, gap_max = (float(x) for x in gap.split("/"))
+    assert float(step_ratio) == 1.0 and gap_max < 1e-3 and float(plan) > 0, first
+    assert train_peak.strip() == handed_back.strip() == "nan"  # no GPU memory to read on a CPU
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the message is for machines without a GPU")
