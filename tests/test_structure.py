@@ -30,7 +30,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("store: schemas, layout, manifests, the store, the lease; the stage contracts", ("score.store", "score.pipeline")),
     (
-        "engines: models, search, prompts, queries, trackers, the trainer",
+        "engines: models, search, prompts, queries, trackers, the trainer and its memory plan",
         (
             "score.models",
             "score.search",
@@ -39,6 +39,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "score.datasets",
             "score.tracking",
             "score.trainer",
+            "score.memory_plan",
             "score.serve",
             "score.agent",
             "score.controller",
