@@ -19,12 +19,13 @@ Vocabulary: the shapes keep Qwen's 151936 rows (the real embedding and LM-head c
 SmolLM2's (49152), so prompt ids all lie below it and sampled ids above it decode to nothing (no text is read).
 4. the first train step (old log-probs recomputed, every fourth written token masked as a tool output): its ratio
    (1 by construction), the sampler-trainer log-prob gap, the peak GPU memory beside `score plan`'s arithmetic for
-   the same micro-batch, what the freed trainer leaves allocated, and a second sampler loaded and sampling after it
+   each --micro-batch-tokens, what the freed trainer leaves allocated, and a second sampler loaded and sampling after it
    in the same process (round 2's hand-over).
 Leaves out: vLLM, gradient checkpointing, several GPUs. The defaults are sized for both shapes in under 8 minutes
 on one H200.
-Run: `python benchmarks/gpu_check.py [--shape qwen2.5-0.5b|qwen2.5-1.5b|tiny] [--device cuda|cpu]
-[--new-tokens 256] [--batch 16]`; `--shape tiny --device cpu` runs a small shape in float32 on a CPU.
+Run: `python benchmarks/gpu_check.py [--shape qwen2.5-0.5b|qwen2.5-1.5b|qwen2.5-7b|tiny] [--device cuda|cpu]
+[--new-tokens 256] [--batch 16] [--micro-batch-tokens 1024,4096]` (qwen2.5-7b: the 7B config's model,
+configs/models/); `--shape tiny --device cpu` runs a small shape in float32 on a CPU.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from score.trainer import Trainer, TrainSample
 
 SHAPES = Path(__file__).resolve().parent / "shapes"
 REAL_SHAPES = ("qwen2.5-0.5b", "qwen2.5-1.5b")
+SEVEN_B = SHAPES.parents[1] / "configs/models/qwen2.5-7b-instruct/config.json"  # configs/qwen2.5-7b-vllm.yaml's model
 TINY = {  # the test's shape: Qwen2's code path and vocabulary, a few million other weights
     "model_type": "qwen2",
     "hidden_size": 64,
@@ -113,7 +115,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shape", choices=[*REAL_SHAPES, "tiny"], help="default: both real shapes")
+    parser.add_argument("--shape", choices=[*REAL_SHAPES, "qwen2.5-7b", "tiny"], help="default: 0.5b and 1.5b")
+    parser.add_argument(
+        "--micro-batch-tokens",
+        default="1024",
+        help="comma-separated train.micro_batch_tokens: the first step's peak memory at each (timing at the first)",
+    )
     parser.add_argument("--device", default="cuda", help="cuda, cuda:1 or cpu")
     parser.add_argument("--new-tokens", type=int, default=256, help="tokens each prompt writes")
     parser.add_argument("--batch", type=int, default=16, help="prompts sampled together; samples in a train step")
@@ -126,7 +133,8 @@ def load_shape(shape: str):
     """The shape's `Qwen2Config`: a JSON file in benchmarks/shapes, or the in-script tiny one."""
     from transformers import AutoConfig
 
-    spec = dict(TINY) if shape == "tiny" else json.loads((SHAPES / f"{shape}.json").read_text())
+    path = SEVEN_B if shape == "qwen2.5-7b" else SHAPES / f"{shape}.json"
+    spec = dict(TINY) if shape == "tiny" else json.loads(path.read_text())
     return AutoConfig.for_model(spec.pop("model_type"), **spec)
 
 
@@ -220,12 +228,16 @@ def time_train(folder: str, prompts, samples, temperature: float, args, device: 
         for b, (p, s) in enumerate(zip(prompts, samples))
     ]  # fmt: skip
     role_weight = {"solver": 1.0, "evaluator": 0.5}
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     [log] = trainer.train(batch, role_weight, total_steps=100)  # the first step, and the warm-up
-    first = dict(ratio=log.ratio_mean, gap_mean=log.sampler_gap_mean, gap_max=log.sampler_gap_max)
-    first["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    first["plan_gib"] = planned_train_gib(folder, model_cfg, cfg)
+    first = dict(ratio=log.ratio_mean, gap_mean=log.sampler_gap_mean, gap_max=log.sampler_gap_max, peaks=[])
+    for tokens in [int(t) for t in args.micro_batch_tokens.split(",")]:  # peak memory of a step at each size
+        trainer.cfg = cfg.model_copy(update={"micro_batch_tokens": tokens})
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        trainer.train(batch, role_weight, total_steps=100)
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+        first["peaks"].append((tokens, peak, planned_train_gib(folder, model_cfg, trainer.cfg)))
+    trainer.cfg = cfg.model_copy(update={"micro_batch_tokens": int(args.micro_batch_tokens.split(",")[0])})
     best = 0.0
     for _ in range(args.repeats + 1):  # a step is short: one more run than the sampling parts
         logs, seconds = _timed(lambda: trainer.train(batch, role_weight, total_steps=100), device)
@@ -306,14 +318,17 @@ def print_table(rows: list[Row], peak: float | None) -> None:
             f"| {r.shape} | {r.params / 1e6:.1f}M | {r.sampler_tps:.0f} | {r.generate_tps:.0f} | "
             f"{r.sampler_tps / r.generate_tps:.2f} | {r.train_tps:.0f} | {mfu} | {shown_peak} |"
         )
-    print("\n| shape | first-step ratio | sampler gap mean / max | train peak GiB | plan GiB | after train GiB |")
-    print("|---|---|---|---|---|---|")
+    print("\n| shape | first-step ratio | sampler gap mean / max | after train GiB |")
+    print("|---|---|---|---|")
     for r in rows:
         f = r.first
-        print(
-            f"| {r.shape} | {f['ratio']:.4f} | {f['gap_mean']:.2e} / {f['gap_max']:.2e} | {f['peak_gib']:.2f} | "
-            f"{f['plan_gib']:.2f} | {f['handed_back_gib']:.2f} |"
-        )
+        gap = f"{f['gap_mean']:.2e} / {f['gap_max']:.2e}"
+        print(f"| {r.shape} | {f['ratio']:.4f} | {gap} | {f['handed_back_gib']:.2f} |")
+    print("\n| shape | micro-batch tokens | train step peak GiB | score plan GiB |")
+    print("|---|---|---|---|")
+    for r in rows:
+        for tokens, peak, plan in r.first["peaks"]:
+            print(f"| {r.shape} | {tokens} | {peak:.2f} | {plan:.2f} |")
 
 
 if __name__ == "__main__":
