@@ -170,3 +170,28 @@ def plan_tables(cfg: RunConfig, config_json: Path, gpu_gib: float) -> tuple[list
     note = f"{room['trajectories']} trajectories of {cfg.generate.max_context_tokens} tokens fit the KV cache at once"
     tables.append(f"{arch.params / 1e9:.2f}B parameters; {note}; the train step peaks at about {peak:.1f} GiB")
     return tables, fits(cfg, room, peak, gpu_gib)
+
+
+def check_memory(cfg: RunConfig, folder: Path) -> None:
+    """On a CUDA device, refuse a config whose sampler or train step does not fit the GPU, before any model loads
+    (ConfigError naming the fix); nothing to check on a CPU or without the model's config.json in `folder`."""
+    import torch
+
+    from score.config import ConfigError
+
+    if not cfg.model.device.startswith("cuda") or not torch.cuda.is_available():
+        return
+    if not (folder / "config.json").is_file():
+        return
+    gpu_gib = torch.cuda.get_device_properties(torch.device(cfg.model.device)).total_memory / GIB
+    problem = plan_problem(cfg, architecture(folder / "config.json", cfg.train.target_modules), gpu_gib)
+    if problem:
+        raise ConfigError(f"{problem} (`score plan` prints the whole memory plan)")
+
+
+def plan_problem(cfg: RunConfig, arch: Architecture, gpu_gib: float) -> str:
+    """What does not fit one GPU of `gpu_gib` for `cfg` ('' when both the sampler and a train step do)."""
+    from score.trainer import LOGSOFTMAX_CHUNK
+
+    _, room = sampler_plan(cfg, arch, gpu_gib)
+    return fits(cfg, room, sum(x.gib for x in trainer_plan(cfg, arch, LOGSOFTMAX_CHUNK)), gpu_gib)

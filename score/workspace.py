@@ -14,6 +14,7 @@ from pathlib import Path
 
 from score.checkpoints import Policy, base_policy
 from score.config import RunConfig
+from score.memory_plan import check_memory
 from score.models import Backend, check_target_modules, linear_layers, load_backend, model_folder
 from score.models.base import free_memory
 from score.models.embedded import EMBEDDED_NAME, cache_root
@@ -147,6 +148,7 @@ class Workspace:
         check_context(self.cfg, self.cache)
         if self.cfg.train.method == "lora" and (linear := linear_layers(model_folder(self.cfg.model, self.cache))):
             check_target_modules(linear, self.cfg.train.target_modules)
+        check_memory(self.cfg, model_folder(self.cfg.model, self.cache))  # on a GPU: the memory plan fits it
         if self.cfg.search.backend == "bm25":
             self.preflight_corpus()
         else:

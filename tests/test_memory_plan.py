@@ -5,7 +5,7 @@ from pathlib import Path
 from test_cli_e2e import score
 
 from score.config import load_config
-from score.memory_plan import architecture, fits, sampler_plan, trainer_plan
+from score.memory_plan import architecture, fits, plan_problem, sampler_plan, trainer_plan
 
 QWEN_7B = Path("configs/models/qwen2.5-7b-instruct/config.json")
 CONFIG_7B = Path("configs/qwen2.5-7b-vllm.yaml")
@@ -33,3 +33,13 @@ def test_a_gpu_too_small_is_one_line_naming_the_fix():
     assert "KV cache" in out.stdout and "train step" in out.stdout  # the plan is printed before the verdict
     missing = score("plan", "-c", str(CONFIG_7B), timeout=120)  # /models/Qwen2.5-7B-Instruct is not here
     assert missing.returncode == 2 and "pass --model-config" in missing.stderr
+
+
+def test_a_run_on_a_gpu_too_small_is_refused_at_load_naming_the_fix():
+    """What `score run`'s preflight asks on a CUDA device (`check_memory`), for the GPU's size: nothing on 80 GB;
+    on 40 GB the train step; on 16 GB the sampler's KV cache holds no trajectory of the config's length."""
+    cfg = load_config(CONFIG_7B)
+    arch = architecture(QWEN_7B, cfg.train.target_modules)
+    assert plan_problem(cfg, arch, 80) == ""
+    assert plan_problem(cfg, arch, 40).startswith("a train step needs about 53.8 GiB, more than the GPU's 40")
+    assert "less than one trajectory of generate.max_context_tokens 12288" in plan_problem(cfg, arch, 16)
