@@ -401,6 +401,8 @@ def test_the_gpu_worker_reserves_gpus_and_is_off_by_default(compose):
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert any("gpu" in d.get("capabilities", []) for d in devices)
     assert gpu.get("profiles"), "a plain `compose up` must not need a GPU"
+    command = gpu["command"]
+    assert command[command.index("--limit") + 1] == "1", "a campaign holds the whole GPU: one flow run at a time"
 
 
 def test_s3_config_exists_and_accepts_the_workers_credentials(compose):
