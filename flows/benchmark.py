@@ -79,13 +79,20 @@ def ablate_flow(
 def _ablate(base: dict, total: int, seeds: list[int]) -> str:
     for seed in seeds:
         score_arm, static_arm = arm(base, seed, static=False), arm(base, seed, static=True)
-        round_flow(score_arm, 0)
+        _arm_round(score_arm, 0)
         share_round_zero(score_arm, static_arm)
-        round_flow(static_arm, 0)  # only its harness-evolve runs: the rest was copied and its manifests match
+        _arm_round(static_arm, 0)  # only its harness-evolve runs: the rest was copied and its manifests match
         for r in range(1, total):
-            round_flow(score_arm, r)
-            round_flow(static_arm, r)
+            _arm_round(score_arm, r)
+            _arm_round(static_arm, r)
     return report_pair(arm(base, base["seed"], static=False), arm(base, base["seed"], static=True)["run"])
+
+
+def _arm_round(config: dict, r: int) -> None:
+    """One round of one arm, its engines closed after it: the arms alternate in one process, and a second vLLM
+    engine would not start beside the first (each wants model.vllm.gpu_memory_utilization of the device)."""
+    round_flow(config, r)
+    workspace(config).release()
 
 
 @task(cache_policy=NO_CACHE, retries=0)

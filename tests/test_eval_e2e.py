@@ -14,6 +14,32 @@ from tests.test_cli_e2e import score
 
 
 @pytest.mark.slow
+def test_ablate_holds_one_arms_engines_at_a_time(monkeypatch):
+    """The arms alternate round by round in one process: each arm's engines are closed before the other's round."""
+    import flows.benchmark as ablate
+    from score.config import load_config
+
+    events = []
+
+    class Held:
+        def __init__(self, run):
+            self.run = run
+
+        def release(self):
+            events.append(("release", self.run))
+
+    monkeypatch.setattr(ablate, "round_flow", lambda config, r: events.append(("round", config["run"], r)))
+    monkeypatch.setattr(ablate, "share_round_zero", lambda source, target: None)
+    monkeypatch.setattr(ablate, "report_pair", lambda config, baseline: "report")
+    monkeypatch.setattr(ablate, "workspace", lambda config: Held(config["run"]))
+    ablate._ablate(load_config(Path("configs/ci.yaml")).model_dump(mode="json"), 3, [0])
+    rounds = [(e[1], e[2]) for e in events if e[0] == "round"]
+    assert rounds == [("ci", 0), ("ci-static", 0), ("ci", 1), ("ci-static", 1), ("ci", 2), ("ci-static", 2)]
+    for i, event in enumerate(events):
+        if event[0] == "round":
+            assert events[i + 1] == ("release", event[1])  # released before anything else runs
+
+
 def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path):
     """Its own campaign, at one query a round: starting from the session's campaign (two queries a round, its
     rounds copied) measured 335 s against 288 s, since the static arm's round 1 then judges twice the reports."""
