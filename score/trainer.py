@@ -64,7 +64,7 @@ class TrainSample:
     prefix_ids: list[int] = field(default_factory=list)  # shared by siblings (equal prefix_ids): encoded once a row
     mask: list[int] | None = None  # per token_ids: 1 written (loss), 0 a tool's output (no loss); None: all written
     choices: list[list[int]] | None = None  # per token_ids: the answer set it was drawn from (None: the vocabulary)
-    start_logprobs: list[float] | None = None  # per token_ids: the trainer's own at the round's start (the trainer's)
+    start_logprobs: list[float] | None = None  # per token_ids: the trainer's own at the round's start (it sets them)
 
     @property
     def written(self) -> int:
