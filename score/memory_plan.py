@@ -46,11 +46,11 @@ def architecture(config_json: Path, targets: list[str]) -> Architecture:
     """The architecture of the model whose config.json is `config_json` (a file, or the folder holding it),
     built on the meta device."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(str(config_json))
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+    from score.models import meta_model
+
+    model = meta_model(config_json)
+    config = model.config
     linear = [
         m
         for name, m in model.named_modules()

@@ -30,11 +30,17 @@ def linear_layers(folder: Path) -> list[str] | None:
     built on the meta device: no weights read, no memory; None when there is no config there."""
     if not (folder / "config.json").is_file():
         return None
+    return linear_layer_names(meta_model(folder))
+
+
+def meta_model(config: Path):
+    """The model of a config.json (`config`: the file, or the folder holding it) built on the meta device: its
+    shapes and modules, no weights read, no memory."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     with torch.device("meta"):
-        return linear_layer_names(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder)))
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(config)))
 
 
 def linear_layer_names(model) -> list[str]:
