@@ -13,6 +13,7 @@ from score.agent import Budget, agent_messages, run_agents
 from score.models.base import Sample, SamplingParams
 from score.search.base import Passage
 from score.search.searxng import SearchError
+from score.trainer import step_totals
 from tests.conftest import ToyBackend
 
 BUDGET = Budget(
@@ -180,7 +181,7 @@ def test_first_step_on_real_multi_turn_trajectories_has_ratio_one_and_no_loss_on
     grads = []
     for tool_logprob in (0.0, -30.0):  # what is stored for tool tokens cannot move the update
         trainer.optimizer.zero_grad(set_to_none=True)
-        totals = dict(loss=0.0, pg=0.0, kl=0.0, clip=0.0, ratio=0.0, tokens=0, padded=0)
+        totals = step_totals()
         batch = samples(tool_logprob)
         rows = [batch]  # the K trajectories share their prompt: one packed row, one forward
         trainer._micro_batch(rows, [1.0 / sum(s.written for s in batch)] * len(batch), True, totals)
