@@ -256,7 +256,7 @@ def packed_logprobs(
     # padding attends to the prefix and itself: no query row is all -inf, so no NaN; real tokens never see padding
     blocked = torch.full(allowed.shape, float("-inf"), dtype=dtype, device=device)  # in the model's dtype at once
     mask = torch.where(allowed, torch.zeros((), dtype=dtype, device=device), blocked)[:, None]  # (B, 1, W, W)
-    keep = pack["at"].unique()  # (K,) sorted: every row's predicting positions (portable 1D `logits_to_keep`)
+    keep = pack["keep"]  # (K,) sorted: every row's predicting positions (portable 1D `logits_to_keep`)
     logits = model(
         input_ids=pack["ids"], attention_mask=mask, position_ids=pack["positions"], logits_to_keep=keep, use_cache=False
     ).logits  # (B, K, V): only positions some row predicts a written token from
@@ -300,7 +300,8 @@ def _logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: torch.Te
 def _pack(rows: Sequence[Sequence[TrainSample]], pad_id: int, device) -> dict:
     """The packed layout of `rows`: ids, positions and segment ids (B, W, right-padded), and for each of the N
     written tokens in row order its row, the position predicting it, its id and temperature (N,), with each
-    sample's written length (S,); and the written tokens drawn from an answer set, with their sets."""
+    sample's written length (S,), the predicting positions sorted and once each (K,); and the written tokens
+    drawn from an answer set, with their sets."""
     width = max(_row_width(r) for r in rows)
     ids, positions, segment = [], [], []
     row_of, at, target, temperature, lengths = [], [], [], [], []
@@ -339,23 +340,25 @@ def _pack(rows: Sequence[Sequence[TrainSample]], pad_id: int, device) -> dict:
         segment=tensor(segment),
         row=tensor(row_of),
         at=tensor(at),
+        keep=tensor(sorted(set(at))),  # (K,): the positions some row predicts from, made here (no device sync)
         target=tensor(target),
         temperature=tensor(temperature, torch.float32),
-        lengths=tensor(lengths),
+        lengths=lengths,  # a list: the aligned width is read from it without a device sync
         restricted=restricted,
     )
 
 
-def _right_align(flat: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _right_align(flat: torch.Tensor, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """(N,) values, sample after sample, -> (S, L) right-aligned (zeros before each sample's start) and its mask.
 
-    >>> _right_align(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1, 2]))
+    >>> _right_align(torch.tensor([1.0, 2.0, 3.0]), [1, 2])
     (tensor([[0., 1.],
             [2., 3.]]), tensor([[False,  True],
             [ True,  True]]))
     """
-    L = int(lengths.max())
-    mask = torch.arange(L, device=flat.device)[None] >= (L - lengths)[:, None]  # (S, L)
+    L = max(lengths)
+    starts = L - torch.tensor(lengths, device=flat.device)  # (S,)
+    mask = torch.arange(L, device=flat.device)[None] >= starts[:, None]  # (S, L)
     out = torch.zeros(mask.shape, dtype=flat.dtype, device=flat.device).masked_scatter(mask, flat)  # (S, L)
     return out, mask
 
@@ -393,6 +396,7 @@ class Trainer:
         recompute = cfg.recompute_old_logprobs
         self.recompute = model_cfg.backend == "vllm" if recompute is None else recompute
         self.accelerator = Accelerator(cpu=model_cfg.device == "cpu")
+        self.device = self.accelerator.device  # every tensor the trainer makes goes here (a test moves it)
         self.sharded = self.accelerator.distributed_type.name in ("FSDP", "DEEPSPEED")
         if model_cfg.threads and model_cfg.device == "cpu":
             torch.set_num_threads(model_cfg.threads)
@@ -428,7 +432,7 @@ class Trainer:
                 )
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         if self.reference is not None:
-            self.reference = self.reference.to(self.accelerator.device)
+            self.reference = self.reference.to(self.device)
         self.model.train()
 
     def _load(self, cfg: TrainConfig, base_path: str, resume: str | None, dtype):
@@ -458,9 +462,9 @@ class Trainer:
     def _reference_logprobs(self, rows: list[list[TrainSample]]) -> torch.Tensor:
         with torch.no_grad():
             if self.reference is not None:
-                return sample_logprobs(self.reference, rows, self.pad_id, self.accelerator.device, self.dtype)[0]
+                return sample_logprobs(self.reference, rows, self.pad_id, self.device, self.dtype)[0]
             with self.unwrapped.disable_adapter():  # LoRA: the base weights are the reference, no second copy
-                return sample_logprobs(self.model, rows, self.pad_id, self.accelerator.device, self.dtype)[0]
+                return sample_logprobs(self.model, rows, self.pad_id, self.device, self.dtype)[0]
 
     def train(
         self, samples: Sequence[TrainSample], role_weight: dict[str, float], total_steps: int, desc: str = ""
@@ -511,8 +515,8 @@ class Trainer:
             progress(sum(map(len, rows)) * acc.num_processes if real else 0)
         if acc.num_processes > 1:  # every process saw its share of the batch: sum the logged totals
             keys = [k for k in totals if k != "gap_max"]
-            summed = acc.reduce(torch.tensor([float(totals[k]) for k in keys], device=acc.device), reduction="sum")
-            gap_max = acc.gather(torch.tensor([totals["gap_max"]], device=acc.device)).max()  # (processes,) -> max
+            summed = acc.reduce(torch.tensor([float(totals[k]) for k in keys], device=self.device), reduction="sum")
+            gap_max = acc.gather(torch.tensor([totals["gap_max"]], device=self.device)).max()  # (processes,) -> max
             totals = dict(zip(keys, summed.tolist()), gap_max=float(gap_max))
             for k in ("tokens", "padded", "gap_tokens"):
                 totals[k] = int(totals[k])
@@ -567,7 +571,7 @@ class Trainer:
         with torch.no_grad():
             for rows, real in self._share(micro_batches(subset, self.cfg.micro_batch_tokens)):
                 part = [[subset[i] for i in row] for row in rows]
-                logp, _ = sample_logprobs(self.model, part, self.pad_id, self.accelerator.device, self.dtype)
+                logp, _ = sample_logprobs(self.model, part, self.pad_id, self.device, self.dtype)
                 order = [i for row in rows for i in row]
                 n = [len(subset[i].token_ids) for i in order]
                 found += [(rest[i], logp[b, logp.shape[1] - n[b] :].tolist()) for b, i in enumerate(order) if real]
@@ -594,7 +598,7 @@ class Trainer:
         cfg, acc = self.cfg, self.accelerator
         part = [s for row in rows for s in row]
         ref = self._reference_logprobs(rows) if cfg.kl_coef > 0 else None
-        logp, mask = sample_logprobs(self.model, rows, self.pad_id, acc.device, self.dtype)
+        logp, mask = sample_logprobs(self.model, rows, self.pad_id, self.device, self.dtype)
         old, w = torch.zeros_like(logp), torch.zeros_like(logp)  # (B, L)
         # the trainer's own at the round's start weights: this forward's at the round's first step, else recomputed
         start = logp.detach().clone() if self.step == self.round_start else torch.full_like(logp, math.nan)
