@@ -9,6 +9,7 @@ score.runner), because Prefect's cache cannot see helper code, data files or the
 
 from __future__ import annotations
 
+import tempfile
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -32,6 +33,7 @@ from flows.common import (
 from score import pipeline
 from score.history import CampaignStopped, stop_reason
 from score.inspection import stage_markdown
+from score.models.devices import check_workers, keep_pinned, on_gpu, pin, visible_devices
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, TRAIN, StageName, StageSpec
 from score.progress import key_values
 from score.runner import run_shard, run_stage
@@ -87,6 +89,7 @@ def _run(spec: StageSpec, config: dict, round_idx: int, force: bool) -> str | St
 @task(name="shard", task_run_name="{stage}-r{round_idx:04d}-shard-{index}", cache_policy=NO_CACHE, retries=0)
 def shard(config: dict, stage: str, round_idx: int, index: int, holder: str, force: bool = False) -> str | State:
     """One shard of a sharded stage, behind its own manifest, written for `holder` (the flow holding the run)."""
+    keep_pinned()  # in a pool worker: its own GPU only
     ws = workspace(config)
     outcome = run_shard(ws, stage, round_idx, index, force=force, holder=holder)
     if outcome.skipped:
@@ -97,8 +100,9 @@ def shard(config: dict, stage: str, round_idx: int, index: int, holder: str, for
 
 def shards(spec: StageSpec, config: dict, round_idx: int, workers: int, force: bool) -> list[str | State]:
     """The stage's shards as tasks (none when it runs whole): with `workers` > 1, that many at once, each in its
-    own process (a process pool: each loads the model once); a shard that fails fails the round after the others
-    finish, and the rerun redoes only the unfinished ones."""
+    own process (a process pool: each loads the model once, and on a GPU machine each sees only its own GPU,
+    `score.models.devices`); a shard that fails fails the round after the others finish, and the rerun redoes only
+    the unfinished ones."""
     n = spec.shard_count(config)
     if n == 1:
         return []
@@ -108,7 +112,12 @@ def shards(spec: StageSpec, config: dict, round_idx: int, workers: int, force: b
     ]
     if workers == 1:
         return [shard(**c) for c in calls]
-    with ProcessPoolTaskRunner(max_workers=min(workers, n)) as runner:
+    size, devices, model = min(workers, n), visible_devices(), config["model"]
+    check_workers(size, devices, on_gpu(model["backend"], model["device"]))
+    with (
+        tempfile.TemporaryDirectory(prefix="score-devices-") as locks,
+        ProcessPoolTaskRunner(max_workers=size, initializer=pin, initargs=(devices, locks)) as runner,
+    ):
         futures = [runner.submit(shard, c) for c in calls]
         wait(futures)
         return [f.result() for f in futures]

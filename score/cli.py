@@ -44,7 +44,9 @@ def _check_workers(workers: int) -> None:
 
 
 def _check_workers_fit(cfg, workers: int, stages: Iterable[str]) -> None:
-    """More workers than the most shards any of `stages` runs as would sit idle, each having loaded the model."""
+    """More workers than the most shards any of `stages` runs as would sit idle, each having loaded the model;
+    more GPU workers than visible GPUs would put two engines on one."""
+    from score.models.devices import check_workers, on_gpu, visible_devices
     from score.pipeline import stage as stage_spec
 
     most = max(stage_spec(name).shard_count(cfg) for name in stages)
@@ -53,6 +55,8 @@ def _check_workers_fit(cfg, workers: int, stages: Iterable[str]) -> None:
             f"--workers {workers}, but at most {most} shard(s) run at once here (generate.shards "
             f"{cfg.generate.shards}, evaluate.shards {cfg.evaluate.shards}); set --workers {most} or raise the shards"
         )
+    if workers > 1:
+        check_workers(workers, visible_devices(), on_gpu(cfg.model.backend, cfg.model.device))
 
 
 def _config(config: Path | None, overrides: list[str]):
@@ -179,6 +183,9 @@ def stage(
         help="run in this process without Prefect (what `accelerate launch` needs: one flow, not one per GPU)",
     ),
     workers: int = WorkersOpt,
+    holder: str | None = typer.Option(
+        None, hidden=True, help="with --no-flow: write for this lease holder (the round that launched the stage)"
+    ),
     config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
     verbose: bool = VerboseOpt,
@@ -199,7 +206,7 @@ def stage(
         if no_flow:
             from score.runner import run_stage
 
-            outcome = run_stage(ws, name, round_idx, force=force)
+            outcome = run_stage(ws, name, round_idx, force=force, holder=holder)
             err.print(f"{name} round {round_idx}: {'skipped (done)' if outcome.skipped else 'done'}: {outcome.folder}")
             return
         from flows.env import reap_orphaned_servers

@@ -11,6 +11,9 @@ import difflib
 import hashlib
 import json
 import re
+import shlex
+import shutil
+import sys
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -768,6 +771,21 @@ class TrackingConfig(Section):
     )
 
 
+def launcher_command(launcher: str) -> list[str] | None:
+    """`campaign.train_launcher` as an argument list, its program resolved on PATH or beside this Python (a
+    virtual environment's `accelerate` and `torchrun` when it is not activated); None when it is found nowhere.
+
+    >>> launcher_command("no-such-launcher --x") is None
+    True
+    """
+    words = shlex.split(launcher)
+    if not words:
+        return None
+    beside = Path(sys.executable).parent / words[0]
+    program = shutil.which(words[0]) or (str(beside) if beside.is_file() else None)
+    return [program, *words[1:]] if program else None
+
+
 class CampaignConfig(Section):
     rounds: int = Field(2, ge=1, description="co-evolution rounds a campaign runs")
     max_untrained_rounds: int = Field(
@@ -776,6 +794,23 @@ class CampaignConfig(Section):
         description="stop the campaign, naming why, when the solver has trained on nothing this many rounds "
         "running (more rounds would sample from the same weights); 0: never stop",
     )
+    train_launcher: str | None = Field(
+        None,
+        description="a launcher command the train stage runs under, one process per device, e.g. `accelerate launch "
+        "--config_file configs/accelerate/fsdp.yaml` or `torchrun --nproc_per_node 8` (the stage is appended as `-m "
+        "score.cli stage train ...`), the round's engines released first; null: in the round's own process. The "
+        "checkpoint is the same either way (not fingerprinted)",
+    )
+
+    @field_validator("train_launcher")
+    @classmethod
+    def _launcher_found(cls, v: str | None) -> str | None:
+        if v is not None and launcher_command(v) is None:
+            raise ValueError(
+                f"campaign.train_launcher {v!r}: its program is not found on PATH nor beside this Python; pass e.g. "
+                "'accelerate launch --config_file configs/accelerate/fsdp.yaml' or 'torchrun --nproc_per_node 8'"
+            )
+        return v
 
 
 class RunConfig(Section):

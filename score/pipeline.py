@@ -165,6 +165,7 @@ class TrainStats:
     evaluator_flat_groups: int = 0
     steps: int = 0
     global_step: int = 0
+    processes: int = 1  # the trainer's processes (under accelerate launch: one per device)
     trainable_parameters: int = 0
     trainable_tokens: int = 0
     tokens_per_second: float = 0.0

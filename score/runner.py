@@ -19,6 +19,9 @@ import hashlib
 import importlib
 import json
 import logging
+import shlex
+import subprocess
+import tempfile
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -27,11 +30,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow as pa
 
 from score.checkpoints import Policy, base_policy
-from score.config import ConfigView
+from score.config import ConfigView, launcher_command
 from score.history import alarm_for_round, harness_for_round, policy_for_round
 from score.pipeline import REWARDS_SEAM, StageSpec, derive_seed, stage
 from score.progress import key_values
 from score.store.layout import CHECKPOINT, shard_dir, stage_dir
+from score.store.lease import holder as lease_holder
 from score.store.lease import holding
 from score.store.manifest import FolderWriter, Manifest, Outcome, behind_manifest, is_done
 from score.store.schemas import Artifact, ArtifactError
@@ -275,27 +279,63 @@ def run_stage(
     force: bool = False,
     sources: dict[str, StageSpec] | None = None,
     redo_shards: bool | None = None,
+    holder: str | None = None,
 ) -> Outcome:
     """Run one stage of one round behind its manifest. `sources` maps a seam (`pipeline.REWARDS_SEAM`) to a
     stage that stands in for the declared producer of its reads (the learning check's known reward).
 
     A sharded stage (`StageSpec.shards`, n > 1) runs its unfinished shards here, one after another, then closes
     over them; workers that ran shards before (`run_shard`) leave only the close. `redo_shards` (default: `force`)
-    redoes finished shards too."""
+    redoes finished shards too. The train stage with `campaign.train_launcher` runs under that launcher.
+
+    Parameters: the stage and round, `force`, `sources`, `redo_shards`, and `holder`: the lease holder this process
+    writes for (a launched train stage writes for the round that launched it)."""
     spec = name if isinstance(name, StageSpec) else stage(name)
     p = _prepare(ws, spec, round_idx, sources)
     n = spec.shard_count(ws.cfg)
     folder = stage_dir(ws.cfg.run, round_idx, spec.folder)
-    with holding(ws.store, ws.cfg.run):  # one writer per run
+    with holding(ws.store, ws.cfg.run, on_behalf_of=holder):  # one writer per run
         if n > 1 and (force or not is_done(ws.store, folder, p.meta.fingerprint)):  # closed: no shard needed
             redo = force if redo_shards is None else redo_shards
             for index in range(n):
                 _run_shard(ws, p, round_idx, index, redo)
+        if spec.name == "train" and ws.cfg.campaign.train_launcher and not sources:
+            return launched(ws, p, round_idx, force)
         work = _work(p, round_idx, spec.impl, spec.writes, (0, 1), n)
         outcome = behind_manifest(ws.store, folder, p.meta, work, force=force)
     if not outcome.skipped:  # a skip is logged once, by behind_manifest
         log.info("round %d %s: done · %s", round_idx, spec.name, key_values(outcome.manifest.stats))
     return outcome
+
+
+def launched(ws: Workspace, p: _Prepared, round_idx: int, force: bool) -> Outcome:
+    """`p`'s stage under `campaign.train_launcher` (e.g. `accelerate launch ...`, `torchrun ...`): each launched
+    process runs it with `--no-flow` on this config (less the launcher), writing for this process's lease; this
+    process's engines are released first (the devices are the launch's). Its manifest is read back after exit 0."""
+    folder = stage_dir(ws.cfg.run, round_idx, p.spec.folder)
+    if not force and is_done(ws.store, folder, p.meta.fingerprint):
+        log.info("%s: done already (manifest matches), skipped", ws.store.display(folder))
+        return Outcome(ws.store.display(folder), True, ws.store.read_manifest(folder))
+    ws.release()
+    launcher = ws.cfg.campaign.train_launcher
+    cfg = ws.cfg.model_copy(update={"campaign": ws.cfg.campaign.model_copy(update={"train_launcher": None})})
+    with tempfile.TemporaryDirectory(prefix="score-launch-") as tmp:
+        config = Path(tmp) / "config.json"
+        config.write_text(cfg.model_dump_json())
+        stage_args = ["stage", p.spec.name, "--round", str(round_idx), "--no-flow", "--holder", lease_holder()]
+        cmd = [*launcher_command(launcher), "-m", "score.cli", *stage_args, "-c", str(config)]
+        cmd += ["--force"] if force else []
+        log.info("round %d %s: launched: %s", round_idx, p.spec.name, shlex.join(cmd))
+        code = subprocess.run(cmd).returncode
+    if code != 0:
+        raise RuntimeError(
+            f"round {round_idx} {p.spec.name} under {launcher!r} exited {code}: its processes' output is above; "
+            "rerun the round (finished stages skip)"
+        )
+    manifest = ws.store.read_manifest(folder)
+    if manifest is None or manifest.fingerprint != p.meta.fingerprint:
+        raise RuntimeError(f"round {round_idx} {p.spec.name}: the launch exited 0 but left no manifest in {folder}")
+    return Outcome(ws.store.display(folder), False, manifest)
 
 
 def stage_folder(ws: Workspace, name: str, round_idx: int) -> str:

@@ -78,6 +78,7 @@ def test_overrides_are_parsed_as_yaml():
             ["store.storage_options ['key', 'secret'] would write a secret", "AWS_SECRET_ACCESS_KEY"],
         ),
         (["tracking.mlflow_uri=http://bob:hunter22@x:5000"], ["a URL with a password in it", "'http://***@x:5000'"]),
+        (["campaign.train_launcher=acclerate launch"], ["'acclerate launch': its program is not found", "torchrun"]),
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(override, words):

@@ -290,7 +290,7 @@ def test_two_process_workers_write_what_one_writes_on_s3_through_a_prefect_serve
     """Sharded generate-reports and self-evaluate (2 shards each) run by 2 process workers of the round's flow,
     on a real Prefect server and the S3 store, write the same artifacts as the same shards run in turn (in one
     process, without the flow)."""
-    env = {**os.environ, **s3.server.env(), **prefect_env}
+    env = {**os.environ, **s3.server.env(), **prefect_env, "CUDA_VISIBLE_DEVICES": "0,1"}  # CPU stand-ins for GPUs
     shards = ["--set", "generate.shards=2", "--set", "evaluate.shards=2"]
     logs = {}
     for run, how in (("two", ["--workers", "2"]), ("one", ["--no-flow"])):
@@ -303,8 +303,10 @@ def test_two_process_workers_write_what_one_writes_on_s3_through_a_prefect_serve
     for folder in ("generate", "evaluate"):
         two, one = (store.read_manifest(f"{run}/round-0000/{folder}") for run in ("two", "one"))
         assert two.files and two.content_fingerprint() == one.content_fingerprint(), folder
-        for run in ("two", "one"):
-            assert all(store.read_manifest(f"{run}/round-0000/shards/{folder}/{i:02d}-of-02") for i in (0, 1))
+        parts = {run: [store.read_manifest(f"{run}/round-0000/shards/{folder}/{i:02d}-of-02") for i in (0, 1)]
+                 for run in ("two", "one")}  # fmt: skip
+        assert sorted(m.devices for m in parts["two"]) == ["0", "1"]  # each worker saw only its own device
+        assert [m.devices for m in parts["one"]] == ["0,1", "0,1"] and two.devices == "0,1"  # one process: both
     for stage in ("generate-reports", "self-evaluate"):  # the two workers' task runs, reported to the server
         assert all(f"'{stage}-r0000-shard-{i}' - Finished in state Completed()" in logs["two", stage] for i in (0, 1))
     listing = subprocess.run(

@@ -3,6 +3,8 @@ them; a stage stopped after some shards redoes only the others; the closed stage
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from score.pipeline import EVALUATE, EVOLVE, GENERATE, TRAIN, GenerateStats
@@ -104,3 +106,28 @@ def test_a_worker_writing_for_a_holder_that_lost_the_run_writes_nothing(toy_work
     with pytest.raises(RunLocked, match="writes run 'toy' for elsewhere:1:gone, which no longer holds its lease"):
         run_shard(ws, GENERATE, 0, 0, holder="elsewhere:1:gone")
     assert ws.store.read_manifest(shard_dir("toy", 0, "generate", 0, 2)) is None
+
+
+def test_pool_workers_each_take_their_own_device_and_too_many_gpu_workers_are_refused(tmp_path, monkeypatch):
+    """`pin` as each worker's initializer: the first free device, seen alone; the slow S3 test runs it in two real
+    process workers (each shard's manifest names its device)."""
+    from score.config import ConfigError
+    from score.models import devices
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert devices.visible_devices() == ["0", "1"]
+    held = []  # each worker process holds its lock for its life
+    for expected in ("0", "1", "0,1"):  # the third worker finds none free: it keeps what the round process saw
+        monkeypatch.setattr(devices, "_held", None)  # a fresh worker process (restored after the test)
+        monkeypatch.setattr(devices, "_pinned", None)
+        devices.pin(["0", "1"], str(tmp_path))
+        held.append(devices._held)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # Prefect gives each task the round process's environment
+        devices.keep_pinned()
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == expected
+    devices.check_workers(2, ["0", "1"], needed=True)
+    devices.check_workers(4, [], needed=False)  # the model samples on the CPU: any number of workers
+    with pytest.raises(ConfigError, match="4 workers sample on GPUs but 2 device.*run with --workers 2"):
+        devices.check_workers(4, ["0", "1"], needed=True)
+    assert devices.on_gpu("vllm", "cpu") and devices.on_gpu("transformers", "cuda:1")
+    assert not devices.on_gpu("transformers", "cpu")

@@ -1,4 +1,6 @@
-"""The trainer under `accelerate launch` with two CPU processes (gloo) gives the checkpoint one process gives."""
+"""The train stage launching itself in two CPU processes (campaign.train_launcher: torchrun; accelerate's trainer
+over gloo) gives the checkpoint one process gives. `accelerate launch` itself starts one process on a CPU (its
+multi-CPU launch is MPI's), so CPU tests launch with torchrun; on GPUs either launches one process per device."""
 
 from __future__ import annotations
 
@@ -23,9 +25,10 @@ SMALL = [
 ]  # micro-batches split across processes, 2+ steps
 
 
-def cli(*args: str, store: Path, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
+def cli(*args: str, store: Path) -> subprocess.CompletedProcess:
     cmd = [
-        *(launcher or [sys.executable, "-m"]),
+        sys.executable,
+        "-m",
         "score.cli",
         *args,
         "-c",
@@ -46,19 +49,14 @@ def test_two_processes_train_the_same_adapter_as_one(tmp_path, ci_campaign):
 
     one, two = (copy_stages(ci_campaign, tmp_path / s, {0: ("generate", "evaluate")}) for s in ("one", "two"))
     cli("stage", "train", "--round", "0", "--no-flow", store=one)
-    accelerate = [
-        str(Path(sys.executable).parent / "accelerate"),
-        "launch",
-        "--config_file",
-        "configs/accelerate/ddp-cpu.yaml",
-        "-m",
-    ]
-    cli("stage", "train", "--round", "0", "--no-flow", "--set", "model.threads=1", store=two, launcher=accelerate)
+    launch = ["--set", "campaign.train_launcher=torchrun --nproc_per_node 2", "--set", "model.threads=1"]
+    cli("stage", "train", "--round", "0", "--no-flow", *launch, store=two)  # the stage launches its own processes
 
     stats = [
         json.loads((s / "ci" / "round-0000" / "train" / "_manifest.json").read_text())["stats"] for s in (one, two)
     ]
     print("one process:", stats[0], "\ntwo processes:", stats[1])
+    assert stats[0]["processes"] == 1 and stats[1]["processes"] == 2
     assert stats[0]["steps"] == stats[1]["steps"] >= 2 and stats[0]["trainable_tokens"] == stats[1]["trainable_tokens"]
     a, b = (
         load_file(s / "ci" / "round-0000" / "train" / "checkpoint" / "adapter_model.safetensors") for s in (one, two)

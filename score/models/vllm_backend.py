@@ -91,7 +91,24 @@ class VLLMBackend(ChatTokenizer):
         )
         ChatTokenizer.__init__(self, path)  # the same tokenizer and chat template as `transformers`
         self._scratch = tempfile.TemporaryDirectory(prefix="score-vllm-")  # lives as long as the engine
-        self.llm = vllm.LLM(
+        try:
+            self.llm = self._engine(path, dtype, settings, adapter is not None, lora_targets)
+        except (RuntimeError, ValueError) as e:  # vLLM's start-up memory check raises ValueError
+            from score.models.devices import memory_report, memory_state
+
+            raise RuntimeError(
+                f"vLLM could not start ({str(e).splitlines()[0] if str(e) else type(e).__name__}): "
+                f"{memory_report(memory_state(), settings.gpu_memory_utilization)}; free the memory those hold, or "
+                "lower model.vllm.gpu_memory_utilization (or set model.vllm.kv_cache_gib)"
+            ) from e
+        self.lora = LoRARequest("policy", 1, adapter) if adapter else None
+        self.checkpoint = adapter or "base"
+        self.set_eos(self.llm.model_config.try_get_generation_config().get("eos_token_id", self.tokenizer.eos_token_id))
+        self.usage = Usage()
+
+    def _engine(self, path: str, dtype: str, settings: VLLMConfig, lora: bool, targets: list[str] | None):
+        """The vLLM engine on `path`'s weights (copied into the scratch folder when vLLM needs them renamed)."""
+        return vllm.LLM(
             model=weights_folder(path, Path(self._scratch.name)),
             dtype=dtype,
             seed=0,  # every request carries its own seed; this one only fixes engine start-up
@@ -105,15 +122,11 @@ class VLLMBackend(ChatTokenizer):
             # a prompt split over engine steps makes vLLM rewind its request's seeded generator, which only CUDA
             # generators can do ("CPU Generator does not use offset"): on a CPU, prompts are never split
             enable_chunked_prefill=not current_platform.is_cpu(),
-            enable_lora=adapter is not None,
+            enable_lora=lora,
             max_lora_rank=settings.max_lora_rank,
             max_loras=1,
-            lora_target_modules=lora_targets,
+            lora_target_modules=targets,
         )
-        self.lora = LoRARequest("policy", 1, adapter) if adapter else None
-        self.checkpoint = adapter or "base"
-        self.set_eos(self.llm.model_config.try_get_generation_config().get("eos_token_id", self.tokenizer.eos_token_id))
-        self.usage = Usage()
 
     def close(self) -> None:
         """Shut the engine down and free what it held (its core process, the model-parallel groups, the KV cache),

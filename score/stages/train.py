@@ -29,7 +29,9 @@ switched off) and the checkpoint is written into `train/checkpoint/` as safetens
 weights, the optimizer state, the step). Round r+1's generate-reports and self-evaluate sample from it.
 
 Run alone: `score stage train --round 0 [--force]` (needs the round's self-evaluate). Many GPUs:
-`accelerate launch --config_file configs/accelerate/fsdp.yaml -m score.cli stage train --round 0 --no-flow`.
+`--set campaign.train_launcher='accelerate launch --config_file configs/accelerate/fsdp.yaml'` (the runner
+launches it, `score.runner.launched`),
+or by hand `accelerate launch --config_file configs/accelerate/fsdp.yaml -m score.cli stage train --round 0 --no-flow`.
 """
 
 from __future__ import annotations
@@ -372,6 +374,7 @@ def _stats(rows: list[dict], counts: dict[str, int], logs: list, trainer) -> Tra
         **counts,
         steps=len(logs),
         global_step=trainer.step,
+        processes=trainer.accelerator.num_processes,
         trainable_parameters=trainer.trainable_parameters(),
         trainable_tokens=sum(s.tokens for s in logs),
         tokens_per_second=round(padded / step_seconds, 1) if step_seconds else 0.0,

@@ -58,6 +58,7 @@ class Manifest:
     started_at: str = ""
     seconds: float = 0.0
     peak_rss_mib: float | None = None  # the process's peak resident memory during the work (None: not measured)
+    devices: str | None = None  # the GPUs the process was given (CUDA_VISIBLE_DEVICES; None: not set)
     versions: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -169,7 +170,7 @@ def behind_manifest(
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     reset_peak_rss()
     stats = work(writer)
-    meta.peak_rss_mib = peak_rss_mib()
+    meta.peak_rss_mib, meta.devices = peak_rss_mib(), os.environ.get("CUDA_VISIBLE_DEVICES")
     meta.files = writer.files
     meta.stats = asdict(stats) if is_dataclass(stats) else dict(stats or {})
     meta.started_at, meta.seconds = started.isoformat(), round(time.perf_counter() - t0, 2)
