@@ -5,7 +5,9 @@ the written report), `--tokens` tokens each. Plain: the same LoRA model, `model(
 (the causal-LM loss over the written tokens, as a first training script would do it) and `backward()`.
 Train step: `score.trainer.Trainer` on the same samples: reference pass with the adapter off (KL term
 on), policy pass, clipped loss, backward, gradient clip, AdamW step. Both count the same padded tokens.
-Target: the train step keeps at least 0.7 of plain's tokens/s with the KL term on.
+Target: the train step keeps at least 0.7 of plain's tokens/s with the KL term on. Beside them, the KL-off step
+with the whole logits made by the forward (`Trainer.head` None, as under FSDP) against the output layer applied
+a chunk of positions at a time (the default: its matmul is made again in backward, the price of its memory).
 Run: `python benchmarks/train_throughput.py [--batch 8] [--tokens 384] [--repeats 3]`.
 """
 
@@ -70,17 +72,21 @@ def main() -> None:
         model.zero_grad(set_to_none=True)
         return time.perf_counter() - t0
 
-    def step(kl: float) -> float:
+    def step(kl: float, whole: bool = False) -> float:
+        trainer, head = trainers[kl], trainers[kl].head
+        trainer.head = None if whole else head
         t0 = time.perf_counter()
-        trainers[kl].train(samples, {"solver": 1.0, "evaluator": 0.5}, total_steps=100)
+        trainer.train(samples, {"solver": 1.0, "evaluator": 0.5}, total_steps=100)
+        trainer.head = head
         return time.perf_counter() - t0
 
-    plain(), step(0.02), step(0.0)  # warm-up
-    times = {"plain": [], "kl": [], "nokl": []}
-    for _ in range(args.repeats):  # interleaved, so drift hits all three alike
+    plain(), step(0.02), step(0.0), step(0.0, whole=True)  # warm-up
+    times = {"plain": [], "kl": [], "nokl": [], "whole": []}
+    for _ in range(args.repeats):  # interleaved, so drift hits all four alike
         times["plain"].append(plain())
         times["kl"].append(step(0.02))
         times["nokl"].append(step(0.0))
+        times["whole"].append(step(0.0, whole=True))
     tokens = args.batch * args.tokens
     best = {k: min(v) for k, v in times.items()}
     print(
@@ -91,7 +97,9 @@ def main() -> None:
     print(f"train step, KL on (k3, ref) : {best['kl']:6.2f} s  {tokens / best['kl']:7.0f} tok/s")
     print(f"train step, KL off          : {best['nokl']:6.2f} s  {tokens / best['nokl']:7.0f} tok/s")
     print(f"train step / plain, KL on : {best['plain'] / best['kl']:.2f}  (target >= 0.7)")
+    print(f"train step, KL off, whole logits: {best['whole']:6.2f} s  {tokens / best['whole']:7.0f} tok/s")
     print(f"train step / plain, KL off: {best['plain'] / best['nokl']:.2f}")
+    print(f"output layer in chunks / whole logits, KL off: {best['whole'] / best['nokl']:.2f} of the speed")
 
 
 if __name__ == "__main__":

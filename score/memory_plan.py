@@ -33,6 +33,7 @@ class Architecture:
     kv_heads: int
     head_dim: int
     vocab: int
+    whole_logits: bool = False  # logits changed after the output layer (a soft cap, a scale): made whole, not chunked
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ def architecture(config_json: Path, targets: list[str]) -> Architecture:
         kv_heads=getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
         head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
         vocab=config.vocab_size,
+        whole_logits=bool(getattr(config, "final_logit_softcapping", None))
+        or getattr(config, "logit_scale", 1) != 1
+        or getattr(config, "logits_scaling", 1) != 1,
     )
 
 
@@ -101,7 +105,9 @@ def sampler_plan(cfg: RunConfig, arch: Architecture, gpu_gib: float) -> tuple[li
 def trainer_plan(cfg: RunConfig, arch: Architecture, chunk: int) -> list[Line]:
     """One train step's peak on one GPU: weights, what the optimizer trains, the activations and the logits of one
     micro-batch of train.micro_batch_tokens tokens, all of them written (a react trajectory's tool outputs are
-    in its logits too), and a packed row's attention mask. `chunk`: written positions per fp32 log-softmax."""
+    in its log-probs too), and a packed row's attention mask. `chunk`: written positions whose logits and fp32
+    log-softmax are made at once (`score.trainer.token_logprobs`); a model whose logits are changed after the output
+    layer has them made whole by its forward (`score.trainer.output_layer`), as FSDP and DeepSpeed do."""
     t, b = cfg.train, DTYPE_BYTES[cfg.model.dtype]
     T, h, i, L = t.micro_batch_tokens, arch.hidden, arch.intermediate, arch.layers
     lines = [Line("weights", arch.params * b / GIB, "parameters x dtype")]
@@ -116,9 +122,15 @@ def trainer_plan(cfg: RunConfig, arch: Architecture, chunk: int) -> list[Line]:
         lines.append(Line("activations", (L * T * h * b + per_layer) / GIB, "layer inputs + one layer's, recomputed"))
     else:
         lines.append(Line("activations", L * per_layer / GIB, "(10 hidden + 4 intermediate) x tokens x layers"))
-    lines.append(Line("logits and their gradient", 2 * T * arch.vocab * b / GIB, "tokens x vocabulary x 2 x dtype"))
-    fp32 = min(T, chunk) * arch.vocab * 4 * 3
-    lines.append(Line("fp32 log-softmax", fp32 / GIB, f"{min(T, chunk)} positions at a time x vocabulary x 12 B"))
+    if arch.whole_logits:
+        lines.append(Line("logits and their gradient", 2 * T * arch.vocab * b / GIB, "tokens x vocabulary x 2 x dtype"))
+        fp32 = min(T, chunk) * arch.vocab * 12
+        lines.append(Line("fp32 log-softmax", fp32 / GIB, f"{min(T, chunk)} positions at a time x vocabulary x 12 B"))
+    else:
+        lines.append(Line("hidden states and their gradient", 3 * T * h * b / GIB, "3 x tokens x hidden x dtype"))
+        one = min(T, chunk) * arch.vocab * (2 * b + 12)
+        how = f"{min(T, chunk)} positions at a time x vocabulary x (2 x dtype + 12 B)"
+        lines.append(Line("logits, fp32 log-softmax", one / GIB, how))
     lines.append(Line("packed row's attention mask", T * T * (b + 2) / GIB, "tokens^2 x (dtype + 2 bool)"))
     return lines
 

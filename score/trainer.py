@@ -5,10 +5,12 @@ most `train.micro_batch_tokens` padded tokens, and for each micro-batch run the 
 adapter switched off, so no second copy; with full fine-tuning a frozen copy) without gradients, then the
 policy with gradients, and accumulate `score.rl.policy_loss`; then clip the gradient norm, step AdamW.
 
-Log-probs are computed only where loss is: the forward keeps the logits of the last L positions (the
-written tokens, `logits_to_keep`), never the (B, T, V) logits of prompts and search results, and
-log-softmax is taken as `gather - logsumexp` in fp32, a chunk of positions at a time under checkpoint
-(`token_logprobs`), so the fp32 tensors do not grow with the micro-batch. They are those of the
+Log-probs are computed only where loss is: the forward keeps the positions that predict written tokens
+(`logits_to_keep`), never those of prompts and search results. It hands back their hidden states, not their
+logits (the output layer is the identity for the call, `head`), and `token_logprobs` applies the output layer
+and log-softmax (`gather - logsumexp` in fp32) a chunk of positions at a time under checkpoint, so no
+(positions, vocabulary) tensor grows with the micro-batch. Under FSDP or DeepSpeed the wrapper holds the output
+layer's weights only inside its forward: there the forward makes the logits whole. They are those of the
 distribution each sample was drawn from, `log_softmax(logits / temperature)` (`TrainSample.temperature`), in the
 policy and the reference forward alike, so a fresh sample's importance ratio is 1 at any temperature.
 
@@ -30,6 +32,8 @@ under FSDP or DeepSpeed ZeRO the optimizer is sharded and restarts each round (l
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import math
@@ -214,33 +218,46 @@ def lora_config(cfg: TrainConfig):
 
 
 def written_logprobs(
-    model, rows: Sequence[tuple[list[int], list[int]]], pad_id: int, device, temperatures: Sequence[float] | None = None
+    model,
+    rows: Sequence[tuple[list[int], list[int]]],
+    pad_id: int,
+    device,
+    temperatures: Sequence[float] | None = None,
+    head: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of each row's written tokens given its prompt, at the row's sampling temperature (default 1),
-    right-aligned: returns (B, L) log-probs and a (B, L) mask of real written tokens, L the longest written part."""
+    right-aligned: returns (B, L) log-probs and a (B, L) mask of real written tokens, L the longest written part.
+    `head`: the model's output layer, applied a chunk of positions at a time (`output_layer`); None: the forward
+    makes the logits of every kept position at once."""
     bad = [(i, t) for i, t in enumerate(temperatures or []) if not t > 0]
     if bad:
         raise ValueError(f"rows (index, temperature) {bad}: log-probs need the sampling temperature, > 0")
     L = max(len(c) for _, c in rows)
     ids, attn = left_pad([p + c for p, c in rows], pad_id)  # (B, T): written tokens end every row
     ids, attn = ids.to(device), attn.to(device)
-    logits = model(
-        input_ids=ids,
-        attention_mask=attn,
-        position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
-        logits_to_keep=L + 1,
-        use_cache=False,
-    ).logits  # (B, L + 1, V): position j predicts token T-L+j; the prompt's logits are never made
+    with _hidden_out(head):
+        out = model(
+            input_ids=ids,
+            attention_mask=attn,
+            position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
+            logits_to_keep=L + 1,
+            use_cache=False,
+        ).logits  # (B, L + 1, H or V): position j predicts token T-L+j; the prompt's are never made
     targets = ids[:, -L:]  # (B, L)
     temps = torch.tensor(temperatures or [1.0] * len(rows), device=device)  # (B,)
-    logp = torch.stack([token_logprobs(logits[b, :-1], targets[b], temps[b].expand(L)) for b in range(len(rows))])
+    logp = torch.stack([token_logprobs(out[b, :-1], targets[b], temps[b].expand(L), head) for b in range(len(rows))])
     lengths = torch.tensor([len(c) for _, c in rows], device=device)  # (B,)
     mask = torch.arange(L, device=device)[None] >= (L - lengths)[:, None]  # (B, L)
     return logp, mask
 
 
 def packed_logprobs(
-    model, rows: Sequence[Sequence[TrainSample]], pad_id: int, device, dtype: torch.dtype = torch.float32
+    model,
+    rows: Sequence[Sequence[TrainSample]],
+    pad_id: int,
+    device,
+    dtype: torch.dtype = torch.float32,
+    head: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of packed siblings' written tokens, the prefix encoded once per row: (S, L) log-probs and mask,
     right-aligned like `written_logprobs`, S the samples in row order.
@@ -248,7 +265,7 @@ def packed_logprobs(
     Each row is `[prefix | s1 prompt, s1 tokens | s2 ... | pad]` (a plain sample: an empty prefix, one segment);
     a block mask lets every segment see the prefix and itself (causally), never another segment, and its positions
     continue from len(prefix), so each segment is computed as if it alone followed the prefix. `dtype` is the
-    model's: sdpa wants its float mask in the query's dtype."""
+    model's: sdpa wants its float mask in the query's dtype; `head` as in `written_logprobs`."""
     pack = _pack(rows, pad_id, device)
     seg = pack["segment"]  # (B, W): 0 prefix, k the k-th segment, -1 padding
     causal = torch.ones(seg.shape[1], seg.shape[1], dtype=torch.bool, device=device).tril()  # (W, W)
@@ -257,44 +274,88 @@ def packed_logprobs(
     blocked = torch.full(allowed.shape, float("-inf"), dtype=dtype, device=device)  # in the model's dtype at once
     mask = torch.where(allowed, torch.zeros((), dtype=dtype, device=device), blocked)[:, None]  # (B, 1, W, W)
     keep = pack["keep"]  # (K,) sorted: every row's predicting positions (portable 1D `logits_to_keep`)
-    logits = model(
-        input_ids=pack["ids"], attention_mask=mask, position_ids=pack["positions"], logits_to_keep=keep, use_cache=False
-    ).logits  # (B, K, V): only positions some row predicts a written token from
-    picked = logits[pack["row"], torch.searchsorted(keep, pack["at"])]  # (N, V) the written tokens' own
-    logp = token_logprobs(picked, pack["target"], pack["temperature"])  # (N,)
+    with _hidden_out(head):
+        out = model(
+            input_ids=pack["ids"],
+            attention_mask=mask,
+            position_ids=pack["positions"],
+            logits_to_keep=keep,
+            use_cache=False,
+        ).logits  # (B, K, H or V): only positions some row predicts a written token from
+    picked = out[pack["row"], torch.searchsorted(keep, pack["at"])]  # (N, H or V) the written tokens' own
+    logp = token_logprobs(picked, pack["target"], pack["temperature"], head)  # (N,)
     if pack["restricted"]:  # answers drawn from an answer set: normalised over that set, as they were sampled
         at, sets = zip(*pack["restricted"])
         idx = torch.tensor(at, device=device)  # (R,)
-        allowed = torch.zeros(len(at), picked.shape[1], dtype=torch.bool, device=device)  # (R, V)
+        logits = picked[idx] if head is None else head(picked[idx])  # (R, V)
+        allowed = torch.zeros(logits.shape, dtype=torch.bool, device=device)  # (R, V)
         for r, ids in enumerate(sets):
             allowed[r, list(ids)] = True
-        sub = (picked[idx].float() / pack["temperature"][idx, None]).masked_fill(~allowed, float("-inf"))  # (R, V)
+        sub = (logits.float() / pack["temperature"][idx, None]).masked_fill(~allowed, float("-inf"))  # (R, V)
         own = sub.gather(-1, pack["target"][idx, None]).squeeze(-1) - torch.logsumexp(sub, dim=-1)  # (R,)
         logp = logp.index_put((idx,), own)
     return _right_align(logp, pack["lengths"])
 
 
-LOGSOFTMAX_CHUNK = 1024  # written positions whose fp32 log-softmax is made at once (and remade in backward)
+LOGSOFTMAX_CHUNK = 1024  # written positions whose logits and fp32 log-softmax are made at once (again in backward)
 
 
-def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
-    """(N, V) logits in the model's dtype, (N,) targets and temperatures -> (N,) fp32 `log_softmax(logits /
-    temperature)[target]`, LOGSOFTMAX_CHUNK positions at a time: under autograd each chunk is checkpointed, so its
-    (chunk, V) fp32 tensors are remade in backward and their memory does not grow with N (at 152k vocabulary they
-    would be about 2 GB per 1,000 positions)."""
+def token_logprobs(
+    x: torch.Tensor, targets: torch.Tensor, temperature: torch.Tensor, head: torch.nn.Module | None = None
+) -> torch.Tensor:
+    """(N, V) logits in the model's dtype, or (N, H) hidden states with `head` the output layer, (N,) targets and
+    temperatures -> (N,) fp32 `log_softmax(logits / temperature)[target]`, LOGSOFTMAX_CHUNK positions at a time:
+    under autograd each chunk is checkpointed, so its (chunk, V) logits and fp32 tensors are remade in backward and
+    their memory does not grow with N (at 152k vocabulary, bf16 logits and their gradient alone would be about
+    0.6 GB per 1,000 positions, the fp32 ones 2 GB)."""
     from torch.utils.checkpoint import checkpoint
 
+    one = functools.partial(_logprobs, head=head)
     parts = []
     for i in range(0, len(targets), LOGSOFTMAX_CHUNK):
-        args = tuple(x[i : i + LOGSOFTMAX_CHUNK] for x in (logits, targets, temperature))
-        parts.append(checkpoint(_logprobs, *args, use_reentrant=False) if logits.requires_grad else _logprobs(*args))
-    return torch.cat(parts) if parts else logits.new_zeros(0, dtype=torch.float32)
+        args = tuple(t[i : i + LOGSOFTMAX_CHUNK] for t in (x, targets, temperature))
+        parts.append(checkpoint(one, *args, use_reentrant=False) if torch.is_grad_enabled() else one(*args))
+    return torch.cat(parts) if parts else x.new_zeros(0, dtype=torch.float32)
 
 
-def _logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+def _logprobs(x: torch.Tensor, targets: torch.Tensor, temperature: torch.Tensor, head=None) -> torch.Tensor:
     """`token_logprobs` of one chunk: gather - logsumexp, so no second (n, V) tensor is made."""
-    x = logits.float() / temperature[:, None]  # (n, V)
-    return x.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(x, dim=-1)
+    logits = (x if head is None else head(x)).float() / temperature[:, None]  # (n, V)
+    return logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def output_layer(model) -> torch.nn.Module | None:
+    """The output layer of `model` (a transformers or peft model) for `head`, when the model's logits are that
+    layer's output and nothing more; None for a model that changes them after it (a soft cap, a scale: Gemma 2,
+    Cohere, Granite), checked on one short forward in eval mode (no dropout), not by name."""
+    head, training = model.get_output_embeddings(), model.training
+    ids = torch.tensor([[1, 2, 3]], device=next(model.parameters()).device)
+    model.eval()
+    with torch.no_grad():
+        whole = model(input_ids=ids, logits_to_keep=1, use_cache=False).logits[0].float()  # (1, V)
+        with _hidden_out(head):
+            hidden = model(input_ids=ids, logits_to_keep=1, use_cache=False).logits[0]  # (1, H)
+        same = hidden.shape != whole.shape and torch.allclose(head(hidden).float(), whole, rtol=1e-2, atol=1e-5)
+    model.train(training)
+    return head if same else None
+
+
+@contextlib.contextmanager
+def _hidden_out(head: torch.nn.Module | None):
+    """While inside, `head` (the model's output layer) hands back its input: the forward's `.logits` are then the
+    hidden states of the kept positions; `token_logprobs` applies `head` to them a chunk at a time."""
+    if head is None:
+        yield
+        return
+    head.forward = _identity  # an instance attribute: nn.Module.__call__ finds it before the class's forward
+    try:
+        yield
+    finally:
+        del head.forward
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def _pack(rows: Sequence[Sequence[TrainSample]], pad_id: int, device) -> dict:
@@ -364,7 +425,12 @@ def _right_align(flat: torch.Tensor, lengths: list[int]) -> tuple[torch.Tensor, 
 
 
 def sample_logprobs(
-    model, rows: Sequence[Sequence[TrainSample]], pad_id: int, device, dtype: torch.dtype = torch.float32
+    model,
+    rows: Sequence[Sequence[TrainSample]],
+    pad_id: int,
+    device,
+    dtype: torch.dtype = torch.float32,
+    head: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of the written tokens of every sample in `rows` (rows as `micro_batches` makes them), in row
     order, right-aligned: (S, L) and its mask. Rows without a prefix, alone, take the left-padded
@@ -372,12 +438,13 @@ def sample_logprobs(
     a row with an empty prefix and one segment). Always one forward: under DDP every forward broadcasts the
     model's buffers, a collective, so every process must make as many as the others (two forwards for a mixed
     micro-batch on one process against one on another hang). A written token with an answer set (`choices`) gets
-    its log-prob under the distribution restricted to that set, as it was drawn (`score.scale.restricted_draw`)."""
+    its log-prob under the distribution restricted to that set, as it was drawn (`score.scale.restricted_draw`).
+    `head`: the model's output layer, applied in chunks (`written_logprobs`)."""
     if not any(r[0].prefix_ids or s.choices for r in rows for s in r):  # answer sets take the packed path
         alone = [r[0] for r in rows]
         pairs = [(s.prompt_ids, s.token_ids) for s in alone]
-        return written_logprobs(model, pairs, pad_id, device, [s.temperature for s in alone])
-    return packed_logprobs(model, rows, pad_id, device, dtype)
+        return written_logprobs(model, pairs, pad_id, device, [s.temperature for s in alone], head)
+    return packed_logprobs(model, rows, pad_id, device, dtype, head)
 
 
 def step_totals() -> dict:
@@ -433,6 +500,9 @@ class Trainer:
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         if self.reference is not None:
             self.reference = self.reference.to(self.device)
+        # the output layer applied in chunks, outside the forward; FSDP and DeepSpeed hold its weights only inside
+        self.head = None if self.sharded else output_layer(self.unwrapped)
+        self.reference_head = None if self.reference is None or self.sharded else output_layer(self.reference)
         self.model.train()
 
     def _load(self, cfg: TrainConfig, base_path: str, resume: str | None, dtype):
@@ -462,9 +532,11 @@ class Trainer:
     def _reference_logprobs(self, rows: list[list[TrainSample]]) -> torch.Tensor:
         with torch.no_grad():
             if self.reference is not None:
-                return sample_logprobs(self.reference, rows, self.pad_id, self.device, self.dtype)[0]
+                return sample_logprobs(self.reference, rows, self.pad_id, self.device, self.dtype, self.reference_head)[
+                    0
+                ]
             with self.unwrapped.disable_adapter():  # LoRA: the base weights are the reference, no second copy
-                return sample_logprobs(self.model, rows, self.pad_id, self.device, self.dtype)[0]
+                return sample_logprobs(self.model, rows, self.pad_id, self.device, self.dtype, self.head)[0]
 
     def train(
         self, samples: Sequence[TrainSample], role_weight: dict[str, float], total_steps: int, desc: str = ""
@@ -571,7 +643,7 @@ class Trainer:
         with torch.no_grad():
             for rows, real in self._share(micro_batches(subset, self.cfg.micro_batch_tokens)):
                 part = [[subset[i] for i in row] for row in rows]
-                logp, _ = sample_logprobs(self.model, part, self.pad_id, self.device, self.dtype)
+                logp, _ = sample_logprobs(self.model, part, self.pad_id, self.device, self.dtype, self.head)
                 order = [i for row in rows for i in row]
                 n = [len(subset[i].token_ids) for i in order]
                 found += [(rest[i], logp[b, logp.shape[1] - n[b] :].tolist()) for b, i in enumerate(order) if real]
@@ -598,7 +670,7 @@ class Trainer:
         cfg, acc = self.cfg, self.accelerator
         part = [s for row in rows for s in row]
         ref = self._reference_logprobs(rows) if cfg.kl_coef > 0 else None
-        logp, mask = sample_logprobs(self.model, rows, self.pad_id, self.device, self.dtype)
+        logp, mask = sample_logprobs(self.model, rows, self.pad_id, self.device, self.dtype, self.head)
         old, w = torch.zeros_like(logp), torch.zeros_like(logp)  # (B, L)
         # the trainer's own at the round's start weights: this forward's at the round's first step, else recomputed
         start = logp.detach().clone() if self.step == self.round_start else torch.full_like(logp, math.nan)

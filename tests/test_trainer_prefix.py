@@ -223,3 +223,82 @@ def test_each_role_holds_its_configured_share_of_a_mixed_batch_by_weight(trainer
     log = trainer._step(samples, shares, epoch=0, total_steps=10)
     assert log.evaluator_share == pytest.approx(shares["evaluator"] / sum(shares.values()), abs=1e-6)
     assert log.evaluator_token_share == pytest.approx(8 / 17)  # by count: 1 + 2 + 2 + 3 of 17 tokens
+
+
+def _tiny(tied: bool):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=96,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=tied,
+    )
+    return LlamaForCausalLM(config)
+
+
+class _LargestLogits(torch.utils._python_dispatch.TorchDispatchMode):
+    """The most positions of any (..., vocabulary) tensor an op makes, forward and backward (the output layer's
+    weight, transposed, and its gradient are (hidden, vocabulary): not positions)."""
+
+    def __init__(self, vocab: int, hidden: int):
+        super().__init__()
+        self.vocab, self.weight, self.positions = vocab, (hidden, vocab), 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor) and t.dim() and t.shape[-1] == self.vocab and t.shape != self.weight:
+                self.positions = max(self.positions, t.numel() // self.vocab)
+        return out
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_the_output_layer_in_chunks_gives_the_whole_logits_values_and_gradients(monkeypatch, tied):
+    """With `head` the forward hands back hidden states and the output layer is applied 3 positions at a time under
+    checkpoint: log-probs and every weight's gradient are those of the whole logits, packed and plain rows alike,
+    and no tensor of more than 3 positions' logits is made, forward or backward (without `head`: all of them)."""
+    import score.trainer as trainer
+
+    monkeypatch.setattr(trainer, "LOGSOFTMAX_CHUNK", 3)
+    model = _tiny(tied)
+    head = trainer.output_layer(model)
+    assert head is model.lm_head and model.training  # found, and the check left the model as it was
+    samples = _mixed(torch.Generator().manual_seed(3))
+    for rows in ([[s] for s in samples[5:]], [samples[:3], samples[3:5], samples[5:6]]):  # plain, then packed
+        seen, grads = {}, {}
+        for name, h in (("whole", None), ("chunks", head)):
+            model.zero_grad()
+            with _LargestLogits(96, 32) as largest:
+                logp, mask = sample_logprobs(model, rows, 0, "cpu", torch.float32, h)
+                logp[mask].sum().backward()
+            seen[name] = (logp.detach(), largest.positions)
+            grads[name] = {n: p.grad.clone() for n, p in model.named_parameters()}
+        (whole, most), (chunked, at_most) = seen["whole"], seen["chunks"]
+        assert torch.allclose(chunked, whole, atol=1e-6) and at_most == 3 < most
+        for n, g in grads["whole"].items():
+            assert torch.allclose(grads["chunks"][n], g, atol=1e-6), n
+
+
+def test_a_model_that_changes_its_logits_after_the_output_layer_keeps_them_whole():
+    """A soft cap after the output layer (Gemma 2): the layer's output is not the logits, so no `head`."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    config = Gemma2Config(
+        vocab_size=96,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        final_logit_softcapping=0.05,
+    )
+    from score.trainer import output_layer
+
+    assert output_layer(Gemma2ForCausalLM(config)) is None
+    assert output_layer(_tiny(tied=True)) is not None
