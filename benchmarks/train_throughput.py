@@ -8,15 +8,18 @@ on), policy pass, clipped loss, backward, gradient clip, AdamW step. Both count 
 Target: the train step keeps at least 0.7 of plain's tokens/s with the KL term on. Beside them, the KL-off step
 with the whole logits made by the forward (`Trainer.head` None, as under FSDP) against the output layer applied
 a chunk of positions at a time (the default: its matmul is made again in backward, the price of its memory).
-Run: `python benchmarks/train_throughput.py [--batch 8] [--tokens 384] [--repeats 3]`.
+Run: `python benchmarks/train_throughput.py [--batch 8] [--tokens 384] [--repeats 3]`; prints the figures and writes
+them as a record (benchmarks/records/, rendered into docs/measurements.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
+from common import write_record
 
 from score.config import ModelConfig, TrainConfig
 from score.models import resolve_model_path
@@ -30,6 +33,7 @@ def main() -> None:
     parser.add_argument("--written", type=int, default=160, help="of which written (trainable)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    args.load_at_start = os.getloadavg()
     model_cfg = ModelConfig()
     trainers = {
         kl: Trainer(
@@ -100,6 +104,14 @@ def main() -> None:
     print(f"train step, KL off, whole logits: {best['whole']:6.2f} s  {tokens / best['whole']:7.0f} tok/s")
     print(f"train step / plain, KL off: {best['plain'] / best['nokl']:.2f}")
     print(f"output layer in chunks / whole logits, KL off: {best['whole'] / best['nokl']:.2f} of the speed")
+    figures = {f"{k}_seconds": round(v, 3) for k, v in best.items()} | {
+        "tokens_per_step": tokens,
+        "written_per_sample": args.written,
+        "train_over_plain_kl_on": round(best["plain"] / best["kl"], 3),
+        "train_over_plain_kl_off": round(best["plain"] / best["nokl"], 3),
+        "chunked_output_layer_over_whole_logits_speed": round(best["whole"] / best["nokl"], 3),
+    }
+    print(f"record: {write_record('train_throughput', args, None, figures)}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import pytest
 from tests.test_cli_e2e import score
 
 
-@pytest.mark.slow
 def test_ablate_holds_one_arms_engines_at_a_time(monkeypatch):
     """The arms alternate round by round in one process: each arm's engines are closed before the other's round."""
     import flows.benchmark as ablate
@@ -40,6 +39,7 @@ def test_ablate_holds_one_arms_engines_at_a_time(monkeypatch):
             assert events[i + 1] == ("release", event[1])  # released before anything else runs
 
 
+@pytest.mark.slow
 def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path):
     """Its own campaign, at one query a round: starting from the session's campaign (two queries a round, its
     rounds copied) measured 335 s against 288 s, since the static arm's round 1 then judges twice the reports."""
