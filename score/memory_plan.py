@@ -187,11 +187,13 @@ def plan_tables(cfg: RunConfig, config_json: Path, gpu_gib: float) -> tuple[list
 def check_memory(cfg: RunConfig, folder: Path) -> None:
     """On a CUDA device, refuse a config whose sampler or train step does not fit the GPU, before any model loads
     (ConfigError naming the fix); nothing to check on a CPU or without the model's config.json in `folder`."""
+    if not cfg.model.device.startswith("cuda"):  # no torch import on a CPU: `score run` checks this first
+        return
     import torch
 
     from score.config import ConfigError
 
-    if not cfg.model.device.startswith("cuda") or not torch.cuda.is_available():
+    if not torch.cuda.is_available():
         return
     if not (folder / "config.json").is_file():
         return

@@ -146,7 +146,9 @@ class Workspace:
             )
         check_model(self.cfg.model)
         check_context(self.cfg, self.cache)
-        if self.cfg.train.method == "lora" and (linear := linear_layers(model_folder(self.cfg.model, self.cache))):
+        if self.cfg.train.method == "lora" and (
+            linear := linear_layers(model_folder(self.cfg.model, self.cache), self.cache)
+        ):
             check_target_modules(linear, self.cfg.train.target_modules)
         check_memory(self.cfg, model_folder(self.cfg.model, self.cache))  # on a GPU: the memory plan fits it
         if self.cfg.search.backend == "bm25":

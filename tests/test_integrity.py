@@ -258,3 +258,27 @@ def test_only_the_runs_own_flow_runs_are_ever_marked_crashed():
     assert _of_run("ci-campaign", "ci") and _of_run("ci-round-0003", "ci") and _of_run("ci-round-0000-train", "ci")
     assert not _of_run("ci-static-round-0000", "ci") and not _of_run("ci-static-campaign", "ci")
     assert not _of_run("ci-ablate", "ci") and not _of_run("ci.x-campaign", "ci")
+
+
+def test_the_target_module_check_reads_the_models_layers_from_the_cache_after_the_first_run(tmp_path, monkeypatch):
+    """`score run` checks train.target_modules before any work: the model's linear layers are built once on the
+    meta device (seconds of imports), then read from the cache by its config.json's bytes; another config, another
+    entry."""
+    import json
+    import shutil
+
+    import score.models as models
+    from score.models.embedded import ensure_embedded_model
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(ensure_embedded_model() / "config.json", folder / "config.json")
+    built = models.linear_layers(folder, tmp_path / "cache")
+    assert {"q_proj", "down_proj", "lm_head"} <= set(built)
+    monkeypatch.setattr(models, "meta_model", lambda config: pytest.fail("built again: the cache was not read"))
+    assert models.linear_layers(folder, tmp_path / "cache") == built
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"num_hidden_layers": 1}))
+    with pytest.raises(pytest.fail.Exception, match="built again"):  # other bytes: built, not read
+        models.linear_layers(folder, tmp_path / "cache")
+    assert len(list((tmp_path / "cache" / "linear-layers").glob("*.json"))) == 1

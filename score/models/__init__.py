@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,12 +26,28 @@ def model_folder(cfg: ModelConfig, cache: Path | None = None) -> Path:
     )
 
 
-def linear_layers(folder: Path) -> list[str] | None:
+def linear_layers(folder: Path, cache: Path | None = None) -> list[str] | None:
     """The names of the linear layers of the model whose config.json is in `folder` (`q_proj`, `down_proj`, ...),
-    built on the meta device: no weights read, no memory; None when there is no config there."""
-    if not (folder / "config.json").is_file():
+    built on the meta device: no weights read, no memory; None when there is no config there. Kept in `cache`
+    (default: SCORE_CACHE) by the config's bytes and the transformers version: building the model takes seconds of
+    imports, and every `score run` checks its target modules before any work."""
+    import hashlib
+    import importlib.metadata
+    import json
+
+    config = folder / "config.json"
+    if not config.is_file():
         return None
-    return linear_layer_names(meta_model(folder))
+    key = hashlib.sha256(config.read_bytes() + importlib.metadata.version("transformers").encode()).hexdigest()
+    known = (cache or cache_root()) / "linear-layers" / f"{key[:24]}.json"
+    if known.is_file():
+        return json.loads(known.read_text())
+    names = linear_layer_names(meta_model(folder))
+    known.parent.mkdir(parents=True, exist_ok=True)
+    part = known.with_name(f".{known.name}.{os.getpid()}")  # written whole, then renamed: never read half
+    part.write_text(json.dumps(names))
+    part.replace(known)
+    return names
 
 
 def meta_model(config: Path):
