@@ -532,9 +532,8 @@ class Trainer:
     def _reference_logprobs(self, rows: list[list[TrainSample]]) -> torch.Tensor:
         with torch.no_grad():
             if self.reference is not None:
-                return sample_logprobs(self.reference, rows, self.pad_id, self.device, self.dtype, self.reference_head)[
-                    0
-                ]
+                model, head = self.reference, self.reference_head
+                return sample_logprobs(model, rows, self.pad_id, self.device, self.dtype, head)[0]
             with self.unwrapped.disable_adapter():  # LoRA: the base weights are the reference, no second copy
                 return sample_logprobs(self.model, rows, self.pad_id, self.device, self.dtype, self.head)[0]
 

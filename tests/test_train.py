@@ -219,6 +219,7 @@ def trainer_and_batch():
 
 def test_kl_is_zero_before_the_first_update_and_lora_weights_change(trainer_and_batch):
     trainer, batch = trainer_and_batch
+    assert trainer.head is trainer.unwrapped.get_output_embeddings()  # the output layer applied in chunks
     lora = {n: p.detach().clone() for n, p in trainer.unwrapped.named_parameters() if "lora_" in n}
     assert lora and all(p.requires_grad == ("lora_" in n) for n, p in trainer.unwrapped.named_parameters())
     [first] = trainer.train(batch, {"solver": 1.0, "evaluator": 0.5}, total_steps=10)
