@@ -8,11 +8,13 @@ Run: `python benchmarks/render_measurements.py [--records DIR] [--out docs/measu
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_ROWS = 30  # a longer list of rows stays in the record, named
+LINE = 200  # the docs' longest line (tests/test_docs.py)
 
 
 def cell(value) -> str:
@@ -69,12 +71,37 @@ def _numeric(v) -> bool:
     return isinstance(v, list) and all(isinstance(x, int | float) for x in v)
 
 
-def _rows_table(rows: list[dict]) -> list[str]:
+def _rows_table(rows: list[dict], line: int = LINE) -> list[str]:
+    """Rows as a table; one too wide for a line of `line` characters is split by columns into several tables, each
+    repeating the leading columns that name a row (those holding no list, at most 3).
+
+    >>> print("\\n".join(_rows_table([{"arm": "a", "x": [1.0, 2.0], "y": [3.0, 4.0]}], line=20)))
+    | arm | x |
+    |---|---|
+    | a | 1, 2 |
+    <BLANKLINE>
+    | arm | y |
+    |---|---|
+    | a | 3, 4 |
+    """
     if len(rows) > MAX_ROWS:
         return [f"({len(rows)} rows, in the record)"]
     keys = [k for k, v in rows[0].items() if not isinstance(v, dict) and (not isinstance(v, list) or _numeric(v))]
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    return lines + ["| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows]
+    cells = {k: [cell(r.get(k)) for r in rows] for k in keys}
+    width = {k: max(len(k), *map(len, cells[k])) + 3 for k in keys}  # "| " before, " " after
+    ids = list(itertools.takewhile(lambda k: not any(isinstance(r.get(k), list) for r in rows), keys))[:3]
+    groups: list[list[str]] = []
+    for k in (k for k in keys if k not in ids):
+        if not groups or sum(width[c] for c in ids + groups[-1]) + width[k] + 1 > line:
+            groups.append([])
+        groups[-1].append(k)
+    out: list[str] = []
+    for group in groups or [[]]:
+        cols = ids + group
+        out += [""] if out else []
+        out += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        out += ["| " + " | ".join(cells[k][i] for k in cols) + " |" for i in range(len(rows))]
+    return out
 
 
 def section(record: dict, name: str) -> list[str]:
