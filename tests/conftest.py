@@ -144,8 +144,8 @@ TOY_QUERIES = [  # questions the toy corpus answers, with gold: four trained on,
 ]
 
 
-@pytest.fixture
-def toy_corpus(tmp_path: Path) -> Path:
+def make_toy_corpus(folder: Path) -> Path:
+    """The toy corpus in `folder` (`corpus.parquet`), with TOY_QUERIES beside it (`queries.jsonl`)."""
     rows = [
         (
             "p1",
@@ -163,15 +163,20 @@ def toy_corpus(tmp_path: Path) -> Path:
         ("p4", "Opera", "Opera is a form of theatre in which music is a fundamental component.", "https://x/opera"),
     ]
     table = pa.Table.from_pylist([dict(zip(CORPUS_SCHEMA.names, r)) for r in rows], schema=CORPUS_SCHEMA)
-    path = tmp_path / "corpus.parquet"
+    path = folder / "corpus.parquet"
     import json
 
     import pyarrow.parquet as pq
 
     pq.write_table(table, path)
     keys = ("id", "split", "query", "gold_passage_ids", "gold_answer")  # and its queries beside it (toy_queries)
-    (tmp_path / "queries.jsonl").write_text("".join(json.dumps(dict(zip(keys, q))) + "\n" for q in TOY_QUERIES))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(dict(zip(keys, q))) + "\n" for q in TOY_QUERIES))
     return path
+
+
+@pytest.fixture
+def toy_corpus(tmp_path: Path) -> Path:
+    return make_toy_corpus(tmp_path)
 
 
 @pytest.fixture
@@ -180,19 +185,24 @@ def toy_queries(toy_corpus: Path) -> Path:
     return toy_corpus.parent / "queries.jsonl"
 
 
-@pytest.fixture
-def toy_config(tmp_path: Path, toy_corpus: Path, toy_queries: Path) -> RunConfig:
+def toy_run_config(folder: Path, corpus: Path) -> RunConfig:
+    """configs/ci.yaml on the toy corpus and its queries (`make_toy_corpus`), run `toy`, its store in `folder`."""
     return load_config(
         ROOT / "configs" / "ci.yaml",
         [
-            f"store.root={tmp_path / 'store'}",
-            f"search.corpus={toy_corpus}",
-            f"data.queries={toy_queries}",
+            f"store.root={folder / 'store'}",
+            f"search.corpus={corpus}",
+            f"data.queries={corpus.parent / 'queries.jsonl'}",
             "data.heldout=2",
             "run=toy",
             "generate.report_tokens=400",
         ],
     )
+
+
+@pytest.fixture
+def toy_config(tmp_path: Path, toy_corpus: Path, toy_queries: Path) -> RunConfig:
+    return toy_run_config(tmp_path, toy_corpus)
 
 
 @pytest.fixture

@@ -25,6 +25,20 @@ def finished_round(toy_workspace):
     return toy_workspace
 
 
+@pytest.fixture(scope="module")
+def shared_round(tmp_path_factory):
+    """A finished toy round made once for the module's tests that only read it (each checks it wrote nothing)."""
+    from conftest import ToyBackend, make_toy_corpus, toy_run_config
+
+    from score.workspace import Workspace
+
+    folder = tmp_path_factory.mktemp("shared-round")
+    ws = Workspace(toy_run_config(folder, make_toy_corpus(folder)), cache=folder / "cache", make_backend=ToyBackend)
+    for stage in STAGE_NAMES:
+        run_stage(ws, stage, 0)
+    return ws
+
+
 def test_inspect_shows_what_the_round_did(finished_round):
     ws = finished_round
     console = Console(record=True, width=200)
@@ -197,8 +211,8 @@ def score(*args: str) -> subprocess.CompletedProcess:
         (["runs", "--set", "store.root=ftp://host/x"], "unknown store scheme 'ftp'"),
     ],
 )
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(finished_round, tmp_path, args, message):
-    store = finished_round.cfg.store.root
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(shared_round, tmp_path, args, message):
+    store = shared_round.cfg.store.root
     before = sorted(str(p) for p in Path(store).rglob("*"))
     done = score(*args, "--set", f"store.root={store}") if "store.root=ftp" not in " ".join(args) else score(*args)
     assert done.returncode == 2, done.stderr
