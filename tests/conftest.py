@@ -185,14 +185,15 @@ def toy_queries(toy_corpus: Path) -> Path:
     return toy_corpus.parent / "queries.jsonl"
 
 
-def toy_run_config(folder: Path, corpus: Path) -> RunConfig:
-    """configs/ci.yaml on the toy corpus and its queries (`make_toy_corpus`), run `toy`, its store in `folder`."""
+def toy_run_config(folder: Path, corpus: Path, queries: Path | None = None) -> RunConfig:
+    """configs/ci.yaml on the toy corpus and its queries (`make_toy_corpus`; `queries` another file), run `toy`, its
+    store in `folder`."""
     return load_config(
         ROOT / "configs" / "ci.yaml",
         [
             f"store.root={folder / 'store'}",
             f"search.corpus={corpus}",
-            f"data.queries={corpus.parent / 'queries.jsonl'}",
+            f"data.queries={queries or corpus.parent / 'queries.jsonl'}",
             "data.heldout=2",
             "run=toy",
             "generate.report_tokens=400",
@@ -202,7 +203,7 @@ def toy_run_config(folder: Path, corpus: Path) -> RunConfig:
 
 @pytest.fixture
 def toy_config(tmp_path: Path, toy_corpus: Path, toy_queries: Path) -> RunConfig:
-    return toy_run_config(tmp_path, toy_corpus)
+    return toy_run_config(tmp_path, toy_corpus, toy_queries)
 
 
 @pytest.fixture
