@@ -23,11 +23,10 @@ from score.trainer import (
 ROLES = {"solver": 1.0, "evaluator": 0.5}
 
 
-@pytest.fixture(scope="module", params=["eager", "sdpa"])
-def tiny(request):
+def _tiny(tied: bool = False, attn_implementation: str | None = None):
+    """A tiny random Llama (96 tokens of vocabulary, 32 hidden), seeded; untied output layer unless `tied`."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=96,
@@ -37,9 +36,16 @@ def tiny(request):
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=256,
-        attn_implementation=request.param,
+        tie_word_embeddings=tied,
+        attn_implementation=attn_implementation,
     )
-    model = LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(config)
+
+
+@pytest.fixture(scope="module", params=["eager", "sdpa"])
+def tiny(request):
+    torch.set_num_threads(1)
+    model = _tiny(attn_implementation=request.param).eval()
     assert model.config._attn_implementation == request.param
     return model
 
@@ -223,22 +229,6 @@ def test_each_role_holds_its_configured_share_of_a_mixed_batch_by_weight(trainer
     log = trainer._step(samples, shares, epoch=0, total_steps=10)
     assert log.evaluator_share == pytest.approx(shares["evaluator"] / sum(shares.values()), abs=1e-6)
     assert log.evaluator_token_share == pytest.approx(8 / 17)  # by count: 1 + 2 + 2 + 3 of 17 tokens
-
-
-def _tiny(tied: bool):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=96,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=tied,
-    )
-    return LlamaForCausalLM(config)
 
 
 class _LargestLogits(torch.utils._python_dispatch.TorchDispatchMode):
