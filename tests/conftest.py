@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -220,6 +221,14 @@ def tiny_model():
     from score.models import load_backend
 
     return load_backend(ModelConfig(batch_size=8))
+
+
+LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [\w.]+: ")  # score.cli's log format
+
+
+def error_lines(stderr: str) -> list[str]:
+    """What a command said on stderr, less blank lines and log records (a first run's "fetching ... (once)")."""
+    return [line for line in stderr.splitlines() if line.strip() and not LOG_RECORD.match(line)]
 
 
 def list_as_written(folder: Path, name: str) -> None:

@@ -94,6 +94,7 @@ def seaweedfs(
         f"-dir={home / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
         f"-s3.config={home / 's3.json'}", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
         f"-filer.localSocket={home / 'filer.sock'}", f"-s3.localSocket={home / 's3.sock'}",  # not /tmp/seaweedfs-*.sock
+        "-volume.max=64",  # a volume per bucket; the default, free disk / 128 MB, runs out on a nearly full disk
         *[f"-{flag}={port}" for flag, port in ports.items()],
     ]  # fmt: skip
     log = open(home / "weed.log", "wb")

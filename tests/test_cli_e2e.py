@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import copy_stages
+from conftest import copy_stages, error_lines
 
 from score.store.schemas import REPORTS_SCHEMA
 
@@ -369,6 +369,6 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     store = tmp_path / "store"
     done = score(*args, "--set", f"store.root={store}") if "store.root=s3" not in " ".join(args) else score(*args)
     assert done.returncode == 2, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    lines = error_lines(done.stderr)
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], done.stderr
     assert not store.exists() or not any(store.rglob("*.parquet"))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from conftest import error_lines
 
 from tests.test_cli_e2e import score
 
@@ -150,6 +151,6 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     store = tmp_path / "store"
     done = score(*args, "-c", "configs/ci.yaml", "--set", f"store.root={store}")
     assert done.returncode == 2, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    lines = error_lines(done.stderr)
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], done.stderr
     assert not store.exists() or not any(store.rglob("*.parquet"))

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import error_lines
 from rich.console import Console
 
 from score.inspection import check_round, list_runs_table, sample_report, show_round, stage_markdown
@@ -216,7 +217,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(shared_round, tmp_path,
     before = sorted(str(p) for p in Path(store).rglob("*"))
     done = score(*args, "--set", f"store.root={store}") if "store.root=ftp" not in " ".join(args) else score(*args)
     assert done.returncode == 2, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    lines = error_lines(done.stderr)
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], done.stderr
     assert sorted(str(p) for p in Path(store).rglob("*")) == before
     assert not (ROOT / "reports" / "nope").exists()

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import s3fs
+from conftest import error_lines
 from s3server import S3Server, seaweedfs, weed_binary
 
 from score.config import StoreConfig
@@ -181,7 +182,7 @@ def cli_args(s3: Bucket) -> list[str]:
 def test_cli_with_a_wrong_secret_is_one_error_line_exit_2(s3: Bucket):
     done = score("run", *cli_args(s3), env={**os.environ, **s3.server.env(secret="not-the-secret")}, timeout=300)
     assert done.returncode == 2, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    lines = error_lines(done.stderr)
     assert len(lines) == 1 and lines[0].startswith("error:"), done.stderr
     assert f"s3://{s3.name}/runs" in lines[0] and "AWS_SECRET_ACCESS_KEY" in lines[0], done.stderr
     assert objects(s3) == []
