@@ -33,7 +33,7 @@ run: setup
 	$(BIN)/score run --config configs/default.yaml
 
 test: install lint mlflow-env
-	$(BIN)/python -m pytest -q -ra --durations=15
+	$(BIN)/python -m pytest -q -ra --durations=30
 
 test-fast: install lint
 	$(BIN)/python -m pytest -q -ra -m "not slow"

@@ -1,6 +1,6 @@
 """What CI costs: `.ci/run` on a fresh clone of HEAD, with `../shared` beside it and an empty SCORE_CACHE (the model
 converted and the corpus built again), timed as a whole and by part (set-up, `make test`, `make test-vllm`), with
-the fifteen slowest tests `make test` prints. pip's download cache is this machine's: a CI machine without one
+the thirty slowest tests `make test` prints. pip's download cache is this machine's: a CI machine without one
 spends longer on the set-up. Takes about as long as CI (40-50 minutes on 2 cores); run nothing else beside it.
 
 Run: `python benchmarks/ci_time.py [--shared ../shared]`; prints the figures and writes them as a record
@@ -27,10 +27,11 @@ STEPS = ("make -j2 install mlflow-env", "make test", "wait", "make test-vllm")  
 def slowest(log: str) -> list[dict]:
     """The `--durations` table of pytest's output: seconds, phase and test of each line.
 
-    >>> slowest("== slowest 15 durations ==\\n12.50s call     tests/test_a.py::test_b\\n== short ==")
+    >>> slowest("== slowest 30 durations ==\\n12.50s call     tests/test_a.py::test_b\\n== short ==")
     [{'seconds': 12.5, 'phase': 'call', 'test': 'tests/test_a.py::test_b'}]
     """
-    table = log.split("slowest 15 durations", 1)[-1] if "slowest 15 durations" in log else ""
+    header = re.search(r"slowest \d+ durations", log)
+    table = log[header.end() :] if header else ""
     found = re.findall(r"^([\d.]+)s (call|setup|teardown)\s+(\S+)", table, re.MULTILINE)
     return [{"seconds": float(s), "phase": p, "test": t} for s, p, t in found]
 
