@@ -195,6 +195,7 @@ def toy_run_config(folder: Path, corpus: Path, queries: Path | None = None) -> R
             f"store.root={folder / 'store'}",
             f"search.corpus={corpus}",
             f"data.queries={queries or corpus.parent / 'queries.jsonl'}",
+            "data.queries_per_round=2",  # configs/ci.yaml runs one: groups of two queries in one batch
             "data.heldout=2",
             "run=toy",
             "generate.report_tokens=400",

@@ -4,6 +4,7 @@ evaluator and judge (marked slow), and their bad input (one line, exit 2, nothin
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -40,22 +41,28 @@ def test_ablate_holds_one_arms_engines_at_a_time(monkeypatch):
             assert events[i + 1] == ("release", event[1])  # released before anything else runs
 
 
+def started_at(manifest: Path) -> str:
+    return json.loads(manifest.read_text())["started_at"]
+
+
 @pytest.mark.slow
-def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path):
-    """Its own campaign, at one query a round: starting from the session's campaign (two queries a round, its
-    rounds copied) measured 335 s against 288 s, since the static arm's round 1 then judges twice the reports."""
+def test_ablation_then_eval_and_judge_on_the_real_model(tmp_path, ci_campaign):
+    """The session's campaign is the SCORE arm (run `ci` copied whole: the ablation finds every stage and held-out
+    measurement of it done), so only the static arm's round 1 runs: 70 s against 190 s for both arms afresh."""
     store = tmp_path / "store"
+    shutil.copytree(ci_campaign.store / "ci", store / "ci")
     common = ("-c", "configs/ci.yaml", "--set", f"store.root={store}", "--set", "benchmark.limit=1")
-    common += ("--set", "data.queries_per_round=1")  # one query a round: the plumbing, at half the CI's minutes
-    common += ("--set", "data.heldout=1")  # every checkpoint on one held-out question: the arms' gold, paired
+    common += ("--set", "data.heldout=2")  # the campaign's: every checkpoint on two held-out questions, paired
+    before = {m: started_at(m) for m in (store / "ci").rglob("_manifest.json")}
     done = score("ablate", "--rounds", "2", *common, timeout=2400)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert {m: started_at(m) for m in before} == before  # nothing of the SCORE arm redone
     for run, mode in (("ci", "rules"), ("ci-static", "static")):
         for r in (0, 1):
             harness = json.loads((store / run / f"round-000{r}" / "harness" / "_manifest.json").read_text())
             assert harness["config"]["harness"]["mode"] == mode and harness["config"]["seed"] == 0
             held = json.loads((store / run / "heldout" / f"round-000{r}" / "_manifest.json").read_text())["stats"]
-            assert held["queries"] == 1 and held["reports"] == 1 and 0 <= held["gold_recall"] <= 1
+            assert held["queries"] == 2 and held["reports"] == 2 and 0 <= held["gold_recall"] <= 1
             print(
                 f"{run} ({mode}) round {r}: held-out gold recall {held['gold_recall']}, answers "
                 f"{held['answer_accuracy']}"
