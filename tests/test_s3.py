@@ -294,19 +294,9 @@ def test_two_process_workers_write_what_one_writes_on_s3_through_a_prefect_serve
     are checked in process (tests/test_shards.py): here its 70 s a run would check the same plumbing again."""
     env = {**os.environ, **s3.server.env(), **prefect_env, "CUDA_VISIBLE_DEVICES": "0,1"}  # CPU stand-ins for GPUs
     logs = {}
+    shards = ["--set", "generate.shards=2", "--set", "data.queries_per_round=2"]  # a query each (ci.yaml has one)
     for run, how in (("two", ["--workers", "2"]), ("one", ["--no-flow"])):
-        args = [
-            "stage",
-            "generate-reports",
-            "--round",
-            "0",
-            *how,
-            *cli_args(s3),
-            "--set",
-            "generate.shards=2",
-            "--set",
-            "data.queries_per_round=2",
-        ]
+        args = ["stage", "generate-reports", "--round", "0", *how, *cli_args(s3), *shards]
         done = score(*args, "--set", f"run={run}", env=env)
         assert done.returncode == 0, done.stderr[-3000:]
         logs[run] = done.stderr
