@@ -224,6 +224,15 @@ def tiny_model():
     return load_backend(ModelConfig(batch_size=8))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Marks a test whose call failed (`item.failed_call`), for fixtures that print a diagnosis at teardown."""
+    report = yield
+    if report.when == "call" and report.failed:
+        item.failed_call = True
+    return report
+
+
 LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [\w.]+: ")  # score.cli's log format
 
 

@@ -34,6 +34,16 @@ class S3Server:
     endpoint: str  # http://127.0.0.1:PORT
     key: str
     secret: str
+    home: Path | None = None  # its data and log, while it runs
+
+    def diagnosis(self) -> str:
+        """Free disk where it keeps its data and the end of its log: what a failed S3 test prints."""
+        if self.home is None or not self.home.exists():
+            return "no server folder"
+        free = shutil.disk_usage(self.home).free / 2**30
+        log = self.home / "weed.log"
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        return f"weed mini in {self.home}: {free:.2f} GiB free there; its log ends:\n{tail}"
 
     def env(self, secret: str | None = None) -> dict[str, str]:
         """The AWS_* variables a client of this server needs (pass `secret` to sign with a wrong one)."""
@@ -88,7 +98,7 @@ def seaweedfs(
         )
     )
     ports = dict(zip(PORT_FLAGS, _free_ports(len(PORT_FLAGS))))
-    server = S3Server(f"http://127.0.0.1:{ports['s3.port']}", key, secret)
+    server = S3Server(f"http://127.0.0.1:{ports['s3.port']}", key, secret, home)
     cmd = [
         binary, f"-logdir={home}", "mini",  # -logdir: its glog files, else /tmp/weed.*
         f"-dir={home / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",

@@ -61,8 +61,9 @@ def s3_server():
 
 
 @pytest.fixture
-def s3(s3_server: S3Server, monkeypatch) -> Bucket:
-    """A fresh bucket, and this process's AWS_* variables set to sign for it."""
+def s3(s3_server: S3Server, monkeypatch, request) -> Bucket:
+    """A fresh bucket, and this process's AWS_* variables set to sign for it; a failed test prints the server's
+    free disk and log (SeaweedFS answers InternalError when it cannot make a volume for a bucket)."""
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
@@ -73,6 +74,8 @@ def s3(s3_server: S3Server, monkeypatch) -> Bucket:
     fs.mkdir(name)
     yield Bucket(s3_server, name, fs)
     s3fs.S3FileSystem.clear_instance_cache()
+    if getattr(request.node, "failed_call", False):
+        print(s3_server.diagnosis())
 
 
 def objects(bucket: Bucket, prefix: str = "") -> list[str]:
